@@ -1,0 +1,236 @@
+//! AWS access: one `SdkConfig` for all clients, and errors turned into one clear sentence with
+//! the fix. One module per resource kind reads and changes that kind.
+
+pub mod apigw;
+pub mod dynamodb;
+pub mod iam;
+pub mod lambda;
+pub mod logs;
+pub mod ssm;
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_types::request_id::RequestId;
+
+/// Flags that choose the account, region and endpoint; shared by every command.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AwsArgs {
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE or `default`).
+    #[arg(long, global = true, env = "AWS_PROFILE", hide_env_values = true)]
+    pub profile: Option<String>,
+    /// Region (default: `region` in wsctl.yaml, then the profile's or AWS_REGION).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Send every AWS call to this endpoint, e.g. a local moto server.
+    /// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured too.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("no AWS region is set\nhint: add `region: eu-west-1` to wsctl.yaml, pass --region, or set AWS_REGION")]
+    NoRegion,
+    #[error("no AWS credentials were found ({0})\nhint: run `aws configure` (or `aws sso login --profile NAME` and pass --profile NAME), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    NoCredentials(String),
+    #[error("{op} {resource}: AWS rejected the credentials ({code}: {message})\nhint: they are invalid or expired; refresh them (e.g. `aws sso login`) or check --profile and the region")]
+    BadCredentials { op: &'static str, resource: String, code: String, message: String },
+    #[error("{op} {resource}: access denied ({message})\nhint: the identity in use lacks this permission; deploy with a role that allows it (see README, \"Permissions wsctl needs\")")]
+    AccessDenied { op: &'static str, resource: String, message: String },
+    #[error("{op} {resource}: cannot reach the AWS endpoint ({detail})\nhint: check the network, the region and --endpoint-url / AWS_ENDPOINT_URL")]
+    Unreachable { op: &'static str, resource: String, detail: String },
+    #[error("{op} {resource}: still throttled after retries ({message})\nhint: wait a minute and re-run; wsctl resumes where it stopped")]
+    Throttled { op: &'static str, resource: String, message: String },
+    #[error("{op} {resource}: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
+    Service { op: &'static str, resource: String, code: String, message: String, request_id: Option<String> },
+    #[error("{op} {resource}: {detail}")]
+    Other { op: &'static str, resource: String, detail: String },
+}
+
+impl AwsError {
+    /// Credentials, permissions and region problems are the caller's to fix, not transient.
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            AwsError::NoRegion | AwsError::NoCredentials(_) | AwsError::BadCredentials { .. } | AwsError::AccessDenied { .. }
+        )
+    }
+}
+
+const CREDENTIAL_CODES: &[&str] = &[
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+];
+const DENIED_CODES: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"];
+const THROTTLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+];
+
+/// Turns an SDK error into an [`AwsError`] naming the operation and the resource.
+pub fn classify<E, R>(err: SdkError<E, R>, op: &'static str, resource: impl Display) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let resource = resource.to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = e.message().unwrap_or("").to_string();
+            if CREDENTIAL_CODES.contains(&code.as_str()) {
+                AwsError::BadCredentials { op, resource, code, message }
+            } else if DENIED_CODES.contains(&code.as_str()) {
+                AwsError::AccessDenied { op, resource, message }
+            } else if THROTTLE_CODES.contains(&code.as_str()) {
+                AwsError::Throttled { op, resource, message }
+            } else {
+                let request_id = e.meta().request_id().map(str::to_string);
+                AwsError::Service { op, resource, code, message, request_id }
+            }
+        }
+        SdkError::DispatchFailure(failure) => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if detail.contains("credentials") || detail.contains("Credentials") {
+                AwsError::NoCredentials(short(&detail))
+            } else if failure.is_io() || failure.is_timeout() {
+                AwsError::Unreachable { op, resource, detail: short(&detail) }
+            } else {
+                AwsError::Other { op, resource, detail: short(&detail) }
+            }
+        }
+        SdkError::TimeoutError(_) => AwsError::Unreachable { op, resource, detail: "timed out".into() },
+        _ => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if detail.contains("region") && detail.contains("endpoint") {
+                AwsError::NoRegion
+            } else {
+                AwsError::Other { op, resource, detail: short(&detail) }
+            }
+        }
+    }
+}
+
+fn short(detail: &str) -> String {
+    let line = detail.replace('\n', " ");
+    if line.len() > 300 { format!("{}…", &line[..line.char_indices().nth(299).map(|(i, _)| i).unwrap_or(line.len())]) } else { line }
+}
+
+/// `.ctx("CreateRole", &name)` on an SDK result: the error names what was being done.
+pub trait Ctx<T> {
+    fn ctx(self, op: &'static str, resource: impl Display) -> Result<T, AwsError>;
+}
+
+impl<T, E, R> Ctx<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn ctx(self, op: &'static str, resource: impl Display) -> Result<T, AwsError> {
+        self.map_err(|e| classify(e, op, resource))
+    }
+}
+
+/// `Ok(None)` when the call failed only because the resource does not exist.
+pub fn found<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<Option<T>, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata,
+{
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_code(&e, NOT_FOUND_CODES) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+const NOT_FOUND_CODES: &[&str] =
+    &["NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "ParameterNotFound", "ResourceNotFound"];
+
+pub fn is_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>, codes: &[&str]) -> bool {
+    err.as_service_error().and_then(|e| e.code()).is_some_and(|c| codes.contains(&c))
+}
+
+/// One client per service, built once from a shared config.
+#[derive(Clone)]
+pub struct Clients {
+    pub region: String,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Clients {
+    /// Resolves region and credentials up front so that a missing one is reported before
+    /// anything else happens.
+    pub async fn connect(args: &AwsArgs, config_region: Option<&str>) -> Result<Clients, AwsError> {
+        let sdk = sdk_config(args, config_region).await;
+        let region = sdk.region().map(|r| r.to_string()).ok_or(AwsError::NoRegion)?;
+        let provider = sdk.credentials_provider().ok_or_else(|| AwsError::NoCredentials("no provider configured".into()))?;
+        use aws_credential_types::provider::ProvideCredentials;
+        provider.provide_credentials().await.map_err(|e| AwsError::NoCredentials(short(&DisplayErrorContext(&e).to_string())))?;
+        Ok(Clients {
+            region,
+            iam: aws_sdk_iam::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            apigw: aws_sdk_apigatewayv2::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            sts: aws_sdk_sts::Client::new(&sdk),
+        })
+    }
+
+    /// The account the credentials belong to: every ARN the stack uses is built from it.
+    pub async fn account(&self) -> Result<String, AwsError> {
+        let me = self.sts.get_caller_identity().send().await.ctx("GetCallerIdentity", "(the credentials in use)")?;
+        me.account.ok_or_else(|| AwsError::Other {
+            op: "GetCallerIdentity",
+            resource: String::new(),
+            detail: "the response named no account".into(),
+        })
+    }
+}
+
+async fn sdk_config(args: &AwsArgs, config_region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Standard retries with more attempts: a deploy makes bursts of control-plane calls
+        // that AWS throttles at a few per second.
+        .retry_config(RetryConfig::standard().with_max_attempts(8).with_max_backoff(Duration::from_secs(20)));
+    if let Some(profile) = &args.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = args.region.as_deref().or(config_region) {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(endpoint) = &args.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// Tags as a sorted map, from whatever shape a service returns them in.
+pub fn tag_map<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> crate::engine::model::Tags {
+    pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+}

@@ -1,0 +1,237 @@
+//! Builds function crates with cargo-lambda and packs each binary into a deployment zip.
+//!
+//! The zip is written byte-for-byte reproducibly (fixed timestamp and mode), so an unchanged
+//! binary gives an unchanged `CodeSha256` and deploy skips the upload. Cargo's own
+//! fingerprints decide whether anything is recompiled.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Arch, Config};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Artifact {
+    pub zip: PathBuf,
+    /// Base64 SHA-256 of the zip: what Lambda reports as `CodeSha256`.
+    pub sha256: String,
+    pub bytes: u64,
+    pub architecture: String,
+    /// False when the zip on disk was already this content.
+    pub rebuilt: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cargo-lambda is not installed (`cargo lambda --version` failed: {0})\nhint: install it with `pip install cargo-lambda` (brings zig for cross-compiling) or `cargo install --locked cargo-lambda`")]
+    NoCargoLambda(String),
+    #[error("the Rust target {triple} is not installed, and {arch} functions need it\nhint: run `rustup target add {triple}`, or build for this machine with `--arch host`")]
+    MissingTarget { triple: &'static str, arch: Arch },
+    #[error("{path} is not a Cargo crate ({detail})\nhint: `crate:` in wsctl.yaml must point at a directory with a Cargo.toml, relative to wsctl.yaml")]
+    NotACrate { path: PathBuf, detail: String },
+    #[error("crate {krate} has no binary named `{bin}`; it has: {available}\nhint: set `bin:` for this function in wsctl.yaml")]
+    NoSuchBin { krate: String, bin: String, available: String },
+    #[error("building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for arm64, cargo-lambda needs zig (`pip install ziglang`)")]
+    Failed { bin: String, arch: Arch, code: i32 },
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildError {
+    move |e| BuildError::Io(format!("{context}: {e}"))
+}
+
+fn triple(arch: Arch) -> &'static str {
+    match arch.resolve() {
+        Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        _ => "x86_64-unknown-linux-gnu",
+    }
+}
+
+/// Builds every function of `config` (for `arch` when given, else each function's own).
+/// Functions sharing a crate, binary and architecture are built once.
+pub fn build_all(config: &Config, arch: Option<Arch>, quiet: bool) -> Result<BTreeMap<String, Artifact>, BuildError> {
+    let version = Command::new("cargo").args(["lambda", "--version"]).output();
+    match version {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => return Err(BuildError::NoCargoLambda(String::from_utf8_lossy(&out.stderr).trim().to_string())),
+        Err(e) => return Err(BuildError::NoCargoLambda(e.to_string())),
+    }
+    let mut built: BTreeMap<(PathBuf, String, Arch), Artifact> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (logical, f) in &config.functions {
+        let arch = arch.unwrap_or(config.arch_of(f)).resolve();
+        let krate = inspect(&f.crate_path, f.bin.as_deref())?;
+        let key = (f.crate_path.clone(), krate.bin.clone(), arch);
+        if let Some(artifact) = built.get(&key) {
+            out.insert(logical.clone(), artifact.clone());
+            continue;
+        }
+        let artifact = build_one(&krate, arch, quiet)?;
+        built.insert(key, artifact.clone());
+        out.insert(logical.clone(), artifact);
+    }
+    Ok(out)
+}
+
+/// The zips a previous build left, without building (for `status`): missing ones are absent.
+pub fn existing(config: &Config) -> BTreeMap<String, Artifact> {
+    let mut out = BTreeMap::new();
+    for (logical, f) in &config.functions {
+        let arch = config.arch_of(f).resolve();
+        let Ok(krate) = inspect(&f.crate_path, f.bin.as_deref()) else { continue };
+        let zip = zip_path(&krate, arch);
+        if let Ok(bytes) = std::fs::read(&zip) {
+            out.insert(
+                logical.clone(),
+                Artifact { sha256: sha256_b64(&bytes), bytes: bytes.len() as u64, zip, architecture: arch.lambda_name().into(), rebuilt: false },
+            );
+        }
+    }
+    out
+}
+
+struct Crate {
+    manifest: PathBuf,
+    name: String,
+    bin: String,
+    target_dir: PathBuf,
+}
+
+fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(BuildError::NotACrate { path: dir.to_path_buf(), detail: "no Cargo.toml".into() });
+    }
+    let out = Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .map_err(io("running cargo metadata"))?;
+    if !out.status.success() {
+        return Err(BuildError::NotACrate { path: dir.to_path_buf(), detail: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| BuildError::Io(format!("cargo metadata: {e}")))?;
+    let canonical = manifest.canonicalize().map_err(io(manifest.display()))?;
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["manifest_path"].as_str().map(PathBuf::from).is_some_and(|m| m == canonical))
+        .ok_or_else(|| BuildError::NotACrate { path: dir.to_path_buf(), detail: "cargo metadata does not list it".into() })?;
+    let name = package["name"].as_str().unwrap_or_default().to_string();
+    let bins: Vec<String> = package["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    let bin = match bin {
+        Some(b) => b.to_string(),
+        None if bins.len() == 1 => bins[0].clone(),
+        None => name.clone(),
+    };
+    if !bins.contains(&bin) {
+        let available = if bins.is_empty() { "no binaries".to_string() } else { bins.join(", ") };
+        return Err(BuildError::NoSuchBin { krate: name, bin, available });
+    }
+    let target_dir = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"));
+    Ok(Crate { manifest, name, bin, target_dir })
+}
+
+fn zip_path(krate: &Crate, arch: Arch) -> PathBuf {
+    krate.target_dir.join("wsctl").join(arch.lambda_name()).join(format!("{}.zip", krate.bin))
+}
+
+fn target_installed(triple: &str) -> bool {
+    match Command::new("rustup").args(["target", "list", "--installed"]).output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == triple),
+        // Without rustup the toolchain's own targets decide; let cargo report it.
+        _ => true,
+    }
+}
+
+fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildError> {
+    let triple = triple(arch);
+    let host = triple == triple_of_host();
+    if !host && !target_installed(triple) {
+        return Err(BuildError::MissingTarget { triple, arch });
+    }
+    let lock_dir = krate.target_dir.join("wsctl");
+    std::fs::create_dir_all(&lock_dir).map_err(io(lock_dir.display()))?;
+    // Two wsctl builds of one target directory would race on the zip; take turns.
+    let lock = File::create(lock_dir.join("build.lock")).map_err(io("creating build lock"))?;
+    lock.lock().map_err(io("locking the build directory"))?;
+
+    let mut cmd = Command::new("cargo");
+    cmd.args(["lambda", "build", "--release", "--output-format", "binary", "--target", triple, "--bin", &krate.bin])
+        .arg("--manifest-path")
+        .arg(&krate.manifest);
+    if host {
+        // Native builds need no zig.
+        cmd.args(["--compiler", "cargo"]);
+    }
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let status = cmd.status().map_err(io("running cargo lambda"))?;
+    if !status.success() {
+        return Err(BuildError::Failed { bin: krate.bin.clone(), arch, code: status.code().unwrap_or(-1) });
+    }
+    let binary = krate.target_dir.join(triple).join("release").join(&krate.bin);
+    let binary = if binary.is_file() { binary } else { krate.target_dir.join("lambda").join(&krate.bin).join("bootstrap") };
+    let program = std::fs::read(&binary).map_err(io(format!("reading {} (built from {})", binary.display(), krate.name)))?;
+    let zip = reproducible_zip(&program).map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
+    let path = zip_path(krate, arch);
+    let rebuilt = std::fs::read(&path).ok().as_deref() != Some(zip.as_slice());
+    if rebuilt {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(io(path.display()))?;
+        let tmp = path.with_extension("zip.tmp");
+        std::fs::write(&tmp, &zip).map_err(io(tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(io(path.display()))?;
+    }
+    Ok(Artifact { sha256: sha256_b64(&zip), bytes: zip.len() as u64, zip: path, architecture: arch.lambda_name().into(), rebuilt })
+}
+
+fn triple_of_host() -> &'static str {
+    triple(Arch::Host)
+}
+
+/// `bootstrap` alone, executable, with a fixed timestamp: same binary, same bytes.
+pub fn reproducible_zip(program: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755)
+        .last_modified_time(zip::DateTime::default());
+    writer.start_file("bootstrap", options)?;
+    writer.write_all(program)?;
+    Ok(writer.finish()?.into_inner())
+}
+
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zips_are_reproducible_and_hold_an_executable_bootstrap() {
+        let a = reproducible_zip(b"\x7fELF program").unwrap();
+        let b = reproducible_zip(b"\x7fELF program").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(sha256_b64(&a), sha256_b64(&reproducible_zip(b"other").unwrap()));
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
+        let entry = archive.by_name("bootstrap").unwrap();
+        assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o755);
+    }
+}

@@ -1,0 +1,76 @@
+//! One module per command. Each loads what it needs and returns an [`Error`] on failure.
+
+mod build;
+mod deploy;
+mod destroy;
+mod init;
+mod plan;
+mod status;
+
+use std::collections::BTreeMap;
+
+use crate::args::{BuildArgs, Cli, Command};
+use crate::aws::{AwsArgs, Clients};
+use crate::build::Artifact;
+use crate::config::Config;
+use crate::engine::desired::Target;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
+    match cli.command {
+        Command::Init { force } => init::run(&cli.config, force, &printer),
+        Command::Build(args) => build::run(&load(&cli.config, &args)?, &args, &printer).await,
+        Command::Plan(args) => plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
+        Command::Deploy(args) => deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
+        Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
+        Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,
+    }
+}
+
+/// The config, with `--arch` applied to every function.
+fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
+    let mut config = Config::load(path)?;
+    if let Some(arch) = args.arch {
+        config.architecture = arch;
+        for f in config.functions.values_mut() {
+            f.architecture = Some(arch);
+        }
+    }
+    Ok(config)
+}
+
+/// Clients and the account/region the stack lives in. Credentials are checked here, first.
+async fn connect(config: &Config, aws: &AwsArgs) -> Result<(Clients, Target), Error> {
+    let clients = Clients::connect(aws, config.region.as_deref()).await?;
+    let account = clients.account().await?;
+    let target = Target { account, region: clients.region.clone(), api_id: None };
+    Ok((clients, target))
+}
+
+/// Builds (or, with `--no-build`, finds) every function's zip.
+async fn artifacts(config: &Config, args: &BuildArgs, printer: &Printer) -> Result<BTreeMap<String, Artifact>, Error> {
+    if args.no_build {
+        let found = crate::build::existing(config);
+        let missing: Vec<&String> = config.functions.keys().filter(|f| !found.contains_key(*f)).collect();
+        if !missing.is_empty() {
+            let list = missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(Error::Usage { usage: format!("--no-build, but no zip was built for: {list}\nhint: run `wsctl build` first, or drop --no-build") });
+        }
+        return Ok(found);
+    }
+    printer.note("Building functions…");
+    let config = config.clone();
+    let quiet = printer.verbosity < 1;
+    tokio::task::spawn_blocking(move || crate::build::build_all(&config, None, quiet))
+        .await
+        .map_err(|e| Error::Io(format!("build task: {e}")))?
+        .map_err(Error::from)
+}
+
+/// `wss://` and `@connections` URLs of a deployed stage.
+fn urls(target: &Target, stage: &str) -> Option<(String, String)> {
+    let api = target.api_id.as_deref()?;
+    let host = format!("{api}.execute-api.{}.amazonaws.com", target.region);
+    Some((format!("wss://{host}/{stage}"), format!("https://{host}/{stage}/@connections")))
+}

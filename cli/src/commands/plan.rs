@@ -1,0 +1,25 @@
+use serde_json::json;
+
+use crate::args::BuildArgs;
+use crate::config::Config;
+use crate::engine;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, args: &BuildArgs, printer: &Printer) -> Result<(), Error> {
+    let artifacts = super::artifacts(config, args, printer).await?;
+    let (clients, mut target) = super::connect(config, aws).await?;
+    let probe = engine::desired::desired(config, &target, &artifacts);
+    let live = engine::read(&clients, config, &probe).await?;
+    if !live.foreign.is_empty() {
+        return Err(Error::Conflict(live.foreign));
+    }
+    target.api_id = live.api_id().map(str::to_string);
+    let plan = engine::full_plan(config, &target, &artifacts, &live);
+    if printer.json() {
+        printer.result_json(&json!({ "stack": config.stack, "stage": config.stage, "changes": plan.changes }));
+    } else {
+        printer.result(plan.to_string().trim_end());
+    }
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! `wsctl.yaml`: parsed strictly (unknown keys are errors), then validated as a whole so
+//! that one run reports every problem, each naming the file, the field and what is allowed.
+//!
+//! Loading never talks to AWS: a bad config fails before any credential is looked up.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Route selection over JSON bodies, as the bundled functions expect.
+pub const DEFAULT_ROUTE_SELECTION: &str = "$request.body.action";
+/// Browsers cannot set headers on a WebSocket, so the token travels in the query string.
+pub const DEFAULT_IDENTITY_SOURCE: &str = "route.request.querystring.token";
+/// CloudWatch Logs accepts only these retention periods.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+const SPECIAL_ROUTES: &[&str] = &["$connect", "$disconnect", "$default"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    Arm64,
+    #[serde(rename = "x86_64")]
+    #[value(name = "x86_64")]
+    X86_64,
+    /// The architecture of the machine running wsctl (for local runs).
+    Host,
+}
+
+impl Arch {
+    /// The Lambda architecture name this resolves to.
+    pub fn lambda_name(self) -> &'static str {
+        match self.resolve() {
+            Arch::Arm64 => "arm64",
+            _ => "x86_64",
+        }
+    }
+
+    /// `host` becomes the concrete architecture of this machine.
+    pub fn resolve(self) -> Arch {
+        match self {
+            Arch::Host if cfg!(target_arch = "aarch64") => Arch::Arm64,
+            Arch::Host => Arch::X86_64,
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Arm64 => "arm64",
+            Arch::X86_64 => "x86_64",
+            Arch::Host => "host",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Lower-case name shared by every resource of the stack.
+    pub stack: String,
+    #[serde(default = "default_stage")]
+    pub stage: String,
+    /// Falls back to the credential chain's region (profile, `AWS_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Default architecture of every function.
+    #[serde(default = "default_arch")]
+    pub architecture: Arch,
+    pub functions: BTreeMap<String, FunctionConfig>,
+    pub routes: BTreeMap<String, String>,
+    #[serde(default = "default_route_selection")]
+    pub route_selection_expression: String,
+    #[serde(default)]
+    pub authorizer: Option<AuthorizerConfig>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableConfig>,
+    #[serde(default)]
+    pub throttling: Throttling,
+    #[serde(default = "default_retention")]
+    pub log_retention_days: u32,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// Directory of the function's crate, relative to the config file.
+    #[serde(rename = "crate")]
+    pub crate_path: PathBuf,
+    /// Binary to ship when the crate has several; defaults to the crate directory's name.
+    #[serde(default)]
+    pub bin: Option<String>,
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout: u32,
+    #[serde(default)]
+    pub architecture: Option<Arch>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Tables this function may use, and how: the role grants exactly that.
+    #[serde(default)]
+    pub tables: BTreeMap<String, Access>,
+    /// May post to, read and close connections through this stage's `@connections` API.
+    #[serde(default)]
+    pub manage_connections: bool,
+    /// Functions of this stack it may invoke.
+    #[serde(default)]
+    pub invoke: Vec<String>,
+    /// May read the stack's token secret from SSM.
+    #[serde(default)]
+    pub read_secret: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerConfig {
+    pub function: String,
+    #[serde(default = "default_identity_source")]
+    pub identity_source: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `name` (string) or `name:N` / `name:B`.
+    pub partition_key: String,
+    #[serde(default)]
+    pub sort_key: Option<String>,
+    #[serde(default = "default_ttl_attribute")]
+    pub ttl_attribute: String,
+    #[serde(default)]
+    pub indexes: BTreeMap<String, IndexConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    pub partition_key: String,
+    #[serde(default)]
+    pub sort_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Throttling {
+    #[serde(default = "default_burst")]
+    pub burst: i32,
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Throttling { burst: default_burst(), rate: default_rate() }
+    }
+}
+
+fn default_stage() -> String {
+    "dev".into()
+}
+fn default_arch() -> Arch {
+    Arch::Arm64
+}
+fn default_route_selection() -> String {
+    DEFAULT_ROUTE_SELECTION.into()
+}
+fn default_identity_source() -> Vec<String> {
+    vec![DEFAULT_IDENTITY_SOURCE.into()]
+}
+fn default_retention() -> u32 {
+    14
+}
+fn default_memory() -> u32 {
+    128
+}
+fn default_timeout() -> u32 {
+    10
+}
+fn default_ttl_attribute() -> String {
+    "ttl".into()
+}
+fn default_burst() -> i32 {
+    500
+}
+fn default_rate() -> f64 {
+    1000.0
+}
+
+/// One problem in the config: where it is and what would be accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}\nhint: run `wsctl init` to write a commented wsctl.yaml, or pass --config PATH")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", render_problems(path, problems))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = format!("{} has {} problem(s):", path.display(), problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  - {}: {}", p.field, p.message));
+    }
+    out
+}
+
+/// A key attribute of a table or index.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KeyAttr {
+    pub name: String,
+    /// `S`, `N` or `B`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl KeyAttr {
+    pub fn parse(spec: &str) -> Result<KeyAttr, String> {
+        let (name, kind) = match spec.split_once(':') {
+            Some((n, k)) => (n, k),
+            None => (spec, "S"),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            return Err(format!(
+                "`{spec}` is not a key attribute; write `name` (string) or `name:N` / `name:B`"
+            ));
+        }
+        if !["S", "N", "B"].contains(&kind) {
+            return Err(format!("`{spec}` has type `{kind}`; allowed types are S, N and B"));
+        }
+        Ok(KeyAttr { name: name.into(), kind: kind.into() })
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative crate paths are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Config::parse(path, &text)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for function in config.functions.values_mut() {
+            if function.crate_path.is_relative() {
+                function.crate_path = base.join(&function.crate_path);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: path.to_path_buf(), problems })
+        }
+    }
+
+    /// The architecture `function` is built and deployed for.
+    pub fn arch_of(&self, function: &FunctionConfig) -> Arch {
+        function.architecture.unwrap_or(self.architecture)
+    }
+
+    /// Every problem, not just the first, so one edit can fix them all.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: String, message: String| out.push(Problem { field, message });
+
+        if !is_name(&self.stack, 20) {
+            bad("stack".into(), format!("`{}` is not allowed: use 1-20 characters, lower-case letters, digits and `-`, starting with a letter", self.stack));
+        }
+        if !is_name(&self.stage, 16) {
+            bad("stage".into(), format!("`{}` is not allowed: use 1-16 characters, lower-case letters, digits and `-`, starting with a letter", self.stage));
+        }
+        if let Some(region) = &self.region {
+            let ok = region.split('-').count() >= 3
+                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                bad("region".into(), format!("`{region}` is not an AWS region name such as `eu-west-1`"));
+            }
+        }
+        if self.functions.is_empty() {
+            bad("functions".into(), "at least one function is required".into());
+        }
+        for (name, f) in &self.functions {
+            let at = format!("functions.{name}");
+            if !is_name(name, 24) {
+                bad(at.clone(), "function names use 1-24 characters, lower-case letters, digits and `-`, starting with a letter".into());
+            }
+            if !(128..=10240).contains(&f.memory) {
+                bad(format!("{at}.memory"), format!("{} MB is out of range: Lambda allows 128 to 10240", f.memory));
+            }
+            if !(1..=900).contains(&f.timeout) {
+                bad(format!("{at}.timeout"), format!("{} s is out of range: Lambda allows 1 to 900", f.timeout));
+            }
+            for key in f.environment.keys() {
+                let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    bad(format!("{at}.environment.{key}"), "variable names use letters, digits and `_`, starting with a letter".into());
+                } else if key.starts_with("AWS_") || key.starts_with("WSCTL_") {
+                    bad(format!("{at}.environment.{key}"), "names starting with AWS_ or WSCTL_ are reserved (wsctl sets WSCTL_* itself)".into());
+                }
+            }
+            for table in f.tables.keys() {
+                if !self.tables.contains_key(table) {
+                    bad(format!("{at}.tables.{table}"), format!("no table `{table}` is declared under `tables`; declared: {}", list(self.tables.keys())));
+                }
+            }
+            for target in &f.invoke {
+                if !self.functions.contains_key(target) {
+                    bad(format!("{at}.invoke"), format!("no function `{target}`; declared: {}", list(self.functions.keys())));
+                }
+            }
+            if f.bin.as_deref().is_some_and(str::is_empty) {
+                bad(format!("{at}.bin"), "must not be empty; omit it to use the crate's name".into());
+            }
+        }
+        if self.routes.is_empty() {
+            bad("routes".into(), "at least one route is required, e.g. `$default: message`".into());
+        }
+        for (key, function) in &self.routes {
+            let at = format!("routes.{key}");
+            if key.starts_with('$') {
+                if !SPECIAL_ROUTES.contains(&key.as_str()) {
+                    bad(at.clone(), format!("`{key}` is not a route key: the only keys starting with `$` are $connect, $disconnect and $default"));
+                }
+            } else if key.is_empty()
+                || key.len() > 128
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+            {
+                bad(at.clone(), format!("`{key}` is not a route key: use 1-128 letters, digits, `_`, `-`, `.` or `:` (it is matched against the `action` field of a frame)"));
+            }
+            if !self.functions.contains_key(function) {
+                bad(at, format!("no function `{function}`; declared: {}", list(self.functions.keys())));
+            }
+        }
+        if !self.route_selection_expression.starts_with("$request.body.") {
+            bad("route_selection_expression".into(), format!("`{}` is not allowed: it must select a body field, e.g. `$request.body.action`", self.route_selection_expression));
+        }
+        if let Some(auth) = &self.authorizer {
+            if !self.functions.contains_key(&auth.function) {
+                bad("authorizer.function".into(), format!("no function `{}`; declared: {}", auth.function, list(self.functions.keys())));
+            }
+            if !self.routes.contains_key("$connect") {
+                bad("authorizer".into(), "an authorizer runs on `$connect`, so `routes` must have a `$connect` route".into());
+            }
+            if auth.identity_source.is_empty() {
+                bad("authorizer.identity_source".into(), format!("at least one source is required, e.g. `{DEFAULT_IDENTITY_SOURCE}`"));
+            }
+            for source in &auth.identity_source {
+                let ok = ["route.request.querystring.", "route.request.header.", "stageVariables.", "context."]
+                    .iter()
+                    .any(|p| source.starts_with(p) && source.len() > p.len());
+                if !ok {
+                    bad("authorizer.identity_source".into(), format!("`{source}` is not an identity source: use route.request.querystring.NAME or route.request.header.NAME"));
+                }
+            }
+        }
+        for (name, t) in &self.tables {
+            let at = format!("tables.{name}");
+            if !is_name(name, 24) {
+                bad(at.clone(), "table names use 1-24 characters, lower-case letters, digits and `-`, starting with a letter".into());
+            }
+            let mut keys = vec![(format!("{at}.partition_key"), Some(&t.partition_key)), (format!("{at}.sort_key"), t.sort_key.as_ref())];
+            for (index, i) in &t.indexes {
+                if !is_name(index, 32) {
+                    bad(format!("{at}.indexes.{index}"), "index names use lower-case letters, digits and `-`, starting with a letter".into());
+                }
+                keys.push((format!("{at}.indexes.{index}.partition_key"), Some(&i.partition_key)));
+                keys.push((format!("{at}.indexes.{index}.sort_key"), i.sort_key.as_ref()));
+            }
+            let mut types: BTreeMap<String, String> = BTreeMap::new();
+            for (field, spec) in keys {
+                let Some(spec) = spec else { continue };
+                match KeyAttr::parse(spec) {
+                    Err(e) => bad(field, e),
+                    Ok(k) => {
+                        if let Some(prev) = types.insert(k.name.clone(), k.kind.clone())
+                            && prev != k.kind
+                        {
+                            bad(field, format!("attribute `{}` is used as {} elsewhere in this table; one attribute has one type", k.name, prev));
+                        }
+                    }
+                }
+            }
+            if t.ttl_attribute.is_empty() {
+                bad(format!("{at}.ttl_attribute"), "must name the attribute holding the expiry (epoch seconds), e.g. `ttl`".into());
+            }
+        }
+        if self.throttling.burst < 0 || self.throttling.burst > 5000 {
+            bad("throttling.burst".into(), format!("{} is out of range: 0 to 5000 (the account's burst limit)", self.throttling.burst));
+        }
+        if !(0.0..=10000.0).contains(&self.throttling.rate) {
+            bad("throttling.rate".into(), format!("{} is out of range: 0 to 10000 requests/s (the account's limit)", self.throttling.rate));
+        }
+        if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
+            bad("log_retention_days".into(), format!("{} is not a CloudWatch Logs retention; allowed: {}", self.log_retention_days, list(LOG_RETENTION_DAYS.iter())));
+        }
+        for (key, value) in &self.tags {
+            if key.starts_with("wsctl:") || key.starts_with("aws:") {
+                bad(format!("tags.{key}"), "keys starting with `wsctl:` or `aws:` are reserved".into());
+            } else if key.is_empty() || key.len() > 128 || value.len() > 256 {
+                bad(format!("tags.{key}"), "tag keys are 1-128 characters and values at most 256".into());
+            }
+        }
+        out
+    }
+}
+
+fn is_name(s: &str, max: usize) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.len() <= max
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.ends_with('-')
+}
+
+fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let v: Vec<String> = items.map(|i| i.to_string()).collect();
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+stack: chat
+functions:
+  connect: { crate: fn/connect, tables: { connections: read-write } }
+  message: { crate: fn/message, memory: 256 }
+routes:
+  $connect: connect
+  $default: message
+  sendmessage: message
+tables:
+  connections: { partition_key: pk, sort_key: "serial:N" }
+"#;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::parse(Path::new("wsctl.yaml"), text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("expected validation problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_config_gets_defaults() {
+        let c = Config::parse(Path::new("wsctl.yaml"), GOOD).unwrap();
+        assert_eq!(c.stage, "dev");
+        assert_eq!(c.architecture, Arch::Arm64);
+        assert_eq!(c.functions["connect"].memory, 128);
+        assert_eq!(c.functions["message"].memory, 256);
+        assert_eq!(c.route_selection_expression, DEFAULT_ROUTE_SELECTION);
+        assert_eq!(c.tables["connections"].ttl_attribute, "ttl");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse(Path::new("wsctl.yaml"), &format!("{GOOD}colour: blue\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("colour"), "{text}");
+        assert!(text.contains("wsctl.yaml"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_is_a_parse_error() {
+        let err = Config::parse(Path::new("w.yaml"), &GOOD.replace("memory: 256", "memory: lots")).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("lots"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let text = GOOD
+            .replace("memory: 256", "memory: 64")
+            .replace("sendmessage: message", "$sendmessage: message\n  ok: nowhere");
+        let p = problems(&text);
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert!(fields.contains(&"functions.message.memory"), "{p:?}");
+        assert!(fields.contains(&"routes.$sendmessage"), "{p:?}");
+        assert!(fields.contains(&"routes.ok"), "{p:?}");
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn key_types_and_references_are_checked() {
+        let text = GOOD.replace("read-write", "read-write, history: read").replace("serial:N", "serial:X");
+        let p = problems(&text);
+        assert!(p.iter().any(|p| p.field == "functions.connect.tables.history"), "{p:?}");
+        assert!(p.iter().any(|p| p.field == "tables.connections.sort_key" && p.message.contains("S, N and B")), "{p:?}");
+    }
+
+    #[test]
+    fn authorizer_needs_a_connect_route() {
+        let text = GOOD.replace("  $connect: connect\n", "") + "authorizer: { function: connect }\n";
+        let p = problems(&text);
+        assert!(p.iter().any(|p| p.field == "authorizer"), "{p:?}");
+    }
+
+    #[test]
+    fn key_attr_parses_types() {
+        assert_eq!(KeyAttr::parse("pk").unwrap(), KeyAttr { name: "pk".into(), kind: "S".into() });
+        assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
+        assert!(KeyAttr::parse(":N").is_err());
+    }
+}

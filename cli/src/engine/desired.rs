@@ -1,0 +1,335 @@
+//! What the config asks for, as specs with physical names and ARNs filled in.
+//!
+//! Names are derived from stack + stage only, so every command can find the stack's
+//! resources again without a state file.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::model::*;
+use crate::build::Artifact;
+use crate::config::{Access, Config, KeyAttr};
+
+/// Tag every resource of a stack carries; nothing without it is ever changed or deleted.
+pub const STACK_TAG: &str = "wsctl:stack";
+pub const STAGE_TAG: &str = "wsctl:stage";
+/// Statement id of the permission that lets this stack's API invoke a function.
+pub const PERMISSION_SID: &str = "wsctl-apigateway";
+/// Name of the one inline policy wsctl writes on each role.
+pub const POLICY_NAME: &str = "wsctl";
+pub const RUNTIME: &str = "provided.al2023";
+pub const HANDLER: &str = "bootstrap";
+/// API Gateway's own ceiling for an integration.
+pub const INTEGRATION_TIMEOUT_MS: i32 = 29_000;
+/// Shown in a plan where an id only exists once the API does.
+pub const UNKNOWN_API_ID: &str = "(known after apply)";
+
+/// Where the stack lives: filled from STS and the API once it exists.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub account: String,
+    pub region: String,
+    pub api_id: Option<String>,
+}
+
+impl Target {
+    fn api(&self) -> &str {
+        self.api_id.as_deref().unwrap_or(UNKNOWN_API_ID)
+    }
+
+    pub fn function_arn(&self, function: &str) -> String {
+        format!("arn:aws:lambda:{}:{}:function:{function}", self.region, self.account)
+    }
+
+    pub fn invoke_uri(&self, function: &str) -> String {
+        format!(
+            "arn:aws:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
+            self.region,
+            self.function_arn(function)
+        )
+    }
+
+    pub fn api_arn(&self) -> String {
+        format!("arn:aws:execute-api:{}:{}:{}", self.region, self.account, self.api())
+    }
+
+    pub fn role_arn(&self, path: &str, role: &str) -> String {
+        format!("arn:aws:iam::{}:role{path}{role}", self.account)
+    }
+
+    pub fn table_arn(&self, table: &str) -> String {
+        format!("arn:aws:dynamodb:{}:{}:table/{table}", self.region, self.account)
+    }
+}
+
+/// Physical names of a stack's resources.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub stack: String,
+    pub stage: String,
+}
+
+impl Names {
+    pub fn new(config: &Config) -> Names {
+        Names { stack: config.stack.clone(), stage: config.stage.clone() }
+    }
+    /// Prefix of every function, role and table name of the stack.
+    pub fn prefix(&self) -> String {
+        format!("{}-{}-", self.stack, self.stage)
+    }
+    pub fn function(&self, logical: &str) -> String {
+        format!("{}{logical}", self.prefix())
+    }
+    pub fn table(&self, logical: &str) -> String {
+        format!("{}{logical}", self.prefix())
+    }
+    pub fn api(&self) -> String {
+        format!("{}-{}", self.stack, self.stage)
+    }
+    pub fn role_path(&self) -> String {
+        format!("/wsctl/{}/{}/", self.stack, self.stage)
+    }
+    pub fn log_group(&self, function: &str) -> String {
+        format!("/aws/lambda/{}", self.function(function))
+    }
+    pub fn secret(&self) -> String {
+        format!("/wsctl/{}/{}/token-secret", self.stack, self.stage)
+    }
+    pub fn authorizer(&self) -> String {
+        format!("{}-authorizer", self.api())
+    }
+    pub fn tags(&self, extra: &Tags) -> Tags {
+        let mut tags = extra.clone();
+        tags.insert(STACK_TAG.into(), self.stack.clone());
+        tags.insert(STAGE_TAG.into(), self.stage.clone());
+        tags
+    }
+    /// True when `tags` say the resource belongs to this stack and stage.
+    pub fn owns(&self, tags: &Tags) -> bool {
+        tags.get(STACK_TAG) == Some(&self.stack) && tags.get(STAGE_TAG) == Some(&self.stage)
+    }
+    /// Environment variable a function reads a table's name from.
+    pub fn table_env(logical: &str) -> String {
+        format!("WSCTL_TABLE_{}", logical.to_ascii_uppercase().replace('-', "_"))
+    }
+    pub fn function_env(logical: &str) -> String {
+        format!("WSCTL_FUNCTION_{}", logical.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+/// The `@connections` base URL of a stage, as a function posts to it.
+pub fn connections_url(target: &Target, stage: &str) -> String {
+    format!("https://{}.execute-api.{}.amazonaws.com/{stage}", target.api(), target.region)
+}
+
+/// Every resource the config asks for. `artifacts` gives each function's built zip.
+pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Artifact>) -> Vec<Spec> {
+    let names = Names::new(config);
+    let tags = names.tags(&config.tags);
+    let mut out = Vec::new();
+
+    if config.functions.values().any(|f| f.read_secret) {
+        out.push(Spec::Secret(SecretSpec { name: names.secret(), tags: tags.clone() }));
+    }
+    for (logical, t) in &config.tables {
+        let key = |s: &str| KeyAttr::parse(s).expect("validated at load");
+        out.push(Spec::Table(TableSpec {
+            name: names.table(logical),
+            partition_key: key(&t.partition_key),
+            sort_key: t.sort_key.as_deref().map(key),
+            indexes: t
+                .indexes
+                .iter()
+                .map(|(n, i)| {
+                    (n.clone(), IndexSpec { partition_key: key(&i.partition_key), sort_key: i.sort_key.as_deref().map(key) })
+                })
+                .collect(),
+            ttl_attribute: Some(t.ttl_attribute.clone()),
+            tags: tags.clone(),
+        }));
+    }
+    out.push(Spec::Api(ApiSpec {
+        name: names.api(),
+        route_selection_expression: config.route_selection_expression.clone(),
+        tags: tags.clone(),
+    }));
+
+    for (logical, f) in &config.functions {
+        let function = names.function(logical);
+        out.push(Spec::LogGroup(LogGroupSpec {
+            name: names.log_group(logical),
+            retention_days: Some(config.log_retention_days),
+            tags: tags.clone(),
+        }));
+        out.push(Spec::Role(RoleSpec {
+            name: function.clone(),
+            path: names.role_path(),
+            assume_role_policy: assume_role_policy(),
+            policies: BTreeMap::from([(POLICY_NAME.to_string(), role_policy(config, &names, target, logical))]),
+            tags: tags.clone(),
+        }));
+        let artifact = artifacts.get(logical);
+        out.push(Spec::Function(FunctionSpec {
+            name: function.clone(),
+            role: target.role_arn(&names.role_path(), &function),
+            runtime: RUNTIME.into(),
+            handler: HANDLER.into(),
+            architecture: config.arch_of(f).lambda_name().into(),
+            memory: f.memory as i32,
+            timeout: f.timeout as i32,
+            environment: environment(config, &names, target, logical),
+            code_sha256: artifact.map(|a| a.sha256.clone()).unwrap_or_else(|| "(not built)".into()),
+            tags: tags.clone(),
+            zip: artifact.map(|a| a.zip.clone()),
+        }));
+    }
+
+    let mut integrated: Vec<&String> = config.routes.values().collect();
+    integrated.sort();
+    integrated.dedup();
+    let mut invoked_by_api = integrated.clone();
+    if let Some(auth) = &config.authorizer {
+        invoked_by_api.push(&auth.function);
+        invoked_by_api.sort();
+        invoked_by_api.dedup();
+        out.push(Spec::Authorizer(AuthorizerSpec {
+            name: names.authorizer(),
+            function: auth.function.clone(),
+            uri: target.invoke_uri(&names.function(&auth.function)),
+            identity_source: auth.identity_source.clone(),
+        }));
+    }
+    for logical in invoked_by_api {
+        let function = names.function(logical);
+        out.push(Spec::Permission(PermissionSpec {
+            function: function.clone(),
+            statement_id: PERMISSION_SID.into(),
+            source_arn: format!("{}/*", target.api_arn()),
+        }));
+    }
+    for logical in integrated {
+        out.push(Spec::Integration(IntegrationSpec {
+            function: logical.clone(),
+            uri: target.invoke_uri(&names.function(logical)),
+            timeout_ms: INTEGRATION_TIMEOUT_MS,
+        }));
+    }
+    for (key, logical) in &config.routes {
+        let authorizer = (key == "$connect" && config.authorizer.is_some()).then(|| names.authorizer());
+        out.push(Spec::Route(RouteSpec { route_key: key.clone(), function: Some(logical.clone()), authorizer }));
+    }
+    out.push(Spec::Stage(StageSpec {
+        name: config.stage.clone(),
+        auto_deploy: true,
+        throttling_burst: config.throttling.burst,
+        throttling_rate: config.throttling.rate,
+        tags,
+    }));
+    out
+}
+
+pub fn assume_role_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+const READ_ACTIONS: &[&str] =
+    &["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"];
+const WRITE_ACTIONS: &[&str] =
+    &["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"];
+
+/// Least privilege: each statement names exact ARNs of this stack; the only wildcard is the
+/// log-stream part of the function's own log group and the connection id under its stage.
+fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -> Value {
+    let f = &config.functions[logical];
+    let mut statements = vec![json!({
+        "Sid": "OwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [format!("arn:aws:logs:{}:{}:log-group:{}:*", target.region, target.account, names.log_group(logical))],
+    })];
+    for (table, access) in &f.tables {
+        let physical = names.table(table);
+        let mut resources = vec![target.table_arn(&physical)];
+        if *access != Access::Write {
+            for index in config.tables[table].indexes.keys() {
+                resources.push(format!("{}/index/{index}", target.table_arn(&physical)));
+            }
+        }
+        let actions: Vec<&str> = match access {
+            Access::Read => READ_ACTIONS.to_vec(),
+            Access::Write => WRITE_ACTIONS.to_vec(),
+            Access::ReadWrite => READ_ACTIONS.iter().chain(WRITE_ACTIONS).copied().collect(),
+        };
+        statements.push(json!({
+            "Sid": format!("Table{}", camel(table)),
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": resources,
+        }));
+    }
+    if f.manage_connections {
+        statements.push(json!({
+            "Sid": "ManageConnections",
+            "Effect": "Allow",
+            "Action": ["execute-api:ManageConnections"],
+            "Resource": [format!("{}/{}/*/@connections/*", target.api_arn(), config.stage)],
+        }));
+    }
+    if !f.invoke.is_empty() {
+        let mut targets: Vec<String> = f.invoke.iter().map(|t| target.function_arn(&names.function(t))).collect();
+        targets.sort();
+        targets.dedup();
+        statements.push(json!({
+            "Sid": "InvokeStackFunctions",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": targets,
+        }));
+    }
+    if f.read_secret {
+        statements.push(json!({
+            "Sid": "ReadTokenSecret",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [format!("arn:aws:ssm:{}:{}:parameter{}", target.region, target.account, names.secret())],
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn environment(config: &Config, names: &Names, target: &Target, logical: &str) -> BTreeMap<String, String> {
+    let f = &config.functions[logical];
+    let mut env = f.environment.clone();
+    env.insert("WSCTL_STACK".into(), config.stack.clone());
+    env.insert("WSCTL_STAGE".into(), config.stage.clone());
+    for table in f.tables.keys() {
+        env.insert(Names::table_env(table), names.table(table));
+    }
+    for other in &f.invoke {
+        env.insert(Names::function_env(other), names.function(other));
+    }
+    if f.manage_connections {
+        env.insert("WSCTL_CONNECTIONS_URL".into(), connections_url(target, &config.stage));
+    }
+    if f.read_secret {
+        env.insert("WSCTL_SECRET_PARAMETER".into(), names.secret());
+    }
+    env
+}
+
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}

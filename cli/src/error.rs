@@ -1,0 +1,68 @@
+//! The error of a command, and the exit code it maps to (documented in README).
+
+use crate::aws::AwsError;
+use crate::build::BuildError;
+use crate::config::ConfigError;
+use crate::engine::model::ResourceId;
+
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// An unexpected failure (a bug, or the file system).
+    pub const INTERNAL: i32 = 1;
+    /// Bad command line or bad wsctl.yaml: nothing was sent to AWS.
+    pub const USAGE: i32 = 2;
+    /// No region, no or rejected credentials, access denied.
+    pub const CREDENTIALS: i32 = 3;
+    /// An AWS call failed while applying; re-running resumes where it stopped.
+    pub const AWS: i32 = 4;
+    /// Building a function failed, or a build tool is missing.
+    pub const BUILD: i32 = 5;
+    /// A resource with a name the stack needs exists but belongs to something else.
+    pub const CONFLICT: i32 = 6;
+    /// The user declined the confirmation.
+    pub const DECLINED: i32 = 7;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("{usage}")]
+    Usage { usage: String },
+    #[error("{} resource(s) with names this stack needs exist without its tags, so wsctl will not touch them:\n{}\nhint: delete or rename them, or choose another `stack`/`stage` in wsctl.yaml", .0.len(), list(.0))]
+    Conflict(Vec<ResourceId>),
+    #[error("{} change(s) failed:\n{}\nhint: fix the cause and re-run; every step is idempotent and the next run continues from here", .0.len(), failures(.0))]
+    Partial(Vec<(ResourceId, AwsError)>),
+    #[error("aborted: nothing was changed")]
+    Declined,
+    #[error("{0}")]
+    Io(String),
+}
+
+fn list(ids: &[ResourceId]) -> String {
+    ids.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
+}
+
+fn failures(f: &[(ResourceId, AwsError)]) -> String {
+    f.iter().map(|(id, e)| format!("  - {id}: {e}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage { .. } => exit::USAGE,
+            Error::Aws(e) if e.is_setup() => exit::CREDENTIALS,
+            Error::Aws(_) => exit::AWS,
+            Error::Partial(f) if f.iter().all(|(_, e)| e.is_setup()) => exit::CREDENTIALS,
+            Error::Partial(_) => exit::AWS,
+            Error::Build(_) => exit::BUILD,
+            Error::Conflict(_) => exit::CONFLICT,
+            Error::Declined => exit::DECLINED,
+            Error::Io(_) => exit::INTERNAL,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! `wsctl`: parse, run, map the outcome to an exit code.
+
+mod args;
+mod aws;
+mod build;
+mod commands;
+mod config;
+mod engine;
+mod error;
+mod output;
+
+use clap::Parser;
+
+fn main() {
+    let cli = args::Cli::parse();
+    let printer = output::Printer::new(cli.output, cli.verbose, cli.quiet, cli.no_progress);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(error::exit::INTERNAL);
+        }
+    };
+    let code = match runtime.block_on(commands::run(cli, printer)) {
+        Ok(()) => error::exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
