@@ -41,12 +41,6 @@ impl Printer {
         }
     }
 
-    pub fn detail(&self, text: impl AsRef<str>) {
-        if self.verbosity >= 1 {
-            eprintln!("{}", text.as_ref());
-        }
-    }
-
     /// The command's result (stdout).
     pub fn result(&self, text: impl AsRef<str>) {
         println!("{}", text.as_ref());

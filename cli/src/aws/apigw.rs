@@ -29,16 +29,12 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
             break;
         }
     }
+    // API names are not unique, so an untagged namesake is no conflict: it is simply not ours.
     let mut ours: Vec<_> = apis
         .into_iter()
         .filter_map(|a| {
             let tags = a.tags.clone().map(|t| t.into_iter().collect::<Tags>()).unwrap_or_default();
-            if names.owns(&tags) {
-                Some((a, tags))
-            } else {
-                live.foreign.push(ResourceId { kind: Kind::Api, name: wanted.clone() });
-                None
-            }
+            names.owns(&tags).then_some((a, tags))
         })
         .collect();
     // The oldest is the stack's API; any other (left by an interrupted create) is deleted.

@@ -1,0 +1,92 @@
+//! Bad config and missing credentials: the user-error exit code, a message naming the
+//! field or the fix, and not a single AWS call.
+
+use wsctl_tests::proxy::Proxy;
+use wsctl_tests::*;
+
+fn refused(edit: impl Fn(&str) -> String, field: &str, hint: &str) {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+    let edited = edit(&project.read_config());
+    assert_ne!(edited, project.read_config(), "the edit for {field} changed nothing");
+    project.write_config(&edited);
+    for command in [&["plan", "--no-build"][..], &["deploy", "--no-build"], &["status"], &["destroy", "--yes"]] {
+        let out = project.wsctl(&proxy.url(), command);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("wsctl.yaml"), "names the file: {err}");
+        assert!(err.contains(field), "names `{field}`: {err}");
+        assert!(err.contains(hint), "says what is allowed (`{hint}`): {err}");
+    }
+    assert_eq!(proxy.calls(), vec![], "a bad config must not reach AWS");
+}
+
+#[test]
+fn unknown_key() {
+    refused(|c| c.replacen("    memory: 256\n", "    memory: 256\n    memroy: 512\n", 1), "memroy", "memory");
+}
+
+#[test]
+fn wrong_type() {
+    refused(|c| c.replacen("timeout: 30", "timeout: thirty", 1), "thirty", "timeout");
+}
+
+#[test]
+fn invalid_route_key() {
+    refused(|c| c.replacen("  subscribe: message\n", "  $subscribe: message\n", 1), "routes.$subscribe", "$connect, $disconnect and $default");
+}
+
+#[test]
+fn memory_out_of_range() {
+    refused(|c| c.replacen("memory: 256", "memory: 20000", 1), "functions.message.memory", "128 to 10240");
+}
+
+#[test]
+fn route_to_an_undeclared_function() {
+    refused(|c| c.replacen("  subscribe: message\n", "  subscribe: messages\n", 1), "routes.subscribe", "declared: authorizer, connect");
+}
+
+#[test]
+fn missing_credentials_are_one_sentence_and_the_fix() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+    let mut cmd = project.command(&proxy.url(), &["status"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS credentials were found"), "{err}");
+    assert!(err.contains("aws configure") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(err.lines().count() <= 3, "no raw SDK dump: {err}");
+    assert_eq!(proxy.calls(), vec![]);
+}
+
+#[test]
+fn missing_region_names_the_three_ways_to_set_it() {
+    let project = Project::new();
+    project.write_config(&project.read_config().replace("region: us-east-1\n", ""));
+    let out = project.wsctl("http://127.0.0.1:9", &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS region") && err.contains("--region") && err.contains("AWS_REGION"), "{err}");
+}
+
+#[test]
+fn init_writes_a_config_that_loads_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsctl.yaml");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(wsctl_bin());
+        cmd.arg("--config").arg(&path).args(args);
+        cmd.output().unwrap()
+    };
+    assert!(run(&["init"]).status.success());
+    let text_written = std::fs::read_to_string(&path).unwrap();
+    assert!(text_written.contains("stack: chat") && text_written.contains("$connect: connect"));
+    let again = run(&["init"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(run(&["init", "--force"]).status.success());
+}

@@ -1,0 +1,187 @@
+//! Everything in the emulated account, read through the AWS SDK and normalised (random API
+//! ids replaced), so two accounts can be compared and an orphan shows up as a difference.
+//! It lists the whole account, not one stack: that is what makes orphans visible.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+pub async fn snapshot(endpoint: &str) -> Value {
+    let sdk = crate::sdk(endpoint).await;
+    let (iam, lambda, dynamodb, logs, ssm, apigw) = (
+        aws_sdk_iam::Client::new(&sdk),
+        aws_sdk_lambda::Client::new(&sdk),
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        aws_sdk_ssm::Client::new(&sdk),
+        aws_sdk_apigatewayv2::Client::new(&sdk),
+    );
+    let mut out = BTreeMap::new();
+
+    let mut roles = BTreeMap::new();
+    for role in iam.list_roles().send().await.unwrap().roles {
+        let name = role.role_name;
+        let tags: BTreeMap<String, String> =
+            iam.list_role_tags().role_name(&name).send().await.unwrap().tags.into_iter().map(|t| (t.key, t.value)).collect();
+        let mut policies = BTreeMap::new();
+        for p in iam.list_role_policies().role_name(&name).send().await.unwrap().policy_names {
+            let doc = iam.get_role_policy().role_name(&name).policy_name(&p).send().await.unwrap().policy_document;
+            policies.insert(p, decode(&doc));
+        }
+        roles.insert(name, json!({"path": role.path, "tags": tags, "policies": policies}));
+    }
+    out.insert("roles", json!(roles));
+
+    let mut functions = BTreeMap::new();
+    for f in lambda.list_functions().send().await.unwrap().functions.unwrap_or_default() {
+        let name = f.function_name.unwrap_or_default();
+        let got = lambda.get_function().function_name(&name).send().await.unwrap();
+        let c = got.configuration.unwrap();
+        let policy = match lambda.get_policy().function_name(&name).send().await {
+            Ok(p) => serde_json::from_str::<Value>(&p.policy.unwrap_or_default()).unwrap_or(Value::Null)["Statement"].clone(),
+            Err(_) => Value::Null,
+        };
+        functions.insert(
+            name,
+            json!({
+                "role": c.role, "memory": c.memory_size, "timeout": c.timeout, "runtime": c.runtime.map(|r| r.as_str().to_string()),
+                "arch": c.architectures.map(|a| a.iter().map(|x| x.as_str().to_string()).collect::<Vec<_>>()),
+                "env": c.environment.and_then(|e| e.variables).map(|v| v.into_iter().collect::<BTreeMap<_, _>>()),
+                "code": c.code_sha256, "tags": got.tags.map(|t| t.into_iter().collect::<BTreeMap<_, _>>()), "policy": policy,
+            }),
+        );
+    }
+    out.insert("functions", json!(functions));
+
+    let mut tables = BTreeMap::new();
+    for name in dynamodb.list_tables().send().await.unwrap().table_names.unwrap_or_default() {
+        let t = dynamodb.describe_table().table_name(&name).send().await.unwrap().table.unwrap();
+        let ttl = dynamodb.describe_time_to_live().table_name(&name).send().await.unwrap().time_to_live_description.unwrap();
+        let tags: BTreeMap<String, String> = dynamodb
+            .list_tags_of_resource()
+            .resource_arn(t.table_arn.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        let keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+            k.iter().map(|k| format!("{}:{}", k.attribute_name, k.key_type.as_str())).collect::<Vec<_>>()
+        };
+        let indexes: BTreeMap<String, Vec<String>> = t
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| (i.index_name.clone().unwrap_or_default(), keys(i.key_schema())))
+            .collect();
+        tables.insert(
+            name,
+            json!({
+                "keys": keys(t.key_schema()), "indexes": indexes, "billing": t.billing_mode_summary.as_ref().and_then(|b| b.billing_mode.clone()).map(|b| b.as_str().to_string()),
+                "ttl": [ttl.attribute_name, ttl.time_to_live_status.map(|s| s.as_str().to_string())], "tags": tags,
+            }),
+        );
+    }
+    out.insert("tables", json!(tables));
+
+    let mut groups = BTreeMap::new();
+    for g in logs.describe_log_groups().send().await.unwrap().log_groups.unwrap_or_default() {
+        let arn = g.arn.unwrap_or_default();
+        let tags = logs.list_tags_for_resource().resource_arn(arn.trim_end_matches(":*")).send().await.unwrap().tags;
+        groups.insert(g.log_group_name.unwrap_or_default(), json!({"retention": g.retention_in_days, "tags": tags}));
+    }
+    out.insert("log_groups", json!(groups));
+
+    let mut params = BTreeMap::new();
+    for p in ssm.describe_parameters().send().await.unwrap().parameters.unwrap_or_default() {
+        let name = p.name.unwrap_or_default();
+        let tags: BTreeMap<String, String> = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(&name)
+            .send()
+            .await
+            .unwrap()
+            .tag_list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        params.insert(name, json!({"type": p.r#type.map(|t| t.as_str().to_string()), "tags": tags}));
+    }
+    out.insert("parameters", json!(params));
+
+    let mut apis = Vec::new();
+    let mut ids = Vec::new();
+    for api in apigw.get_apis().send().await.unwrap().items.unwrap_or_default() {
+        let id = api.api_id.clone().unwrap_or_default();
+        ids.push(id.clone());
+        let integrations = apigw.get_integrations().api_id(&id).send().await.unwrap().items.unwrap_or_default();
+        let uri_of: BTreeMap<String, String> = integrations
+            .iter()
+            .map(|i| (i.integration_id.clone().unwrap_or_default(), i.integration_uri.clone().unwrap_or_default()))
+            .collect();
+        let mut integration_list: Vec<Value> = integrations
+            .iter()
+            .map(|i| json!({"uri": i.integration_uri, "type": i.integration_type.as_ref().map(|t| t.as_str().to_string()), "timeout": i.timeout_in_millis}))
+            .collect();
+        integration_list.sort_by_key(|v| v.to_string());
+        let mut routes = Vec::new();
+        for r in apigw.get_routes().api_id(&id).send().await.unwrap().items.unwrap_or_default() {
+            let authorizer = match &r.authorizer_id {
+                Some(a) => {
+                    let got = apigw.get_authorizer().api_id(&id).authorizer_id(a).send().await.unwrap();
+                    json!({"name": got.name, "type": got.authorizer_type.map(|t| t.as_str().to_string()), "uri": got.authorizer_uri, "identity": got.identity_source})
+                }
+                None => Value::Null,
+            };
+            let target = r.target.as_deref().and_then(|t| t.strip_prefix("integrations/")).and_then(|i| uri_of.get(i)).cloned();
+            routes.push(json!({
+                "key": r.route_key, "target": target, "auth": r.authorization_type.map(|t| t.as_str().to_string()), "authorizer": authorizer,
+            }));
+        }
+        routes.sort_by_key(|v| v.to_string());
+        let mut stages = Vec::new();
+        for s in apigw.get_stages().api_id(&id).send().await.unwrap().items.unwrap_or_default() {
+            let settings = s.default_route_settings;
+            stages.push(json!({
+                "name": s.stage_name, "auto_deploy": s.auto_deploy,
+                "burst": settings.as_ref().and_then(|x| x.throttling_burst_limit), "rate": settings.as_ref().and_then(|x| x.throttling_rate_limit),
+                "tags": s.tags.map(|t| t.into_iter().collect::<BTreeMap<_, _>>()),
+            }));
+        }
+        apis.push(json!({
+            "name": api.name, "protocol": api.protocol_type.map(|p| p.as_str().to_string()), "selection": api.route_selection_expression,
+            "tags": api.tags.map(|t| t.into_iter().collect::<BTreeMap<_, _>>()), "integrations": integration_list, "routes": routes, "stages": stages,
+        }));
+    }
+    apis.sort_by_key(|v| v.to_string());
+    out.insert("apis", json!(apis));
+
+    // API ids are random: name them by position so equal accounts compare equal.
+    let mut text = serde_json::to_string(&out).unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        text = text.replace(id.as_str(), &format!("<api-{n}>"));
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+fn decode(text: &str) -> Value {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    serde_json::from_slice(&out).unwrap_or(Value::Null)
+}
