@@ -108,7 +108,7 @@ async fn deploy_creates_the_whole_stack() {
     for f in FUNCTIONS {
         let role = format!("fixture-test-{f}");
         let doc = iam.get_role_policy().role_name(&role).policy_name("wsctl").send().await.unwrap().policy_document;
-        let doc = decode(&doc);
+        let doc = inventory::decode(&doc);
         for statement in doc["Statement"].as_array().unwrap() {
             for resource in statement["Resource"].as_array().unwrap() {
                 let r = resource.as_str().unwrap();
@@ -155,22 +155,6 @@ async fn deploy_creates_the_whole_stack() {
     let status = stdout_json(&status);
     assert_eq!(status["in_sync"], true, "{status}");
     assert_eq!(status["url"], result["url"]);
-}
-
-fn decode(text: &str) -> Value {
-    let mut bytes = Vec::new();
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            bytes.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            bytes.push(b[i]);
-            i += 1;
-        }
-    }
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[test]

@@ -168,7 +168,8 @@ pub async fn snapshot(endpoint: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn decode(text: &str) -> Value {
+/// IAM policy documents arrive URL-encoded.
+pub fn decode(text: &str) -> Value {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;

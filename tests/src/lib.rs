@@ -21,13 +21,24 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The `wsctl` binary `cargo test --workspace` built next to this test binary.
+/// The `wsctl` binary, built (or found fresh) once per test run. `cargo test` builds a
+/// package's binaries only for that package's own integration tests, so build it here, with
+/// the same package selection as `cargo test --workspace` so no dependency is rebuilt.
 pub fn wsctl_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let bin = dir.join("wsctl");
-    assert!(bin.is_file(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--workspace", "--bins", "--quiet"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building wsctl failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        dir.join("wsctl")
+    })
+    .clone()
 }
 
 pub fn free_port() -> u16 {

@@ -215,7 +215,7 @@ pub async fn update_api(clients: &Clients, api_id: &str, spec: &ApiSpec, current
     }
     if spec.tags != current.tags {
         let arn = api_resource_arn(&clients.region, api_id);
-        let stale: Vec<String> = current.tags.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+        let stale = super::removed_keys(&current.tags, &spec.tags);
         if !stale.is_empty() {
             clients.apigw.untag_resource().resource_arn(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
         }

@@ -169,7 +169,7 @@ pub async fn update(clients: &Clients, spec: &TableSpec, current: &TableSpec, ar
         }
     }
     if current.tags != spec.tags {
-        let stale: Vec<String> = current.tags.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+        let stale = super::removed_keys(&current.tags, &spec.tags);
         if !stale.is_empty() {
             clients.dynamodb.untag_resource().resource_arn(arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
         }

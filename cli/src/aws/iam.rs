@@ -98,7 +98,7 @@ pub async fn update(clients: &Clients, spec: &RoleSpec, current: Option<&RoleSpe
     }
     let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
     if current_tags != spec.tags {
-        let stale: Vec<String> = current_tags.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+        let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
             clients.iam.untag_role().role_name(&spec.name).set_tag_keys(Some(stale)).send().await.ctx("UntagRole", &spec.name)?;
         }

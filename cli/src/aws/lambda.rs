@@ -173,7 +173,7 @@ pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&Fun
     let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
     if current_tags != spec.tags {
         let arn = function_arn(clients, &spec.name).await?;
-        let stale: Vec<String> = current_tags.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+        let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
             clients.lambda.untag_resource().resource(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
         }

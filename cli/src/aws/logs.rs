@@ -75,7 +75,7 @@ pub async fn update(clients: &Clients, spec: &LogGroupSpec, current: Option<&Log
     if current.is_none() || current_tags != spec.tags {
         // Unknown current tags (None) are rewritten in full.
         let arn = arn_of(clients, &spec.name).await?;
-        let stale: Vec<String> = current_tags.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+        let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
             clients.logs.untag_resource().resource_arn(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
         }

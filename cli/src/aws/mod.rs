@@ -234,3 +234,8 @@ async fn sdk_config(args: &AwsArgs, config_region: Option<&str>) -> SdkConfig {
 pub fn tag_map<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> crate::engine::model::Tags {
     pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }
+
+/// Keys tagged now that the wanted tags no longer have: to be untagged.
+pub fn removed_keys(current: &crate::engine::model::Tags, wanted: &crate::engine::model::Tags) -> Vec<String> {
+    current.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect()
+}

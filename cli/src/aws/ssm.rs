@@ -58,8 +58,8 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
     }
 }
 
-pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &super::super::engine::model::Tags) -> Result<(), AwsError> {
-    let stale: Vec<String> = current.keys().filter(|k| !spec.tags.contains_key(*k)).cloned().collect();
+pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::engine::model::Tags) -> Result<(), AwsError> {
+    let stale = super::removed_keys(&current, &spec.tags);
     if !stale.is_empty() {
         clients
             .ssm
