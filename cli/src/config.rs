@@ -525,6 +525,13 @@ tables:
     }
 
     #[test]
+    fn the_init_template_is_a_valid_config() {
+        let c = Config::parse(Path::new("wsctl.yaml"), include_str!("../../templates/wsctl.yaml")).unwrap();
+        assert_eq!(c.functions.len(), 5);
+        assert_eq!(c.authorizer.unwrap().function, "authorizer");
+    }
+
+    #[test]
     fn key_attr_parses_types() {
         assert_eq!(KeyAttr::parse("pk").unwrap(), KeyAttr { name: "pk".into(), kind: "S".into() });
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");

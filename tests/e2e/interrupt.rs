@@ -22,7 +22,12 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
     for k in 1..total {
         moto.reset();
         proxy.freeze_after(k);
-        let mut child = project.command(&proxy.url(), &["deploy", "--no-build", "--no-progress"]).spawn().unwrap();
+        let mut child = project
+            .command(&proxy.url(), &["deploy", "--no-build", "--no-progress"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let started = Instant::now();
         while !proxy.frozen() {
             if let Some(status) = child.try_wait().unwrap() {

@@ -1,0 +1,112 @@
+//! Fan-out: one `@connections` POST per subscriber (API Gateway has no broadcast), page by
+//! page, with bounded concurrency. A 410 Gone removes *that* connection and its subscriptions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Key, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub delivered: u64,
+    pub gone: u64,
+    pub failed: u64,
+}
+
+impl std::ops::AddAssign for Report {
+    fn add_assign(&mut self, o: Report) {
+        self.delivered += o.delivered;
+        self.gone += o.gone;
+        self.failed += o.failed;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum PostError {
+    /// The connection is closed or unknown.
+    Gone,
+    Other(String),
+}
+
+/// The stage's `@connections` API.
+#[derive(Clone)]
+pub struct Connections {
+    pub client: Client,
+}
+
+impl Connections {
+    pub async fn post(&self, connection: &str, data: &str) -> Result<(), PostError> {
+        let sent = self.client.post_to_connection().connection_id(connection).data(Blob::new(data.as_bytes().to_vec())).send().await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(PostError::Gone),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => Err(PostError::Gone),
+            Err(e) => Err(PostError::Other(format!("{e:?}").chars().take(200).collect())),
+        }
+    }
+}
+
+/// A subscriptions-table key as plain strings, so it can travel in an invocation payload.
+pub fn key_to_json(key: &Key) -> HashMap<String, String> {
+    key.iter().filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone()))).collect()
+}
+
+pub fn key_from_json(key: &HashMap<String, String>) -> Key {
+    key.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect()
+}
+
+/// Reads up to `budget` subscribers of `channel` from `start`; returns them and where the
+/// next invocation should continue. Reading first lets the caller hand the rest of a large
+/// channel on before it starts posting, so invocations work in parallel.
+pub async fn collect(store: &Store, channel: &str, mut start: Option<Key>, budget: usize) -> Result<(Vec<String>, Option<Key>), StoreError> {
+    let mut out = Vec::new();
+    loop {
+        let page_size = (budget - out.len()).clamp(1, 1000) as i32;
+        let (subscribers, next) = store.subscribers(channel, start.take(), page_size).await?;
+        out.extend(subscribers.into_iter().map(|s| s.connection));
+        match next {
+            Some(key) if out.len() < budget => start = Some(key),
+            next => return Ok((out, next)),
+        }
+    }
+}
+
+/// Posts `frame` to each connection, `concurrency` at a time.
+pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<String>, frame: &str, concurrency: usize) -> Report {
+    let frame: Arc<str> = Arc::from(frame);
+    let outcomes: Vec<(String, Result<(), PostError>)> = stream::iter(targets)
+        .map(|connection| {
+            let frame = frame.clone();
+            async move {
+                let r = connections.post(&connection, &frame).await;
+                (connection, r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = Report::default();
+    for (connection, outcome) in outcomes {
+        match outcome {
+            Ok(()) => report.delivered += 1,
+            Err(PostError::Gone) => {
+                report.gone += 1;
+                // Only the connection that answered 410 goes, never the sender or others.
+                if let Err(e) = store.remove_connection(&connection).await {
+                    tracing::warn!(connection, error = %e, "could not remove a gone connection");
+                }
+            }
+            Err(PostError::Other(e)) => {
+                report.failed += 1;
+                tracing::warn!(connection, error = %e, "post to connection failed");
+            }
+        }
+    }
+    report
+}

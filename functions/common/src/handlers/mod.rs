@@ -1,0 +1,35 @@
+//! One handler per function. Each takes the context built at cold start and one event.
+
+pub mod authorizer;
+pub mod connect;
+pub mod disconnect;
+pub mod message;
+pub mod publish;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequestContext};
+use serde_json::Value;
+
+use crate::auth::Capabilities;
+
+pub fn ok() -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = 200;
+    r
+}
+
+/// The user and capabilities the authorizer put in the connection's context. API Gateway
+/// passes that context flat in `requestContext.authorizer` of every later event.
+pub fn identity(rc: &ApiGatewayWebsocketProxyRequestContext) -> Option<(String, Capabilities)> {
+    let a = &rc.authorizer;
+    let field = |k: &str| a.other.get(k).or_else(|| a.fields.get(k)).cloned();
+    let user = field("user")?.as_str()?.to_string();
+    let cap = match field("cap") {
+        Some(Value::String(s)) => serde_json::from_str(&s).unwrap_or_default(),
+        _ => Capabilities::default(),
+    };
+    Some((user, cap))
+}
+
+pub fn connection_id(rc: &ApiGatewayWebsocketProxyRequestContext) -> String {
+    rc.connection_id.clone().unwrap_or_default()
+}

@@ -1,0 +1,427 @@
+//! The DynamoDB data model (documented in `functions/DATA-MODEL.md`). Hot paths are single-item
+//! writes and Queries; nothing here Scans.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest};
+use serde_json::Value;
+
+use crate::auth::{Capabilities, now};
+use crate::protocol::{Member, Message};
+
+/// API Gateway closes a connection after 2 h; an item outlives that by an hour, so a
+/// connection whose `$disconnect` never ran expires on its own.
+pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
+
+pub type Key = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{op} on {table}: {message}")]
+pub struct StoreError {
+    pub op: &'static str,
+    pub table: String,
+    pub message: String,
+}
+
+fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, table: &'a str) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> StoreError + 'a {
+    move |e| StoreError {
+        op,
+        table: table.to_string(),
+        message: match e.as_service_error() {
+            Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or_default()),
+            None => format!("{e:?}").chars().take(300).collect(),
+        },
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn get_s(item: &Key, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+fn get_n(item: &Key, k: &str) -> Option<u64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+}
+
+/// Table names, from the function's environment.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub connections: String,
+    pub subscriptions: String,
+    pub history: String,
+    pub counters: String,
+}
+
+/// A live connection as `$connect` stored it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub id: String,
+    pub user: String,
+    pub capabilities: Capabilities,
+    pub connected_at: u64,
+}
+
+/// One subscriber of a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscriber {
+    pub connection: String,
+    pub user: String,
+    pub present: bool,
+    pub member: Value,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: Client,
+    pub tables: Tables,
+    /// How long published messages stay in history.
+    pub history_ttl: Duration,
+}
+
+impl Store {
+    pub async fn put_connection(&self, c: &Connection) -> Result<(), StoreError> {
+        let t = &self.tables.connections;
+        self.db
+            .put_item()
+            .table_name(t)
+            .item("pk", s(&c.id))
+            .item("user", s(&c.user))
+            .item("cap", s(serde_json::to_string(&c.capabilities).unwrap_or_default()))
+            .item("connected_at", n(c.connected_at))
+            .item("ttl", n(now() + CONNECTION_TTL_SECS))
+            .send()
+            .await
+            .map_err(err("PutItem", t))?;
+        Ok(())
+    }
+
+    pub async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        let t = &self.tables.connections;
+        let got = self.db.get_item().table_name(t).key("pk", s(id)).send().await.map_err(err("GetItem", t))?;
+        Ok(got.item.map(|item| Connection {
+            id: id.to_string(),
+            user: get_s(&item, "user").unwrap_or_default(),
+            capabilities: get_s(&item, "cap").and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
+            connected_at: get_n(&item, "connected_at").unwrap_or_default(),
+        }))
+    }
+
+    /// Subscribes (or, with `presence`, enters the presence set of) a channel: one item.
+    pub async fn subscribe(&self, channel: &str, connection: &str, user: &str, presence: Option<&Value>) -> Result<(), StoreError> {
+        let t = &self.tables.subscriptions;
+        let mut update = "SET #u = :u, #t = :t".to_string();
+        let mut req = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .key("connection", s(connection))
+            .expression_attribute_names("#u", "user")
+            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_values(":u", s(user))
+            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS));
+        if let Some(member) = presence {
+            update.push_str(", present = :p, #m = :m");
+            req = req
+                .expression_attribute_names("#m", "member")
+                .expression_attribute_values(":p", AttributeValue::Bool(true))
+                .expression_attribute_values(":m", s(member.to_string()));
+        }
+        req.update_expression(update).send().await.map_err(err("UpdateItem", t))?;
+        Ok(())
+    }
+
+    /// Leaves the presence set; true when the connection was present.
+    pub async fn leave_presence(&self, channel: &str, connection: &str) -> Result<bool, StoreError> {
+        let t = &self.tables.subscriptions;
+        let result = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .key("connection", s(connection))
+            .update_expression("REMOVE present, #m")
+            .condition_expression("attribute_exists(present)")
+            .expression_attribute_names("#m", "member")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(err("UpdateItem", t)(e)),
+        }
+    }
+
+    /// Removes one subscription; returns it as it was (to announce a presence leave).
+    pub async fn unsubscribe(&self, channel: &str, connection: &str) -> Result<Option<Subscriber>, StoreError> {
+        let t = &self.tables.subscriptions;
+        let old = self
+            .db
+            .delete_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .key("connection", s(connection))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(err("DeleteItem", t))?;
+        Ok(old.attributes.map(|item| subscriber(&item)))
+    }
+
+    /// One page of a channel's subscribers, in connection-id order.
+    pub async fn subscribers(&self, channel: &str, start: Option<Key>, limit: i32) -> Result<(Vec<Subscriber>, Option<Key>), StoreError> {
+        let t = &self.tables.subscriptions;
+        let page = self
+            .db
+            .query()
+            .table_name(t)
+            .key_condition_expression("channel = :c")
+            .expression_attribute_values(":c", s(channel))
+            .set_exclusive_start_key(start)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(err("Query", t))?;
+        let subs = page.items.unwrap_or_default().iter().map(subscriber).collect();
+        Ok((subs, page.last_evaluated_key.filter(|k| !k.is_empty())))
+    }
+
+    /// Present members of a channel.
+    pub async fn members(&self, channel: &str) -> Result<Vec<Member>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let (page, next) = self.subscribers(channel, start, 1000).await?;
+            out.extend(page.into_iter().filter(|s| s.present).map(|s| Member { user: s.user, connection: s.connection, data: s.member }));
+            match next {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The channels a connection is subscribed to (through the `by-connection` index).
+    pub async fn subscriptions_of(&self, connection: &str) -> Result<Vec<(String, Subscriber)>, StoreError> {
+        let t = &self.tables.subscriptions;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .db
+                .query()
+                .table_name(t)
+                .index_name("by-connection")
+                .key_condition_expression("#c = :c")
+                .expression_attribute_names("#c", "connection")
+                .expression_attribute_values(":c", s(connection))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err("Query", t))?;
+            for item in page.items.unwrap_or_default() {
+                out.push((get_s(&item, "channel").unwrap_or_default(), subscriber(&item)));
+            }
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Removes a connection and every subscription it holds (batched deletes). Returns the
+    /// channels where it was present, so a `leave` can be announced there.
+    pub async fn remove_connection(&self, connection: &str) -> Result<Vec<(String, Subscriber)>, StoreError> {
+        let subs = self.subscriptions_of(connection).await?;
+        let t = &self.tables.subscriptions;
+        for chunk in subs.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|(channel, _)| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .key("channel", s(channel))
+                                .key("connection", s(connection))
+                                .build()
+                                .expect("key set"),
+                        )
+                        .build()
+                })
+                .collect();
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .db
+                    .batch_write_item()
+                    .request_items(t, requests)
+                    .send()
+                    .await
+                    .map_err(err("BatchWriteItem", t))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(t)).unwrap_or_default();
+                attempt += 1;
+                if !requests.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        let c = &self.tables.connections;
+        self.db.delete_item().table_name(c).key("pk", s(connection)).send().await.map_err(err("DeleteItem", c))?;
+        Ok(subs.into_iter().filter(|(_, s)| s.present).collect())
+    }
+
+    /// The latest serial of a channel (0 before its first message).
+    pub async fn latest_serial(&self, channel: &str) -> Result<u64, StoreError> {
+        let t = &self.tables.counters;
+        let got = self.db.get_item().table_name(t).key("channel", s(channel)).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+        Ok(got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0))
+    }
+
+    /// Stores a message under the next serial of its channel. With a client id, a repeat
+    /// returns the first serial and `true` (already published) instead of storing again.
+    pub async fn append(&self, channel: &str, id: Option<&str>, from: &str, data: &Value) -> Result<(Message, bool), StoreError> {
+        let t = &self.tables.counters;
+        let dedupe_key = id.map(|id| format!("{channel}#id:{id}"));
+        if let Some(key) = &dedupe_key
+            && let Some(first) = self.first_serial(key).await?
+        {
+            return Ok((self.message(channel, first).await?.unwrap_or_else(|| placeholder(channel, first, id, from, data)), true));
+        }
+        let counter = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .update_expression("ADD serial :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(err("UpdateItem", t))?;
+        let serial = counter.attributes.as_ref().and_then(|a| get_n(a, "serial")).unwrap_or(1);
+        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        let message = Message {
+            channel: channel.to_string(),
+            serial,
+            id: id.map(str::to_string).unwrap_or_else(|| format!("{serial}")),
+            from: from.to_string(),
+            data: data.clone(),
+            ts,
+        };
+        let expires = now() + self.history_ttl.as_secs();
+        let history = Put::builder()
+            .table_name(&self.tables.history)
+            .item("channel", s(channel))
+            .item("serial", n(serial))
+            .item("id", s(&message.id))
+            .item("from", s(from))
+            .item("data", s(data.to_string()))
+            .item("ts", n(ts))
+            .item("ttl", n(expires))
+            .build()
+            .expect("table and item set");
+        let mut items = vec![TransactWriteItem::builder().put(history).build()];
+        if let Some(key) = &dedupe_key {
+            let dedupe = Put::builder()
+                .table_name(t)
+                .item("channel", s(key))
+                .item("serial", n(serial))
+                .item("ttl", n(expires))
+                .condition_expression("attribute_not_exists(channel)")
+                .build()
+                .expect("table and item set");
+            items.push(TransactWriteItem::builder().put(dedupe).build());
+        }
+        let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
+        match written {
+            Ok(_) => Ok((message, false)),
+            // A concurrent publish of the same id won the race: its serial is the one.
+            Err(e) if dedupe_key.is_some() && format!("{e:?}").contains("ConditionalCheckFailed") => {
+                let first = self.first_serial(dedupe_key.as_deref().unwrap_or_default()).await?.unwrap_or(serial);
+                Ok((self.message(channel, first).await?.unwrap_or(message), true))
+            }
+            Err(e) => Err(err("TransactWriteItems", &self.tables.history)(e)),
+        }
+    }
+
+    async fn first_serial(&self, dedupe_key: &str) -> Result<Option<u64>, StoreError> {
+        let t = &self.tables.counters;
+        let got = self.db.get_item().table_name(t).key("channel", s(dedupe_key)).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+        Ok(got.item.and_then(|i| get_n(&i, "serial")))
+    }
+
+    async fn message(&self, channel: &str, serial: u64) -> Result<Option<Message>, StoreError> {
+        let t = &self.tables.history;
+        let got = self.db.get_item().table_name(t).key("channel", s(channel)).key("serial", n(serial)).send().await.map_err(err("GetItem", t))?;
+        Ok(got.item.map(|i| message(channel, &i)))
+    }
+
+    /// Messages after `since`, oldest first, at most `limit`; or, with `rewind`, the last N.
+    pub async fn history(&self, channel: &str, since: Option<u64>, rewind: Option<u32>, limit: u32) -> Result<Vec<Message>, StoreError> {
+        let t = &self.tables.history;
+        let mut out = Vec::new();
+        let mut start = None;
+        let newest_first = rewind.is_some() && since.is_none();
+        let want = if newest_first { rewind.unwrap_or(0).min(limit) } else { limit } as usize;
+        loop {
+            let remaining = want - out.len();
+            if remaining == 0 {
+                break;
+            }
+            let page = self
+                .db
+                .query()
+                .table_name(t)
+                .key_condition_expression("channel = :c AND serial > :s")
+                .expression_attribute_values(":c", s(channel))
+                .expression_attribute_values(":s", n(if newest_first { 0 } else { since.unwrap_or(0) }))
+                .scan_index_forward(!newest_first)
+                .consistent_read(true)
+                .limit(remaining.min(1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err("Query", t))?;
+            out.extend(page.items.unwrap_or_default().iter().map(|i| message(channel, i)));
+            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        if newest_first {
+            out.reverse();
+        }
+        Ok(out)
+    }
+}
+
+fn subscriber(item: &Key) -> Subscriber {
+    Subscriber {
+        connection: get_s(item, "connection").unwrap_or_default(),
+        user: get_s(item, "user").unwrap_or_default(),
+        present: item.get("present").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        member: get_s(item, "member").and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
+    }
+}
+
+fn message(channel: &str, item: &Key) -> Message {
+    Message {
+        channel: channel.to_string(),
+        serial: get_n(item, "serial").unwrap_or_default(),
+        id: get_s(item, "id").unwrap_or_default(),
+        from: get_s(item, "from").unwrap_or_default(),
+        data: get_s(item, "data").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null),
+        ts: get_n(item, "ts").unwrap_or_default(),
+    }
+}
+
+/// The message of a duplicate publish whose history item has already expired.
+fn placeholder(channel: &str, serial: u64, id: Option<&str>, from: &str, data: &Value) -> Message {
+    Message { channel: channel.into(), serial, id: id.unwrap_or_default().into(), from: from.into(), data: data.clone(), ts: 0 }
+}

@@ -1,0 +1,20 @@
+//! Server-side fan-out (from the message function and `wsctl publish`).
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use wsctl_functions::{Ctx, handlers};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wsctl_functions::init_logging();
+    let ctx = Ctx::from_env().await;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let ctx = &ctx;
+        async move {
+            let span = tracing::info_span!("event", request = %event.context.request_id);
+            let _enter = span.enter();
+            handlers::publish::handle(ctx, event.payload).await.map_err(Error::from)
+        }
+    }))
+    .await
+}
