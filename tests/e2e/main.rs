@@ -4,4 +4,5 @@ mod build;
 mod config_errors;
 mod deploy;
 mod destroy;
+mod functions;
 mod interrupt;

@@ -338,7 +338,25 @@ impl Store {
                 .expect("table and item set");
             items.push(TransactWriteItem::builder().put(dedupe).build());
         }
-        let written = self.db.transact_write_items().set_transact_items(Some(items)).send().await;
+        // Transactions on one channel conflict under concurrent publishes (and DynamoDB may
+        // answer 5xx); both are safe to retry, the condition keeps a retry from duplicating.
+        let mut attempt = 0u32;
+        let written = loop {
+            let result = self.db.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let transient = match &result {
+                Err(e) => {
+                    let text = format!("{e:?}");
+                    !text.contains("ConditionalCheckFailed")
+                        && (text.contains("TransactionConflict") || e.raw_response().is_some_and(|r| r.status().is_server_error()))
+                }
+                Ok(_) => false,
+            };
+            if !transient || attempt >= 6 {
+                break result;
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+        };
         match written {
             Ok(_) => Ok((message, false)),
             // A concurrent publish of the same id won the race: its serial is the one.

@@ -1,0 +1,335 @@
+//! The bundled functions' handlers against moto's DynamoDB and a local `@connections` server
+//! that answers 410 for unknown ids. Events are shaped like API Gateway's WebSocket events and
+//! go through the `aws_lambda_events` types.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_sdk_dynamodb::types::*;
+use serde_json::{Value, json};
+use wsctl_functions::handlers::{self, publish};
+use wsctl_functions::protocol::ServerFrame;
+use wsctl_functions::store::{Store, Tables};
+use wsctl_functions::{Ctx, Invoker, fanout::Connections};
+use wsctl_tests::connections::ConnectionsServer;
+use wsctl_tests::*;
+
+struct Rig {
+    _moto: Moto,
+    server: ConnectionsServer,
+    ctx: Ctx,
+    inflight: Arc<AtomicUsize>,
+}
+
+fn key(name: &str, t: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(t).build().unwrap()
+}
+fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder().attribute_name(name).attribute_type(t).build().unwrap()
+}
+
+/// Tables as `templates/wsctl.yaml` declares them; the publish function invoked in-process.
+async fn rig(per_invocation: usize) -> Rig {
+    let moto = Moto::start();
+    let server = ConnectionsServer::start().await;
+    let sdk = sdk(&moto.url()).await;
+    let db = aws_sdk_dynamodb::Client::new(&sdk);
+    let create = |name: &str, keys: Vec<KeySchemaElement>, attrs: Vec<AttributeDefinition>| {
+        db.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest).set_key_schema(Some(keys)).set_attribute_definitions(Some(attrs))
+    };
+    create("connections", vec![key("pk", KeyType::Hash)], vec![attr("pk", ScalarAttributeType::S)]).send().await.unwrap();
+    create("history", vec![key("channel", KeyType::Hash), key("serial", KeyType::Range)], vec![attr("channel", ScalarAttributeType::S), attr("serial", ScalarAttributeType::N)])
+        .send()
+        .await
+        .unwrap();
+    create("counters", vec![key("channel", KeyType::Hash)], vec![attr("channel", ScalarAttributeType::S)]).send().await.unwrap();
+    create("subscriptions", vec![key("channel", KeyType::Hash), key("connection", KeyType::Range)], vec![attr("channel", ScalarAttributeType::S), attr("connection", ScalarAttributeType::S)])
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by-connection")
+                .key_schema(key("connection", KeyType::Hash))
+                .key_schema(key("channel", KeyType::Range))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk).endpoint_url(server.url()).build();
+    let slot: Arc<OnceLock<Ctx>> = Arc::new(OnceLock::new());
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let invoker = {
+        let (slot, inflight) = (slot.clone(), inflight.clone());
+        Invoker::Local(Arc::new(move |payload: Value| {
+            let ctx = slot.get().expect("context set").clone();
+            let inflight = inflight.clone();
+            inflight.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let result = publish::handle(&ctx, payload).await;
+                assert!(result.is_ok(), "{result:?}");
+                inflight.fetch_sub(1, Ordering::SeqCst);
+            });
+        }))
+    };
+    let ctx = Ctx {
+        store: Store {
+            db,
+            tables: Tables { connections: "connections".into(), subscriptions: "subscriptions".into(), history: "history".into(), counters: "counters".into() },
+            history_ttl: Duration::from_secs(3600),
+        },
+        connections: Connections { client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt) },
+        publish: invoker,
+        fanout_per_invocation: per_invocation,
+        fanout_concurrency: 32,
+    };
+    let _ = slot.set(ctx.clone());
+    Rig { _moto: moto, server, ctx, inflight }
+}
+
+impl Rig {
+    /// Waits until no handed-off invocation is running.
+    async fn settle(&self) {
+        let mut quiet = 0;
+        while quiet < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            quiet = if self.inflight.load(Ordering::SeqCst) == 0 { quiet + 1 } else { 0 };
+        }
+    }
+
+    /// Stores `n` connections subscribed to `channel` (batched), ids `prefix-0..n`.
+    async fn subscribers(&self, channel: &str, prefix: &str, n: usize) -> Vec<String> {
+        let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
+        for chunk in ids.chunks(25) {
+            let item = |pairs: Vec<(&str, &str)>| {
+                let mut put = PutRequest::builder();
+                for (k, v) in pairs {
+                    put = put.item(k, AttributeValue::S(v.into()));
+                }
+                WriteRequest::builder().put_request(put.build().unwrap()).build()
+            };
+            let subs = chunk.iter().map(|id| item(vec![("channel", channel), ("connection", id), ("user", "u")])).collect();
+            let conns = chunk.iter().map(|id| item(vec![("pk", id), ("user", "u")])).collect();
+            self.ctx.store.db.batch_write_item().request_items("subscriptions", subs).request_items("connections", conns).send().await.unwrap();
+        }
+        ids
+    }
+}
+
+/// A WebSocket event as API Gateway sends it, with the authorizer's context flat in
+/// `requestContext.authorizer`.
+fn event(route: &str, kind: &str, connection: &str, body: Option<&str>, cap: &str) -> ApiGatewayWebsocketProxyRequest {
+    serde_json::from_value(json!({
+        "requestContext": {
+            "routeKey": route, "eventType": kind, "messageDirection": "IN", "extendedRequestId": "LwE2HFMvoAMF2Ig=",
+            "requestTime": "25/Nov/2026:20:00:00 +0000", "stage": "test", "connectedAt": 1795636800000i64,
+            "requestTimeEpoch": 1795636800123i64, "identity": {"sourceIp": "127.0.0.1"}, "requestId": "LwE2HFMvoAMF2Ig=",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com", "connectionId": connection, "apiId": "abc123",
+            "authorizer": {"principalId": "ana", "user": "ana", "cap": cap, "integrationLatency": 12}
+        },
+        "body": body, "isBase64Encoded": false
+    }))
+    .expect("API Gateway's WebSocket event shape deserializes")
+}
+
+const ALL: &str = r#"{"*":["subscribe","publish","presence","history"]}"#;
+
+fn frames(server: &ConnectionsServer, connection: &str) -> Vec<Value> {
+    server.posts().into_iter().filter(|(id, _)| id == connection).map(|(_, b)| serde_json::from_str(&b).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
+    let rig = rig(1000).await;
+    let ids = rig.subscribers("big", "c", 2500).await;
+    // 2,000 live; 500 gone (every fifth), which also hold a subscription elsewhere.
+    let gone: HashSet<String> = ids.iter().step_by(5).cloned().collect();
+    for id in ids.iter().filter(|i| !gone.contains(*i)) {
+        rig.server.connect(id);
+    }
+    let bystanders = rig.subscribers("small", "b", 10).await;
+    for id in &bystanders {
+        rig.server.connect(id);
+    }
+    let gone_list: Vec<String> = gone.iter().take(3).cloned().collect();
+    for id in &gone_list {
+        rig.ctx.store.subscribe("small", id, "u", None).await.unwrap();
+    }
+
+    let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}})).await.unwrap();
+    assert_eq!(first.serial, Some(1));
+    assert!(first.continued, "2,500 subscribers over a budget of 1,000 are split across invocations");
+    rig.settle().await;
+
+    let by_conn = rig.server.posts_by_connection();
+    assert_eq!(rig.server.posts().len(), 2000, "exactly one post per live subscriber");
+    for id in ids.iter().filter(|i| !gone.contains(*i)) {
+        let got = &by_conn[id];
+        assert_eq!(got.len(), 1, "{id}");
+        let frame: Value = serde_json::from_str(&got[0]).unwrap();
+        assert_eq!((frame["type"].as_str(), frame["serial"].as_u64(), frame["data"]["n"].as_u64()), (Some("message"), Some(1), Some(1)));
+    }
+    // The 500 gone ids are removed, with every subscription; nothing else is.
+    let (remaining, _) = rig.ctx.store.subscribers("big", None, 5000).await.unwrap();
+    assert_eq!(remaining.len(), 2000);
+    assert!(remaining.iter().all(|s| !gone.contains(&s.connection)));
+    for id in &gone_list {
+        assert!(rig.ctx.store.get_connection(id).await.unwrap().is_none());
+        assert!(rig.ctx.store.subscriptions_of(id).await.unwrap().is_empty());
+    }
+    let (small, _) = rig.ctx.store.subscribers("small", None, 100).await.unwrap();
+    assert_eq!(small.len(), 10, "bystanders keep their subscriptions");
+    assert!(rig.ctx.store.get_connection(&ids[1]).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_client_id_gives_one_serial_and_one_delivery() {
+    let rig = rig(5000).await;
+    let ids = rig.subscribers("room", "s", 3).await;
+    for id in &ids {
+        rig.server.connect(id);
+    }
+    rig.server.connect("sender");
+    let body = r#"{"action":"publish","channel":"room","data":"hi","id":"msg-1"}"#;
+    for _ in 0..2 {
+        handlers::message::handle(&rig.ctx, &event("$default", "MESSAGE", "sender", Some(body), ALL)).await;
+        rig.settle().await;
+    }
+    let acks = frames(&rig.server, "sender");
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    assert_eq!(acks[0], json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1}));
+    assert_eq!(acks[1], json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1, "duplicate": true}));
+    for id in &ids {
+        let got = frames(&rig.server, id);
+        assert_eq!(got.len(), 1, "{id}: {got:?}");
+        assert_eq!((got[0]["serial"].as_u64(), got[0]["from"].as_str()), (Some(1), Some("ana")));
+    }
+    // Through `wsctl publish`'s path too.
+    let again = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"})).await.unwrap();
+    assert_eq!((again.serial, again.duplicate, again.report.delivered), (Some(1), true, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
+    let rig = rig(5000).await;
+    rig.server.connect("phone");
+    let sub = |since: Option<u64>| {
+        let body = match since {
+            Some(s) => json!({"action": "subscribe", "channel": "feed", "since": s}).to_string(),
+            None => json!({"action": "subscribe", "channel": "feed"}).to_string(),
+        };
+        event("$default", "MESSAGE", "phone", Some(&body), ALL).body
+    };
+    for i in 0..5 {
+        rig.ctx.store.append("feed", None, "ana", &json!(i)).await.unwrap();
+    }
+    let mut e = event("$default", "MESSAGE", "phone", None, ALL);
+    e.body = sub(None);
+    handlers::message::handle(&rig.ctx, &e).await;
+    assert_eq!(frames(&rig.server, "phone"), vec![json!({"type": "subscribed", "channel": "feed", "serial": 5})]);
+
+    // The phone drops; 1,000 messages are published while it is away.
+    handlers::disconnect::handle(&rig.ctx, &event("$disconnect", "DISCONNECT", "phone", None, ALL)).await.unwrap();
+    rig.server.clear();
+    let store = rig.ctx.store.clone();
+    use futures::StreamExt;
+    let published: Vec<u64> = futures::stream::iter(0..1000)
+        .map(|i| {
+            let store = store.clone();
+            async move { store.append("feed", Some(&format!("m{i}")), "ana", &json!({"i": i})).await.unwrap().0.serial }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(published.iter().copied().collect::<HashSet<_>>().len(), 1000);
+
+    let mut e = event("$default", "MESSAGE", "phone", None, ALL);
+    e.body = sub(Some(5));
+    handlers::message::handle(&rig.ctx, &e).await;
+    let got = frames(&rig.server, "phone");
+    assert_eq!(got.len(), 1001, "1,000 replayed messages and `subscribed`");
+    let serials: Vec<u64> = got[..1000].iter().map(|f| f["serial"].as_u64().unwrap()).collect();
+    assert_eq!(serials, (6..=1005).collect::<Vec<u64>>(), "exactly the missed ones, in order, none twice");
+    assert!(got[..1000].iter().all(|f| f["type"] == "message" && f["channel"] == "feed"));
+    assert_eq!(got[1000], json!({"type": "subscribed", "channel": "feed", "serial": 1005}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_action_and_error_case() {
+    let rig = rig(5000).await;
+    for c in ["ana-1", "bob-1"] {
+        rig.server.connect(c);
+    }
+    let send = |conn: &'static str, body: &str, cap: &str| {
+        let e = event("$default", "MESSAGE", conn, Some(body), cap);
+        let ctx = rig.ctx.clone();
+        async move { handlers::message::handle(&ctx, &e).await }
+    };
+    let last = |conn: &str| frames(&rig.server, conn).last().cloned().unwrap();
+
+    // ping, errors: not JSON, unknown action, missing field, oversized data, forbidden channel.
+    send("ana-1", r#"{"action":"ping","id":7}"#, ALL).await;
+    assert_eq!(last("ana-1"), json!({"type": "pong", "id": 7}));
+    for (body, code) in [
+        ("not json", "bad_json"),
+        (r#"{"action":"dance"}"#, "unknown_action"),
+        (r#"{"action":"publish","channel":"x"}"#, "bad_request"),
+    ] {
+        let r = send("ana-1", body, ALL).await;
+        assert_eq!(r.status_code, 200, "the connection stays open");
+        assert_eq!(last("ana-1")["code"], code, "{body}");
+    }
+    let big = json!({"action": "publish", "channel": "x", "data": "x".repeat(130_000)}).to_string();
+    send("ana-1", &big, ALL).await;
+    assert_eq!(last("ana-1")["code"], "too_large");
+    let only_lobby = r#"{"lobby":["subscribe"]}"#;
+    send("bob-1", r#"{"action":"publish","channel":"secret","data":1,"id":"p1"}"#, only_lobby).await;
+    let err = last("bob-1");
+    assert_eq!((err["code"].as_str(), err["channel"].as_str(), err["id"].as_str()), (Some("forbidden"), Some("secret"), Some("p1")));
+    assert_eq!(rig.ctx.store.latest_serial("secret").await.unwrap(), 0, "nothing half-written");
+
+    // presence: enter is seen by others, members lists it, leave on disconnect.
+    send("bob-1", r#"{"action":"subscribe","channel":"lobby"}"#, only_lobby).await;
+    send("ana-1", r#"{"action":"presence","channel":"lobby","enter":{"name":"Ana"}}"#, ALL).await;
+    rig.settle().await;
+    let seen = frames(&rig.server, "bob-1");
+    assert!(seen.contains(&json!({"type": "presence", "channel": "lobby", "event": "enter", "member": {"user": "ana", "connection": "ana-1", "data": {"name": "Ana"}}})), "{seen:?}");
+    send("ana-1", r#"{"action":"presence","channel":"lobby"}"#, ALL).await;
+    assert_eq!(last("ana-1")["members"], json!([{"user": "ana", "connection": "ana-1", "data": {"name": "Ana"}}]));
+    handlers::disconnect::handle(&rig.ctx, &event("$disconnect", "DISCONNECT", "ana-1", None, ALL)).await.unwrap();
+    rig.settle().await;
+    assert_eq!(last("bob-1")["event"], "leave");
+
+    // history and rewind.
+    for i in 0..3 {
+        send("bob-1", &json!({"action": "publish", "channel": "lobby", "data": i}).to_string(), ALL).await;
+    }
+    rig.settle().await;
+    send("bob-1", r#"{"action":"history","channel":"lobby","since":1}"#, ALL).await;
+    let h = last("bob-1");
+    assert_eq!(h["type"], "history");
+    assert_eq!(h["messages"].as_array().unwrap().iter().map(|m| m["serial"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3]);
+    send("bob-1", r#"{"action":"history","channel":"lobby","limit":1}"#, ALL).await;
+    assert_eq!(last("bob-1")["messages"][0]["serial"], 3);
+
+    // unsubscribe stops delivery.
+    send("bob-1", r#"{"action":"unsubscribe","channel":"lobby"}"#, ALL).await;
+    assert_eq!(last("bob-1"), json!({"type": "unsubscribed", "channel": "lobby"}));
+    rig.server.clear();
+    publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"})).await.unwrap();
+    assert!(frames(&rig.server, "bob-1").is_empty());
+    let _ = ServerFrame::Pong { id: None };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_stores_the_authorizer_identity() {
+    let rig = rig(5000).await;
+    handlers::connect::handle(&rig.ctx, &event("$connect", "CONNECT", "new-1", None, ALL)).await.unwrap();
+    let c = rig.ctx.store.get_connection("new-1").await.unwrap().unwrap();
+    assert_eq!(c.user, "ana");
+    assert!(c.capabilities.allows("anything", wsctl_functions::auth::Op::History));
+    assert_eq!(c.connected_at, 1795636800);
+}
