@@ -333,3 +333,74 @@ async fn connect_stores_the_authorizer_identity() {
     assert!(c.capabilities.allows("anything", wsctl_functions::auth::Op::History));
     assert_eq!(c.connected_at, 1795636800);
 }
+
+/// A `$connect` REQUEST authorizer event as API Gateway sends it for a WebSocket API.
+fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
+    let query = match token {
+        Some(t) => json!({"token": t}),
+        None => json!({}),
+    };
+    let multi = match token {
+        Some(t) => json!({"token": [t]}),
+        None => json!({}),
+    };
+    serde_json::from_value(json!({
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect",
+        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"},
+        "multiValueHeaders": {"Host": ["abc123.execute-api.us-east-1.amazonaws.com"]},
+        "queryStringParameters": query, "multiValueQueryStringParameters": multi, "stageVariables": {},
+        "requestContext": {
+            "routeKey": "$connect", "eventType": "CONNECT", "extendedRequestId": "Lx0Hj", "requestTime": "25/Nov/2026:20:00:00 +0000",
+            "messageDirection": "IN", "stage": "test", "connectedAt": 1795636800000i64, "requestTimeEpoch": 1795636800000i64,
+            "identity": {"sourceIp": "127.0.0.1"}, "requestId": "Lx0Hj", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "connectionId": "Lx0HjcKGIAMCJ-w=", "apiId": "abc123"
+        }
+    }))
+    .expect("API Gateway's authorizer event shape deserializes")
+}
+
+#[test]
+fn the_authorizer_allows_valid_tokens_only() {
+    use wsctl_functions::auth::{Claims, Verifier, mint, now};
+    use wsctl_functions::handlers::authorizer;
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let verifier = Verifier::new(secret.to_vec(), Some("chat".into()), None);
+    let claims = |exp: i64, aud: &str| Claims {
+        sub: "ana".into(),
+        exp: (now() as i64 + exp) as u64,
+        nbf: None,
+        iat: Some(now()),
+        iss: None,
+        aud: Some(aud.into()),
+        cap: serde_json::from_str(r#"{"room-*":["subscribe","publish"]}"#).unwrap(),
+    };
+    let effect = |token: &str| {
+        let r = authorizer::handle(&verifier, &authorizer_event(Some(token))).expect("a policy, not a 401");
+        let v = serde_json::to_value(&r).unwrap();
+        (v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string(), v)
+    };
+
+    let (allow, response) = effect(&mint(secret, &claims(600, "chat")));
+    assert_eq!(allow, "Allow");
+    assert_eq!(response["policyDocument"]["Statement"][0]["Resource"], json!(["arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"]));
+    assert_eq!(response["context"]["user"], "ana");
+    let cap: Value = serde_json::from_str(response["context"]["cap"].as_str().unwrap()).unwrap();
+    assert_eq!(cap, json!({"room-*": ["subscribe", "publish"]}));
+
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let unsigned = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&serde_json::to_string(&claims(600, "chat")).unwrap()));
+    for (case, token) in [
+        ("forged", mint(b"not-the-secret-not-the-secret-00", &claims(600, "chat"))),
+        ("expired", mint(secret, &claims(-3600, "chat"))),
+        ("alg none", unsigned),
+        ("wrong audience", mint(secret, &claims(600, "other"))),
+        ("malformed", "abc.def.ghi".to_string()),
+    ] {
+        assert_eq!(effect(&token).0, "Deny", "{case}");
+    }
+    assert_eq!(authorizer::handle(&verifier, &authorizer_event(None)).unwrap_err(), "Unauthorized", "no token → 401");
+}

@@ -242,6 +242,49 @@ mod tests {
         }
     }
 
+    /// Test-only keys (generated for this suite) and their JWKS, as an identity provider publishes it.
+    fn oidc() -> (Verifier, serde_json::Value) {
+        let keys: serde_json::Value = serde_json::from_str(include_str!("../testdata/oidc-test-keys.json")).unwrap();
+        let jwks: JwkSet = serde_json::from_value(keys["jwks"].clone()).unwrap();
+        let oidc = Oidc { issuer: "https://id.example.com/".into(), audience: "chat-app".into(), keys: jwks };
+        (Verifier::new(b"secret".to_vec(), None, Some(oidc)), keys)
+    }
+
+    fn signed(alg: Algorithm, kid: &str, pem: &str, claims: &Claims) -> String {
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        encode(&header, claims, &key).unwrap()
+    }
+
+    #[test]
+    fn oidc_rs256_and_es256_tokens_check_issuer_and_audience() {
+        let (v, keys) = oidc();
+        let mut c = claims(600);
+        c.iss = Some("https://id.example.com/".into());
+        c.aud = Some("chat-app".into());
+        for (alg, kid, pem) in [(Algorithm::RS256, "rsa-1", "rsa_private_pem"), (Algorithm::ES256, "ec-1", "ec_private_pem")] {
+            let pem = keys[pem].as_str().unwrap();
+            assert_eq!(v.verify(&signed(alg, kid, pem, &c)).unwrap().user, "ana", "{alg:?}");
+            let mut wrong_aud = c.clone();
+            wrong_aud.aud = Some("other-app".into());
+            assert!(v.verify(&signed(alg, kid, pem, &wrong_aud)).is_err(), "{alg:?} wrong audience");
+            let mut wrong_iss = c.clone();
+            wrong_iss.iss = Some("https://evil.example.com/".into());
+            assert!(v.verify(&signed(alg, kid, pem, &wrong_iss)).is_err(), "{alg:?} wrong issuer");
+            assert!(v.verify(&signed(alg, "unknown", pem, &c)).is_err(), "{alg:?} unknown kid");
+        }
+        // A key of one kind presented under the other's id is refused.
+        let ec_pem = keys["ec_private_pem"].as_str().unwrap();
+        assert!(v.verify(&signed(Algorithm::ES256, "rsa-1", ec_pem, &c)).is_err());
+        // Without an issuer configured, asymmetric tokens are refused outright.
+        let plain = Verifier::new(b"secret".to_vec(), None, None);
+        assert!(matches!(plain.verify(&signed(Algorithm::ES256, "ec-1", ec_pem, &c)), Err(TokenError::Algorithm(_))));
+    }
+
     #[test]
     fn audience_is_checked_when_configured() {
         let v = Verifier::new(b"secret".to_vec(), Some("chat".into()), None);
