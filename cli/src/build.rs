@@ -209,6 +209,7 @@ pub fn reproducible_zip(program: &[u8]) -> zip::result::ZipResult<Vec<u8>> {
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(9))
         .unix_permissions(0o755)
         .last_modified_time(zip::DateTime::default());
     writer.start_file("bootstrap", options)?;
