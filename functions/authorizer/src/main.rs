@@ -10,7 +10,11 @@ async fn main() -> Result<(), Error> {
     wsctl_functions::init_logging();
     let verifier = verifier().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
-        let result = authorizer::handle(&verifier, &event.payload).map_err(Error::from);
+        // The connection id arrives among the context's other fields (`catch-all-fields`).
+        let rc = &event.payload.request_context.other;
+        let connection = rc.get("connectionId").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let span = tracing::info_span!("event", connection, request = %event.context.request_id);
+        let result = span.in_scope(|| authorizer::handle(&verifier, &event.payload)).map_err(Error::from);
         async move { result }
     }))
     .await

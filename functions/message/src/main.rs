@@ -2,6 +2,7 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracing::Instrument;
 use wsctl_functions::{Ctx, handlers};
 
 #[tokio::main]
@@ -13,8 +14,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let rc = &event.payload.request_context;
             let span = tracing::info_span!("event", connection = rc.connection_id.as_deref().unwrap_or_default(), request = %event.context.request_id);
-            let _enter = span.enter();
-            Ok::<_, Error>(handlers::message::handle(ctx, &event.payload).await)
+            Ok::<_, Error>(handlers::message::handle(ctx, &event.payload).instrument(span).await)
         }
     }))
     .await

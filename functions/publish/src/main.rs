@@ -1,6 +1,7 @@
 //! Server-side fan-out (from the message function and `wsctl publish`).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tracing::Instrument;
 use serde_json::Value;
 use wsctl_functions::{Ctx, handlers};
 
@@ -12,8 +13,7 @@ async fn main() -> Result<(), Error> {
         let ctx = &ctx;
         async move {
             let span = tracing::info_span!("event", request = %event.context.request_id);
-            let _enter = span.enter();
-            handlers::publish::handle(ctx, event.payload).await.map_err(Error::from)
+            handlers::publish::handle(ctx, event.payload).instrument(span).await.map_err(Error::from)
         }
     }))
     .await
