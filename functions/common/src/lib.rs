@@ -115,3 +115,25 @@ pub fn init_logging() {
         )
         .init();
 }
+
+/// The Lambda loop of a WebSocket route function: logging, a [`Ctx`] built once, and each
+/// event handled inside a span carrying its connection id and request id.
+pub async fn serve_websocket<F, Fut, R>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Ctx, aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<R, lambda_runtime::Error>>,
+    R: serde::Serialize,
+{
+    use tracing::Instrument;
+    init_logging();
+    let ctx = Ctx::from_env().await;
+    let handler = &handler;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>| {
+            let connection = event.payload.request_context.connection_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("event", connection, request = %event.context.request_id);
+            handler(ctx.clone(), event.payload).instrument(span)
+        },
+    ))
+    .await
+}

@@ -1,21 +1,8 @@
 //! Client actions: `$default` and custom routes.
 
-use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use tracing::Instrument;
-use wsctl_functions::{Ctx, handlers};
+use wsctl_functions::handlers::message;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    wsctl_functions::init_logging();
-    let ctx = Ctx::from_env().await;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let ctx = &ctx;
-        async move {
-            let rc = &event.payload.request_context;
-            let span = tracing::info_span!("event", connection = rc.connection_id.as_deref().unwrap_or_default(), request = %event.context.request_id);
-            Ok::<_, Error>(handlers::message::handle(ctx, &event.payload).instrument(span).await)
-        }
-    }))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    wsctl_functions::serve_websocket(|ctx, event| async move { Ok(message::handle(&ctx, &event).await) }).await
 }
