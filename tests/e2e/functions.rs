@@ -11,7 +11,6 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_sdk_dynamodb::types::*;
 use serde_json::{Value, json};
 use wsctl_functions::handlers::{self, publish};
-use wsctl_functions::protocol::ServerFrame;
 use wsctl_functions::store::{Store, Tables};
 use wsctl_functions::{Ctx, Invoker, fanout::Connections};
 use wsctl_tests::connections::ConnectionsServer;
@@ -321,7 +320,6 @@ async fn every_client_action_and_error_case() {
     rig.server.clear();
     publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"})).await.unwrap();
     assert!(frames(&rig.server, "bob-1").is_empty());
-    let _ = ServerFrame::Pong { id: None };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
