@@ -47,6 +47,20 @@ fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildEr
     move |e| BuildError::Io(format!("{context}: {e}"))
 }
 
+/// The Cargo profile functions are built with. wsctl defines it through cargo's environment
+/// configuration, so any function crate gets it without editing its own Cargo.toml.
+const PROFILE: &str = "lambda";
+/// Small and quick to start (measured: 4.9 MB vs 13 MB with the default release profile, same
+/// start-up); the CLI keeps the plain release profile, which builds far quicker.
+const PROFILE_SETTINGS: &[(&str, &str)] = &[
+    ("CARGO_PROFILE_LAMBDA_INHERITS", "release"),
+    ("CARGO_PROFILE_LAMBDA_OPT_LEVEL", "z"),
+    ("CARGO_PROFILE_LAMBDA_LTO", "true"),
+    ("CARGO_PROFILE_LAMBDA_CODEGEN_UNITS", "1"),
+    ("CARGO_PROFILE_LAMBDA_PANIC", "abort"),
+    ("CARGO_PROFILE_LAMBDA_STRIP", "true"),
+];
+
 fn triple(arch: Arch) -> &'static str {
     match arch.resolve() {
         Arch::Arm64 => "aarch64-unknown-linux-gnu",
@@ -171,9 +185,10 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     lock.lock().map_err(io("locking the build directory"))?;
 
     let mut cmd = Command::new("cargo");
-    cmd.args(["lambda", "build", "--release", "--output-format", "binary", "--target", triple, "--bin", &krate.bin])
+    cmd.args(["lambda", "build", "--profile", PROFILE, "--output-format", "binary", "--target", triple, "--bin", &krate.bin])
         .arg("--manifest-path")
-        .arg(&krate.manifest);
+        .arg(&krate.manifest)
+        .envs(PROFILE_SETTINGS.iter().copied());
     if host {
         // Native builds need no zig.
         cmd.args(["--compiler", "cargo"]);
@@ -185,8 +200,8 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     if !status.success() {
         return Err(BuildError::Failed { bin: krate.bin.clone(), arch, code: status.code().unwrap_or(-1) });
     }
-    let binary = krate.target_dir.join(triple).join("release").join(&krate.bin);
-    let binary = if binary.is_file() { binary } else { krate.target_dir.join("lambda").join(&krate.bin).join("bootstrap") };
+    // Where cargo-lambda leaves the binary, whatever the target; zipped right away, under the lock.
+    let binary = krate.target_dir.join("lambda").join(&krate.bin).join("bootstrap");
     let program = std::fs::read(&binary).map_err(io(format!("reading {} (built from {})", binary.display(), krate.name)))?;
     let zip = reproducible_zip(&program).map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
     let path = zip_path(krate, arch);
