@@ -23,5 +23,5 @@ for _ in $(seq "$runs"); do
   s=$(date +%s.%N); deploy; e=$(date +%s.%N); warm+=("$(echo "$e - $s" | bc)")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "deploy, empty account:                    : median $(median "${cold[@]}") s over $runs runs"
-echo "deploy, no change (0 mutating calls):      median $(median "${warm[@]}") s over $runs runs"
+echo "deploy, empty account:                   median $(median "${cold[@]}") s over $runs runs"
+echo "deploy, no change (0 mutating calls):  median $(median "${warm[@]}") s over $runs runs"
