@@ -352,12 +352,12 @@ pub async fn create_stage(clients: &Clients, api_id: &str, spec: &StageSpec) -> 
 /// Deletes one child of the API by kind.
 pub async fn delete_child(clients: &Clients, api_id: &str, kind: Kind, id: &str) -> Result<(), AwsError> {
     let api = &clients.apigw;
-    let result = match kind {
+    
+    match kind {
         Kind::Route => found(api.delete_route().api_id(api_id).route_id(id).send().await).ctx("DeleteRoute", id).map(|_| ()),
         Kind::Integration => found(api.delete_integration().api_id(api_id).integration_id(id).send().await).ctx("DeleteIntegration", id).map(|_| ()),
         Kind::Authorizer => found(api.delete_authorizer().api_id(api_id).authorizer_id(id).send().await).ctx("DeleteAuthorizer", id).map(|_| ()),
         Kind::Stage => found(api.delete_stage().api_id(api_id).stage_name(id).send().await).ctx("DeleteStage", id).map(|_| ()),
         _ => unreachable!("not a child of the API: {kind:?}"),
-    };
-    result
+    }
 }

@@ -59,7 +59,7 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
 }
 
 pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::engine::model::Tags) -> Result<(), AwsError> {
-    let stale = super::removed_keys(&current, &spec.tags);
+    let stale = super::removed_keys(current, &spec.tags);
     if !stale.is_empty() {
         clients
             .ssm

@@ -15,7 +15,7 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, printer: &Printer) 
     let live = engine::read(&clients, config, &probe).await?;
     target.api_id = live.api_id().map(str::to_string);
     // Without a local build, code cannot be compared: take what is deployed as current.
-    for (logical, _) in &config.functions {
+    for logical in config.functions.keys() {
         if artifacts.contains_key(logical) {
             continue;
         }

@@ -214,8 +214,8 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         channel: channel.clone(),
         id: id.clone(),
     })?;
-    if let Some(channel) = frame.channel() {
-        if channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || channel.contains('#') || channel.chars().any(char::is_control) {
+    if let Some(channel) = frame.channel()
+        && (channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || channel.contains('#') || channel.chars().any(char::is_control)) {
             return Err(ErrorFrame {
                 code: ErrorCode::BadRequest,
                 message: format!("bad channel name: use 1-{MAX_CHANNEL_LEN} printable characters without `#`"),
@@ -224,7 +224,6 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
                 id,
             });
         }
-    }
     if let ClientFrame::Publish { data, .. } = &frame {
         let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
         if size > MAX_DATA_BYTES {
