@@ -179,6 +179,23 @@ impl ServerFrame {
     }
 }
 
+/// A channel name: 1-128 printable characters without `#` (which the store uses in keys).
+pub fn check_channel(channel: &str) -> Result<(), (ErrorCode, String)> {
+    if channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || channel.contains('#') || channel.chars().any(char::is_control) {
+        return Err((ErrorCode::BadRequest, format!("bad channel name: use 1-{MAX_CHANNEL_LEN} printable characters without `#`")));
+    }
+    Ok(())
+}
+
+/// Published data must leave room for the envelope in API Gateway's 128 KB frame.
+pub fn check_data(data: &Value) -> Result<(), (ErrorCode, String)> {
+    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    if size > MAX_DATA_BYTES {
+        return Err((ErrorCode::TooLarge, format!("`data` is {size} bytes; the limit is {MAX_DATA_BYTES}")));
+    }
+    Ok(())
+}
+
 /// Parses a frame; every failure becomes the `error` frame to send back.
 pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
     let value: Value = serde_json::from_str(body).map_err(|e| ErrorFrame {
@@ -214,27 +231,12 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         channel: channel.clone(),
         id: id.clone(),
     })?;
-    if let Some(channel) = frame.channel()
-        && (channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || channel.contains('#') || channel.chars().any(char::is_control)) {
-            return Err(ErrorFrame {
-                code: ErrorCode::BadRequest,
-                message: format!("bad channel name: use 1-{MAX_CHANNEL_LEN} printable characters without `#`"),
-                action,
-                channel: Some(channel.to_string()),
-                id,
-            });
-        }
+    let refuse = |(code, message): (ErrorCode, String)| ErrorFrame { code, message, action: action.clone(), channel: channel.clone(), id: id.clone() };
+    if let Some(name) = frame.channel() {
+        check_channel(name).map_err(refuse)?;
+    }
     if let ClientFrame::Publish { data, .. } = &frame {
-        let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
-        if size > MAX_DATA_BYTES {
-            return Err(ErrorFrame {
-                code: ErrorCode::TooLarge,
-                message: format!("`data` is {size} bytes; the limit is {MAX_DATA_BYTES}"),
-                action,
-                channel,
-                id,
-            });
-        }
+        check_data(data).map_err(refuse)?;
     }
     Ok(frame)
 }

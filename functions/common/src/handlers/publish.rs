@@ -51,8 +51,7 @@ pub async fn handle(ctx: &Ctx, event: Value) -> Result<PublishResult, String> {
             Ok(PublishResult { serial: None, duplicate: false, report, continued })
         }
         PublishEvent::Publish { channel, data, id, from } => {
-            let body = json!({"action": "publish", "channel": channel, "data": data, "id": id}).to_string();
-            protocol::parse(&body).map_err(|e| e.message)?;
+            protocol::check_channel(&channel).and_then(|()| protocol::check_data(&data)).map_err(|(_, message)| message)?;
             let from = from.unwrap_or_else(|| "server".into());
             let (message, duplicate) = ctx.store.append(&channel, id.as_deref(), &from, &data).await.map_err(|e| e.to_string())?;
             let serial = Some(message.serial);
