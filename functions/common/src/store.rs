@@ -345,9 +345,9 @@ impl Store {
             let result = self.db.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             let transient = match &result {
                 Err(e) => {
-                    let text = format!("{e:?}");
-                    !text.contains("ConditionalCheckFailed")
-                        && (text.contains("TransactionConflict") || e.raw_response().is_some_and(|r| r.status().is_server_error()))
+                    let reasons = cancellation_codes(e);
+                    !reasons.iter().any(|c| c == "ConditionalCheckFailed")
+                        && (reasons.iter().any(|c| c == "TransactionConflict") || e.raw_response().is_some_and(|r| r.status().is_server_error()))
                 }
                 Ok(_) => false,
             };
@@ -360,7 +360,7 @@ impl Store {
         match written {
             Ok(_) => Ok((message, false)),
             // A concurrent publish of the same id won the race: its serial is the one.
-            Err(e) if dedupe_key.is_some() && format!("{e:?}").contains("ConditionalCheckFailed") => {
+            Err(e) if dedupe_key.is_some() && cancellation_codes(&e).iter().any(|c| c == "ConditionalCheckFailed") => {
                 let first = self.first_serial(dedupe_key.as_deref().unwrap_or_default()).await?.unwrap_or(serial);
                 Ok((self.message(channel, first).await?.unwrap_or(message), true))
             }
@@ -416,6 +416,19 @@ impl Store {
             out.reverse();
         }
         Ok(out)
+    }
+}
+
+/// Why each item of a cancelled transaction failed (`ConditionalCheckFailed`, `TransactionConflict`, `None`, ...).
+fn cancellation_codes(
+    e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Vec<String> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+            t.cancellation_reasons().iter().filter_map(|r| r.code().map(str::to_string)).collect()
+        }
+        _ => Vec::new(),
     }
 }
 
