@@ -49,6 +49,8 @@ pub enum Command {
     Deploy(BuildArgs),
     /// Show what exists, its URLs, and whether it has drifted from the config.
     Status,
+    /// Run the whole stack on this machine: moto, the functions, a local API Gateway.
+    Dev(DevArgs),
     /// Delete every resource of the stack.
     Destroy {
         /// Do not ask for confirmation.
@@ -65,4 +67,42 @@ pub struct BuildArgs {
     /// Use the zips of the last build instead of building.
     #[arg(long)]
     pub no_build: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Port of the local gateway (WebSocket, @connections, Lambda Invoke, demo page); 0 = any free port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Most processes per function.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Close connections idle this long (API Gateway: 10 minutes), e.g. 30s, 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Close connections open this long (API Gateway: 2 hours), e.g. 90m, 2h.
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub max_lifetime: std::time::Duration,
+    /// Use the zips of the last build instead of building.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 10m or 2h"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if ms == 0 {
+        return Err("a duration must be above zero".into());
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }

@@ -21,6 +21,8 @@ pub mod exit {
     pub const CONFLICT: i32 = 6;
     /// The user declined the confirmation.
     pub const DECLINED: i32 = 7;
+    /// `wsctl dev` could not start its local stack (moto missing, port in use).
+    pub const LOCAL: i32 = 8;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum Error {
     Partial(Vec<(ResourceId, AwsError)>),
     #[error("aborted: nothing was changed")]
     Declined,
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
     #[error("{0}")]
     Io(String),
 }
@@ -62,6 +66,7 @@ impl Error {
             Error::Build(_) => exit::BUILD,
             Error::Conflict(_) => exit::CONFLICT,
             Error::Declined => exit::DECLINED,
+            Error::Local(_) => exit::LOCAL,
             Error::Io(_) => exit::INTERNAL,
         }
     }

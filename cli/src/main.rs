@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod engine;
 mod error;
+mod local;
 mod output;
 
 use clap::Parser;

@@ -190,16 +190,34 @@ impl Clients {
         let provider = sdk.credentials_provider().ok_or_else(|| AwsError::NoCredentials("no provider configured".into()))?;
         use aws_credential_types::provider::ProvideCredentials;
         provider.provide_credentials().await.map_err(|e| AwsError::NoCredentials(short(&DisplayErrorContext(&e).to_string())))?;
-        Ok(Clients {
+        Ok(Clients::from_sdk(&sdk, region))
+    }
+
+    /// Clients for a local emulator: fixed dummy credentials, so neither the user's profile
+    /// nor a real account is ever involved.
+    pub fn local(endpoint: &str, region: &str) -> Clients {
+        let creds = aws_credential_types::Credentials::new("local", "local", None, None, "wsctl-dev");
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .build();
+        Clients::from_sdk(&sdk, region.to_string())
+    }
+
+    fn from_sdk(sdk: &SdkConfig, region: String) -> Clients {
+        Clients {
             region,
-            iam: aws_sdk_iam::Client::new(&sdk),
-            lambda: aws_sdk_lambda::Client::new(&sdk),
-            apigw: aws_sdk_apigatewayv2::Client::new(&sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            ssm: aws_sdk_ssm::Client::new(&sdk),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-            sts: aws_sdk_sts::Client::new(&sdk),
-        })
+            iam: aws_sdk_iam::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            apigw: aws_sdk_apigatewayv2::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+        }
     }
 
     /// The account the credentials belong to: every ARN the stack uses is built from it.

@@ -2,6 +2,7 @@
 
 mod build;
 mod deploy;
+mod dev;
 mod destroy;
 mod init;
 mod plan;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Plan(args) => plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
         Command::Deploy(args) => deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
+        Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,
     }
 }

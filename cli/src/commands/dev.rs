@@ -1,0 +1,190 @@
+//! `wsctl dev`: the whole stack on this machine. Starts moto (unless `--endpoint-url` names an
+//! emulator), builds the functions for this machine, deploys into the emulator with the same
+//! code as a deploy to AWS, reads back what was deployed and serves it, until Ctrl-C/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::args::{BuildArgs, DevArgs};
+use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::config::Arch;
+use crate::engine;
+use crate::engine::desired::{Names, Target};
+use crate::error::Error;
+use crate::local::gateway::{self, Gateway, Limits, Minter};
+use crate::local::runtime::LogSink;
+use crate::local::{self, LocalError, RuntimeSettings, Stack};
+use crate::output::Printer;
+
+const PAGE: &str = include_str!("../../../templates/demo.html");
+
+pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Printer) -> Result<(), Error> {
+    let build = BuildArgs { arch: Some(Arch::Host), no_build: args.no_build };
+    let config = super::load(config_path, &build)?;
+    local::raise_fd_limit();
+    let started = Instant::now();
+
+    // Bound first: the functions' environment carries the gateway's address.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|source| LocalError::Port { port: args.port, source })?;
+    let addr = listener.local_addr().map_err(|source| LocalError::Port { port: args.port, source })?;
+    let base = format!("http://{addr}");
+
+    let (moto, endpoint) = match &aws.endpoint_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            printer.note("Starting moto…");
+            let moto = local::moto::Moto::start().await?;
+            let url = moto.url.clone();
+            (Some(moto), url)
+        }
+    };
+    let region = aws.region.clone().or(config.region.clone()).unwrap_or_else(|| "us-east-1".into());
+    let clients = Clients::local(&endpoint, &region);
+    let account = clients.account().await?;
+
+    let artifacts = super::artifacts(&config, &build, printer).await?;
+    let target = Target { account: account.clone(), region: region.clone(), api_id: None };
+    let (target, _) = super::deploy::converge(&config, &clients, target, &artifacts, printer).await?;
+
+    // What runs is what the control plane now says, not what the config says.
+    let names = Names::new(&config);
+    let desired = engine::desired::desired(&config, &target, &artifacts);
+    let live = engine::read(&clients, &config, &desired).await?;
+    let stage = live
+        .resources
+        .values()
+        .find_map(|r| match &r.spec {
+            engine::model::Spec::Stage(s) => Some(s.name.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| config.stage.clone());
+    let connections_url = format!("{base}/{stage}");
+    let env: BTreeMap<String, String> = [
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        // Lambda's Invoke is served by the gateway: moto cannot run functions.
+        ("AWS_ENDPOINT_URL_LAMBDA", base.clone()),
+        ("AWS_REGION", region.clone()),
+        ("AWS_DEFAULT_REGION", region.clone()),
+        ("AWS_ACCESS_KEY_ID", "local".into()),
+        ("AWS_SECRET_ACCESS_KEY", "local".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let dir = artifacts
+        .values()
+        .next()
+        .and_then(|a| a.zip.parent().and_then(Path::parent))
+        .map(|p| p.join("dev").join(names.prefix()))
+        .unwrap_or_else(|| std::env::temp_dir().join("wsctl-dev"));
+    let settings = RuntimeSettings { concurrency: args.concurrency as usize, env, connections_url: connections_url.clone(), dir };
+    let (stop_tx, stop) = watch::channel(false);
+    let logs = log_sink(printer);
+    let stack = Stack::from_live(&live, &names, &account, &region, &artifacts, &settings, logs.clone(), stop.clone())?;
+    for pool in &stack.pools {
+        pool.warm();
+    }
+
+    let minter = match secret(&clients, &live).await? {
+        Some(secret) => Some(Minter { secret }),
+        None => None,
+    };
+    let token = minter.as_ref().map(|m| m.token("dev", Duration::from_secs(24 * 3600)));
+    let routes = stack.api.routes.len();
+    let functions = stack.pools.len();
+    let gw = Arc::new(Gateway {
+        api: stack.api,
+        limits: Limits { idle: args.idle_timeout, lifetime: args.max_lifetime },
+        conns: Default::default(),
+        minter,
+        page: PAGE.replace("{{STAGE}}", &stage),
+        domain: addr.to_string(),
+        log: logs,
+        stop: stop.clone(),
+    });
+    let server = tokio::spawn(gateway::serve(gw.clone(), listener));
+
+    let ws_url = format!("ws://{addr}/{stage}");
+    let connect_url = token.as_ref().map(|t| format!("{ws_url}?token={t}")).unwrap_or_else(|| ws_url.clone());
+    if printer.json() {
+        // One line, so a script can read it before the logs start.
+        println!(
+            "{}",
+            json!({
+                "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
+                "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
+                "lambda_endpoint": base, "aws_endpoint": endpoint, "functions": functions, "routes": routes,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+    } else {
+        printer.result(format!(
+            "wsctl dev: {}/{stage} is up ({functions} functions, {routes} routes) in {:.1} s\n  \
+             WebSocket URL:    {ws_url}\n  \
+             Connect with:     {connect_url}\n  \
+             @connections URL: {connections_url}/@connections\n  \
+             Demo page:        {base}/\n  \
+             Lambda endpoint:  {base}  (AWS_ENDPOINT_URL_LAMBDA)\n  \
+             AWS endpoint:     {endpoint}{}\n\
+             Ctrl-C stops everything.",
+            config.stack,
+            started.elapsed().as_secs_f64(),
+            if moto.is_some() { "  (moto, started by wsctl dev)" } else { "" },
+        ));
+    }
+    let _ = std::io::stdout().flush();
+
+    wait_for_signal().await;
+    printer.note("Stopping…");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    // Give connections a moment to send their close frames and pools to reap their processes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(moto);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("install a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Function logs on stderr, each line prefixed with the function's key.
+fn log_sink(printer: &Printer) -> LogSink {
+    let quiet = printer.verbosity < 0;
+    Arc::new(move |who: &str, line: &str| {
+        if !quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{who:>12} | {line}");
+        }
+    })
+}
+
+/// The stack's token secret, from the parameter the authorizer is configured with.
+async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Option<Vec<u8>>, Error> {
+    let parameter = live.resources.values().find_map(|r| match &r.spec {
+        engine::model::Spec::Function(f) => f.environment.get("WSCTL_SECRET_PARAMETER").cloned(),
+        _ => None,
+    });
+    let Some(name) = parameter else { return Ok(None) };
+    let got = clients.ssm.get_parameter().name(&name).with_decryption(true).send().await.ctx("GetParameter", &name)?;
+    Ok(got.parameter.and_then(|p| p.value).map(String::into_bytes))
+}

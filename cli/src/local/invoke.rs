@@ -1,0 +1,91 @@
+//! Lambda's `Invoke` (`POST /2015-03-31/functions/{name}/invocations`), so functions (the
+//! publish fan-out) and `wsctl publish` invoke each other as on AWS: `RequestResponse` returns
+//! the result, or the error document with `X-Amz-Function-Error`; `Event` queues and answers 202.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::gateway::{Body, Gateway, json_response, respond};
+
+/// Lambda's limits on a request's payload.
+const MAX_SYNC: usize = 6 * 1024 * 1024;
+const MAX_ASYNC: usize = 1024 * 1024;
+
+/// `name`, `name:qualifier`, `123456789012:function:name` or a full ARN → the name.
+pub fn function_name(id: &str) -> &str {
+    let rest = match id.find("function:") {
+        Some(i) => &id[i + "function:".len()..],
+        None => id,
+    };
+    rest.split(':').next().unwrap_or(rest)
+}
+
+fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
+    let mut r = json_response(status, &json!({ "Type": "User", "message": text }));
+    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    r
+}
+
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<Body> {
+    let name = function_name(id);
+    let Some(pool) = gw.api.functions.get(name).cloned() else {
+        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", gw.api.region, gw.api.account);
+        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {arn}"));
+    };
+    let kind = req.headers().get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse").to_string();
+    let payload = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let payload = if payload.is_empty() { Bytes::from_static(b"{}") } else { payload };
+    match kind.as_str() {
+        "Event" => {
+            if payload.len() > MAX_ASYNC {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "an asynchronous invocation's payload is limited to 1 MB");
+            }
+            let log = gw.log.clone();
+            tokio::spawn(async move {
+                if let Err(f) = pool.invoke(payload).await {
+                    log(&pool.def.key, &format!("asynchronous invocation failed: {f}"));
+                }
+            });
+            respond(StatusCode::ACCEPTED, Bytes::new())
+        }
+        "DryRun" => respond(StatusCode::NO_CONTENT, Bytes::new()),
+        "RequestResponse" => {
+            if payload.len() > MAX_SYNC {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "a synchronous invocation's payload is limited to 6 MB");
+            }
+            let (body, failed) = match pool.invoke(payload).await {
+                Ok(body) => (body, false),
+                Err(f) => (Bytes::from(f.payload().to_string()), true),
+            };
+            let mut r = respond(StatusCode::OK, body);
+            let h = r.headers_mut();
+            h.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            if failed {
+                h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            }
+            r
+        }
+        other => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &format!("X-Amz-Invocation-Type {other:?}: use RequestResponse, Event or DryRun"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn function_names() {
+        use super::function_name;
+        assert_eq!(function_name("chat-dev-publish"), "chat-dev-publish");
+        assert_eq!(function_name("chat-dev-publish:$LATEST"), "chat-dev-publish");
+        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:chat-dev-publish"), "chat-dev-publish");
+        assert_eq!(function_name("123456789012:function:chat-dev-publish:1"), "chat-dev-publish");
+    }
+}

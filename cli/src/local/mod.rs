@@ -1,0 +1,223 @@
+//! The local cloud behind `wsctl dev`: a moto server for the AWS control plane and DynamoDB,
+//! and, for what moto cannot run, a gateway with API Gateway's WebSocket semantics, the
+//! `@connections` API, Lambda's Invoke and Runtime APIs, and pools of the real function binaries.
+//!
+//! Nothing here reads wsctl.yaml: [`Stack::from_live`] works from what the deploy left in the
+//! emulated control plane (routes, integrations, authorizer, each function's environment and
+//! code hash), so `wsctl dev` runs what `wsctl deploy` made, the way AWS would run it.
+
+pub mod connections;
+pub mod events;
+pub mod gateway;
+pub mod invoke;
+pub mod moto;
+pub mod runtime;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::build::Artifact;
+use crate::engine::desired::Names;
+use crate::engine::model::{LiveState, Spec};
+use gateway::{Api, Authorizer, Integration};
+use runtime::{FunctionDef, LogSink, Pool};
+
+/// Kills a child when wsctl dies, even by SIGKILL, so no process outlives `wsctl dev`.
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    unsafe {
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
+/// 10,000 connections need as many descriptors; the soft limit is often 1,024.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    unsafe {
+        // SAFETY: plain syscalls on a stack-allocated struct.
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("moto_server is not installed ({0})\nhint: install it with `pip install 'moto[server]'`, or point wsctl dev at a running emulator with --endpoint-url")]
+    MotoMissing(String),
+    #[error("moto_server did not start on port {port} within {seconds} s\nhint: run `moto_server -H 127.0.0.1 -p {port}` by hand to see why")]
+    MotoSlow { port: u16, seconds: u64 },
+    #[error("cannot listen on 127.0.0.1:{port} ({source})\nhint: another program uses it; pass --port with another number, or --port 0 for any free port")]
+    Port { port: u16, source: std::io::Error },
+    #[error("the stack in the emulator is incomplete: {0}\nhint: run `wsctl dev` again; it deploys before serving")]
+    Incomplete(String),
+    #[error("the code deployed for function {function} (CodeSha256 {sha}) matches no local build\nhint: run `wsctl dev` again without --no-build")]
+    UnknownCode { function: String, sha: String },
+    #[error("cannot unpack {zip}: {detail}")]
+    Unpack { zip: PathBuf, detail: String },
+}
+
+/// What `wsctl dev` serves, read back from the control plane.
+pub struct Stack {
+    pub api: Api,
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// Settings of the local runtime.
+pub struct RuntimeSettings {
+    /// Processes per function, at most.
+    pub concurrency: usize,
+    /// Variables every function gets on top of its own (endpoints, credentials, region).
+    pub env: BTreeMap<String, String>,
+    /// `WSCTL_CONNECTIONS_URL` as served locally.
+    pub connections_url: String,
+    /// Where unpacked bootstraps go.
+    pub dir: PathBuf,
+}
+
+impl Stack {
+    pub fn from_live(
+        live: &LiveState,
+        names: &Names,
+        account: &str,
+        region: &str,
+        artifacts: &BTreeMap<String, Artifact>,
+        settings: &RuntimeSettings,
+        logs: LogSink,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Stack, LocalError> {
+        let api_id = live.api_id().ok_or_else(|| LocalError::Incomplete("no API".into()))?.to_string();
+        let mut selection = None;
+        let mut stage = None;
+        let mut functions = HashMap::new();
+        let mut by_key = HashMap::new();
+        let mut integration_timeout = HashMap::new();
+        let mut routes = Vec::new();
+        let mut authorizer = None;
+        let prefix = format!("{}-", names.prefix());
+        for resource in live.resources.values() {
+            match &resource.spec {
+                Spec::Api(a) => selection = Some(Api::selection_path(&a.route_selection_expression)),
+                Spec::Stage(s) => stage = Some(s.name.clone()),
+                Spec::Integration(i) => {
+                    integration_timeout.insert(i.function.clone(), Duration::from_millis(i.timeout_ms.max(50) as u64));
+                }
+                Spec::Route(r) => routes.push(r.clone()),
+                Spec::Authorizer(a) => authorizer = Some(a.clone()),
+                Spec::Function(f) => {
+                    let key = f.name.strip_prefix(&prefix).unwrap_or(&f.name).to_string();
+                    let bootstrap = unpack(artifacts, &f.name, &f.code_sha256, &settings.dir)?;
+                    let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", f.name);
+                    let mut env = settings.env.clone();
+                    env.extend(f.environment.clone());
+                    if env.contains_key("WSCTL_CONNECTIONS_URL") {
+                        env.insert("WSCTL_CONNECTIONS_URL".into(), settings.connections_url.clone());
+                    }
+                    env.extend(lambda_env(&f.name, f.memory, &f.handler, &bootstrap));
+                    let def = FunctionDef {
+                        name: f.name.clone(),
+                        key: key.clone(),
+                        arn,
+                        bootstrap,
+                        env,
+                        timeout: Duration::from_secs(f.timeout.max(1) as u64),
+                        memory: f.memory,
+                    };
+                    let pool = Pool::new(def, settings.concurrency, logs.clone(), stop.clone());
+                    functions.insert(f.name.clone(), pool.clone());
+                    by_key.insert(key, pool);
+                }
+                _ => {}
+            }
+        }
+        let stage = stage.ok_or_else(|| LocalError::Incomplete("no stage".into()))?;
+        let mut api = Api {
+            api_id,
+            stage,
+            region: region.to_string(),
+            account: account.to_string(),
+            selection: selection.flatten(),
+            routes: HashMap::new(),
+            authorizer: None,
+            functions,
+        };
+        for route in routes {
+            let Some(function) = &route.function else { continue };
+            let pool = by_key.get(function).ok_or_else(|| LocalError::Incomplete(format!("route {} targets unknown function {function}", route.route_key)))?;
+            let timeout = integration_timeout.get(function).copied().unwrap_or(gateway::INTEGRATION_TIMEOUT).min(gateway::INTEGRATION_TIMEOUT);
+            if route.route_key == "$connect" && route.authorizer.is_some() {
+                let a = authorizer.as_ref().ok_or_else(|| LocalError::Incomplete("$connect names an authorizer that cannot be read".into()))?;
+                let pool = by_key.get(&a.function).ok_or_else(|| LocalError::Incomplete(format!("the authorizer's function {} is missing", a.function)))?;
+                api.authorizer = Some(Authorizer { pool: pool.clone(), identity_source: a.identity_source.clone() });
+            }
+            api.routes.insert(route.route_key.clone(), Integration { pool: pool.clone(), timeout });
+        }
+        let pools = by_key.into_values().collect();
+        Ok(Stack { api, pools })
+    }
+}
+
+/// The variables Lambda sets for every function.
+fn lambda_env(name: &str, memory: i32, handler: &str, bootstrap: &Path) -> Vec<(String, String)> {
+    let dir = bootstrap.parent().unwrap_or(Path::new("/")).display().to_string();
+    let stream = format!("{}/[$LATEST]{:016x}", events::iso8601(events::epoch_ms()).get(..10).unwrap_or_default().replace('-', "/"), rand::random::<u64>());
+    [
+        ("AWS_LAMBDA_FUNCTION_NAME", name.to_string()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".into()),
+        ("LAMBDA_TASK_ROOT", dir.clone()),
+        ("LAMBDA_RUNTIME_DIR", dir),
+        ("_HANDLER", handler.to_string()),
+        ("TZ", ":UTC".into()),
+        ("LANG", "en_US.UTF-8".into()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Finds the local zip whose hash Lambda reports for `function` and unpacks its `bootstrap`.
+fn unpack(artifacts: &BTreeMap<String, Artifact>, function: &str, sha: &str, dir: &Path) -> Result<PathBuf, LocalError> {
+    let artifact = artifacts
+        .values()
+        .find(|a| a.sha256 == sha)
+        .ok_or_else(|| LocalError::UnknownCode { function: function.to_string(), sha: sha.to_string() })?;
+    let fail = |detail: String| LocalError::Unpack { zip: artifact.zip.clone(), detail };
+    let file = std::fs::File::open(&artifact.zip).map_err(|e| fail(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| fail(e.to_string()))?;
+    let mut entry = zip.by_name("bootstrap").map_err(|e| fail(format!("no bootstrap in the zip: {e}")))?;
+    let mut program = Vec::new();
+    entry.read_to_end(&mut program).map_err(|e| fail(e.to_string()))?;
+    let target = dir.join(function).join("bootstrap");
+    if std::fs::read(&target).is_ok_and(|old| old == program) {
+        return Ok(target);
+    }
+    std::fs::create_dir_all(target.parent().expect("has a parent")).map_err(|e| fail(e.to_string()))?;
+    // Written aside and renamed, so a process still running the old binary is not disturbed.
+    let tmp = target.with_extension("new");
+    std::fs::write(&tmp, &program).map_err(|e| fail(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(|e| fail(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| fail(e.to_string()))?;
+    Ok(target)
+}

@@ -1,0 +1,43 @@
+//! A moto server on a free loopback port, owned by `wsctl dev` and stopped with it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::LocalError;
+
+pub struct Moto {
+    pub url: String,
+    _child: Child,
+}
+
+impl Moto {
+    pub async fn start() -> Result<Moto, LocalError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|source| LocalError::Port { port: 0, source })?;
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        super::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| LocalError::MotoMissing(e.to_string()))?;
+        let started = Instant::now();
+        let limit = Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LocalError::MotoMissing(format!("it exited at start: {status}")));
+            }
+            if started.elapsed() > limit {
+                return Err(LocalError::MotoSlow { port, seconds: limit.as_secs() });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Moto { url: format!("http://127.0.0.1:{port}"), _child: child })
+    }
+}
