@@ -3,6 +3,8 @@
 mod build;
 mod config_errors;
 mod deploy;
+mod demo;
 mod destroy;
+mod dev;
 mod functions;
 mod interrupt;

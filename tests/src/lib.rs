@@ -5,6 +5,7 @@
 //! the k-th mutating call" are measured from outside the program under test.
 
 pub mod connections;
+pub mod dev;
 pub mod inventory;
 pub mod proxy;
 

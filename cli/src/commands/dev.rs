@@ -84,7 +84,7 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
         .values()
         .next()
         .and_then(|a| a.zip.parent().and_then(Path::parent))
-        .map(|p| p.join("dev").join(names.prefix()))
+        .map(|p| p.join("dev").join(names.api()))
         .unwrap_or_else(|| std::env::temp_dir().join("wsctl-dev"));
     let settings = RuntimeSettings { concurrency: args.concurrency as usize, env, connections_url: connections_url.clone(), dir };
     let (stop_tx, stop) = watch::channel(false);
@@ -149,7 +149,9 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     // Give connections a moment to send their close frames and pools to reap their processes.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(moto);
+    if let Some(moto) = moto {
+        moto.stop().await;
+    }
     Ok(())
 }
 

@@ -66,10 +66,6 @@ impl Registry {
     pub fn ids(&self) -> Vec<String> {
         self.0.lock().unwrap().values().filter(|c| c.open.load(Ordering::Relaxed)).map(|c| c.origin.connection_id.clone()).collect()
     }
-
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
 }
 
 /// An error in the shape the AWS SDK parses: the type in `x-amzn-ErrorType`, a message body.

@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(e.request_context.connected_at, o.connected_at as i64);
         assert_eq!(e.query_string_parameters.first("token"), Some("t2"));
         assert_eq!(e.multi_value_query_string_parameters.all("token").unwrap(), vec!["t1", "t2"]);
-        assert_eq!(e.request_context.authorizer.principal_id.as_deref(), Some("ana"));
+        let a = &e.request_context.authorizer;
+        let field = |k: &str| a.fields.get(k).or_else(|| a.other.get(k)).cloned();
+        assert_eq!(field("principalId"), Some(json!("ana")));
+        assert_eq!(field("user"), Some(json!("ana")));
 
         let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(message(&o, "$default", "{\"a\":1}", false, Some(&auth), epoch_ms())).unwrap();
         assert_eq!(e.body.as_deref(), Some("{\"a\":1}"));

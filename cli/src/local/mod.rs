@@ -107,7 +107,7 @@ impl Stack {
         let mut integration_timeout = HashMap::new();
         let mut routes = Vec::new();
         let mut authorizer = None;
-        let prefix = format!("{}-", names.prefix());
+        let prefix = names.prefix();
         for resource in live.resources.values() {
             match &resource.spec {
                 Spec::Api(a) => selection = Some(Api::selection_path(&a.route_selection_expression)),
@@ -128,13 +128,11 @@ impl Stack {
                     }
                     env.extend(lambda_env(&f.name, f.memory, &f.handler, &bootstrap));
                     let def = FunctionDef {
-                        name: f.name.clone(),
                         key: key.clone(),
                         arn,
                         bootstrap,
                         env,
                         timeout: Duration::from_secs(f.timeout.max(1) as u64),
-                        memory: f.memory,
                     };
                     let pool = Pool::new(def, settings.concurrency, logs.clone(), stop.clone());
                     functions.insert(f.name.clone(), pool.clone());

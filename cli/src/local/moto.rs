@@ -9,7 +9,7 @@ use super::LocalError;
 
 pub struct Moto {
     pub url: String,
-    _child: Child,
+    child: Child,
 }
 
 impl Moto {
@@ -38,6 +38,14 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Moto { url: format!("http://127.0.0.1:{port}"), _child: child })
+        Ok(Moto { url: format!("http://127.0.0.1:{port}"), child })
+    }
+}
+
+impl Moto {
+    /// Kills the server and reaps it, so not even a zombie is left.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 }

@@ -32,8 +32,6 @@ pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 /// A deployed function, as read back from the control plane.
 #[derive(Debug, Clone)]
 pub struct FunctionDef {
-    /// The function's name (`<stack>-<stage>-<key>`).
-    pub name: String,
     /// The key in wsctl.yaml, used as the log prefix.
     pub key: String,
     pub arn: String,
@@ -41,7 +39,6 @@ pub struct FunctionDef {
     /// The whole environment of the process: the function's own variables and the runtime's.
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
-    pub memory: i32,
 }
 
 /// Why an invocation produced no result.
@@ -157,10 +154,6 @@ impl Pool {
             c.starting += 1;
             tokio::spawn(worker(self.clone()));
         }
-    }
-
-    pub fn processes(&self) -> usize {
-        self.counts.lock().unwrap().processes
     }
 
     fn log(&self, line: &str) {

@@ -1,0 +1,228 @@
+//! `wsctl dev` end to end: the real binary, the bundled functions built and deployed into its
+//! own moto, real WebSocket clients over loopback, the AWS SDK on `@connections`.
+
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement as mgmt;
+use serde_json::{Value, json};
+use wsctl_tests::dev::{Client, Dev, Refused, dev_config, http};
+
+const T: Duration = Duration::from_secs(10);
+
+fn dev() -> (tempfile::TempDir, Dev) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+    (dir, dev)
+}
+
+fn is(kind: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == kind
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_between_three_clients() {
+    let (_dir, dev) = dev();
+    let url = dev.field("url");
+
+    // The handshake goes through the authorizer: no token 401, a forged one 403.
+    match Client::connect(&url).await {
+        Err(Refused::Status(401)) => {}
+        other => panic!("no token: expected 401, got {:?}", other.map(|_| "connected")),
+    }
+    let forged = wsctl_functions::auth::mint(
+        b"not the stack's secret",
+        &wsctl_functions::auth::Claims { sub: "mallory".into(), exp: wsctl_functions::auth::now() + 600, nbf: None, iat: None, iss: None, aud: None, cap: Default::default() },
+    );
+    match Client::connect(&format!("{url}?token={forged}")).await {
+        Err(Refused::Status(403)) => {}
+        other => panic!("forged token: expected 403, got {:?}", other.map(|_| "connected")),
+    }
+    // The token printed at start works as is.
+    let mut printed = Client::connect(&dev.field("connect_url")).await.expect("the printed URL connects");
+    printed.send(json!({"action": "ping", "id": "p1"})).await;
+    printed.expect("pong", |v| v["type"] == "pong" && v["id"] == "p1", T).await;
+
+    let mut ana = dev.connect("ana").await;
+    let mut bob = dev.connect("bob").await;
+    let mut cid = dev.connect("cid").await;
+    for c in [&mut ana, &mut bob, &mut cid] {
+        c.send(json!({"action": "subscribe", "channel": "room-1"})).await;
+        c.expect("subscribed", is("subscribed"), T).await;
+    }
+
+    // Presence: bob and cid see ana enter.
+    ana.send(json!({"action": "presence", "channel": "room-1", "enter": {"name": "Ana"}})).await;
+    for c in [&mut bob, &mut cid] {
+        let p = c.expect("ana's enter", is("presence"), T).await;
+        assert_eq!((p["event"].as_str(), p["member"]["user"].as_str()), (Some("enter"), Some("ana")));
+    }
+
+    // A publish reaches every subscriber once, with the same serial.
+    bob.send(json!({"action": "publish", "channel": "room-1", "data": {"text": "hello"}, "id": "b-1"})).await;
+    let mut serials = Vec::new();
+    for c in [&mut ana, &mut bob, &mut cid] {
+        let m = c.expect("bob's message", is("message"), T).await;
+        assert_eq!((m["from"].as_str(), m["data"]["text"].as_str()), (Some("bob"), Some("hello")));
+        serials.push(m["serial"].as_u64().expect("serial"));
+    }
+    assert!(serials.windows(2).all(|w| w[0] == w[1]), "one serial for everyone: {serials:?}");
+    for c in [&mut ana, &mut cid] {
+        let again: Vec<Value> = c.drain(Duration::from_millis(500)).await.into_iter().filter(|v| v["type"] == "message").collect();
+        assert!(again.is_empty(), "delivered more than once: {again:?}");
+    }
+
+    // An unknown action: the protocol's error frame, and the connection stays.
+    cid.send(json!({"action": "dance", "channel": "room-1"})).await;
+    let e = cid.expect("error frame", is("error"), T).await;
+    assert_eq!(e["code"], "unknown_action");
+
+    // An abrupt drop (no close frame) still runs $disconnect: the others see cid leave.
+    cid.send(json!({"action": "presence", "channel": "room-1", "enter": true})).await;
+    ana.expect("cid's enter", |v| v["type"] == "presence" && v["member"]["user"] == "cid", T).await;
+    drop(cid);
+    let left = ana.expect("cid's leave", |v| v["type"] == "presence" && v["event"] == "leave", T).await;
+    assert_eq!(left["member"]["user"], "cid");
+
+    // Over the 128 KB message / 32 KB frame limit: closed with 1009.
+    let big = "x".repeat(200 * 1024);
+    bob.send(json!({"action": "publish", "channel": "room-1", "data": big})).await;
+    assert_eq!(bob.close_code(T).await, Some(1009));
+
+    // ana is unaffected.
+    ana.send(json!({"action": "ping", "id": "still-here"})).await;
+    ana.expect("pong", |v| v["type"] == "pong", T).await;
+}
+
+fn management(dev: &Dev) -> mgmt::Client {
+    let conf = mgmt::Config::builder()
+        .behavior_version(mgmt::config::BehaviorVersion::latest())
+        .region(mgmt::config::Region::new("us-east-1"))
+        .credentials_provider(mgmt::config::Credentials::new("local", "local", None, None, "test"))
+        .endpoint_url(dev.field("connections_url").trim_end_matches("/@connections"))
+        .build();
+    mgmt::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_api_through_the_aws_sdk() {
+    let (_dir, dev) = dev();
+    let mut client = dev.connect("ana").await;
+    let ids = dev.connection_ids().await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids[0].clone();
+    let api = management(&dev);
+
+    api.post_to_connection().connection_id(&id).data(mgmt::primitives::Blob::new(r#"{"hello":"from the SDK"}"#)).send().await.expect("post");
+    let got = client.expect("the posted frame", |v| v["hello"] == "from the SDK", T).await;
+    assert_eq!(got, json!({"hello": "from the SDK"}));
+
+    let info = api.get_connection().connection_id(&id).send().await.expect("get");
+    let connected = info.connected_at().expect("ConnectedAt");
+    let active = info.last_active_at().expect("LastActiveAt");
+    assert!(active.secs() >= connected.secs());
+    assert!((wsctl_functions::auth::now() as i64 - connected.secs()).abs() < 60, "ConnectedAt is now-ish: {connected:?}");
+    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+
+    let too_big = vec![b'x'; 129 * 1024];
+    let err = api.post_to_connection().connection_id(&id).data(mgmt::primitives::Blob::new(too_big)).send().await.expect_err("413");
+    assert!(err.into_service_error().is_payload_too_large_exception());
+
+    api.delete_connection().connection_id(&id).send().await.expect("delete");
+    assert!(client.close_code(T).await.is_some(), "DELETE closes the client");
+
+    // Gone: all three answer 410 GoneException (also an id that never existed).
+    for gone in [id.as_str(), "AAAAAAAAAAAAAAA="] {
+        let e = api.post_to_connection().connection_id(gone).data(mgmt::primitives::Blob::new("x")).send().await.expect_err("post gone");
+        assert!(e.into_service_error().is_gone_exception());
+        let e = api.get_connection().connection_id(gone).send().await.expect_err("get gone");
+        assert!(e.into_service_error().is_gone_exception());
+        let e = api.delete_connection().connection_id(gone).send().await.expect_err("delete gone");
+        assert!(e.into_service_error().is_gone_exception());
+    }
+}
+
+/// The pid the echo fixture logs for each event it handles, in order.
+fn echo_pids(dev: &Dev) -> Vec<u32> {
+    dev.logs.lock().unwrap().iter().filter_map(|l| l.split("echo pid ").nth(1)).filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+async fn wait_pids(dev: &Dev, n: usize) -> Vec<u32> {
+    let started = std::time::Instant::now();
+    while echo_pids(dev).len() < n {
+        assert!(started.elapsed() < T, "echo logged {:?}, waiting for {n}", echo_pids(dev));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    echo_pids(dev)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_or_timeout_fails_one_event_and_the_process_is_replaced() {
+    let (_dir, dev) = dev();
+    let mut c = dev.connect("ana").await;
+    let internal = |v: &Value| v["message"] == "Internal server error" && v["connectionId"].is_string();
+
+    c.send(json!({"action": "crash"})).await;
+    let first = wait_pids(&dev, 1).await[0];
+
+    c.send(json!({"action": "crash", "panic": true})).await;
+    c.expect("API Gateway's error frame for the panic", internal, T).await;
+    let pids = wait_pids(&dev, 2).await;
+    assert_eq!(pids[1], first, "the panic happened in the warm process");
+
+    c.send(json!({"action": "crash"})).await;
+    let fresh = wait_pids(&dev, 3).await[2];
+    assert_ne!(fresh, first, "the next event runs in a new process");
+
+    // The fixture's timeout is 2 s; this event sleeps 5.
+    c.send(json!({"action": "crash", "sleep": 5000})).await;
+    c.expect("the error frame for the timeout", internal, T).await;
+    c.send(json!({"action": "crash"})).await;
+    let after = wait_pids(&dev, 5).await[4];
+    assert_ne!(after, fresh, "the timed-out process was replaced");
+
+    // The connection lived through it all.
+    c.send(json!({"action": "ping", "id": "alive"})).await;
+    c.expect("pong", |v| v["type"] == "pong", T).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_invoke_and_stop_leave_nothing_behind() {
+    let (_dir, mut dev) = dev();
+    // RequestResponse through the Invoke endpoint, with the path the SDK uses.
+    let name = "chat-dev-echo";
+    let url = format!("{}/2015-03-31/functions/{name}/invocations", dev.base());
+    let (status, body) = http(&url, "POST", br#"{"body": "{\"x\": 1}"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["statusCode"], 200);
+    let (status, _) = http(&format!("{}/2015-03-31/functions/nope/invocations", dev.base()), "POST", b"{}").await;
+    assert_eq!(status, 404);
+
+    // SIGTERM stops wsctl dev, moto and every function process.
+    let pid = dev.pid();
+    let children = descendants(pid);
+    assert!(children.len() >= 6, "moto and the warm function processes: {children:?}");
+    assert!(dev.stop().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let running = |p: &u32| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let alive: Vec<u32> = children.into_iter().filter(running).collect();
+    assert!(alive.is_empty(), "still running after wsctl dev stopped: {alive:?}");
+}
+
+/// Every process below `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        // Each thread lists the children it forked.
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten();
+        for task in tasks {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                all.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    all
+}
