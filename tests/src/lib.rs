@@ -30,14 +30,17 @@ pub fn wsctl_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        // Benchmarks run from target/release: measure a release wsctl there.
+        let release = dir.ends_with("release");
         let status = Command::new(cargo)
             .args(["build", "--workspace", "--bins", "--quiet"])
+            .args(release.then_some("--release"))
             .current_dir(root())
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building wsctl failed");
-        let exe = std::env::current_exe().expect("test binary path");
-        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
         dir.join("wsctl")
     })
     .clone()
