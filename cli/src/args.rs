@@ -51,6 +51,10 @@ pub enum Command {
     Status,
     /// Run the whole stack on this machine: moto, the functions, a local API Gateway.
     Dev(DevArgs),
+    /// Mint a client token with the stack's secret, for tests and demos.
+    Token(TokenArgs),
+    /// Publish to a channel (through the stack's publish function) or to one connection.
+    Publish(PublishArgs),
     /// Delete every resource of the stack.
     Destroy {
         /// Do not ask for confirmation.
@@ -105,4 +109,43 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("a duration must be above zero".into());
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`): what `from` says on the messages this client publishes.
+    #[arg(long, default_value = "dev")]
+    pub user: String,
+    /// What the token allows, as CHANNEL-GLOB:OPERATION,… (repeatable), e.g. 'room-*:subscribe,publish'.
+    /// Operations: subscribe, publish, presence, history. Default: all of them on every channel.
+    #[arg(long = "allow", value_name = "GLOB:OPS")]
+    pub allow: Vec<String>,
+    /// How long the token is valid, e.g. 30m, 24h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublishArgs {
+    /// The channel: the message is stored under its next serial and sent to every subscriber.
+    #[arg(long, required_unless_present = "connection", conflicts_with = "connection")]
+    pub channel: Option<String>,
+    /// One connection id: the data goes straight to it through @connections (not stored).
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// The data: JSON, or else sent as a text string. Default: read from --file or stdin.
+    #[arg(long, conflicts_with = "file")]
+    pub data: Option<String>,
+    /// Read the data from this file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// An id that makes the publish idempotent (channel only; with --count, `ID-N`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Publish this many times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// At most this many publishes per second (default: one after another, as fast as they complete).
+    #[arg(long)]
+    pub rate: Option<f64>,
 }

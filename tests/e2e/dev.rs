@@ -226,3 +226,67 @@ fn descendants(pid: u32) -> Vec<u32> {
     }
     all
 }
+
+/// `wsctl ARGS` against the running dev stack, as a user would type it.
+fn wsctl(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
+    cmd.arg("--config").arg(config).args(["--endpoint-url", &dev.base()]).args(args);
+    wsctl_tests::isolate(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1").stdin(std::process::Stdio::null());
+    let out = cmd.output().expect("run wsctl");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_and_token_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+
+    // A token from `wsctl token` limited to subscribing.
+    let (code, token, err) = wsctl(&dev, &config, &["token", "--user", "zed", "--allow", "news-*:subscribe", "--ttl", "10m"]);
+    assert_eq!(code, 0, "{err}");
+    let mut zed = Client::connect(&format!("{}?token={}", dev.field("url"), token.trim())).await.expect("token connects");
+    zed.send(json!({"action": "subscribe", "channel": "news-1"})).await;
+    zed.expect("subscribed", is("subscribed"), T).await;
+    zed.send(json!({"action": "publish", "channel": "news-1", "data": 1})).await;
+    assert_eq!(zed.expect("refusal", is("error"), T).await["code"], "forbidden");
+    let (code, _, err) = wsctl(&dev, &config, &["token", "--allow", "news:dance"]);
+    assert_eq!(code, 2, "a bad --allow is a usage error: {err}");
+    assert!(err.contains("unknown operation"), "{err}");
+
+    let mut ana = dev.connect("ana").await;
+    ana.send(json!({"action": "subscribe", "channel": "news-1"})).await;
+    ana.expect("subscribed", is("subscribed"), T).await;
+
+    // To a channel: every subscriber once, and the counts printed.
+    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", r#"{"text":"from the CLI"}"#]);
+    assert_eq!(code, 0, "{err}");
+    let result: Value = serde_json::from_str(&out).expect("JSON result");
+    assert_eq!(result["delivered"], 2, "{result}");
+    let serial = result["serial"].as_u64().expect("serial");
+    for c in [&mut zed, &mut ana] {
+        let m = c.expect("the CLI's message", is("message"), T).await;
+        assert_eq!((m["from"].as_str(), m["data"]["text"].as_str(), m["serial"].as_u64()), (Some("server"), Some("from the CLI"), Some(serial)));
+    }
+
+    // --count 5 --rate 50: five publishes, serials strictly increasing, each delivered.
+    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", "tick", "--count", "5", "--rate", "50"]);
+    assert_eq!(code, 0, "{err}");
+    let all: Value = serde_json::from_str(&out).expect("JSON result");
+    let serials: Vec<u64> = all["published"].as_array().expect("list").iter().map(|r| r["serial"].as_u64().unwrap()).collect();
+    assert_eq!(serials.len(), 5);
+    assert!(serials.windows(2).all(|w| w[0] < w[1]) && serials[0] > serial, "{serials:?}");
+    let ticks: Vec<u64> = ana.drain(Duration::from_secs(2)).await.iter().filter(|v| v["data"] == "tick").map(|v| v["serial"].as_u64().unwrap()).collect();
+    assert_eq!(ticks, serials);
+
+    // To one connection: exactly that client.
+    let ids = dev.connection_ids().await;
+    let (code, _, err) = wsctl(&dev, &config, &["publish", "--connection", &ids[0], "--data", r#"{"direct":true}"#]);
+    assert_eq!(code, 0, "{err}");
+    let mut got = 0;
+    for c in [&mut zed, &mut ana] {
+        got += c.drain(Duration::from_millis(700)).await.iter().filter(|v| v["direct"] == true).count();
+    }
+    assert_eq!(got, 1, "exactly one client has the direct message");
+}

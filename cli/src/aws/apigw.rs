@@ -17,7 +17,9 @@ pub fn api_resource_arn(region: &str, api_id: &str) -> String {
     format!("arn:aws:apigateway:{region}::/apis/{api_id}")
 }
 
-pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
+/// The stack's APIs (tagged as its own), oldest first: the first is the stack's API, any other
+/// was left by an interrupted create.
+async fn owned_apis(clients: &Clients, names: &Names) -> Result<Vec<(aws_sdk_apigatewayv2::types::Api, Tags)>, AwsError> {
     let wanted = names.api();
     let mut apis = Vec::new();
     let mut token = None;
@@ -37,8 +39,18 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
             names.owns(&tags).then_some((a, tags))
         })
         .collect();
-    // The oldest is the stack's API; any other (left by an interrupted create) is deleted.
     ours.sort_by_key(|(a, _)| a.created_date.map(|d| d.as_nanos()).unwrap_or_default());
+    Ok(ours)
+}
+
+/// The id of the stack's API, if it is deployed.
+pub async fn find_api(clients: &Clients, names: &Names) -> Result<Option<String>, AwsError> {
+    Ok(owned_apis(clients, names).await?.into_iter().next().and_then(|(a, _)| a.api_id))
+}
+
+pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
+    let wanted = names.api();
+    let ours = owned_apis(clients, names).await?;
     let mut ours = ours.into_iter();
     let Some((api, tags)) = ours.next() else { return Ok(()) };
     for (extra, tags) in ours {

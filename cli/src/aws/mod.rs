@@ -179,6 +179,8 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sts: aws_sdk_sts::Client,
+    /// The shared config, for clients built on demand (the stage's `@connections`).
+    pub sdk: SdkConfig,
 }
 
 impl Clients {
@@ -217,6 +219,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            sdk: sdk.clone(),
         }
     }
 

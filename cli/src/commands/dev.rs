@@ -110,6 +110,7 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
         domain: addr.to_string(),
         log: logs,
         stop: stop.clone(),
+        upstream: local::proxy::Upstream::new(&endpoint),
     });
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
 
@@ -122,7 +123,7 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
             json!({
                 "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
                 "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
-                "lambda_endpoint": base, "aws_endpoint": endpoint, "functions": functions, "routes": routes,
+                "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "functions": functions, "routes": routes,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );
@@ -133,12 +134,12 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
              Connect with:     {connect_url}\n  \
              @connections URL: {connections_url}/@connections\n  \
              Demo page:        {base}/\n  \
-             Lambda endpoint:  {base}  (AWS_ENDPOINT_URL_LAMBDA)\n  \
-             AWS endpoint:     {endpoint}{}\n\
+             AWS endpoint:     {base}  (Lambda here, every other call forwarded to {endpoint}{})\n\
+             Try:              wsctl --endpoint-url {base} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             config.stack,
             started.elapsed().as_secs_f64(),
-            if moto.is_some() { "  (moto, started by wsctl dev)" } else { "" },
+            if moto.is_some() { ", the moto wsctl dev started" } else { "" },
         ));
     }
     let _ = std::io::stdout().flush();

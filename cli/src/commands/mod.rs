@@ -6,7 +6,9 @@ mod dev;
 mod destroy;
 mod init;
 mod plan;
+mod publish;
 mod status;
+mod token;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Plan(args) => plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
         Command::Deploy(args) => deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
+        Command::Token(args) => token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Publish(args) => publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,
     }

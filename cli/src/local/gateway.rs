@@ -5,7 +5,8 @@
 //!   the `$connect` integration, then frames routed by the route selection expression;
 //! - `/{stage}/@connections/{id}`: the management API (see [`super::connections`]);
 //! - `/2015-03-31/functions/{name}/invocations`: Lambda's Invoke (see [`super::invoke`]);
-//! - `/` the demo page and `/_wsctl/*` the dev-only helpers (a token, the fault switch).
+//! - `/` the demo page and `/_wsctl/*` the dev-only helpers (a token, the fault switch);
+//! - anything else is forwarded to the emulator (see [`super::proxy`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -139,6 +140,8 @@ pub struct Gateway {
     pub domain: String,
     pub log: super::runtime::LogSink,
     pub stop: watch::Receiver<bool>,
+    /// Where other AWS calls go (moto).
+    pub upstream: super::proxy::Upstream,
 }
 
 impl Gateway {
@@ -241,7 +244,7 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
             let name = percent_decode(name);
             super::invoke::handle(&gw, req, &name).await
         }
-        [""] | ["index.html"] => {
+        [""] | ["index.html"] if req.method() == Method::GET => {
             let mut r = respond(StatusCode::OK, gw.page.clone());
             r.headers_mut().insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
             r
@@ -261,7 +264,8 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 None => message(StatusCode::GONE, "no such connection"),
             }
         }
-        _ => message(StatusCode::FORBIDDEN, "Forbidden"),
+        ["_wsctl", ..] => message(StatusCode::NOT_FOUND, "no such dev endpoint"),
+        _ => gw.upstream.forward(req).await,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod events;
 pub mod gateway;
 pub mod invoke;
 pub mod moto;
+pub mod proxy;
 pub mod runtime;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,141 @@
+//! `wsctl publish`: to a channel through the stack's publish function (stored under the next
+//! serial, sent to every subscriber; prints the serial and the delivery counts), or to one
+//! connection straight through `@connections`. `--count`/`--rate` make simple load.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use aws_sdk_apigatewaymanagement as mgmt;
+use serde_json::{Value, json};
+
+use crate::args::PublishArgs;
+use crate::aws::{AwsArgs, AwsError, Clients, Ctx};
+use crate::config::Config;
+use crate::engine::desired::Names;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs, printer: &Printer) -> Result<(), Error> {
+    let data = data(args)?;
+    let (clients, target) = super::connect(config, aws).await?;
+    let names = Names::new(config);
+    let started = Instant::now();
+    let interval = args.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut results = Vec::new();
+    let connections = match &args.connection {
+        Some(_) => Some(management(&clients, aws, &names, &target.region, &config.stage).await?),
+        None => None,
+    };
+    for n in 0..args.count {
+        if let Some(every) = interval {
+            tokio::time::sleep_until((started + every * n).into()).await;
+        }
+        let result = match (&args.channel, &args.connection, &connections) {
+            (Some(channel), _, _) => {
+                let id = args.id.as_ref().map(|id| if args.count > 1 { format!("{id}-{}", n + 1) } else { id.clone() });
+                to_channel(&clients, &names, channel, &data, id).await?
+            }
+            (None, Some(id), Some(api)) => to_connection(api, id, &data).await?,
+            _ => unreachable!("clap requires --channel or --connection"),
+        };
+        if !printer.json() {
+            printer.result(describe(&result));
+        }
+        results.push(result);
+    }
+    if printer.json() {
+        let seconds = started.elapsed().as_secs_f64();
+        match results.as_slice() {
+            [one] => printer.result_json(one),
+            many => printer.result_json(&json!({"published": many, "count": many.len(), "seconds": seconds})),
+        }
+    }
+    Ok(())
+}
+
+/// `--data` (JSON, or else text), `--file`, or stdin.
+fn data(args: &PublishArgs) -> Result<Value, Error> {
+    let raw = match (&args.data, &args.file) {
+        (Some(d), _) => d.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| Error::Usage { usage: format!("cannot read --file {}: {e}", path.display()) })?,
+        (None, None) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Usage { usage: format!("cannot read the data from stdin: {e}") })?;
+            s
+        }
+    };
+    let raw = raw.trim_end_matches('\n');
+    Ok(serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())))
+}
+
+async fn to_channel(clients: &Clients, names: &Names, channel: &str, data: &Value, id: Option<String>) -> Result<Value, Error> {
+    let function = names.function("publish");
+    let payload = json!({"channel": channel, "data": data, "id": id, "from": "server"});
+    let out = clients
+        .lambda
+        .invoke()
+        .function_name(&function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+        .send()
+        .await
+        .ctx("Invoke", &function)?;
+    let body: Value = out.payload.map(|p| serde_json::from_slice(p.as_ref()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    if let Some(kind) = out.function_error {
+        let message = body.get("errorMessage").and_then(Value::as_str).unwrap_or("no message").to_string();
+        return Err(Error::Aws(AwsError::Other { op: "Invoke", resource: function, detail: format!("the publish function failed ({kind}): {message}") }));
+    }
+    let mut result = json!({"channel": channel});
+    for key in ["serial", "duplicate", "delivered", "gone", "failed", "continued"] {
+        if let Some(v) = body.get(key) {
+            result[key] = v.clone();
+        }
+    }
+    Ok(result)
+}
+
+async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Value, Error> {
+    let bytes = match data {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match api.post_to_connection().connection_id(id).data(mgmt::primitives::Blob::new(bytes)).send().await {
+        Ok(_) => Ok(json!({"connection": id, "delivered": 1})),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(json!({"connection": id, "delivered": 0, "gone": 1})),
+        Err(e) => Err(Error::Aws(crate::aws::classify(e, "PostToConnection", id))),
+    }
+}
+
+/// The stage's `@connections` client: `--endpoint-url`/`STAGE` locally, the API's URL on AWS.
+async fn management(clients: &Clients, aws: &AwsArgs, names: &Names, region: &str, stage: &str) -> Result<mgmt::Client, Error> {
+    let url = match &aws.endpoint_url {
+        Some(endpoint) => format!("{}/{stage}", endpoint.trim_end_matches('/')),
+        None => {
+            let api = crate::aws::apigw::find_api(clients, names).await?.ok_or_else(|| Error::Usage {
+                usage: format!("the stack {} is not deployed\nhint: run `wsctl deploy` first", names.api()),
+            })?;
+            format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}")
+        }
+    };
+    let conf = mgmt::config::Builder::from(&clients.sdk).endpoint_url(url).build();
+    Ok(mgmt::Client::from_conf(conf))
+}
+
+fn describe(r: &Value) -> String {
+    let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+    match r.get("connection").and_then(Value::as_str) {
+        Some(id) if n("gone") > 0 => format!("connection {id} is gone (410)"),
+        Some(id) => format!("sent to connection {id}"),
+        None if r.get("duplicate").and_then(Value::as_bool) == Some(true) => {
+            format!("{}: serial {} (duplicate id: already published, not delivered again)", r["channel"].as_str().unwrap_or_default(), n("serial"))
+        }
+        None => format!(
+            "{}: serial {}; delivered {}, gone {}, failed {}{}",
+            r["channel"].as_str().unwrap_or_default(),
+            n("serial"),
+            n("delivered"),
+            n("gone"),
+            n("failed"),
+            if r.get("continued").and_then(Value::as_bool) == Some(true) { " (rest of the channel handed to further invocations)" } else { "" }
+        ),
+    }
+}

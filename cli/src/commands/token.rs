@@ -1,0 +1,76 @@
+//! `wsctl token`: a client token signed with the stack's own secret (read from SSM), so tests
+//! and demos can connect without an identity provider.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use wsctl_functions::auth::{Capabilities, Claims, Op, mint, now};
+
+use crate::args::TokenArgs;
+use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::config::Config;
+use crate::engine::desired::Names;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs, printer: &Printer) -> Result<(), Error> {
+    let cap = capabilities(&args.allow)?;
+    let (clients, _) = super::connect(config, aws).await?;
+    let secret = secret(&clients, &Names::new(config)).await?;
+    let issued = now();
+    let exp = issued + args.ttl.as_secs();
+    let token = mint(&secret, &Claims { sub: args.user.clone(), exp, nbf: None, iat: Some(issued), iss: None, aud: None, cap: cap.clone() });
+    if printer.json() {
+        printer.result_json(&json!({"token": token, "user": args.user, "expires_at": exp, "cap": cap}));
+    } else {
+        printer.result(token);
+    }
+    Ok(())
+}
+
+/// `room-*:subscribe,publish` → `{"room-*": [subscribe, publish]}`; none → everything everywhere.
+pub fn capabilities(allow: &[String]) -> Result<Capabilities, Error> {
+    let all = vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History];
+    if allow.is_empty() {
+        return Ok(Capabilities(BTreeMap::from([("*".to_string(), all)])));
+    }
+    let mut cap: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    for rule in allow {
+        let bad = |why: &str| Error::Usage { usage: format!("--allow {rule:?}: {why}\nhint: write CHANNEL-GLOB:OPERATION,... e.g. 'room-*:subscribe,publish'; operations are subscribe, publish, presence, history") };
+        let (glob, ops) = rule.rsplit_once(':').ok_or_else(|| bad("no ':' between the channel glob and the operations"))?;
+        if glob.is_empty() {
+            return Err(bad("the channel glob is empty"));
+        }
+        let entry = cap.entry(glob.to_string()).or_default();
+        for op in ops.split(',').map(str::trim) {
+            let op = Op::parse(op).ok_or_else(|| bad(&format!("unknown operation {op:?}")))?;
+            if !entry.contains(&op) {
+                entry.push(op);
+            }
+        }
+    }
+    Ok(Capabilities(cap))
+}
+
+/// The stack's token secret (an SSM SecureString `wsctl deploy` created).
+pub async fn secret(clients: &Clients, names: &Names) -> Result<Vec<u8>, Error> {
+    let name = names.secret();
+    let got = clients.ssm.get_parameter().name(&name).with_decryption(true).send().await.ctx("GetParameter", &name)?;
+    got.parameter.and_then(|p| p.value).map(String::into_bytes).ok_or_else(|| Error::Usage { usage: format!("the token secret {name} is empty\nhint: run `wsctl deploy` to create it") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_rules() {
+        let c = capabilities(&["room-*:subscribe,publish".into(), "lobby:presence".into()]).unwrap();
+        assert!(c.allows("room-1", Op::Publish));
+        assert!(!c.allows("room-1", Op::History));
+        assert!(c.allows("lobby", Op::Presence));
+        assert!(capabilities(&[]).unwrap().allows("anything", Op::History));
+        assert!(capabilities(&["room".into()]).is_err());
+        assert!(capabilities(&["room:dance".into()]).is_err());
+    }
+}
