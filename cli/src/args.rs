@@ -55,6 +55,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Publish to a channel (through the stack's publish function) or to one connection.
     Publish(PublishArgs),
+    /// Delete connection ids whose `$disconnect` never ran (for cron).
+    Gc(GcArgs),
     /// Delete every resource of the stack.
     Destroy {
         /// Do not ask for confirmation.
@@ -148,4 +150,20 @@ pub struct PublishArgs {
     /// At most this many publishes per second (default: one after another, as fast as they complete).
     #[arg(long)]
     pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GcArgs {
+    /// Report what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// GetConnection calls in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Stop starting new checks after this long (e.g. 5m); the run then exits 9.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
+    /// Only look at connections opened at least this long ago (e.g. 10m).
+    #[arg(long, value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
 }

@@ -23,6 +23,8 @@ pub mod exit {
     pub const DECLINED: i32 = 7;
     /// `wsctl dev` could not start its local stack (moto missing, port in use).
     pub const LOCAL: i32 = 8;
+    /// `gc` did part of its work: some calls failed or it stopped at `--max-duration`.
+    pub const UNFINISHED: i32 = 9;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,8 @@ pub enum Error {
     Partial(Vec<(ResourceId, AwsError)>),
     #[error("aborted: nothing was changed")]
     Declined,
+    #[error("{0}")]
+    Unfinished(String),
     #[error(transparent)]
     Local(#[from] crate::local::LocalError),
     #[error("{0}")]
@@ -67,6 +71,7 @@ impl Error {
             Error::Conflict(_) => exit::CONFLICT,
             Error::Declined => exit::DECLINED,
             Error::Local(_) => exit::LOCAL,
+            Error::Unfinished(_) => exit::UNFINISHED,
             Error::Io(_) => exit::INTERNAL,
         }
     }

@@ -290,3 +290,115 @@ async fn publish_and_token_from_the_command_line() {
     }
     assert_eq!(got, 1, "exactly one client has the direct message");
 }
+
+/// Items of the stack's `table` in the emulator, through the dev gateway's AWS endpoint.
+async fn scan_all(dev: &Dev, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "test"))
+        .endpoint_url(dev.base())
+        .build();
+    let db = aws_sdk_dynamodb::Client::from_conf(conf);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = db.scan().table_name(table).set_exclusive_start_key(start).send().await.expect("scan");
+        items.extend(page.items.unwrap_or_default());
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+fn s(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str) -> String {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
+
+/// Runs `wsctl gc ARGS --output json`; exit code and the parsed summary.
+fn gc(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--output", "json", "gc"];
+    all.extend_from_slice(args);
+    let (code, out, err) = wsctl(dev, config, &all);
+    let summary = serde_json::from_str(&out).unwrap_or_else(|e| panic!("gc printed no JSON ({e}): {out}\n{err}"));
+    (code, summary)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_sweeps_exactly_the_zombies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+    let token = dev.token("load").await;
+    let url = format!("{}?token={token}", dev.field("url"));
+    use futures::StreamExt;
+    let mut clients: Vec<Client> = futures::stream::iter(0..2000)
+        .map(|_| {
+            let url = url.clone();
+            async move { Client::connect(&url).await.expect("connect") }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    futures::stream::iter(clients.iter_mut())
+        .for_each_concurrent(64, |c| async move {
+            c.send(json!({"action": "subscribe", "channel": "gc-room"})).await;
+            c.expect("subscribed", is("subscribed"), Duration::from_secs(60)).await;
+        })
+        .await;
+
+    // The fault switch drops 1,000: their sockets go, `$disconnect` never runs.
+    let ids = dev.connection_ids().await;
+    assert_eq!(ids.len(), 2000);
+    let zombies: std::collections::BTreeSet<String> = ids[..1000].iter().cloned().collect();
+    for id in &zombies {
+        let (status, body) = http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "zombies are still in the table");
+
+    let (code, dry) = gc(&dev, &config, &["--dry-run"]);
+    assert_eq!((code, &dry["stale"], &dry["live"], &dry["deleted"]), (0, &json!(1000), &json!(1000), &json!(0)), "{dry}");
+    assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "--dry-run deletes nothing");
+
+    let (code, run) = gc(&dev, &config, &[]);
+    assert_eq!((code, &run["stale"], &run["deleted"], &run["errors"]), (0, &json!(1000), &json!(1000), &json!(0)), "{run}");
+    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections").await.iter().map(|i| s(i, "pk")).collect();
+    assert_eq!(left.len(), 1000);
+    assert!(left.is_disjoint(&zombies));
+    let subs = scan_all(&dev, "chat-dev-subscriptions").await;
+    assert_eq!(subs.len(), 1000, "the zombies' subscriptions went with them");
+    assert!(subs.iter().all(|i| !zombies.contains(&s(i, "connection"))));
+
+    let (code, again) = gc(&dev, &config, &[]);
+    assert_eq!((code, &again["stale"]), (0, &json!(0)), "{again}");
+
+    // Every remaining client still receives a publish; the dropped ones are closed.
+    let (code, _, err) = wsctl(&dev, &config, &["publish", "--channel", "gc-room", "--data", "after gc"]);
+    assert_eq!(code, 0, "{err}");
+    let received = futures::stream::iter(clients.iter_mut())
+        .map(|c| async move { c.expect_or_none(|v| v["data"] == "after gc", Duration::from_secs(20)).await.is_some() })
+        .buffer_unordered(256)
+        .filter(|got| futures::future::ready(*got))
+        .count()
+        .await;
+    assert_eq!(received, 1000);
+
+    // Two sweeps at once: together they delete exactly the new zombies, never a live id.
+    let ids = dev.connection_ids().await;
+    let zombies: std::collections::BTreeSet<String> = ids[..300].iter().cloned().collect();
+    for id in &zombies {
+        http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+    }
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8"]));
+        let b = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!((a.0, b.0), (0, 0), "{} {}", a.1, b.1);
+    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections").await.iter().map(|i| s(i, "pk")).collect();
+    assert_eq!(left.len(), 700);
+    assert!(left.is_disjoint(&zombies));
+    assert_eq!(left, dev.connection_ids().await.into_iter().collect(), "every live id kept");
+}

@@ -229,6 +229,17 @@ impl Client {
         panic!("expected {what} within {timeout:?}; got {seen:?}");
     }
 
+    /// The first frame matching `pred` within `timeout`, or None (timeout or closed).
+    pub async fn expect_or_none(&mut self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        while let Some(v) = self.recv(deadline.saturating_duration_since(Instant::now())).await {
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
     /// Every text frame that arrives within `window`.
     pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
         let deadline = Instant::now() + window;

@@ -3,6 +3,7 @@
 mod build;
 mod deploy;
 mod dev;
+mod gc;
 mod destroy;
 mod init;
 mod plan;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
         Command::Token(args) => token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Publish(args) => publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,
     }

@@ -106,7 +106,7 @@ async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Val
 }
 
 /// The stage's `@connections` client: `--endpoint-url`/`STAGE` locally, the API's URL on AWS.
-async fn management(clients: &Clients, aws: &AwsArgs, names: &Names, region: &str, stage: &str) -> Result<mgmt::Client, Error> {
+pub(super) async fn management(clients: &Clients, aws: &AwsArgs, names: &Names, region: &str, stage: &str) -> Result<mgmt::Client, Error> {
     let url = match &aws.endpoint_url {
         Some(endpoint) => format!("{}/{stage}", endpoint.trim_end_matches('/')),
         None => {

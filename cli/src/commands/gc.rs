@@ -1,0 +1,173 @@
+//! `wsctl gc`: sweeps connection ids whose `$disconnect` never ran. Built for cron: a parallel
+//! scan of the connections table, one `GetConnection` per id (bounded concurrency), and for
+//! every id that answers 410 (or whose item is past its TTL) the connection and all its
+//! subscriptions and presence are deleted in batches. An id that answers 200 is never touched;
+//! deletes are idempotent, so two sweeps at once are safe.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_apigatewaymanagement as mgmt;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use wsctl_functions::auth::now;
+use wsctl_functions::store::{Store, Tables};
+
+use crate::args::GcArgs;
+use crate::aws::{AwsArgs, Ctx};
+use crate::config::Config;
+use crate::engine::desired::Names;
+use crate::error::Error;
+use crate::output::Printer;
+
+/// Scan segments read at once.
+const SEGMENTS: i32 = 4;
+
+#[derive(Default)]
+struct Tally {
+    scanned: AtomicU64,
+    live: AtomicU64,
+    stale: AtomicU64,
+    deleted: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One row of the connections table.
+struct Row {
+    id: String,
+    connected_at: u64,
+    expires: Option<u64>,
+}
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printer) -> Result<(), Error> {
+    let started = Instant::now();
+    let (clients, target) = super::connect(config, aws).await?;
+    let names = Names::new(config);
+    let store = Store {
+        db: clients.dynamodb.clone(),
+        tables: Tables {
+            connections: names.table("connections"),
+            subscriptions: names.table("subscriptions"),
+            history: names.table("history"),
+            counters: names.table("counters"),
+        },
+        history_ttl: Duration::from_secs(24 * 3600),
+    };
+    let api = super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
+    let deadline = args.max_duration.map(|d| started + d);
+    let cutoff = args.older_than.map(|d| now().saturating_sub(d.as_secs()));
+
+    let rows = scan(&store).await?;
+    let tally = Tally::default();
+    let cut_short = AtomicBool::new(false);
+    stream::iter(rows)
+        .for_each_concurrent(args.concurrency as usize, |row| {
+            let (store, api, tally, cut_short) = (&store, &api, &tally, &cut_short);
+            async move {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    cut_short.store(true, Ordering::Relaxed);
+                    return;
+                }
+                if cutoff.is_some_and(|c| row.connected_at > c) {
+                    return;
+                }
+                tally.scanned.fetch_add(1, Ordering::Relaxed);
+                let expired = row.expires.is_some_and(|e| e < now());
+                let stale = expired || match check(api, &row.id).await {
+                    Ok(live) => !live,
+                    Err(e) => {
+                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                        printer.note(format!("GetConnection {}: {e}", row.id));
+                        return;
+                    }
+                };
+                if !stale {
+                    tally.live.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                tally.stale.fetch_add(1, Ordering::Relaxed);
+                if args.dry_run {
+                    return;
+                }
+                match store.remove_connection(&row.id).await {
+                    Ok(_) => tally.deleted.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        printer.note(format!("deleting {}: {e}", row.id));
+                        tally.errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        })
+        .await;
+
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (scanned, live, stale, deleted, errors) = (get(&tally.scanned), get(&tally.live), get(&tally.stale), get(&tally.deleted), get(&tally.errors));
+    let seconds = started.elapsed().as_secs_f64();
+    let cut_short = cut_short.load(Ordering::Relaxed);
+    if printer.json() {
+        println!(
+            "{}",
+            json!({"scanned": scanned, "live": live, "stale": stale, "deleted": deleted, "errors": errors, "seconds": seconds, "dry_run": args.dry_run, "complete": !cut_short})
+        );
+    } else {
+        let action = if args.dry_run { "would delete" } else { "deleted" };
+        let count = if args.dry_run { stale } else { deleted };
+        let partial = if cut_short { " (stopped at --max-duration)" } else { "" };
+        printer.result(format!("gc {}/{}: scanned {scanned}, live {live}, stale {stale}, {action} {count}, errors {errors} in {seconds:.1} s{partial}", config.stack, config.stage));
+    }
+    if errors > 0 || cut_short {
+        return Err(Error::Unfinished(format!(
+            "gc did not finish: {errors} error(s){}\nhint: run it again; every step is idempotent",
+            if cut_short { ", stopped at --max-duration" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// Every row of the connections table, read by `SEGMENTS` parallel scans.
+async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
+    let table = &store.tables.connections;
+    let segments = futures::future::try_join_all((0..SEGMENTS).map(|segment| async move {
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let page = store
+                .db
+                .scan()
+                .table_name(table)
+                .segment(segment)
+                .total_segments(SEGMENTS)
+                .projection_expression("pk, connected_at, #t")
+                .expression_attribute_names("#t", "ttl")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .ctx("Scan", table)?;
+            for item in page.items.unwrap_or_default() {
+                let n = |k: &str| match item.get(k) {
+                    Some(AttributeValue::N(v)) => v.parse().ok(),
+                    _ => None,
+                };
+                if let Some(AttributeValue::S(id)) = item.get("pk") {
+                    rows.push(Row { id: id.clone(), connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") });
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok::<_, Error>(rows);
+            }
+        }
+    }))
+    .await?;
+    Ok(segments.into_iter().flatten().collect())
+}
+
+/// Whether API Gateway still knows the connection: 200 yes, 410 no, anything else an error.
+async fn check(api: &mgmt::Client, id: &str) -> Result<bool, String> {
+    match api.get_connection().connection_id(id).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(false),
+        Err(e) => Err(crate::aws::classify(e, "GetConnection", id).to_string()),
+    }
+}
