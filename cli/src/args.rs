@@ -147,8 +147,8 @@ pub struct PublishArgs {
     /// Publish this many times.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
-    /// At most this many publishes per second (default: one after another, as fast as they complete).
-    #[arg(long)]
+    /// At most this many publishes per second, 0.01-10000 (default: one after another, as fast as they complete).
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
 }
 
@@ -166,4 +166,11 @@ pub struct GcArgs {
     /// Only look at connections opened at least this long ago (e.g. 10m).
     #[arg(long, value_parser = parse_duration)]
     pub older_than: Option<std::time::Duration>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.01..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?}: give a number of publishes per second between 0.01 and 10000")),
+    }
 }

@@ -93,8 +93,15 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
                 Ok(text) => Message::text(text),
                 Err(_) => Message::binary(body),
             };
-            if conn.tx.send(Out::Frame(frame)).await.is_err() {
-                return error(StatusCode::GONE, "GoneException", &format!("connection {id} is gone"));
+            // Never wait on a slow reader: its queue full is the caller's problem to retry.
+            match conn.tx.try_send(Out::Frame(frame)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &format!("connection {id} is not reading: 256 messages wait for it"));
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return error(StatusCode::GONE, "GoneException", &format!("connection {id} is gone"));
+                }
             }
             conn.touch();
             super::gateway::respond(StatusCode::OK, Bytes::new())
@@ -114,7 +121,7 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
             )
         }
         Method::DELETE => {
-            let _ = conn.tx.send(Out::Close).await;
+            let _ = conn.tx.try_send(Out::Close);
             super::gateway::respond(StatusCode::NO_CONTENT, Bytes::new())
         }
         _ => error(StatusCode::FORBIDDEN, "ForbiddenException", "only POST, GET and DELETE are allowed on @connections"),

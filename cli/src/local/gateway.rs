@@ -402,6 +402,8 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
     let (tx, rx) = mpsc::channel(256);
     let conn = Arc::new(Conn::new(origin.clone(), authorizer.clone(), tx));
     gw.conns.insert(conn.clone());
+    // If the client goes away during `$connect`, hyper drops this future: forget the id then.
+    let pending = Pending { gw: &gw, id: origin.connection_id.clone(), armed: true };
     let mut protocol = None;
     if let Some(route) = gw.api.routes.get("$connect") {
         let event = events::connect(&origin, &hs, authorizer.as_ref(), events::epoch_ms());
@@ -411,7 +413,9 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
                 let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
                 protocol = doc.pointer("/headers/Sec-WebSocket-Protocol").and_then(Value::as_str).map(str::to_string);
                 match doc.get("statusCode").and_then(Value::as_u64) {
-                    Some(code) if !(200..300).contains(&code) => Some(StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)),
+                    Some(code) if !(200..300).contains(&code) => Some(
+                        u16::try_from(code).ok().and_then(|c| StatusCode::from_u16(c).ok()).filter(|c| c.as_u16() >= 300).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    ),
                     _ => None,
                 }
             }
@@ -422,10 +426,10 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
             Err(_) => Some(StatusCode::GATEWAY_TIMEOUT),
         };
         if let Some(status) = refused {
-            gw.conns.remove(&origin.connection_id);
             return message(status, if status == StatusCode::INTERNAL_SERVER_ERROR { "Internal server error" } else { "Connection refused by $connect" });
         }
     }
+    pending.disarm();
     let upgrade = hyper::upgrade::on(&mut req);
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let gw2 = gw.clone();
@@ -447,6 +451,40 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
         h.insert("sec-websocket-protocol", p);
     }
     r
+}
+
+struct Pending<'a> {
+    gw: &'a Gateway,
+    id: String,
+    armed: bool,
+}
+
+impl Pending<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.gw.conns.remove(&self.id);
+        }
+    }
+}
+
+/// How long a write to one client may take before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends a server-side close and waits briefly for the client's reply, so the close code
+/// arrives rather than a reset.
+async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if tokio::time::timeout(WRITE_TIMEOUT, ws.send(close_frame(code, reason))).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    }
 }
 
 fn config() -> WebSocketConfig {
@@ -492,7 +530,7 @@ where
                     Some(Ok(_)) => {}
                     Some(Err(WsError::Capacity(e))) => {
                         gw.note(&format!("{}: {e}; closing with 1009", conn.origin.connection_id));
-                        let _ = ws.send(close_frame(1009, "Message too big")).await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.send(close_frame(1009, "Message too big"))).await;
                         break (1009, "Message too big".into());
                     }
                     Some(Err(_)) | None => break (1006, "Connection closed abnormally".into()),
@@ -500,12 +538,12 @@ where
             }
             out = rx.recv() => match out {
                 Some(Out::Frame(m)) => {
-                    if ws.send(m).await.is_err() {
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ws.send(m)).await, Ok(Ok(()))) {
                         break (1006, "Connection closed abnormally".into());
                     }
                 }
                 Some(Out::Close) => {
-                    let _ = ws.send(close_frame(1000, "")).await;
+                    close(&mut ws, 1000, "").await;
                     break (1000, "Connection closed through the @connections API".into());
                 }
                 Some(Out::Drop) | None => {
@@ -515,11 +553,11 @@ where
                 }
             },
             _ = &mut idle => {
-                let _ = ws.send(close_frame(1001, "Going away")).await;
+                close(&mut ws, 1001, "Going away").await;
                 break (1001, "Idle timeout".into());
             }
             _ = &mut lifetime => {
-                let _ = ws.send(close_frame(1001, "Going away")).await;
+                close(&mut ws, 1001, "Going away").await;
                 break (1001, "Maximum connection lifetime reached".into());
             }
             _ = stop.changed() => {

@@ -25,6 +25,8 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
         super::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| LocalError::MotoMissing(e.to_string()))?;
         let started = Instant::now();

@@ -184,9 +184,10 @@ async fn worker(pool: Arc<Pool>) {
         Ok(l) => l,
         Err(e) => {
             pool.log(&format!("cannot open a Runtime API port: {e}"));
+            fail_one_queued(&pool, Failure::Crashed(format!("cannot open a Runtime API port: {e}")));
             let mut c = pool.counts.lock().unwrap();
-            c.processes -= 1;
-            c.starting -= 1;
+            c.processes = c.processes.saturating_sub(1);
+            c.starting = c.starting.saturating_sub(1);
             return;
         }
     };
@@ -210,7 +211,10 @@ async fn worker(pool: Arc<Pool>) {
             Ok(c) => c,
             Err(e) => {
                 pool.log(&format!("cannot start {}: {e}", pool.def.bootstrap.display()));
-                pool.counts.lock().unwrap().starting -= 1;
+                {
+                    let mut c = pool.counts.lock().unwrap();
+                    c.starting = c.starting.saturating_sub(1);
+                }
                 fail_one_queued(&pool, Failure::Crashed(format!("cannot start the bootstrap: {e}")));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -219,7 +223,9 @@ async fn worker(pool: Arc<Pool>) {
         };
         pipe_logs(&pool, &mut child);
         let failure = loop {
-            let deadline = slot.inflight.lock().unwrap().as_ref().map(|f| f.deadline);
+            // Lambda gives init 10 s; after that the environment is replaced.
+            let init = (!slot.ready.load(Ordering::SeqCst)).then_some(started + INIT_TIMEOUT);
+            let deadline = slot.inflight.lock().unwrap().as_ref().map(|f| f.deadline).or(init);
             tokio::select! {
                 status = child.wait() => {
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -229,6 +235,9 @@ async fn worker(pool: Arc<Pool>) {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far).into()), if deadline.is_some() => {
                     let _ = child.start_kill();
                     let _ = child.wait().await;
+                    if !slot.ready.load(Ordering::SeqCst) {
+                        *slot.init_error.lock().unwrap() = Some(format!("init did not finish within {} s", INIT_TIMEOUT.as_secs()));
+                    }
                     break Failure::TimedOut(pool.def.timeout);
                 }
                 _ = stop.changed() => {
@@ -241,12 +250,19 @@ async fn worker(pool: Arc<Pool>) {
                 }
             }
         };
-        generation.send_modify(|g| *g += 1);
+        let inflight = {
+            // Under the in-flight lock, so a `/next` of the dead process cannot hand it an event now.
+            let mut guard = slot.inflight.lock().unwrap();
+            generation.send_modify(|g| *g += 1);
+            guard.take()
+        };
         let was_ready = slot.ready.load(Ordering::SeqCst);
         if !was_ready {
-            pool.counts.lock().unwrap().starting -= 1;
+            {
+                    let mut c = pool.counts.lock().unwrap();
+                    c.starting = c.starting.saturating_sub(1);
+                }
         }
-        let inflight = slot.inflight.lock().unwrap().take();
         match inflight {
             Some(f) => {
                 pool.log(&format!("request {} failed: {failure}; starting a new process", f.request_id));
@@ -273,6 +289,8 @@ async fn worker(pool: Arc<Pool>) {
     }
 }
 
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn far() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
@@ -281,7 +299,10 @@ fn fail_one_queued(pool: &Pool, failure: Failure) {
     if let Ok(mut rx) = pool.next.try_lock()
         && let Ok(job) = rx.try_recv()
     {
-        pool.counts.lock().unwrap().queued -= 1;
+        {
+                    let mut c = pool.counts.lock().unwrap();
+                    c.queued = c.queued.saturating_sub(1);
+                }
         let _ = job.reply.send(Err(failure));
     }
 }
@@ -297,6 +318,9 @@ fn spawn(def: &FunctionDef, runtime_api: &str) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Its own process group: Ctrl-C in the terminal reaches wsctl dev, which stops it in order.
+    #[cfg(unix)]
+    cmd.process_group(0);
     super::die_with_parent(&mut cmd);
     cmd.spawn()
 }
@@ -382,11 +406,13 @@ async fn runtime_api(
 async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: watch::Receiver<u64>) -> Response<Body> {
     {
         let mut c = pool.counts.lock().unwrap();
-        if !slot.ready.swap(true, Ordering::SeqCst) {
-            c.starting -= 1;
+        if *generations.borrow() == generation && !slot.ready.swap(true, Ordering::SeqCst) {
+            c.starting = c.starting.saturating_sub(1);
         }
         c.idle += 1;
     }
+    // Also undone when hyper drops this handler because the process went away.
+    let idle = IdleGuard(pool);
     let dead = async {
         let _ = generations.wait_for(|g| *g != generation).await;
     };
@@ -394,22 +420,17 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
         job = async { pool.next.lock().await.recv().await } => job,
         _ = dead => None,
     };
-    let mut c = pool.counts.lock().unwrap();
-    c.idle -= 1;
+    drop(idle);
     let Some(job) = job else {
         return reply(StatusCode::GONE, json!({"errorType": "Gone", "errorMessage": "this process was replaced"}));
     };
-    c.queued -= 1;
-    drop(c);
-    if *generations.borrow() != generation {
-        // The process died while this event was being handed over: queue it again.
-        pool.counts.lock().unwrap().queued += 1;
-        let _ = pool.queue.send(job);
-        return reply(StatusCode::GONE, json!({"errorType": "Gone", "errorMessage": "this process was replaced"}));
+    {
+        let mut c = pool.counts.lock().unwrap();
+        c.queued = c.queued.saturating_sub(1);
     }
     let deadline = Instant::now() + pool.def.timeout;
     let deadline_ms = super::events::epoch_ms() + pool.def.timeout.as_millis() as u64;
-    let mut r = Response::new(Full::new(job.payload));
+    let mut r = Response::new(Full::new(job.payload.clone()));
     let h = r.headers_mut();
     let header = |v: &str| hyper::header::HeaderValue::from_str(v).unwrap_or(hyper::header::HeaderValue::from_static(""));
     h.insert("lambda-runtime-aws-request-id", header(&job.request_id));
@@ -417,9 +438,28 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
     h.insert("lambda-runtime-invoked-function-arn", header(&pool.def.arn));
     h.insert("lambda-runtime-trace-id", header(&format!("Root=1-{:08x}-{}", deadline_ms / 1000, job.request_id.replace('-', "")[..24].to_string())));
     h.insert("content-type", header("application/json"));
-    *slot.inflight.lock().unwrap() = Some(InFlight { request_id: job.request_id, deadline, reply: job.reply });
+    {
+        let mut inflight = slot.inflight.lock().unwrap();
+        if *generations.borrow() != generation {
+            // The process died while this event was being handed over: queue it again.
+            drop(inflight);
+            pool.counts.lock().unwrap().queued += 1;
+            let _ = pool.queue.send(job);
+            return reply(StatusCode::GONE, json!({"errorType": "Gone", "errorMessage": "this process was replaced"}));
+        }
+        *inflight = Some(InFlight { request_id: job.request_id, deadline, reply: job.reply });
+    }
     slot.changed.notify_one();
     r
+}
+
+struct IdleGuard<'a>(&'a Pool);
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        let mut c = self.0.counts.lock().unwrap();
+        c.idle = c.idle.saturating_sub(1);
+    }
 }
 
 fn finish(slot: &Slot, id: &str, outcome: Outcome) -> Response<Body> {
