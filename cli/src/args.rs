@@ -55,6 +55,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Publish to a channel (through the stack's publish function) or to one connection.
     Publish(PublishArgs),
+    /// List live connections: id, user, connection time, channels.
+    Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
     /// Delete every resource of the stack.
@@ -173,4 +175,14 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r) if (0.01..=10_000.0).contains(&r) => Ok(r),
         _ => Err(format!("{s:?}: give a number of publishes per second between 0.01 and 10000")),
     }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionsArgs {
+    /// Only the subscribers of this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only this user's connections.
+    #[arg(long)]
+    pub user: Option<String>,
 }

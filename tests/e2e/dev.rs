@@ -280,9 +280,22 @@ async fn publish_and_token_from_the_command_line() {
     let ticks: Vec<u64> = ana.drain(Duration::from_secs(2)).await.iter().filter(|v| v["data"] == "tick").map(|v| v["serial"].as_u64().unwrap()).collect();
     assert_eq!(ticks, serials);
 
+    // `connections --channel` lists exactly the channel's subscribers.
+    let mut other = dev.connect("bystander").await;
+    other.send(json!({"action": "subscribe", "channel": "elsewhere"})).await;
+    other.expect("subscribed", is("subscribed"), T).await;
+    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "connections", "--channel", "news-1"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).expect("JSON list");
+    let mut users: Vec<&str> = listed.as_array().expect("list").iter().map(|c| c["user"].as_str().unwrap()).collect();
+    users.sort();
+    assert_eq!(users, ["ana", "zed"], "{listed}");
+    assert!(listed.as_array().unwrap().iter().all(|c| c["channels"] == json!(["news-1"])), "{listed}");
+    drop(other);
+
     // To one connection: exactly that client.
-    let ids = dev.connection_ids().await;
-    let (code, _, err) = wsctl(&dev, &config, &["publish", "--connection", &ids[0], "--data", r#"{"direct":true}"#]);
+    let target = listed[0]["id"].as_str().expect("id").to_string();
+    let (code, _, err) = wsctl(&dev, &config, &["publish", "--connection", &target, "--data", r#"{"direct":true}"#]);
     assert_eq!(code, 0, "{err}");
     let mut got = 0;
     for c in [&mut zed, &mut ana] {

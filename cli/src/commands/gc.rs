@@ -34,26 +34,18 @@ struct Tally {
 }
 
 /// One row of the connections table.
-struct Row {
-    id: String,
-    connected_at: u64,
-    expires: Option<u64>,
+pub(super) struct Row {
+    pub id: String,
+    pub user: String,
+    pub connected_at: u64,
+    pub expires: Option<u64>,
 }
 
 pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printer) -> Result<(), Error> {
     let started = Instant::now();
     let (clients, target) = super::connect(config, aws).await?;
     let names = Names::new(config);
-    let store = Store {
-        db: clients.dynamodb.clone(),
-        tables: Tables {
-            connections: names.table("connections"),
-            subscriptions: names.table("subscriptions"),
-            history: names.table("history"),
-            counters: names.table("counters"),
-        },
-        history_ttl: Duration::from_secs(24 * 3600),
-    };
+    let store = store(&clients, &names);
     let api = super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
     let deadline = args.max_duration.map(|d| started + d);
     let cutoff = args.older_than.map(|d| now().saturating_sub(d.as_secs()));
@@ -125,8 +117,22 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     Ok(())
 }
 
+/// The stack's tables, as the functions use them.
+pub(super) fn store(clients: &crate::aws::Clients, names: &Names) -> Store {
+    Store {
+        db: clients.dynamodb.clone(),
+        tables: Tables {
+            connections: names.table("connections"),
+            subscriptions: names.table("subscriptions"),
+            history: names.table("history"),
+            counters: names.table("counters"),
+        },
+        history_ttl: Duration::from_secs(24 * 3600),
+    }
+}
+
 /// Every row of the connections table, read by `SEGMENTS` parallel scans.
-async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
+pub(super) async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
     let table = &store.tables.connections;
     let segments = futures::future::try_join_all((0..SEGMENTS).map(|segment| async move {
         let mut rows = Vec::new();
@@ -138,8 +144,9 @@ async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
                 .table_name(table)
                 .segment(segment)
                 .total_segments(SEGMENTS)
-                .projection_expression("pk, connected_at, #t")
+                .projection_expression("pk, #u, connected_at, #t")
                 .expression_attribute_names("#t", "ttl")
+                .expression_attribute_names("#u", "user")
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -150,7 +157,11 @@ async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
                     _ => None,
                 };
                 if let Some(AttributeValue::S(id)) = item.get("pk") {
-                    rows.push(Row { id: id.clone(), connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") });
+                    let user = match item.get("user") {
+                        Some(AttributeValue::S(u)) => u.clone(),
+                        _ => String::new(),
+                    };
+                    rows.push(Row { id: id.clone(), user, connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") });
                 }
             }
             start = page.last_evaluated_key;

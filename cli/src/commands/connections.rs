@@ -1,0 +1,70 @@
+//! `wsctl connections`: the connections the stack's table knows, with their user, connection
+//! time and channels; filtered by channel (a query of its subscribers) or by user.
+
+use std::collections::BTreeSet;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::json;
+use wsctl_functions::auth::now;
+
+use crate::args::ConnectionsArgs;
+use crate::aws::AwsArgs;
+use crate::config::Config;
+use crate::engine::desired::Names;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer: &Printer) -> Result<(), Error> {
+    let (clients, _) = super::connect(config, aws).await?;
+    let store = super::gc::store(&clients, &Names::new(config));
+    let failed = |e: wsctl_functions::store::StoreError| Error::Io(e.to_string());
+    let only: Option<BTreeSet<String>> = match &args.channel {
+        Some(channel) => {
+            let mut ids = BTreeSet::new();
+            let mut start = None;
+            loop {
+                let (page, next) = store.subscribers(channel, start, 1000).await.map_err(failed)?;
+                ids.extend(page.into_iter().map(|s| s.connection));
+                start = next;
+                if start.is_none() {
+                    break Some(ids);
+                }
+            }
+        }
+        None => None,
+    };
+    let mut rows = super::gc::scan(&store).await?;
+    let current = now();
+    rows.retain(|r| {
+        only.as_ref().is_none_or(|ids| ids.contains(&r.id)) && args.user.as_ref().is_none_or(|u| &r.user == u) && r.expires.is_none_or(|e| e >= current)
+    });
+    rows.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));
+    let listed: Vec<_> = stream::iter(rows)
+        .map(|r| {
+            let store = &store;
+            async move {
+                let channels: Vec<String> = store.subscriptions_of(&r.id).await?.into_iter().map(|(c, _)| c).collect();
+                Ok::<_, wsctl_functions::store::StoreError>((r, channels))
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+        .map_err(failed)?;
+    if printer.json() {
+        let list: Vec<_> = listed
+            .iter()
+            .map(|(r, channels)| json!({"id": r.id, "user": r.user, "connected_at": r.connected_at, "channels": channels}))
+            .collect();
+        printer.result_json(&json!(list));
+    } else if listed.is_empty() {
+        printer.result("no connections");
+    } else {
+        printer.result(format!("{:<17} {:<20} {:<24} CHANNELS", "ID", "USER", "CONNECTED AT"));
+        for (r, channels) in &listed {
+            let at = crate::local::events::iso8601(r.connected_at * 1000);
+            printer.result(format!("{:<17} {:<20} {:<24} {}", r.id, r.user, at, channels.join(",")));
+        }
+    }
+    Ok(())
+}
