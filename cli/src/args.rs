@@ -55,6 +55,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Publish to a channel (through the stack's publish function) or to one connection.
     Publish(PublishArgs),
+    /// An interactive WebSocket client: stdin lines out as frames, frames in as lines.
+    Connect(ConnectArgs),
     /// List live connections: id, user, connection time, channels.
     Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
@@ -185,4 +187,20 @@ pub struct ConnectionsArgs {
     /// Only this user's connections.
     #[arg(long)]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// A token; default: one minted for --user with the stack's secret.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The user of the minted token.
+    #[arg(long, default_value = "cli")]
+    pub user: String,
+    /// The WebSocket URL; default: the deployed stage's, or `--endpoint-url`'s with the stage.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With stdin not a terminal: how long to wait for answers after the last line.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub wait: std::time::Duration,
 }

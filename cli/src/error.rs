@@ -45,6 +45,9 @@ pub enum Error {
     Declined,
     #[error("{0}")]
     Unfinished(String),
+    /// A WebSocket handshake refused by the authorizer.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Local(#[from] crate::local::LocalError),
     #[error("{0}")]
@@ -72,6 +75,7 @@ impl Error {
             Error::Declined => exit::DECLINED,
             Error::Local(_) => exit::LOCAL,
             Error::Unfinished(_) => exit::UNFINISHED,
+            Error::Refused(_) => exit::CREDENTIALS,
             Error::Io(_) => exit::INTERNAL,
         }
     }

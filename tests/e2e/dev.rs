@@ -187,8 +187,21 @@ async fn a_crash_or_timeout_fails_one_event_and_the_process_is_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn lambda_invoke_and_stop_leave_nothing_behind() {
-    let (_dir, mut dev) = dev();
+async fn idle_timeout_lambda_invoke_and_stop_leave_nothing_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let mut dev = Dev::start(&config, &["--idle-timeout", "2s"]);
+
+    // An idle connection is closed with 1001 and forgotten, as API Gateway does after 10 minutes.
+    let mut idle = dev.connect("sleepy").await;
+    assert_eq!(dev.connection_ids().await.len(), 1);
+    assert_eq!(idle.close_code(T).await, Some(1001));
+    let started = std::time::Instant::now();
+    while !dev.connection_ids().await.is_empty() {
+        assert!(started.elapsed() < T, "the idle connection is still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // RequestResponse through the Invoke endpoint, with the path the SDK uses.
     let name = "chat-dev-echo";
     let url = format!("{}/2015-03-31/functions/{name}/invocations", dev.base());
@@ -292,6 +305,26 @@ async fn publish_and_token_from_the_command_line() {
     assert_eq!(users, ["ana", "zed"], "{listed}");
     assert!(listed.as_array().unwrap().iter().all(|c| c["channels"] == json!(["news-1"])), "{listed}");
     drop(other);
+
+    // `wsctl connect` reading a script from stdin: the frames out, the answers printed.
+    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
+    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "connect", "--user", "script", "--wait", "2s"]);
+    wsctl_tests::isolate(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("wsctl connect");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"action":"ping","id":"c1"}}"#).unwrap();
+        writeln!(stdin, r#"{{"action":"publish","channel":"news-1","data":"via connect"}}"#).unwrap();
+    }
+    let out = child.wait_with_output().expect("connect output");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON frame per line")).collect();
+    assert!(printed.iter().any(|v| v["type"] == "pong" && v["id"] == "c1"), "{printed:?}");
+    assert!(printed.iter().any(|v| v["type"] == "ack"), "{printed:?}");
+    ana.expect("the message sent through wsctl connect", |v| v["data"] == "via connect" && v["from"] == "script", T).await;
 
     // To one connection: exactly that client.
     let target = listed[0]["id"].as_str().expect("id").to_string();

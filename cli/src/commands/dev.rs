@@ -86,18 +86,22 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
         .and_then(|a| a.zip.parent().and_then(Path::parent))
         .map(|p| p.join("dev").join(names.api()))
         .unwrap_or_else(|| std::env::temp_dir().join("wsctl-dev"));
-    let settings = RuntimeSettings { concurrency: args.concurrency as usize, env, connections_url: connections_url.clone(), dir };
+    let settings = RuntimeSettings {
+        account: account.clone(),
+        region: region.clone(),
+        concurrency: args.concurrency as usize,
+        env,
+        connections_url: connections_url.clone(),
+        dir,
+    };
     let (stop_tx, stop) = watch::channel(false);
     let logs = log_sink(printer);
-    let stack = Stack::from_live(&live, &names, &account, &region, &artifacts, &settings, logs.clone(), stop.clone())?;
+    let stack = Stack::from_live(&live, &names, &artifacts, &settings, logs.clone(), stop.clone())?;
     for pool in &stack.pools {
         pool.warm();
     }
 
-    let minter = match secret(&clients, &live).await? {
-        Some(secret) => Some(Minter { secret }),
-        None => None,
-    };
+    let minter = secret(&clients, &live).await?.map(|secret| Minter { secret });
     let token = minter.as_ref().map(|m| m.token("dev", Duration::from_secs(24 * 3600)));
     let routes = stack.api.routes.len();
     let functions = stack.pools.len();

@@ -1,6 +1,7 @@
 //! One module per command. Each loads what it needs and returns an [`Error`] on failure.
 
 mod build;
+mod connect;
 mod connections;
 mod deploy;
 mod dev;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
         Command::Token(args) => token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Publish(args) => publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Connect(args) => connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Connections(args) => connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,

@@ -79,6 +79,9 @@ pub struct Stack {
 
 /// Settings of the local runtime.
 pub struct RuntimeSettings {
+    /// Where the stack lives in the emulator (ARNs are built from them).
+    pub account: String,
+    pub region: String,
     /// Processes per function, at most.
     pub concurrency: usize,
     /// Variables every function gets on top of its own (endpoints, credentials, region).
@@ -93,13 +96,12 @@ impl Stack {
     pub fn from_live(
         live: &LiveState,
         names: &Names,
-        account: &str,
-        region: &str,
         artifacts: &BTreeMap<String, Artifact>,
         settings: &RuntimeSettings,
         logs: LogSink,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Stack, LocalError> {
+        let (account, region) = (settings.account.as_str(), settings.region.as_str());
         let api_id = live.api_id().ok_or_else(|| LocalError::Incomplete("no API".into()))?.to_string();
         let mut selection = None;
         let mut stage = None;

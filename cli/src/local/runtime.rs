@@ -436,7 +436,7 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
     h.insert("lambda-runtime-aws-request-id", header(&job.request_id));
     h.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
     h.insert("lambda-runtime-invoked-function-arn", header(&pool.def.arn));
-    h.insert("lambda-runtime-trace-id", header(&format!("Root=1-{:08x}-{}", deadline_ms / 1000, job.request_id.replace('-', "")[..24].to_string())));
+    h.insert("lambda-runtime-trace-id", header(&format!("Root=1-{:08x}-{}", deadline_ms / 1000, &job.request_id.replace('-', "")[..24])));
     h.insert("content-type", header("application/json"));
     {
         let mut inflight = slot.inflight.lock().unwrap();
