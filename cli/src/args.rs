@@ -57,6 +57,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// An interactive WebSocket client: stdin lines out as frames, frames in as lines.
     Connect(ConnectArgs),
+    /// Stream connects, disconnects, subscribes (and messages) as they happen, until Ctrl-C.
+    Tail(TailArgs),
     /// List live connections: id, user, connection time, channels.
     Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
@@ -203,4 +205,17 @@ pub struct ConnectArgs {
     /// With stdin not a terminal: how long to wait for answers after the last line.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub wait: std::time::Duration,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// Only subscribes on these channels (repeatable); the messages too with --messages.
+    #[arg(long)]
+    pub channel: Vec<String>,
+    /// Also print the messages published on the --channel channels.
+    #[arg(long)]
+    pub messages: bool,
+    /// How often the tables are read, e.g. 500ms, 2s.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
 }

@@ -448,3 +448,60 @@ async fn gc_sweeps_exactly_the_zombies() {
     assert!(left.is_disjoint(&zombies));
     assert_eq!(left, dev.connection_ids().await.into_iter().collect(), "every live id kept");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_shows_connects_subscribes_messages_and_disconnects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
+    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "--output", "json", "tail", "--channel", "t-1", "--messages", "--interval", "200ms"]);
+    wsctl_tests::isolate(&mut cmd);
+    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    wsctl_tests::die_with_parent(&mut cmd);
+    let mut tail = cmd.spawn().expect("wsctl tail");
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, Value)>::new()));
+    let sink = events.clone();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push((std::time::Instant::now(), serde_json::from_str(&line).expect("JSON line")));
+        }
+    });
+    // Until tail has its baseline: its own WebSocket connects first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wait = |pred: &dyn Fn(&Value) -> bool, since: std::time::Instant| -> Duration {
+        let deadline = since + T;
+        loop {
+            if let Some((at, _)) = events.lock().unwrap().iter().find(|(at, v)| *at >= since && pred(v)) {
+                return at.duration_since(since);
+            }
+            assert!(std::time::Instant::now() < deadline, "tail printed {:?}", events.lock().unwrap().iter().map(|e| &e.1).collect::<Vec<_>>());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    let mut c = dev.connect("tina").await;
+    let connected = std::time::Instant::now();
+    let took = wait(&|v| v["event"] == "connect" && v["user"] == "tina", connected);
+    assert!(took < Duration::from_secs(1), "connect shown after {took:?}");
+    let id = dev.connection_ids().await.into_iter().find(|i| events.lock().unwrap().iter().any(|(_, v)| v["connection"] == i.as_str())).expect("the printed id is a live connection");
+
+    c.send(json!({"action": "subscribe", "channel": "t-1"})).await;
+    c.expect("subscribed", is("subscribed"), T).await;
+    wait(&|v| v["event"] == "subscribe" && v["connection"] == id.as_str() && v["channel"] == "t-1", connected);
+    c.send(json!({"action": "publish", "channel": "t-1", "data": {"n": 1}})).await;
+    wait(&|v| v["event"] == "message" && v["from"] == "tina" && v["data"]["n"] == 1, connected);
+
+    drop(c);
+    let dropped = std::time::Instant::now();
+    let took = wait(&|v| v["event"] == "disconnect" && v["connection"] == id.as_str(), dropped);
+    assert!(took < Duration::from_secs(1), "disconnect shown after {took:?}");
+
+    unsafe {
+        libc::kill(tail.id() as i32, libc::SIGINT);
+    }
+    assert!(tail.wait().expect("tail exits").success(), "Ctrl-C ends tail cleanly");
+}

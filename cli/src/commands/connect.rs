@@ -9,48 +9,56 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::args::ConnectArgs;
-use crate::aws::AwsArgs;
+use crate::aws::{AwsArgs, Clients};
 use crate::config::Config;
 use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectArgs, printer: &Printer) -> Result<(), Error> {
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to the stack's stage as `user` (or with `token`), through its authorizer.
+pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user: &str, token: Option<&str>, url: Option<&str>) -> Result<Ws, Error> {
     let names = Names::new(config);
-    let (clients, target) = super::connect(config, aws).await?;
-    let url = match (&args.url, &aws.endpoint_url) {
-        (Some(url), _) => url.clone(),
+    let url = match (url, &aws.endpoint_url) {
+        (Some(url), _) => url.to_string(),
         (None, Some(endpoint)) => format!("{}/{}", endpoint.trim_end_matches('/').replacen("http", "ws", 1), config.stage),
         (None, None) => {
-            let api = crate::aws::apigw::find_api(&clients, &names).await?.ok_or_else(|| Error::Usage {
+            let api = crate::aws::apigw::find_api(clients, &names).await?.ok_or_else(|| Error::Usage {
                 usage: format!("the stack {} is not deployed\nhint: run `wsctl deploy` first, or pass --url", names.api()),
             })?;
-            format!("wss://{api}.execute-api.{}.amazonaws.com/{}", target.region, config.stage)
+            format!("wss://{api}.execute-api.{}.amazonaws.com/{}", clients.region, config.stage)
         }
     };
-    let token = match &args.token {
-        Some(t) => t.clone(),
+    let token = match token {
+        Some(t) => t.to_string(),
         None => {
-            let secret = super::token::secret(&clients, &names).await?;
+            let secret = super::token::secret(clients, &names).await?;
             let cap = super::token::capabilities(&[])?;
             let issued = wsctl_functions::auth::now();
-            let claims = wsctl_functions::auth::Claims { sub: args.user.clone(), exp: issued + 3600, nbf: None, iat: Some(issued), iss: None, aud: None, cap };
+            let claims = wsctl_functions::auth::Claims { sub: user.to_string(), exp: issued + 3600, nbf: None, iat: Some(issued), iss: None, aud: None, cap };
             wsctl_functions::auth::mint(&secret, &claims)
         }
     };
     let full = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' });
-    let (ws, _) = match tokio_tungstenite::connect_async(full.as_str()).await {
-        Ok(ok) => ok,
+    match tokio_tungstenite::connect_async(full.as_str()).await {
+        Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) => {
             let why = match resp.status().as_u16() {
                 401 => "401: no token reached the authorizer",
                 403 => "403: the token was refused (forged, expired, or for another stack)",
                 _ => "the handshake was refused",
             };
-            return Err(Error::Refused(format!("{url}: {why} ({})\nhint: mint one with `wsctl token --user NAME` and pass it with --token", resp.status())));
+            Err(Error::Refused(format!("{url}: {why} ({})\nhint: mint one with `wsctl token --user NAME` and pass it with --token", resp.status())))
         }
-        Err(e) => return Err(Error::Io(format!("cannot connect to {url}: {e}\nhint: check that the stack is up (`wsctl status`, or `wsctl dev` running) and the URL"))),
-    };
+        Err(e) => Err(Error::Io(format!("cannot connect to {url}: {e}\nhint: check that the stack is up (`wsctl status`, or `wsctl dev` running) and the URL"))),
+    }
+}
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectArgs, printer: &Printer) -> Result<(), Error> {
+    let (clients, _) = super::connect(config, aws).await?;
+    let ws = open(config, aws, &clients, &args.user, args.token.as_deref(), args.url.as_deref()).await?;
+    let url = args.url.clone().unwrap_or_else(|| format!("the {} stage", config.stage));
     let interactive = std::io::stdin().is_terminal();
     printer.note(format!("connected to {url} as {}; type JSON frames, one per line{}", args.user, if interactive { ", Ctrl-D to close" } else { "" }));
     let (mut sink, mut stream) = ws.split();

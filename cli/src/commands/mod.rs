@@ -11,6 +11,7 @@ mod init;
 mod plan;
 mod publish;
 mod status;
+mod tail;
 mod token;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
         Command::Token(args) => token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Publish(args) => publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Tail(args) => tail::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Connect(args) => connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Connections(args) => connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,

@@ -1,0 +1,124 @@
+//! `wsctl tail`: a live stream of what happens on the stack until Ctrl-C: connects and
+//! disconnects, subscribes and unsubscribes (read from the stack's tables every `--interval`),
+//! and with `--messages` the messages of the chosen channels (a WebSocket client subscribed to
+//! them). The same on AWS and on `wsctl dev`: it only uses the tables and the WebSocket API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::args::TailArgs;
+use crate::aws::{AwsArgs, Ctx};
+use crate::config::Config;
+use crate::engine::desired::Names;
+use crate::error::Error;
+use crate::output::Printer;
+
+pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Printer) -> Result<(), Error> {
+    if args.messages && args.channel.is_empty() {
+        return Err(Error::Usage { usage: "--messages needs at least one --channel\nhint: e.g. wsctl tail --channel room-1 --messages".into() });
+    }
+    let (clients, _) = super::connect(config, aws).await?;
+    let names = Names::new(config);
+    let store = super::gc::store(&clients, &names);
+    let json = printer.json();
+    let emit = move |event: Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = if json {
+            writeln!(out, "{event}")
+        } else {
+            let f = |k: &str| event[k].as_str().map(str::to_string).unwrap_or_else(|| event[k].to_string());
+            match event["event"].as_str() {
+                Some("message") => writeln!(out, "message     {} #{} from {}: {}", f("channel"), f("serial"), f("from"), event["data"]),
+                Some(kind @ ("subscribe" | "unsubscribe")) => writeln!(out, "{kind:<11} {} {}", f("connection"), f("channel")),
+                Some(kind) => writeln!(out, "{kind:<11} {} {}", f("connection"), f("user")),
+                None => Ok(()),
+            }
+        };
+        let _ = out.flush();
+    };
+    if args.messages {
+        let mut ws = super::connect::open(config, aws, &clients, "wsctl-tail", None, None).await?;
+        for channel in &args.channel {
+            let frame = json!({"action": "subscribe", "channel": channel});
+            ws.send(Message::text(frame.to_string())).await.map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
+        }
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = ws.next().await {
+                if let Message::Text(t) = frame
+                    && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                    && v["type"] == "message"
+                {
+                    emit(json!({"event": "message", "channel": v["channel"], "serial": v["serial"], "from": v["from"], "data": v["data"], "ts": v["ts"]}));
+                }
+            }
+        });
+    }
+    printer.note(format!("tailing {}/{} (every {} ms); Ctrl-C stops", config.stack, config.stage, args.interval.as_millis()));
+    let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
+    let mut known: Option<(BTreeMap<String, String>, BTreeSet<(String, String)>)> = None;
+    let mut tick = tokio::time::interval(args.interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let conns: BTreeMap<String, String> = super::gc::scan(&store).await?.into_iter().map(|r| (r.id, r.user)).collect();
+        let subs = subscriptions(&store, &channels).await?;
+        // The first read is the baseline: only changes after it are printed.
+        if let Some((old_conns, old_subs)) = &known {
+            for (id, user) in conns.iter().filter(|(id, _)| !old_conns.contains_key(*id)) {
+                emit(json!({"event": "connect", "connection": id, "user": user}));
+            }
+            for (id, user) in old_conns.iter().filter(|(id, _)| !conns.contains_key(*id)) {
+                emit(json!({"event": "disconnect", "connection": id, "user": user}));
+            }
+            for (channel, id) in subs.difference(old_subs) {
+                emit(json!({"event": "subscribe", "connection": id, "channel": channel}));
+            }
+            for (channel, id) in old_subs.difference(&subs) {
+                emit(json!({"event": "unsubscribe", "connection": id, "channel": channel}));
+            }
+        }
+        known = Some((conns, subs));
+    }
+}
+
+/// `(channel, connection)` pairs: of the chosen channels, or of all of them.
+async fn subscriptions(store: &wsctl_functions::store::Store, channels: &BTreeSet<String>) -> Result<BTreeSet<(String, String)>, Error> {
+    let mut pairs = BTreeSet::new();
+    if !channels.is_empty() {
+        for channel in channels {
+            let mut start = None;
+            loop {
+                let (page, next) = store.subscribers(channel, start, 1000).await.map_err(|e| Error::Io(e.to_string()))?;
+                pairs.extend(page.into_iter().map(|s| (channel.clone(), s.connection)));
+                start = next;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        return Ok(pairs);
+    }
+    let table = &store.tables.subscriptions;
+    let mut start = None;
+    loop {
+        let page = store.db.scan().table_name(table).projection_expression("#ch, #co")
+            .expression_attribute_names("#ch", "channel")
+            .expression_attribute_names("#co", "connection").set_exclusive_start_key(start).send().await.ctx("Scan", table)?;
+        for item in page.items.unwrap_or_default() {
+            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) = (item.get("channel"), item.get("connection")) {
+                pairs.insert((c.clone(), id.clone()));
+            }
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(pairs);
+        }
+    }
+}
