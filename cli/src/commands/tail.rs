@@ -60,7 +60,7 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
     }
     printer.note(format!("tailing {}/{} (every {} ms); Ctrl-C stops", config.stack, config.stage, args.interval.as_millis()));
     let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
-    let mut known: Option<(BTreeMap<String, String>, BTreeSet<(String, String)>)> = None;
+    let mut known: Option<Snapshot> = None;
     let mut tick = tokio::time::interval(args.interval);
     loop {
         tokio::select! {
@@ -87,6 +87,9 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
         known = Some((conns, subs));
     }
 }
+
+/// Connection id → user, and `(channel, connection)` pairs, as last read.
+type Snapshot = (BTreeMap<String, String>, BTreeSet<(String, String)>);
 
 /// `(channel, connection)` pairs: of the chosen channels, or of all of them.
 async fn subscriptions(store: &wsctl_functions::store::Store, channels: &BTreeSet<String>) -> Result<BTreeSet<(String, String)>, Error> {
