@@ -18,19 +18,8 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer
     let (clients, _) = super::connect(config, aws).await?;
     let store = super::gc::store(&clients, &Names::new(config));
     let failed = |e: wsctl_functions::store::StoreError| Error::Io(e.to_string());
-    let only: Option<BTreeSet<String>> = match &args.channel {
-        Some(channel) => {
-            let mut ids = BTreeSet::new();
-            let mut start = None;
-            loop {
-                let (page, next) = store.subscribers(channel, start, 1000).await.map_err(failed)?;
-                ids.extend(page.into_iter().map(|s| s.connection));
-                start = next;
-                if start.is_none() {
-                    break Some(ids);
-                }
-            }
-        }
+    let only = match &args.channel {
+        Some(channel) => Some(subscriber_ids(&store, channel).await?),
         None => None,
     };
     let mut rows = super::gc::scan(&store).await?;
@@ -67,4 +56,18 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer
         }
     }
     Ok(())
+}
+
+/// The connection ids subscribed to `channel`, every page of them.
+pub(super) async fn subscriber_ids(store: &wsctl_functions::store::Store, channel: &str) -> Result<BTreeSet<String>, Error> {
+    let mut ids = BTreeSet::new();
+    let mut start = None;
+    loop {
+        let (page, next) = store.subscribers(channel, start, 1000).await.map_err(|e| Error::Io(e.to_string()))?;
+        ids.extend(page.into_iter().map(|s| s.connection));
+        start = next;
+        if start.is_none() {
+            return Ok(ids);
+        }
+    }
 }

@@ -96,15 +96,8 @@ async fn subscriptions(store: &wsctl_functions::store::Store, channels: &BTreeSe
     let mut pairs = BTreeSet::new();
     if !channels.is_empty() {
         for channel in channels {
-            let mut start = None;
-            loop {
-                let (page, next) = store.subscribers(channel, start, 1000).await.map_err(|e| Error::Io(e.to_string()))?;
-                pairs.extend(page.into_iter().map(|s| (channel.clone(), s.connection)));
-                start = next;
-                if start.is_none() {
-                    break;
-                }
-            }
+            let ids = super::connections::subscriber_ids(store, channel).await?;
+            pairs.extend(ids.into_iter().map(|id| (channel.clone(), id)));
         }
         return Ok(pairs);
     }
