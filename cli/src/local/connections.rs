@@ -121,6 +121,7 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
             )
         }
         Method::DELETE => {
+            conn.open.store(false, Ordering::SeqCst);
             let _ = conn.tx.try_send(Out::Close);
             super::gateway::respond(StatusCode::NO_CONTENT, Bytes::new())
         }

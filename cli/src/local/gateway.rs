@@ -543,6 +543,8 @@ where
                     }
                 }
                 Some(Out::Close) => {
+                    // Gone for `@connections` from now on, not after the close handshake.
+                    gw.conns.remove(&conn.origin.connection_id);
                     close(&mut ws, 1000, "").await;
                     break (1000, "Connection closed through the @connections API".into());
                 }
@@ -553,10 +555,12 @@ where
                 }
             },
             _ = &mut idle => {
+                gw.conns.remove(&conn.origin.connection_id);
                 close(&mut ws, 1001, "Going away").await;
                 break (1001, "Idle timeout".into());
             }
             _ = &mut lifetime => {
+                gw.conns.remove(&conn.origin.connection_id);
                 close(&mut ws, 1001, "Going away").await;
                 break (1001, "Maximum connection lifetime reached".into());
             }
