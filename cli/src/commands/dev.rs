@@ -138,7 +138,7 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
              Connect with:     {connect_url}\n  \
              @connections URL: {connections_url}/@connections\n  \
              Demo page:        {base}/\n  \
-             AWS endpoint:     {base}  (Lambda here, every other call forwarded to {endpoint}{})\n\
+             AWS endpoint:     {base}  (Lambda here, every other call forwarded to {endpoint}{})\n  \
              Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {base} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             config.stack,

@@ -408,6 +408,8 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
         let mut c = pool.counts.lock().unwrap();
         if *generations.borrow() == generation && !slot.ready.swap(true, Ordering::SeqCst) {
             c.starting = c.starting.saturating_sub(1);
+            // Init is over: the supervisor drops its init deadline.
+            slot.changed.notify_one();
         }
         c.idle += 1;
     }
