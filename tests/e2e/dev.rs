@@ -202,6 +202,12 @@ async fn idle_timeout_lambda_invoke_and_stop_leave_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Warm processes that finished init are not killed by the 10 s init limit while they wait.
+    let up = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(11).saturating_sub(up.elapsed())).await;
+    let killed: Vec<String> = dev.logs.lock().unwrap().iter().filter(|l| l.contains("exited outside an event")).cloned().collect();
+    assert!(killed.is_empty(), "idle warm processes were replaced: {killed:?}");
+
     // RequestResponse through the Invoke endpoint, with the path the SDK uses.
     let name = "chat-dev-echo";
     let url = format!("{}/2015-03-31/functions/{name}/invocations", dev.base());
