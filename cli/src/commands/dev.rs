@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::args::{BuildArgs, DevArgs};
-use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::aws::{AwsArgs, Clients};
 use crate::config::Arch;
 use crate::engine;
 use crate::engine::desired::{Names, Target};
@@ -192,6 +192,5 @@ async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Op
         _ => None,
     });
     let Some(name) = parameter else { return Ok(None) };
-    let got = clients.ssm.get_parameter().name(&name).with_decryption(true).send().await.ctx("GetParameter", &name)?;
-    Ok(got.parameter.and_then(|p| p.value).map(String::into_bytes))
+    super::token::secret_at(clients, &name).await
 }

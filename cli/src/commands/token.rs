@@ -55,8 +55,15 @@ pub fn capabilities(allow: &[String]) -> Result<Capabilities, Error> {
 /// The stack's token secret (an SSM SecureString `wsctl deploy` created).
 pub async fn secret(clients: &Clients, names: &Names) -> Result<Vec<u8>, Error> {
     let name = names.secret();
-    let got = clients.ssm.get_parameter().name(&name).with_decryption(true).send().await.ctx("GetParameter", &name)?;
-    got.parameter.and_then(|p| p.value).map(String::into_bytes).ok_or_else(|| Error::Usage { usage: format!("the token secret {name} is empty\nhint: run `wsctl deploy` to create it") })
+    secret_at(clients, &name)
+        .await?
+        .ok_or_else(|| Error::Usage { usage: format!("the token secret {name} is empty\nhint: run `wsctl deploy` to create it") })
+}
+
+/// The value of the SecureString `name`, decrypted; `None` when it is empty.
+pub async fn secret_at(clients: &Clients, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
+    Ok(got.parameter.and_then(|p| p.value).map(String::into_bytes))
 }
 
 #[cfg(test)]

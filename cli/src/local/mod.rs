@@ -26,8 +26,13 @@ use crate::engine::model::{LiveState, Spec};
 use gateway::{Api, Authorizer, Integration};
 use runtime::{FunctionDef, LogSink, Pool};
 
-/// Kills a child when wsctl dies, even by SIGKILL, so no process outlives `wsctl dev`.
-pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+/// Makes `cmd` a child wsctl dev owns: killed when dropped, and when wsctl dies even by
+/// SIGKILL; in its own process group, so Ctrl-C in the terminal reaches wsctl dev only, which
+/// then stops its children in order.
+pub fn own_child(cmd: &mut tokio::process::Command) {
+    cmd.kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
     #[cfg(target_os = "linux")]
     unsafe {
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -38,8 +43,6 @@ pub fn die_with_parent(cmd: &mut tokio::process::Command) {
             Ok(())
         });
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
 }
 
 /// 10,000 connections need as many descriptors; the soft limit is often 1,024.

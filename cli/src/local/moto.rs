@@ -23,11 +23,8 @@ impl Moto {
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        #[cfg(unix)]
-        cmd.process_group(0);
-        super::die_with_parent(&mut cmd);
+            .stderr(Stdio::null());
+        super::own_child(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| LocalError::MotoMissing(e.to_string()))?;
         let started = Instant::now();
         let limit = Duration::from_secs(60);

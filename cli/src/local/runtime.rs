@@ -316,12 +316,8 @@ fn spawn(def: &FunctionDef, runtime_api: &str) -> std::io::Result<Child> {
         .current_dir(def.bootstrap.parent().unwrap_or(std::path::Path::new("/")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // Its own process group: Ctrl-C in the terminal reaches wsctl dev, which stops it in order.
-    #[cfg(unix)]
-    cmd.process_group(0);
-    super::die_with_parent(&mut cmd);
+        .stderr(Stdio::piped());
+    super::own_child(&mut cmd);
     cmd.spawn()
 }
 
