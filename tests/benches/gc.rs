@@ -1,15 +1,22 @@
 //! `wsctl gc` over a large connections table, half of it stale, next to a sequential sweep
 //! (`--concurrency 1`) over the same store in the same run.
 //!
-//! `cargo bench -p wsctl-tests --bench gc` (release wsctl). The table lives in the moto of a
-//! `wsctl dev`; the `@connections` answers come from a stub in this process (200 for the live
-//! half, 410 for the rest), so the figure is gc's own: scan, checks, batched deletes.
-//! Size: `BENCH_CONNECTIONS` (100000), each with one subscription.
+//! `cargo bench -p wsctl-tests --bench gc` (release wsctl; needs node and npm). A `wsctl dev`
+//! deploys the stack; its two tables are recreated, same keys and indexes, in dynalite (a
+//! DynamoDB emulator on LevelDB, installed under `target/bench-tools`), because moto's
+//! index queries read the whole table and would make the store, not gc, the figure. A stub in
+//! this process answers `@connections` (200 for the live half, 410 for the rest), sends
+//! DynamoDB calls to dynalite and everything else to moto. What is timed is gc's own work:
+//! scan, checks, batched deletes.
+//! Size: `BENCH_CONNECTIONS` (100000), each with one subscription. `BENCH_RTT_MS` (0) holds
+//! every answer that long, as the network round trip to AWS would.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use bytes::Bytes;
@@ -20,7 +27,82 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use wsctl_tests::dev::Dev;
-use wsctl_tests::{isolate, root, wsctl_bin};
+use wsctl_tests::{die_with_parent, free_port, isolate, root, wsctl_bin};
+
+const DYNALITE: &str = "dynalite@3.2.2";
+const TABLES: [&str; 2] = ["chat-dev-connections", "chat-dev-subscriptions"];
+
+/// dynalite on a loopback port, in memory, stopped when dropped.
+struct Dynalite {
+    url: String,
+    child: Child,
+}
+
+impl Dynalite {
+    fn start() -> Dynalite {
+        let tools = root().join("target/bench-tools");
+        let module: PathBuf = tools.join("node_modules/dynalite");
+        if !module.exists() {
+            let status = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&tools)
+                .arg(DYNALITE)
+                .status()
+                .expect("npm is needed to install dynalite for this benchmark");
+            assert!(status.success(), "npm install {DYNALITE} failed");
+        }
+        let port = free_port();
+        // The library call, not the CLI: the CLI binds every interface.
+        let script = format!("require({:?})({{createTableMs: 0, deleteTableMs: 0}}).listen({port}, '127.0.0.1')", module.display().to_string());
+        let mut cmd = Command::new("node");
+        cmd.args(["-e", &script]).stdout(Stdio::null()).stderr(Stdio::inherit());
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().expect("node is needed to run dynalite");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "dynalite did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Dynalite { url: format!("http://127.0.0.1:{port}"), child }
+    }
+}
+
+impl Drop for Dynalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates in `to` the tables `wsctl dev` deployed into `from`: keys, attributes and indexes.
+async fn copy_tables(from: &aws_sdk_dynamodb::Client, to: &aws_sdk_dynamodb::Client) {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection, ProjectionType};
+    for name in TABLES {
+        let table = from.describe_table().table_name(name).send().await.expect("describe table").table.expect("table");
+        let indexes: Vec<GlobalSecondaryIndex> = table
+            .global_secondary_indexes()
+            .iter()
+            .map(|g| {
+                let projection = g.projection().cloned().unwrap_or_else(|| Projection::builder().projection_type(ProjectionType::All).build());
+                GlobalSecondaryIndex::builder()
+                    .index_name(g.index_name().expect("index name"))
+                    .set_key_schema(g.key_schema.clone())
+                    .projection(projection)
+                    .build()
+                    .expect("index")
+            })
+            .collect();
+        to.create_table()
+            .table_name(name)
+            .set_key_schema(table.key_schema)
+            .set_attribute_definitions(table.attribute_definitions)
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create table in dynalite");
+    }
+}
 
 fn db(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
@@ -67,19 +149,23 @@ async fn populate(db: &aws_sdk_dynamodb::Client, ids: &[String]) {
         .await;
 }
 
-/// `@connections` GET for the live set, 200; any other id, 410; every other call to moto.
-async fn stub(moto: String, live: Arc<HashSet<String>>) -> String {
+/// `@connections` GET for the live set, 200; any other id, 410; DynamoDB calls to dynalite;
+/// every other call to moto.
+async fn stub(moto: String, dynamo: String, live: Arc<HashSet<String>>, rtt: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
-            let (moto, live, client) = (moto.clone(), live.clone(), client.clone());
+            let (moto, dynamo, live, client) = (moto.clone(), dynamo.clone(), live.clone(), client.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (moto, live, client) = (moto.clone(), live.clone(), client.clone());
+                    let (moto, dynamo, live, client) = (moto.clone(), dynamo.clone(), live.clone(), client.clone());
                     async move {
+                        if !rtt.is_zero() {
+                            tokio::time::sleep(rtt).await;
+                        }
                         let path = req.uri().path().to_string();
                         if let Some(id) = path.strip_prefix("/dev/@connections/") {
                             let id = wsctl_tests::dev::percent_decode(id);
@@ -94,14 +180,16 @@ async fn stub(moto: String, live: Arc<HashSet<String>>) -> String {
                             r.headers_mut().insert("content-type", "application/json".parse().unwrap());
                             return Ok::<_, Infallible>(r);
                         }
+                        let to_dynamo = req.headers().get("x-amz-target").and_then(|t| t.to_str().ok()).is_some_and(|t| t.starts_with("DynamoDB_"));
+                        let upstream = if to_dynamo { &dynamo } else { &moto };
                         let (parts, body) = req.into_parts();
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let uri = format!("{moto}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                        let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
                         let mut out = Request::builder().method(parts.method).uri(uri);
                         for (k, v) in &parts.headers {
                             out = out.header(k, v);
                         }
-                        let resp = client.request(out.body(Full::new(body)).unwrap()).await.expect("moto answers");
+                        let resp = client.request(out.body(Full::new(body)).unwrap()).await.expect("upstream answers");
                         let (parts, body) = resp.into_parts();
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         Ok(Response::from_parts(parts, Full::new(body)))
@@ -112,6 +200,28 @@ async fn stub(moto: String, live: Arc<HashSet<String>>) -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// Items in a table, by a paginated `Select=COUNT` scan.
+async fn count(db: &aws_sdk_dynamodb::Client, table: &str) -> u64 {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let out = db.scan().table_name(table).select(aws_sdk_dynamodb::types::Select::Count).set_exclusive_start_key(start).send().await.expect("count scan");
+        total += out.count as u64;
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return total;
+        }
+    }
+}
+
+/// After a sweep, exactly the live half is left, in both tables.
+async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usize, live: usize) {
+    assert_eq!(summary["deleted"].as_u64(), Some(stale as u64), "every stale id deleted: {summary}");
+    for table in TABLES {
+        assert_eq!(count(db, table).await, live as u64, "{table} holds exactly the live connections");
+    }
 }
 
 fn gc(endpoint: &str, concurrency: &str) -> (Value, f64) {
@@ -128,25 +238,31 @@ fn gc(endpoint: &str, concurrency: &str) -> (Value, f64) {
 
 async fn run() {
     let total: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let rtt = Duration::from_millis(std::env::var("BENCH_RTT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
     let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
     let moto = dev.field("moto");
-    let db = db(&moto);
+    let dynalite = Dynalite::start();
+    let db = db(&dynalite.url);
+    copy_tables(&self::db(&moto), &db).await;
     let ids: Vec<String> = (0..total).map(|i| format!("bench{i:010}=")).collect();
     let live: Arc<HashSet<String>> = Arc::new(ids.iter().step_by(2).cloned().collect());
     let stale: Vec<String> = ids.iter().filter(|i| !live.contains(*i)).cloned().collect();
     let started = Instant::now();
     populate(&db, &ids).await;
+    println!("round trip to every call: {} ms", rtt.as_millis());
     println!("populated {total} connections + {total} subscriptions in {:.1} s", started.elapsed().as_secs_f64());
-    let endpoint = stub(moto.clone(), live.clone()).await;
+    let endpoint = stub(moto.clone(), dynalite.url.clone(), live.clone(), rtt).await;
 
     let endpoint2 = endpoint.clone();
     let (parallel, p_secs) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32")).await.unwrap();
     println!("gc (4 scan segments, 32 checks in flight): {parallel} — {p_secs:.1} s wall");
     assert_eq!(parallel["stale"].as_u64(), Some(stale.len() as u64));
+    assert_swept(&db, &parallel, stale.len(), live.len()).await;
 
     populate(&db, &stale).await;
     let (sequential, s_secs) = tokio::task::spawn_blocking(move || gc(&endpoint, "1")).await.unwrap();
     println!("sequential sweep (--concurrency 1): {sequential} — {s_secs:.1} s wall");
+    assert_swept(&db, &sequential, stale.len(), live.len()).await;
     println!("speed-up: {:.1}x", s_secs / p_secs);
 }
 

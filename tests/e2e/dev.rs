@@ -453,6 +453,25 @@ async fn gc_sweeps_exactly_the_zombies() {
     assert_eq!(left.len(), 700);
     assert!(left.is_disjoint(&zombies));
     assert_eq!(left, dev.connection_ids().await.into_iter().collect(), "every live id kept");
+
+    // A sweep cut short by --max-duration says so and exits 9; the next one finishes the job.
+    let zombies = &dev.connection_ids().await[..5];
+    for id in zombies {
+        http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+    }
+    let (code, cut) = gc(&dev, &config, &["--max-duration", "1ms"]);
+    assert_eq!((code, &cut["complete"], &cut["deleted"]), (9, &json!(false), &json!(0)), "{cut}");
+    let (code, rest) = gc(&dev, &config, &[]);
+    assert_eq!((code, &rest["complete"], &rest["deleted"], &rest["live"]), (0, &json!(true), &json!(5), &json!(695)), "{rest}");
+
+    // Without credentials nothing is read or deleted: exit 3, and the message says how to fix it.
+    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
+    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "--region", "us-east-1", "gc"]);
+    wsctl_tests::isolate(&mut cmd);
+    let out = cmd.output().expect("run wsctl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("credentials"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

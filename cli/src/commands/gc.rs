@@ -4,12 +4,15 @@
 //! subscriptions and presence are deleted in batches. An id that answers 200 is never touched;
 //! deletes are idempotent, so two sweeps at once are safe.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_apigatewaymanagement as mgmt;
 use aws_sdk_dynamodb::types::AttributeValue;
-use futures::stream::{self, StreamExt};
+use futures::future;
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use wsctl_functions::auth::now;
 use wsctl_functions::store::{Store, Tables};
@@ -50,20 +53,30 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     let deadline = args.max_duration.map(|d| started + d);
     let cutoff = args.older_than.map(|d| now().saturating_sub(d.as_secs()));
 
-    let rows = scan(&store).await?;
     let tally = Tally::default();
     let cut_short = AtomicBool::new(false);
-    stream::iter(rows)
+    // The first failed Scan page; that segment stops, the others go on.
+    let scan_error = Mutex::new(None);
+    // Rows are checked while the scan goes on, so memory stays flat however big the table
+    // is, and --max-duration stops the reading too.
+    rows(&store)
+        .filter_map(|row| {
+            future::ready(match row {
+                Ok(row) => cutoff.is_none_or(|c| row.connected_at <= c).then_some(row),
+                Err(e) => {
+                    scan_error.lock().expect("scan error lock").get_or_insert(e);
+                    None
+                }
+            })
+        })
+        .take_while(|_| {
+            let over = deadline.is_some_and(|d| Instant::now() >= d);
+            cut_short.fetch_or(over, Ordering::Relaxed);
+            future::ready(!over)
+        })
         .for_each_concurrent(args.concurrency as usize, |row| {
-            let (store, api, tally, cut_short) = (&store, &api, &tally, &cut_short);
+            let (store, api, tally) = (&store, &api, &tally);
             async move {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    cut_short.store(true, Ordering::Relaxed);
-                    return;
-                }
-                if cutoff.is_some_and(|c| row.connected_at > c) {
-                    return;
-                }
                 tally.scanned.fetch_add(1, Ordering::Relaxed);
                 let expired = row.expires.is_some_and(|e| e < now());
                 let stale = expired || match check(api, &row.id).await {
@@ -108,6 +121,10 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
         let partial = if cut_short { " (stopped at --max-duration)" } else { "" };
         printer.result(format!("gc {}/{}: scanned {scanned}, live {live}, stale {stale}, {action} {count}, errors {errors} in {seconds:.1} s{partial}", config.stack, config.stage));
     }
+    // A Scan that failed is an AWS error of its own kind (access denied is not "run it again").
+    if let Some(e) = scan_error.into_inner().expect("scan error lock") {
+        return Err(e);
+    }
     if errors > 0 || cut_short {
         return Err(Error::Unfinished(format!(
             "gc did not finish: {errors} error(s){}\nhint: run it again; every step is idempotent",
@@ -133,45 +150,52 @@ pub(super) fn store(clients: &crate::aws::Clients, names: &Names) -> Store {
 
 /// Every row of the connections table, read by `SEGMENTS` parallel scans.
 pub(super) async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
+    rows(store).try_collect().await
+}
+
+/// The connections table as a stream of rows: `SEGMENTS` scans, one page at a time each.
+fn rows(store: &Store) -> impl Stream<Item = Result<Row, Error>> + '_ {
+    stream::select_all((0..SEGMENTS).map(|segment| segment_pages(store, segment).boxed()))
+        .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
+        .try_flatten()
+}
+
+/// One scan segment, page by page; ends after its last page or its first error.
+fn segment_pages(store: &Store, segment: i32) -> impl Stream<Item = Result<Vec<Row>, Error>> + Send + '_ {
     let table = &store.tables.connections;
-    let segments = futures::future::try_join_all((0..SEGMENTS).map(|segment| async move {
-        let mut rows = Vec::new();
-        let mut start = None;
-        loop {
-            let page = store
-                .db
-                .scan()
-                .table_name(table)
-                .segment(segment)
-                .total_segments(SEGMENTS)
-                .projection_expression("pk, #u, connected_at, #t")
-                .expression_attribute_names("#t", "ttl")
-                .expression_attribute_names("#u", "user")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .ctx("Scan", table)?;
-            for item in page.items.unwrap_or_default() {
-                let n = |k: &str| match item.get(k) {
-                    Some(AttributeValue::N(v)) => v.parse().ok(),
-                    _ => None,
-                };
-                if let Some(AttributeValue::S(id)) = item.get("pk") {
-                    let user = match item.get("user") {
-                        Some(AttributeValue::S(u)) => u.clone(),
-                        _ => String::new(),
-                    };
-                    rows.push(Row { id: id.clone(), user, connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") });
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok::<_, Error>(rows);
-            }
-        }
-    }))
-    .await?;
-    Ok(segments.into_iter().flatten().collect())
+    // State: the next page's start key; `None` once the last page is read.
+    stream::try_unfold(Some(None), move |start| async move {
+        let Some(start) = start else { return Ok(None) };
+        let page = store
+            .db
+            .scan()
+            .table_name(table)
+            .segment(segment)
+            .total_segments(SEGMENTS)
+            .projection_expression("pk, #u, connected_at, #t")
+            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_names("#u", "user")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .ctx("Scan", table)?;
+        let rows = page.items.unwrap_or_default().iter().filter_map(row).collect();
+        Ok::<_, Error>(Some((rows, page.last_evaluated_key.map(Some))))
+    })
+}
+
+/// A connections item as a row; `None` for an item without a connection id.
+fn row(item: &HashMap<String, AttributeValue>) -> Option<Row> {
+    let n = |k: &str| match item.get(k) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    };
+    let Some(AttributeValue::S(id)) = item.get("pk") else { return None };
+    let user = match item.get("user") {
+        Some(AttributeValue::S(u)) => u.clone(),
+        _ => String::new(),
+    };
+    Some(Row { id: id.clone(), user, connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") })
 }
 
 /// Whether API Gateway still knows the connection: 200 yes, 410 no, anything else an error.
