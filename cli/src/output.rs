@@ -50,6 +50,17 @@ impl Printer {
         println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
     }
 
+    /// A counter of work with no known total (a terminal only): `{pos} {unit}, {msg}`.
+    pub fn counter(&self, unit: &str) -> Option<ProgressBar> {
+        self.progress.then(|| {
+            let bar = ProgressBar::new_spinner();
+            let template = format!("{{spinner}} {{pos}} {unit}, {{msg}} {{elapsed}}");
+            bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
     pub fn reporter(&self, total: usize) -> Reporter {
         let bar = (self.progress && total > 0).then(|| {
             let bar = ProgressBar::new(total as u64);

@@ -224,16 +224,36 @@ async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usi
     }
 }
 
-fn gc(endpoint: &str, concurrency: &str) -> (Value, f64) {
-    let mut cmd = std::process::Command::new(wsctl_bin());
+/// One gc run: its JSON summary, wall seconds and peak RSS in MB.
+fn gc(endpoint: &str, concurrency: &str) -> (Value, f64, f64) {
+    use std::io::Read;
+    let mut cmd = Command::new(wsctl_bin());
     cmd.arg("--config").arg(root().join("wsctl.yaml")).args(["--endpoint-url", endpoint, "--output", "json", "gc", "--concurrency", concurrency]);
     isolate(&mut cmd);
     cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let started = Instant::now();
-    let out = cmd.output().expect("run gc");
+    let mut child = cmd.spawn().expect("run gc");
+    // The kernel's high-water mark of the running process. (A child's rusage would not do: it
+    // carries the RSS of the forking bench process from before exec.)
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("wait for gc") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let seconds = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "gc failed: {}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_slice(&out.stdout).expect("gc JSON"), seconds)
+    assert!(status.success(), "gc failed: {status}");
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read gc output");
+    (serde_json::from_str(&out).expect("gc JSON"), seconds, peak_kb as f64 / 1024.0)
 }
 
 async fn run() {
@@ -254,14 +274,14 @@ async fn run() {
     let endpoint = stub(moto.clone(), dynalite.url.clone(), live.clone(), rtt).await;
 
     let endpoint2 = endpoint.clone();
-    let (parallel, p_secs) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32")).await.unwrap();
-    println!("gc (4 scan segments, 32 checks in flight): {parallel} — {p_secs:.1} s wall");
+    let (parallel, p_secs, p_rss) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32")).await.unwrap();
+    println!("gc (4 scan segments, 32 checks in flight): {parallel} — {p_secs:.1} s wall, peak RSS {p_rss:.0} MB");
     assert_eq!(parallel["stale"].as_u64(), Some(stale.len() as u64));
     assert_swept(&db, &parallel, stale.len(), live.len()).await;
 
     populate(&db, &stale).await;
-    let (sequential, s_secs) = tokio::task::spawn_blocking(move || gc(&endpoint, "1")).await.unwrap();
-    println!("sequential sweep (--concurrency 1): {sequential} — {s_secs:.1} s wall");
+    let (sequential, s_secs, s_rss) = tokio::task::spawn_blocking(move || gc(&endpoint, "1")).await.unwrap();
+    println!("sequential sweep (--concurrency 1): {sequential} — {s_secs:.1} s wall, peak RSS {s_rss:.0} MB");
     assert_swept(&db, &sequential, stale.len(), live.len()).await;
     println!("speed-up: {:.1}x", s_secs / p_secs);
 }

@@ -289,14 +289,14 @@ async fn publish_and_token_from_the_command_line() {
         assert_eq!((m["from"].as_str(), m["data"]["text"].as_str(), m["serial"].as_u64()), (Some("server"), Some("from the CLI"), Some(serial)));
     }
 
-    // --count 5 --rate 50: five publishes, serials strictly increasing, each delivered.
-    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", "tick", "--count", "5", "--rate", "50"]);
+    // --count 100 --rate 50: a hundred publishes, serials strictly increasing, each delivered.
+    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", "tick", "--count", "100", "--rate", "50"]);
     assert_eq!(code, 0, "{err}");
     let all: Value = serde_json::from_str(&out).expect("JSON result");
     let serials: Vec<u64> = all["published"].as_array().expect("list").iter().map(|r| r["serial"].as_u64().unwrap()).collect();
-    assert_eq!(serials.len(), 5);
+    assert_eq!(serials.len(), 100);
     assert!(serials.windows(2).all(|w| w[0] < w[1]) && serials[0] > serial, "{serials:?}");
-    let ticks: Vec<u64> = ana.drain(Duration::from_secs(2)).await.iter().filter(|v| v["data"] == "tick").map(|v| v["serial"].as_u64().unwrap()).collect();
+    let ticks: Vec<u64> = ana.drain(Duration::from_secs(3)).await.iter().filter(|v| v["data"] == "tick").map(|v| v["serial"].as_u64().unwrap()).collect();
     assert_eq!(ticks, serials);
 
     // `connections --channel` lists exactly the channel's subscribers.
@@ -463,6 +463,26 @@ async fn gc_sweeps_exactly_the_zombies() {
     assert_eq!((code, &cut["complete"], &cut["deleted"]), (9, &json!(false), &json!(0)), "{cut}");
     let (code, rest) = gc(&dev, &config, &[]);
     assert_eq!((code, &rest["complete"], &rest["deleted"], &rest["live"]), (0, &json!(true), &json!(5), &json!(695)), "{rest}");
+
+    // A zombie that was present in a channel: gc announces its leave, as `$disconnect` would.
+    let mut watcher = dev.connect("watcher").await;
+    watcher.send(json!({"action": "subscribe", "channel": "gc-presence"})).await;
+    watcher.expect("subscribed", is("subscribed"), Duration::from_secs(20)).await;
+    let mut ghost = dev.connect("ghost").await;
+    ghost.send(json!({"action": "subscribe", "channel": "gc-presence"})).await;
+    ghost.expect("subscribed", is("subscribed"), Duration::from_secs(20)).await;
+    ghost.send(json!({"action": "presence", "channel": "gc-presence", "enter": true})).await;
+    let entered = watcher.expect("the ghost's enter", |v| v["type"] == "presence" && v["event"] == "enter", Duration::from_secs(20)).await;
+    let ghost_id = entered["member"]["connection"].as_str().expect("connection id").to_string();
+    // Its own copy too: a drop while the enter is still being fanned out would let the
+    // fan-out, not gc, find it gone.
+    ghost.expect("its own enter", |v| v["type"] == "presence" && v["event"] == "enter", Duration::from_secs(20)).await;
+    let (status, body) = http(&format!("{}/_wsctl/connections/{ghost_id}/drop", dev.base()), "POST", b"").await;
+    assert_eq!(status, 200, "{body}");
+    let (code, run) = gc(&dev, &config, &[]);
+    assert_eq!((code, &run["deleted"]), (0, &json!(1)), "{run}");
+    let left = watcher.expect("the ghost's leave", |v| v["type"] == "presence" && v["event"] == "leave", Duration::from_secs(20)).await;
+    assert_eq!((left["member"]["connection"].as_str(), left["member"]["user"].as_str()), (Some(ghost_id.as_str()), Some("ghost")), "{left}");
 
     // Without credentials nothing is read or deleted: exit 3, and the message says how to fix it.
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());

@@ -157,6 +157,8 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
     for id in &gone_list {
         rig.ctx.store.subscribe("small", id, "u", None).await.unwrap();
     }
+    // One of them is also present in "small": its bystanders must see it leave.
+    rig.ctx.store.subscribe("small", &gone_list[0], "u", Some(&json!({"name": "ghost"}))).await.unwrap();
 
     let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}})).await.unwrap();
     assert_eq!(first.serial, Some(1));
@@ -164,7 +166,8 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
     rig.settle().await;
 
     let by_conn = rig.server.posts_by_connection();
-    assert_eq!(rig.server.posts().len(), 2000, "exactly one post per live subscriber");
+    let messages = rig.server.posts().iter().filter(|(_, b)| b.contains(r#""type":"message""#)).count();
+    assert_eq!(messages, 2000, "exactly one message per live subscriber");
     for id in ids.iter().filter(|i| !gone.contains(*i)) {
         let got = &by_conn[id];
         assert_eq!(got.len(), 1, "{id}");
@@ -181,6 +184,13 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
     }
     let (small, _) = rig.ctx.store.subscribers("small", None, 100).await.unwrap();
     assert_eq!(small.len(), 10, "bystanders keep their subscriptions");
+    // A gone subscriber never ran `$disconnect`; its leave is announced for it, once.
+    for id in &bystanders {
+        let leaves: Vec<Value> = frames(&rig.server, id).into_iter().filter(|f| f["type"] == "presence").collect();
+        assert_eq!(leaves.len(), 1, "{id}: {leaves:?}");
+        assert_eq!((&leaves[0]["event"], &leaves[0]["channel"], &leaves[0]["member"]["connection"], &leaves[0]["member"]["data"]["name"]), (&json!("leave"), &json!("small"), &json!(gone_list[0]), &json!("ghost")));
+    }
+    assert_eq!(rig.server.posts().len(), 2000 + bystanders.len(), "nothing else was posted");
     assert!(rig.ctx.store.get_connection(&ids[1]).await.unwrap().is_some());
 }
 

@@ -1,8 +1,9 @@
 //! `wsctl gc`: sweeps connection ids whose `$disconnect` never ran. Built for cron: a parallel
 //! scan of the connections table, one `GetConnection` per id (bounded concurrency), and for
 //! every id that answers 410 (or whose item is past its TTL) the connection and all its
-//! subscriptions and presence are deleted in batches. An id that answers 200 is never touched;
-//! deletes are idempotent, so two sweeps at once are safe.
+//! subscriptions and presence are deleted in batches, and its presence `leave` is announced.
+//! An id that answers 200 is never touched; deletes are idempotent, so two sweeps at once are
+//! safe.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +16,9 @@ use futures::future;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use wsctl_functions::auth::now;
+use wsctl_functions::Invoker;
+use wsctl_functions::handlers::disconnect::leave_frames;
+use wsctl_functions::handlers::publish::fan_out_later;
 use wsctl_functions::store::{Store, Tables};
 
 use crate::args::GcArgs;
@@ -26,6 +30,10 @@ use crate::output::Printer;
 
 /// Scan segments read at once.
 const SEGMENTS: i32 = 4;
+/// Items per Scan page. DynamoDB's own limit (1 MB, ~15,000 rows here) would make each
+/// segment's page, parsed, weigh tens of MB; a thousand keeps a sweep's memory small and flat
+/// for the price of a few more Scan calls, nothing next to one GetConnection per row.
+const PAGE: i32 = 1000;
 
 #[derive(Default)]
 struct Tally {
@@ -50,6 +58,7 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     let names = Names::new(config);
     let store = store(&clients, &names);
     let api = super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
+    let publish = Invoker::Lambda { client: clients.lambda.clone(), function: names.function("publish") };
     let deadline = args.max_duration.map(|d| started + d);
     let cutoff = args.older_than.map(|d| now().saturating_sub(d.as_secs()));
 
@@ -57,6 +66,12 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     let cut_short = AtomicBool::new(false);
     // The first failed Scan page; that segment stops, the others go on.
     let scan_error = Mutex::new(None);
+    let bar = printer.counter("checked");
+    // Above the counter while it runs, so the two do not tear each other's lines.
+    let say = |text: String| match &bar {
+        Some(bar) => bar.println(text),
+        None => printer.note(text),
+    };
     // Rows are checked while the scan goes on, so memory stays flat however big the table
     // is, and --max-duration stops the reading too.
     rows(&store)
@@ -75,15 +90,19 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
             future::ready(!over)
         })
         .for_each_concurrent(args.concurrency as usize, |row| {
-            let (store, api, tally) = (&store, &api, &tally);
+            let (store, api, publish, tally, bar, say) = (&store, &api, &publish, &tally, &bar, &say);
             async move {
                 tally.scanned.fetch_add(1, Ordering::Relaxed);
+                if let Some(bar) = bar {
+                    bar.inc(1);
+                    bar.set_message(format!("{} stale", tally.stale.load(Ordering::Relaxed)));
+                }
                 let expired = row.expires.is_some_and(|e| e < now());
                 let stale = expired || match check(api, &row.id).await {
                     Ok(live) => !live,
                     Err(e) => {
                         tally.errors.fetch_add(1, Ordering::Relaxed);
-                        printer.note(format!("GetConnection {}: {e}", row.id));
+                        say(format!("GetConnection {}: {e}", row.id));
                         return;
                     }
                 };
@@ -95,17 +114,29 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
                 if args.dry_run {
                     return;
                 }
-                match store.remove_connection(&row.id).await {
-                    Ok(_) => tally.deleted.fetch_add(1, Ordering::Relaxed),
+                let present = match store.remove_connection(&row.id).await {
+                    Ok(present) => present,
                     Err(e) => {
-                        printer.note(format!("deleting {}: {e}", row.id));
-                        tally.errors.fetch_add(1, Ordering::Relaxed)
+                        say(format!("deleting {}: {e}", row.id));
+                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
                     }
                 };
+                tally.deleted.fetch_add(1, Ordering::Relaxed);
+                // As `$disconnect` would have: whoever watches the channel sees the member go.
+                for (channel, frame) in leave_frames(&row.id, present) {
+                    if let Err(e) = fan_out_later(publish, &channel, &frame, None).await {
+                        say(format!("announcing {} left {channel}: {e}", row.id));
+                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         })
         .await;
 
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (scanned, live, stale, deleted, errors) = (get(&tally.scanned), get(&tally.live), get(&tally.stale), get(&tally.deleted), get(&tally.errors));
     let seconds = started.elapsed().as_secs_f64();
@@ -172,6 +203,7 @@ fn segment_pages(store: &Store, segment: i32) -> impl Stream<Item = Result<Vec<R
             .table_name(table)
             .segment(segment)
             .total_segments(SEGMENTS)
+            .limit(PAGE)
             .projection_expression("pk, #u, connected_at, #t")
             .expression_attribute_names("#t", "ttl")
             .expression_attribute_names("#u", "user")

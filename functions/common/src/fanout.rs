@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Key, Store, StoreError};
+use crate::store::{Key, Store, StoreError, Subscriber};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
@@ -77,8 +77,12 @@ pub async fn collect(store: &Store, channel: &str, mut start: Option<Key>, budge
     }
 }
 
+/// Connections found gone and removed, each with the channels it was present in (as
+/// `Store::remove_connection` returns them), so their presence `leave` can be announced.
+pub type Removed = Vec<(String, Vec<(String, Subscriber)>)>;
+
 /// Posts `frame` to each connection, `concurrency` at a time.
-pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<String>, frame: &str, concurrency: usize) -> Report {
+pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<String>, frame: &str, concurrency: usize) -> (Report, Removed) {
     let frame: Arc<str> = Arc::from(frame);
     let outcomes: Vec<(String, Result<(), PostError>)> = stream::iter(targets)
         .map(|connection| {
@@ -92,14 +96,17 @@ pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<Str
         .collect()
         .await;
     let mut report = Report::default();
+    let mut removed = Removed::new();
     for (connection, outcome) in outcomes {
         match outcome {
             Ok(()) => report.delivered += 1,
             Err(PostError::Gone) => {
                 report.gone += 1;
                 // Only the connection that answered 410 goes, never the sender or others.
-                if let Err(e) = store.remove_connection(&connection).await {
-                    tracing::warn!(connection, error = %e, "could not remove a gone connection");
+                match store.remove_connection(&connection).await {
+                    Ok(present) if !present.is_empty() => removed.push((connection, present)),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(connection, error = %e, "could not remove a gone connection"),
                 }
             }
             Err(PostError::Other(e)) => {
@@ -108,5 +115,5 @@ pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<Str
             }
         }
     }
-    report
+    (report, removed)
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::Ctx;
+use crate::{Ctx, Invoker};
 use crate::fanout::{self, Report};
 use crate::protocol::{self, ServerFrame};
 use crate::store::Key;
@@ -70,15 +70,27 @@ async fn deliver(ctx: &Ctx, channel: &str, frame: &str, start: Option<Key>) -> R
     if let Some(next) = next {
         hand_off(ctx, channel, frame, Some(&next)).await;
     }
-    let report = fanout::post_all(&ctx.store, &ctx.connections, targets, frame, ctx.fanout_concurrency).await;
+    let (report, removed) = fanout::post_all(&ctx.store, &ctx.connections, targets, frame, ctx.fanout_concurrency).await;
+    // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
+    for (connection, present) in removed {
+        for (channel, leave) in super::disconnect::leave_frames(&connection, present) {
+            hand_off(ctx, &channel, &leave, None).await;
+        }
+    }
     tracing::info!(channel, delivered = report.delivered, gone = report.gone, failed = report.failed, continued, "fan-out");
     Ok((report, continued))
 }
 
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`.
 pub async fn hand_off(ctx: &Ctx, channel: &str, frame: &str, start: Option<&Key>) {
-    let job = FanoutJob { channel: channel.into(), frame: frame.into(), start: start.map(fanout::key_to_json) };
-    if let Err(e) = ctx.publish.invoke_async(&json!({ "fanout": job })).await {
+    if let Err(e) = fan_out_later(&ctx.publish, channel, frame, start).await {
         tracing::error!(channel, error = %e, "fan-out hand-off failed");
     }
+}
+
+/// One asynchronous invocation of the publish function that delivers `frame` to `channel`'s
+/// subscribers from `start`.
+pub async fn fan_out_later(publish: &Invoker, channel: &str, frame: &str, start: Option<&Key>) -> Result<(), String> {
+    let job = FanoutJob { channel: channel.into(), frame: frame.into(), start: start.map(fanout::key_to_json) };
+    publish.invoke_async(&json!({ "fanout": job })).await
 }
