@@ -271,6 +271,8 @@ impl Store {
                 }
             }
         }
+        // The connection item goes last and on its own: until it is gone, a run cut short
+        // half-way leaves the id findable by the next sweep instead of orphaning subscriptions.
         let c = &self.tables.connections;
         self.db.delete_item().table_name(c).key("pk", s(connection)).send().await.map_err(err("DeleteItem", c))?;
         Ok(subs.into_iter().filter(|(_, s)| s.present).collect())
