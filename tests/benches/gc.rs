@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use wsctl_tests::dev::Dev;
-use wsctl_tests::{die_with_parent, free_port, isolate, root, wsctl_bin};
+use wsctl_tests::{die_with_parent, free_port, isolate, root, wait_for_port, wsctl_bin};
 
 const DYNALITE: &str = "dynalite@3.2.2";
 const TABLES: [&str; 2] = ["chat-dev-connections", "chat-dev-subscriptions"];
@@ -58,11 +58,7 @@ impl Dynalite {
         cmd.args(["-e", &script]).stdout(Stdio::null()).stderr(Stdio::inherit());
         die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("node is needed to run dynalite");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "dynalite did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "dynalite");
         Dynalite { url: format!("http://127.0.0.1:{port}"), child }
     }
 }

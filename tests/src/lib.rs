@@ -50,6 +50,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
 }
 
+/// Waits (up to 30 s) until a server that was just started accepts on loopback `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A moto server on a free loopback port, stopped when dropped (and, through the parent-death
 /// signal, when the test process dies).
 pub struct Moto {
@@ -65,11 +74,7 @@ impl Moto {
         die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("moto_server is not installed: pip install 'moto[server]'");
         let moto = Moto { port, child };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "moto");
         moto
     }
 
