@@ -430,6 +430,9 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
         }
     }
     pending.disarm();
+    // Open from before the 101 goes out, as on AWS: a client that has its handshake can be
+    // posted to at once. Frames posted before the socket task starts wait in its queue.
+    conn.open.store(true, Ordering::SeqCst);
     let upgrade = hyper::upgrade::on(&mut req);
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
     let gw2 = gw.clone();
@@ -507,7 +510,6 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config())).await;
-    conn.open.store(true, Ordering::SeqCst);
     let idle = tokio::time::sleep(gw.limits.idle);
     let lifetime = tokio::time::sleep(gw.limits.lifetime);
     tokio::pin!(idle, lifetime);
