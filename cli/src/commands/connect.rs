@@ -33,11 +33,9 @@ pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user
     let token = match token {
         Some(t) => t.to_string(),
         None => {
+            use wsctl_functions::auth::{Capabilities, Claims, mint};
             let secret = super::token::secret(clients, &names).await?;
-            let cap = super::token::capabilities(&[])?;
-            let issued = wsctl_functions::auth::now();
-            let claims = wsctl_functions::auth::Claims { sub: user.to_string(), exp: issued + 3600, nbf: None, iat: Some(issued), iss: None, aud: None, cap };
-            wsctl_functions::auth::mint(&secret, &claims)
+            mint(&secret, &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)))
         }
     };
     let full = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' });

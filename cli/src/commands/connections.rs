@@ -60,14 +60,6 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer
 
 /// The connection ids subscribed to `channel`, every page of them.
 pub(super) async fn subscriber_ids(store: &wsctl_functions::store::Store, channel: &str) -> Result<BTreeSet<String>, Error> {
-    let mut ids = BTreeSet::new();
-    let mut start = None;
-    loop {
-        let (page, next) = store.subscribers(channel, start, 1000).await.map_err(|e| Error::Io(e.to_string()))?;
-        ids.extend(page.into_iter().map(|s| s.connection));
-        start = next;
-        if start.is_none() {
-            return Ok(ids);
-        }
-    }
+    let (ids, _) = wsctl_functions::fanout::collect(store, channel, None, usize::MAX).await.map_err(|e| Error::Io(e.to_string()))?;
+    Ok(ids.into_iter().collect())
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsctl_functions::auth::{Capabilities, Claims, Op, mint, now};
+use wsctl_functions::auth::{Capabilities, Claims, Op, mint};
 
 use crate::args::TokenArgs;
 use crate::aws::{AwsArgs, Clients, Ctx};
@@ -17,11 +17,10 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs, printer: &Pri
     let cap = capabilities(&args.allow)?;
     let (clients, _) = super::connect(config, aws).await?;
     let secret = secret(&clients, &Names::new(config)).await?;
-    let issued = now();
-    let exp = issued + args.ttl.as_secs();
-    let token = mint(&secret, &Claims { sub: args.user.clone(), exp, nbf: None, iat: Some(issued), iss: None, aud: None, cap: cap.clone() });
+    let claims = Claims::issue(&args.user, cap, args.ttl);
+    let token = mint(&secret, &claims);
     if printer.json() {
-        printer.result_json(&json!({"token": token, "user": args.user, "expires_at": exp, "cap": cap}));
+        printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));
     } else {
         printer.result(token);
     }
@@ -30,20 +29,16 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs, printer: &Pri
 
 /// `room-*:subscribe,publish` → `{"room-*": [subscribe, publish]}`; none → everything everywhere.
 pub fn capabilities(allow: &[String]) -> Result<Capabilities, Error> {
-    let all = vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History];
     if allow.is_empty() {
-        return Ok(Capabilities(BTreeMap::from([("*".to_string(), all)])));
+        return Ok(Capabilities::everything());
     }
     let mut cap: BTreeMap<String, Vec<Op>> = BTreeMap::new();
     for rule in allow {
-        let bad = |why: &str| Error::Usage { usage: format!("--allow {rule:?}: {why}\nhint: write CHANNEL-GLOB:OPERATION,... e.g. 'room-*:subscribe,publish'; operations are subscribe, publish, presence, history") };
-        let (glob, ops) = rule.rsplit_once(':').ok_or_else(|| bad("no ':' between the channel glob and the operations"))?;
-        if glob.is_empty() {
-            return Err(bad("the channel glob is empty"));
-        }
-        let entry = cap.entry(glob.to_string()).or_default();
-        for op in ops.split(',').map(str::trim) {
-            let op = Op::parse(op).ok_or_else(|| bad(&format!("unknown operation {op:?}")))?;
+        let (glob, ops) = Capabilities::parse_rule(rule).map_err(|why| Error::Usage {
+            usage: format!("--allow {rule:?}: {why}\nhint: write CHANNEL-GLOB:OPERATION,... e.g. 'room-*:subscribe,publish'; operations are subscribe, publish, presence, history"),
+        })?;
+        let entry = cap.entry(glob).or_default();
+        for op in ops {
             if !entry.contains(&op) {
                 entry.push(op);
             }

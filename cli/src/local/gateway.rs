@@ -122,11 +122,8 @@ pub struct Minter {
 
 impl Minter {
     pub fn token(&self, user: &str, ttl: Duration) -> String {
-        use wsctl_functions::auth::{Capabilities, Claims, Op, mint, now};
-        let all = vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History];
-        let cap = Capabilities([("*".to_string(), all)].into_iter().collect());
-        let now = now();
-        mint(&self.secret, &Claims { sub: user.into(), exp: now + ttl.as_secs(), nbf: None, iat: Some(now), iss: None, aud: None, cap })
+        use wsctl_functions::auth::{Capabilities, Claims, mint};
+        mint(&self.secret, &Claims::issue(user, Capabilities::everything(), ttl))
     }
 }
 

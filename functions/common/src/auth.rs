@@ -41,12 +41,20 @@ impl Capabilities {
         self.0.iter().any(|(glob, ops)| ops.contains(&op) && glob_match(glob, channel))
     }
 
+    /// Every operation on every channel.
+    pub fn everything() -> Capabilities {
+        Capabilities(BTreeMap::from([("*".to_string(), vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History])]))
+    }
+
     /// `room-*:subscribe,publish` → one capability; for `wsctl token --allow`.
     pub fn parse_rule(rule: &str) -> Result<(String, Vec<Op>), String> {
         let (glob, ops) = rule.rsplit_once(':').ok_or_else(|| format!("`{rule}` is not GLOB:OPS, e.g. `room-*:subscribe,publish`"))?;
+        if glob.is_empty() {
+            return Err(format!("`{rule}`: the channel glob is empty"));
+        }
         let ops = ops
             .split(',')
-            .map(|o| Op::parse(o.trim()).ok_or_else(|| format!("`{o}` is not an operation: subscribe, publish, presence or history")))
+            .map(|o| Op::parse(o.trim()).ok_or_else(|| format!("unknown operation `{o}`: use subscribe, publish, presence or history")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((glob.to_string(), ops))
     }
@@ -89,6 +97,14 @@ pub struct Claims {
     pub aud: Option<String>,
     #[serde(default)]
     pub cap: Capabilities,
+}
+
+impl Claims {
+    /// Claims for `sub` with `cap`, issued now and valid for `ttl`.
+    pub fn issue(sub: &str, cap: Capabilities, ttl: std::time::Duration) -> Claims {
+        let issued = now();
+        Claims { sub: sub.to_string(), exp: issued + ttl.as_secs(), nbf: None, iat: Some(issued), iss: None, aud: None, cap }
+    }
 }
 
 /// Who a verified token speaks for.
@@ -214,6 +230,7 @@ mod tests {
         assert!(!caps().allows("room-9", Op::Presence));
         assert_eq!(Capabilities::parse_rule("room-*:subscribe,publish").unwrap().1, vec![Op::Subscribe, Op::Publish]);
         assert!(Capabilities::parse_rule("room-*:dance").is_err());
+        assert!(Capabilities::parse_rule(":publish").is_err());
     }
 
     #[test]
