@@ -10,7 +10,9 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_sdk_dynamodb::types::*;
 use serde_json::{Value, json};
-use wsctl_functions::handlers::{self, publish};
+use wsctl_functions::auth::SecretKeys;
+use wsctl_functions::handlers::authorizer::{Authorizer, Fetch, secret_cache};
+use wsctl_functions::handlers::{self, authorizer, publish};
 use wsctl_functions::store::{Store, Tables};
 use wsctl_functions::{Ctx, Invoker, fanout::Connections};
 use wsctl_tests::connections::ConnectionsServer;
@@ -63,12 +65,14 @@ async fn rig(per_invocation: usize) -> Rig {
     let inflight = Arc::new(AtomicUsize::new(0));
     let invoker = {
         let (slot, inflight) = (slot.clone(), inflight.clone());
+        let requests = Arc::new(AtomicUsize::new(0));
         Invoker::Local(Arc::new(move |payload: Value| {
             let ctx = slot.get().expect("context set").clone();
             let inflight = inflight.clone();
             inflight.fetch_add(1, Ordering::SeqCst);
+            let request = format!("req-{}", requests.fetch_add(1, Ordering::SeqCst));
             tokio::spawn(async move {
-                let result = publish::handle(&ctx, payload).await;
+                let result = publish::handle(&ctx, payload, &request).await;
                 assert!(result.is_ok(), "{result:?}");
                 inflight.fetch_sub(1, Ordering::SeqCst);
             });
@@ -155,12 +159,12 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
     }
     let gone_list: Vec<String> = gone.iter().take(3).cloned().collect();
     for id in &gone_list {
-        rig.ctx.store.subscribe("small", id, "u", None).await.unwrap();
+        rig.ctx.store.subscribe("small", id, "u").await.unwrap();
     }
     // One of them is also present in "small": its bystanders must see it leave.
-    rig.ctx.store.subscribe("small", &gone_list[0], "u", Some(&json!({"name": "ghost"}))).await.unwrap();
+    rig.ctx.store.enter_presence("small", &gone_list[0], "u", &json!({"name": "ghost"})).await.unwrap();
 
-    let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}})).await.unwrap();
+    let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}}), "r1").await.unwrap();
     assert_eq!(first.serial, Some(1));
     assert!(first.continued, "2,500 subscribers over a budget of 1,000 are split across invocations");
     rig.settle().await;
@@ -216,9 +220,12 @@ async fn a_repeated_client_id_gives_one_serial_and_one_delivery() {
         assert_eq!(got.len(), 1, "{id}: {got:?}");
         assert_eq!((got[0]["serial"].as_u64(), got[0]["from"].as_str()), (Some(1), Some("ana")));
     }
-    // Through `wsctl publish`'s path too.
-    let again = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"})).await.unwrap();
-    assert_eq!((again.serial, again.duplicate, again.report.delivered), (Some(1), true, 0));
+    // Through `wsctl publish`'s path too: the server is a publisher of its own, so its
+    // `msg-1` is a new message, and its repeat a duplicate.
+    let first = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"}), "r1").await.unwrap();
+    assert_eq!((first.serial, first.duplicate, first.report.delivered), (Some(2), false, 3));
+    let again = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"}), "r2").await.unwrap();
+    assert_eq!((again.serial, again.duplicate, again.report.delivered), (Some(2), true, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,11 +263,12 @@ async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
     e.body = sub(Some(5));
     handlers::message::handle(&rig.ctx, &e).await;
     let got = frames(&rig.server, "phone");
-    assert_eq!(got.len(), 1001, "1,000 replayed messages and `subscribed`");
-    let serials: Vec<u64> = got[..1000].iter().map(|f| f["serial"].as_u64().unwrap()).collect();
+    assert_eq!(got.len(), 2, "one `history` frame with the 1,000 missed messages, then `subscribed`: {:?}", got.iter().map(|f| &f["type"]).collect::<Vec<_>>());
+    let replay = got[0]["messages"].as_array().unwrap();
+    let serials: Vec<u64> = replay.iter().map(|f| f["serial"].as_u64().unwrap()).collect();
     assert_eq!(serials, (6..=1005).collect::<Vec<u64>>(), "exactly the missed ones, in order, none twice");
-    assert!(got[..1000].iter().all(|f| f["type"] == "message" && f["channel"] == "feed"));
-    assert_eq!(got[1000], json!({"type": "subscribed", "channel": "feed", "serial": 1005}));
+    assert_eq!((&got[0]["type"], &got[0]["channel"], got[0].get("more")), (&json!("history"), &json!("feed"), None));
+    assert_eq!(got[1], json!({"type": "subscribed", "channel": "feed", "serial": 1005}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +333,7 @@ async fn every_client_action_and_error_case() {
     send("bob-1", r#"{"action":"unsubscribe","channel":"lobby"}"#, ALL).await;
     assert_eq!(last("bob-1"), json!({"type": "unsubscribed", "channel": "lobby"}));
     rig.server.clear();
-    publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"})).await.unwrap();
+    publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"}), "r1").await.unwrap();
     assert!(frames(&rig.server, "bob-1").is_empty());
 }
 
@@ -365,28 +373,36 @@ fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw::ApiGateway
     .expect("API Gateway's authorizer event shape deserializes")
 }
 
-#[test]
-fn the_authorizer_allows_valid_tokens_only() {
-    use wsctl_functions::auth::{Claims, Verifier, mint, now};
-    use wsctl_functions::handlers::authorizer;
+/// An authorizer whose secret is `secret` (as SSM would hand it over).
+pub fn authorizer_with(secret: &'static [u8], audience: Option<&str>) -> Authorizer {
+    let fetch: Fetch<SecretKeys> = Arc::new(move || Box::pin(async move { SecretKeys::new(secret) }));
+    Authorizer { secrets: secret_cache(fetch), audience: audience.map(str::to_string), oidc: None }
+}
+
+#[tokio::test]
+async fn the_authorizer_allows_valid_tokens_only() {
+    use wsctl_functions::auth::{Audience, Claims, mint, now};
     let secret = b"0123456789abcdef0123456789abcdef";
-    let verifier = Verifier::new(secret.to_vec(), Some("chat".into()), None);
-    let claims = |exp: i64, aud: &str| Claims {
+    let authorizer = authorizer_with(secret, Some("chat"));
+    let claims = |exp: i64, aud: Option<&str>| Claims {
         sub: "ana".into(),
         exp: (now() as i64 + exp) as u64,
         nbf: None,
         iat: Some(now()),
         iss: None,
-        aud: Some(aud.into()),
+        aud: aud.map(|a| Audience::One(a.into())),
         cap: serde_json::from_str(r#"{"room-*":["subscribe","publish"]}"#).unwrap(),
     };
-    let effect = |token: &str| {
-        let r = authorizer::handle(&verifier, &authorizer_event(Some(token))).expect("a policy, not a 401");
-        let v = serde_json::to_value(&r).unwrap();
-        (v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string(), v)
+    let effect = |token: String| {
+        let authorizer = &authorizer;
+        async move {
+            let r = authorizer::handle(authorizer, &authorizer_event(Some(&token))).await.expect("a policy, not a 401");
+            let v = serde_json::to_value(&r).unwrap();
+            (v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string(), v)
+        }
     };
 
-    let (allow, response) = effect(&mint(secret, &claims(600, "chat")));
+    let (allow, response) = effect(mint(secret, &claims(600, Some("chat")))).await;
     assert_eq!(allow, "Allow");
     assert_eq!(response["policyDocument"]["Statement"][0]["Resource"], json!(["arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"]));
     assert_eq!(response["context"]["user"], "ana");
@@ -397,15 +413,16 @@ fn the_authorizer_allows_valid_tokens_only() {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
     };
-    let unsigned = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&serde_json::to_string(&claims(600, "chat")).unwrap()));
+    let unsigned = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&serde_json::to_string(&claims(600, Some("chat"))).unwrap()));
     for (case, token) in [
-        ("forged", mint(b"not-the-secret-not-the-secret-00", &claims(600, "chat"))),
-        ("expired", mint(secret, &claims(-3600, "chat"))),
+        ("forged", mint(b"not-the-secret-not-the-secret-00", &claims(600, Some("chat")))),
+        ("expired", mint(secret, &claims(-3600, Some("chat")))),
         ("alg none", unsigned),
-        ("wrong audience", mint(secret, &claims(600, "other"))),
+        ("wrong audience", mint(secret, &claims(600, Some("other")))),
+        ("no audience", mint(secret, &claims(600, None))),
         ("malformed", "abc.def.ghi".to_string()),
     ] {
-        assert_eq!(effect(&token).0, "Deny", "{case}");
+        assert_eq!(effect(token).await.0, "Deny", "{case}");
     }
-    assert_eq!(authorizer::handle(&verifier, &authorizer_event(None)).unwrap_err(), "Unauthorized", "no token → 401");
+    assert_eq!(authorizer::handle(&authorizer, &authorizer_event(None)).await.unwrap_err(), "Unauthorized", "no token → 401");
 }

@@ -1,7 +1,7 @@
 //! Client tokens: JWTs carrying a user id, an expiry and capabilities (channel glob →
 //! operations). HS256 tokens are signed with the stack's secret (what `wsctl token` mints);
 //! when an OIDC issuer is configured, its RS256/ES256 tokens are accepted too, checked against
-//! its JWKS with issuer and audience.
+//! its JWKS with issuer and audience, and given capabilities from a claim or a default set.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,17 @@ pub enum Op {
 }
 
 impl Op {
+    pub const ALL: [Op; 4] = [Op::Subscribe, Op::Publish, Op::Presence, Op::History];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Subscribe => "subscribe",
+            Op::Publish => "publish",
+            Op::Presence => "presence",
+            Op::History => "history",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Op> {
         Some(match s {
             "subscribe" => Op::Subscribe,
@@ -83,6 +94,14 @@ pub fn glob_match(glob: &str, text: &str) -> bool {
     g[gi..].iter().all(|c| *c == '*')
 }
 
+/// `aud` as identity providers send it: one audience or several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -94,7 +113,7 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
     #[serde(default)]
     pub cap: Capabilities,
 }
@@ -122,35 +141,126 @@ pub enum TokenError {
     Malformed(String),
     #[error("algorithm {0:?} is not accepted")]
     Algorithm(String),
+    /// The header names a key this verifier does not hold (yet): the caller may refresh its
+    /// keys once and try again.
+    #[error("unknown key id `{0}`")]
+    UnknownKey(String),
     #[error("token rejected: {0}")]
     Invalid(String),
 }
 
-/// OIDC issuer whose asymmetric tokens are accepted besides the stack's own.
-#[derive(Clone)]
-pub struct Oidc {
-    pub issuer: String,
-    pub audience: String,
-    pub keys: JwkSet,
+/// HS256 keys must be at least this long (RFC 7518 §3.2: a key of the hash's size or larger).
+pub const MIN_SECRET_BYTES: usize = 32;
+/// A user id (`sub`) travels in every message its connection publishes.
+pub const MAX_USER_CHARS: usize = 128;
+
+/// The stack's HS256 keys: the current one, and after a rotation the previous one until its
+/// grace period ends. Stored in SSM as the bare key, or as JSON once rotated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretKeys {
+    pub current: Vec<u8>,
+    pub previous: Option<(Vec<u8>, u64)>,
 }
 
-/// Verifies tokens; built once per cold start.
+#[derive(Serialize, Deserialize)]
+struct RotatedSecret {
+    current: String,
+    previous: String,
+    /// Epoch seconds after which tokens signed with `previous` are refused.
+    previous_until: u64,
+}
+
+impl SecretKeys {
+    pub fn new(current: impl Into<Vec<u8>>) -> Result<SecretKeys, String> {
+        let current = current.into();
+        check_secret(&current)?;
+        Ok(SecretKeys { current, previous: None })
+    }
+
+    /// The parameter's value as `wsctl deploy` and `wsctl secret rotate` write it.
+    pub fn parse(value: &str) -> Result<SecretKeys, String> {
+        if value.trim_start().starts_with('{') {
+            let r: RotatedSecret = serde_json::from_str(value).map_err(|e| format!("the token secret is not valid JSON ({e})"))?;
+            check_secret(r.current.as_bytes())?;
+            return Ok(SecretKeys { current: r.current.into_bytes(), previous: Some((r.previous.into_bytes(), r.previous_until)) });
+        }
+        SecretKeys::new(value.as_bytes())
+    }
+
+    /// The value to store: `new` becomes current, the current key stays valid for `grace`.
+    pub fn rotate(&self, new: &str, grace: std::time::Duration) -> Result<String, String> {
+        check_secret(new.as_bytes())?;
+        let current = String::from_utf8(self.current.clone()).map_err(|_| "the current secret is not text".to_string())?;
+        if grace.is_zero() {
+            return Ok(new.to_string());
+        }
+        Ok(serde_json::to_string(&RotatedSecret { current: new.into(), previous: current, previous_until: now() + grace.as_secs() }).expect("serializes"))
+    }
+
+    /// The keys a token may be signed with now; with a `kid`, only the key it names.
+    fn candidates(&self, kid: Option<&str>) -> Result<Vec<&[u8]>, TokenError> {
+        let mut keys = vec![self.current.as_slice()];
+        if let Some((previous, until)) = &self.previous
+            && now() <= *until
+        {
+            keys.push(previous);
+        }
+        match kid {
+            None => Ok(keys),
+            Some(kid) => keys.into_iter().find(|k| key_id(k) == kid).map(|k| vec![k]).ok_or_else(|| TokenError::UnknownKey(kid.into())),
+        }
+    }
+}
+
+fn check_secret(key: &[u8]) -> Result<(), String> {
+    if key.len() < MIN_SECRET_BYTES {
+        return Err(format!("the token secret is {} bytes; HS256 needs at least {MIN_SECRET_BYTES} (run `wsctl secret rotate` to replace it)", key.len()));
+    }
+    Ok(())
+}
+
+/// A key's public name in token headers: a fingerprint that says nothing of the key.
+pub fn key_id(key: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key);
+    format!("hs-{}", digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// How tokens of an OIDC identity provider are accepted: its issuer and audience (both
+/// required in its tokens) and the capabilities its users get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcPolicy {
+    pub issuer: String,
+    pub audience: String,
+    /// A claim carrying capabilities (an object glob → operations, that object as a JSON
+    /// string, or a list of `glob:op,op` rules); users without it get `default_capabilities`.
+    pub capabilities_claim: Option<String>,
+    pub default_capabilities: Capabilities,
+}
+
+/// Verifies tokens against keys it is given; the async key caching lives in
+/// [`crate::handlers::authorizer`].
 #[derive(Clone)]
 pub struct Verifier {
-    secret: Vec<u8>,
+    pub secrets: SecretKeys,
     /// When set, HS256 tokens must carry this audience.
     audience: Option<String>,
-    oidc: Option<Oidc>,
+    oidc: Option<OidcPolicy>,
     /// Clock skew tolerated on exp/nbf, seconds.
     leeway: u64,
 }
 
 impl Verifier {
-    pub fn new(secret: impl Into<Vec<u8>>, audience: Option<String>, oidc: Option<Oidc>) -> Verifier {
-        Verifier { secret: secret.into(), audience, oidc, leeway: 30 }
+    pub fn new(secrets: SecretKeys, audience: Option<String>, oidc: Option<OidcPolicy>) -> Verifier {
+        Verifier { secrets, audience, oidc, leeway: 30 }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+    pub fn oidc(&self) -> Option<&OidcPolicy> {
+        self.oidc.as_ref()
+    }
+
+    /// `jwks` is the OIDC issuer's key set, when one is configured.
+    pub fn verify(&self, token: &str, jwks: Option<&JwkSet>) -> Result<Identity, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
@@ -160,47 +270,122 @@ impl Verifier {
             let text = e.to_string();
             if text.contains("unknown variant") { TokenError::Algorithm(text) } else { TokenError::Malformed(text) }
         })?;
-        let claims = match header.alg {
+        let identity = match header.alg {
             Algorithm::HS256 => {
-                let mut v = Validation::new(Algorithm::HS256);
-                self.common(&mut v);
+                let mut v = self.validation(Algorithm::HS256);
                 match &self.audience {
-                    Some(aud) => v.set_audience(&[aud]),
+                    Some(aud) => {
+                        v.set_audience(&[aud]);
+                        v.required_spec_claims.insert("aud".into());
+                    }
                     None => v.validate_aud = false,
                 }
-                decode::<Claims>(token, &DecodingKey::from_secret(&self.secret), &v)
+                let mut last = None;
+                let mut claims = None;
+                for key in self.secrets.candidates(header.kid.as_deref())? {
+                    match decode::<Claims>(token, &DecodingKey::from_secret(key), &v) {
+                        Ok(d) => {
+                            claims = Some(d.claims);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                let claims = claims.ok_or_else(|| TokenError::Invalid(last.map(|e| e.to_string()).unwrap_or_default()))?;
+                Identity { user: claims.sub, capabilities: claims.cap }
             }
             alg @ (Algorithm::RS256 | Algorithm::ES256) => {
                 let oidc = self.oidc.as_ref().ok_or_else(|| TokenError::Algorithm(format!("{alg:?} (no OIDC issuer is configured)")))?;
                 let kid = header.kid.ok_or_else(|| TokenError::Malformed("no `kid` in the header".into()))?;
-                let jwk = oidc.keys.find(&kid).ok_or_else(|| TokenError::Invalid(format!("unknown key id `{kid}`")))?;
+                let jwk = jwks.and_then(|k| k.find(&kid)).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+                check_jwk(jwk, alg)?;
                 let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
-                let mut v = Validation::new(alg);
-                self.common(&mut v);
+                let mut v = self.validation(alg);
                 v.set_issuer(&[&oidc.issuer]);
                 v.set_audience(&[&oidc.audience]);
-                decode::<Claims>(token, &key, &v)
+                v.required_spec_claims.extend(["iss".to_string(), "aud".to_string()]);
+                let claims = decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v).map_err(|e| TokenError::Invalid(e.to_string()))?.claims;
+                let user = claims.get("sub").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+                let capabilities = match oidc.capabilities_claim.as_deref().and_then(|c| claims.get(c)) {
+                    Some(value) => capabilities_from_claim(value).map_err(TokenError::Invalid)?,
+                    None => oidc.default_capabilities.clone(),
+                };
+                Identity { user, capabilities }
             }
             other => return Err(TokenError::Algorithm(format!("{other:?}"))),
-        }
-        .map_err(|e| TokenError::Invalid(e.to_string()))?
-        .claims;
-        if claims.sub.is_empty() {
-            return Err(TokenError::Invalid("empty `sub`".into()));
-        }
-        Ok(Identity { user: claims.sub, capabilities: claims.cap })
+        };
+        check_user(&identity.user).map_err(TokenError::Invalid)?;
+        Ok(identity)
     }
 
-    fn common(&self, v: &mut Validation) {
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
         v.leeway = self.leeway;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "sub"]);
+        v
     }
 }
 
-/// Signs an HS256 token with the stack's secret.
+/// A key from the issuer's set is used only for signatures and only with the algorithm it
+/// is published for (RFC 7517 §4.2, §4.4): a key meant for encryption, or an RSA key offered
+/// for an EC header, is refused.
+fn check_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<(), TokenError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm, PublicKeyUse};
+    if let Some(usage) = &jwk.common.public_key_use
+        && *usage != PublicKeyUse::Signature
+    {
+        return Err(TokenError::Invalid("the key is not published for signatures (`use`)".into()));
+    }
+    let matches = match (alg, &jwk.common.key_algorithm) {
+        (_, None) => true,
+        (Algorithm::RS256, Some(KeyAlgorithm::RS256)) | (Algorithm::ES256, Some(KeyAlgorithm::ES256)) => true,
+        _ => false,
+    };
+    let kind = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        _ => false,
+    };
+    if !matches || !kind {
+        return Err(TokenError::Invalid(format!("the key is not published for {alg:?} (`alg`, `kty`)")));
+    }
+    Ok(())
+}
+
+/// A user id: 1-128 printable characters, and never the name server-side publishes use.
+pub fn check_user(user: &str) -> Result<(), String> {
+    crate::protocol::check_name("`sub`", user, MAX_USER_CHARS, "")?;
+    if user == crate::protocol::SERVER_USER {
+        return Err(format!("`sub` `{user}` is reserved for server-side publishes"));
+    }
+    Ok(())
+}
+
+/// Capabilities from an identity provider's claim.
+pub fn capabilities_from_claim(value: &serde_json::Value) -> Result<Capabilities, String> {
+    use serde_json::Value;
+    match value {
+        Value::Object(_) => serde_json::from_value(value.clone()).map_err(|e| format!("bad capabilities claim: {e}")),
+        Value::String(s) if s.trim_start().starts_with('{') => serde_json::from_str(s).map_err(|e| format!("bad capabilities claim: {e}")),
+        Value::String(s) => capabilities_from_claim(&Value::Array(s.split_whitespace().map(|r| Value::String(r.into())).collect())),
+        Value::Array(rules) => {
+            let mut caps = Capabilities::default();
+            for rule in rules {
+                let (glob, ops) = Capabilities::parse_rule(rule.as_str().ok_or("bad capabilities claim: a rule is not a string")?)?;
+                caps.0.entry(glob).or_default().extend(ops);
+            }
+            Ok(caps)
+        }
+        _ => Err("bad capabilities claim: expected an object or a list of `glob:ops` rules".into()),
+    }
+}
+
+/// Signs an HS256 token with the stack's secret, naming the key in the header.
 pub fn mint(secret: &[u8], claims: &Claims) -> String {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).expect("HS256 signing cannot fail")
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key_id(secret));
+    encode(&header, claims, &EncodingKey::from_secret(secret)).expect("HS256 signing cannot fail")
 }
 
 pub fn now() -> u64 {
@@ -211,12 +396,23 @@ pub fn now() -> u64 {
 mod tests {
     use super::*;
 
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
     fn caps() -> Capabilities {
         Capabilities(BTreeMap::from([("room-*".to_string(), vec![Op::Subscribe, Op::Publish]), ("lobby".to_string(), vec![Op::Presence])]))
     }
 
     fn claims(exp_in: i64) -> Claims {
         Claims { sub: "ana".into(), exp: (now() as i64 + exp_in) as u64, nbf: None, iat: Some(now()), iss: None, aud: None, cap: caps() }
+    }
+
+    fn hs(audience: Option<&str>) -> Verifier {
+        Verifier::new(SecretKeys::new(SECRET).unwrap(), audience.map(str::to_string), None)
+    }
+
+    /// A token signed by `key` with no `kid`, as other JWT libraries mint them.
+    fn unnamed(key: &[u8], claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(key)).unwrap()
     }
 
     #[test]
@@ -235,16 +431,64 @@ mod tests {
 
     #[test]
     fn hs256_tokens() {
-        let v = Verifier::new(b"secret".to_vec(), None, None);
-        let good = mint(b"secret", &claims(600));
-        assert_eq!(v.verify(&good).unwrap(), Identity { user: "ana".into(), capabilities: caps() });
-        assert!(matches!(v.verify(&mint(b"other", &claims(600))), Err(TokenError::Invalid(_))), "forged");
-        assert!(matches!(v.verify(&mint(b"secret", &claims(-600))), Err(TokenError::Invalid(_))), "expired");
+        let v = hs(None);
+        let good = mint(SECRET, &claims(600));
+        assert_eq!(v.verify(&good, None).unwrap(), Identity { user: "ana".into(), capabilities: caps() });
+        assert_eq!(v.verify(&unnamed(SECRET, &claims(600)), None).unwrap().user, "ana", "a token without `kid`");
+        let other = b"another-secret-of-32-bytes-or-more";
+        assert!(matches!(v.verify(&mint(other, &claims(600)), None), Err(TokenError::UnknownKey(_))), "forged, named key");
+        assert!(matches!(v.verify(&unnamed(other, &claims(600)), None), Err(TokenError::Invalid(_))), "forged");
+        assert!(matches!(v.verify(&mint(SECRET, &claims(-600)), None), Err(TokenError::Invalid(_))), "expired");
         let mut early = claims(600);
         early.nbf = Some(now() + 300);
-        assert!(v.verify(&mint(b"secret", &early)).is_err(), "not yet valid");
-        assert!(matches!(v.verify("abc.def"), Err(TokenError::Malformed(_))));
-        assert_eq!(v.verify(""), Err(TokenError::Missing));
+        assert!(v.verify(&mint(SECRET, &early), None).is_err(), "not yet valid");
+        assert!(matches!(v.verify("abc.def", None), Err(TokenError::Malformed(_))));
+        assert_eq!(v.verify("", None), Err(TokenError::Missing));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(SecretKeys::new(b"secret".to_vec()).unwrap_err().contains("at least 32"));
+        assert!(SecretKeys::parse(&"x".repeat(31)).is_err());
+        assert!(SecretKeys::parse(&"x".repeat(32)).is_ok());
+        let rotated = SecretKeys::new(SECRET).unwrap().rotate("short", std::time::Duration::from_secs(60));
+        assert!(rotated.is_err());
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_the_previous_key_for_its_grace_period() {
+        let old = SecretKeys::new(SECRET).unwrap();
+        let new = "fedcba9876543210fedcba9876543210";
+        let value = old.rotate(new, std::time::Duration::from_secs(3600)).unwrap();
+        let keys = SecretKeys::parse(&value).unwrap();
+        assert_eq!(keys.current, new.as_bytes());
+        let v = Verifier::new(keys.clone(), None, None);
+        for token in [mint(SECRET, &claims(600)), unnamed(SECRET, &claims(600)), mint(new.as_bytes(), &claims(600))] {
+            assert_eq!(v.verify(&token, None).unwrap().user, "ana");
+        }
+        // After the grace period only the new key passes.
+        let expired = SecretKeys { previous: keys.previous.map(|(k, _)| (k, now() - 1)), ..keys };
+        let v = Verifier::new(expired, None, None);
+        assert!(v.verify(&mint(SECRET, &claims(600)), None).is_err());
+        assert!(v.verify(&unnamed(SECRET, &claims(600)), None).is_err());
+        assert!(v.verify(&mint(new.as_bytes(), &claims(600)), None).is_ok());
+        // No grace: the new key alone, stored bare.
+        assert_eq!(SecretKeys::new(SECRET).unwrap().rotate(new, std::time::Duration::ZERO).unwrap(), new);
+    }
+
+    #[test]
+    fn user_ids_are_bounded_printable_and_never_server() {
+        let v = hs(None);
+        for (sub, ok) in [("ana", true), ("server", false), ("", false), ("a\u{202E}b", false), ("a\u{200B}", false), ("tab\there", false)] {
+            let mut c = claims(600);
+            c.sub = sub.into();
+            assert_eq!(v.verify(&mint(SECRET, &c), None).is_ok(), ok, "{sub:?}");
+        }
+        let mut long = claims(600);
+        long.sub = "u".repeat(MAX_USER_CHARS + 1);
+        assert!(v.verify(&mint(SECRET, &long), None).is_err());
+        long.sub = "ü".repeat(MAX_USER_CHARS);
+        assert!(v.verify(&mint(SECRET, &long), None).is_ok(), "counted in characters");
     }
 
     #[test]
@@ -254,20 +498,22 @@ mod tests {
         let body = serde_json::to_string(&claims(600)).unwrap();
         for alg in ["none", "None", "HS512"] {
             let token = format!("{}.{}.", b64(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)), b64(&body));
-            let v = Verifier::new(b"secret".to_vec(), None, None);
-            assert!(v.verify(&token).is_err(), "{alg} accepted");
+            assert!(hs(None).verify(&token, None).is_err(), "{alg} accepted");
         }
     }
 
     /// Test-only keys (generated for this suite) and their JWKS, as an identity provider publishes it.
-    fn oidc() -> (Verifier, serde_json::Value) {
+    pub(crate) fn oidc_keys() -> (JwkSet, serde_json::Value) {
         let keys: serde_json::Value = serde_json::from_str(include_str!("../testdata/oidc-test-keys.json")).unwrap();
-        let jwks: JwkSet = serde_json::from_value(keys["jwks"].clone()).unwrap();
-        let oidc = Oidc { issuer: "https://id.example.com/".into(), audience: "chat-app".into(), keys: jwks };
-        (Verifier::new(b"secret".to_vec(), None, Some(oidc)), keys)
+        (serde_json::from_value(keys["jwks"].clone()).unwrap(), keys)
     }
 
-    fn signed(alg: Algorithm, kid: &str, pem: &str, claims: &Claims) -> String {
+    fn oidc(default: Capabilities, claim: Option<&str>) -> Verifier {
+        let policy = OidcPolicy { issuer: "https://id.example.com/".into(), audience: "chat-app".into(), capabilities_claim: claim.map(str::to_string), default_capabilities: default };
+        Verifier::new(SecretKeys::new(SECRET).unwrap(), None, Some(policy))
+    }
+
+    fn signed(alg: Algorithm, kid: &str, pem: &str, claims: &serde_json::Value) -> String {
         let key = match alg {
             Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
             _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
@@ -277,38 +523,93 @@ mod tests {
         encode(&header, claims, &key).unwrap()
     }
 
-    #[test]
-    fn oidc_rs256_and_es256_tokens_check_issuer_and_audience() {
-        let (v, keys) = oidc();
-        let mut c = claims(600);
-        c.iss = Some("https://id.example.com/".into());
-        c.aud = Some("chat-app".into());
-        for (alg, kid, pem) in [(Algorithm::RS256, "rsa-1", "rsa_private_pem"), (Algorithm::ES256, "ec-1", "ec_private_pem")] {
-            let pem = keys[pem].as_str().unwrap();
-            assert_eq!(v.verify(&signed(alg, kid, pem, &c)).unwrap().user, "ana", "{alg:?}");
-            let mut wrong_aud = c.clone();
-            wrong_aud.aud = Some("other-app".into());
-            assert!(v.verify(&signed(alg, kid, pem, &wrong_aud)).is_err(), "{alg:?} wrong audience");
-            let mut wrong_iss = c.clone();
-            wrong_iss.iss = Some("https://evil.example.com/".into());
-            assert!(v.verify(&signed(alg, kid, pem, &wrong_iss)).is_err(), "{alg:?} wrong issuer");
-            assert!(v.verify(&signed(alg, "unknown", pem, &c)).is_err(), "{alg:?} unknown kid");
-        }
-        // A key of one kind presented under the other's id is refused.
-        let ec_pem = keys["ec_private_pem"].as_str().unwrap();
-        assert!(v.verify(&signed(Algorithm::ES256, "rsa-1", ec_pem, &c)).is_err());
-        // Without an issuer configured, asymmetric tokens are refused outright.
-        let plain = Verifier::new(b"secret".to_vec(), None, None);
-        assert!(matches!(plain.verify(&signed(Algorithm::ES256, "ec-1", ec_pem, &c)), Err(TokenError::Algorithm(_))));
+    fn provider_claims() -> serde_json::Value {
+        serde_json::json!({"sub": "ana", "exp": now() + 600, "iss": "https://id.example.com/", "aud": "chat-app"})
     }
 
     #[test]
-    fn audience_is_checked_when_configured() {
-        let v = Verifier::new(b"secret".to_vec(), Some("chat".into()), None);
+    fn oidc_rs256_and_es256_tokens_check_issuer_and_audience() {
+        let (jwks, keys) = oidc_keys();
+        let v = oidc(caps(), None);
+        let c = provider_claims();
+        for (alg, kid, pem) in [(Algorithm::RS256, "rsa-1", "rsa_private_pem"), (Algorithm::ES256, "ec-1", "ec_private_pem")] {
+            let pem = keys[pem].as_str().unwrap();
+            let id = v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).unwrap();
+            assert_eq!((id.user.as_str(), &id.capabilities), ("ana", &caps()), "{alg:?}: the default capabilities");
+            let with = |k: &str, value: serde_json::Value| {
+                let mut c = c.clone();
+                c[k] = value;
+                signed(alg, kid, pem, &c)
+            };
+            assert!(v.verify(&with("aud", "other-app".into()), Some(&jwks)).is_err(), "{alg:?} wrong audience");
+            assert!(v.verify(&with("iss", "https://evil.example.com/".into()), Some(&jwks)).is_err(), "{alg:?} wrong issuer");
+            assert!(v.verify(&with("aud", serde_json::json!(["other", "chat-app"])), Some(&jwks)).is_ok(), "{alg:?} audience list");
+            assert!(v.verify(&with("aud", serde_json::json!(["other"])), Some(&jwks)).is_err(), "{alg:?} audience list without ours");
+            for missing in ["aud", "iss"] {
+                let mut c = c.clone();
+                c.as_object_mut().unwrap().remove(missing);
+                assert!(v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).is_err(), "{alg:?} without `{missing}`");
+            }
+            assert!(matches!(v.verify(&signed(alg, "unknown", pem, &c), Some(&jwks)), Err(TokenError::UnknownKey(_))), "{alg:?} unknown kid");
+        }
+        // A key of one kind presented under the other's id is refused.
+        let ec_pem = keys["ec_private_pem"].as_str().unwrap();
+        assert!(v.verify(&signed(Algorithm::ES256, "rsa-1", ec_pem, &c), Some(&jwks)).is_err());
+        // Without an issuer configured, asymmetric tokens are refused outright.
+        assert!(matches!(hs(None).verify(&signed(Algorithm::ES256, "ec-1", ec_pem, &c), Some(&jwks)), Err(TokenError::Algorithm(_))));
+    }
+
+    #[test]
+    fn jwk_use_and_alg_are_checked() {
+        let (jwks, keys) = oidc_keys();
+        let pem = keys["rsa_private_pem"].as_str().unwrap();
+        let token = signed(Algorithm::RS256, "rsa-1", pem, &provider_claims());
+        let v = oidc(caps(), None);
+        let mut set = serde_json::to_value(&jwks).unwrap();
+        set["keys"][0]["use"] = "enc".into();
+        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_err(), "an encryption key");
+        let mut set = serde_json::to_value(&jwks).unwrap();
+        set["keys"][0]["alg"] = "PS256".into();
+        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_err(), "a key for another algorithm");
+        let mut set = serde_json::to_value(&jwks).unwrap();
+        set["keys"][0].as_object_mut().unwrap().remove("alg");
+        set["keys"][0].as_object_mut().unwrap().remove("use");
+        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_ok(), "`use` and `alg` are optional");
+    }
+
+    #[test]
+    fn provider_capabilities_come_from_a_claim_or_the_default() {
+        let (jwks, keys) = oidc_keys();
+        let pem = keys["rsa_private_pem"].as_str().unwrap();
+        let v = oidc(Capabilities::default(), Some("https://chat.example.com/cap"));
+        let token = |cap: Option<serde_json::Value>| {
+            let mut c = provider_claims();
+            if let Some(cap) = cap {
+                c["https://chat.example.com/cap"] = cap;
+            }
+            signed(Algorithm::RS256, "rsa-1", pem, &c)
+        };
+        let id = |cap| v.verify(&token(cap), Some(&jwks));
+        assert_eq!(id(None).unwrap().capabilities, Capabilities::default(), "no claim: the (empty) default");
+        let want = Capabilities(BTreeMap::from([("room-*".to_string(), vec![Op::Subscribe, Op::Publish])]));
+        assert_eq!(id(Some(serde_json::json!({"room-*": ["subscribe", "publish"]}))).unwrap().capabilities, want);
+        assert_eq!(id(Some(serde_json::json!(r#"{"room-*":["subscribe","publish"]}"#))).unwrap().capabilities, want);
+        assert_eq!(id(Some(serde_json::json!(["room-*:subscribe,publish"]))).unwrap().capabilities, want);
+        assert_eq!(id(Some(serde_json::json!("room-*:subscribe,publish"))).unwrap().capabilities, want);
+        assert!(id(Some(serde_json::json!(["room-*:dance"]))).is_err(), "an unknown operation refuses the token");
+        assert!(id(Some(serde_json::json!(7))).is_err());
+    }
+
+    #[test]
+    fn audience_is_required_when_configured() {
+        let v = hs(Some("chat"));
         let mut c = claims(600);
-        c.aud = Some("other".into());
-        assert!(v.verify(&mint(b"secret", &c)).is_err());
-        c.aud = Some("chat".into());
-        assert!(v.verify(&mint(b"secret", &c)).is_ok());
+        assert!(v.verify(&mint(SECRET, &c), None).is_err(), "no `aud` at all");
+        c.aud = Some(Audience::One("other".into()));
+        assert!(v.verify(&mint(SECRET, &c), None).is_err());
+        c.aud = Some(Audience::One("chat".into()));
+        assert!(v.verify(&mint(SECRET, &c), None).is_ok());
+        c.aud = Some(Audience::Many(vec!["web".into(), "chat".into()]));
+        assert!(v.verify(&mint(SECRET, &c), None).is_ok(), "an audience list that includes ours");
     }
 }

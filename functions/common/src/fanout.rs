@@ -69,7 +69,8 @@ pub async fn collect(store: &Store, channel: &str, mut start: Option<Key>, budge
     loop {
         let page_size = (budget - out.len()).clamp(1, 1000) as i32;
         let (subscribers, next) = store.subscribers(channel, start.take(), page_size).await?;
-        out.extend(subscribers.into_iter().map(|s| s.connection));
+        // A member that is present without being subscribed gets none of the channel's traffic.
+        out.extend(subscribers.into_iter().filter(|s| s.listening).map(|s| s.connection));
         match next {
             Some(key) if out.len() < budget => start = Some(key),
             next => return Ok((out, next)),
@@ -96,18 +97,13 @@ pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<Str
         .collect()
         .await;
     let mut report = Report::default();
-    let mut removed = Removed::new();
+    let mut gone = Vec::new();
     for (connection, outcome) in outcomes {
         match outcome {
             Ok(()) => report.delivered += 1,
             Err(PostError::Gone) => {
                 report.gone += 1;
-                // Only the connection that answered 410 goes, never the sender or others.
-                match store.remove_connection(&connection).await {
-                    Ok(present) if !present.is_empty() => removed.push((connection, present)),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(connection, error = %e, "could not remove a gone connection"),
-                }
+                gone.push(connection);
             }
             Err(PostError::Other(e)) => {
                 report.failed += 1;
@@ -115,5 +111,22 @@ pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<Str
             }
         }
     }
+    // Only the connections that answered 410 go, never the sender or others; a page full of
+    // them is removed in parallel, so it cannot outlast the invocation.
+    let removed = stream::iter(gone)
+        .map(|connection| async move {
+            match store.remove_connection(&connection).await {
+                Ok(present) if !present.is_empty() => Some((connection, present)),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(connection, error = %e, "could not remove a gone connection");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(concurrency.clamp(1, 16))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
     (report, removed)
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod fanout;
 pub mod handlers;
+pub mod http;
 pub mod protocol;
 pub mod store;
 
@@ -102,6 +103,8 @@ impl Ctx {
 }
 
 /// JSON logs, one object per line; handlers add the connection and request ids as fields.
+/// `RUST_LOG` picks the level, but never below DEBUG: at TRACE the runtime logs each raw
+/// event, and the `$connect` events carry the client's `?token=`.
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .json()
@@ -110,10 +113,12 @@ pub fn init_logging() {
         .with_target(false)
         .without_time()
         // A level, not a full filter: env-filter's regex engine would add ~0.5 MB to every zip.
-        .with_max_level(
-            std::env::var("RUST_LOG").ok().and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO),
-        )
+        .with_max_level(log_level(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
+}
+
+pub fn log_level(rust_log: Option<&str>) -> tracing::Level {
+    rust_log.and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO).min(tracing::Level::DEBUG)
 }
 
 /// The Lambda loop of a WebSocket route function: logging, a [`Ctx`] built once, and each

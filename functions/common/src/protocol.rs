@@ -6,8 +6,21 @@ use serde_json::Value;
 
 /// Largest `data` a publish may carry, leaving room in API Gateway's 128 KB frame for the envelope.
 pub const MAX_DATA_BYTES: usize = 120 * 1024;
-pub const MAX_CHANNEL_LEN: usize = 128;
+/// Channel names are counted in characters (Unicode scalar values), not bytes.
+pub const MAX_CHANNEL_CHARS: usize = 128;
+/// Client ids of publishes: they become part of a DynamoDB key (2 KB at most) and of every
+/// delivered frame.
+pub const MAX_ID_CHARS: usize = 128;
+/// Presence member data travels in every `presence` and `members` frame of the channel.
+pub const MAX_MEMBER_BYTES: usize = 2048;
+/// Messages one `history` answer (or one `subscribe` replay) carries at most.
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
+/// Members one `members` frame carries at most.
+pub const MAX_MEMBERS_PER_FRAME: usize = 100;
+/// A server frame must fit API Gateway's 128 KB message limit, with room to spare.
+pub const MAX_FRAME_BYTES: usize = 127 * 1024;
+/// The user id of server-side publishes (`wsctl publish`); no token may claim it.
+pub const SERVER_USER: &str = "server";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
@@ -27,6 +40,10 @@ pub enum ClientFrame {
         data: Value,
         #[serde(default)]
         id: Option<String>,
+        /// The publisher's own running number (1, 2, 3, ... per connection): publishes that
+        /// carry it are stored in this order even when they arrive out of order.
+        #[serde(default)]
+        seq: Option<u64>,
     },
     History {
         channel: String,
@@ -42,6 +59,9 @@ pub enum ClientFrame {
         enter: Option<Value>,
         #[serde(default)]
         leave: Option<bool>,
+        /// Members query: continue after this connection id (the `next` of the last `members`).
+        #[serde(default)]
+        after: Option<String>,
     },
     Ping {
         #[serde(default)]
@@ -92,6 +112,10 @@ pub enum ServerFrame {
         channel: String,
         /// The channel's latest serial when the subscription took effect.
         serial: u64,
+        /// The replay stopped before `serial`: fetch the rest with `history` `since` the last
+        /// replayed serial.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     Unsubscribed {
         channel: String,
@@ -108,6 +132,9 @@ pub enum ServerFrame {
     History {
         channel: String,
         messages: Vec<Message>,
+        /// More messages follow the last one here: ask again with `since` its serial.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     Presence {
         channel: String,
@@ -117,6 +144,9 @@ pub enum ServerFrame {
     Members {
         channel: String,
         members: Vec<Member>,
+        /// More members follow: ask again with `after` set to this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,12 +209,43 @@ impl ServerFrame {
     }
 }
 
-/// A channel name: 1-128 printable characters without `#` (which the store uses in keys).
-pub fn check_channel(channel: &str) -> Result<(), (ErrorCode, String)> {
-    if channel.is_empty() || channel.len() > MAX_CHANNEL_LEN || channel.contains('#') || channel.chars().any(char::is_control) {
-        return Err((ErrorCode::BadRequest, format!("bad channel name: use 1-{MAX_CHANNEL_LEN} printable characters without `#`")));
+/// Characters no name may contain: controls (Cc), line and paragraph separators, and the
+/// format characters (Cf: zero-width, bidi overrides, ...) that make two names look alike or
+/// reorder what a reader sees.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+            | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+            | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// A name of 1-`max` characters, none of them invisible (see [`is_invisible`]).
+pub fn check_name(what: &str, name: &str, max: usize, extra: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > max {
+        return Err(format!("{what} has {chars} characters; use 1-{max}{extra}"));
+    }
+    if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
+        return Err(format!("{what} contains the invisible character U+{:04X}; use printable characters only{extra}", c as u32));
     }
     Ok(())
+}
+
+/// A channel name: 1-128 printable characters without `#` (which the store uses in keys).
+pub fn check_channel(channel: &str) -> Result<(), (ErrorCode, String)> {
+    let rule = " without `#`";
+    check_name("the channel name", channel, MAX_CHANNEL_CHARS, rule).map_err(|m| (ErrorCode::BadRequest, m))?;
+    if channel.contains('#') {
+        return Err((ErrorCode::BadRequest, format!("the channel name contains `#`; use 1-{MAX_CHANNEL_CHARS} printable characters{rule}")));
+    }
+    Ok(())
+}
+
+/// A publish's client id: 1-128 printable characters.
+pub fn check_id(id: &str) -> Result<(), (ErrorCode, String)> {
+    check_name("`id`", id, MAX_ID_CHARS, "").map_err(|m| (ErrorCode::BadRequest, m))
 }
 
 /// Published data must leave room for the envelope in API Gateway's 128 KB frame.
@@ -192,6 +253,19 @@ pub fn check_data(data: &Value) -> Result<(), (ErrorCode, String)> {
     let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
     if size > MAX_DATA_BYTES {
         return Err((ErrorCode::TooLarge, format!("`data` is {size} bytes; the limit is {MAX_DATA_BYTES}")));
+    }
+    Ok(())
+}
+
+/// Presence member data: `true` (no data) or a JSON object of at most 2 KB.
+pub fn check_member(data: &Value) -> Result<(), (ErrorCode, String)> {
+    match data {
+        Value::Bool(true) | Value::Object(_) => {}
+        _ => return Err((ErrorCode::BadRequest, "`enter` is `true` or an object of member data".into())),
+    }
+    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    if size > MAX_MEMBER_BYTES {
+        return Err((ErrorCode::TooLarge, format!("member data is {size} bytes; the limit is {MAX_MEMBER_BYTES}")));
     }
     Ok(())
 }
@@ -235,8 +309,26 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
     if let Some(name) = frame.channel() {
         check_channel(name).map_err(refuse)?;
     }
-    if let ClientFrame::Publish { data, .. } = &frame {
-        check_data(data).map_err(refuse)?;
+    match &frame {
+        ClientFrame::Publish { data, id, .. } => {
+            if let Some(id) = id {
+                check_id(id).map_err(refuse)?;
+            }
+            check_data(data).map_err(refuse)?;
+        }
+        ClientFrame::Subscribe { rewind: Some(n), .. } | ClientFrame::History { limit: Some(n), .. } if *n > MAX_HISTORY_LIMIT => {
+            return Err(refuse((ErrorCode::BadRequest, format!("at most {MAX_HISTORY_LIMIT} messages at a time; page with `since`"))));
+        }
+        ClientFrame::Presence { enter: Some(data), leave, .. } => {
+            if leave.is_some() {
+                return Err(refuse((ErrorCode::BadRequest, "send `enter` or `leave`, not both".into())));
+            }
+            check_member(data).map_err(refuse)?;
+        }
+        ClientFrame::Ping { id: Some(id) } if !(id.is_number() || id.as_str().is_some_and(|s| s.chars().count() <= MAX_ID_CHARS)) => {
+            return Err(refuse((ErrorCode::BadRequest, format!("a ping `id` is a number or a string of at most {MAX_ID_CHARS} characters"))));
+        }
+        _ => {}
     }
     Ok(frame)
 }

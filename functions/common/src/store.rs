@@ -73,8 +73,18 @@ pub struct Connection {
 pub struct Subscriber {
     pub connection: String,
     pub user: String,
+    /// Receives the channel's messages and events (subscribed, not only present).
+    pub listening: bool,
     pub present: bool,
     pub member: Value,
+}
+
+/// One bounded read of a channel's history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    /// The read stopped at its count or size limit with more messages left.
+    pub more: bool,
 }
 
 #[derive(Clone)]
@@ -113,32 +123,54 @@ impl Store {
         }))
     }
 
-    /// Subscribes (or, with `presence`, enters the presence set of) a channel: one item.
-    pub async fn subscribe(&self, channel: &str, connection: &str, user: &str, presence: Option<&Value>) -> Result<(), StoreError> {
+    /// Subscribes a connection to a channel (it then receives the channel's messages): one item.
+    pub async fn subscribe(&self, channel: &str, connection: &str, user: &str) -> Result<(), StoreError> {
         let t = &self.tables.subscriptions;
-        let mut update = "SET #u = :u, #t = :t".to_string();
-        let mut req = self
-            .db
+        self.db
             .update_item()
             .table_name(t)
             .key("channel", s(channel))
             .key("connection", s(connection))
+            .update_expression("SET #u = :u, #t = :t, #l = :l")
             .expression_attribute_names("#u", "user")
             .expression_attribute_names("#t", "ttl")
+            .expression_attribute_names("#l", "listening")
             .expression_attribute_values(":u", s(user))
-            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS));
-        if let Some(member) = presence {
-            update.push_str(", present = :p, #m = :m");
-            req = req
-                .expression_attribute_names("#m", "member")
-                .expression_attribute_values(":p", AttributeValue::Bool(true))
-                .expression_attribute_values(":m", s(member.to_string()));
-        }
-        req.update_expression(update).send().await.map_err(err("UpdateItem", t))?;
+            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
+            .expression_attribute_values(":l", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(err("UpdateItem", t))?;
         Ok(())
     }
 
-    /// Leaves the presence set; true when the connection was present.
+    /// Enters a channel's presence set with `member` data. A connection that is not
+    /// subscribed stays so: presence alone never receives the channel's messages.
+    pub async fn enter_presence(&self, channel: &str, connection: &str, user: &str, member: &Value) -> Result<(), StoreError> {
+        let t = &self.tables.subscriptions;
+        self.db
+            .update_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .key("connection", s(connection))
+            .update_expression("SET #u = :u, #t = :t, present = :p, #m = :m, #l = if_not_exists(#l, :f)")
+            .expression_attribute_names("#u", "user")
+            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_names("#m", "member")
+            .expression_attribute_names("#l", "listening")
+            .expression_attribute_values(":u", s(user))
+            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
+            .expression_attribute_values(":p", AttributeValue::Bool(true))
+            .expression_attribute_values(":m", s(member.to_string()))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .send()
+            .await
+            .map_err(err("UpdateItem", t))?;
+        Ok(())
+    }
+
+    /// Leaves the presence set; true when the connection was present. The item of a
+    /// connection that was present without being subscribed goes entirely.
     pub async fn leave_presence(&self, channel: &str, connection: &str) -> Result<bool, StoreError> {
         let t = &self.tables.subscriptions;
         let result = self
@@ -150,10 +182,30 @@ impl Store {
             .update_expression("REMOVE present, #m")
             .condition_expression("attribute_exists(present)")
             .expression_attribute_names("#m", "member")
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                if out.attributes.as_ref().is_some_and(|item| !subscriber(item).listening) {
+                    let deleted = self
+                        .db
+                        .delete_item()
+                        .table_name(t)
+                        .key("channel", s(channel))
+                        .key("connection", s(connection))
+                        // A subscribe that slipped in between keeps its item.
+                        .condition_expression("listening = :f AND attribute_not_exists(present)")
+                        .expression_attribute_values(":f", AttributeValue::Bool(false))
+                        .send()
+                        .await;
+                    match deleted {
+                        Err(e) if !e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => return Err(err("DeleteItem", t)(e)),
+                        _ => {}
+                    }
+                }
+                Ok(true)
+            }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(err("UpdateItem", t)(e)),
         }
@@ -193,18 +245,35 @@ impl Store {
         Ok((subs, page.last_evaluated_key.filter(|k| !k.is_empty())))
     }
 
-    /// Present members of a channel.
-    pub async fn members(&self, channel: &str) -> Result<Vec<Member>, StoreError> {
+    /// Present members of a channel, in connection-id order after `after`: at most `max`, in
+    /// at most ten pages read, and no more than fit one frame. The second value is where the
+    /// next call continues.
+    pub async fn members(&self, channel: &str, after: Option<&str>, max: usize) -> Result<(Vec<Member>, Option<String>), StoreError> {
+        const PAGES: usize = 10;
+        let budget = crate::protocol::MAX_FRAME_BYTES - 4096;
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let (page, next) = self.subscribers(channel, start, 1000).await?;
-            out.extend(page.into_iter().filter(|s| s.present).map(|s| Member { user: s.user, connection: s.connection, data: s.member }));
+        let mut bytes = 0;
+        let mut start = after.map(|a| Key::from([("channel".to_string(), s(channel)), ("connection".to_string(), s(a))]));
+        for _ in 0..PAGES {
+            let (page, next) = self.subscribers(channel, start.take(), 1000).await?;
+            for sub in page {
+                if !sub.present {
+                    continue;
+                }
+                let member = Member { user: sub.user, connection: sub.connection, data: sub.member };
+                bytes += serde_json::to_string(&member).map(|m| m.len() + 1).unwrap_or_default();
+                if out.len() == max || bytes > budget {
+                    let last = out.last().map(|m: &Member| m.connection.clone());
+                    return Ok((out, last));
+                }
+                out.push(member);
+            }
             match next {
                 Some(k) => start = Some(k),
-                None => return Ok(out),
+                None => return Ok((out, None)),
             }
         }
+        Ok((out, start.and_then(|k| get_s(&k, "connection"))))
     }
 
     /// The channels a connection is subscribed to (through the `by-connection` index).
@@ -285,11 +354,14 @@ impl Store {
         Ok(got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0))
     }
 
-    /// Stores a message under the next serial of its channel. With a client id, a repeat
-    /// returns the first serial and `true` (already published) instead of storing again.
+    /// Stores a message under the next serial of its channel. With a client id, a repeat by
+    /// the same publisher returns the first serial and `true` (already published) instead of
+    /// storing again. Ids are the publisher's own: another user's publish with the same id is
+    /// a different message.
     pub async fn append(&self, channel: &str, id: Option<&str>, from: &str, data: &Value) -> Result<(Message, bool), StoreError> {
         let t = &self.tables.counters;
-        let dedupe_key = id.map(|id| format!("{channel}#id:{id}"));
+        // Length-prefixed, so no user and id pair can spell another pair's key.
+        let dedupe_key = id.map(|id| format!("{channel}#id:{}:{from}:{id}", from.len()));
         if let Some(key) = &dedupe_key
             && let Some(first) = self.first_serial(key).await?
         {
@@ -382,15 +454,18 @@ impl Store {
         Ok(got.item.map(|i| message(channel, &i)))
     }
 
-    /// Messages after `since`, oldest first, at most `limit`; or, with `rewind`, the last N.
-    pub async fn history(&self, channel: &str, since: Option<u64>, rewind: Option<u32>, limit: u32) -> Result<Vec<Message>, StoreError> {
+    /// Messages after `since`, oldest first, at most `limit` and about `max_bytes` of frame;
+    /// or, with `rewind`, the last N within the same bounds.
+    pub async fn history(&self, channel: &str, since: Option<u64>, rewind: Option<u32>, limit: u32, max_bytes: usize) -> Result<HistoryPage, StoreError> {
         let t = &self.tables.history;
-        let mut out = Vec::new();
+        let mut out = HistoryPage::default();
         let mut start = None;
         let newest_first = rewind.is_some() && since.is_none();
         let want = if newest_first { rewind.unwrap_or(0).min(limit) } else { limit } as usize;
-        loop {
-            let remaining = want - out.len();
+        // Room for the frame's own envelope.
+        let mut bytes = 256;
+        'pages: loop {
+            let remaining = want - out.messages.len();
             if remaining == 0 {
                 break;
             }
@@ -403,22 +478,106 @@ impl Store {
                 .expression_attribute_values(":s", n(if newest_first { 0 } else { since.unwrap_or(0) }))
                 .scan_index_forward(!newest_first)
                 .consistent_read(true)
-                .limit(remaining.min(1000) as i32)
+                // Small pages: a page of large messages is read no further than it is used.
+                .limit(remaining.min(100) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(err("Query", t))?;
-            out.extend(page.items.unwrap_or_default().iter().map(|i| message(channel, i)));
-            match page.last_evaluated_key.filter(|k| !k.is_empty()) {
+            let next = page.last_evaluated_key.filter(|k| !k.is_empty());
+            let items = page.items.unwrap_or_default();
+            let count = items.len();
+            for (i, item) in items.iter().enumerate() {
+                let m = message(channel, item);
+                bytes += serde_json::to_string(&m).map(|m| m.len() + 1).unwrap_or_default();
+                if bytes > max_bytes {
+                    out.more = true;
+                    break 'pages;
+                }
+                out.messages.push(m);
+                if out.messages.len() == want {
+                    out.more = i + 1 < count || next.is_some();
+                    break 'pages;
+                }
+            }
+            match next {
                 Some(k) => start = Some(k),
                 None => break,
             }
         }
         if newest_first {
-            out.reverse();
+            out.messages.reverse();
         }
         Ok(out)
     }
+
+    /// Waits until the connection's publishes numbered below `seq` are stored (its `#seq`
+    /// item reached `seq - 1`), or `patience` has passed.
+    pub async fn wait_turn(&self, connection: &str, seq: u64, patience: Duration) -> Result<(), StoreError> {
+        let t = &self.tables.counters;
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let got = self.db.get_item().table_name(t).key("channel", s(seq_key(connection))).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+            let last = got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0);
+            if last + 1 >= seq || tokio::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Records that the connection's publish `seq` is done; never moves backwards.
+    pub async fn advance_seq(&self, connection: &str, seq: u64) -> Result<(), StoreError> {
+        let t = &self.tables.counters;
+        let result = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key("channel", s(seq_key(connection)))
+            .update_expression("SET serial = :q, #t = :t")
+            .condition_expression("attribute_not_exists(serial) OR serial < :q")
+            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_values(":q", n(seq))
+            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
+            .send()
+            .await;
+        match result {
+            Err(e) if !e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(err("UpdateItem", t)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Claims fan-out job `job` for the invocation `request`. False when another invocation
+    /// holds it: a duplicate hand-off, which must not deliver (or hand on) a second time. A
+    /// retry of the same asynchronous event keeps its request id and gets the claim again.
+    pub async fn claim_job(&self, job: &str, request: &str) -> Result<bool, StoreError> {
+        let t = &self.tables.counters;
+        let result = self
+            .db
+            .put_item()
+            .table_name(t)
+            .item("channel", s(format!("#fanout:{job}")))
+            .item("request", s(request))
+            .item("ttl", n(now() + 3600))
+            .condition_expression("attribute_not_exists(channel) OR #r = :r")
+            .expression_attribute_names("#r", "request")
+            .expression_attribute_values(":r", s(request))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(err("PutItem", t)(e)),
+        }
+    }
+}
+
+/// The counters-table item that orders a connection's numbered publishes. Channel names
+/// cannot contain `#`, so no channel's counter has this key.
+fn seq_key(connection: &str) -> String {
+    format!("#seq:{connection}")
 }
 
 /// Why each item of a cancelled transaction failed (`ConditionalCheckFailed`, `TransactionConflict`, `None`, ...).
@@ -438,6 +597,8 @@ fn subscriber(item: &Key) -> Subscriber {
     Subscriber {
         connection: get_s(item, "connection").unwrap_or_default(),
         user: get_s(item, "user").unwrap_or_default(),
+        // Items written before presence and subscription were told apart are subscriptions.
+        listening: item.get("listening").and_then(|v| v.as_bool().ok()).copied().unwrap_or(true),
         present: item.get("present").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         member: get_s(item, "member").and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
     }

@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
         let ctx = &ctx;
         async move {
             let span = tracing::info_span!("event", request = %event.context.request_id);
-            handlers::publish::handle(ctx, event.payload).instrument(span).await.map_err(Error::from)
+            let request = event.context.request_id.clone();
+            handlers::publish::handle(ctx, event.payload, &request).instrument(span).await.map_err(Error::from)
         }
     }))
     .await

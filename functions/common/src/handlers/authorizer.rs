@@ -1,23 +1,190 @@
 //! `$connect` REQUEST authorizer: verifies `?token=`, allows `$connect` of this API only, and
 //! hands the user and capabilities on as the connection's context.
+//!
+//! Keys are cached for the life of the process and refreshed: the stack's secret every few
+//! minutes (so a rotation reaches warm authorizers) and the OIDC issuer's key set on its TTL.
+//! A token naming a key the cache does not hold triggers one refresh, at most once per
+//! interval, so forged key ids cannot make the authorizer hammer SSM or the issuer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use jsonwebtoken::jwk::JwkSet;
 use serde_json::json;
+use tokio::time::Instant;
 
-use crate::auth::Verifier;
+use crate::auth::{Identity, OidcPolicy, SecretKeys, TokenError, Verifier};
 
-/// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403.
-pub fn handle(verifier: &Verifier, event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Result<ApiGatewayCustomAuthorizerResponse, String> {
+pub type Fetch<T> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, String>> + Send>> + Send + Sync>;
+
+/// A value fetched from elsewhere (SSM, an issuer's JWKS URL), kept for `ttl`.
+pub struct KeyCache<T> {
+    fetch: Fetch<T>,
+    ttl: Duration,
+    /// No two fetches closer together than this.
+    min_interval: Duration,
+    state: tokio::sync::Mutex<CacheState<T>>,
+}
+
+struct CacheState<T> {
+    value: Option<Arc<T>>,
+    fetched: Option<Instant>,
+    fetches: u64,
+}
+
+impl<T> KeyCache<T> {
+    pub fn new(fetch: Fetch<T>, ttl: Duration, min_interval: Duration) -> KeyCache<T> {
+        KeyCache { fetch, ttl, min_interval, state: tokio::sync::Mutex::new(CacheState { value: None, fetched: None, fetches: 0 }) }
+    }
+
+    /// The cached value, fetched first when there is none or it is older than the TTL. A
+    /// failed refetch keeps serving the old value (the source may be down for a moment).
+    pub async fn get(&self) -> Result<Arc<T>, String> {
+        let mut state = self.state.lock().await;
+        let stale = state.fetched.is_none_or(|at| at.elapsed() >= self.ttl);
+        if stale && state.fetched.is_none_or(|at| at.elapsed() >= self.min_interval) {
+            match self.fetch_locked(&mut state).await {
+                Ok(v) => return Ok(v),
+                Err(e) if state.value.is_none() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "key refresh failed; using the cached keys"),
+            }
+        }
+        state.value.clone().ok_or_else(|| "no keys fetched yet".into())
+    }
+
+    /// Fetches again unless the last fetch is more recent than the minimum interval; the
+    /// new value, or `None` when it was too soon.
+    pub async fn refresh(&self) -> Result<Option<Arc<T>>, String> {
+        let mut state = self.state.lock().await;
+        if state.fetched.is_some_and(|at| at.elapsed() < self.min_interval) {
+            return Ok(None);
+        }
+        self.fetch_locked(&mut state).await.map(Some)
+    }
+
+    /// How many fetches were made, failed ones included.
+    pub async fn fetches(&self) -> u64 {
+        self.state.lock().await.fetches
+    }
+
+    async fn fetch_locked(&self, state: &mut CacheState<T>) -> Result<Arc<T>, String> {
+        state.fetches += 1;
+        state.fetched = Some(Instant::now());
+        let value = Arc::new((self.fetch)().await?);
+        state.value = Some(value.clone());
+        Ok(value)
+    }
+}
+
+/// Everything the authorizer checks a token against.
+pub struct Authorizer {
+    pub secrets: KeyCache<SecretKeys>,
+    /// When set, HS256 tokens must carry this audience.
+    pub audience: Option<String>,
+    pub oidc: Option<(OidcPolicy, KeyCache<JwkSet>)>,
+}
+
+impl Authorizer {
+    /// From the environment wsctl deploys: `WSCTL_SECRET_PARAMETER` (the SSM parameter of the
+    /// stack's secret), `TOKEN_AUDIENCE`, and for an identity provider `OIDC_ISSUER`,
+    /// `OIDC_AUDIENCE`, `OIDC_JWKS_URL` (default: the issuer's discovery document),
+    /// `OIDC_CAPABILITIES_CLAIM` and `OIDC_DEFAULT_CAPABILITIES` (JSON).
+    pub async fn from_env() -> Result<Authorizer, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let name = env("WSCTL_SECRET_PARAMETER").ok_or("WSCTL_SECRET_PARAMETER is not set")?;
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let fetch: Fetch<SecretKeys> = Arc::new(move || {
+            let (ssm, name) = (ssm.clone(), name.clone());
+            Box::pin(async move {
+                let got = ssm.get_parameter().name(&name).with_decryption(true).send().await.map_err(|e| format!("reading {name}: {e:?}").chars().take(300).collect::<String>())?;
+                SecretKeys::parse(&got.parameter.and_then(|p| p.value).ok_or("the token secret parameter is empty")?)
+            })
+        });
+        let oidc = match (env("OIDC_ISSUER"), env("OIDC_AUDIENCE")) {
+            (Some(issuer), Some(audience)) => {
+                let default_capabilities = match env("OIDC_DEFAULT_CAPABILITIES") {
+                    Some(json) => serde_json::from_str(&json).map_err(|e| format!("OIDC_DEFAULT_CAPABILITIES: {e}"))?,
+                    None => Default::default(),
+                };
+                let policy = OidcPolicy { issuer: issuer.clone(), audience, capabilities_claim: env("OIDC_CAPABILITIES_CLAIM"), default_capabilities };
+                Some((policy, jwks_cache(issuer, env("OIDC_JWKS_URL"))))
+            }
+            _ => None,
+        };
+        Ok(Authorizer { secrets: secret_cache(fetch), audience: env("TOKEN_AUDIENCE"), oidc })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        let asymmetric = jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg != jsonwebtoken::Algorithm::HS256);
+        let keys = |e: String| TokenError::Invalid(format!("keys unavailable: {e}"));
+        let secrets = self.secrets.get().await.map_err(keys)?;
+        let jwks = match &self.oidc {
+            Some((_, cache)) if asymmetric => Some(cache.get().await.map_err(keys)?),
+            _ => None,
+        };
+        let verifier = |secrets: &SecretKeys| Verifier::new(secrets.clone(), self.audience.clone(), self.oidc.as_ref().map(|(p, _)| p.clone()));
+        match verifier(&secrets).verify(token, jwks.as_deref()) {
+            Err(TokenError::UnknownKey(kid)) => {
+                // A key this process has not seen yet: rotated in since the last fetch.
+                let unknown = || TokenError::UnknownKey(kid.clone());
+                match (&self.oidc, asymmetric) {
+                    (Some((_, cache)), true) => {
+                        let fresh = cache.refresh().await.map_err(keys)?.ok_or_else(unknown)?;
+                        verifier(&secrets).verify(token, Some(&fresh))
+                    }
+                    _ => {
+                        let fresh = self.secrets.refresh().await.map_err(keys)?.ok_or_else(unknown)?;
+                        verifier(&fresh).verify(token, None)
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// The stack's secret: re-read every 5 minutes, and at most every 10 s for an unknown key id.
+pub fn secret_cache(fetch: Fetch<SecretKeys>) -> KeyCache<SecretKeys> {
+    KeyCache::new(fetch, Duration::from_secs(300), Duration::from_secs(10))
+}
+
+/// An issuer's key set from `jwks_url`, or from the `jwks_uri` of its discovery document:
+/// kept an hour, refetched at most every 30 s for an unknown key id.
+pub fn jwks_cache(issuer: String, jwks_url: Option<String>) -> KeyCache<JwkSet> {
+    let fetch: Fetch<JwkSet> = Arc::new(move || {
+        let (issuer, jwks_url) = (issuer.clone(), jwks_url.clone());
+        Box::pin(async move {
+            let url = match jwks_url {
+                Some(url) => url,
+                None => {
+                    let discovery = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                    let doc = crate::http::get_json(&discovery).await?;
+                    doc.get("jwks_uri").and_then(|u| u.as_str()).ok_or(format!("{discovery} has no `jwks_uri`"))?.to_string()
+                }
+            };
+            serde_json::from_value(crate::http::get_json(&url).await?).map_err(|e| format!("{url} is not a JWKS: {e}"))
+        })
+    });
+    KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_secs(30))
+}
+
+/// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403. The token
+/// itself is never logged.
+pub async fn handle(authorizer: &Authorizer, event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Result<ApiGatewayCustomAuthorizerResponse, String> {
     let arn = event.method_arn.clone().unwrap_or_default();
     let Some(token) = event.query_string_parameters.first("token").filter(|t| !t.is_empty()) else {
         tracing::info!("no token: 401");
         return Err("Unauthorized".into());
     };
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    match verifier.verify(token) {
+    match authorizer.verify(token).await {
         Ok(identity) => {
             response.principal_id = Some(identity.user.clone());
             response.policy_document = policy(IamPolicyEffect::Allow, &arn);

@@ -11,7 +11,9 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> Resul
     let connection = super::connection_id(&event.request_context);
     let present = ctx.store.remove_connection(&connection).await?;
     for (channel, frame) in leave_frames(&connection, present) {
-        super::publish::hand_off(ctx, &channel, &frame, None).await;
+        if let Err(e) = super::publish::hand_off(ctx, &channel, &frame, None).await {
+            tracing::error!(channel, error = %e, "presence leave hand-off failed");
+        }
     }
     tracing::info!("disconnected");
     Ok(super::ok())

@@ -1,20 +1,33 @@
 //! Every client action (`$default` and custom routes). Replies go back to the sender through
 //! `@connections`; a bad frame gets an `error` frame and the connection stays open.
 
+use std::time::Duration;
+
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use serde_json::Value;
 
 use crate::Ctx;
 use crate::auth::{Capabilities, Op};
-use crate::protocol::{self, ClientFrame, ErrorCode, ErrorFrame, Member, PresenceEvent, ServerFrame, MAX_HISTORY_LIMIT};
+use crate::protocol::{self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame};
 use crate::store::StoreError;
 
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
+/// How long a numbered publish waits for its predecessor to be stored before going ahead
+/// (a predecessor that never arrives must not block the connection for good).
+const SEQ_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
     let frames = match protocol::parse(body) {
-        Err(e) => vec![ServerFrame::Error(e)],
+        Err(e) => {
+            // A numbered publish refused before it could be read still takes its turn, so
+            // the ones after it do not wait for it.
+            if let Some(seq) = serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("seq").and_then(Value::as_u64)) {
+                advance(ctx, &connection, seq).await;
+            }
+            vec![ServerFrame::Error(e)]
+        }
         Ok(frame) => match identity(ctx, event, &connection).await {
             Ok((user, caps)) => act(ctx, &connection, &user, &caps, &frame).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, action = frame.action(), "store failed");
@@ -23,7 +36,7 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
                     message: "the server could not complete this action; retry".into(),
                     action: Some(frame.action().into()),
                     channel: frame.channel().map(str::to_string),
-                    id: None,
+                    id: client_id(&frame),
                 })]
             }),
             Err(e) => {
@@ -48,33 +61,48 @@ async fn identity(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest, connection
     Ok(ctx.store.get_connection(connection).await?.map(|c| (c.user, c.capabilities)).unwrap_or_else(|| ("anonymous".into(), Capabilities::default())))
 }
 
-fn forbidden(frame: &ClientFrame, op: Op) -> ServerFrame {
-    let id = match frame {
+fn client_id(frame: &ClientFrame) -> Option<String> {
+    match frame {
         ClientFrame::Publish { id, .. } => id.clone(),
         _ => None,
-    };
-    ServerFrame::Error(ErrorFrame {
-        code: ErrorCode::Forbidden,
-        message: format!("your token does not allow {op:?} on this channel").to_lowercase(),
-        action: Some(frame.action().into()),
-        channel: frame.channel().map(str::to_string),
-        id,
-    })
+    }
+}
+
+/// The grants a frame needs on its channel. Receiving a channel's messages is `subscribe`'s
+/// alone; reading its past is `history`'s, also when a subscribe replays it.
+pub fn needs(frame: &ClientFrame) -> Vec<Op> {
+    match frame {
+        ClientFrame::Subscribe { since: None, rewind: None, .. } => vec![Op::Subscribe],
+        ClientFrame::Subscribe { .. } => vec![Op::Subscribe, Op::History],
+        ClientFrame::Publish { .. } => vec![Op::Publish],
+        ClientFrame::History { .. } => vec![Op::History],
+        ClientFrame::Presence { .. } => vec![Op::Presence],
+        ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => vec![],
+    }
+}
+
+/// `Err` with the `forbidden` frame when the capabilities lack a grant the frame needs.
+pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerFrame> {
+    let Some(channel) = frame.channel() else { return Ok(()) };
+    match needs(frame).into_iter().find(|op| !caps.allows(channel, *op)) {
+        None => Ok(()),
+        Some(op) => Err(ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Forbidden,
+            message: format!("your token does not allow {} on this channel", op.name()),
+            action: Some(frame.action().into()),
+            channel: Some(channel.to_string()),
+            id: client_id(frame),
+        })),
+    }
 }
 
 /// The frames to send back to the sender, in order.
 async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame: &ClientFrame) -> Result<Vec<ServerFrame>, StoreError> {
-    let needs = match frame {
-        ClientFrame::Subscribe { .. } => Some(Op::Subscribe),
-        ClientFrame::Publish { .. } => Some(Op::Publish),
-        ClientFrame::History { .. } => Some(Op::History),
-        ClientFrame::Presence { .. } => Some(Op::Presence),
-        ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => None,
-    };
-    if let (Some(op), Some(channel)) = (needs, frame.channel())
-        && !caps.allows(channel, op)
-    {
-        return Ok(vec![forbidden(frame, op)]);
+    if let Err(refused) = authorize(caps, frame) {
+        if let ClientFrame::Publish { seq: Some(seq), .. } = frame {
+            advance(ctx, connection, *seq).await;
+        }
+        return Ok(vec![refused]);
     }
     let store = &ctx.store;
     Ok(match frame {
@@ -82,14 +110,21 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
         ClientFrame::Subscribe { channel, since, rewind } => {
             // Subscribe first, then replay: a message published meanwhile is in the replay or
             // arrives live (clients drop serials they already have).
-            store.subscribe(channel, connection, user, None).await?;
+            store.subscribe(channel, connection, user).await?;
             let serial = store.latest_serial(channel).await?;
             let mut out = Vec::new();
+            let mut more = false;
             if since.is_some() || rewind.is_some() {
-                let replay = store.history(channel, *since, *rewind, u32::MAX).await?;
-                out.extend(replay.into_iter().filter(|m| m.serial <= serial).map(ServerFrame::Message));
+                // One bounded read and one frame, whatever the gap: a client further behind
+                // is told to page the rest with `history`.
+                let page = store.history(channel, *since, *rewind, MAX_HISTORY_LIMIT, protocol::MAX_FRAME_BYTES).await?;
+                let messages: Vec<_> = page.messages.into_iter().filter(|m| m.serial <= serial).collect();
+                if let Some(since) = since {
+                    more = messages.last().map_or(*since, |m| m.serial) < serial && page.more;
+                }
+                out.push(ServerFrame::History { channel: channel.clone(), messages, more });
             }
-            out.push(ServerFrame::Subscribed { channel: channel.clone(), serial });
+            out.push(ServerFrame::Subscribed { channel: channel.clone(), serial, more });
             out
         }
         ClientFrame::Unsubscribe { channel } => {
@@ -100,39 +135,64 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
             }
             vec![ServerFrame::Unsubscribed { channel: channel.clone() }]
         }
-        ClientFrame::Publish { channel, data, id } => {
-            let (message, duplicate) = store.append(channel, id.as_deref(), user, data).await?;
-            let ack = ServerFrame::Ack { id: message.id.clone(), channel: channel.clone(), serial: message.serial, duplicate };
-            if !duplicate {
-                super::publish::hand_off(ctx, channel, &ServerFrame::Message(message).to_json(), None).await;
+        ClientFrame::Publish { channel, data, id, seq } => {
+            if let Some(seq) = seq {
+                store.wait_turn(connection, *seq, SEQ_WAIT).await?;
             }
-            vec![ack]
+            let appended = store.append(channel, id.as_deref(), user, data).await;
+            if let Some(seq) = seq {
+                advance(ctx, connection, *seq).await;
+            }
+            let (message, duplicate) = appended?;
+            let serial = message.serial;
+            let mut out = vec![ServerFrame::Ack { id: message.id.clone(), channel: channel.clone(), serial, duplicate }];
+            if !duplicate && let Err(e) = super::publish::hand_off(ctx, channel, &ServerFrame::Message(message).to_json(), None).await {
+                tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
+                out.push(ServerFrame::Error(ErrorFrame {
+                    code: ErrorCode::Internal,
+                    message: format!("stored as serial {serial}, but its delivery could not be started; subscribers get it with `history`"),
+                    action: Some("publish".into()),
+                    channel: Some(channel.clone()),
+                    id: id.clone(),
+                }));
+            }
+            out
         }
         ClientFrame::History { channel, since, limit } => {
             let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
-            let messages = store.history(channel, *since, if since.is_none() { Some(limit) } else { None }, limit).await?;
-            vec![ServerFrame::History { channel: channel.clone(), messages }]
+            let page = store.history(channel, *since, if since.is_none() { Some(limit) } else { None }, limit, protocol::MAX_FRAME_BYTES).await?;
+            vec![ServerFrame::History { channel: channel.clone(), messages: page.messages, more: page.more }]
         }
-        ClientFrame::Presence { channel, enter, leave } => {
+        ClientFrame::Presence { channel, enter, leave, after } => {
             let member = |data| Member { user: user.into(), connection: connection.into(), data };
             if let Some(data) = enter {
-                let data = if data.is_boolean() { serde_json::Value::Null } else { data.clone() };
-                store.subscribe(channel, connection, user, Some(&data)).await?;
+                let data = if data.is_boolean() { Value::Null } else { data.clone() };
+                store.enter_presence(channel, connection, user, &data).await?;
                 announce(ctx, channel, PresenceEvent::Enter, member(data)).await;
                 vec![]
             } else if leave == &Some(true) {
                 if store.leave_presence(channel, connection).await? {
-                    announce(ctx, channel, PresenceEvent::Leave, member(serde_json::Value::Null)).await;
+                    announce(ctx, channel, PresenceEvent::Leave, member(Value::Null)).await;
                 }
                 vec![]
             } else {
-                vec![ServerFrame::Members { channel: channel.clone(), members: store.members(channel).await? }]
+                let (members, next) = store.members(channel, after.as_deref(), protocol::MAX_MEMBERS_PER_FRAME).await?;
+                vec![ServerFrame::Members { channel: channel.clone(), members, next }]
             }
         }
     })
 }
 
+/// Marks a numbered publish as done (stored or refused), so the next one goes ahead.
+async fn advance(ctx: &Ctx, connection: &str, seq: u64) {
+    if let Err(e) = ctx.store.advance_seq(connection, seq).await {
+        tracing::warn!(error = %e, seq, "could not record the publish order");
+    }
+}
+
 async fn announce(ctx: &Ctx, channel: &str, event: PresenceEvent, member: Member) {
     let frame = ServerFrame::Presence { channel: channel.into(), event, member };
-    super::publish::hand_off(ctx, channel, &frame.to_json(), None).await;
+    if let Err(e) = super::publish::hand_off(ctx, channel, &frame.to_json(), None).await {
+        tracing::error!(channel, error = %e, "presence hand-off failed");
+    }
 }
