@@ -3,7 +3,7 @@
 //! go through the `aws_lambda_events` types.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,11 +18,15 @@ use wsctl_functions::{Ctx, Invoker, fanout::Connections};
 use wsctl_tests::connections::ConnectionsServer;
 use wsctl_tests::*;
 
-struct Rig {
+pub(crate) struct Rig {
     _moto: Moto,
-    server: ConnectionsServer,
-    ctx: Ctx,
+    pub(crate) server: ConnectionsServer,
+    pub(crate) ctx: Ctx,
     inflight: Arc<AtomicUsize>,
+    /// How many invocations each hand-off makes (1 = as Lambda; more = duplicated hand-offs).
+    pub(crate) copies: Arc<AtomicUsize>,
+    /// Every hand-off fails, as an unavailable Lambda would.
+    pub(crate) failing: Arc<AtomicBool>,
 }
 
 fn key(name: &str, t: KeyType) -> KeySchemaElement {
@@ -33,7 +37,7 @@ fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
 }
 
 /// Tables as `templates/wsctl.yaml` declares them; the publish function invoked in-process.
-async fn rig(per_invocation: usize) -> Rig {
+pub(crate) async fn rig(per_invocation: usize) -> Rig {
     let moto = Moto::start();
     let server = ConnectionsServer::start().await;
     let sdk = sdk(&moto.url()).await;
@@ -63,19 +67,29 @@ async fn rig(per_invocation: usize) -> Rig {
     let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk).endpoint_url(server.url()).build();
     let slot: Arc<OnceLock<Ctx>> = Arc::new(OnceLock::new());
     let inflight = Arc::new(AtomicUsize::new(0));
+    let (copies, failing) = (Arc::new(AtomicUsize::new(1)), Arc::new(AtomicBool::new(false)));
     let invoker = {
-        let (slot, inflight) = (slot.clone(), inflight.clone());
+        let (slot, inflight, copies, failing) = (slot.clone(), inflight.clone(), copies.clone(), failing.clone());
         let requests = Arc::new(AtomicUsize::new(0));
         Invoker::Local(Arc::new(move |payload: Value| {
-            let ctx = slot.get().expect("context set").clone();
-            let inflight = inflight.clone();
-            inflight.fetch_add(1, Ordering::SeqCst);
-            let request = format!("req-{}", requests.fetch_add(1, Ordering::SeqCst));
-            tokio::spawn(async move {
-                let result = publish::handle(&ctx, payload, &request).await;
-                assert!(result.is_ok(), "{result:?}");
-                inflight.fetch_sub(1, Ordering::SeqCst);
-            });
+            if failing.load(Ordering::SeqCst) {
+                return Err("Lambda answered 503 ServiceException".into());
+            }
+            // Each asynchronous invocation is its own request; `copies` > 1 plays a caller
+            // whose hand-off reached Lambda several times.
+            for _ in 0..copies.load(Ordering::SeqCst) {
+                let ctx = slot.get().expect("context set").clone();
+                let inflight = inflight.clone();
+                inflight.fetch_add(1, Ordering::SeqCst);
+                let request = format!("req-{}", requests.fetch_add(1, Ordering::SeqCst));
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let result = publish::handle(&ctx, payload, &request).await;
+                    assert!(result.is_ok(), "{result:?}");
+                    inflight.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            Ok(())
         }))
     };
     let ctx = Ctx {
@@ -90,12 +104,12 @@ async fn rig(per_invocation: usize) -> Rig {
         fanout_concurrency: 32,
     };
     let _ = slot.set(ctx.clone());
-    Rig { _moto: moto, server, ctx, inflight }
+    Rig { _moto: moto, server, ctx, inflight, copies, failing }
 }
 
 impl Rig {
     /// Waits until no handed-off invocation is running.
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         let mut quiet = 0;
         while quiet < 5 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -104,7 +118,7 @@ impl Rig {
     }
 
     /// Stores `n` connections subscribed to `channel` (batched), ids `prefix-0..n`.
-    async fn subscribers(&self, channel: &str, prefix: &str, n: usize) -> Vec<String> {
+    pub(crate) async fn subscribers(&self, channel: &str, prefix: &str, n: usize) -> Vec<String> {
         let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
         for chunk in ids.chunks(25) {
             let item = |pairs: Vec<(&str, &str)>| {
@@ -124,7 +138,7 @@ impl Rig {
 
 /// A WebSocket event as API Gateway sends it, with the authorizer's context flat in
 /// `requestContext.authorizer`.
-fn event(route: &str, kind: &str, connection: &str, body: Option<&str>, cap: &str) -> ApiGatewayWebsocketProxyRequest {
+pub(crate) fn event(route: &str, kind: &str, connection: &str, body: Option<&str>, cap: &str) -> ApiGatewayWebsocketProxyRequest {
     serde_json::from_value(json!({
         "requestContext": {
             "routeKey": route, "eventType": kind, "messageDirection": "IN", "extendedRequestId": "LwE2HFMvoAMF2Ig=",
@@ -138,9 +152,9 @@ fn event(route: &str, kind: &str, connection: &str, body: Option<&str>, cap: &st
     .expect("API Gateway's WebSocket event shape deserializes")
 }
 
-const ALL: &str = r#"{"*":["subscribe","publish","presence","history"]}"#;
+pub(crate) const ALL: &str = r#"{"*":["subscribe","publish","presence","history"]}"#;
 
-fn frames(server: &ConnectionsServer, connection: &str) -> Vec<Value> {
+pub(crate) fn frames(server: &ConnectionsServer, connection: &str) -> Vec<Value> {
     server.posts().into_iter().filter(|(id, _)| id == connection).map(|(_, b)| serde_json::from_str(&b).unwrap()).collect()
 }
 
@@ -348,7 +362,7 @@ async fn connect_stores_the_authorizer_identity() {
 }
 
 /// A `$connect` REQUEST authorizer event as API Gateway sends it for a WebSocket API.
-fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
+pub(crate) fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
     let query = match token {
         Some(t) => json!({"token": t}),
         None => json!({}),

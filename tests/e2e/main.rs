@@ -8,3 +8,4 @@ mod destroy;
 mod dev;
 mod functions;
 mod interrupt;
+mod security;

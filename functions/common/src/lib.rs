@@ -22,7 +22,7 @@ use store::{Store, Tables};
 pub enum Invoker {
     Lambda { client: aws_sdk_lambda::Client, function: String },
     /// In-process, for tests and local runs without a Lambda endpoint.
-    Local(Arc<dyn Fn(Value) + Send + Sync>),
+    Local(Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>),
     None,
 }
 
@@ -38,10 +38,7 @@ impl Invoker {
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("invoking {function}: {e:?}").chars().take(300).collect()),
-            Invoker::Local(f) => {
-                f(payload.clone());
-                Ok(())
-            }
+            Invoker::Local(f) => f(payload.clone()),
             Invoker::None => Err("no publish function is configured (WSCTL_FUNCTION_PUBLISH)".into()),
         }
     }

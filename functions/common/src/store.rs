@@ -512,19 +512,28 @@ impl Store {
     }
 
     /// Waits until the connection's publishes numbered below `seq` are stored (its `#seq`
-    /// item reached `seq - 1`), or `patience` has passed.
+    /// item reached `seq - 1`). It gives up only when the numbering made no progress for
+    /// `patience`: a long burst moves on one by one, a lost frame holds the rest that long.
     pub async fn wait_turn(&self, connection: &str, seq: u64, patience: Duration) -> Result<(), StoreError> {
         let t = &self.tables.counters;
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut pause = Duration::from_millis(5);
+        let mut seen = None;
+        let mut progress = tokio::time::Instant::now();
         loop {
             let got = self.db.get_item().table_name(t).key("channel", s(seq_key(connection))).consistent_read(true).send().await.map_err(err("GetItem", t))?;
             let last = got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0);
-            if last + 1 >= seq || tokio::time::Instant::now() >= deadline {
+            if last + 1 >= seq {
                 return Ok(());
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            if seen != Some(last) {
+                seen = Some(last);
+                progress = tokio::time::Instant::now();
+            } else if progress.elapsed() >= patience {
+                return Ok(());
+            }
+            // Frames far down the line look much less often: the store serves the next in
+            // line, not a hundred pollers.
+            let gap = (seq - last - 1).min(14) as u32;
+            tokio::time::sleep(Duration::from_millis(10) * gap * gap).await;
         }
     }
 

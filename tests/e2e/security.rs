@@ -1,0 +1,272 @@
+//! The bundled functions against a hostile client: narrow tokens, oversized and odd input,
+//! replayed ids, duplicated hand-offs. Handlers run against moto's DynamoDB and a local
+//! `@connections` server (see `functions.rs`); what a client can do through `wsctl dev` is in
+//! `dev.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+use wsctl_functions::handlers::{self, publish};
+
+use crate::functions::{ALL, Rig, event, frames, rig};
+
+async fn send(rig: &Rig, conn: &str, body: &Value, cap: &str) {
+    handlers::message::handle(&rig.ctx, &event("$default", "MESSAGE", conn, Some(&body.to_string()), cap)).await;
+}
+
+fn last(rig: &Rig, conn: &str) -> Value {
+    frames(&rig.server, conn).last().cloned().unwrap_or(Value::Null)
+}
+
+fn of_type(rig: &Rig, conn: &str, kind: &str) -> Vec<Value> {
+    frames(&rig.server, conn).into_iter().filter(|f| f["type"] == kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_grant_is_not_a_subscribe_grant() {
+    let rig = rig(5000).await;
+    for c in ["watcher", "lurker", "talker"] {
+        rig.server.connect(c);
+    }
+    let presence_only = r#"{"room":["presence"]}"#;
+    send(&rig, "watcher", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
+    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "enter": {"name": "L"}}), presence_only).await;
+    rig.settle().await;
+    let enter = of_type(&rig, "watcher", "presence");
+    assert_eq!(enter.len(), 1, "a subscriber sees the enter: {enter:?}");
+    assert_eq!(enter[0]["member"]["data"], json!({"name": "L"}));
+
+    send(&rig, "talker", &json!({"action": "publish", "channel": "room", "data": "secret plans"}), ALL).await;
+    rig.settle().await;
+    assert_eq!(of_type(&rig, "watcher", "message").len(), 1);
+    assert!(of_type(&rig, "lurker", "message").is_empty(), "presence alone receives no message: {:?}", frames(&rig.server, "lurker"));
+    // The members list is the presence grant's to read.
+    send(&rig, "lurker", &json!({"action": "presence", "channel": "room"}), presence_only).await;
+    assert_eq!(last(&rig, "lurker")["members"][0]["user"], "ana");
+
+    // Leaving removes the presence-only item entirely; subscribing later does receive.
+    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "leave": true}), presence_only).await;
+    let (subs, _) = rig.ctx.store.subscribers("room", None, 100).await.unwrap();
+    assert_eq!(subs.iter().map(|s| s.connection.as_str()).collect::<Vec<_>>(), vec!["watcher"]);
+    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "enter": true}), ALL).await;
+    send(&rig, "lurker", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
+    send(&rig, "talker", &json!({"action": "publish", "channel": "room", "data": "now you see it"}), ALL).await;
+    rig.settle().await;
+    assert_eq!(of_type(&rig, "lurker", "message").len(), 1, "subscribed: it receives");
+
+    // Member data: checked like data, and capped at 2 KB.
+    rig.server.clear();
+    for (enter, code) in [(json!("x".repeat(100)), "bad_request"), (json!({"bio": "x".repeat(2100)}), "too_large"), (json!(42), "bad_request")] {
+        send(&rig, "talker", &json!({"action": "presence", "channel": "room", "enter": enter}), ALL).await;
+        assert_eq!(last(&rig, "talker")["code"], code, "{enter}");
+    }
+    rig.settle().await;
+    assert!(of_type(&rig, "watcher", "presence").is_empty(), "refused enters are not announced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_needs_the_history_grant_and_is_bounded() {
+    let rig = rig(5000).await;
+    rig.server.connect("phone");
+    for i in 0..1500 {
+        rig.ctx.store.append("feed", None, "ana", &json!({"i": i})).await.unwrap();
+    }
+    let subscribe_only = r#"{"feed":["subscribe"]}"#;
+    for frame in [json!({"action": "subscribe", "channel": "feed", "since": 0}), json!({"action": "subscribe", "channel": "feed", "rewind": 10})] {
+        send(&rig, "phone", &frame, subscribe_only).await;
+        let e = last(&rig, "phone");
+        assert_eq!((e["code"].as_str(), e["message"].as_str().map(|m| m.contains("history"))), (Some("forbidden"), Some(true)), "{frame}");
+    }
+    assert!(rig.ctx.store.subscribers("feed", None, 10).await.unwrap().0.is_empty(), "a refused subscribe subscribes nothing");
+
+    // More than one replay carries: 1,000 at most, then `more`, and the rest by paging.
+    rig.server.clear();
+    send(&rig, "phone", &json!({"action": "subscribe", "channel": "feed", "since": 100}), ALL).await;
+    let got = frames(&rig.server, "phone");
+    assert_eq!(got.len(), 2);
+    let replayed: Vec<u64> = got[0]["messages"].as_array().unwrap().iter().map(|m| m["serial"].as_u64().unwrap()).collect();
+    assert_eq!(replayed, (101..=1100).collect::<Vec<_>>());
+    assert_eq!((&got[0]["more"], &got[1]), (&json!(true), &json!({"type": "subscribed", "channel": "feed", "serial": 1500, "more": true})));
+    send(&rig, "phone", &json!({"action": "history", "channel": "feed", "since": 1100, "limit": 1000}), ALL).await;
+    let rest = last(&rig, "phone");
+    assert_eq!(rest["messages"].as_array().unwrap().len(), 400);
+    assert_eq!(rest.get("more"), None);
+    send(&rig, "phone", &json!({"action": "subscribe", "channel": "feed", "rewind": 1001}), ALL).await;
+    assert_eq!(last(&rig, "phone")["code"], "bad_request");
+
+    // Large messages: one answer never exceeds API Gateway's 128 KB; the rest is paged.
+    for i in 0..5 {
+        rig.ctx.store.append("big", None, "ana", &json!({"i": i, "pad": "x".repeat(100 * 1024)})).await.unwrap();
+    }
+    rig.server.clear();
+    send(&rig, "phone", &json!({"action": "subscribe", "channel": "big", "since": 0}), ALL).await;
+    let posts = rig.server.posts();
+    assert!(posts.iter().all(|(_, body)| body.len() <= 128 * 1024), "{:?}", posts.iter().map(|(_, b)| b.len()).collect::<Vec<_>>());
+    let got = frames(&rig.server, "phone");
+    assert_eq!((got[0]["messages"].as_array().unwrap().len(), &got[1]["more"]), (1, &json!(true)));
+    let mut since = 1;
+    let mut pages = 0;
+    loop {
+        send(&rig, "phone", &json!({"action": "history", "channel": "big", "since": since}), ALL).await;
+        let page = last(&rig, "phone");
+        since = page["messages"].as_array().unwrap().last().map_or(since, |m| m["serial"].as_u64().unwrap());
+        pages += 1;
+        if page.get("more").is_none() {
+            break;
+        }
+    }
+    assert_eq!((since, pages), (5, 4), "paging with `since` reaches the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ids_belong_to_their_publisher() {
+    let rig = rig(5000).await;
+    for c in ["ana-1", "bob-1", "reader"] {
+        rig.server.connect(c);
+    }
+    send(&rig, "reader", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
+    let publish = |id: &str| json!({"action": "publish", "channel": "room", "data": id, "id": id});
+    send(&rig, "ana-1", &publish("m-1"), ALL).await;
+    // bob (another `sub`) reuses ana's id: his message is his own, not a duplicate of hers.
+    let bob = r#"{"*":["subscribe","publish"]}"#;
+    let mut e = event("$default", "MESSAGE", "bob-1", Some(&publish("m-1").to_string()), bob);
+    e.request_context.authorizer.fields.insert("user".into(), json!("bob"));
+    handlers::message::handle(&rig.ctx, &e).await;
+    rig.settle().await;
+    assert_eq!(last(&rig, "bob-1"), json!({"type": "ack", "id": "m-1", "channel": "room", "serial": 2}));
+    let from: Vec<Value> = of_type(&rig, "reader", "message").iter().map(|m| m["from"].clone()).collect();
+    assert_eq!(from, vec![json!("ana"), json!("bob")]);
+    // ana's own repeat is still a duplicate.
+    send(&rig, "ana-1", &publish("m-1"), ALL).await;
+    assert_eq!(last(&rig, "ana-1")["duplicate"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_and_names_are_bounded() {
+    let rig = rig(5000).await;
+    rig.server.connect("c");
+    let long_id = "i".repeat(3000);
+    let cases = [
+        (json!({"action": "publish", "channel": "room", "data": 1, "id": long_id}), "bad_request"),
+        (json!({"action": "publish", "channel": "room", "data": 1, "id": "a\u{202E}b"}), "bad_request"),
+        (json!({"action": "subscribe", "channel": "room\u{200B}"}), "bad_request"),
+        (json!({"action": "subscribe", "channel": "\u{202E}moor"}), "bad_request"),
+        (json!({"action": "subscribe", "channel": "é".repeat(129)}), "bad_request"),
+        (json!({"action": "history", "channel": "room", "limit": 5000}), "bad_request"),
+        (json!({"action": "ping", "id": "p".repeat(200)}), "bad_request"),
+    ];
+    for (frame, code) in cases {
+        rig.server.clear();
+        send(&rig, "c", &frame, ALL).await;
+        let got = last(&rig, "c");
+        assert_eq!(got["code"], code, "{frame} → {got}");
+    }
+    assert_eq!(rig.ctx.store.latest_serial("room").await.unwrap(), 0, "nothing stored");
+    // 128 characters of two bytes each is a valid name: the limit counts characters.
+    send(&rig, "c", &json!({"action": "subscribe", "channel": "é".repeat(128)}), ALL).await;
+    assert_eq!(last(&rig, "c")["type"], "subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_members_list_is_paged_within_one_frame() {
+    let rig = rig(5000).await;
+    rig.server.connect("asker");
+    let ids = rig.subscribers("hall", "m", 250).await;
+    for id in &ids {
+        rig.ctx.store.enter_presence("hall", id, "u", &json!({"bio": "x".repeat(1500)})).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut frames_seen = 0;
+    loop {
+        rig.server.clear();
+        let mut q = json!({"action": "presence", "channel": "hall"});
+        if let Some(a) = &after {
+            q["after"] = json!(a);
+        }
+        send(&rig, "asker", &q, ALL).await;
+        let (_, body) = rig.server.posts().pop().unwrap();
+        assert!(body.len() <= 128 * 1024, "a members frame of {} bytes", body.len());
+        let frame: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(frame["type"], "members", "{frame}");
+        let members = frame["members"].as_array().unwrap();
+        assert!(members.len() <= 100);
+        seen.extend(members.iter().map(|m| m["connection"].as_str().unwrap().to_string()));
+        frames_seen += 1;
+        match frame["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every member once, in order, over {frames_seen} frames");
+    assert!(frames_seen >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
+    let rig = rig(10).await;
+    let ids = rig.subscribers("wide", "w", 45).await;
+    for id in &ids {
+        rig.server.connect(id);
+    }
+    rig.server.connect("sender");
+    // Every hand-off reaches the publish function three times (a retried caller): 5 hops of
+    // 10 would become up to 3^5 invocations, each posting its page again.
+    rig.copies.store(3, Ordering::SeqCst);
+    send(&rig, "sender", &json!({"action": "publish", "channel": "wide", "data": "once"}), ALL).await;
+    rig.settle().await;
+    let by_conn = rig.server.posts_by_connection();
+    let counts: HashMap<usize, usize> = ids.iter().fold(HashMap::new(), |mut m, id| {
+        *m.entry(by_conn.get(id).map_or(0, Vec::len)).or_default() += 1;
+        m
+    });
+    assert_eq!(counts, HashMap::from([(1, 45)]), "deliveries per subscriber → subscribers");
+
+    // Lambda's own retry of one invocation (same request id) runs again; a second request
+    // for the same hop does not.
+    rig.copies.store(1, Ordering::SeqCst);
+    rig.server.clear();
+    let job = json!({"fanout": {"channel": "wide", "frame": "{\"type\":\"message\"}", "job": "j-1", "hop": 0}});
+    for (request, delivered) in [("r-1", 10), ("r-1", 10), ("r-2", 0)] {
+        let result = publish::handle(&rig.ctx, job.clone(), request).await.unwrap();
+        assert_eq!(result.report.delivered, delivered, "{request}");
+    }
+
+    // A hand-off that cannot be made is retried, then the publisher is told.
+    rig.settle().await;
+    rig.server.clear();
+    rig.failing.store(true, Ordering::SeqCst);
+    send(&rig, "sender", &json!({"action": "publish", "channel": "wide", "data": "lost?", "id": "p-9"}), ALL).await;
+    let got = frames(&rig.server, "sender");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0]["type"].as_str(), got[0]["serial"].as_u64()), (Some("ack"), Some(2)));
+    assert_eq!((got[1]["type"].as_str(), got[1]["code"].as_str(), got[1]["id"].as_str()), (Some("error"), Some("internal"), Some("p-9")));
+    assert!(got[1]["message"].as_str().unwrap().contains("history"), "{}", got[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_numbered_burst_is_stored_in_its_order() {
+    let rig = rig(5000).await;
+    rig.server.connect("fast");
+    // 100 numbered publishes from one connection, handled concurrently and started in a
+    // scrambled order, as API Gateway may invoke them.
+    let mut order: Vec<u64> = (1..=100).collect();
+    order.sort_by_key(|n| (n * 37) % 101);
+    let handles: Vec<_> = order
+        .into_iter()
+        .map(|seq| {
+            let ctx = rig.ctx.clone();
+            let body = json!({"action": "publish", "channel": "ordered", "data": seq, "seq": seq}).to_string();
+            tokio::spawn(async move { handlers::message::handle(&ctx, &event("$default", "MESSAGE", "fast", Some(&body), ALL)).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let stored = rig.ctx.store.history("ordered", Some(0), None, 1000, 1 << 20).await.unwrap().messages;
+    let data: Vec<u64> = stored.iter().map(|m| m.data.as_u64().unwrap()).collect();
+    assert_eq!(data, (1..=100).collect::<Vec<_>>(), "serials follow the publisher's numbering");
+    let serials: HashSet<u64> = stored.iter().map(|m| m.serial).collect();
+    assert_eq!(serials.len(), 100);
+}
