@@ -63,11 +63,25 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
+    /// Manage the stack's token secret.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Delete every resource of the stack.
     Destroy {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretCommand {
+    /// Sign new tokens with a fresh key; tokens signed with the current one keep passing for
+    /// the grace period, then are refused.
+    Rotate {
+        /// How long tokens signed with the current key stay valid, e.g. 1h; 0 refuses them at once.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
     },
 }
 
@@ -169,9 +183,10 @@ pub struct GcArgs {
     /// Stop starting new checks after this long (e.g. 5m); the run then exits 9.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
-    /// Only look at connections opened at least this long ago (e.g. 10m).
-    #[arg(long, value_parser = parse_duration)]
-    pub older_than: Option<std::time::Duration>,
+    /// Only look at connections opened at least this long ago. `@connections` answers 410
+    /// while a `$connect` is still running (up to 29 s), so younger rows may be live.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub older_than: std::time::Duration,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -126,6 +126,9 @@ pub struct FunctionConfig {
     /// May read the stack's token secret from SSM.
     #[serde(default)]
     pub read_secret: bool,
+    /// Concurrent executions reserved for (and capping) this function; none by default.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -134,6 +137,31 @@ pub struct AuthorizerConfig {
     pub function: String,
     #[serde(default = "default_identity_source")]
     pub identity_source: Vec<String>,
+    /// When set, tokens signed with the stack's secret must carry this `aud`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// An identity provider whose RS256/ES256 tokens are accepted besides the stack's own.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` of its tokens, e.g. `https://id.example.com/`; required in every token.
+    pub issuer: String,
+    /// The `aud` its tokens must carry (one of, when `aud` is a list).
+    pub audience: String,
+    /// Where its key set is; default: `jwks_uri` of `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A claim holding the user's capabilities (an object glob → operations, or a list of
+    /// `glob:op,op` rules).
+    #[serde(default)]
+    pub capabilities_claim: Option<String>,
+    /// What users whose token lacks that claim may do: glob → operations.
+    #[serde(default)]
+    pub default_capabilities: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -337,6 +365,9 @@ impl Config {
                     bad(format!("{at}.invoke"), format!("no function `{target}`; declared: {}", list(self.functions.keys())));
                 }
             }
+            if f.reserved_concurrency.is_some_and(|n| n > 10_000) {
+                bad(format!("{at}.reserved_concurrency"), "at most 10000 (and below the account's concurrency limit, 1000 by default)".into());
+            }
             if f.bin.as_deref().is_some_and(str::is_empty) {
                 bad(format!("{at}.bin"), "must not be empty; omit it to use the crate's name".into());
             }
@@ -379,6 +410,32 @@ impl Config {
                     .any(|p| source.starts_with(p) && source.len() > p.len());
                 if !ok {
                     bad("authorizer.identity_source".into(), format!("`{source}` is not an identity source: use route.request.querystring.NAME or route.request.header.NAME"));
+                }
+            }
+            if auth.audience.as_deref().is_some_and(str::is_empty) {
+                bad("authorizer.audience".into(), "must not be empty; omit it to accept tokens without `aud`".into());
+            }
+            if let Some(oidc) = &auth.oidc {
+                let url = |u: &str| u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost");
+                if !url(&oidc.issuer) {
+                    bad("authorizer.oidc.issuer".into(), format!("`{}` is not an https:// URL (the `iss` of the provider's tokens)", oidc.issuer));
+                }
+                if oidc.audience.is_empty() {
+                    bad("authorizer.oidc.audience".into(), "required: the `aud` the provider puts in tokens for this application".into());
+                }
+                if let Some(u) = &oidc.jwks_url
+                    && !url(u)
+                {
+                    bad("authorizer.oidc.jwks_url".into(), format!("`{u}` is not an https:// URL"));
+                }
+                if oidc.capabilities_claim.as_deref().is_some_and(str::is_empty) {
+                    bad("authorizer.oidc.capabilities_claim".into(), "must not be empty; omit it to give every user `default_capabilities`".into());
+                }
+                for (glob, ops) in &oidc.default_capabilities {
+                    let rule = format!("{glob}:{}", ops.join(","));
+                    if let Err(why) = wsctl_functions::auth::Capabilities::parse_rule(&rule) {
+                        bad(format!("authorizer.oidc.default_capabilities.{glob}"), why);
+                    }
                 }
             }
         }

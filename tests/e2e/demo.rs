@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use wsctl_tests::dev::{Dev, http_get};
+use wsctl_tests::dev::{Client, Dev, http, http_get};
 use wsctl_tests::{die_with_parent, root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -128,6 +128,24 @@ async fn readme_run_command_and_demo_page_in_chromium() {
         .await;
     assert!(shown.as_str().unwrap().contains("chromium"), "shown as sent by its user: {shown}");
 
+    // Out of order: fan-outs run in parallel, so serial N+2 can arrive before N+1. Here N+1
+    // is stored but its delivery has not happened, and N+2 (twice) reaches the page first: it
+    // must fetch N+1 with `history since` and show N+1 then N+2, once each.
+    let n = page.eval("Number([...document.querySelectorAll('#messages li.message')].pop().dataset.serial)").await.as_u64().expect("a serial");
+    store_unsent(&dev, "demo", n + 1, "second").await;
+    let page_id = page_connection(&dev, &mut client).await;
+    let third = json!({"type": "message", "channel": "demo", "serial": n + 2, "id": "late-3", "from": "server", "data": {"text": "third"}, "ts": 1});
+    for _ in 0..2 {
+        let (status, body) = http(&format!("{}/{page_id}", dev.field("connections_url")), "POST", third.to_string().as_bytes()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    page.wait_for("the fetched gap", "document.getElementById('messages').innerText.includes('second')").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts = page.eval("[...document.querySelectorAll('#messages li.message')].map(l => l.dataset.serial + ' ' + l.lastChild.textContent)").await;
+    let texts: Vec<String> = texts.as_array().expect("list").iter().map(|t| t.as_str().unwrap_or_default().to_string()).collect();
+    let tail: Vec<&str> = texts.iter().rev().take(2).rev().map(String::as_str).collect();
+    assert_eq!(tail, vec![format!("{} second", n + 1), format!("{} third", n + 2)], "in serial order, once each: {texts:?}");
+
     // A screenshot for people reading the test output.
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"})).await;
     if let Some(data) = shot["result"]["data"].as_str() {
@@ -135,4 +153,45 @@ async fn readme_run_command_and_demo_page_in_chromium() {
         let png = base64::engine::general_purpose::STANDARD.decode(data).expect("PNG");
         let _ = std::fs::write(root().join("target/demo-page.png"), png);
     }
+}
+
+/// Stores `text` as `channel`'s message `serial` (history item and counter), as a publish
+/// whose fan-out has not arrived yet leaves it.
+async fn store_unsent(dev: &Dev, channel: &str, serial: u64, text: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "test"))
+        .endpoint_url(dev.base())
+        .build();
+    let db = aws_sdk_dynamodb::Client::from_conf(conf);
+    let data = json!({"text": text}).to_string();
+    db.put_item()
+        .table_name("chat-dev-history")
+        .item("channel", S(channel.into()))
+        .item("serial", N(serial.to_string()))
+        .item("id", S(format!("unsent-{serial}")))
+        .item("from", S("server".into()))
+        .item("data", S(data))
+        .item("ts", N("1".into()))
+        .send()
+        .await
+        .expect("history item");
+    db.put_item().table_name("chat-dev-counters").item("channel", S(channel.into())).item("serial", N(serial.to_string())).send().await.expect("counter");
+}
+
+/// The id of the page's connection: the one open connection that is not `client`'s.
+async fn page_connection(dev: &Dev, client: &mut Client) -> String {
+    let ids: Vec<String> = serde_json::from_str::<Value>(&http_get(&format!("{}/_wsctl/connections", dev.base())).await).expect("ids")["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let probe = json!({"probe": ids[0]});
+    http(&format!("{}/{}", dev.field("connections_url"), ids[0]), "POST", probe.to_string().as_bytes()).await;
+    let mine = client.expect_or_none(|v| v["probe"] == ids[0].as_str(), Duration::from_secs(2)).await.is_some();
+    if mine { ids[1].clone() } else { ids[0].clone() }
 }

@@ -343,15 +343,20 @@ async fn publish_and_token_from_the_command_line() {
     assert_eq!(got, 1, "exactly one client has the direct message");
 }
 
-/// Items of the stack's `table` in the emulator, through the dev gateway's AWS endpoint.
-async fn scan_all(dev: &Dev, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+/// DynamoDB in the emulator, through the dev gateway's AWS endpoint.
+fn dynamodb(dev: &Dev) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "test"))
         .endpoint_url(dev.base())
         .build();
-    let db = aws_sdk_dynamodb::Client::from_conf(conf);
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+/// Items of the stack's `table` in the emulator.
+async fn scan_all(dev: &Dev, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let db = dynamodb(dev);
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -369,8 +374,12 @@ fn s(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::Attribute
 }
 
 /// Runs `wsctl gc ARGS --output json`; exit code and the parsed summary.
+/// Runs with `--older-than 0s` unless `args` sets it: the rows here are seconds old.
 fn gc(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--output", "json", "gc"];
+    if !args.contains(&"--older-than") {
+        all.extend(["--older-than", "0s"]);
+    }
     all.extend_from_slice(args);
     let (code, out, err) = wsctl(dev, config, &all);
     let summary = serde_json::from_str(&out).unwrap_or_else(|e| panic!("gc printed no JSON ({e}): {out}\n{err}"));
@@ -410,6 +419,25 @@ async fn gc_sweeps_exactly_the_zombies() {
     }
     assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "zombies are still in the table");
 
+    // By default rows younger than a minute are not looked at: `@connections` answers 410
+    // while a `$connect` is still running, so a young row may be a connection being made.
+    let (code, young) = gc(&dev, &config, &["--older-than", "1m"]);
+    assert_eq!((code, &young["scanned"], &young["deleted"]), (0, &json!(0), &json!(0)), "{young}");
+    let (_, out, _) = wsctl(&dev, &config, &["--output", "json", "gc", "--dry-run"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("gc JSON")["scanned"], 0, "the default is a minute: {out}");
+    // A live connection whose item is past its TTL is asked about, not deleted.
+    let live = ids[1999].clone();
+    dynamodb(&dev)
+        .update_item()
+        .table_name("chat-dev-connections")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(live.clone()))
+        .update_expression("SET #t = :past")
+        .expression_attribute_names("#t", "ttl")
+        .expression_attribute_values(":past", aws_sdk_dynamodb::types::AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .expect("age the item");
+
     let (code, dry) = gc(&dev, &config, &["--dry-run"]);
     assert_eq!((code, &dry["stale"], &dry["live"], &dry["deleted"]), (0, &json!(1000), &json!(1000), &json!(0)), "{dry}");
     assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "--dry-run deletes nothing");
@@ -419,6 +447,7 @@ async fn gc_sweeps_exactly_the_zombies() {
     let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections").await.iter().map(|i| s(i, "pk")).collect();
     assert_eq!(left.len(), 1000);
     assert!(left.is_disjoint(&zombies));
+    assert!(left.contains(&live), "a live connection past its TTL stays");
     let subs = scan_all(&dev, "chat-dev-subscriptions").await;
     assert_eq!(subs.len(), 1000, "the zombies' subscriptions went with them");
     assert!(subs.iter().all(|i| !zombies.contains(&s(i, "connection"))));

@@ -27,6 +27,7 @@ pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &
             continue; // deleted since it was listed
         };
         let tags = tag_map(got.tags.unwrap_or_default());
+        let reserved_concurrency = got.concurrency.and_then(|c| c.reserved_concurrent_executions);
         if !names.owns(&tags) {
             if expected.contains(&name) {
                 live.foreign.push(ResourceId { kind: Kind::Function, name });
@@ -47,6 +48,7 @@ pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &
             timeout: config.timeout.unwrap_or_default(),
             environment: config.environment.and_then(|e| e.variables).unwrap_or_default().into_iter().collect(),
             code_sha256: config.code_sha256.unwrap_or_default(),
+            reserved_concurrency,
             tags,
             zip: None,
         };
@@ -126,7 +128,31 @@ pub async fn create(clients: &Clients, spec: &FunctionSpec) -> Result<String, Aw
         }
     };
     wait_ready(clients, &spec.name).await?;
+    set_concurrency(clients, spec, None).await?;
     Ok(created.function_arn.unwrap_or_default())
+}
+
+/// Reserved concurrency caps how many copies run at once (a fan-out storm cannot take the
+/// account's whole pool) and guarantees them; removing it returns to the shared pool.
+async fn set_concurrency(clients: &Clients, spec: &FunctionSpec, current: Option<i32>) -> Result<(), AwsError> {
+    match (spec.reserved_concurrency, current) {
+        (want, have) if want == have => {}
+        (None, None) => {}
+        (Some(n), _) => {
+            clients
+                .lambda
+                .put_function_concurrency()
+                .function_name(&spec.name)
+                .reserved_concurrent_executions(n)
+                .send()
+                .await
+                .ctx("PutFunctionConcurrency", &spec.name)?;
+        }
+        (None, Some(_)) => {
+            clients.lambda.delete_function_concurrency().function_name(&spec.name).send().await.ctx("DeleteFunctionConcurrency", &spec.name)?;
+        }
+    }
+    Ok(())
 }
 
 fn role_not_ready<R>(e: &aws_smithy_runtime_api::client::result::SdkError<aws_sdk_lambda::operation::create_function::CreateFunctionError, R>) -> bool {
@@ -170,6 +196,7 @@ pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&Fun
             .ctx("UpdateFunctionConfiguration", &spec.name)?;
         wait_ready(clients, &spec.name).await?;
     }
+    set_concurrency(clients, spec, current.and_then(|c| c.reserved_concurrency)).await?;
     let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
     if current_tags != spec.tags {
         let arn = function_arn(clients, &spec.name).await?;

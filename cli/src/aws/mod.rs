@@ -51,6 +51,8 @@ pub enum AwsError {
     Service { op: &'static str, resource: String, code: String, message: String, request_id: Option<String> },
     #[error("{op} {resource}: {detail}")]
     Other { op: &'static str, resource: String, detail: String },
+    #[error("the token secret {name} is not usable: {message}\nhint: run `wsctl secret rotate` to write a new one")]
+    BadSecret { name: String, message: String },
 }
 
 impl AwsError {

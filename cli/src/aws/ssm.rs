@@ -1,7 +1,9 @@
-//! The stack's token secret: an SSM SecureString generated once and never printed.
+//! The stack's token secret: an SSM SecureString generated once and never printed, rotated
+//! by `wsctl secret rotate` (the previous key then stays valid for a grace period).
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 use rand::RngCore;
+use wsctl_functions::auth::SecretKeys;
 
 use super::{AwsError, Clients, Ctx, found, is_code, tag_map};
 use crate::engine::desired::Names;
@@ -36,26 +38,67 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
     Ok(())
 }
 
-/// 32 random bytes, hex: the HS256 key the authorizer verifies tokens with.
-pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError> {
+/// 32 random bytes, hex: an HS256 key for client tokens.
+fn new_key() -> String {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
-    let value: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError> {
     let mut req = clients
         .ssm
         .put_parameter()
         .name(&spec.name)
         .r#type(ParameterType::SecureString)
-        .value(value)
+        .value(new_key())
         .description("HS256 key for client tokens, managed by wsctl");
     for (k, v) in &spec.tags {
         req = req.tags(Tag::builder().key(k).value(v).build().expect("set"));
     }
     match req.send().await {
-        // Created by an interrupted run whose tags step never happened: keep the value.
-        Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => update_tags(clients, spec, &Default::default()).await,
+        // Created meanwhile (a concurrent deploy): keep it only if it is a usable key, never
+        // adopt whatever value happens to be there.
+        Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => {
+            if let Err(why) = read_keys(clients, &spec.name).await? {
+                return Err(AwsError::BadSecret { name: spec.name.clone(), message: format!("{why}; it was created by something else meanwhile") });
+            }
+            update_tags(clients, spec, &Default::default()).await
+        }
         other => other.ctx("PutParameter", &spec.name).map(|_| ()),
     }
+}
+
+/// The stack's keys, decrypted; the inner error says why the value is not a usable secret.
+pub async fn read_keys(clients: &Clients, name: &str) -> Result<Result<SecretKeys, String>, AwsError> {
+    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
+    Ok(match got.parameter.and_then(|p| p.value) {
+        Some(value) => SecretKeys::parse(&value),
+        None => Err("it is empty".to_string()),
+    })
+}
+
+/// Makes a new key current; the current one keeps passing for `grace`. Returns the new keys.
+pub async fn rotate(clients: &Clients, name: &str, grace: std::time::Duration) -> Result<SecretKeys, AwsError> {
+    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
+    let value = got.parameter.and_then(|p| p.value).unwrap_or_default();
+    // A current key too short to keep is replaced without a grace period.
+    let next = match SecretKeys::parse(&value) {
+        Ok(keys) => keys.rotate(&new_key(), grace),
+        Err(_) => Ok(new_key()),
+    }
+    .map_err(|message| AwsError::BadSecret { name: name.to_string(), message })?;
+    clients
+        .ssm
+        .put_parameter()
+        .name(name)
+        .r#type(ParameterType::SecureString)
+        .value(&next)
+        .overwrite(true)
+        .send()
+        .await
+        .ctx("PutParameter", name)?;
+    SecretKeys::parse(&next).map_err(|message| AwsError::BadSecret { name: name.to_string(), message })
 }
 
 pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::engine::model::Tags) -> Result<(), AwsError> {
@@ -87,4 +130,9 @@ pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
     found(clients.ssm.delete_parameter().name(name).send().await).ctx("DeleteParameter", name)?;
     Ok(())
+}
+
+/// The stack's keys, for minting tokens: an unusable value is an error that says how to fix it.
+pub async fn token_keys(clients: &Clients, name: &str) -> Result<SecretKeys, AwsError> {
+    read_keys(clients, name).await?.map_err(|message| AwsError::BadSecret { name: name.to_string(), message })
 }

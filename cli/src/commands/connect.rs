@@ -34,8 +34,8 @@ pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user
         Some(t) => t.to_string(),
         None => {
             use wsctl_functions::auth::{Capabilities, Claims, mint};
-            let secret = super::token::secret(clients, &names).await?;
-            mint(&secret, &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)))
+            let keys = crate::aws::ssm::token_keys(clients, &names.secret()).await?;
+            mint(&keys.current, &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)))
         }
     };
     let full = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' });

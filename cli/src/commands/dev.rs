@@ -192,5 +192,5 @@ async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Op
         _ => None,
     });
     let Some(name) = parameter else { return Ok(None) };
-    super::token::secret_at(clients, &name).await
+    Ok(Some(crate::aws::ssm::token_keys(clients, &name).await?.current))
 }

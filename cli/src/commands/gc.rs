@@ -1,9 +1,12 @@
 //! `wsctl gc`: sweeps connection ids whose `$disconnect` never ran. Built for cron: a parallel
 //! scan of the connections table, one `GetConnection` per id (bounded concurrency), and for
-//! every id that answers 410 (or whose item is past its TTL) the connection and all its
-//! subscriptions and presence are deleted in batches, and its presence `leave` is announced.
-//! An id that answers 200 is never touched; deletes are idempotent, so two sweeps at once are
-//! safe.
+//! every id that answers 410 the connection and all its subscriptions and presence are
+//! deleted in batches, and its presence `leave` is announced. An id that answers 200 is never
+//! touched; deletes are idempotent, so two sweeps at once are safe.
+//!
+//! `@connections` also answers 410 for a connection whose `$connect` is still running, so rows
+//! younger than `--older-than` (default a minute, above API Gateway's 29 s integration
+//! timeout) are left alone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +63,7 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     let api = super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
     let publish = Invoker::Lambda { client: clients.lambda.clone(), function: names.function("publish") };
     let deadline = args.max_duration.map(|d| started + d);
-    let cutoff = args.older_than.map(|d| now().saturating_sub(d.as_secs()));
+    let cutoff = now().saturating_sub(args.older_than.as_secs());
 
     let tally = Tally::default();
     let cut_short = AtomicBool::new(false);
@@ -77,7 +80,7 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     rows(&store)
         .filter_map(|row| {
             future::ready(match row {
-                Ok(row) => cutoff.is_none_or(|c| row.connected_at <= c).then_some(row),
+                Ok(row) => (row.connected_at <= cutoff).then_some(row),
                 Err(e) => {
                     scan_error.lock().expect("scan error lock").get_or_insert(e);
                     None
@@ -97,8 +100,9 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
                     bar.inc(1);
                     bar.set_message(format!("{} stale", tally.stale.load(Ordering::Relaxed)));
                 }
-                let expired = row.expires.is_some_and(|e| e < now());
-                let stale = expired || match check(api, &row.id).await {
+                // Past its TTL or not, only API Gateway's 410 makes a row stale: an item's TTL
+                // is a backstop, and a connection that outlived it is still a connection.
+                let stale = match check(api, &row.id).await {
                     Ok(live) => !live,
                     Err(e) => {
                         tally.errors.fetch_add(1, Ordering::Relaxed);

@@ -10,6 +10,7 @@ mod destroy;
 mod init;
 mod plan;
 mod publish;
+mod secret;
 mod status;
 mod tail;
 mod token;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Tail(args) => tail::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Connect(args) => connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Connections(args) => connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Secret(command) => secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await,
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,

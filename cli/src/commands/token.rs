@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsctl_functions::auth::{Capabilities, Claims, Op, mint};
+use wsctl_functions::auth::{Capabilities, Claims, Op, check_user, mint};
 
 use crate::args::TokenArgs;
-use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::engine::desired::Names;
 use crate::error::Error;
@@ -15,10 +15,11 @@ use crate::output::Printer;
 
 pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs, printer: &Printer) -> Result<(), Error> {
     let cap = capabilities(&args.allow)?;
+    check_user(&args.user).map_err(|why| Error::Usage { usage: format!("--user: {why}\nhint: pick another user id") })?;
     let (clients, _) = super::connect(config, aws).await?;
-    let secret = secret(&clients, &Names::new(config)).await?;
+    let keys = crate::aws::ssm::token_keys(&clients, &Names::new(config).secret()).await?;
     let claims = Claims::issue(&args.user, cap, args.ttl);
-    let token = mint(&secret, &claims);
+    let token = mint(&keys.current, &claims);
     if printer.json() {
         printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));
     } else {
@@ -45,20 +46,6 @@ pub fn capabilities(allow: &[String]) -> Result<Capabilities, Error> {
         }
     }
     Ok(Capabilities(cap))
-}
-
-/// The stack's token secret (an SSM SecureString `wsctl deploy` created).
-pub async fn secret(clients: &Clients, names: &Names) -> Result<Vec<u8>, Error> {
-    let name = names.secret();
-    secret_at(clients, &name)
-        .await?
-        .ok_or_else(|| Error::Usage { usage: format!("the token secret {name} is empty\nhint: run `wsctl deploy` to create it") })
-}
-
-/// The value of the SecureString `name`, decrypted; `None` when it is empty.
-pub async fn secret_at(clients: &Clients, name: &str) -> Result<Option<Vec<u8>>, Error> {
-    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
-    Ok(got.parameter.and_then(|p| p.value).map(String::into_bytes))
 }
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Ar
             timeout: f.timeout as i32,
             environment: environment(config, &names, target, logical),
             code_sha256: artifact.map(|a| a.sha256.clone()).unwrap_or_else(|| "(not built)".into()),
+            reserved_concurrency: f.reserved_concurrency.map(|n| n as i32),
             tags: tags.clone(),
             zip: artifact.map(|a| a.zip.clone()),
         }));
@@ -321,6 +322,24 @@ fn environment(config: &Config, names: &Names, target: &Target, logical: &str) -
     }
     if f.read_secret {
         env.insert("WSCTL_SECRET_PARAMETER".into(), names.secret());
+    }
+    if let Some(auth) = config.authorizer.as_ref().filter(|a| a.function == logical) {
+        if let Some(aud) = &auth.audience {
+            env.insert("TOKEN_AUDIENCE".into(), aud.clone());
+        }
+        if let Some(oidc) = &auth.oidc {
+            env.insert("OIDC_ISSUER".into(), oidc.issuer.clone());
+            env.insert("OIDC_AUDIENCE".into(), oidc.audience.clone());
+            if let Some(url) = &oidc.jwks_url {
+                env.insert("OIDC_JWKS_URL".into(), url.clone());
+            }
+            if let Some(claim) = &oidc.capabilities_claim {
+                env.insert("OIDC_CAPABILITIES_CLAIM".into(), claim.clone());
+            }
+            if !oidc.default_capabilities.is_empty() {
+                env.insert("OIDC_DEFAULT_CAPABILITIES".into(), serde_json::to_string(&oidc.default_capabilities).unwrap_or_default());
+            }
+        }
     }
     env
 }

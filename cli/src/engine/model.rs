@@ -163,6 +163,8 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, String>,
     /// Base64 SHA-256 of the deployment zip, as Lambda reports `CodeSha256`.
     pub code_sha256: String,
+    /// Concurrent executions reserved for the function (`PutFunctionConcurrency`); none when unset.
+    pub reserved_concurrency: Option<i32>,
     pub tags: Tags,
     /// Where the zip is on disk; not compared.
     #[serde(skip)]

@@ -228,6 +228,13 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let stage = gw.api.stage.as_str();
+    let websocket = matches!(segments.as_slice(), [s] | [s, ""] if *s == stage) && req.headers().contains_key("upgrade");
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let port = gw.domain.rsplit_once(':').map_or("", |(_, p)| p);
+    if let Some(why) = super::guard::refuse(header("host"), header("origin"), port, websocket) {
+        gw.note(&format!("refused {} {path}: {why}", req.method()));
+        return Ok(message(StatusCode::FORBIDDEN, &why));
+    }
     Ok(match segments.as_slice() {
         [s] | [s, ""] if *s == stage && req.headers().contains_key("upgrade") => handshake(gw, req, peer).await,
         [s] | [s, ""] if *s == stage => message(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with a WebSocket client"),

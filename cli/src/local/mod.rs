@@ -9,6 +9,7 @@
 pub mod connections;
 pub mod events;
 pub mod gateway;
+mod guard;
 pub mod invoke;
 pub mod moto;
 pub mod proxy;
