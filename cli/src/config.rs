@@ -589,6 +589,36 @@ tables:
     }
 
     #[test]
+    fn the_template_with_every_commented_option_is_valid() {
+        // Uncommenting the optional settings must give a config that loads as documented.
+        let template = include_str!("../../templates/wsctl.yaml");
+        let text: String = template
+            .lines()
+            .map(|l| {
+                let t = l.trim_start();
+                let optional = ["# reserved_concurrency", "# audience", "# oidc", "#   issuer", "#   audience", "#   capabilities_claim", "#   default_capabilities"];
+                if optional.iter().any(|o| t.starts_with(o)) { l.replacen("# ", "", 1) } else { l.to_string() }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(Path::new("wsctl.yaml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let auth = c.authorizer.unwrap();
+        let oidc = auth.oidc.expect("oidc");
+        assert_eq!((auth.audience.as_deref(), oidc.audience.as_str()), (Some("chat"), "chat-app"));
+        assert_eq!(c.functions["publish"].reserved_concurrency, Some(100));
+    }
+
+    #[test]
+    fn oidc_settings_are_checked() {
+        let text = GOOD.to_string()
+            + "authorizer:\n  function: connect\n  audience: ''\n  oidc:\n    issuer: ftp://id\n    audience: ''\n    jwks_url: http://id.example.com/keys\n    default_capabilities: { 'room-*': [subscribe, dance] }\n";
+        let fields: Vec<String> = problems(&text).into_iter().map(|p| p.field).collect();
+        for f in ["authorizer.audience", "authorizer.oidc.issuer", "authorizer.oidc.audience", "authorizer.oidc.jwks_url", "authorizer.oidc.default_capabilities.room-*"] {
+            assert!(fields.iter().any(|x| x == f), "{f} not in {fields:?}");
+        }
+    }
+
+    #[test]
     fn key_attr_parses_types() {
         assert_eq!(KeyAttr::parse("pk").unwrap(), KeyAttr { name: "pk".into(), kind: "S".into() });
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");

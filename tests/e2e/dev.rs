@@ -579,3 +579,98 @@ async fn tail_shows_connects_subscribes_messages_and_disconnects() {
     }
     assert!(tail.wait().expect("tail exits").success(), "Ctrl-C ends tail cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    // The authorizer and connect functions at the most verbose level: still no token in the logs.
+    let text: String = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let verbose = l.trim_start().starts_with("read_secret: true") || (l.trim_start().starts_with("crate:") && l.trim_end().ends_with("/connect"));
+            if verbose { format!("{l}\n    environment: {{ RUST_LOG: trace }}\n") } else { format!("{l}\n") }
+        })
+        .collect();
+    assert_eq!(text.matches("RUST_LOG").count(), 2, "{text}");
+    std::fs::write(&config, text).unwrap();
+    let dev = Dev::start(&config, &[]);
+
+    let token = |allow: &str| {
+        let (code, out, err) = wsctl(&dev, &config, &["token", "--user", "narrow", "--allow", allow]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let presence_only = token("room:presence");
+    let mut lurker = Client::connect(&format!("{}?token={presence_only}", dev.field("url"))).await.expect("connect");
+    let mut ana = dev.connect("ana").await;
+    ana.send(json!({"action": "subscribe", "channel": "room"})).await;
+    ana.expect("subscribed", is("subscribed"), T).await;
+
+    // Presence lets it in the member list, not into the channel's messages or its past.
+    lurker.send(json!({"action": "presence", "channel": "room", "enter": {"name": "L"}})).await;
+    ana.expect("the enter", |v| v["type"] == "presence" && v["member"]["user"] == "narrow", T).await;
+    lurker.send(json!({"action": "subscribe", "channel": "room", "since": 0})).await;
+    assert_eq!(lurker.expect("refusal", is("error"), T).await["code"], "forbidden");
+    ana.send(json!({"action": "publish", "channel": "room", "data": "not for lurkers"})).await;
+    ana.expect("own message", is("message"), T).await;
+    let leaked: Vec<Value> = lurker.drain(Duration::from_secs(1)).await.into_iter().filter(|v| v["type"] == "message").collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+
+    // 100 numbered publishes sent back to back: stored in the order sent, although the
+    // gateway runs them concurrently.
+    for seq in 1..=100u64 {
+        ana.send(json!({"action": "publish", "channel": "burst", "data": seq, "seq": seq})).await;
+    }
+    let mut acks = 0;
+    while acks < 100 {
+        ana.expect("an ack", is("ack"), Duration::from_secs(60)).await;
+        acks += 1;
+    }
+    ana.send(json!({"action": "history", "channel": "burst", "since": 0, "limit": 1000})).await;
+    let history = ana.expect("history", is("history"), T).await;
+    let data: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["data"].as_u64().unwrap()).collect();
+    assert_eq!(data, (1..=100).collect::<Vec<_>>());
+
+    // A web page elsewhere, or a DNS name rebound to 127.0.0.1, reaches none of the helpers.
+    let base = dev.base();
+    let token_url = format!("{base}/_wsctl/token?user=x");
+    for (headers, what) in [
+        (vec![("Host", "evil.example.com")], "a rebound name"),
+        (vec![("Origin", "https://evil.example.com")], "a cross-site request"),
+        (vec![("Origin", "http://127.0.0.1:1")], "another local port"),
+    ] {
+        let (status, body) = wsctl_tests::dev::http_with(&token_url, "GET", &headers, b"").await;
+        assert_eq!(status, 403, "{what}: {body}");
+        assert!(!body.contains("token\""), "{what}: {body}");
+    }
+    let ssm = br#"{"Name":"/wsctl/chat/dev/token-secret","WithDecryption":true}"#;
+    let (status, body) = wsctl_tests::dev::http_with(&format!("{base}/"), "POST", &[("Origin", "https://evil.example.com"), ("X-Amz-Target", "AmazonSSM.GetParameter"), ("Content-Type", "application/x-amz-json-1.1")], ssm).await;
+    assert_eq!(status, 403, "the AWS forwarder: {body}");
+    let id = dev.connection_ids().await[0].clone();
+    let (status, _) = wsctl_tests::dev::http_with(&format!("{base}/_wsctl/connections/{id}/drop"), "POST", &[("Origin", "https://evil.example.com")], b"").await;
+    assert_eq!(status, 403, "the fault switch");
+    let (status, _) = wsctl_tests::dev::http_with(&format!("{}/{id}", dev.field("connections_url")), "POST", &[("Host", "evil.example.com:80")], b"{}").await;
+    assert_eq!(status, 403, "@connections");
+    // Its own page and plain clients still work.
+    assert!(wsctl_tests::dev::http_get(&token_url).await.contains("token"));
+    let own = format!("http://{}", base.trim_start_matches("http://"));
+    assert_eq!(wsctl_tests::dev::http_with(&token_url, "GET", &[("Origin", own.as_str())], b"").await.0, 200);
+
+    // Neither function logged a token, at TRACE.
+    let logs = dev.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("authorizer") && logs.contains("connect"), "the functions' logs are captured");
+    let signature = presence_only.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "a token's signature appears in the logs");
+    // Nor the secret the authorizer read from SSM.
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("local", "local", None, None, "test"))
+        .endpoint_url(dev.base())
+        .build();
+    let got = aws_sdk_ssm::Client::from_conf(conf).get_parameter().name("/wsctl/chat/dev/token-secret").with_decryption(true).send().await.expect("secret");
+    let secret = got.parameter.and_then(|p| p.value).expect("value");
+    assert!(!logs.contains(&secret), "the secret appears in the logs");
+}

@@ -108,6 +108,10 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
 }
 
 impl Rig {
+    pub(crate) fn moto_url(&self) -> String {
+        self._moto.url()
+    }
+
     /// Waits until no handed-off invocation is running.
     pub(crate) async fn settle(&self) {
         let mut quiet = 0;

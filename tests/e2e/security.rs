@@ -270,3 +270,243 @@ async fn a_publishers_numbered_burst_is_stored_in_its_order() {
     let serials: HashSet<u64> = stored.iter().map(|m| m.serial).collect();
     assert_eq!(serials.len(), 100);
 }
+
+/// An identity provider on loopback: its discovery document and key set, which the test can
+/// swap (a key rotation); counts the requests it serves.
+struct Provider {
+    url: String,
+    jwks: std::sync::Arc<std::sync::Mutex<Value>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Provider {
+    async fn start(jwks: Value) -> Provider {
+        use http_body_util::Full;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (keys, requests) = (std::sync::Arc::new(std::sync::Mutex::new(jwks)), std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+        let (k, r, base) = (keys.clone(), requests.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (keys, requests, base) = (k.clone(), r.clone(), base.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let body = match req.uri().path() {
+                            "/.well-known/openid-configuration" => json!({"issuer": base, "jwks_uri": format!("{base}/keys")}),
+                            "/keys" => keys.lock().unwrap().clone(),
+                            _ => Value::Null,
+                        };
+                        let status = if body.is_null() { 404 } else { 200 };
+                        async move { hyper::Response::builder().status(status).body(Full::new(bytes::Bytes::from(body.to_string()))) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Provider { url, jwks: keys, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
+    use std::time::Duration;
+    use wsctl_functions::auth::{OidcPolicy, SecretKeys};
+    use wsctl_functions::handlers::authorizer::{self, Authorizer, Fetch, jwks_cache, secret_cache};
+
+    let keys: Value = serde_json::from_str(include_str!("../../functions/common/testdata/oidc-test-keys.json")).unwrap();
+    let provider = Provider::start(keys["jwks"].clone()).await;
+    let policy = OidcPolicy {
+        issuer: provider.url.clone(),
+        audience: "chat-app".into(),
+        capabilities_claim: Some("wsctl".into()),
+        default_capabilities: serde_json::from_value(json!({"lobby": ["subscribe"]})).unwrap(),
+    };
+    let fetch: Fetch<SecretKeys> = std::sync::Arc::new(|| Box::pin(async { SecretKeys::new("0123456789abcdef0123456789abcdef") }));
+    // Discovery, no configured URL; a short refetch interval so the test need not wait 30 s.
+    let auth = Authorizer {
+        secrets: secret_cache(fetch),
+        audience: None,
+        oidc: Some((policy, jwks_cache(provider.url.clone(), None, Duration::from_secs(3600), Duration::from_millis(300)))),
+    };
+    let sign = |kid: &str, pem: &str, extra: Value| {
+        let mut claims = json!({"sub": "ana@idp", "exp": wsctl_functions::auth::now() + 600, "iss": provider.url, "aud": ["chat-app", "other"]});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
+    };
+    let old_pem = keys["rsa_private_pem"].as_str().unwrap();
+    let new_pem = keys["rsa2_private_pem"].as_str().unwrap();
+    let context = |token: String| {
+        let auth = &auth;
+        async move {
+            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token))).await.expect("a policy");
+            let v = serde_json::to_value(&r).unwrap();
+            let effect = v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string();
+            (effect, v["context"].clone())
+        }
+    };
+
+    // The first token fetches the discovery document and the key set; later ones use the cache.
+    let (effect, ctx) = context(sign("rsa-1", old_pem, json!({}))).await;
+    assert_eq!((effect.as_str(), &ctx["user"]), ("Allow", &json!("ana@idp")));
+    assert_eq!(ctx["cap"], json!(r#"{"lobby":["subscribe"]}"#), "no capabilities claim: the configured default");
+    let (effect, ctx) = context(sign("rsa-1", old_pem, json!({"wsctl": ["room-*:subscribe,publish"]}))).await;
+    assert_eq!((effect.as_str(), &ctx["cap"]), ("Allow", &json!(r#"{"room-*":["subscribe","publish"]}"#)));
+    assert_eq!(provider.requests(), 2, "discovery + keys, once");
+
+    // The provider rotates to a new key and signs with it: one refetch, and it passes.
+    *provider.jwks.lock().unwrap() = keys["rotated_jwks"].clone();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(context(sign("rsa-2", new_pem, json!({}))).await.0, "Allow");
+    assert_eq!(provider.requests(), 4);
+    // The retired key is gone from the set; a flood of unknown key ids costs at most one fetch.
+    assert_eq!(context(sign("rsa-1", old_pem, json!({}))).await.0, "Deny");
+    for i in 0..20 {
+        assert_eq!(context(sign(&format!("forged-{i}"), old_pem, json!({}))).await.0, "Deny");
+    }
+    assert!(provider.requests() <= 6, "{} requests", provider.requests());
+    // Tokens without the configured audience or issuer are refused.
+    assert_eq!(context(sign("rsa-2", new_pem, json!({"aud": "someone-else"}))).await.0, "Deny");
+    assert_eq!(context(sign("rsa-2", new_pem, json!({"iss": "https://evil.example.com"}))).await.0, "Deny");
+}
+
+/// Globs as a test oracle, written apart from the library's: `*` is any run of characters.
+fn glob(pattern: &[char], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some(('*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        Some((c, rest)) => text.split_first().is_some_and(|(t, tail)| t == c && glob(rest, tail)),
+    }
+}
+
+/// A random grant × frame × channel, and whether the grant covers what the frame needs.
+#[derive(Debug, Clone)]
+struct Case {
+    caps: std::collections::BTreeMap<String, Vec<String>>,
+    frame: Value,
+}
+
+fn case_strategy() -> impl proptest::strategy::Strategy<Value = Case> {
+    use proptest::prelude::*;
+    let channel = prop_oneof![
+        Just("room-1".to_string()),
+        Just("room-2".to_string()),
+        Just("lobby".to_string()),
+        Just("admin".to_string()),
+        Just("".to_string()),
+        Just("a#b".to_string()),
+        Just("room-\u{200B}1".to_string()),
+        Just("\u{202E}1-moor".to_string()),
+        Just("é".repeat(129)),
+        proptest::collection::vec(any::<char>(), 0..12).prop_map(|c| c.into_iter().collect::<String>()),
+    ];
+    let glob = prop_oneof![Just("*"), Just("room-*"), Just("room-1"), Just("lobby"), Just("a*"), Just("*-2"), Just("admin")];
+    let ops = proptest::sample::subsequence(vec!["subscribe", "publish", "presence", "history"], 0..=4);
+    let caps = proptest::collection::btree_map(glob.prop_map(str::to_string), ops.prop_map(|o| o.into_iter().map(str::to_string).collect()), 0..3);
+    let action = prop_oneof![Just("subscribe"), Just("unsubscribe"), Just("publish"), Just("history"), Just("presence"), Just("ping"), Just("dance")];
+    let extra = prop_oneof![
+        Just(json!({})),
+        Just(json!({"since": 0})),
+        Just(json!({"rewind": 5})),
+        Just(json!({"rewind": 100000})),
+        Just(json!({"limit": 3})),
+        Just(json!({"data": {"t": "hi"}})),
+        Just(json!({"data": 1, "id": "same-id"})),
+        Just(json!({"data": 1, "id": "x".repeat(200)})),
+        Just(json!({"data": 1, "seq": 1})),
+        Just(json!({"enter": {"name": "n"}})),
+        Just(json!({"enter": true})),
+        Just(json!({"enter": {"bio": "x".repeat(3000)}})),
+        Just(json!({"leave": true})),
+        Just(json!({"after": "zzz"})),
+        Just(json!({"bogus": 1})),
+    ];
+    (caps, action, channel, extra).prop_map(|(caps, action, channel, extra)| {
+        let mut frame = json!({"action": action, "channel": channel});
+        for (k, v) in extra.as_object().unwrap() {
+            frame[k] = v.clone();
+        }
+        Case { caps, frame }
+    })
+}
+
+impl Case {
+    /// The grants this frame needs, read off the frame itself.
+    fn needs(&self) -> Vec<&'static str> {
+        let f = &self.frame;
+        match f["action"].as_str().unwrap() {
+            "subscribe" if f.get("since").is_some() || f.get("rewind").is_some() => vec!["subscribe", "history"],
+            "subscribe" => vec!["subscribe"],
+            "publish" => vec!["publish"],
+            "history" => vec!["history"],
+            "presence" => vec!["presence"],
+            _ => vec![],
+        }
+    }
+
+    fn granted(&self) -> bool {
+        let channel: Vec<char> = self.frame["channel"].as_str().unwrap().chars().collect();
+        self.needs().iter().all(|op| self.caps.iter().any(|(g, ops)| ops.iter().any(|o| o == op) && glob(&g.chars().collect::<Vec<_>>(), &channel)))
+    }
+}
+
+#[test]
+fn no_frame_outside_its_grant_has_an_effect() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rig = runtime.block_on(rig(5000));
+    // Every DynamoDB call of the handlers goes through a recording proxy; hand-offs are
+    // recorded, not run.
+    let proxy = wsctl_tests::proxy::Proxy::start(&rig.moto_url());
+    let handed_off = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let mut ctx = rig.ctx.clone();
+    ctx.store.db = aws_sdk_dynamodb::Client::new(&runtime.block_on(wsctl_tests::sdk(&proxy.url())));
+    let sink = handed_off.clone();
+    ctx.publish = wsctl_functions::Invoker::Local(std::sync::Arc::new(move |p| {
+        sink.lock().unwrap().push(p);
+        Ok(())
+    }));
+    for c in ["sender", "bystander"] {
+        rig.server.connect(c);
+    }
+    runtime.block_on(send(&rig, "bystander", &json!({"action": "subscribe", "channel": "room-1"}), ALL));
+    let cases = std::env::var("WSCTL_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let (refused, allowed) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    runner
+        .run(&case_strategy(), |case| {
+            let cap = serde_json::to_string(&case.caps).unwrap();
+            rig.server.clear();
+            proxy.clear();
+            handed_off.lock().unwrap().clear();
+            let e = event("$default", "MESSAGE", "sender", Some(&case.frame.to_string()), &cap);
+            runtime.block_on(handlers::message::handle(&ctx, &e));
+            let posts = rig.server.posts();
+            let answer: Value = posts.iter().find(|(c, _)| c == "sender").map(|(_, b)| serde_json::from_str(b).unwrap()).unwrap_or(Value::Null);
+            proptest::prop_assert_ne!(&answer["code"], &json!("internal"), "{:?} → {}", case, answer);
+            let parsed = wsctl_functions::protocol::parse(&case.frame.to_string()).is_ok();
+            if parsed && case.granted() {
+                allowed.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            refused.fetch_add(1, Ordering::Relaxed);
+            let code = answer["code"].as_str().unwrap_or_default();
+            proptest::prop_assert!(["forbidden", "bad_request", "too_large", "unknown_action"].contains(&code), "{:?} → {}", case, answer);
+            proptest::prop_assert_eq!(posts.len(), 1, "one answer to the sender and nothing to anyone else: {:?} → {:?}", case, posts);
+            proptest::prop_assert!(proxy.calls().is_empty(), "{:?} reached the store: {:?}", case, proxy.calls());
+            proptest::prop_assert!(handed_off.lock().unwrap().is_empty(), "{:?} was handed to the fan-out", case);
+            Ok(())
+        })
+        .unwrap();
+    let (refused, allowed) = (refused.into_inner(), allowed.into_inner());
+    assert!(refused > cases as usize / 4 && allowed > cases as usize / 10, "both sides exercised: {refused} refused, {allowed} allowed");
+}

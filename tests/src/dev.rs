@@ -147,11 +147,18 @@ pub async fn http_get(url: &str) -> String {
 
 /// Any request; `(status, body)`.
 pub async fn http(url: &str, method: &str, body: &[u8]) -> (u16, String) {
+    http_with(url, method, &[], body).await
+}
+
+/// Any request with extra headers; a `Host` among them replaces the URL's.
+pub async fn http_with(url: &str, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let name = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")).map_or(host, |(_, v)| *v);
+    let extra: String = headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("host")).map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {name}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     // Read by Content-Length: not every server closes the connection when asked to.

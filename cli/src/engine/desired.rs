@@ -352,3 +352,45 @@ fn camel(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authorizer_gets_its_token_settings_and_reserved_concurrency_reaches_the_spec() {
+        let text = include_str!("../../../templates/wsctl.yaml")
+            .replace("  # audience: chat", "  audience: chat")
+            .replace("    # reserved_concurrency: 100", "    reserved_concurrency: 100")
+            + "\n";
+        let mut config = Config::parse(std::path::Path::new("wsctl.yaml"), &text).unwrap();
+        config.authorizer.as_mut().unwrap().oidc = Some(crate::config::OidcConfig {
+            issuer: "https://id.example.com/".into(),
+            audience: "chat-app".into(),
+            jwks_url: None,
+            capabilities_claim: Some("cap".into()),
+            default_capabilities: BTreeMap::from([("room-*".to_string(), vec!["subscribe".to_string()])]),
+        });
+        let target = Target { account: "123456789012".into(), region: "eu-west-1".into(), api_id: Some("abc".into()) };
+        let specs = desired(&config, &target, &BTreeMap::new());
+        let function = |name: &str| {
+            specs
+                .iter()
+                .find_map(|s| match s {
+                    Spec::Function(f) if f.name.ends_with(name) => Some(f.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let env = function("-authorizer").environment;
+        assert_eq!(env.get("TOKEN_AUDIENCE").map(String::as_str), Some("chat"));
+        assert_eq!(env.get("OIDC_ISSUER").map(String::as_str), Some("https://id.example.com/"));
+        assert_eq!(env.get("OIDC_AUDIENCE").map(String::as_str), Some("chat-app"));
+        assert_eq!(env.get("OIDC_CAPABILITIES_CLAIM").map(String::as_str), Some("cap"));
+        assert_eq!(env.get("OIDC_DEFAULT_CAPABILITIES").map(String::as_str), Some(r#"{"room-*":["subscribe"]}"#));
+        assert!(!env.contains_key("OIDC_JWKS_URL"), "discovery by default");
+        assert!(!function("-message").environment.keys().any(|k| k.starts_with("OIDC_") || k == "TOKEN_AUDIENCE"), "only the authorizer");
+        assert_eq!(function("-publish").reserved_concurrency, Some(100));
+        assert_eq!(function("-message").reserved_concurrency, None);
+    }
+}

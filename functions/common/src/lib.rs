@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod fanout;
+#[cfg(test)]
+mod fuzz;
 pub mod handlers;
 pub mod http;
 pub mod protocol;

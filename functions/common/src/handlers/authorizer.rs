@@ -114,7 +114,7 @@ impl Authorizer {
                     None => Default::default(),
                 };
                 let policy = OidcPolicy { issuer: issuer.clone(), audience, capabilities_claim: env("OIDC_CAPABILITIES_CLAIM"), default_capabilities };
-                Some((policy, jwks_cache(issuer, env("OIDC_JWKS_URL"))))
+                Some((policy, jwks_cache(issuer, env("OIDC_JWKS_URL"), JWKS_TTL, JWKS_MIN_INTERVAL)))
             }
             _ => None,
         };
@@ -155,9 +155,13 @@ pub fn secret_cache(fetch: Fetch<SecretKeys>) -> KeyCache<SecretKeys> {
     KeyCache::new(fetch, Duration::from_secs(300), Duration::from_secs(10))
 }
 
-/// An issuer's key set from `jwks_url`, or from the `jwks_uri` of its discovery document:
-/// kept an hour, refetched at most every 30 s for an unknown key id.
-pub fn jwks_cache(issuer: String, jwks_url: Option<String>) -> KeyCache<JwkSet> {
+/// How long an issuer's key set is kept, and how often at most an unknown key id may make
+/// the authorizer fetch it again (providers publish a new key before signing with it).
+pub const JWKS_TTL: Duration = Duration::from_secs(3600);
+pub const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// An issuer's key set from `jwks_url`, or from the `jwks_uri` of its discovery document.
+pub fn jwks_cache(issuer: String, jwks_url: Option<String>, ttl: Duration, min_interval: Duration) -> KeyCache<JwkSet> {
     let fetch: Fetch<JwkSet> = Arc::new(move || {
         let (issuer, jwks_url) = (issuer.clone(), jwks_url.clone());
         Box::pin(async move {
@@ -172,7 +176,7 @@ pub fn jwks_cache(issuer: String, jwks_url: Option<String>) -> KeyCache<JwkSet> 
             serde_json::from_value(crate::http::get_json(&url).await?).map_err(|e| format!("{url} is not a JWKS: {e}"))
         })
     });
-    KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_secs(30))
+    KeyCache::new(fetch, ttl, min_interval)
 }
 
 /// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403. The token

@@ -20,14 +20,7 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
     let frames = match protocol::parse(body) {
-        Err(e) => {
-            // A numbered publish refused before it could be read still takes its turn, so
-            // the ones after it do not wait for it.
-            if let Some(seq) = serde_json::from_str::<Value>(body).ok().and_then(|v| v.get("seq").and_then(Value::as_u64)) {
-                advance(ctx, &connection, seq).await;
-            }
-            vec![ServerFrame::Error(e)]
-        }
+        Err(e) => vec![ServerFrame::Error(e)],
         Ok(frame) => match identity(ctx, event, &connection).await {
             Ok((user, caps)) => act(ctx, &connection, &user, &caps, &frame).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, action = frame.action(), "store failed");
@@ -98,10 +91,9 @@ pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerF
 
 /// The frames to send back to the sender, in order.
 async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame: &ClientFrame) -> Result<Vec<ServerFrame>, StoreError> {
+    // A refused frame touches nothing, not even the publish order: a numbered publish after
+    // it waits out `SEQ_WAIT` once and goes on.
     if let Err(refused) = authorize(caps, frame) {
-        if let ClientFrame::Publish { seq: Some(seq), .. } = frame {
-            advance(ctx, connection, *seq).await;
-        }
         return Ok(vec![refused]);
     }
     let store = &ctx.store;
