@@ -77,18 +77,20 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
             }
             // Each asynchronous invocation is its own request; `copies` > 1 plays a caller
             // whose hand-off reached Lambda several times.
-            for _ in 0..copies.load(Ordering::SeqCst) {
-                let ctx = slot.get().expect("context set").clone();
-                let inflight = inflight.clone();
-                inflight.fetch_add(1, Ordering::SeqCst);
-                let request = format!("req-{}", requests.fetch_add(1, Ordering::SeqCst));
-                let payload = payload.clone();
-                tokio::spawn(async move {
-                    let result = publish::handle(&ctx, payload, &request).await;
+            // The copies run one after another: moto's conditional writes are not atomic
+            // under concurrency (DynamoDB's are), and a retried hand-off reaches Lambda later
+            // than the first anyway.
+            let ctx = slot.get().expect("context set").clone();
+            let inflight = inflight.clone();
+            inflight.fetch_add(1, Ordering::SeqCst);
+            let requests: Vec<String> = (0..copies.load(Ordering::SeqCst)).map(|_| format!("req-{}", requests.fetch_add(1, Ordering::SeqCst))).collect();
+            tokio::spawn(async move {
+                for request in requests {
+                    let result = publish::handle(&ctx, payload.clone(), &request).await;
                     assert!(result.is_ok(), "{result:?}");
-                    inflight.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
+                }
+                inflight.fetch_sub(1, Ordering::SeqCst);
+            });
             Ok(())
         }))
     };

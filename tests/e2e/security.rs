@@ -412,26 +412,37 @@ fn case_strategy() -> impl proptest::strategy::Strategy<Value = Case> {
     let glob = prop_oneof![Just("*"), Just("room-*"), Just("room-1"), Just("lobby"), Just("a*"), Just("*-2"), Just("admin")];
     let ops = proptest::sample::subsequence(vec!["subscribe", "publish", "presence", "history"], 0..=4);
     let caps = proptest::collection::btree_map(glob.prop_map(str::to_string), ops.prop_map(|o| o.into_iter().map(str::to_string).collect()), 0..3);
-    let action = prop_oneof![Just("subscribe"), Just("unsubscribe"), Just("publish"), Just("history"), Just("presence"), Just("ping"), Just("dance")];
-    let extra = prop_oneof![
-        Just(json!({})),
-        Just(json!({"since": 0})),
-        Just(json!({"rewind": 5})),
-        Just(json!({"rewind": 100000})),
-        Just(json!({"limit": 3})),
-        Just(json!({"data": {"t": "hi"}})),
-        Just(json!({"data": 1, "id": "same-id"})),
-        Just(json!({"data": 1, "id": "x".repeat(200)})),
-        Just(json!({"data": 1, "seq": 1})),
-        Just(json!({"enter": {"name": "n"}})),
-        Just(json!({"enter": true})),
-        Just(json!({"enter": {"bio": "x".repeat(3000)}})),
-        Just(json!({"leave": true})),
-        Just(json!({"after": "zzz"})),
-        Just(json!({"bogus": 1})),
-    ];
-    (caps, action, channel, extra).prop_map(|(caps, action, channel, extra)| {
+    // Mostly well-formed frames of each action (so the grant decides), some malformed ones.
+    let frame = proptest::sample::select(vec![
+        ("subscribe", json!({})),
+        ("subscribe", json!({"since": 0})),
+        ("subscribe", json!({"rewind": 5})),
+        ("subscribe", json!({"rewind": 100000})),
+        ("unsubscribe", json!({})),
+        ("publish", json!({"data": {"t": "hi"}})),
+        ("publish", json!({"data": 1, "id": "same-id"})),
+        ("publish", json!({"data": 1, "id": "x".repeat(200)})),
+        ("publish", json!({"data": 1, "seq": 1})),
+        ("history", json!({})),
+        ("history", json!({"since": 0})),
+        ("history", json!({"limit": 3})),
+        ("history", json!({"limit": 5000})),
+        ("presence", json!({})),
+        ("presence", json!({"enter": {"name": "n"}})),
+        ("presence", json!({"enter": true})),
+        ("presence", json!({"enter": {"bio": "x".repeat(3000)}})),
+        ("presence", json!({"leave": true})),
+        ("presence", json!({"after": "zzz"})),
+        ("ping", json!({})),
+        ("dance", json!({})),
+        ("subscribe", json!({"data": 1})),
+        ("publish", json!({"enter": true})),
+    ]);
+    (caps, frame, channel).prop_map(|(caps, (action, extra), channel)| {
         let mut frame = json!({"action": action, "channel": channel});
+        if action == "ping" {
+            frame = json!({"action": "ping"});
+        }
         for (k, v) in extra.as_object().unwrap() {
             frame[k] = v.clone();
         }
@@ -454,7 +465,7 @@ impl Case {
     }
 
     fn granted(&self) -> bool {
-        let channel: Vec<char> = self.frame["channel"].as_str().unwrap().chars().collect();
+        let channel: Vec<char> = self.frame["channel"].as_str().unwrap_or_default().chars().collect();
         self.needs().iter().all(|op| self.caps.iter().any(|(g, ops)| ops.iter().any(|o| o == op) && glob(&g.chars().collect::<Vec<_>>(), &channel)))
     }
 }
@@ -508,5 +519,5 @@ fn no_frame_outside_its_grant_has_an_effect() {
         })
         .unwrap();
     let (refused, allowed) = (refused.into_inner(), allowed.into_inner());
-    assert!(refused > cases as usize / 4 && allowed > cases as usize / 10, "both sides exercised: {refused} refused, {allowed} allowed");
+    assert!(refused > cases as usize / 4 && allowed > cases as usize / 20, "both sides exercised: {refused} refused, {allowed} allowed");
 }
