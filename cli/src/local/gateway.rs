@@ -601,10 +601,12 @@ fn dispatch(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) {
         let _ = conn.tx.try_send(error_frame("Forbidden", &conn.origin.connection_id, &request_id));
         return;
     };
+    // Queued here, in the order the frames arrived; only the wait for the result is spawned.
+    let event = events::message(&conn.origin, &route_key, &body, base64, conn.authorizer.as_ref(), events::epoch_ms());
+    let result = route.pool.submit(Bytes::from(event.to_string()));
     let (gw, conn) = (gw.clone(), conn.clone());
     tokio::spawn(async move {
-        let event = events::message(&conn.origin, &route_key, &body, base64, conn.authorizer.as_ref(), events::epoch_ms());
-        let outcome = tokio::time::timeout(route.timeout, route.pool.invoke(Bytes::from(event.to_string()))).await;
+        let outcome = tokio::time::timeout(route.timeout, result).await;
         let text = match outcome {
             Ok(Ok(_)) => return,
             Ok(Err(f)) => {

@@ -135,15 +135,27 @@ impl Pool {
 
     /// Runs one event and waits for its result (a `RequestResponse` invocation).
     pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Outcome {
+        self.submit(payload).await
+    }
+
+    /// Queues one event now and returns its result to wait for: events submitted one after
+    /// another start in that order, as API Gateway starts a connection's frames in the order
+    /// they arrive (the work itself then runs concurrently).
+    pub fn submit(self: &Arc<Self>, payload: Bytes) -> impl std::future::Future<Output = Outcome> + use<> {
         let (reply, result) = oneshot::channel();
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         let request_id = super::events::request_id(n);
         self.counts.lock().unwrap().queued += 1;
-        if self.queue.send(Job { request_id, payload, reply }).is_err() {
-            return Err(Failure::Stopped);
+        let queued = self.queue.send(Job { request_id, payload, reply }).is_ok();
+        if queued {
+            self.scale();
         }
-        self.scale();
-        result.await.unwrap_or(Err(Failure::Stopped))
+        async move {
+            if !queued {
+                return Err(Failure::Stopped);
+            }
+            result.await.unwrap_or(Err(Failure::Stopped))
+        }
     }
 
     /// Starts processes while events wait and no process is free to take them.
