@@ -341,6 +341,49 @@ async fn publish_and_token_from_the_command_line() {
         got += c.drain(Duration::from_millis(700)).await.iter().filter(|v| v["direct"] == true).count();
     }
     assert_eq!(got, 1, "exactly one client has the direct message");
+
+    // `wsctl secret rotate`: new tokens are signed with the new key, older ones pass for the
+    // grace period.
+    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "secret", "rotate", "--grace", "1h"]);
+    assert_eq!(code, 0, "{err}");
+    let rotated: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(rotated["previous_valid_until"].as_u64().expect("until") > wsctl_functions::auth::now() + 3500, "{rotated}");
+    let (code, fresh, err) = wsctl(&dev, &config, &["token", "--user", "fresh"]);
+    assert_eq!(code, 0, "{err}");
+    let fresh = fresh.trim().to_string();
+    assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(), rotated["key_id"].as_str(), "signed with the new key");
+    // A warm authorizer re-reads the secret for a key it has not seen, at most every 10 s.
+    let started = std::time::Instant::now();
+    let mut with_new = loop {
+        match Client::connect(&format!("{}?token={fresh}", dev.field("url"))).await {
+            Ok(c) => break c,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("a token of the new key is refused: {e:?}"),
+        }
+    };
+    with_new.send(json!({"action": "ping"})).await;
+    with_new.expect("pong", is("pong"), T).await;
+    Client::connect(&format!("{}?token={}", dev.field("url"), token.trim())).await.expect("a token of the previous key, within the grace period");
+    assert_eq!(wsctl(&dev, &config, &["token", "--user", "server"]).0, 2, "`server` is reserved");
+
+    // A secret too short to be an HS256 key is refused, with the way out; a rotation replaces it.
+    let conf = aws_sdk_ssm::Config::builder()
+        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("local", "local", None, None, "test"))
+        .endpoint_url(dev.base())
+        .build();
+    let ssm = aws_sdk_ssm::Client::from_conf(conf);
+    ssm.put_parameter().name("/wsctl/chat/dev/token-secret").value("too-short").r#type(aws_sdk_ssm::types::ParameterType::SecureString).overwrite(true).send().await.expect("overwrite");
+    let (code, _, err) = wsctl(&dev, &config, &["token"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 32") && err.contains("wsctl secret rotate"), "{err}");
+    let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "0s"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(wsctl(&dev, &config, &["token"]).0, 0);
 }
 
 /// DynamoDB in the emulator, through the dev gateway's AWS endpoint.

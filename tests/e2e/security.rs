@@ -521,3 +521,52 @@ fn no_frame_outside_its_grant_has_an_effect() {
     let (refused, allowed) = (refused.into_inner(), allowed.into_inner());
     assert!(refused > cases as usize / 4 && allowed > cases as usize / 20, "both sides exercised: {refused} refused, {allowed} allowed");
 }
+
+#[tokio::test]
+async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
+    use wsctl_functions::handlers::authorizer::{self, Authorizer, Fetch, KeyCache};
+
+    let (v1, v2, v3) = ("1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333");
+    // What SSM holds; `wsctl secret rotate` rewrites it.
+    let stored = Arc::new(Mutex::new(v1.to_string()));
+    let source = stored.clone();
+    let fetch: Fetch<SecretKeys> = Arc::new(move || {
+        let value = source.lock().unwrap().clone();
+        Box::pin(async move { SecretKeys::parse(&value) })
+    });
+    let auth = Authorizer { secrets: KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_millis(200)), audience: None, oidc: None };
+    let token = |key: &str| mint(key.as_bytes(), &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)));
+    let effect = |token: String| {
+        let auth = &auth;
+        async move {
+            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token))).await.unwrap();
+            serde_json::to_value(&r).unwrap()["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string()
+        }
+    };
+    let old = token(v1);
+    assert_eq!(effect(old.clone()).await, "Allow");
+
+    // Rotated with an hour's grace: the new key's first token makes the warm authorizer
+    // re-read the secret; tokens of the old key keep passing.
+    let rotated = SecretKeys::parse(v1).unwrap().rotate(v2, Duration::from_secs(3600)).unwrap();
+    *stored.lock().unwrap() = rotated.clone();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(effect(token(v2)).await, "Allow");
+    assert_eq!(effect(old.clone()).await, "Allow", "within the grace period");
+    assert_eq!(auth.secrets.fetches().await, 2);
+
+    // Rotated again without grace: once re-read, the first key is refused.
+    *stored.lock().unwrap() = SecretKeys::parse(&rotated).unwrap().rotate(v3, Duration::ZERO).unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(effect(token(v3)).await, "Allow");
+    assert_eq!(effect(old).await, "Deny");
+    assert_eq!(effect(token(v2)).await, "Deny", "a rotation without grace retires the key at once");
+    // A secret too short to be an HS256 key is never used: the authorizer denies rather than
+    // verify with it.
+    *stored.lock().unwrap() = "short".into();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(effect(token("short")).await, "Deny");
+}

@@ -1,6 +1,6 @@
 //! `wsctl secret rotate`: a fresh key for client tokens. Tokens minted afterwards are signed
 //! with it; tokens signed with the old key keep passing until the grace period ends. Warm
-//! authorizers learn the new key the first time a token names it (and within 5 minutes
+//! authorizers learn the new key the first time a token names it (and within a minute
 //! regardless).
 
 use serde_json::json;

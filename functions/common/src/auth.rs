@@ -337,11 +337,10 @@ fn check_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<(), TokenEr
     {
         return Err(TokenError::Invalid("the key is not published for signatures (`use`)".into()));
     }
-    let matches = match (alg, &jwk.common.key_algorithm) {
-        (_, None) => true,
-        (Algorithm::RS256, Some(KeyAlgorithm::RS256)) | (Algorithm::ES256, Some(KeyAlgorithm::ES256)) => true,
-        _ => false,
-    };
+    let matches = matches!(
+        (alg, &jwk.common.key_algorithm),
+        (_, None) | (Algorithm::RS256, Some(KeyAlgorithm::RS256)) | (Algorithm::ES256, Some(KeyAlgorithm::ES256))
+    );
     let kind = match (&jwk.algorithm, alg) {
         (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
         (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,

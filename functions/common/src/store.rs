@@ -148,24 +148,36 @@ impl Store {
     /// subscribed stays so: presence alone never receives the channel's messages.
     pub async fn enter_presence(&self, channel: &str, connection: &str, user: &str, member: &Value) -> Result<(), StoreError> {
         let t = &self.tables.subscriptions;
-        self.db
-            .update_item()
-            .table_name(t)
-            .key("channel", s(channel))
-            .key("connection", s(connection))
-            .update_expression("SET #u = :u, #t = :t, present = :p, #m = :m, #l = if_not_exists(#l, :f)")
-            .expression_attribute_names("#u", "user")
-            .expression_attribute_names("#t", "ttl")
-            .expression_attribute_names("#m", "member")
-            .expression_attribute_names("#l", "listening")
-            .expression_attribute_values(":u", s(user))
-            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
-            .expression_attribute_values(":p", AttributeValue::Bool(true))
-            .expression_attribute_values(":m", s(member.to_string()))
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .send()
-            .await
-            .map_err(err("UpdateItem", t))?;
+        // An existing item keeps whatever it says of `listening` (absent: subscribed); only a
+        // new one is created as presence alone.
+        for new_item in [false, true] {
+            let mut update = "SET #u = :u, #t = :t, present = :p, #m = :m".to_string();
+            let mut req = self
+                .db
+                .update_item()
+                .table_name(t)
+                .key("channel", s(channel))
+                .key("connection", s(connection))
+                .expression_attribute_names("#u", "user")
+                .expression_attribute_names("#t", "ttl")
+                .expression_attribute_names("#m", "member")
+                .expression_attribute_values(":u", s(user))
+                .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
+                .expression_attribute_values(":p", AttributeValue::Bool(true))
+                .expression_attribute_values(":m", s(member.to_string()));
+            if new_item {
+                // A subscribe that created the item meanwhile wins: `if_not_exists` keeps it.
+                update.push_str(", #l = if_not_exists(#l, :f)");
+                req = req.expression_attribute_names("#l", "listening").expression_attribute_values(":f", AttributeValue::Bool(false));
+            } else {
+                req = req.condition_expression("attribute_exists(#c)").expression_attribute_names("#c", "connection");
+            }
+            match req.update_expression(update).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if !new_item && e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(err("UpdateItem", t)(e)),
+            }
+        }
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! `$connect` REQUEST authorizer: verifies `?token=`, allows `$connect` of this API only, and
 //! hands the user and capabilities on as the connection's context.
 //!
-//! Keys are cached for the life of the process and refreshed: the stack's secret every few
-//! minutes (so a rotation reaches warm authorizers) and the OIDC issuer's key set on its TTL.
+//! Keys are cached for the life of the process and refreshed: the stack's secret every minute
+//! (so a rotation reaches warm authorizers) and the OIDC issuer's key set on its TTL.
 //! A token naming a key the cache does not hold triggers one refresh, at most once per
 //! interval, so forged key ids cannot make the authorizer hammer SSM or the issuer.
 
@@ -150,9 +150,10 @@ impl Authorizer {
     }
 }
 
-/// The stack's secret: re-read every 5 minutes, and at most every 10 s for an unknown key id.
+/// The stack's secret: re-read every minute (so a retired key stops passing within one), and
+/// at most every 10 s for an unknown key id.
 pub fn secret_cache(fetch: Fetch<SecretKeys>) -> KeyCache<SecretKeys> {
-    KeyCache::new(fetch, Duration::from_secs(300), Duration::from_secs(10))
+    KeyCache::new(fetch, Duration::from_secs(60), Duration::from_secs(10))
 }
 
 /// How long an issuer's key set is kept, and how often at most an unknown key id may make
