@@ -10,12 +10,23 @@ use crate::output::Format;
 
 /// Deploy and run serverless WebSocket applications on AWS: API Gateway, Lambda, DynamoDB.
 #[derive(Debug, Parser)]
-#[command(name = "wsctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "wsctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// The stack's config file.
-    #[arg(long, short = 'c', global = true, env = "WSCTL_CONFIG", default_value = "wsctl.yaml")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "WSCTL_CONFIG",
+        default_value = "wsctl.yaml"
+    )]
     pub config: PathBuf,
     #[command(flatten)]
     pub aws: AwsArgs,
@@ -119,7 +130,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 10m or 2h"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 10m or 2h"))?;
     let ms = match unit {
         "ms" => n,
         "" | "s" => n * 1000,
@@ -150,7 +163,11 @@ pub struct TokenArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PublishArgs {
     /// The channel: the message is stored under its next serial and sent to every subscriber.
-    #[arg(long, required_unless_present = "connection", conflicts_with = "connection")]
+    #[arg(
+        long,
+        required_unless_present = "connection",
+        conflicts_with = "connection"
+    )]
     pub channel: Option<String>,
     /// One connection id: the data goes straight to it through @connections (not stored).
     #[arg(long)]
@@ -192,7 +209,9 @@ pub struct GcArgs {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.01..=10_000.0).contains(&r) => Ok(r),
-        _ => Err(format!("{s:?}: give a number of publishes per second between 0.01 and 10000")),
+        _ => Err(format!(
+            "{s:?}: give a number of publishes per second between 0.01 and 10000"
+        )),
     }
 }
 

@@ -29,15 +29,29 @@ pub struct Artifact {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("cargo-lambda is not installed (`cargo lambda --version` failed: {0})\nhint: install it with `pip install cargo-lambda` (brings zig for cross-compiling) or `cargo install --locked cargo-lambda`")]
+    #[error(
+        "cargo-lambda is not installed (`cargo lambda --version` failed: {0})\nhint: install it with `pip install cargo-lambda` (brings zig for cross-compiling) or `cargo install --locked cargo-lambda`"
+    )]
     NoCargoLambda(String),
-    #[error("the Rust target {triple} is not installed, and {arch} functions need it\nhint: run `rustup target add {triple}`, or build for this machine with `--arch host`")]
+    #[error(
+        "the Rust target {triple} is not installed, and {arch} functions need it\nhint: run `rustup target add {triple}`, or build for this machine with `--arch host`"
+    )]
     MissingTarget { triple: &'static str, arch: Arch },
-    #[error("{path} is not a Cargo crate ({detail})\nhint: `crate:` in wsctl.yaml must point at a directory with a Cargo.toml, relative to wsctl.yaml")]
+    #[error(
+        "{path} is not a Cargo crate ({detail})\nhint: `crate:` in wsctl.yaml must point at a directory with a Cargo.toml, relative to wsctl.yaml"
+    )]
     NotACrate { path: PathBuf, detail: String },
-    #[error("crate {krate} has no binary named `{bin}`; it has: {available}\nhint: set `bin:` for this function in wsctl.yaml")]
-    NoSuchBin { krate: String, bin: String, available: String },
-    #[error("building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for arm64, cargo-lambda needs zig (`pip install ziglang`)")]
+    #[error(
+        "crate {krate} has no binary named `{bin}`; it has: {available}\nhint: set `bin:` for this function in wsctl.yaml"
+    )]
+    NoSuchBin {
+        krate: String,
+        bin: String,
+        available: String,
+    },
+    #[error(
+        "building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for arm64, cargo-lambda needs zig (`pip install ziglang`)"
+    )]
     Failed { bin: String, arch: Arch, code: i32 },
     #[error("{0}")]
     Io(String),
@@ -70,11 +84,19 @@ fn triple(arch: Arch) -> &'static str {
 
 /// Builds every function of `config` (for `arch` when given, else each function's own).
 /// Functions sharing a crate, binary and architecture are built once.
-pub fn build_all(config: &Config, arch: Option<Arch>, quiet: bool) -> Result<BTreeMap<String, Artifact>, BuildError> {
+pub fn build_all(
+    config: &Config,
+    arch: Option<Arch>,
+    quiet: bool,
+) -> Result<BTreeMap<String, Artifact>, BuildError> {
     let version = Command::new("cargo").args(["lambda", "--version"]).output();
     match version {
         Ok(out) if out.status.success() => {}
-        Ok(out) => return Err(BuildError::NoCargoLambda(String::from_utf8_lossy(&out.stderr).trim().to_string())),
+        Ok(out) => {
+            return Err(BuildError::NoCargoLambda(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
         Err(e) => return Err(BuildError::NoCargoLambda(e.to_string())),
     }
     let mut built: BTreeMap<(PathBuf, String, Arch), Artifact> = BTreeMap::new();
@@ -99,12 +121,20 @@ pub fn existing(config: &Config) -> BTreeMap<String, Artifact> {
     let mut out = BTreeMap::new();
     for (logical, f) in &config.functions {
         let arch = config.arch_of(f).resolve();
-        let Ok(krate) = inspect(&f.crate_path, f.bin.as_deref()) else { continue };
+        let Ok(krate) = inspect(&f.crate_path, f.bin.as_deref()) else {
+            continue;
+        };
         let zip = zip_path(&krate, arch);
         if let Ok(bytes) = std::fs::read(&zip) {
             out.insert(
                 logical.clone(),
-                Artifact { sha256: sha256_b64(&bytes), bytes: bytes.len() as u64, zip, architecture: arch.lambda_name().into(), rebuilt: false },
+                Artifact {
+                    sha256: sha256_b64(&bytes),
+                    bytes: bytes.len() as u64,
+                    zip,
+                    architecture: arch.lambda_name().into(),
+                    rebuilt: false,
+                },
             );
         }
     }
@@ -121,30 +151,55 @@ struct Crate {
 fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
-        return Err(BuildError::NotACrate { path: dir.to_path_buf(), detail: "no Cargo.toml".into() });
+        return Err(BuildError::NotACrate {
+            path: dir.to_path_buf(),
+            detail: "no Cargo.toml".into(),
+        });
     }
     let out = Command::new("cargo")
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
         .map_err(io("running cargo metadata"))?;
     if !out.status.success() {
-        return Err(BuildError::NotACrate { path: dir.to_path_buf(), detail: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(BuildError::NotACrate {
+            path: dir.to_path_buf(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| BuildError::Io(format!("cargo metadata: {e}")))?;
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| BuildError::Io(format!("cargo metadata: {e}")))?;
     let canonical = manifest.canonicalize().map_err(io(manifest.display()))?;
     let package = meta["packages"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|p| p["manifest_path"].as_str().map(PathBuf::from).is_some_and(|m| m == canonical))
-        .ok_or_else(|| BuildError::NotACrate { path: dir.to_path_buf(), detail: "cargo metadata does not list it".into() })?;
+        .find(|p| {
+            p["manifest_path"]
+                .as_str()
+                .map(PathBuf::from)
+                .is_some_and(|m| m == canonical)
+        })
+        .ok_or_else(|| BuildError::NotACrate {
+            path: dir.to_path_buf(),
+            detail: "cargo metadata does not list it".into(),
+        })?;
     let name = package["name"].as_str().unwrap_or_default().to_string();
     let bins: Vec<String> = package["targets"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
         .filter_map(|t| t["name"].as_str().map(str::to_string))
         .collect();
     let bin = match bin {
@@ -153,20 +208,42 @@ fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
         None => name.clone(),
     };
     if !bins.contains(&bin) {
-        let available = if bins.is_empty() { "no binaries".to_string() } else { bins.join(", ") };
-        return Err(BuildError::NoSuchBin { krate: name, bin, available });
+        let available = if bins.is_empty() {
+            "no binaries".to_string()
+        } else {
+            bins.join(", ")
+        };
+        return Err(BuildError::NoSuchBin {
+            krate: name,
+            bin,
+            available,
+        });
     }
     let target_dir = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"));
-    Ok(Crate { manifest, name, bin, target_dir })
+    Ok(Crate {
+        manifest,
+        name,
+        bin,
+        target_dir,
+    })
 }
 
 fn zip_path(krate: &Crate, arch: Arch) -> PathBuf {
-    krate.target_dir.join("wsctl").join(arch.lambda_name()).join(format!("{}.zip", krate.bin))
+    krate
+        .target_dir
+        .join("wsctl")
+        .join(arch.lambda_name())
+        .join(format!("{}.zip", krate.bin))
 }
 
 fn target_installed(triple: &str) -> bool {
-    match Command::new("rustup").args(["target", "list", "--installed"]).output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == triple),
+    match Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == triple),
         // Without rustup the toolchain's own targets decide; let cargo report it.
         _ => true,
     }
@@ -185,10 +262,21 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     lock.lock().map_err(io("locking the build directory"))?;
 
     let mut cmd = Command::new("cargo");
-    cmd.args(["lambda", "build", "--profile", PROFILE, "--output-format", "binary", "--target", triple, "--bin", &krate.bin])
-        .arg("--manifest-path")
-        .arg(&krate.manifest)
-        .envs(PROFILE_SETTINGS.iter().copied());
+    cmd.args([
+        "lambda",
+        "build",
+        "--profile",
+        PROFILE,
+        "--output-format",
+        "binary",
+        "--target",
+        triple,
+        "--bin",
+        &krate.bin,
+    ])
+    .arg("--manifest-path")
+    .arg(&krate.manifest)
+    .envs(PROFILE_SETTINGS.iter().copied());
     if host {
         // Native builds need no zig.
         cmd.args(["--compiler", "cargo"]);
@@ -198,21 +286,41 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     }
     let status = cmd.status().map_err(io("running cargo lambda"))?;
     if !status.success() {
-        return Err(BuildError::Failed { bin: krate.bin.clone(), arch, code: status.code().unwrap_or(-1) });
+        return Err(BuildError::Failed {
+            bin: krate.bin.clone(),
+            arch,
+            code: status.code().unwrap_or(-1),
+        });
     }
     // Where cargo-lambda leaves the binary, whatever the target; zipped right away, under the lock.
-    let binary = krate.target_dir.join("lambda").join(&krate.bin).join("bootstrap");
-    let program = std::fs::read(&binary).map_err(io(format!("reading {} (built from {})", binary.display(), krate.name)))?;
-    let zip = reproducible_zip(&program).map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
+    let binary = krate
+        .target_dir
+        .join("lambda")
+        .join(&krate.bin)
+        .join("bootstrap");
+    let program = std::fs::read(&binary).map_err(io(format!(
+        "reading {} (built from {})",
+        binary.display(),
+        krate.name
+    )))?;
+    let zip = reproducible_zip(&program)
+        .map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
     let path = zip_path(krate, arch);
     let rebuilt = std::fs::read(&path).ok().as_deref() != Some(zip.as_slice());
     if rebuilt {
-        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(io(path.display()))?;
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .map_err(io(path.display()))?;
         let tmp = path.with_extension("zip.tmp");
         std::fs::write(&tmp, &zip).map_err(io(tmp.display()))?;
         std::fs::rename(&tmp, &path).map_err(io(path.display()))?;
     }
-    Ok(Artifact { sha256: sha256_b64(&zip), bytes: zip.len() as u64, zip: path, architecture: arch.lambda_name().into(), rebuilt })
+    Ok(Artifact {
+        sha256: sha256_b64(&zip),
+        bytes: zip.len() as u64,
+        zip: path,
+        architecture: arch.lambda_name().into(),
+        rebuilt,
+    })
 }
 
 fn triple_of_host() -> &'static str {
@@ -245,7 +353,10 @@ mod tests {
         let a = reproducible_zip(b"\x7fELF program").unwrap();
         let b = reproducible_zip(b"\x7fELF program").unwrap();
         assert_eq!(a, b);
-        assert_ne!(sha256_b64(&a), sha256_b64(&reproducible_zip(b"other").unwrap()));
+        assert_ne!(
+            sha256_b64(&a),
+            sha256_b64(&reproducible_zip(b"other").unwrap())
+        );
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
         let entry = archive.by_name("bootstrap").unwrap();
         assert_eq!(entry.unix_mode().unwrap() & 0o777, 0o755);

@@ -20,7 +20,9 @@ pub const LOG_RETENTION_DAYS: &[u32] = &[
 ];
 const SPECIAL_ROUTES: &[&str] = &["$connect", "$disconnect", "$default"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     Arm64,
@@ -196,7 +198,10 @@ pub struct Throttling {
 
 impl Default for Throttling {
     fn default() -> Self {
-        Throttling { burst: default_burst(), rate: default_rate() }
+        Throttling {
+            burst: default_burst(),
+            rate: default_rate(),
+        }
     }
 }
 
@@ -240,12 +245,20 @@ pub struct Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}\nhint: run `wsctl init` to write a commented wsctl.yaml, or pass --config PATH")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot read {path}: {source}\nhint: run `wsctl init` to write a commented wsctl.yaml, or pass --config PATH"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{}", render_problems(path, problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
@@ -271,25 +284,39 @@ impl KeyAttr {
             Some((n, k)) => (n, k),
             None => (spec, "S"),
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
             return Err(format!(
                 "`{spec}` is not a key attribute; write `name` (string) or `name:N` / `name:B`"
             ));
         }
         if !["S", "N", "B"].contains(&kind) {
-            return Err(format!("`{spec}` has type `{kind}`; allowed types are S, N and B"));
+            return Err(format!(
+                "`{spec}` has type `{kind}`; allowed types are S, N and B"
+            ));
         }
-        Ok(KeyAttr { name: name.into(), kind: kind.into() })
+        Ok(KeyAttr {
+            name: name.into(),
+            kind: kind.into(),
+        })
     }
 }
 
 impl Config {
     /// Reads and validates `path`. Relative crate paths are resolved against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut config = Config::parse(path, &text)?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         for function in config.functions.values_mut() {
             if function.crate_path.is_relative() {
                 function.crate_path = base.join(&function.crate_path);
@@ -299,13 +326,18 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let problems = config.problems();
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid { path: path.to_path_buf(), problems })
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
         }
     }
 
@@ -320,20 +352,40 @@ impl Config {
         let mut bad = |field: String, message: String| out.push(Problem { field, message });
 
         if !is_name(&self.stack, 20) {
-            bad("stack".into(), format!("`{}` is not allowed: use 1-20 characters, lower-case letters, digits and `-`, starting with a letter", self.stack));
+            bad(
+                "stack".into(),
+                format!(
+                    "`{}` is not allowed: use 1-20 characters, lower-case letters, digits and `-`, starting with a letter",
+                    self.stack
+                ),
+            );
         }
         if !is_name(&self.stage, 16) {
-            bad("stage".into(), format!("`{}` is not allowed: use 1-16 characters, lower-case letters, digits and `-`, starting with a letter", self.stage));
+            bad(
+                "stage".into(),
+                format!(
+                    "`{}` is not allowed: use 1-16 characters, lower-case letters, digits and `-`, starting with a letter",
+                    self.stage
+                ),
+            );
         }
         if let Some(region) = &self.region {
             let ok = region.split('-').count() >= 3
-                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !ok {
-                bad("region".into(), format!("`{region}` is not an AWS region name such as `eu-west-1`"));
+                bad(
+                    "region".into(),
+                    format!("`{region}` is not an AWS region name such as `eu-west-1`"),
+                );
             }
         }
         if self.functions.is_empty() {
-            bad("functions".into(), "at least one function is required".into());
+            bad(
+                "functions".into(),
+                "at least one function is required".into(),
+            );
         }
         for (name, f) in &self.functions {
             let at = format!("functions.{name}");
@@ -341,95 +393,208 @@ impl Config {
                 bad(at.clone(), "function names use 1-24 characters, lower-case letters, digits and `-`, starting with a letter".into());
             }
             if !(128..=10240).contains(&f.memory) {
-                bad(format!("{at}.memory"), format!("{} MB is out of range: Lambda allows 128 to 10240", f.memory));
+                bad(
+                    format!("{at}.memory"),
+                    format!(
+                        "{} MB is out of range: Lambda allows 128 to 10240",
+                        f.memory
+                    ),
+                );
             }
             if !(1..=900).contains(&f.timeout) {
-                bad(format!("{at}.timeout"), format!("{} s is out of range: Lambda allows 1 to 900", f.timeout));
+                bad(
+                    format!("{at}.timeout"),
+                    format!("{} s is out of range: Lambda allows 1 to 900", f.timeout),
+                );
             }
             for key in f.environment.keys() {
                 let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    bad(format!("{at}.environment.{key}"), "variable names use letters, digits and `_`, starting with a letter".into());
+                    bad(
+                        format!("{at}.environment.{key}"),
+                        "variable names use letters, digits and `_`, starting with a letter".into(),
+                    );
                 } else if key.starts_with("AWS_") || key.starts_with("WSCTL_") {
                     bad(format!("{at}.environment.{key}"), "names starting with AWS_ or WSCTL_ are reserved (wsctl sets WSCTL_* itself)".into());
                 }
             }
             for table in f.tables.keys() {
                 if !self.tables.contains_key(table) {
-                    bad(format!("{at}.tables.{table}"), format!("no table `{table}` is declared under `tables`; declared: {}", list(self.tables.keys())));
+                    bad(
+                        format!("{at}.tables.{table}"),
+                        format!(
+                            "no table `{table}` is declared under `tables`; declared: {}",
+                            list(self.tables.keys())
+                        ),
+                    );
                 }
             }
             for target in &f.invoke {
                 if !self.functions.contains_key(target) {
-                    bad(format!("{at}.invoke"), format!("no function `{target}`; declared: {}", list(self.functions.keys())));
+                    bad(
+                        format!("{at}.invoke"),
+                        format!(
+                            "no function `{target}`; declared: {}",
+                            list(self.functions.keys())
+                        ),
+                    );
                 }
             }
             if f.reserved_concurrency.is_some_and(|n| n > 10_000) {
-                bad(format!("{at}.reserved_concurrency"), "at most 10000 (and below the account's concurrency limit, 1000 by default)".into());
+                bad(
+                    format!("{at}.reserved_concurrency"),
+                    "at most 10000 (and below the account's concurrency limit, 1000 by default)"
+                        .into(),
+                );
             }
             if f.bin.as_deref().is_some_and(str::is_empty) {
-                bad(format!("{at}.bin"), "must not be empty; omit it to use the crate's name".into());
+                bad(
+                    format!("{at}.bin"),
+                    "must not be empty; omit it to use the crate's name".into(),
+                );
             }
         }
         if self.routes.is_empty() {
-            bad("routes".into(), "at least one route is required, e.g. `$default: message`".into());
+            bad(
+                "routes".into(),
+                "at least one route is required, e.g. `$default: message`".into(),
+            );
         }
         for (key, function) in &self.routes {
             let at = format!("routes.{key}");
             if key.starts_with('$') {
                 if !SPECIAL_ROUTES.contains(&key.as_str()) {
-                    bad(at.clone(), format!("`{key}` is not a route key: the only keys starting with `$` are $connect, $disconnect and $default"));
+                    bad(
+                        at.clone(),
+                        format!(
+                            "`{key}` is not a route key: the only keys starting with `$` are $connect, $disconnect and $default"
+                        ),
+                    );
                 }
             } else if key.is_empty()
                 || key.len() > 128
-                || !key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
             {
-                bad(at.clone(), format!("`{key}` is not a route key: use 1-128 letters, digits, `_`, `-`, `.` or `:` (it is matched against the `action` field of a frame)"));
+                bad(
+                    at.clone(),
+                    format!(
+                        "`{key}` is not a route key: use 1-128 letters, digits, `_`, `-`, `.` or `:` (it is matched against the `action` field of a frame)"
+                    ),
+                );
             }
             if !self.functions.contains_key(function) {
-                bad(at, format!("no function `{function}`; declared: {}", list(self.functions.keys())));
+                bad(
+                    at,
+                    format!(
+                        "no function `{function}`; declared: {}",
+                        list(self.functions.keys())
+                    ),
+                );
             }
         }
-        if !self.route_selection_expression.starts_with("$request.body.") {
-            bad("route_selection_expression".into(), format!("`{}` is not allowed: it must select a body field, e.g. `$request.body.action`", self.route_selection_expression));
+        if !self
+            .route_selection_expression
+            .starts_with("$request.body.")
+        {
+            bad(
+                "route_selection_expression".into(),
+                format!(
+                    "`{}` is not allowed: it must select a body field, e.g. `$request.body.action`",
+                    self.route_selection_expression
+                ),
+            );
         }
         if let Some(auth) = &self.authorizer {
             if !self.functions.contains_key(&auth.function) {
-                bad("authorizer.function".into(), format!("no function `{}`; declared: {}", auth.function, list(self.functions.keys())));
+                bad(
+                    "authorizer.function".into(),
+                    format!(
+                        "no function `{}`; declared: {}",
+                        auth.function,
+                        list(self.functions.keys())
+                    ),
+                );
             }
             if !self.routes.contains_key("$connect") {
-                bad("authorizer".into(), "an authorizer runs on `$connect`, so `routes` must have a `$connect` route".into());
+                bad(
+                    "authorizer".into(),
+                    "an authorizer runs on `$connect`, so `routes` must have a `$connect` route"
+                        .into(),
+                );
             }
             if auth.identity_source.is_empty() {
-                bad("authorizer.identity_source".into(), format!("at least one source is required, e.g. `{DEFAULT_IDENTITY_SOURCE}`"));
+                bad(
+                    "authorizer.identity_source".into(),
+                    format!("at least one source is required, e.g. `{DEFAULT_IDENTITY_SOURCE}`"),
+                );
             }
             for source in &auth.identity_source {
-                let ok = ["route.request.querystring.", "route.request.header.", "stageVariables.", "context."]
-                    .iter()
-                    .any(|p| source.starts_with(p) && source.len() > p.len());
+                let ok = [
+                    "route.request.querystring.",
+                    "route.request.header.",
+                    "stageVariables.",
+                    "context.",
+                ]
+                .iter()
+                .any(|p| source.starts_with(p) && source.len() > p.len());
                 if !ok {
-                    bad("authorizer.identity_source".into(), format!("`{source}` is not an identity source: use route.request.querystring.NAME or route.request.header.NAME"));
+                    bad(
+                        "authorizer.identity_source".into(),
+                        format!(
+                            "`{source}` is not an identity source: use route.request.querystring.NAME or route.request.header.NAME"
+                        ),
+                    );
                 }
             }
             if auth.audience.as_deref().is_some_and(str::is_empty) {
-                bad("authorizer.audience".into(), "must not be empty; omit it to accept tokens without `aud`".into());
+                bad(
+                    "authorizer.audience".into(),
+                    "must not be empty; omit it to accept tokens without `aud`".into(),
+                );
             }
             if let Some(oidc) = &auth.oidc {
-                let url = |u: &str| u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost");
+                let url = |u: &str| {
+                    u.starts_with("https://")
+                        || u.starts_with("http://127.0.0.1")
+                        || u.starts_with("http://localhost")
+                };
                 if !url(&oidc.issuer) {
-                    bad("authorizer.oidc.issuer".into(), format!("`{}` is not an https:// URL (the `iss` of the provider's tokens)", oidc.issuer));
+                    bad(
+                        "authorizer.oidc.issuer".into(),
+                        format!(
+                            "`{}` is not an https:// URL (the `iss` of the provider's tokens)",
+                            oidc.issuer
+                        ),
+                    );
                 }
                 if oidc.audience.is_empty() {
-                    bad("authorizer.oidc.audience".into(), "required: the `aud` the provider puts in tokens for this application".into());
+                    bad(
+                        "authorizer.oidc.audience".into(),
+                        "required: the `aud` the provider puts in tokens for this application"
+                            .into(),
+                    );
                 }
                 if let Some(u) = &oidc.jwks_url
                     && !url(u)
                 {
-                    bad("authorizer.oidc.jwks_url".into(), format!("`{u}` is not an https:// URL"));
+                    bad(
+                        "authorizer.oidc.jwks_url".into(),
+                        format!("`{u}` is not an https:// URL"),
+                    );
                 }
-                if oidc.capabilities_claim.as_deref().is_some_and(str::is_empty) {
-                    bad("authorizer.oidc.capabilities_claim".into(), "must not be empty; omit it to give every user `default_capabilities`".into());
+                if oidc
+                    .capabilities_claim
+                    .as_deref()
+                    .is_some_and(str::is_empty)
+                {
+                    bad(
+                        "authorizer.oidc.capabilities_claim".into(),
+                        "must not be empty; omit it to give every user `default_capabilities`"
+                            .into(),
+                    );
                 }
                 for (glob, ops) in &oidc.default_capabilities {
                     let rule = format!("{glob}:{}", ops.join(","));
@@ -444,13 +609,22 @@ impl Config {
             if !is_name(name, 24) {
                 bad(at.clone(), "table names use 1-24 characters, lower-case letters, digits and `-`, starting with a letter".into());
             }
-            let mut keys = vec![(format!("{at}.partition_key"), Some(&t.partition_key)), (format!("{at}.sort_key"), t.sort_key.as_ref())];
+            let mut keys = vec![
+                (format!("{at}.partition_key"), Some(&t.partition_key)),
+                (format!("{at}.sort_key"), t.sort_key.as_ref()),
+            ];
             for (index, i) in &t.indexes {
                 if !is_name(index, 32) {
                     bad(format!("{at}.indexes.{index}"), "index names use lower-case letters, digits and `-`, starting with a letter".into());
                 }
-                keys.push((format!("{at}.indexes.{index}.partition_key"), Some(&i.partition_key)));
-                keys.push((format!("{at}.indexes.{index}.sort_key"), i.sort_key.as_ref()));
+                keys.push((
+                    format!("{at}.indexes.{index}.partition_key"),
+                    Some(&i.partition_key),
+                ));
+                keys.push((
+                    format!("{at}.indexes.{index}.sort_key"),
+                    i.sort_key.as_ref(),
+                ));
             }
             let mut types: BTreeMap<String, String> = BTreeMap::new();
             for (field, spec) in keys {
@@ -461,29 +635,63 @@ impl Config {
                         if let Some(prev) = types.insert(k.name.clone(), k.kind.clone())
                             && prev != k.kind
                         {
-                            bad(field, format!("attribute `{}` is used as {} elsewhere in this table; one attribute has one type", k.name, prev));
+                            bad(
+                                field,
+                                format!(
+                                    "attribute `{}` is used as {} elsewhere in this table; one attribute has one type",
+                                    k.name, prev
+                                ),
+                            );
                         }
                     }
                 }
             }
             if t.ttl_attribute.is_empty() {
-                bad(format!("{at}.ttl_attribute"), "must name the attribute holding the expiry (epoch seconds), e.g. `ttl`".into());
+                bad(
+                    format!("{at}.ttl_attribute"),
+                    "must name the attribute holding the expiry (epoch seconds), e.g. `ttl`".into(),
+                );
             }
         }
         if self.throttling.burst < 0 || self.throttling.burst > 5000 {
-            bad("throttling.burst".into(), format!("{} is out of range: 0 to 5000 (the account's burst limit)", self.throttling.burst));
+            bad(
+                "throttling.burst".into(),
+                format!(
+                    "{} is out of range: 0 to 5000 (the account's burst limit)",
+                    self.throttling.burst
+                ),
+            );
         }
         if !(0.0..=10000.0).contains(&self.throttling.rate) {
-            bad("throttling.rate".into(), format!("{} is out of range: 0 to 10000 requests/s (the account's limit)", self.throttling.rate));
+            bad(
+                "throttling.rate".into(),
+                format!(
+                    "{} is out of range: 0 to 10000 requests/s (the account's limit)",
+                    self.throttling.rate
+                ),
+            );
         }
         if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
-            bad("log_retention_days".into(), format!("{} is not a CloudWatch Logs retention; allowed: {}", self.log_retention_days, list(LOG_RETENTION_DAYS.iter())));
+            bad(
+                "log_retention_days".into(),
+                format!(
+                    "{} is not a CloudWatch Logs retention; allowed: {}",
+                    self.log_retention_days,
+                    list(LOG_RETENTION_DAYS.iter())
+                ),
+            );
         }
         for (key, value) in &self.tags {
             if key.starts_with("wsctl:") || key.starts_with("aws:") {
-                bad(format!("tags.{key}"), "keys starting with `wsctl:` or `aws:` are reserved".into());
+                bad(
+                    format!("tags.{key}"),
+                    "keys starting with `wsctl:` or `aws:` are reserved".into(),
+                );
             } else if key.is_empty() || key.len() > 128 || value.len() > 256 {
-                bad(format!("tags.{key}"), "tag keys are 1-128 characters and values at most 256".into());
+                bad(
+                    format!("tags.{key}"),
+                    "tag keys are 1-128 characters and values at most 256".into(),
+                );
             }
         }
         out
@@ -500,7 +708,11 @@ fn is_name(s: &str, max: usize) -> bool {
 
 fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     let v: Vec<String> = items.map(|i| i.to_string()).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -540,7 +752,8 @@ tables:
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = Config::parse(Path::new("wsctl.yaml"), &format!("{GOOD}colour: blue\n")).unwrap_err();
+        let err =
+            Config::parse(Path::new("wsctl.yaml"), &format!("{GOOD}colour: blue\n")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("colour"), "{text}");
         assert!(text.contains("wsctl.yaml"), "{text}");
@@ -548,16 +761,21 @@ tables:
 
     #[test]
     fn wrong_type_is_a_parse_error() {
-        let err = Config::parse(Path::new("w.yaml"), &GOOD.replace("memory: 256", "memory: lots")).unwrap_err();
+        let err = Config::parse(
+            Path::new("w.yaml"),
+            &GOOD.replace("memory: 256", "memory: lots"),
+        )
+        .unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("lots"), "{err}");
     }
 
     #[test]
     fn every_problem_is_reported_with_its_field() {
-        let text = GOOD
-            .replace("memory: 256", "memory: 64")
-            .replace("sendmessage: message", "$sendmessage: message\n  ok: nowhere");
+        let text = GOOD.replace("memory: 256", "memory: 64").replace(
+            "sendmessage: message",
+            "$sendmessage: message\n  ok: nowhere",
+        );
         let p = problems(&text);
         let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
         assert!(fields.contains(&"functions.message.memory"), "{p:?}");
@@ -568,22 +786,38 @@ tables:
 
     #[test]
     fn key_types_and_references_are_checked() {
-        let text = GOOD.replace("read-write", "read-write, history: read").replace("serial:N", "serial:X");
+        let text = GOOD
+            .replace("read-write", "read-write, history: read")
+            .replace("serial:N", "serial:X");
         let p = problems(&text);
-        assert!(p.iter().any(|p| p.field == "functions.connect.tables.history"), "{p:?}");
-        assert!(p.iter().any(|p| p.field == "tables.connections.sort_key" && p.message.contains("S, N and B")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.field == "functions.connect.tables.history"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.field == "tables.connections.sort_key"
+                    && p.message.contains("S, N and B")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn authorizer_needs_a_connect_route() {
-        let text = GOOD.replace("  $connect: connect\n", "") + "authorizer: { function: connect }\n";
+        let text =
+            GOOD.replace("  $connect: connect\n", "") + "authorizer: { function: connect }\n";
         let p = problems(&text);
         assert!(p.iter().any(|p| p.field == "authorizer"), "{p:?}");
     }
 
     #[test]
     fn the_init_template_is_a_valid_config() {
-        let c = Config::parse(Path::new("wsctl.yaml"), include_str!("../../templates/wsctl.yaml")).unwrap();
+        let c = Config::parse(
+            Path::new("wsctl.yaml"),
+            include_str!("../../templates/wsctl.yaml"),
+        )
+        .unwrap();
         assert_eq!(c.functions.len(), 5);
         assert_eq!(c.authorizer.unwrap().function, "authorizer");
     }
@@ -596,15 +830,31 @@ tables:
             .lines()
             .map(|l| {
                 let t = l.trim_start();
-                let optional = ["# reserved_concurrency", "# audience", "# oidc", "#   issuer", "#   audience", "#   capabilities_claim", "#   default_capabilities"];
-                if optional.iter().any(|o| t.starts_with(o)) { l.replacen("# ", "", 1) } else { l.to_string() }
+                let optional = [
+                    "# reserved_concurrency",
+                    "# audience",
+                    "# oidc",
+                    "#   issuer",
+                    "#   audience",
+                    "#   capabilities_claim",
+                    "#   default_capabilities",
+                ];
+                if optional.iter().any(|o| t.starts_with(o)) {
+                    l.replacen("# ", "", 1)
+                } else {
+                    l.to_string()
+                }
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let c = Config::parse(Path::new("wsctl.yaml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c =
+            Config::parse(Path::new("wsctl.yaml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let auth = c.authorizer.unwrap();
         let oidc = auth.oidc.expect("oidc");
-        assert_eq!((auth.audience.as_deref(), oidc.audience.as_str()), (Some("chat"), "chat-app"));
+        assert_eq!(
+            (auth.audience.as_deref(), oidc.audience.as_str()),
+            (Some("chat"), "chat-app")
+        );
         assert_eq!(c.functions["publish"].reserved_concurrency, Some(100));
     }
 
@@ -613,14 +863,26 @@ tables:
         let text = GOOD.to_string()
             + "authorizer:\n  function: connect\n  audience: ''\n  oidc:\n    issuer: ftp://id\n    audience: ''\n    jwks_url: http://id.example.com/keys\n    default_capabilities: { 'room-*': [subscribe, dance] }\n";
         let fields: Vec<String> = problems(&text).into_iter().map(|p| p.field).collect();
-        for f in ["authorizer.audience", "authorizer.oidc.issuer", "authorizer.oidc.audience", "authorizer.oidc.jwks_url", "authorizer.oidc.default_capabilities.room-*"] {
+        for f in [
+            "authorizer.audience",
+            "authorizer.oidc.issuer",
+            "authorizer.oidc.audience",
+            "authorizer.oidc.jwks_url",
+            "authorizer.oidc.default_capabilities.room-*",
+        ] {
             assert!(fields.iter().any(|x| x == f), "{f} not in {fields:?}");
         }
     }
 
     #[test]
     fn key_attr_parses_types() {
-        assert_eq!(KeyAttr::parse("pk").unwrap(), KeyAttr { name: "pk".into(), kind: "S".into() });
+        assert_eq!(
+            KeyAttr::parse("pk").unwrap(),
+            KeyAttr {
+                name: "pk".into(),
+                kind: "S".into()
+            }
+        );
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
         assert!(KeyAttr::parse(":N").is_err());
     }

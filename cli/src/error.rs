@@ -55,11 +55,17 @@ pub enum Error {
 }
 
 fn list(ids: &[ResourceId]) -> String {
-    ids.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
+    ids.iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn failures(f: &[(ResourceId, AwsError)]) -> String {
-    f.iter().map(|(id, e)| format!("  - {id}: {e}")).collect::<Vec<_>>().join("\n")
+    f.iter()
+        .map(|(id, e)| format!("  - {id}: {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {

@@ -15,7 +15,10 @@ use clap::Parser;
 fn main() {
     let cli = args::Cli::parse();
     let printer = output::Printer::new(cli.output, cli.verbose, cli.quiet, cli.no_progress);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

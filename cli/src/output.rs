@@ -27,7 +27,11 @@ impl Printer {
     pub fn new(format: Format, verbose: u8, quiet: bool, no_progress: bool) -> Printer {
         let verbosity = if quiet { -1 } else { verbose.min(3) as i8 };
         let progress = !no_progress && !quiet && std::io::stderr().is_terminal();
-        Printer { format, verbosity, progress }
+        Printer {
+            format,
+            verbosity,
+            progress,
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -47,7 +51,10 @@ impl Printer {
     }
 
     pub fn result_json(&self, value: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
     }
 
     /// A counter of work with no known total (a terminal only): `{pos} {unit}, {msg}`.
@@ -55,7 +62,10 @@ impl Printer {
         self.progress.then(|| {
             let bar = ProgressBar::new_spinner();
             let template = format!("{{spinner}} {{pos}} {unit}, {{msg}} {{elapsed}}");
-            bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         })
@@ -71,7 +81,10 @@ impl Printer {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Reporter { bar, lines: !self.progress && self.verbosity >= 0 }
+        Reporter {
+            bar,
+            lines: !self.progress && self.verbosity >= 0,
+        }
     }
 }
 
@@ -101,7 +114,12 @@ impl Reporter {
     pub fn end(&self, change: &Change, ok: bool, elapsed: Duration) {
         let (todo, _, done) = verb(&change.action);
         let line = if ok {
-            format!("{:>3} {done} {} ({:.1} s)", change.action.symbol(), change.id, elapsed.as_secs_f64())
+            format!(
+                "{:>3} {done} {} ({:.1} s)",
+                change.action.symbol(),
+                change.id,
+                elapsed.as_secs_f64()
+            )
         } else {
             format!("  ! failed to {todo} {}", change.id)
         };

@@ -15,15 +15,22 @@ use tokio_tungstenite::tungstenite::Message;
 use wsctl_tests::dev::Dev;
 use wsctl_tests::root;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn raise_fd_limit() {
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -34,7 +41,12 @@ fn raise_fd_limit() {
 /// Resident memory of a process, in MB.
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -43,9 +55,17 @@ fn descendants_matching(pid: u32, needle: &str) -> Vec<u32> {
     let mut found = Vec::new();
     let mut frontier = vec![pid];
     while let Some(p) = frontier.pop() {
-        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for c in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
                 frontier.push(c);
                 let cmd = std::fs::read_to_string(format!("/proc/{c}/cmdline")).unwrap_or_default();
                 if cmd.contains(needle) {
@@ -89,7 +109,10 @@ async fn open(url: &str, n: usize, parallel: usize) -> (Vec<Ws>, Duration) {
 
 async fn recv_json(ws: &mut Ws) -> Value {
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a frame in time") {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame in time")
+        {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).expect("JSON"),
             Some(Ok(_)) => continue,
             other => panic!("connection ended: {other:?}"),
@@ -98,7 +121,10 @@ async fn recv_json(ws: &mut Ws) -> Value {
 }
 
 /// Spawns a reader per subscriber that reports when each frame satisfying `is_hit` arrives.
-fn readers(subscribers: Vec<Ws>, is_hit: fn(&str) -> Option<u64>) -> mpsc::UnboundedReceiver<(u64, Instant)> {
+fn readers(
+    subscribers: Vec<Ws>,
+    is_hit: fn(&str) -> Option<u64>,
+) -> mpsc::UnboundedReceiver<(u64, Instant)> {
     let (tx, rx) = mpsc::unbounded_channel();
     for mut ws in subscribers {
         let tx = tx.clone();
@@ -116,15 +142,27 @@ fn readers(subscribers: Vec<Ws>, is_hit: fn(&str) -> Option<u64>) -> mpsc::Unbou
 }
 
 /// Publish → the last of `n` subscribers has it, per round.
-async fn fanout_rounds(publisher: &mut Ws, frame: impl Fn(u64) -> String, arrivals: &mut mpsc::UnboundedReceiver<(u64, Instant)>, n: usize, rounds: usize) -> Vec<Duration> {
+async fn fanout_rounds(
+    publisher: &mut Ws,
+    frame: impl Fn(u64) -> String,
+    arrivals: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
+    n: usize,
+    rounds: usize,
+) -> Vec<Duration> {
     let mut out = Vec::new();
     for round in 1..=rounds as u64 {
         let t0 = Instant::now();
-        publisher.send(Message::text(frame(round))).await.expect("publish");
+        publisher
+            .send(Message::text(frame(round)))
+            .await
+            .expect("publish");
         let mut got = 0;
         let mut last = t0;
         while got < n {
-            let (r, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv()).await.expect("every subscriber in time").expect("readers alive");
+            let (r, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+                .await
+                .expect("every subscriber in time")
+                .expect("readers alive");
             if r == round {
                 got += 1;
                 last = at;
@@ -155,7 +193,9 @@ async fn broadcast_server() -> String {
             let _ = stream.set_nodelay(true);
             let tx = tx.clone();
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 let (mut sink, mut stream) = ws.split();
                 let mut rx = tx.subscribe();
                 tokio::spawn(async move {
@@ -185,7 +225,10 @@ async fn run() {
     let pid = dev.pid();
     let url = format!("{}?token={}", dev.field("url"), dev.token("bench").await);
     let base_rss = rss_mb(pid);
-    println!("wsctl dev up in {:.1} s; gateway RSS at rest {base_rss:.1} MB", dev.info["seconds"].as_f64().unwrap_or(0.0));
+    println!(
+        "wsctl dev up in {:.1} s; gateway RSS at rest {base_rss:.1} MB",
+        dev.info["seconds"].as_f64().unwrap_or(0.0)
+    );
 
     // 1. Handshakes per second, each through the authorizer and $connect (moto behind both).
     let warm = 200.min(idle_n);
@@ -194,7 +237,10 @@ async fn run() {
     let (more, took) = open(&url, measured, 64).await;
     conns.extend(more);
     let rate = measured as f64 / took.as_secs_f64();
-    println!("connections accepted: {measured} in {:.2} s = {rate:.0}/s (64 handshakes in flight)", took.as_secs_f64());
+    println!(
+        "connections accepted: {measured} in {:.2} s = {rate:.0}/s (64 handshakes in flight)",
+        took.as_secs_f64()
+    );
 
     // 2. Memory with `idle_n` idle connections.
     let (more, took) = open(&url, idle_n - conns.len(), 64).await;
@@ -214,33 +260,61 @@ async fn run() {
 
     // 3. One publish to `subs_n` subscribers of a channel.
     let mut subscribers: Vec<Ws> = conns.drain(..subs_n).collect();
-    let subscribed = futures::stream::iter(subscribers.iter_mut())
-        .for_each_concurrent(32, |ws| async move {
-            ws.send(Message::text(json!({"action": "subscribe", "channel": "bench"}).to_string())).await.unwrap();
+    let subscribed =
+        futures::stream::iter(subscribers.iter_mut()).for_each_concurrent(32, |ws| async move {
+            ws.send(Message::text(
+                json!({"action": "subscribe", "channel": "bench"}).to_string(),
+            ))
+            .await
+            .unwrap();
             while recv_json(ws).await["type"] != "subscribed" {}
         });
     subscribed.await;
     let mut arrivals = readers(subscribers, |t| {
         let v: Value = serde_json::from_str(t).ok()?;
-        (v["type"] == "message").then(|| v["data"]["round"].as_u64()).flatten()
+        (v["type"] == "message")
+            .then(|| v["data"]["round"].as_u64())
+            .flatten()
     });
     let mut publisher = connect(&url).await;
-    let publish = |round: u64| json!({"action": "publish", "channel": "bench", "data": {"round": round}}).to_string();
+    let publish = |round: u64| {
+        json!({"action": "publish", "channel": "bench", "data": {"round": round}}).to_string()
+    };
     let times = fanout_rounds(&mut publisher, publish, &mut arrivals, subs_n, rounds).await;
-    println!("publish → all {subs_n} subscribers (wsctl dev): median {} of {}", ms(median(times.clone())), times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "));
+    println!(
+        "publish → all {subs_n} subscribers (wsctl dev): median {} of {}",
+        ms(median(times.clone())),
+        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
     drop(conns);
 
     // Baseline in the same run.
     let bare = broadcast_server().await;
     let (subs, _) = open(&bare, subs_n, 64).await;
-    let mut arrivals = readers(subs, |t| serde_json::from_str::<Value>(t).ok()?["round"].as_u64());
+    let mut arrivals = readers(subs, |t| {
+        serde_json::from_str::<Value>(t).ok()?["round"].as_u64()
+    });
     let mut publisher = connect(&bare).await;
-    let times = fanout_rounds(&mut publisher, |round| json!({ "round": round }).to_string(), &mut arrivals, subs_n, rounds).await;
-    println!("publish → all {subs_n} subscribers (bare tokio broadcast server): median {} of {}", ms(median(times.clone())), times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", "));
+    let times = fanout_rounds(
+        &mut publisher,
+        |round| json!({ "round": round }).to_string(),
+        &mut arrivals,
+        subs_n,
+        rounds,
+    )
+    .await;
+    println!(
+        "publish → all {subs_n} subscribers (bare tokio broadcast server): median {} of {}",
+        ms(median(times.clone())),
+        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
 }
 
 fn main() {
     raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }

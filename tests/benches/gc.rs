@@ -53,13 +53,21 @@ impl Dynalite {
         }
         let port = free_port();
         // The library call, not the CLI: the CLI binds every interface.
-        let script = format!("require({:?})({{createTableMs: 0, deleteTableMs: 0}}).listen({port}, '127.0.0.1')", module.display().to_string());
+        let script = format!(
+            "require({:?})({{createTableMs: 0, deleteTableMs: 0}}).listen({port}, '127.0.0.1')",
+            module.display().to_string()
+        );
         let mut cmd = Command::new("node");
-        cmd.args(["-e", &script]).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.args(["-e", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("node is needed to run dynalite");
         wait_for_port(port, "dynalite");
-        Dynalite { url: format!("http://127.0.0.1:{port}"), child }
+        Dynalite {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
     }
 }
 
@@ -74,12 +82,23 @@ impl Drop for Dynalite {
 async fn copy_tables(from: &aws_sdk_dynamodb::Client, to: &aws_sdk_dynamodb::Client) {
     use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection, ProjectionType};
     for name in TABLES {
-        let table = from.describe_table().table_name(name).send().await.expect("describe table").table.expect("table");
+        let table = from
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .expect("describe table")
+            .table
+            .expect("table");
         let indexes: Vec<GlobalSecondaryIndex> = table
             .global_secondary_indexes()
             .iter()
             .map(|g| {
-                let projection = g.projection().cloned().unwrap_or_else(|| Projection::builder().projection_type(ProjectionType::All).build());
+                let projection = g.projection().cloned().unwrap_or_else(|| {
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build()
+                });
                 GlobalSecondaryIndex::builder()
                     .index_name(g.index_name().expect("index name"))
                     .set_key_schema(g.key_schema.clone())
@@ -104,7 +123,9 @@ fn db(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "bench"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "bench",
+        ))
         .endpoint_url(endpoint)
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
@@ -121,25 +142,63 @@ async fn populate(db: &aws_sdk_dynamodb::Client, ids: &[String]) {
             let conns = chunk
                 .iter()
                 .map(|id| {
-                    let item = [("pk", s(id)), ("user", s("bench")), ("connected_at", n(now - 3600)), ("ttl", n(now + 3 * 3600))];
-                    WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item.into_iter().map(|(k, v)| (k.to_string(), v)).collect())).build().unwrap()).build()
+                    let item = [
+                        ("pk", s(id)),
+                        ("user", s("bench")),
+                        ("connected_at", n(now - 3600)),
+                        ("ttl", n(now + 3 * 3600)),
+                    ];
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(
+                                    item.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                                ))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
                 })
                 .collect();
             let subs = chunk
                 .iter()
                 .map(|id| {
-                    let item = [("channel", s("bench")), ("connection", s(id)), ("user", s("bench"))];
-                    WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item.into_iter().map(|(k, v)| (k.to_string(), v)).collect())).build().unwrap()).build()
+                    let item = [
+                        ("channel", s("bench")),
+                        ("connection", s(id)),
+                        ("user", s("bench")),
+                    ];
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(
+                                    item.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                                ))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
                 })
                 .collect();
-            [("chat-dev-connections".to_string(), conns), ("chat-dev-subscriptions".to_string(), subs)]
+            [
+                ("chat-dev-connections".to_string(), conns),
+                ("chat-dev-subscriptions".to_string(), subs),
+            ]
         })
         .collect();
     futures::stream::iter(batches)
         .for_each_concurrent(8, |(table, mut requests)| async move {
             while !requests.is_empty() {
-                let out = db.batch_write_item().request_items(&table, requests).send().await.expect("batch write");
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&table)).unwrap_or_default();
+                let out = db
+                    .batch_write_item()
+                    .request_items(&table, requests)
+                    .send()
+                    .await
+                    .expect("batch write");
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&table))
+                    .unwrap_or_default();
             }
         })
         .await;
@@ -154,44 +213,80 @@ async fn stub(moto: String, dynamo: String, live: Arc<HashSet<String>>, rtt: Dur
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
-            let (moto, dynamo, live, client) = (moto.clone(), dynamo.clone(), live.clone(), client.clone());
+            let (moto, dynamo, live, client) =
+                (moto.clone(), dynamo.clone(), live.clone(), client.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (moto, dynamo, live, client) = (moto.clone(), dynamo.clone(), live.clone(), client.clone());
-                    async move {
-                        if !rtt.is_zero() {
-                            tokio::time::sleep(rtt).await;
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| {
+                        let (moto, dynamo, live, client) =
+                            (moto.clone(), dynamo.clone(), live.clone(), client.clone());
+                        async move {
+                            if !rtt.is_zero() {
+                                tokio::time::sleep(rtt).await;
+                            }
+                            let path = req.uri().path().to_string();
+                            if let Some(id) = path.strip_prefix("/dev/@connections/") {
+                                let id = wsctl_tests::dev::percent_decode(id);
+                                let mut r = if live.contains(&id) {
+                                    Response::new(Full::new(Bytes::from(
+                                        r#"{"connectedAt":"2026-11-25T00:00:00.000Z","identity":{"sourceIp":"127.0.0.1"},"lastActiveAt":"2026-11-25T00:00:00.000Z"}"#,
+                                    )))
+                                } else {
+                                    let mut r = Response::new(Full::new(Bytes::from(
+                                        r#"{"message":"gone"}"#,
+                                    )));
+                                    *r.status_mut() = hyper::StatusCode::GONE;
+                                    r.headers_mut().insert(
+                                        "x-amzn-errortype",
+                                        "GoneException".parse().unwrap(),
+                                    );
+                                    r
+                                };
+                                r.headers_mut()
+                                    .insert("content-type", "application/json".parse().unwrap());
+                                return Ok::<_, Infallible>(r);
+                            }
+                            let to_dynamo = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|t| t.to_str().ok())
+                                .is_some_and(|t| t.starts_with("DynamoDB_"));
+                            let upstream = if to_dynamo { &dynamo } else { &moto };
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let uri = format!(
+                                "{upstream}{}",
+                                parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.as_str())
+                                    .unwrap_or("/")
+                            );
+                            let mut out = Request::builder().method(parts.method).uri(uri);
+                            for (k, v) in &parts.headers {
+                                out = out.header(k, v);
+                            }
+                            let resp = client
+                                .request(out.body(Full::new(body)).unwrap())
+                                .await
+                                .expect("upstream answers");
+                            let (parts, body) = resp.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            Ok(Response::from_parts(parts, Full::new(body)))
                         }
-                        let path = req.uri().path().to_string();
-                        if let Some(id) = path.strip_prefix("/dev/@connections/") {
-                            let id = wsctl_tests::dev::percent_decode(id);
-                            let mut r = if live.contains(&id) {
-                                Response::new(Full::new(Bytes::from(r#"{"connectedAt":"2026-11-25T00:00:00.000Z","identity":{"sourceIp":"127.0.0.1"},"lastActiveAt":"2026-11-25T00:00:00.000Z"}"#)))
-                            } else {
-                                let mut r = Response::new(Full::new(Bytes::from(r#"{"message":"gone"}"#)));
-                                *r.status_mut() = hyper::StatusCode::GONE;
-                                r.headers_mut().insert("x-amzn-errortype", "GoneException".parse().unwrap());
-                                r
-                            };
-                            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
-                            return Ok::<_, Infallible>(r);
-                        }
-                        let to_dynamo = req.headers().get("x-amz-target").and_then(|t| t.to_str().ok()).is_some_and(|t| t.starts_with("DynamoDB_"));
-                        let upstream = if to_dynamo { &dynamo } else { &moto };
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let uri = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-                        let mut out = Request::builder().method(parts.method).uri(uri);
-                        for (k, v) in &parts.headers {
-                            out = out.header(k, v);
-                        }
-                        let resp = client.request(out.body(Full::new(body)).unwrap()).await.expect("upstream answers");
-                        let (parts, body) = resp.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        Ok(Response::from_parts(parts, Full::new(body)))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -203,7 +298,14 @@ async fn count(db: &aws_sdk_dynamodb::Client, table: &str) -> u64 {
     let mut total = 0;
     let mut start = None;
     loop {
-        let out = db.scan().table_name(table).select(aws_sdk_dynamodb::types::Select::Count).set_exclusive_start_key(start).send().await.expect("count scan");
+        let out = db
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("count scan");
         total += out.count as u64;
         start = out.last_evaluated_key;
         if start.is_none() {
@@ -214,9 +316,17 @@ async fn count(db: &aws_sdk_dynamodb::Client, table: &str) -> u64 {
 
 /// After a sweep, exactly the live half is left, in both tables.
 async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usize, live: usize) {
-    assert_eq!(summary["deleted"].as_u64(), Some(stale as u64), "every stale id deleted: {summary}");
+    assert_eq!(
+        summary["deleted"].as_u64(),
+        Some(stale as u64),
+        "every stale id deleted: {summary}"
+    );
     for table in TABLES {
-        assert_eq!(count(db, table).await, live as u64, "{table} holds exactly the live connections");
+        assert_eq!(
+            count(db, table).await,
+            live as u64,
+            "{table} holds exactly the live connections"
+        );
     }
 }
 
@@ -224,9 +334,19 @@ async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usi
 fn gc(endpoint: &str, concurrency: &str) -> (Value, f64, f64) {
     use std::io::Read;
     let mut cmd = Command::new(wsctl_bin());
-    cmd.arg("--config").arg(root().join("wsctl.yaml")).args(["--endpoint-url", endpoint, "--output", "json", "gc", "--concurrency", concurrency]);
+    cmd.arg("--config").arg(root().join("wsctl.yaml")).args([
+        "--endpoint-url",
+        endpoint,
+        "--output",
+        "json",
+        "gc",
+        "--concurrency",
+        concurrency,
+    ]);
     isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
+    cmd.env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1");
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("run gc");
@@ -236,7 +356,10 @@ fn gc(endpoint: &str, concurrency: &str) -> (Value, f64, f64) {
     let mut peak_kb = 0u64;
     let status = loop {
         if let Some(kb) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
         }) {
             peak_kb = peak_kb.max(kb);
         }
@@ -248,13 +371,30 @@ fn gc(endpoint: &str, concurrency: &str) -> (Value, f64, f64) {
     let seconds = started.elapsed().as_secs_f64();
     assert!(status.success(), "gc failed: {status}");
     let mut out = String::new();
-    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read gc output");
-    (serde_json::from_str(&out).expect("gc JSON"), seconds, peak_kb as f64 / 1024.0)
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read gc output");
+    (
+        serde_json::from_str(&out).expect("gc JSON"),
+        seconds,
+        peak_kb as f64 / 1024.0,
+    )
 }
 
 async fn run() {
-    let total: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let rtt = Duration::from_millis(std::env::var("BENCH_RTT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
+    let total: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rtt = Duration::from_millis(
+        std::env::var("BENCH_RTT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
     let moto = dev.field("moto");
     let dynalite = Dynalite::start();
@@ -266,23 +406,37 @@ async fn run() {
     let started = Instant::now();
     populate(&db, &ids).await;
     println!("round trip to every call: {} ms", rtt.as_millis());
-    println!("populated {total} connections + {total} subscriptions in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "populated {total} connections + {total} subscriptions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let endpoint = stub(moto.clone(), dynalite.url.clone(), live.clone(), rtt).await;
 
     let endpoint2 = endpoint.clone();
-    let (parallel, p_secs, p_rss) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32")).await.unwrap();
-    println!("gc (4 scan segments, 32 checks in flight): {parallel} — {p_secs:.1} s wall, peak RSS {p_rss:.0} MB");
+    let (parallel, p_secs, p_rss) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32"))
+        .await
+        .unwrap();
+    println!(
+        "gc (4 scan segments, 32 checks in flight): {parallel} — {p_secs:.1} s wall, peak RSS {p_rss:.0} MB"
+    );
     assert_eq!(parallel["stale"].as_u64(), Some(stale.len() as u64));
     assert_swept(&db, &parallel, stale.len(), live.len()).await;
 
     populate(&db, &stale).await;
-    let (sequential, s_secs, s_rss) = tokio::task::spawn_blocking(move || gc(&endpoint, "1")).await.unwrap();
-    println!("sequential sweep (--concurrency 1): {sequential} — {s_secs:.1} s wall, peak RSS {s_rss:.0} MB");
+    let (sequential, s_secs, s_rss) = tokio::task::spawn_blocking(move || gc(&endpoint, "1"))
+        .await
+        .unwrap();
+    println!(
+        "sequential sweep (--concurrency 1): {sequential} — {s_secs:.1} s wall, peak RSS {s_rss:.0} MB"
+    );
     assert_swept(&db, &sequential, stale.len(), live.len()).await;
     println!("speed-up: {:.1}x", s_secs / p_secs);
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run());
 }

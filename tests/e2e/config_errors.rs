@@ -9,9 +9,18 @@ fn refused(edit: impl Fn(&str) -> String, field: &str, hint: &str) {
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
     let edited = edit(&project.read_config());
-    assert_ne!(edited, project.read_config(), "the edit for {field} changed nothing");
+    assert_ne!(
+        edited,
+        project.read_config(),
+        "the edit for {field} changed nothing"
+    );
     project.write_config(&edited);
-    for command in [&["plan", "--no-build"][..], &["deploy", "--no-build"], &["status"], &["destroy", "--yes"]] {
+    for command in [
+        &["plan", "--no-build"][..],
+        &["deploy", "--no-build"],
+        &["status"],
+        &["destroy", "--yes"],
+    ] {
         let out = project.wsctl(&proxy.url(), command);
         assert_eq!(out.status.code(), Some(2), "{command:?}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -24,27 +33,47 @@ fn refused(edit: impl Fn(&str) -> String, field: &str, hint: &str) {
 
 #[test]
 fn unknown_key() {
-    refused(|c| c.replacen("    memory: 256\n", "    memory: 256\n    memroy: 512\n", 1), "memroy", "memory");
+    refused(
+        |c| c.replacen("    memory: 256\n", "    memory: 256\n    memroy: 512\n", 1),
+        "memroy",
+        "memory",
+    );
 }
 
 #[test]
 fn wrong_type() {
-    refused(|c| c.replacen("timeout: 30", "timeout: thirty", 1), "thirty", "timeout");
+    refused(
+        |c| c.replacen("timeout: 30", "timeout: thirty", 1),
+        "thirty",
+        "timeout",
+    );
 }
 
 #[test]
 fn invalid_route_key() {
-    refused(|c| c.replacen("  subscribe: message\n", "  $subscribe: message\n", 1), "routes.$subscribe", "$connect, $disconnect and $default");
+    refused(
+        |c| c.replacen("  subscribe: message\n", "  $subscribe: message\n", 1),
+        "routes.$subscribe",
+        "$connect, $disconnect and $default",
+    );
 }
 
 #[test]
 fn memory_out_of_range() {
-    refused(|c| c.replacen("memory: 256", "memory: 20000", 1), "functions.message.memory", "128 to 10240");
+    refused(
+        |c| c.replacen("memory: 256", "memory: 20000", 1),
+        "functions.message.memory",
+        "128 to 10240",
+    );
 }
 
 #[test]
 fn route_to_an_undeclared_function() {
-    refused(|c| c.replacen("  subscribe: message\n", "  subscribe: messages\n", 1), "routes.subscribe", "declared: authorizer, connect");
+    refused(
+        |c| c.replacen("  subscribe: message\n", "  subscribe: messages\n", 1),
+        "routes.subscribe",
+        "declared: authorizer, connect",
+    );
 }
 
 #[test]
@@ -53,12 +82,16 @@ fn missing_credentials_are_one_sentence_and_the_fix() {
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
     let mut cmd = project.command(&proxy.url(), &["status"]);
-    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no AWS credentials were found"), "{err}");
-    assert!(err.contains("aws configure") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(
+        err.contains("aws configure") && err.contains("AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
     assert!(err.lines().count() <= 3, "no raw SDK dump: {err}");
     assert_eq!(proxy.calls(), vec![]);
 }
@@ -70,7 +103,10 @@ fn missing_region_names_the_three_ways_to_set_it() {
     let out = project.wsctl("http://127.0.0.1:9", &["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no AWS region") && err.contains("--region") && err.contains("AWS_REGION"), "{err}");
+    assert!(
+        err.contains("no AWS region") && err.contains("--region") && err.contains("AWS_REGION"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -31,110 +31,303 @@ async fn deploy_creates_the_whole_stack() {
     let api_id = api.api_id.clone().unwrap();
     assert_eq!(api.name.as_deref(), Some("fixture-test"));
     assert_eq!(api.protocol_type.as_ref().unwrap().as_str(), "WEBSOCKET");
-    assert_eq!(api.route_selection_expression.as_deref(), Some("$request.body.action"));
+    assert_eq!(
+        api.route_selection_expression.as_deref(),
+        Some("$request.body.action")
+    );
     assert_eq!(api.tags.as_ref().unwrap()["wsctl:stack"], "fixture");
-    assert_eq!(result["url"], format!("wss://{api_id}.execute-api.us-east-1.amazonaws.com/test"));
-    assert_eq!(result["connections_url"], format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/test/@connections"));
+    assert_eq!(
+        result["url"],
+        format!("wss://{api_id}.execute-api.us-east-1.amazonaws.com/test")
+    );
+    assert_eq!(
+        result["connections_url"],
+        format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/test/@connections")
+    );
 
     // Every route integrated with the function the config names; $connect behind the authorizer.
-    let integrations = apigw.get_integrations().api_id(&api_id).send().await.unwrap().items.unwrap();
+    let integrations = apigw
+        .get_integrations()
+        .api_id(&api_id)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
     let function_of = |integration: &str| -> String {
-        let i = integrations.iter().find(|i| i.integration_id.as_deref() == Some(integration)).expect("route target exists");
+        let i = integrations
+            .iter()
+            .find(|i| i.integration_id.as_deref() == Some(integration))
+            .expect("route target exists");
         assert_eq!(i.integration_type.as_ref().unwrap().as_str(), "AWS_PROXY");
         let uri = i.integration_uri.clone().unwrap();
-        uri.split(":function:fixture-test-").nth(1).unwrap().trim_end_matches("/invocations").to_string()
+        uri.split(":function:fixture-test-")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("/invocations")
+            .to_string()
     };
-    let routes = apigw.get_routes().api_id(&api_id).send().await.unwrap().items.unwrap();
+    let routes = apigw
+        .get_routes()
+        .api_id(&api_id)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
     let mut seen: Vec<(String, String)> = routes
         .iter()
-        .map(|r| (r.route_key.clone().unwrap(), function_of(r.target.as_deref().unwrap().trim_start_matches("integrations/"))))
+        .map(|r| {
+            (
+                r.route_key.clone().unwrap(),
+                function_of(
+                    r.target
+                        .as_deref()
+                        .unwrap()
+                        .trim_start_matches("integrations/"),
+                ),
+            )
+        })
         .collect();
     seen.sort();
-    let expected = [("$connect", "connect"), ("$default", "message"), ("$disconnect", "disconnect"), ("subscribe", "message")];
-    assert_eq!(seen, expected.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
-    assert_eq!(integrations.len(), 3, "one integration per integrated function");
-    let connect = routes.iter().find(|r| r.route_key.as_deref() == Some("$connect")).unwrap();
+    let expected = [
+        ("$connect", "connect"),
+        ("$default", "message"),
+        ("$disconnect", "disconnect"),
+        ("subscribe", "message"),
+    ];
+    assert_eq!(
+        seen,
+        expected
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .to_vec()
+    );
+    assert_eq!(
+        integrations.len(),
+        3,
+        "one integration per integrated function"
+    );
+    let connect = routes
+        .iter()
+        .find(|r| r.route_key.as_deref() == Some("$connect"))
+        .unwrap();
     assert_eq!(connect.authorization_type, Some(AuthorizationType::Custom));
-    let authorizer = apigw.get_authorizer().api_id(&api_id).authorizer_id(connect.authorizer_id.clone().unwrap()).send().await.unwrap();
+    let authorizer = apigw
+        .get_authorizer()
+        .api_id(&api_id)
+        .authorizer_id(connect.authorizer_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(authorizer.authorizer_type.unwrap().as_str(), "REQUEST");
-    assert_eq!(authorizer.identity_source.unwrap(), vec!["route.request.querystring.token".to_string()]);
-    assert!(authorizer.authorizer_uri.unwrap().contains(":function:fixture-test-authorizer/invocations"));
-    for r in routes.iter().filter(|r| r.route_key.as_deref() != Some("$connect")) {
-        assert_ne!(r.authorization_type, Some(AuthorizationType::Custom), "{:?}", r.route_key);
+    assert_eq!(
+        authorizer.identity_source.unwrap(),
+        vec!["route.request.querystring.token".to_string()]
+    );
+    assert!(
+        authorizer
+            .authorizer_uri
+            .unwrap()
+            .contains(":function:fixture-test-authorizer/invocations")
+    );
+    for r in routes
+        .iter()
+        .filter(|r| r.route_key.as_deref() != Some("$connect"))
+    {
+        assert_ne!(
+            r.authorization_type,
+            Some(AuthorizationType::Custom),
+            "{:?}",
+            r.route_key
+        );
     }
-    let stage = apigw.get_stage().api_id(&api_id).stage_name("test").send().await.unwrap();
+    let stage = apigw
+        .get_stage()
+        .api_id(&api_id)
+        .stage_name("test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stage.auto_deploy, Some(true));
-    assert_eq!(stage.default_route_settings.as_ref().unwrap().throttling_burst_limit, Some(100));
+    assert_eq!(
+        stage
+            .default_route_settings
+            .as_ref()
+            .unwrap()
+            .throttling_burst_limit,
+        Some(100)
+    );
 
     // Each function API Gateway calls may be invoked by this API only.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     let api_arn = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*");
     for f in ["authorizer", "connect", "disconnect", "message"] {
-        let policy = lambda.get_policy().function_name(format!("fixture-test-{f}")).send().await.unwrap().policy.unwrap();
+        let policy = lambda
+            .get_policy()
+            .function_name(format!("fixture-test-{f}"))
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap();
         let policy: Value = serde_json::from_str(&policy).unwrap();
         let statements = policy["Statement"].as_array().unwrap();
         assert_eq!(statements.len(), 1, "{f}: {policy}");
-        assert_eq!(statements[0]["Principal"]["Service"], "apigateway.amazonaws.com");
-        assert_eq!(statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"], api_arn.as_str(), "{f}");
+        assert_eq!(
+            statements[0]["Principal"]["Service"],
+            "apigateway.amazonaws.com"
+        );
+        assert_eq!(
+            statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"],
+            api_arn.as_str(),
+            "{f}"
+        );
     }
-    assert!(lambda.get_policy().function_name("fixture-test-publish").send().await.is_err(), "publish is not invoked by the API");
+    assert!(
+        lambda
+            .get_policy()
+            .function_name("fixture-test-publish")
+            .send()
+            .await
+            .is_err(),
+        "publish is not invoked by the API"
+    );
 
     // Functions: configuration and environment as the config says.
-    let message = lambda.get_function_configuration().function_name("fixture-test-message").send().await.unwrap();
+    let message = lambda
+        .get_function_configuration()
+        .function_name("fixture-test-message")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(message.memory_size, Some(256));
     assert_eq!(message.runtime.unwrap().as_str(), "provided.al2023");
     let env = message.environment.unwrap().variables.unwrap();
     assert_eq!(env["WSCTL_TABLE_HISTORY"], "fixture-test-history");
     assert_eq!(env["WSCTL_FUNCTION_PUBLISH"], "fixture-test-publish");
-    assert_eq!(env["WSCTL_CONNECTIONS_URL"], format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/test"));
+    assert_eq!(
+        env["WSCTL_CONNECTIONS_URL"],
+        format!("https://{api_id}.execute-api.us-east-1.amazonaws.com/test")
+    );
 
     // Tables on demand with TTL on.
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    for (table, ttl) in [("connections", "expires"), ("subscriptions", "ttl"), ("history", "ttl")] {
+    for (table, ttl) in [
+        ("connections", "expires"),
+        ("subscriptions", "ttl"),
+        ("history", "ttl"),
+    ] {
         let name = format!("fixture-test-{table}");
-        let t = dynamodb.describe_table().table_name(&name).send().await.unwrap().table.unwrap();
-        assert_eq!(t.billing_mode_summary.unwrap().billing_mode.unwrap().as_str(), "PAY_PER_REQUEST");
-        let d = dynamodb.describe_time_to_live().table_name(&name).send().await.unwrap().time_to_live_description.unwrap();
+        let t = dynamodb
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        assert_eq!(
+            t.billing_mode_summary
+                .unwrap()
+                .billing_mode
+                .unwrap()
+                .as_str(),
+            "PAY_PER_REQUEST"
+        );
+        let d = dynamodb
+            .describe_time_to_live()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description
+            .unwrap();
         assert_eq!(d.time_to_live_status.unwrap().as_str(), "ENABLED", "{name}");
         assert_eq!(d.attribute_name.as_deref(), Some(ttl));
     }
 
     // One role per function; its policy names exact ARNs of this stack, no bare `*`.
     let iam = aws_sdk_iam::Client::new(&sdk);
-    let roles = iam.list_roles().path_prefix("/wsctl/fixture/test/").send().await.unwrap().roles;
+    let roles = iam
+        .list_roles()
+        .path_prefix("/wsctl/fixture/test/")
+        .send()
+        .await
+        .unwrap()
+        .roles;
     let mut names: Vec<String> = roles.iter().map(|r| r.role_name.clone()).collect();
     names.sort();
-    assert_eq!(names, FUNCTIONS.map(|f| format!("fixture-test-{f}")).to_vec());
+    assert_eq!(
+        names,
+        FUNCTIONS.map(|f| format!("fixture-test-{f}")).to_vec()
+    );
     for f in FUNCTIONS {
         let role = format!("fixture-test-{f}");
-        let doc = iam.get_role_policy().role_name(&role).policy_name("wsctl").send().await.unwrap().policy_document;
+        let doc = iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name("wsctl")
+            .send()
+            .await
+            .unwrap()
+            .policy_document;
         let doc = inventory::decode(&doc);
         for statement in doc["Statement"].as_array().unwrap() {
             for resource in statement["Resource"].as_array().unwrap() {
                 let r = resource.as_str().unwrap();
                 assert_ne!(r, "*", "{role}: {statement}");
-                let own_logs = format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/fixture-test-{f}:*");
-                let own_stage = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/test/*/@connections/*");
+                let own_logs = format!(
+                    "arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/fixture-test-{f}:*"
+                );
+                let own_stage = format!(
+                    "arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/test/*/@connections/*"
+                );
                 if r.contains('*') {
-                    assert!(r == own_logs || r == own_stage, "{role}: wildcard outside its log group/stage: {r}");
+                    assert!(
+                        r == own_logs || r == own_stage,
+                        "{role}: wildcard outside its log group/stage: {r}"
+                    );
                 }
-                let of_this_stack = r.contains("fixture-test-") || r.ends_with(":parameter/wsctl/fixture/test/token-secret") || r == own_stage;
-                assert!(r.contains(ACCOUNT) && of_this_stack, "{role}: names a resource outside the stack: {r}");
+                let of_this_stack = r.contains("fixture-test-")
+                    || r.ends_with(":parameter/wsctl/fixture/test/token-secret")
+                    || r == own_stage;
+                assert!(
+                    r.contains(ACCOUNT) && of_this_stack,
+                    "{role}: names a resource outside the stack: {r}"
+                );
             }
         }
         let tables: Vec<&str> = doc["Statement"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|s| s["Resource"].as_array().unwrap().iter().filter_map(|r| r.as_str()))
+            .flat_map(|s| {
+                s["Resource"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|r| r.as_str())
+            })
             .filter_map(|r| r.strip_prefix(&format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/")))
             .collect();
         let want: &[&str] = match f {
             "authorizer" => &[],
             "connect" => &["fixture-test-connections"],
-            "disconnect" => &["fixture-test-connections", "fixture-test-subscriptions", "fixture-test-subscriptions/index/by-connection"],
-            "message" => &["fixture-test-connections", "fixture-test-history", "fixture-test-subscriptions", "fixture-test-subscriptions/index/by-connection"],
-            _ => &["fixture-test-subscriptions", "fixture-test-subscriptions/index/by-connection"],
+            "disconnect" => &[
+                "fixture-test-connections",
+                "fixture-test-subscriptions",
+                "fixture-test-subscriptions/index/by-connection",
+            ],
+            "message" => &[
+                "fixture-test-connections",
+                "fixture-test-history",
+                "fixture-test-subscriptions",
+                "fixture-test-subscriptions/index/by-connection",
+            ],
+            _ => &[
+                "fixture-test-subscriptions",
+                "fixture-test-subscriptions/index/by-connection",
+            ],
         };
         let mut tables = tables;
         tables.sort();
@@ -143,11 +336,22 @@ async fn deploy_creates_the_whole_stack() {
 
     // The token secret: a SecureString, never in any output.
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let secret = ssm.get_parameter().name("/wsctl/fixture/test/token-secret").with_decryption(true).send().await.unwrap().parameter.unwrap();
+    let secret = ssm
+        .get_parameter()
+        .name("/wsctl/fixture/test/token-secret")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .unwrap();
     assert_eq!(secret.r#type.unwrap().as_str(), "SecureString");
     let value = secret.value.unwrap();
     assert_eq!(value.len(), 64);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(&value) && !String::from_utf8_lossy(&out.stderr).contains(&value));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&value)
+            && !String::from_utf8_lossy(&out.stderr).contains(&value)
+    );
 
     // status agrees: everything there, in sync.
     let status = project.wsctl(&moto.url(), &["status", "--output", "json"]);
@@ -165,17 +369,31 @@ fn a_second_deploy_makes_no_mutating_call() {
     let project = Project::new();
     deploy(&project, &proxy.url());
     let first = proxy.mutations().len();
-    assert!(first >= 40, "the first deploy made only {first} mutating calls");
+    assert!(
+        first >= 40,
+        "the first deploy made only {first} mutating calls"
+    );
 
     proxy.clear();
     let out = deploy(&project, &proxy.url());
     assert_eq!(proxy.mutations(), vec![], "second deploy mutated");
-    assert!(proxy.calls().len() > 10, "the second deploy did read the stack");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no changes"), "{}", text(&out));
+    assert!(
+        proxy.calls().len() > 10,
+        "the second deploy did read the stack"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
 
     proxy.clear();
     let out = project.wsctl(&proxy.url(), &["plan", "--no-build"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", text(&out));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("No changes"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(proxy.mutations(), vec![]);
 }
 
@@ -187,7 +405,13 @@ fn editing_memory_and_adding_a_route_plans_and_applies_exactly_that() {
     deploy(&project, &moto.url());
 
     let config = project.read_config();
-    let edited = config.replacen("    memory: 256\n", "    memory: 512\n", 1).replacen("  subscribe: message\n", "  subscribe: message\n  leave: disconnect\n", 1);
+    let edited = config
+        .replacen("    memory: 256\n", "    memory: 512\n", 1)
+        .replacen(
+            "  subscribe: message\n",
+            "  subscribe: message\n  leave: disconnect\n",
+            1,
+        );
     assert_ne!(config, edited);
     project.write_config(&edited);
 
@@ -196,35 +420,84 @@ fn editing_memory_and_adding_a_route_plans_and_applies_exactly_that() {
     let plan = stdout_json(&out);
     let changes = plan["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{plan:#}");
-    let function = changes.iter().find(|c| c["kind"] == "function").expect("a function change");
+    let function = changes
+        .iter()
+        .find(|c| c["kind"] == "function")
+        .expect("a function change");
     assert_eq!(function["name"], "fixture-test-message");
     assert_eq!(function["action"], "update");
     let fields = function["fields"].as_array().unwrap();
     assert_eq!(fields.len(), 1, "{function:#}");
-    assert_eq!((fields[0]["field"].as_str(), fields[0]["before"].as_i64(), fields[0]["after"].as_i64()), (Some("memory"), Some(256), Some(512)));
-    let route = changes.iter().find(|c| c["kind"] == "route").expect("a route change");
-    assert_eq!((route["name"].as_str(), route["action"].as_str()), (Some("leave"), Some("create")));
+    assert_eq!(
+        (
+            fields[0]["field"].as_str(),
+            fields[0]["before"].as_i64(),
+            fields[0]["after"].as_i64()
+        ),
+        (Some("memory"), Some(256), Some(512))
+    );
+    let route = changes
+        .iter()
+        .find(|c| c["kind"] == "route")
+        .expect("a route change");
+    assert_eq!(
+        (route["name"].as_str(), route["action"].as_str()),
+        (Some("leave"), Some("create"))
+    );
 
     let text_plan = project.wsctl(&moto.url(), &["plan", "--no-build"]);
     let shown = String::from_utf8_lossy(&text_plan.stdout);
-    assert!(shown.contains("  ~ function fixture-test-message") && shown.contains("memory: 256 -> 512"), "{shown}");
+    assert!(
+        shown.contains("  ~ function fixture-test-message") && shown.contains("memory: 256 -> 512"),
+        "{shown}"
+    );
     assert!(shown.contains("  + route leave"), "{shown}");
 
     deploy(&project, &moto.url());
     let out = project.wsctl(&moto.url(), &["plan", "--no-build", "--output", "json"]);
-    assert_eq!(stdout_json(&out)["changes"], serde_json::json!([]), "{}", text(&out));
+    assert_eq!(
+        stdout_json(&out)["changes"],
+        serde_json::json!([]),
+        "{}",
+        text(&out)
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let sdk = sdk(&moto.url()).await;
         let lambda = aws_sdk_lambda::Client::new(&sdk);
-        let c = lambda.get_function_configuration().function_name("fixture-test-message").send().await.unwrap();
+        let c = lambda
+            .get_function_configuration()
+            .function_name("fixture-test-message")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(c.memory_size, Some(512));
         let apigw = aws_sdk_apigatewayv2::Client::new(&sdk);
-        let api = apigw.get_apis().send().await.unwrap().items.unwrap().remove(0).api_id.unwrap();
-        let routes = apigw.get_routes().api_id(&api).send().await.unwrap().items.unwrap();
+        let api = apigw
+            .get_apis()
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap()
+            .remove(0)
+            .api_id
+            .unwrap();
+        let routes = apigw
+            .get_routes()
+            .api_id(&api)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap();
         assert_eq!(routes.len(), 5);
-        assert!(routes.iter().any(|r| r.route_key.as_deref() == Some("leave")));
+        assert!(
+            routes
+                .iter()
+                .any(|r| r.route_key.as_deref() == Some("leave"))
+        );
     });
 }
 
@@ -243,6 +516,13 @@ fn a_name_taken_by_an_untagged_resource_is_refused_before_any_change() {
     let out = project.wsctl(&proxy.url(), &["deploy", "--no-build"]);
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("role fixture-test-connect") && err.contains("without its tags"), "{err}");
-    assert_eq!(proxy.mutations(), vec![], "nothing may be created when the plan is refused");
+    assert!(
+        err.contains("role fixture-test-connect") && err.contains("without its tags"),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.mutations(),
+        vec![],
+        "nothing may be created when the plan is refused"
+    );
 }

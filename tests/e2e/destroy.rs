@@ -46,7 +46,12 @@ fn destroy_removes_the_stack_and_nothing_else() {
     let before = rt.block_on(inventory::snapshot(&moto.url()));
 
     let refused = ours.wsctl(&moto.url(), &["destroy"]);
-    assert_eq!(refused.status.code(), Some(2), "no confirmation without a terminal: {}", text(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "no confirmation without a terminal: {}",
+        text(&refused)
+    );
 
     let out = ours.wsctl(&moto.url(), &["destroy", "--yes", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -63,13 +68,25 @@ fn destroy_removes_the_stack_and_nothing_else() {
             assert!(before[kind].get(name).is_some());
         }
     }
-    assert!(after["apis"].as_array().unwrap().iter().all(|a| !tagged_ours(a)));
+    assert!(
+        after["apis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| !tagged_ours(a))
+    );
     // Everything else is exactly as it was.
     let mut expected = before.clone();
     for kind in ["roles", "functions", "tables", "log_groups", "parameters"] {
-        expected[kind].as_object_mut().unwrap().retain(|_, v| !tagged_ours(v));
+        expected[kind]
+            .as_object_mut()
+            .unwrap()
+            .retain(|_, v| !tagged_ours(v));
     }
-    expected["apis"].as_array_mut().unwrap().retain(|a| !tagged_ours(a));
+    expected["apis"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| !tagged_ours(a));
     let normalise = |mut v: serde_json::Value| {
         // API placeholders are numbered by position, which the deletion shifts.
         let s = v.to_string();
@@ -80,9 +97,17 @@ fn destroy_removes_the_stack_and_nothing_else() {
     assert_eq!(normalise(after.clone()), normalise(expected));
     assert!(after["roles"].get("fixture-test-extra").is_some());
     assert!(after["tables"].get("fixture-test-backup").is_some());
-    assert!(after["log_groups"].get("/aws/lambda/fixture-test-extra").is_some());
+    assert!(
+        after["log_groups"]
+            .get("/aws/lambda/fixture-test-extra")
+            .is_some()
+    );
     assert!(after["roles"].get("fixture-prod-message").is_some());
-    assert_eq!(after["apis"].as_array().unwrap().len(), 2, "the other stage's API and the untagged namesake stay");
+    assert_eq!(
+        after["apis"].as_array().unwrap().len(),
+        2,
+        "the other stage's API and the untagged namesake stay"
+    );
 
     // Idempotent: a second destroy finds nothing and succeeds.
     let again = ours.wsctl(&moto.url(), &["destroy", "--yes"]);
@@ -90,7 +115,12 @@ fn destroy_removes_the_stack_and_nothing_else() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to destroy"));
     // And the other stage still deploys with no change.
     let out = theirs.wsctl(&moto.url(), &["plan", "--no-build", "--output", "json"]);
-    assert_eq!(stdout_json(&out)["changes"], serde_json::json!([]), "{}", text(&out));
+    assert_eq!(
+        stdout_json(&out)["changes"],
+        serde_json::json!([]),
+        "{}",
+        text(&out)
+    );
 }
 
 /// `<api-N>` → `<api>`.

@@ -28,69 +28,121 @@ async fn chat_between_three_clients() {
     // The handshake goes through the authorizer: no token 401, a forged one 403.
     match Client::connect(&url).await {
         Err(Refused::Status(401)) => {}
-        other => panic!("no token: expected 401, got {:?}", other.map(|_| "connected")),
+        other => panic!(
+            "no token: expected 401, got {:?}",
+            other.map(|_| "connected")
+        ),
     }
     let forged = wsctl_functions::auth::mint(
         b"not the stack's secret",
-        &wsctl_functions::auth::Claims { sub: "mallory".into(), exp: wsctl_functions::auth::now() + 600, nbf: None, iat: None, iss: None, aud: None, cap: Default::default() },
+        &wsctl_functions::auth::Claims {
+            sub: "mallory".into(),
+            exp: wsctl_functions::auth::now() + 600,
+            nbf: None,
+            iat: None,
+            iss: None,
+            aud: None,
+            cap: Default::default(),
+        },
     );
     match Client::connect(&format!("{url}?token={forged}")).await {
         Err(Refused::Status(403)) => {}
-        other => panic!("forged token: expected 403, got {:?}", other.map(|_| "connected")),
+        other => panic!(
+            "forged token: expected 403, got {:?}",
+            other.map(|_| "connected")
+        ),
     }
     // The token printed at start works as is.
-    let mut printed = Client::connect(&dev.field("connect_url")).await.expect("the printed URL connects");
+    let mut printed = Client::connect(&dev.field("connect_url"))
+        .await
+        .expect("the printed URL connects");
     printed.send(json!({"action": "ping", "id": "p1"})).await;
-    printed.expect("pong", |v| v["type"] == "pong" && v["id"] == "p1", T).await;
+    printed
+        .expect("pong", |v| v["type"] == "pong" && v["id"] == "p1", T)
+        .await;
 
     let mut ana = dev.connect("ana").await;
     let mut bob = dev.connect("bob").await;
     let mut cid = dev.connect("cid").await;
     for c in [&mut ana, &mut bob, &mut cid] {
-        c.send(json!({"action": "subscribe", "channel": "room-1"})).await;
+        c.send(json!({"action": "subscribe", "channel": "room-1"}))
+            .await;
         c.expect("subscribed", is("subscribed"), T).await;
     }
 
     // Presence: bob and cid see ana enter.
-    ana.send(json!({"action": "presence", "channel": "room-1", "enter": {"name": "Ana"}})).await;
+    ana.send(json!({"action": "presence", "channel": "room-1", "enter": {"name": "Ana"}}))
+        .await;
     for c in [&mut bob, &mut cid] {
         let p = c.expect("ana's enter", is("presence"), T).await;
-        assert_eq!((p["event"].as_str(), p["member"]["user"].as_str()), (Some("enter"), Some("ana")));
+        assert_eq!(
+            (p["event"].as_str(), p["member"]["user"].as_str()),
+            (Some("enter"), Some("ana"))
+        );
     }
 
     // A publish reaches every subscriber once, with the same serial.
-    bob.send(json!({"action": "publish", "channel": "room-1", "data": {"text": "hello"}, "id": "b-1"})).await;
+    bob.send(
+        json!({"action": "publish", "channel": "room-1", "data": {"text": "hello"}, "id": "b-1"}),
+    )
+    .await;
     let mut serials = Vec::new();
     for c in [&mut ana, &mut bob, &mut cid] {
         let m = c.expect("bob's message", is("message"), T).await;
-        assert_eq!((m["from"].as_str(), m["data"]["text"].as_str()), (Some("bob"), Some("hello")));
+        assert_eq!(
+            (m["from"].as_str(), m["data"]["text"].as_str()),
+            (Some("bob"), Some("hello"))
+        );
         serials.push(m["serial"].as_u64().expect("serial"));
     }
-    assert!(serials.windows(2).all(|w| w[0] == w[1]), "one serial for everyone: {serials:?}");
+    assert!(
+        serials.windows(2).all(|w| w[0] == w[1]),
+        "one serial for everyone: {serials:?}"
+    );
     for c in [&mut ana, &mut cid] {
-        let again: Vec<Value> = c.drain(Duration::from_millis(500)).await.into_iter().filter(|v| v["type"] == "message").collect();
+        let again: Vec<Value> = c
+            .drain(Duration::from_millis(500))
+            .await
+            .into_iter()
+            .filter(|v| v["type"] == "message")
+            .collect();
         assert!(again.is_empty(), "delivered more than once: {again:?}");
     }
 
     // An unknown action: the protocol's error frame, and the connection stays.
-    cid.send(json!({"action": "dance", "channel": "room-1"})).await;
+    cid.send(json!({"action": "dance", "channel": "room-1"}))
+        .await;
     let e = cid.expect("error frame", is("error"), T).await;
     assert_eq!(e["code"], "unknown_action");
 
     // An abrupt drop (no close frame) still runs $disconnect: the others see cid leave.
-    cid.send(json!({"action": "presence", "channel": "room-1", "enter": true})).await;
-    ana.expect("cid's enter", |v| v["type"] == "presence" && v["member"]["user"] == "cid", T).await;
+    cid.send(json!({"action": "presence", "channel": "room-1", "enter": true}))
+        .await;
+    ana.expect(
+        "cid's enter",
+        |v| v["type"] == "presence" && v["member"]["user"] == "cid",
+        T,
+    )
+    .await;
     drop(cid);
-    let left = ana.expect("cid's leave", |v| v["type"] == "presence" && v["event"] == "leave", T).await;
+    let left = ana
+        .expect(
+            "cid's leave",
+            |v| v["type"] == "presence" && v["event"] == "leave",
+            T,
+        )
+        .await;
     assert_eq!(left["member"]["user"], "cid");
 
     // Over the 128 KB message / 32 KB frame limit: closed with 1009.
     let big = "x".repeat(200 * 1024);
-    bob.send(json!({"action": "publish", "channel": "room-1", "data": big})).await;
+    bob.send(json!({"action": "publish", "channel": "room-1", "data": big}))
+        .await;
     assert_eq!(bob.close_code(T).await, Some(1009));
 
     // ana is unaffected.
-    ana.send(json!({"action": "ping", "id": "still-here"})).await;
+    ana.send(json!({"action": "ping", "id": "still-here"}))
+        .await;
     ana.expect("pong", |v| v["type"] == "pong", T).await;
 }
 
@@ -98,8 +150,13 @@ fn management(dev: &Dev) -> mgmt::Client {
     let conf = mgmt::Config::builder()
         .behavior_version(mgmt::config::BehaviorVersion::latest())
         .region(mgmt::config::Region::new("us-east-1"))
-        .credentials_provider(mgmt::config::Credentials::new("local", "local", None, None, "test"))
-        .endpoint_url(dev.field("connections_url").trim_end_matches("/@connections"))
+        .credentials_provider(mgmt::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .endpoint_url(
+            dev.field("connections_url")
+                .trim_end_matches("/@connections"),
+        )
         .build();
     mgmt::Client::from_conf(conf)
 }
@@ -113,44 +170,101 @@ async fn connections_api_through_the_aws_sdk() {
     let id = ids[0].clone();
     let api = management(&dev);
 
-    api.post_to_connection().connection_id(&id).data(mgmt::primitives::Blob::new(r#"{"hello":"from the SDK"}"#)).send().await.expect("post");
-    let got = client.expect("the posted frame", |v| v["hello"] == "from the SDK", T).await;
+    api.post_to_connection()
+        .connection_id(&id)
+        .data(mgmt::primitives::Blob::new(r#"{"hello":"from the SDK"}"#))
+        .send()
+        .await
+        .expect("post");
+    let got = client
+        .expect("the posted frame", |v| v["hello"] == "from the SDK", T)
+        .await;
     assert_eq!(got, json!({"hello": "from the SDK"}));
 
-    let info = api.get_connection().connection_id(&id).send().await.expect("get");
+    let info = api
+        .get_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("get");
     let connected = info.connected_at().expect("ConnectedAt");
     let active = info.last_active_at().expect("LastActiveAt");
     assert!(active.secs() >= connected.secs());
-    assert!((wsctl_functions::auth::now() as i64 - connected.secs()).abs() < 60, "ConnectedAt is now-ish: {connected:?}");
-    assert_eq!(info.identity().and_then(|i| i.source_ip()), Some("127.0.0.1"));
+    assert!(
+        (wsctl_functions::auth::now() as i64 - connected.secs()).abs() < 60,
+        "ConnectedAt is now-ish: {connected:?}"
+    );
+    assert_eq!(
+        info.identity().and_then(|i| i.source_ip()),
+        Some("127.0.0.1")
+    );
 
     let too_big = vec![b'x'; 129 * 1024];
-    let err = api.post_to_connection().connection_id(&id).data(mgmt::primitives::Blob::new(too_big)).send().await.expect_err("413");
+    let err = api
+        .post_to_connection()
+        .connection_id(&id)
+        .data(mgmt::primitives::Blob::new(too_big))
+        .send()
+        .await
+        .expect_err("413");
     assert!(err.into_service_error().is_payload_too_large_exception());
 
-    api.delete_connection().connection_id(&id).send().await.expect("delete");
-    assert!(client.close_code(T).await.is_some(), "DELETE closes the client");
+    api.delete_connection()
+        .connection_id(&id)
+        .send()
+        .await
+        .expect("delete");
+    assert!(
+        client.close_code(T).await.is_some(),
+        "DELETE closes the client"
+    );
 
     // Gone: all three answer 410 GoneException (also an id that never existed).
     for gone in [id.as_str(), "AAAAAAAAAAAAAAA="] {
-        let e = api.post_to_connection().connection_id(gone).data(mgmt::primitives::Blob::new("x")).send().await.expect_err("post gone");
+        let e = api
+            .post_to_connection()
+            .connection_id(gone)
+            .data(mgmt::primitives::Blob::new("x"))
+            .send()
+            .await
+            .expect_err("post gone");
         assert!(e.into_service_error().is_gone_exception());
-        let e = api.get_connection().connection_id(gone).send().await.expect_err("get gone");
+        let e = api
+            .get_connection()
+            .connection_id(gone)
+            .send()
+            .await
+            .expect_err("get gone");
         assert!(e.into_service_error().is_gone_exception());
-        let e = api.delete_connection().connection_id(gone).send().await.expect_err("delete gone");
+        let e = api
+            .delete_connection()
+            .connection_id(gone)
+            .send()
+            .await
+            .expect_err("delete gone");
         assert!(e.into_service_error().is_gone_exception());
     }
 }
 
 /// The pid the echo fixture logs for each event it handles, in order.
 fn echo_pids(dev: &Dev) -> Vec<u32> {
-    dev.logs.lock().unwrap().iter().filter_map(|l| l.split("echo pid ").nth(1)).filter_map(|p| p.trim().parse().ok()).collect()
+    dev.logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.split("echo pid ").nth(1))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 async fn wait_pids(dev: &Dev, n: usize) -> Vec<u32> {
     let started = std::time::Instant::now();
     while echo_pids(dev).len() < n {
-        assert!(started.elapsed() < T, "echo logged {:?}, waiting for {n}", echo_pids(dev));
+        assert!(
+            started.elapsed() < T,
+            "echo logged {:?}, waiting for {n}",
+            echo_pids(dev)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     echo_pids(dev)
@@ -160,13 +274,15 @@ async fn wait_pids(dev: &Dev, n: usize) -> Vec<u32> {
 async fn a_crash_or_timeout_fails_one_event_and_the_process_is_replaced() {
     let (_dir, dev) = dev();
     let mut c = dev.connect("ana").await;
-    let internal = |v: &Value| v["message"] == "Internal server error" && v["connectionId"].is_string();
+    let internal =
+        |v: &Value| v["message"] == "Internal server error" && v["connectionId"].is_string();
 
     c.send(json!({"action": "crash"})).await;
     let first = wait_pids(&dev, 1).await[0];
 
     c.send(json!({"action": "crash", "panic": true})).await;
-    c.expect("API Gateway's error frame for the panic", internal, T).await;
+    c.expect("API Gateway's error frame for the panic", internal, T)
+        .await;
     let pids = wait_pids(&dev, 2).await;
     assert_eq!(pids[1], first, "the panic happened in the warm process");
 
@@ -176,7 +292,8 @@ async fn a_crash_or_timeout_fails_one_event_and_the_process_is_replaced() {
 
     // The fixture's timeout is 2 s; this event sleeps 5.
     c.send(json!({"action": "crash", "sleep": 5000})).await;
-    c.expect("the error frame for the timeout", internal, T).await;
+    c.expect("the error frame for the timeout", internal, T)
+        .await;
     c.send(json!({"action": "crash"})).await;
     let after = wait_pids(&dev, 5).await[4];
     assert_ne!(after, fresh, "the timed-out process was replaced");
@@ -205,27 +322,53 @@ async fn idle_timeout_lambda_invoke_and_stop_leave_nothing_behind() {
     // Warm processes that finished init are not killed by the 10 s init limit while they wait.
     let up = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(up.elapsed())).await;
-    let killed: Vec<String> = dev.logs.lock().unwrap().iter().filter(|l| l.contains("exited outside an event")).cloned().collect();
-    assert!(killed.is_empty(), "idle warm processes were replaced: {killed:?}");
+    let killed: Vec<String> = dev
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("exited outside an event"))
+        .cloned()
+        .collect();
+    assert!(
+        killed.is_empty(),
+        "idle warm processes were replaced: {killed:?}"
+    );
 
     // RequestResponse through the Invoke endpoint, with the path the SDK uses.
     let name = "chat-dev-echo";
     let url = format!("{}/2015-03-31/functions/{name}/invocations", dev.base());
     let (status, body) = http(&url, "POST", br#"{"body": "{\"x\": 1}"}"#).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["statusCode"], 200);
-    let (status, _) = http(&format!("{}/2015-03-31/functions/nope/invocations", dev.base()), "POST", b"{}").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["statusCode"],
+        200
+    );
+    let (status, _) = http(
+        &format!("{}/2015-03-31/functions/nope/invocations", dev.base()),
+        "POST",
+        b"{}",
+    )
+    .await;
     assert_eq!(status, 404);
 
     // SIGTERM stops wsctl dev, moto and every function process.
     let pid = dev.pid();
     let children = descendants(pid);
-    assert!(children.len() >= 6, "moto and the warm function processes: {children:?}");
+    assert!(
+        children.len() >= 6,
+        "moto and the warm function processes: {children:?}"
+    );
     assert!(dev.stop().success());
     std::thread::sleep(Duration::from_millis(300));
-    let running = |p: &u32| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let running = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    };
     let alive: Vec<u32> = children.into_iter().filter(running).collect();
-    assert!(alive.is_empty(), "still running after wsctl dev stopped: {alive:?}");
+    assert!(
+        alive.is_empty(),
+        "still running after wsctl dev stopped: {alive:?}"
+    );
 }
 
 /// Every process below `pid`.
@@ -234,9 +377,13 @@ fn descendants(pid: u32) -> Vec<u32> {
     let mut frontier = vec![pid];
     while let Some(p) = frontier.pop() {
         // Each thread lists the children it forked.
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten();
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten()
+            .flatten();
         for task in tasks {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
                 all.push(c);
                 frontier.push(c);
@@ -249,11 +396,21 @@ fn descendants(pid: u32) -> Vec<u32> {
 /// `wsctl ARGS` against the running dev stack, as a user would type it.
 fn wsctl(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config").arg(config).args(["--endpoint-url", &dev.base()]).args(args);
+    cmd.arg("--config")
+        .arg(config)
+        .args(["--endpoint-url", &dev.base()])
+        .args(args);
     wsctl_tests::isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1").stdin(std::process::Stdio::null());
+    cmd.env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(std::process::Stdio::null());
     let out = cmd.output().expect("run wsctl");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,95 +420,242 @@ async fn publish_and_token_from_the_command_line() {
     let dev = Dev::start(&config, &[]);
 
     // A token from `wsctl token` limited to subscribing.
-    let (code, token, err) = wsctl(&dev, &config, &["token", "--user", "zed", "--allow", "news-*:subscribe", "--ttl", "10m"]);
+    let (code, token, err) = wsctl(
+        &dev,
+        &config,
+        &[
+            "token",
+            "--user",
+            "zed",
+            "--allow",
+            "news-*:subscribe",
+            "--ttl",
+            "10m",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
-    let mut zed = Client::connect(&format!("{}?token={}", dev.field("url"), token.trim())).await.expect("token connects");
-    zed.send(json!({"action": "subscribe", "channel": "news-1"})).await;
+    let mut zed = Client::connect(&format!("{}?token={}", dev.field("url"), token.trim()))
+        .await
+        .expect("token connects");
+    zed.send(json!({"action": "subscribe", "channel": "news-1"}))
+        .await;
     zed.expect("subscribed", is("subscribed"), T).await;
-    zed.send(json!({"action": "publish", "channel": "news-1", "data": 1})).await;
-    assert_eq!(zed.expect("refusal", is("error"), T).await["code"], "forbidden");
+    zed.send(json!({"action": "publish", "channel": "news-1", "data": 1}))
+        .await;
+    assert_eq!(
+        zed.expect("refusal", is("error"), T).await["code"],
+        "forbidden"
+    );
     let (code, _, err) = wsctl(&dev, &config, &["token", "--allow", "news:dance"]);
     assert_eq!(code, 2, "a bad --allow is a usage error: {err}");
     assert!(err.contains("unknown operation"), "{err}");
 
     let mut ana = dev.connect("ana").await;
-    ana.send(json!({"action": "subscribe", "channel": "news-1"})).await;
+    ana.send(json!({"action": "subscribe", "channel": "news-1"}))
+        .await;
     ana.expect("subscribed", is("subscribed"), T).await;
 
     // To a channel: every subscriber once, and the counts printed.
-    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", r#"{"text":"from the CLI"}"#]);
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &[
+            "--output",
+            "json",
+            "publish",
+            "--channel",
+            "news-1",
+            "--data",
+            r#"{"text":"from the CLI"}"#,
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let result: Value = serde_json::from_str(&out).expect("JSON result");
     assert_eq!(result["delivered"], 2, "{result}");
     let serial = result["serial"].as_u64().expect("serial");
     for c in [&mut zed, &mut ana] {
         let m = c.expect("the CLI's message", is("message"), T).await;
-        assert_eq!((m["from"].as_str(), m["data"]["text"].as_str(), m["serial"].as_u64()), (Some("server"), Some("from the CLI"), Some(serial)));
+        assert_eq!(
+            (
+                m["from"].as_str(),
+                m["data"]["text"].as_str(),
+                m["serial"].as_u64()
+            ),
+            (Some("server"), Some("from the CLI"), Some(serial))
+        );
     }
 
     // --count 100 --rate 50: a hundred publishes, serials strictly increasing, each delivered.
-    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "publish", "--channel", "news-1", "--data", "tick", "--count", "100", "--rate", "50"]);
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &[
+            "--output",
+            "json",
+            "publish",
+            "--channel",
+            "news-1",
+            "--data",
+            "tick",
+            "--count",
+            "100",
+            "--rate",
+            "50",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let all: Value = serde_json::from_str(&out).expect("JSON result");
-    let serials: Vec<u64> = all["published"].as_array().expect("list").iter().map(|r| r["serial"].as_u64().unwrap()).collect();
+    let serials: Vec<u64> = all["published"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["serial"].as_u64().unwrap())
+        .collect();
     assert_eq!(serials.len(), 100);
-    assert!(serials.windows(2).all(|w| w[0] < w[1]) && serials[0] > serial, "{serials:?}");
-    let ticks: Vec<u64> = ana.drain(Duration::from_secs(3)).await.iter().filter(|v| v["data"] == "tick").map(|v| v["serial"].as_u64().unwrap()).collect();
+    assert!(
+        serials.windows(2).all(|w| w[0] < w[1]) && serials[0] > serial,
+        "{serials:?}"
+    );
+    let ticks: Vec<u64> = ana
+        .drain(Duration::from_secs(3))
+        .await
+        .iter()
+        .filter(|v| v["data"] == "tick")
+        .map(|v| v["serial"].as_u64().unwrap())
+        .collect();
     assert_eq!(ticks, serials);
 
     // `connections --channel` lists exactly the channel's subscribers.
     let mut other = dev.connect("bystander").await;
-    other.send(json!({"action": "subscribe", "channel": "elsewhere"})).await;
+    other
+        .send(json!({"action": "subscribe", "channel": "elsewhere"}))
+        .await;
     other.expect("subscribed", is("subscribed"), T).await;
-    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "connections", "--channel", "news-1"]);
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &["--output", "json", "connections", "--channel", "news-1"],
+    );
     assert_eq!(code, 0, "{err}");
     let listed: Value = serde_json::from_str(&out).expect("JSON list");
-    let mut users: Vec<&str> = listed.as_array().expect("list").iter().map(|c| c["user"].as_str().unwrap()).collect();
+    let mut users: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["user"].as_str().unwrap())
+        .collect();
     users.sort();
     assert_eq!(users, ["ana", "zed"], "{listed}");
-    assert!(listed.as_array().unwrap().iter().all(|c| c["channels"] == json!(["news-1"])), "{listed}");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["channels"] == json!(["news-1"])),
+        "{listed}"
+    );
     drop(other);
 
     // `wsctl connect` reading a script from stdin: the frames out, the answers printed.
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "connect", "--user", "script", "--wait", "2s"]);
+    cmd.arg("--config").arg(&config).args([
+        "--endpoint-url",
+        &dev.base(),
+        "connect",
+        "--user",
+        "script",
+        "--wait",
+        "2s",
+    ]);
     wsctl_tests::isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("wsctl connect");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
         writeln!(stdin, r#"{{"action":"ping","id":"c1"}}"#).unwrap();
-        writeln!(stdin, r#"{{"action":"publish","channel":"news-1","data":"via connect"}}"#).unwrap();
+        writeln!(
+            stdin,
+            r#"{{"action":"publish","channel":"news-1","data":"via connect"}}"#
+        )
+        .unwrap();
     }
     let out = child.wait_with_output().expect("connect output");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON frame per line")).collect();
-    assert!(printed.iter().any(|v| v["type"] == "pong" && v["id"] == "c1"), "{printed:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON frame per line"))
+        .collect();
+    assert!(
+        printed
+            .iter()
+            .any(|v| v["type"] == "pong" && v["id"] == "c1"),
+        "{printed:?}"
+    );
     assert!(printed.iter().any(|v| v["type"] == "ack"), "{printed:?}");
-    ana.expect("the message sent through wsctl connect", |v| v["data"] == "via connect" && v["from"] == "script", T).await;
+    ana.expect(
+        "the message sent through wsctl connect",
+        |v| v["data"] == "via connect" && v["from"] == "script",
+        T,
+    )
+    .await;
 
     // To one connection: exactly that client.
     let target = listed[0]["id"].as_str().expect("id").to_string();
-    let (code, _, err) = wsctl(&dev, &config, &["publish", "--connection", &target, "--data", r#"{"direct":true}"#]);
+    let (code, _, err) = wsctl(
+        &dev,
+        &config,
+        &[
+            "publish",
+            "--connection",
+            &target,
+            "--data",
+            r#"{"direct":true}"#,
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let mut got = 0;
     for c in [&mut zed, &mut ana] {
-        got += c.drain(Duration::from_millis(700)).await.iter().filter(|v| v["direct"] == true).count();
+        got += c
+            .drain(Duration::from_millis(700))
+            .await
+            .iter()
+            .filter(|v| v["direct"] == true)
+            .count();
     }
     assert_eq!(got, 1, "exactly one client has the direct message");
 
     // `wsctl secret rotate`: new tokens are signed with the new key, older ones pass for the
     // grace period.
-    let (code, out, err) = wsctl(&dev, &config, &["--output", "json", "secret", "rotate", "--grace", "1h"]);
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &["--output", "json", "secret", "rotate", "--grace", "1h"],
+    );
     assert_eq!(code, 0, "{err}");
     let rotated: Value = serde_json::from_str(&out).expect("JSON");
-    assert!(rotated["previous_valid_until"].as_u64().expect("until") > wsctl_functions::auth::now() + 3500, "{rotated}");
+    assert!(
+        rotated["previous_valid_until"].as_u64().expect("until")
+            > wsctl_functions::auth::now() + 3500,
+        "{rotated}"
+    );
     let (code, fresh, err) = wsctl(&dev, &config, &["token", "--user", "fresh"]);
     assert_eq!(code, 0, "{err}");
     let fresh = fresh.trim().to_string();
-    assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(), rotated["key_id"].as_str(), "signed with the new key");
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+        rotated["key_id"].as_str(),
+        "signed with the new key"
+    );
     // A warm authorizer re-reads the secret for a key it has not seen, at most every 10 s.
     let started = std::time::Instant::now();
     let mut with_new = loop {
@@ -366,21 +670,39 @@ async fn publish_and_token_from_the_command_line() {
     };
     with_new.send(json!({"action": "ping"})).await;
     with_new.expect("pong", is("pong"), T).await;
-    Client::connect(&format!("{}?token={}", dev.field("url"), token.trim())).await.expect("a token of the previous key, within the grace period");
-    assert_eq!(wsctl(&dev, &config, &["token", "--user", "server"]).0, 2, "`server` is reserved");
+    Client::connect(&format!("{}?token={}", dev.field("url"), token.trim()))
+        .await
+        .expect("a token of the previous key, within the grace period");
+    assert_eq!(
+        wsctl(&dev, &config, &["token", "--user", "server"]).0,
+        2,
+        "`server` is reserved"
+    );
 
     // A secret too short to be an HS256 key is refused, with the way out; a rotation replaces it.
     let conf = aws_sdk_ssm::Config::builder()
         .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
         .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new("local", "local", None, None, "test"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
         .endpoint_url(dev.base())
         .build();
     let ssm = aws_sdk_ssm::Client::from_conf(conf);
-    ssm.put_parameter().name("/wsctl/chat/dev/token-secret").value("too-short").r#type(aws_sdk_ssm::types::ParameterType::SecureString).overwrite(true).send().await.expect("overwrite");
+    ssm.put_parameter()
+        .name("/wsctl/chat/dev/token-secret")
+        .value("too-short")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("overwrite");
     let (code, _, err) = wsctl(&dev, &config, &["token"]);
     assert_ne!(code, 0);
-    assert!(err.contains("at least 32") && err.contains("wsctl secret rotate"), "{err}");
+    assert!(
+        err.contains("at least 32") && err.contains("wsctl secret rotate"),
+        "{err}"
+    );
     let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "0s"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(wsctl(&dev, &config, &["token"]).0, 0);
@@ -391,19 +713,30 @@ fn dynamodb(dev: &Dev) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "test"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
         .endpoint_url(dev.base())
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 /// Items of the stack's `table` in the emulator.
-async fn scan_all(dev: &Dev, table: &str) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+async fn scan_all(
+    dev: &Dev,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     let db = dynamodb(dev);
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let page = db.scan().table_name(table).set_exclusive_start_key(start).send().await.expect("scan");
+        let page = db
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
         items.extend(page.items.unwrap_or_default());
         start = page.last_evaluated_key;
         if start.is_none() {
@@ -412,8 +745,14 @@ async fn scan_all(dev: &Dev, table: &str) -> Vec<std::collections::HashMap<Strin
     }
 }
 
-fn s(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str) -> String {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+fn s(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    k: &str,
+) -> String {
+    item.get(k)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Runs `wsctl gc ARGS --output json`; exit code and the parsed summary.
@@ -425,7 +764,8 @@ fn gc(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, Value) {
     }
     all.extend_from_slice(args);
     let (code, out, err) = wsctl(dev, config, &all);
-    let summary = serde_json::from_str(&out).unwrap_or_else(|e| panic!("gc printed no JSON ({e}): {out}\n{err}"));
+    let summary = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("gc printed no JSON ({e}): {out}\n{err}"));
     (code, summary)
 }
 
@@ -447,8 +787,10 @@ async fn gc_sweeps_exactly_the_zombies() {
         .await;
     futures::stream::iter(clients.iter_mut())
         .for_each_concurrent(64, |c| async move {
-            c.send(json!({"action": "subscribe", "channel": "gc-room"})).await;
-            c.expect("subscribed", is("subscribed"), Duration::from_secs(60)).await;
+            c.send(json!({"action": "subscribe", "channel": "gc-room"}))
+                .await;
+            c.expect("subscribed", is("subscribed"), Duration::from_secs(60))
+                .await;
         })
         .await;
 
@@ -457,52 +799,103 @@ async fn gc_sweeps_exactly_the_zombies() {
     assert_eq!(ids.len(), 2000);
     let zombies: std::collections::BTreeSet<String> = ids[..1000].iter().cloned().collect();
     for id in &zombies {
-        let (status, body) = http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+        let (status, body) = http(
+            &format!("{}/_wsctl/connections/{id}/drop", dev.base()),
+            "POST",
+            b"",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
     }
-    assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "zombies are still in the table");
+    assert_eq!(
+        scan_all(&dev, "chat-dev-connections").await.len(),
+        2000,
+        "zombies are still in the table"
+    );
 
     // By default rows younger than a minute are not looked at: `@connections` answers 410
     // while a `$connect` is still running, so a young row may be a connection being made.
     let (code, young) = gc(&dev, &config, &["--older-than", "1m"]);
-    assert_eq!((code, &young["scanned"], &young["deleted"]), (0, &json!(0), &json!(0)), "{young}");
+    assert_eq!(
+        (code, &young["scanned"], &young["deleted"]),
+        (0, &json!(0), &json!(0)),
+        "{young}"
+    );
     let (_, out, _) = wsctl(&dev, &config, &["--output", "json", "gc", "--dry-run"]);
-    assert_eq!(serde_json::from_str::<Value>(&out).expect("gc JSON")["scanned"], 0, "the default is a minute: {out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("gc JSON")["scanned"],
+        0,
+        "the default is a minute: {out}"
+    );
     // A live connection whose item is past its TTL is asked about, not deleted.
     let live = ids[1999].clone();
     dynamodb(&dev)
         .update_item()
         .table_name("chat-dev-connections")
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(live.clone()))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(live.clone()),
+        )
         .update_expression("SET #t = :past")
         .expression_attribute_names("#t", "ttl")
-        .expression_attribute_values(":past", aws_sdk_dynamodb::types::AttributeValue::N("1000".into()))
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N("1000".into()),
+        )
         .send()
         .await
         .expect("age the item");
 
     let (code, dry) = gc(&dev, &config, &["--dry-run"]);
-    assert_eq!((code, &dry["stale"], &dry["live"], &dry["deleted"]), (0, &json!(1000), &json!(1000), &json!(0)), "{dry}");
-    assert_eq!(scan_all(&dev, "chat-dev-connections").await.len(), 2000, "--dry-run deletes nothing");
+    assert_eq!(
+        (code, &dry["stale"], &dry["live"], &dry["deleted"]),
+        (0, &json!(1000), &json!(1000), &json!(0)),
+        "{dry}"
+    );
+    assert_eq!(
+        scan_all(&dev, "chat-dev-connections").await.len(),
+        2000,
+        "--dry-run deletes nothing"
+    );
 
     let (code, run) = gc(&dev, &config, &[]);
-    assert_eq!((code, &run["stale"], &run["deleted"], &run["errors"]), (0, &json!(1000), &json!(1000), &json!(0)), "{run}");
-    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections").await.iter().map(|i| s(i, "pk")).collect();
+    assert_eq!(
+        (code, &run["stale"], &run["deleted"], &run["errors"]),
+        (0, &json!(1000), &json!(1000), &json!(0)),
+        "{run}"
+    );
+    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections")
+        .await
+        .iter()
+        .map(|i| s(i, "pk"))
+        .collect();
     assert_eq!(left.len(), 1000);
     assert!(left.is_disjoint(&zombies));
     assert!(left.contains(&live), "a live connection past its TTL stays");
     let subs = scan_all(&dev, "chat-dev-subscriptions").await;
-    assert_eq!(subs.len(), 1000, "the zombies' subscriptions went with them");
+    assert_eq!(
+        subs.len(),
+        1000,
+        "the zombies' subscriptions went with them"
+    );
     assert!(subs.iter().all(|i| !zombies.contains(&s(i, "connection"))));
 
     let (code, again) = gc(&dev, &config, &[]);
     assert_eq!((code, &again["stale"]), (0, &json!(0)), "{again}");
 
     // Every remaining client still receives a publish; the dropped ones are closed.
-    let (code, _, err) = wsctl(&dev, &config, &["publish", "--channel", "gc-room", "--data", "after gc"]);
+    let (code, _, err) = wsctl(
+        &dev,
+        &config,
+        &["publish", "--channel", "gc-room", "--data", "after gc"],
+    );
     assert_eq!(code, 0, "{err}");
     let received = futures::stream::iter(clients.iter_mut())
-        .map(|c| async move { c.expect_or_none(|v| v["data"] == "after gc", Duration::from_secs(20)).await.is_some() })
+        .map(|c| async move {
+            c.expect_or_none(|v| v["data"] == "after gc", Duration::from_secs(20))
+                .await
+                .is_some()
+        })
         .buffer_unordered(256)
         .filter(|got| futures::future::ready(*got))
         .count()
@@ -513,7 +906,12 @@ async fn gc_sweeps_exactly_the_zombies() {
     let ids = dev.connection_ids().await;
     let zombies: std::collections::BTreeSet<String> = ids[..300].iter().cloned().collect();
     for id in &zombies {
-        http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+        http(
+            &format!("{}/_wsctl/connections/{id}/drop", dev.base()),
+            "POST",
+            b"",
+        )
+        .await;
     }
     let (a, b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8"]));
@@ -521,44 +919,114 @@ async fn gc_sweeps_exactly_the_zombies() {
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!((a.0, b.0), (0, 0), "{} {}", a.1, b.1);
-    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections").await.iter().map(|i| s(i, "pk")).collect();
+    let left: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-connections")
+        .await
+        .iter()
+        .map(|i| s(i, "pk"))
+        .collect();
     assert_eq!(left.len(), 700);
     assert!(left.is_disjoint(&zombies));
-    assert_eq!(left, dev.connection_ids().await.into_iter().collect(), "every live id kept");
+    assert_eq!(
+        left,
+        dev.connection_ids().await.into_iter().collect(),
+        "every live id kept"
+    );
 
     // A sweep cut short by --max-duration says so and exits 9; the next one finishes the job.
     let zombies = &dev.connection_ids().await[..5];
     for id in zombies {
-        http(&format!("{}/_wsctl/connections/{id}/drop", dev.base()), "POST", b"").await;
+        http(
+            &format!("{}/_wsctl/connections/{id}/drop", dev.base()),
+            "POST",
+            b"",
+        )
+        .await;
     }
     let (code, cut) = gc(&dev, &config, &["--max-duration", "1ms"]);
-    assert_eq!((code, &cut["complete"], &cut["deleted"]), (9, &json!(false), &json!(0)), "{cut}");
+    assert_eq!(
+        (code, &cut["complete"], &cut["deleted"]),
+        (9, &json!(false), &json!(0)),
+        "{cut}"
+    );
     let (code, rest) = gc(&dev, &config, &[]);
-    assert_eq!((code, &rest["complete"], &rest["deleted"], &rest["live"]), (0, &json!(true), &json!(5), &json!(695)), "{rest}");
+    assert_eq!(
+        (code, &rest["complete"], &rest["deleted"], &rest["live"]),
+        (0, &json!(true), &json!(5), &json!(695)),
+        "{rest}"
+    );
 
     // A zombie that was present in a channel: gc announces its leave, as `$disconnect` would.
     let mut watcher = dev.connect("watcher").await;
-    watcher.send(json!({"action": "subscribe", "channel": "gc-presence"})).await;
-    watcher.expect("subscribed", is("subscribed"), Duration::from_secs(20)).await;
+    watcher
+        .send(json!({"action": "subscribe", "channel": "gc-presence"}))
+        .await;
+    watcher
+        .expect("subscribed", is("subscribed"), Duration::from_secs(20))
+        .await;
     let mut ghost = dev.connect("ghost").await;
-    ghost.send(json!({"action": "subscribe", "channel": "gc-presence"})).await;
-    ghost.expect("subscribed", is("subscribed"), Duration::from_secs(20)).await;
-    ghost.send(json!({"action": "presence", "channel": "gc-presence", "enter": true})).await;
-    let entered = watcher.expect("the ghost's enter", |v| v["type"] == "presence" && v["event"] == "enter", Duration::from_secs(20)).await;
-    let ghost_id = entered["member"]["connection"].as_str().expect("connection id").to_string();
+    ghost
+        .send(json!({"action": "subscribe", "channel": "gc-presence"}))
+        .await;
+    ghost
+        .expect("subscribed", is("subscribed"), Duration::from_secs(20))
+        .await;
+    ghost
+        .send(json!({"action": "presence", "channel": "gc-presence", "enter": true}))
+        .await;
+    let entered = watcher
+        .expect(
+            "the ghost's enter",
+            |v| v["type"] == "presence" && v["event"] == "enter",
+            Duration::from_secs(20),
+        )
+        .await;
+    let ghost_id = entered["member"]["connection"]
+        .as_str()
+        .expect("connection id")
+        .to_string();
     // Its own copy too: a drop while the enter is still being fanned out would let the
     // fan-out, not gc, find it gone.
-    ghost.expect("its own enter", |v| v["type"] == "presence" && v["event"] == "enter", Duration::from_secs(20)).await;
-    let (status, body) = http(&format!("{}/_wsctl/connections/{ghost_id}/drop", dev.base()), "POST", b"").await;
+    ghost
+        .expect(
+            "its own enter",
+            |v| v["type"] == "presence" && v["event"] == "enter",
+            Duration::from_secs(20),
+        )
+        .await;
+    let (status, body) = http(
+        &format!("{}/_wsctl/connections/{ghost_id}/drop", dev.base()),
+        "POST",
+        b"",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (code, run) = gc(&dev, &config, &[]);
     assert_eq!((code, &run["deleted"]), (0, &json!(1)), "{run}");
-    let left = watcher.expect("the ghost's leave", |v| v["type"] == "presence" && v["event"] == "leave", Duration::from_secs(20)).await;
-    assert_eq!((left["member"]["connection"].as_str(), left["member"]["user"].as_str()), (Some(ghost_id.as_str()), Some("ghost")), "{left}");
+    let left = watcher
+        .expect(
+            "the ghost's leave",
+            |v| v["type"] == "presence" && v["event"] == "leave",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(
+        (
+            left["member"]["connection"].as_str(),
+            left["member"]["user"].as_str()
+        ),
+        (Some(ghost_id.as_str()), Some("ghost")),
+        "{left}"
+    );
 
     // Without credentials nothing is read or deleted: exit 3, and the message says how to fix it.
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "--region", "us-east-1", "gc"]);
+    cmd.arg("--config").arg(&config).args([
+        "--endpoint-url",
+        &dev.base(),
+        "--region",
+        "us-east-1",
+        "gc",
+    ]);
     wsctl_tests::isolate(&mut cmd);
     let out = cmd.output().expect("run wsctl");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -572,19 +1040,42 @@ async fn tail_shows_connects_subscribes_messages_and_disconnects() {
     let config = dev_config(dir.path());
     let dev = Dev::start(&config, &[]);
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config").arg(&config).args(["--endpoint-url", &dev.base(), "--output", "json", "tail", "--channel", "t-1", "--messages", "--interval", "200ms"]);
+    cmd.arg("--config").arg(&config).args([
+        "--endpoint-url",
+        &dev.base(),
+        "--output",
+        "json",
+        "tail",
+        "--channel",
+        "t-1",
+        "--messages",
+        "--interval",
+        "200ms",
+    ]);
     wsctl_tests::isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local").env("AWS_SECRET_ACCESS_KEY", "local").env("AWS_REGION", "us-east-1");
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "us-east-1");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     wsctl_tests::die_with_parent(&mut cmd);
     let mut tail = cmd.spawn().expect("wsctl tail");
-    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, Value)>::new()));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(std::time::Instant, Value)>::new(),
+    ));
     let sink = events.clone();
     let stdout = tail.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push((std::time::Instant::now(), serde_json::from_str(&line).expect("JSON line")));
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push((
+                std::time::Instant::now(),
+                serde_json::from_str(&line).expect("JSON line"),
+            ));
         }
     });
     // Until tail has its baseline: its own WebSocket connects first.
@@ -592,35 +1083,83 @@ async fn tail_shows_connects_subscribes_messages_and_disconnects() {
     let wait = |pred: &dyn Fn(&Value) -> bool, since: std::time::Instant| -> Duration {
         let deadline = since + T;
         loop {
-            if let Some((at, _)) = events.lock().unwrap().iter().find(|(at, v)| *at >= since && pred(v)) {
+            if let Some((at, _)) = events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(at, v)| *at >= since && pred(v))
+            {
                 return at.duration_since(since);
             }
-            assert!(std::time::Instant::now() < deadline, "tail printed {:?}", events.lock().unwrap().iter().map(|e| &e.1).collect::<Vec<_>>());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tail printed {:?}",
+                events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|e| &e.1)
+                    .collect::<Vec<_>>()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
 
     let mut c = dev.connect("tina").await;
     let connected = std::time::Instant::now();
-    let took = wait(&|v| v["event"] == "connect" && v["user"] == "tina", connected);
-    assert!(took < Duration::from_secs(1), "connect shown after {took:?}");
-    let id = dev.connection_ids().await.into_iter().find(|i| events.lock().unwrap().iter().any(|(_, v)| v["connection"] == i.as_str())).expect("the printed id is a live connection");
+    let took = wait(
+        &|v| v["event"] == "connect" && v["user"] == "tina",
+        connected,
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "connect shown after {took:?}"
+    );
+    let id = dev
+        .connection_ids()
+        .await
+        .into_iter()
+        .find(|i| {
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, v)| v["connection"] == i.as_str())
+        })
+        .expect("the printed id is a live connection");
 
-    c.send(json!({"action": "subscribe", "channel": "t-1"})).await;
+    c.send(json!({"action": "subscribe", "channel": "t-1"}))
+        .await;
     c.expect("subscribed", is("subscribed"), T).await;
-    wait(&|v| v["event"] == "subscribe" && v["connection"] == id.as_str() && v["channel"] == "t-1", connected);
-    c.send(json!({"action": "publish", "channel": "t-1", "data": {"n": 1}})).await;
-    wait(&|v| v["event"] == "message" && v["from"] == "tina" && v["data"]["n"] == 1, connected);
+    wait(
+        &|v| v["event"] == "subscribe" && v["connection"] == id.as_str() && v["channel"] == "t-1",
+        connected,
+    );
+    c.send(json!({"action": "publish", "channel": "t-1", "data": {"n": 1}}))
+        .await;
+    wait(
+        &|v| v["event"] == "message" && v["from"] == "tina" && v["data"]["n"] == 1,
+        connected,
+    );
 
     drop(c);
     let dropped = std::time::Instant::now();
-    let took = wait(&|v| v["event"] == "disconnect" && v["connection"] == id.as_str(), dropped);
-    assert!(took < Duration::from_secs(1), "disconnect shown after {took:?}");
+    let took = wait(
+        &|v| v["event"] == "disconnect" && v["connection"] == id.as_str(),
+        dropped,
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "disconnect shown after {took:?}"
+    );
 
     unsafe {
         libc::kill(tail.id() as i32, libc::SIGINT);
     }
-    assert!(tail.wait().expect("tail exits").success(), "Ctrl-C ends tail cleanly");
+    assert!(
+        tail.wait().expect("tail exits").success(),
+        "Ctrl-C ends tail cleanly"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -632,8 +1171,13 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         .unwrap()
         .lines()
         .map(|l| {
-            let verbose = l.trim_start().starts_with("read_secret: true") || (l.trim_start().starts_with("crate:") && l.trim_end().ends_with("/connect"));
-            if verbose { format!("{l}\n    environment: {{ RUST_LOG: trace }}\n") } else { format!("{l}\n") }
+            let verbose = l.trim_start().starts_with("read_secret: true")
+                || (l.trim_start().starts_with("crate:") && l.trim_end().ends_with("/connect"));
+            if verbose {
+                format!("{l}\n    environment: {{ RUST_LOG: trace }}\n")
+            } else {
+                format!("{l}\n")
+            }
         })
         .collect();
     assert_eq!(text.matches("RUST_LOG").count(), 2, "{text}");
@@ -641,39 +1185,72 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
     let dev = Dev::start(&config, &[]);
 
     let token = |allow: &str| {
-        let (code, out, err) = wsctl(&dev, &config, &["token", "--user", "narrow", "--allow", allow]);
+        let (code, out, err) = wsctl(
+            &dev,
+            &config,
+            &["token", "--user", "narrow", "--allow", allow],
+        );
         assert_eq!(code, 0, "{err}");
         out.trim().to_string()
     };
     let presence_only = token("room:presence");
-    let mut lurker = Client::connect(&format!("{}?token={presence_only}", dev.field("url"))).await.expect("connect");
+    let mut lurker = Client::connect(&format!("{}?token={presence_only}", dev.field("url")))
+        .await
+        .expect("connect");
     let mut ana = dev.connect("ana").await;
-    ana.send(json!({"action": "subscribe", "channel": "room"})).await;
+    ana.send(json!({"action": "subscribe", "channel": "room"}))
+        .await;
     ana.expect("subscribed", is("subscribed"), T).await;
 
     // Presence lets it in the member list, not into the channel's messages or its past.
-    lurker.send(json!({"action": "presence", "channel": "room", "enter": {"name": "L"}})).await;
-    ana.expect("the enter", |v| v["type"] == "presence" && v["member"]["user"] == "narrow", T).await;
-    lurker.send(json!({"action": "subscribe", "channel": "room", "since": 0})).await;
-    assert_eq!(lurker.expect("refusal", is("error"), T).await["code"], "forbidden");
-    ana.send(json!({"action": "publish", "channel": "room", "data": "not for lurkers"})).await;
+    lurker
+        .send(json!({"action": "presence", "channel": "room", "enter": {"name": "L"}}))
+        .await;
+    ana.expect(
+        "the enter",
+        |v| v["type"] == "presence" && v["member"]["user"] == "narrow",
+        T,
+    )
+    .await;
+    lurker
+        .send(json!({"action": "subscribe", "channel": "room", "since": 0}))
+        .await;
+    assert_eq!(
+        lurker.expect("refusal", is("error"), T).await["code"],
+        "forbidden"
+    );
+    ana.send(json!({"action": "publish", "channel": "room", "data": "not for lurkers"}))
+        .await;
     ana.expect("own message", is("message"), T).await;
-    let leaked: Vec<Value> = lurker.drain(Duration::from_secs(1)).await.into_iter().filter(|v| v["type"] == "message").collect();
+    let leaked: Vec<Value> = lurker
+        .drain(Duration::from_secs(1))
+        .await
+        .into_iter()
+        .filter(|v| v["type"] == "message")
+        .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
 
     // 100 numbered publishes sent back to back: stored in the order sent, although the
     // gateway runs them concurrently.
     for seq in 1..=100u64 {
-        ana.send(json!({"action": "publish", "channel": "burst", "data": seq, "seq": seq})).await;
+        ana.send(json!({"action": "publish", "channel": "burst", "data": seq, "seq": seq}))
+            .await;
     }
     let mut acks = 0;
     while acks < 100 {
-        ana.expect("an ack", is("ack"), Duration::from_secs(60)).await;
+        ana.expect("an ack", is("ack"), Duration::from_secs(60))
+            .await;
         acks += 1;
     }
-    ana.send(json!({"action": "history", "channel": "burst", "since": 0, "limit": 1000})).await;
+    ana.send(json!({"action": "history", "channel": "burst", "since": 0, "limit": 1000}))
+        .await;
     let history = ana.expect("history", is("history"), T).await;
-    let data: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["data"].as_u64().unwrap()).collect();
+    let data: Vec<u64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].as_u64().unwrap())
+        .collect();
     assert_eq!(data, (1..=100).collect::<Vec<_>>());
 
     // A web page elsewhere, or a DNS name rebound to 127.0.0.1, reaches none of the helpers.
@@ -681,7 +1258,10 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
     let token_url = format!("{base}/_wsctl/token?user=x");
     for (headers, what) in [
         (vec![("Host", "evil.example.com")], "a rebound name"),
-        (vec![("Origin", "https://evil.example.com")], "a cross-site request"),
+        (
+            vec![("Origin", "https://evil.example.com")],
+            "a cross-site request",
+        ),
         (vec![("Origin", "http://127.0.0.1:1")], "another local port"),
     ] {
         let (status, body) = wsctl_tests::dev::http_with(&token_url, "GET", &headers, b"").await;
@@ -689,31 +1269,76 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         assert!(!body.contains("token\""), "{what}: {body}");
     }
     let ssm = br#"{"Name":"/wsctl/chat/dev/token-secret","WithDecryption":true}"#;
-    let (status, body) = wsctl_tests::dev::http_with(&format!("{base}/"), "POST", &[("Origin", "https://evil.example.com"), ("X-Amz-Target", "AmazonSSM.GetParameter"), ("Content-Type", "application/x-amz-json-1.1")], ssm).await;
+    let (status, body) = wsctl_tests::dev::http_with(
+        &format!("{base}/"),
+        "POST",
+        &[
+            ("Origin", "https://evil.example.com"),
+            ("X-Amz-Target", "AmazonSSM.GetParameter"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ],
+        ssm,
+    )
+    .await;
     assert_eq!(status, 403, "the AWS forwarder: {body}");
     let id = dev.connection_ids().await[0].clone();
-    let (status, _) = wsctl_tests::dev::http_with(&format!("{base}/_wsctl/connections/{id}/drop"), "POST", &[("Origin", "https://evil.example.com")], b"").await;
+    let (status, _) = wsctl_tests::dev::http_with(
+        &format!("{base}/_wsctl/connections/{id}/drop"),
+        "POST",
+        &[("Origin", "https://evil.example.com")],
+        b"",
+    )
+    .await;
     assert_eq!(status, 403, "the fault switch");
-    let (status, _) = wsctl_tests::dev::http_with(&format!("{}/{id}", dev.field("connections_url")), "POST", &[("Host", "evil.example.com:80")], b"{}").await;
+    let (status, _) = wsctl_tests::dev::http_with(
+        &format!("{}/{id}", dev.field("connections_url")),
+        "POST",
+        &[("Host", "evil.example.com:80")],
+        b"{}",
+    )
+    .await;
     assert_eq!(status, 403, "@connections");
     // Its own page and plain clients still work.
-    assert!(wsctl_tests::dev::http_get(&token_url).await.contains("token"));
+    assert!(
+        wsctl_tests::dev::http_get(&token_url)
+            .await
+            .contains("token")
+    );
     let own = format!("http://{}", base.trim_start_matches("http://"));
-    assert_eq!(wsctl_tests::dev::http_with(&token_url, "GET", &[("Origin", own.as_str())], b"").await.0, 200);
+    assert_eq!(
+        wsctl_tests::dev::http_with(&token_url, "GET", &[("Origin", own.as_str())], b"")
+            .await
+            .0,
+        200
+    );
 
     // Neither function logged a token, at TRACE.
     let logs = dev.logs.lock().unwrap().join("\n");
-    assert!(logs.contains("authorizer") && logs.contains("connect"), "the functions' logs are captured");
+    assert!(
+        logs.contains("authorizer") && logs.contains("connect"),
+        "the functions' logs are captured"
+    );
     let signature = presence_only.rsplit('.').next().unwrap();
-    assert!(!logs.contains(signature), "a token's signature appears in the logs");
+    assert!(
+        !logs.contains(signature),
+        "a token's signature appears in the logs"
+    );
     // Nor the secret the authorizer read from SSM.
     let conf = aws_sdk_ssm::Config::builder()
         .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
         .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new("local", "local", None, None, "test"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
         .endpoint_url(dev.base())
         .build();
-    let got = aws_sdk_ssm::Client::from_conf(conf).get_parameter().name("/wsctl/chat/dev/token-secret").with_decryption(true).send().await.expect("secret");
+    let got = aws_sdk_ssm::Client::from_conf(conf)
+        .get_parameter()
+        .name("/wsctl/chat/dev/token-secret")
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("secret");
     let secret = got.parameter.and_then(|p| p.value).expect("value");
     assert!(!logs.contains(&secret), "the secret appears in the logs");
 }

@@ -30,10 +30,18 @@ pub(crate) struct Rig {
 }
 
 fn key(name: &str, t: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder().attribute_name(name).key_type(t).build().unwrap()
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(t)
+        .build()
+        .unwrap()
 }
 fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder().attribute_name(name).attribute_type(t).build().unwrap()
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(t)
+        .build()
+        .unwrap()
 }
 
 /// Tables as `templates/wsctl.yaml` declares them; the publish function invoked in-process.
@@ -43,33 +51,82 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
     let sdk = sdk(&moto.url()).await;
     let db = aws_sdk_dynamodb::Client::new(&sdk);
     let create = |name: &str, keys: Vec<KeySchemaElement>, attrs: Vec<AttributeDefinition>| {
-        db.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest).set_key_schema(Some(keys)).set_attribute_definitions(Some(attrs))
+        db.create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(keys))
+            .set_attribute_definitions(Some(attrs))
     };
-    create("connections", vec![key("pk", KeyType::Hash)], vec![attr("pk", ScalarAttributeType::S)]).send().await.unwrap();
-    create("history", vec![key("channel", KeyType::Hash), key("serial", KeyType::Range)], vec![attr("channel", ScalarAttributeType::S), attr("serial", ScalarAttributeType::N)])
-        .send()
-        .await
-        .unwrap();
-    create("counters", vec![key("channel", KeyType::Hash)], vec![attr("channel", ScalarAttributeType::S)]).send().await.unwrap();
-    create("subscriptions", vec![key("channel", KeyType::Hash), key("connection", KeyType::Range)], vec![attr("channel", ScalarAttributeType::S), attr("connection", ScalarAttributeType::S)])
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("by-connection")
-                .key_schema(key("connection", KeyType::Hash))
-                .key_schema(key("channel", KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk).endpoint_url(server.url()).build();
+    create(
+        "connections",
+        vec![key("pk", KeyType::Hash)],
+        vec![attr("pk", ScalarAttributeType::S)],
+    )
+    .send()
+    .await
+    .unwrap();
+    create(
+        "history",
+        vec![key("channel", KeyType::Hash), key("serial", KeyType::Range)],
+        vec![
+            attr("channel", ScalarAttributeType::S),
+            attr("serial", ScalarAttributeType::N),
+        ],
+    )
+    .send()
+    .await
+    .unwrap();
+    create(
+        "counters",
+        vec![key("channel", KeyType::Hash)],
+        vec![attr("channel", ScalarAttributeType::S)],
+    )
+    .send()
+    .await
+    .unwrap();
+    create(
+        "subscriptions",
+        vec![
+            key("channel", KeyType::Hash),
+            key("connection", KeyType::Range),
+        ],
+        vec![
+            attr("channel", ScalarAttributeType::S),
+            attr("connection", ScalarAttributeType::S),
+        ],
+    )
+    .global_secondary_indexes(
+        GlobalSecondaryIndex::builder()
+            .index_name("by-connection")
+            .key_schema(key("connection", KeyType::Hash))
+            .key_schema(key("channel", KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .unwrap(),
+    )
+    .send()
+    .await
+    .unwrap();
+    let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(server.url())
+        .build();
     let slot: Arc<OnceLock<Ctx>> = Arc::new(OnceLock::new());
     let inflight = Arc::new(AtomicUsize::new(0));
-    let (copies, failing) = (Arc::new(AtomicUsize::new(1)), Arc::new(AtomicBool::new(false)));
+    let (copies, failing) = (
+        Arc::new(AtomicUsize::new(1)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let invoker = {
-        let (slot, inflight, copies, failing) = (slot.clone(), inflight.clone(), copies.clone(), failing.clone());
+        let (slot, inflight, copies, failing) = (
+            slot.clone(),
+            inflight.clone(),
+            copies.clone(),
+            failing.clone(),
+        );
         let requests = Arc::new(AtomicUsize::new(0));
         Invoker::Local(Arc::new(move |payload: Value| {
             if failing.load(Ordering::SeqCst) {
@@ -83,7 +140,9 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
             let ctx = slot.get().expect("context set").clone();
             let inflight = inflight.clone();
             inflight.fetch_add(1, Ordering::SeqCst);
-            let requests: Vec<String> = (0..copies.load(Ordering::SeqCst)).map(|_| format!("req-{}", requests.fetch_add(1, Ordering::SeqCst))).collect();
+            let requests: Vec<String> = (0..copies.load(Ordering::SeqCst))
+                .map(|_| format!("req-{}", requests.fetch_add(1, Ordering::SeqCst)))
+                .collect();
             tokio::spawn(async move {
                 for request in requests {
                     let result = publish::handle(&ctx, payload.clone(), &request).await;
@@ -97,16 +156,30 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
     let ctx = Ctx {
         store: Store {
             db,
-            tables: Tables { connections: "connections".into(), subscriptions: "subscriptions".into(), history: "history".into(), counters: "counters".into() },
+            tables: Tables {
+                connections: "connections".into(),
+                subscriptions: "subscriptions".into(),
+                history: "history".into(),
+                counters: "counters".into(),
+            },
             history_ttl: Duration::from_secs(3600),
         },
-        connections: Connections { client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt) },
+        connections: Connections {
+            client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt),
+        },
         publish: invoker,
         fanout_per_invocation: per_invocation,
         fanout_concurrency: 32,
     };
     let _ = slot.set(ctx.clone());
-    Rig { _moto: moto, server, ctx, inflight, copies, failing }
+    Rig {
+        _moto: moto,
+        server,
+        ctx,
+        inflight,
+        copies,
+        failing,
+    }
 }
 
 impl Rig {
@@ -119,7 +192,11 @@ impl Rig {
         let mut quiet = 0;
         while quiet < 5 {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            quiet = if self.inflight.load(Ordering::SeqCst) == 0 { quiet + 1 } else { 0 };
+            quiet = if self.inflight.load(Ordering::SeqCst) == 0 {
+                quiet + 1
+            } else {
+                0
+            };
         }
     }
 
@@ -132,11 +209,33 @@ impl Rig {
                 for (k, v) in pairs {
                     put = put.item(k, AttributeValue::S(v.into()));
                 }
-                WriteRequest::builder().put_request(put.build().unwrap()).build()
+                WriteRequest::builder()
+                    .put_request(put.build().unwrap())
+                    .build()
             };
-            let subs = chunk.iter().map(|id| item(vec![("channel", channel), ("connection", id), ("user", "u")])).collect();
-            let conns = chunk.iter().map(|id| item(vec![("pk", id), ("user", "u")])).collect();
-            self.ctx.store.db.batch_write_item().request_items("subscriptions", subs).request_items("connections", conns).send().await.unwrap();
+            let subs = chunk
+                .iter()
+                .map(|id| {
+                    item(vec![
+                        ("channel", channel),
+                        ("connection", id),
+                        ("user", "u"),
+                    ])
+                })
+                .collect();
+            let conns = chunk
+                .iter()
+                .map(|id| item(vec![("pk", id), ("user", "u")]))
+                .collect();
+            self.ctx
+                .store
+                .db
+                .batch_write_item()
+                .request_items("subscriptions", subs)
+                .request_items("connections", conns)
+                .send()
+                .await
+                .unwrap();
         }
         ids
     }
@@ -144,7 +243,13 @@ impl Rig {
 
 /// A WebSocket event as API Gateway sends it, with the authorizer's context flat in
 /// `requestContext.authorizer`.
-pub(crate) fn event(route: &str, kind: &str, connection: &str, body: Option<&str>, cap: &str) -> ApiGatewayWebsocketProxyRequest {
+pub(crate) fn event(
+    route: &str,
+    kind: &str,
+    connection: &str,
+    body: Option<&str>,
+    cap: &str,
+) -> ApiGatewayWebsocketProxyRequest {
     serde_json::from_value(json!({
         "requestContext": {
             "routeKey": route, "eventType": kind, "messageDirection": "IN", "extendedRequestId": "LwE2HFMvoAMF2Ig=",
@@ -161,7 +266,12 @@ pub(crate) fn event(route: &str, kind: &str, connection: &str, body: Option<&str
 pub(crate) const ALL: &str = r#"{"*":["subscribe","publish","presence","history"]}"#;
 
 pub(crate) fn frames(server: &ConnectionsServer, connection: &str) -> Vec<Value> {
-    server.posts().into_iter().filter(|(id, _)| id == connection).map(|(_, b)| serde_json::from_str(&b).unwrap()).collect()
+    server
+        .posts()
+        .into_iter()
+        .filter(|(id, _)| id == connection)
+        .map(|(_, b)| serde_json::from_str(&b).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,21 +292,42 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
         rig.ctx.store.subscribe("small", id, "u").await.unwrap();
     }
     // One of them is also present in "small": its bystanders must see it leave.
-    rig.ctx.store.enter_presence("small", &gone_list[0], "u", &json!({"name": "ghost"})).await.unwrap();
+    rig.ctx
+        .store
+        .enter_presence("small", &gone_list[0], "u", &json!({"name": "ghost"}))
+        .await
+        .unwrap();
 
-    let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}}), "r1").await.unwrap();
+    let first = publish::handle(&rig.ctx, json!({"channel": "big", "data": {"n": 1}}), "r1")
+        .await
+        .unwrap();
     assert_eq!(first.serial, Some(1));
-    assert!(first.continued, "2,500 subscribers over a budget of 1,000 are split across invocations");
+    assert!(
+        first.continued,
+        "2,500 subscribers over a budget of 1,000 are split across invocations"
+    );
     rig.settle().await;
 
     let by_conn = rig.server.posts_by_connection();
-    let messages = rig.server.posts().iter().filter(|(_, b)| b.contains(r#""type":"message""#)).count();
+    let messages = rig
+        .server
+        .posts()
+        .iter()
+        .filter(|(_, b)| b.contains(r#""type":"message""#))
+        .count();
     assert_eq!(messages, 2000, "exactly one message per live subscriber");
     for id in ids.iter().filter(|i| !gone.contains(*i)) {
         let got = &by_conn[id];
         assert_eq!(got.len(), 1, "{id}");
         let frame: Value = serde_json::from_str(&got[0]).unwrap();
-        assert_eq!((frame["type"].as_str(), frame["serial"].as_u64(), frame["data"]["n"].as_u64()), (Some("message"), Some(1), Some(1)));
+        assert_eq!(
+            (
+                frame["type"].as_str(),
+                frame["serial"].as_u64(),
+                frame["data"]["n"].as_u64()
+            ),
+            (Some("message"), Some(1), Some(1))
+        );
     }
     // The 500 gone ids are removed, with every subscription; nothing else is.
     let (remaining, _) = rig.ctx.store.subscribers("big", None, 5000).await.unwrap();
@@ -210,12 +341,39 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
     assert_eq!(small.len(), 10, "bystanders keep their subscriptions");
     // A gone subscriber never ran `$disconnect`; its leave is announced for it, once.
     for id in &bystanders {
-        let leaves: Vec<Value> = frames(&rig.server, id).into_iter().filter(|f| f["type"] == "presence").collect();
+        let leaves: Vec<Value> = frames(&rig.server, id)
+            .into_iter()
+            .filter(|f| f["type"] == "presence")
+            .collect();
         assert_eq!(leaves.len(), 1, "{id}: {leaves:?}");
-        assert_eq!((&leaves[0]["event"], &leaves[0]["channel"], &leaves[0]["member"]["connection"], &leaves[0]["member"]["data"]["name"]), (&json!("leave"), &json!("small"), &json!(gone_list[0]), &json!("ghost")));
+        assert_eq!(
+            (
+                &leaves[0]["event"],
+                &leaves[0]["channel"],
+                &leaves[0]["member"]["connection"],
+                &leaves[0]["member"]["data"]["name"]
+            ),
+            (
+                &json!("leave"),
+                &json!("small"),
+                &json!(gone_list[0]),
+                &json!("ghost")
+            )
+        );
     }
-    assert_eq!(rig.server.posts().len(), 2000 + bystanders.len(), "nothing else was posted");
-    assert!(rig.ctx.store.get_connection(&ids[1]).await.unwrap().is_some());
+    assert_eq!(
+        rig.server.posts().len(),
+        2000 + bystanders.len(),
+        "nothing else was posted"
+    );
+    assert!(
+        rig.ctx
+            .store
+            .get_connection(&ids[1])
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,24 +386,55 @@ async fn a_repeated_client_id_gives_one_serial_and_one_delivery() {
     rig.server.connect("sender");
     let body = r#"{"action":"publish","channel":"room","data":"hi","id":"msg-1"}"#;
     for _ in 0..2 {
-        handlers::message::handle(&rig.ctx, &event("$default", "MESSAGE", "sender", Some(body), ALL)).await;
+        handlers::message::handle(
+            &rig.ctx,
+            &event("$default", "MESSAGE", "sender", Some(body), ALL),
+        )
+        .await;
         rig.settle().await;
     }
     let acks = frames(&rig.server, "sender");
     assert_eq!(acks.len(), 2, "{acks:?}");
-    assert_eq!(acks[0], json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1}));
-    assert_eq!(acks[1], json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1, "duplicate": true}));
+    assert_eq!(
+        acks[0],
+        json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1})
+    );
+    assert_eq!(
+        acks[1],
+        json!({"type": "ack", "id": "msg-1", "channel": "room", "serial": 1, "duplicate": true})
+    );
     for id in &ids {
         let got = frames(&rig.server, id);
         assert_eq!(got.len(), 1, "{id}: {got:?}");
-        assert_eq!((got[0]["serial"].as_u64(), got[0]["from"].as_str()), (Some(1), Some("ana")));
+        assert_eq!(
+            (got[0]["serial"].as_u64(), got[0]["from"].as_str()),
+            (Some(1), Some("ana"))
+        );
     }
     // Through `wsctl publish`'s path too: the server is a publisher of its own, so its
     // `msg-1` is a new message, and its repeat a duplicate.
-    let first = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"}), "r1").await.unwrap();
-    assert_eq!((first.serial, first.duplicate, first.report.delivered), (Some(2), false, 3));
-    let again = publish::handle(&rig.ctx, json!({"channel": "room", "data": "hi", "id": "msg-1"}), "r2").await.unwrap();
-    assert_eq!((again.serial, again.duplicate, again.report.delivered), (Some(2), true, 0));
+    let first = publish::handle(
+        &rig.ctx,
+        json!({"channel": "room", "data": "hi", "id": "msg-1"}),
+        "r1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (first.serial, first.duplicate, first.report.delivered),
+        (Some(2), false, 3)
+    );
+    let again = publish::handle(
+        &rig.ctx,
+        json!({"channel": "room", "data": "hi", "id": "msg-1"}),
+        "r2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (again.serial, again.duplicate, again.report.delivered),
+        (Some(2), true, 0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,35 +449,75 @@ async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
         event("$default", "MESSAGE", "phone", Some(&body), ALL).body
     };
     for i in 0..5 {
-        rig.ctx.store.append("feed", None, "ana", &json!(i)).await.unwrap();
+        rig.ctx
+            .store
+            .append("feed", None, "ana", &json!(i))
+            .await
+            .unwrap();
     }
     let mut e = event("$default", "MESSAGE", "phone", None, ALL);
     e.body = sub(None);
     handlers::message::handle(&rig.ctx, &e).await;
-    assert_eq!(frames(&rig.server, "phone"), vec![json!({"type": "subscribed", "channel": "feed", "serial": 5})]);
+    assert_eq!(
+        frames(&rig.server, "phone"),
+        vec![json!({"type": "subscribed", "channel": "feed", "serial": 5})]
+    );
 
     // The phone drops; 1,000 messages are published while it is away.
-    handlers::disconnect::handle(&rig.ctx, &event("$disconnect", "DISCONNECT", "phone", None, ALL)).await.unwrap();
+    handlers::disconnect::handle(
+        &rig.ctx,
+        &event("$disconnect", "DISCONNECT", "phone", None, ALL),
+    )
+    .await
+    .unwrap();
     rig.server.clear();
     let store = rig.ctx.store.clone();
     // One publisher at a time: moto's threaded server does not make UpdateItem ADD atomic
     // (DynamoDB does), so concurrent publishes here could share a serial.
     let mut published = Vec::new();
     for i in 0..1000 {
-        published.push(store.append("feed", Some(&format!("m{i}")), "ana", &json!({"i": i})).await.unwrap().0.serial);
+        published.push(
+            store
+                .append("feed", Some(&format!("m{i}")), "ana", &json!({"i": i}))
+                .await
+                .unwrap()
+                .0
+                .serial,
+        );
     }
-    assert_eq!(published.iter().copied().collect::<HashSet<_>>().len(), 1000);
+    assert_eq!(
+        published.iter().copied().collect::<HashSet<_>>().len(),
+        1000
+    );
 
     let mut e = event("$default", "MESSAGE", "phone", None, ALL);
     e.body = sub(Some(5));
     handlers::message::handle(&rig.ctx, &e).await;
     let got = frames(&rig.server, "phone");
-    assert_eq!(got.len(), 2, "one `history` frame with the 1,000 missed messages, then `subscribed`: {:?}", got.iter().map(|f| &f["type"]).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        2,
+        "one `history` frame with the 1,000 missed messages, then `subscribed`: {:?}",
+        got.iter().map(|f| &f["type"]).collect::<Vec<_>>()
+    );
     let replay = got[0]["messages"].as_array().unwrap();
-    let serials: Vec<u64> = replay.iter().map(|f| f["serial"].as_u64().unwrap()).collect();
-    assert_eq!(serials, (6..=1005).collect::<Vec<u64>>(), "exactly the missed ones, in order, none twice");
-    assert_eq!((&got[0]["type"], &got[0]["channel"], got[0].get("more")), (&json!("history"), &json!("feed"), None));
-    assert_eq!(got[1], json!({"type": "subscribed", "channel": "feed", "serial": 1005}));
+    let serials: Vec<u64> = replay
+        .iter()
+        .map(|f| f["serial"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        serials,
+        (6..=1005).collect::<Vec<u64>>(),
+        "exactly the missed ones, in order, none twice"
+    );
+    assert_eq!(
+        (&got[0]["type"], &got[0]["channel"], got[0].get("more")),
+        (&json!("history"), &json!("feed"), None)
+    );
+    assert_eq!(
+        got[1],
+        json!({"type": "subscribed", "channel": "feed", "serial": 1005})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,55 +549,135 @@ async fn every_client_action_and_error_case() {
     send("ana-1", &big, ALL).await;
     assert_eq!(last("ana-1")["code"], "too_large");
     let only_lobby = r#"{"lobby":["subscribe"]}"#;
-    send("bob-1", r#"{"action":"publish","channel":"secret","data":1,"id":"p1"}"#, only_lobby).await;
+    send(
+        "bob-1",
+        r#"{"action":"publish","channel":"secret","data":1,"id":"p1"}"#,
+        only_lobby,
+    )
+    .await;
     let err = last("bob-1");
-    assert_eq!((err["code"].as_str(), err["channel"].as_str(), err["id"].as_str()), (Some("forbidden"), Some("secret"), Some("p1")));
-    assert_eq!(rig.ctx.store.latest_serial("secret").await.unwrap(), 0, "nothing half-written");
+    assert_eq!(
+        (
+            err["code"].as_str(),
+            err["channel"].as_str(),
+            err["id"].as_str()
+        ),
+        (Some("forbidden"), Some("secret"), Some("p1"))
+    );
+    assert_eq!(
+        rig.ctx.store.latest_serial("secret").await.unwrap(),
+        0,
+        "nothing half-written"
+    );
 
     // presence: enter is seen by others, members lists it, leave on disconnect.
-    send("bob-1", r#"{"action":"subscribe","channel":"lobby"}"#, only_lobby).await;
-    send("ana-1", r#"{"action":"presence","channel":"lobby","enter":{"name":"Ana"}}"#, ALL).await;
+    send(
+        "bob-1",
+        r#"{"action":"subscribe","channel":"lobby"}"#,
+        only_lobby,
+    )
+    .await;
+    send(
+        "ana-1",
+        r#"{"action":"presence","channel":"lobby","enter":{"name":"Ana"}}"#,
+        ALL,
+    )
+    .await;
     rig.settle().await;
     let seen = frames(&rig.server, "bob-1");
     assert!(seen.contains(&json!({"type": "presence", "channel": "lobby", "event": "enter", "member": {"user": "ana", "connection": "ana-1", "data": {"name": "Ana"}}})), "{seen:?}");
     send("ana-1", r#"{"action":"presence","channel":"lobby"}"#, ALL).await;
-    assert_eq!(last("ana-1")["members"], json!([{"user": "ana", "connection": "ana-1", "data": {"name": "Ana"}}]));
-    handlers::disconnect::handle(&rig.ctx, &event("$disconnect", "DISCONNECT", "ana-1", None, ALL)).await.unwrap();
+    assert_eq!(
+        last("ana-1")["members"],
+        json!([{"user": "ana", "connection": "ana-1", "data": {"name": "Ana"}}])
+    );
+    handlers::disconnect::handle(
+        &rig.ctx,
+        &event("$disconnect", "DISCONNECT", "ana-1", None, ALL),
+    )
+    .await
+    .unwrap();
     rig.settle().await;
     assert_eq!(last("bob-1")["event"], "leave");
 
     // history and rewind.
     for i in 0..3 {
-        send("bob-1", &json!({"action": "publish", "channel": "lobby", "data": i}).to_string(), ALL).await;
+        send(
+            "bob-1",
+            &json!({"action": "publish", "channel": "lobby", "data": i}).to_string(),
+            ALL,
+        )
+        .await;
     }
     rig.settle().await;
-    send("bob-1", r#"{"action":"history","channel":"lobby","since":1}"#, ALL).await;
+    send(
+        "bob-1",
+        r#"{"action":"history","channel":"lobby","since":1}"#,
+        ALL,
+    )
+    .await;
     let h = last("bob-1");
     assert_eq!(h["type"], "history");
-    assert_eq!(h["messages"].as_array().unwrap().iter().map(|m| m["serial"].as_u64().unwrap()).collect::<Vec<_>>(), vec![2, 3]);
-    send("bob-1", r#"{"action":"history","channel":"lobby","limit":1}"#, ALL).await;
+    assert_eq!(
+        h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["serial"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    send(
+        "bob-1",
+        r#"{"action":"history","channel":"lobby","limit":1}"#,
+        ALL,
+    )
+    .await;
     assert_eq!(last("bob-1")["messages"][0]["serial"], 3);
 
     // unsubscribe stops delivery.
-    send("bob-1", r#"{"action":"unsubscribe","channel":"lobby"}"#, ALL).await;
-    assert_eq!(last("bob-1"), json!({"type": "unsubscribed", "channel": "lobby"}));
+    send(
+        "bob-1",
+        r#"{"action":"unsubscribe","channel":"lobby"}"#,
+        ALL,
+    )
+    .await;
+    assert_eq!(
+        last("bob-1"),
+        json!({"type": "unsubscribed", "channel": "lobby"})
+    );
     rig.server.clear();
-    publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"}), "r1").await.unwrap();
+    publish::handle(&rig.ctx, json!({"channel": "lobby", "data": "after"}), "r1")
+        .await
+        .unwrap();
     assert!(frames(&rig.server, "bob-1").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_stores_the_authorizer_identity() {
     let rig = rig(5000).await;
-    handlers::connect::handle(&rig.ctx, &event("$connect", "CONNECT", "new-1", None, ALL)).await.unwrap();
-    let c = rig.ctx.store.get_connection("new-1").await.unwrap().unwrap();
+    handlers::connect::handle(&rig.ctx, &event("$connect", "CONNECT", "new-1", None, ALL))
+        .await
+        .unwrap();
+    let c = rig
+        .ctx
+        .store
+        .get_connection("new-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.user, "ana");
-    assert!(c.capabilities.allows("anything", wsctl_functions::auth::Op::History));
+    assert!(
+        c.capabilities
+            .allows("anything", wsctl_functions::auth::Op::History)
+    );
     assert_eq!(c.connected_at, 1795636800);
 }
 
 /// A `$connect` REQUEST authorizer event as API Gateway sends it for a WebSocket API.
-pub(crate) fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
+pub(crate) fn authorizer_event(
+    token: Option<&str>,
+) -> aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest {
     let query = match token {
         Some(t) => json!({"token": t}),
         None => json!({}),
@@ -395,8 +704,13 @@ pub(crate) fn authorizer_event(token: Option<&str>) -> aws_lambda_events::apigw:
 
 /// An authorizer whose secret is `secret` (as SSM would hand it over).
 pub fn authorizer_with(secret: &'static [u8], audience: Option<&str>) -> Authorizer {
-    let fetch: Fetch<SecretKeys> = Arc::new(move || Box::pin(async move { SecretKeys::new(secret) }));
-    Authorizer { secrets: secret_cache(fetch), audience: audience.map(str::to_string), oidc: None }
+    let fetch: Fetch<SecretKeys> =
+        Arc::new(move || Box::pin(async move { SecretKeys::new(secret) }));
+    Authorizer {
+        secrets: secret_cache(fetch),
+        audience: audience.map(str::to_string),
+        oidc: None,
+    }
 }
 
 #[tokio::test]
@@ -416,15 +730,26 @@ async fn the_authorizer_allows_valid_tokens_only() {
     let effect = |token: String| {
         let authorizer = &authorizer;
         async move {
-            let r = authorizer::handle(authorizer, &authorizer_event(Some(&token))).await.expect("a policy, not a 401");
+            let r = authorizer::handle(authorizer, &authorizer_event(Some(&token)))
+                .await
+                .expect("a policy, not a 401");
             let v = serde_json::to_value(&r).unwrap();
-            (v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string(), v)
+            (
+                v["policyDocument"]["Statement"][0]["Effect"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                v,
+            )
         }
     };
 
     let (allow, response) = effect(mint(secret, &claims(600, Some("chat")))).await;
     assert_eq!(allow, "Allow");
-    assert_eq!(response["policyDocument"]["Statement"][0]["Resource"], json!(["arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"]));
+    assert_eq!(
+        response["policyDocument"]["Statement"][0]["Resource"],
+        json!(["arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect"])
+    );
     assert_eq!(response["context"]["user"], "ana");
     let cap: Value = serde_json::from_str(response["context"]["cap"].as_str().unwrap()).unwrap();
     assert_eq!(cap, json!({"room-*": ["subscribe", "publish"]}));
@@ -433,9 +758,19 @@ async fn the_authorizer_allows_valid_tokens_only() {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
     };
-    let unsigned = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&serde_json::to_string(&claims(600, Some("chat"))).unwrap()));
+    let unsigned = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&serde_json::to_string(&claims(600, Some("chat"))).unwrap())
+    );
     for (case, token) in [
-        ("forged", mint(b"not-the-secret-not-the-secret-00", &claims(600, Some("chat")))),
+        (
+            "forged",
+            mint(
+                b"not-the-secret-not-the-secret-00",
+                &claims(600, Some("chat")),
+            ),
+        ),
         ("expired", mint(secret, &claims(-3600, Some("chat")))),
         ("alg none", unsigned),
         ("wrong audience", mint(secret, &claims(600, Some("other")))),
@@ -444,5 +779,11 @@ async fn the_authorizer_allows_valid_tokens_only() {
     ] {
         assert_eq!(effect(token).await.0, "Deny", "{case}");
     }
-    assert_eq!(authorizer::handle(&authorizer, &authorizer_event(None)).await.unwrap_err(), "Unauthorized", "no token → 401");
+    assert_eq!(
+        authorizer::handle(&authorizer, &authorizer_event(None))
+            .await
+            .unwrap_err(),
+        "Unauthorized",
+        "no token → 401"
+    );
 }

@@ -33,19 +33,38 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("k={k}: deploy ended ({status}) before its {k}th mutation");
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "k={k}: never reached mutation {k}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "k={k}: never reached mutation {k}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(proxy.mutations().len(), k, "k={k}: the proxy let through more than k mutations");
+        assert_eq!(
+            proxy.mutations().len(),
+            k,
+            "k={k}: the proxy let through more than k mutations"
+        );
 
         proxy.clear();
         let rerun = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);
-        assert!(rerun.status.success(), "k={k}: re-run failed:\n{}", text(&rerun));
+        assert!(
+            rerun.status.success(),
+            "k={k}: re-run failed:\n{}",
+            text(&rerun)
+        );
         let state = rt.block_on(inventory::snapshot(&moto.url()));
-        assert_eq!(state, reference, "k={k}: interrupted-then-resumed deploy differs from an uninterrupted one");
+        assert_eq!(
+            state, reference,
+            "k={k}: interrupted-then-resumed deploy differs from an uninterrupted one"
+        );
         let again = project.wsctl(&proxy.url(), &["plan", "--no-build", "--output", "json"]);
-        assert_eq!(stdout_json(&again)["changes"], serde_json::json!([]), "k={k}: {}", text(&again));
+        assert_eq!(
+            stdout_json(&again)["changes"],
+            serde_json::json!([]),
+            "k={k}: {}",
+            text(&again)
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 mod build;
 mod config_errors;
-mod deploy;
 mod demo;
+mod deploy;
 mod destroy;
 mod dev;
 mod functions;

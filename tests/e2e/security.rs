@@ -12,15 +12,25 @@ use wsctl_functions::handlers::{self, publish};
 use crate::functions::{ALL, Rig, event, frames, rig};
 
 async fn send(rig: &Rig, conn: &str, body: &Value, cap: &str) {
-    handlers::message::handle(&rig.ctx, &event("$default", "MESSAGE", conn, Some(&body.to_string()), cap)).await;
+    handlers::message::handle(
+        &rig.ctx,
+        &event("$default", "MESSAGE", conn, Some(&body.to_string()), cap),
+    )
+    .await;
 }
 
 fn last(rig: &Rig, conn: &str) -> Value {
-    frames(&rig.server, conn).last().cloned().unwrap_or(Value::Null)
+    frames(&rig.server, conn)
+        .last()
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn of_type(rig: &Rig, conn: &str, kind: &str) -> Vec<Value> {
-    frames(&rig.server, conn).into_iter().filter(|f| f["type"] == kind).collect()
+    frames(&rig.server, conn)
+        .into_iter()
+        .filter(|f| f["type"] == kind)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,39 +40,113 @@ async fn a_presence_grant_is_not_a_subscribe_grant() {
         rig.server.connect(c);
     }
     let presence_only = r#"{"room":["presence"]}"#;
-    send(&rig, "watcher", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
-    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "enter": {"name": "L"}}), presence_only).await;
+    send(
+        &rig,
+        "watcher",
+        &json!({"action": "subscribe", "channel": "room"}),
+        ALL,
+    )
+    .await;
+    send(
+        &rig,
+        "lurker",
+        &json!({"action": "presence", "channel": "room", "enter": {"name": "L"}}),
+        presence_only,
+    )
+    .await;
     rig.settle().await;
     let enter = of_type(&rig, "watcher", "presence");
     assert_eq!(enter.len(), 1, "a subscriber sees the enter: {enter:?}");
     assert_eq!(enter[0]["member"]["data"], json!({"name": "L"}));
 
-    send(&rig, "talker", &json!({"action": "publish", "channel": "room", "data": "secret plans"}), ALL).await;
+    send(
+        &rig,
+        "talker",
+        &json!({"action": "publish", "channel": "room", "data": "secret plans"}),
+        ALL,
+    )
+    .await;
     rig.settle().await;
     assert_eq!(of_type(&rig, "watcher", "message").len(), 1);
-    assert!(of_type(&rig, "lurker", "message").is_empty(), "presence alone receives no message: {:?}", frames(&rig.server, "lurker"));
+    assert!(
+        of_type(&rig, "lurker", "message").is_empty(),
+        "presence alone receives no message: {:?}",
+        frames(&rig.server, "lurker")
+    );
     // The members list is the presence grant's to read.
-    send(&rig, "lurker", &json!({"action": "presence", "channel": "room"}), presence_only).await;
+    send(
+        &rig,
+        "lurker",
+        &json!({"action": "presence", "channel": "room"}),
+        presence_only,
+    )
+    .await;
     assert_eq!(last(&rig, "lurker")["members"][0]["user"], "ana");
 
     // Leaving removes the presence-only item entirely; subscribing later does receive.
-    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "leave": true}), presence_only).await;
+    send(
+        &rig,
+        "lurker",
+        &json!({"action": "presence", "channel": "room", "leave": true}),
+        presence_only,
+    )
+    .await;
     let (subs, _) = rig.ctx.store.subscribers("room", None, 100).await.unwrap();
-    assert_eq!(subs.iter().map(|s| s.connection.as_str()).collect::<Vec<_>>(), vec!["watcher"]);
-    send(&rig, "lurker", &json!({"action": "presence", "channel": "room", "enter": true}), ALL).await;
-    send(&rig, "lurker", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
-    send(&rig, "talker", &json!({"action": "publish", "channel": "room", "data": "now you see it"}), ALL).await;
+    assert_eq!(
+        subs.iter()
+            .map(|s| s.connection.as_str())
+            .collect::<Vec<_>>(),
+        vec!["watcher"]
+    );
+    send(
+        &rig,
+        "lurker",
+        &json!({"action": "presence", "channel": "room", "enter": true}),
+        ALL,
+    )
+    .await;
+    send(
+        &rig,
+        "lurker",
+        &json!({"action": "subscribe", "channel": "room"}),
+        ALL,
+    )
+    .await;
+    send(
+        &rig,
+        "talker",
+        &json!({"action": "publish", "channel": "room", "data": "now you see it"}),
+        ALL,
+    )
+    .await;
     rig.settle().await;
-    assert_eq!(of_type(&rig, "lurker", "message").len(), 1, "subscribed: it receives");
+    assert_eq!(
+        of_type(&rig, "lurker", "message").len(),
+        1,
+        "subscribed: it receives"
+    );
 
     // Member data: checked like data, and capped at 2 KB.
     rig.server.clear();
-    for (enter, code) in [(json!("x".repeat(100)), "bad_request"), (json!({"bio": "x".repeat(2100)}), "too_large"), (json!(42), "bad_request")] {
-        send(&rig, "talker", &json!({"action": "presence", "channel": "room", "enter": enter}), ALL).await;
+    for (enter, code) in [
+        (json!("x".repeat(100)), "bad_request"),
+        (json!({"bio": "x".repeat(2100)}), "too_large"),
+        (json!(42), "bad_request"),
+    ] {
+        send(
+            &rig,
+            "talker",
+            &json!({"action": "presence", "channel": "room", "enter": enter}),
+            ALL,
+        )
+        .await;
         assert_eq!(last(&rig, "talker")["code"], code, "{enter}");
     }
     rig.settle().await;
-    assert!(of_type(&rig, "watcher", "presence").is_empty(), "refused enters are not announced");
+    assert!(
+        of_type(&rig, "watcher", "presence").is_empty(),
+        "refused enters are not announced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,53 +154,144 @@ async fn replay_needs_the_history_grant_and_is_bounded() {
     let rig = rig(5000).await;
     rig.server.connect("phone");
     for i in 0..1500 {
-        rig.ctx.store.append("feed", None, "ana", &json!({"i": i})).await.unwrap();
+        rig.ctx
+            .store
+            .append("feed", None, "ana", &json!({"i": i}))
+            .await
+            .unwrap();
     }
     let subscribe_only = r#"{"feed":["subscribe"]}"#;
-    for frame in [json!({"action": "subscribe", "channel": "feed", "since": 0}), json!({"action": "subscribe", "channel": "feed", "rewind": 10})] {
+    for frame in [
+        json!({"action": "subscribe", "channel": "feed", "since": 0}),
+        json!({"action": "subscribe", "channel": "feed", "rewind": 10}),
+    ] {
         send(&rig, "phone", &frame, subscribe_only).await;
         let e = last(&rig, "phone");
-        assert_eq!((e["code"].as_str(), e["message"].as_str().map(|m| m.contains("history"))), (Some("forbidden"), Some(true)), "{frame}");
+        assert_eq!(
+            (
+                e["code"].as_str(),
+                e["message"].as_str().map(|m| m.contains("history"))
+            ),
+            (Some("forbidden"), Some(true)),
+            "{frame}"
+        );
     }
-    assert!(rig.ctx.store.subscribers("feed", None, 10).await.unwrap().0.is_empty(), "a refused subscribe subscribes nothing");
+    assert!(
+        rig.ctx
+            .store
+            .subscribers("feed", None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty(),
+        "a refused subscribe subscribes nothing"
+    );
 
     // More than one replay carries: 1,000 at most, then `more`, and the rest by paging.
     rig.server.clear();
-    send(&rig, "phone", &json!({"action": "subscribe", "channel": "feed", "since": 100}), ALL).await;
+    send(
+        &rig,
+        "phone",
+        &json!({"action": "subscribe", "channel": "feed", "since": 100}),
+        ALL,
+    )
+    .await;
     let got = frames(&rig.server, "phone");
     assert_eq!(got.len(), 2);
-    let replayed: Vec<u64> = got[0]["messages"].as_array().unwrap().iter().map(|m| m["serial"].as_u64().unwrap()).collect();
+    let replayed: Vec<u64> = got[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["serial"].as_u64().unwrap())
+        .collect();
     assert_eq!(replayed, (101..=1100).collect::<Vec<_>>());
-    assert_eq!((&got[0]["more"], &got[1]), (&json!(true), &json!({"type": "subscribed", "channel": "feed", "serial": 1500, "more": true})));
-    send(&rig, "phone", &json!({"action": "history", "channel": "feed", "since": 1100, "limit": 1000}), ALL).await;
+    assert_eq!(
+        (&got[0]["more"], &got[1]),
+        (
+            &json!(true),
+            &json!({"type": "subscribed", "channel": "feed", "serial": 1500, "more": true})
+        )
+    );
+    send(
+        &rig,
+        "phone",
+        &json!({"action": "history", "channel": "feed", "since": 1100, "limit": 1000}),
+        ALL,
+    )
+    .await;
     let rest = last(&rig, "phone");
     assert_eq!(rest["messages"].as_array().unwrap().len(), 400);
     assert_eq!(rest.get("more"), None);
-    send(&rig, "phone", &json!({"action": "subscribe", "channel": "feed", "rewind": 1001}), ALL).await;
+    send(
+        &rig,
+        "phone",
+        &json!({"action": "subscribe", "channel": "feed", "rewind": 1001}),
+        ALL,
+    )
+    .await;
     assert_eq!(last(&rig, "phone")["code"], "bad_request");
 
     // Large messages: one answer never exceeds API Gateway's 128 KB; the rest is paged.
     for i in 0..5 {
-        rig.ctx.store.append("big", None, "ana", &json!({"i": i, "pad": "x".repeat(100 * 1024)})).await.unwrap();
+        rig.ctx
+            .store
+            .append(
+                "big",
+                None,
+                "ana",
+                &json!({"i": i, "pad": "x".repeat(100 * 1024)}),
+            )
+            .await
+            .unwrap();
     }
     rig.server.clear();
-    send(&rig, "phone", &json!({"action": "subscribe", "channel": "big", "since": 0}), ALL).await;
+    send(
+        &rig,
+        "phone",
+        &json!({"action": "subscribe", "channel": "big", "since": 0}),
+        ALL,
+    )
+    .await;
     let posts = rig.server.posts();
-    assert!(posts.iter().all(|(_, body)| body.len() <= 128 * 1024), "{:?}", posts.iter().map(|(_, b)| b.len()).collect::<Vec<_>>());
+    assert!(
+        posts.iter().all(|(_, body)| body.len() <= 128 * 1024),
+        "{:?}",
+        posts.iter().map(|(_, b)| b.len()).collect::<Vec<_>>()
+    );
     let got = frames(&rig.server, "phone");
-    assert_eq!((got[0]["messages"].as_array().unwrap().len(), &got[1]["more"]), (1, &json!(true)));
+    assert_eq!(
+        (
+            got[0]["messages"].as_array().unwrap().len(),
+            &got[1]["more"]
+        ),
+        (1, &json!(true))
+    );
     let mut since = 1;
     let mut pages = 0;
     loop {
-        send(&rig, "phone", &json!({"action": "history", "channel": "big", "since": since}), ALL).await;
+        send(
+            &rig,
+            "phone",
+            &json!({"action": "history", "channel": "big", "since": since}),
+            ALL,
+        )
+        .await;
         let page = last(&rig, "phone");
-        since = page["messages"].as_array().unwrap().last().map_or(since, |m| m["serial"].as_u64().unwrap());
+        since = page["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .map_or(since, |m| m["serial"].as_u64().unwrap());
         pages += 1;
         if page.get("more").is_none() {
             break;
         }
     }
-    assert_eq!((since, pages), (5, 4), "paging with `since` reaches the end");
+    assert_eq!(
+        (since, pages),
+        (5, 4),
+        "paging with `since` reaches the end"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,17 +300,38 @@ async fn client_ids_belong_to_their_publisher() {
     for c in ["ana-1", "bob-1", "reader"] {
         rig.server.connect(c);
     }
-    send(&rig, "reader", &json!({"action": "subscribe", "channel": "room"}), ALL).await;
+    send(
+        &rig,
+        "reader",
+        &json!({"action": "subscribe", "channel": "room"}),
+        ALL,
+    )
+    .await;
     let publish = |id: &str| json!({"action": "publish", "channel": "room", "data": id, "id": id});
     send(&rig, "ana-1", &publish("m-1"), ALL).await;
     // bob (another `sub`) reuses ana's id: his message is his own, not a duplicate of hers.
     let bob = r#"{"*":["subscribe","publish"]}"#;
-    let mut e = event("$default", "MESSAGE", "bob-1", Some(&publish("m-1").to_string()), bob);
-    e.request_context.authorizer.fields.insert("user".into(), json!("bob"));
+    let mut e = event(
+        "$default",
+        "MESSAGE",
+        "bob-1",
+        Some(&publish("m-1").to_string()),
+        bob,
+    );
+    e.request_context
+        .authorizer
+        .fields
+        .insert("user".into(), json!("bob"));
     handlers::message::handle(&rig.ctx, &e).await;
     rig.settle().await;
-    assert_eq!(last(&rig, "bob-1"), json!({"type": "ack", "id": "m-1", "channel": "room", "serial": 2}));
-    let from: Vec<Value> = of_type(&rig, "reader", "message").iter().map(|m| m["from"].clone()).collect();
+    assert_eq!(
+        last(&rig, "bob-1"),
+        json!({"type": "ack", "id": "m-1", "channel": "room", "serial": 2})
+    );
+    let from: Vec<Value> = of_type(&rig, "reader", "message")
+        .iter()
+        .map(|m| m["from"].clone())
+        .collect();
     assert_eq!(from, vec![json!("ana"), json!("bob")]);
     // ana's own repeat is still a duplicate.
     send(&rig, "ana-1", &publish("m-1"), ALL).await;
@@ -148,13 +344,34 @@ async fn sizes_and_names_are_bounded() {
     rig.server.connect("c");
     let long_id = "i".repeat(3000);
     let cases = [
-        (json!({"action": "publish", "channel": "room", "data": 1, "id": long_id}), "bad_request"),
-        (json!({"action": "publish", "channel": "room", "data": 1, "id": "a\u{202E}b"}), "bad_request"),
-        (json!({"action": "subscribe", "channel": "room\u{200B}"}), "bad_request"),
-        (json!({"action": "subscribe", "channel": "\u{202E}moor"}), "bad_request"),
-        (json!({"action": "subscribe", "channel": "é".repeat(129)}), "bad_request"),
-        (json!({"action": "history", "channel": "room", "limit": 5000}), "bad_request"),
-        (json!({"action": "ping", "id": "p".repeat(200)}), "bad_request"),
+        (
+            json!({"action": "publish", "channel": "room", "data": 1, "id": long_id}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "publish", "channel": "room", "data": 1, "id": "a\u{202E}b"}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "subscribe", "channel": "room\u{200B}"}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "subscribe", "channel": "\u{202E}moor"}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "subscribe", "channel": "é".repeat(129)}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "history", "channel": "room", "limit": 5000}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "ping", "id": "p".repeat(200)}),
+            "bad_request",
+        ),
     ];
     for (frame, code) in cases {
         rig.server.clear();
@@ -162,9 +379,19 @@ async fn sizes_and_names_are_bounded() {
         let got = last(&rig, "c");
         assert_eq!(got["code"], code, "{frame} → {got}");
     }
-    assert_eq!(rig.ctx.store.latest_serial("room").await.unwrap(), 0, "nothing stored");
+    assert_eq!(
+        rig.ctx.store.latest_serial("room").await.unwrap(),
+        0,
+        "nothing stored"
+    );
     // 128 characters of two bytes each is a valid name: the limit counts characters.
-    send(&rig, "c", &json!({"action": "subscribe", "channel": "é".repeat(128)}), ALL).await;
+    send(
+        &rig,
+        "c",
+        &json!({"action": "subscribe", "channel": "é".repeat(128)}),
+        ALL,
+    )
+    .await;
     assert_eq!(last(&rig, "c")["type"], "subscribed");
 }
 
@@ -174,7 +401,11 @@ async fn the_members_list_is_paged_within_one_frame() {
     rig.server.connect("asker");
     let ids = rig.subscribers("hall", "m", 250).await;
     for id in &ids {
-        rig.ctx.store.enter_presence("hall", id, "u", &json!({"bio": "x".repeat(1500)})).await.unwrap();
+        rig.ctx
+            .store
+            .enter_presence("hall", id, "u", &json!({"bio": "x".repeat(1500)}))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
@@ -187,19 +418,30 @@ async fn the_members_list_is_paged_within_one_frame() {
         }
         send(&rig, "asker", &q, ALL).await;
         let (_, body) = rig.server.posts().pop().unwrap();
-        assert!(body.len() <= 128 * 1024, "a members frame of {} bytes", body.len());
+        assert!(
+            body.len() <= 128 * 1024,
+            "a members frame of {} bytes",
+            body.len()
+        );
         let frame: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(frame["type"], "members", "{frame}");
         let members = frame["members"].as_array().unwrap();
         assert!(members.len() <= 100);
-        seen.extend(members.iter().map(|m| m["connection"].as_str().unwrap().to_string()));
+        seen.extend(
+            members
+                .iter()
+                .map(|m| m["connection"].as_str().unwrap().to_string()),
+        );
         frames_seen += 1;
         match frame["next"].as_str() {
             Some(next) => after = Some(next.to_string()),
             None => break,
         }
     }
-    assert_eq!(seen, ids, "every member once, in order, over {frames_seen} frames");
+    assert_eq!(
+        seen, ids,
+        "every member once, in order, over {frames_seen} frames"
+    );
     assert!(frames_seen >= 3);
 }
 
@@ -214,14 +456,24 @@ async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
     // Every hand-off reaches the publish function three times (a retried caller): 5 hops of
     // 10 would become up to 3^5 invocations, each posting its page again.
     rig.copies.store(3, Ordering::SeqCst);
-    send(&rig, "sender", &json!({"action": "publish", "channel": "wide", "data": "once"}), ALL).await;
+    send(
+        &rig,
+        "sender",
+        &json!({"action": "publish", "channel": "wide", "data": "once"}),
+        ALL,
+    )
+    .await;
     rig.settle().await;
     let by_conn = rig.server.posts_by_connection();
     let counts: HashMap<usize, usize> = ids.iter().fold(HashMap::new(), |mut m, id| {
         *m.entry(by_conn.get(id).map_or(0, Vec::len)).or_default() += 1;
         m
     });
-    assert_eq!(counts, HashMap::from([(1, 45)]), "deliveries per subscriber → subscribers");
+    assert_eq!(
+        counts,
+        HashMap::from([(1, 45)]),
+        "deliveries per subscriber → subscribers"
+    );
 
     // Lambda's own retry of one invocation (same request id) runs again; a second request
     // for the same hop does not.
@@ -229,7 +481,9 @@ async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
     rig.server.clear();
     let job = json!({"fanout": {"channel": "wide", "frame": "{\"type\":\"message\"}", "job": "j-1", "hop": 0}});
     for (request, delivered) in [("r-1", 10), ("r-1", 10), ("r-2", 0)] {
-        let result = publish::handle(&rig.ctx, job.clone(), request).await.unwrap();
+        let result = publish::handle(&rig.ctx, job.clone(), request)
+            .await
+            .unwrap();
         assert_eq!(result.report.delivered, delivered, "{request}");
     }
 
@@ -237,12 +491,32 @@ async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
     rig.settle().await;
     rig.server.clear();
     rig.failing.store(true, Ordering::SeqCst);
-    send(&rig, "sender", &json!({"action": "publish", "channel": "wide", "data": "lost?", "id": "p-9"}), ALL).await;
+    send(
+        &rig,
+        "sender",
+        &json!({"action": "publish", "channel": "wide", "data": "lost?", "id": "p-9"}),
+        ALL,
+    )
+    .await;
     let got = frames(&rig.server, "sender");
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!((got[0]["type"].as_str(), got[0]["serial"].as_u64()), (Some("ack"), Some(2)));
-    assert_eq!((got[1]["type"].as_str(), got[1]["code"].as_str(), got[1]["id"].as_str()), (Some("error"), Some("internal"), Some("p-9")));
-    assert!(got[1]["message"].as_str().unwrap().contains("history"), "{}", got[1]);
+    assert_eq!(
+        (got[0]["type"].as_str(), got[0]["serial"].as_u64()),
+        (Some("ack"), Some(2))
+    );
+    assert_eq!(
+        (
+            got[1]["type"].as_str(),
+            got[1]["code"].as_str(),
+            got[1]["id"].as_str()
+        ),
+        (Some("error"), Some("internal"), Some("p-9"))
+    );
+    assert!(
+        got[1]["message"].as_str().unwrap().contains("history"),
+        "{}",
+        got[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,16 +531,33 @@ async fn a_publishers_numbered_burst_is_stored_in_its_order() {
         .into_iter()
         .map(|seq| {
             let ctx = rig.ctx.clone();
-            let body = json!({"action": "publish", "channel": "ordered", "data": seq, "seq": seq}).to_string();
-            tokio::spawn(async move { handlers::message::handle(&ctx, &event("$default", "MESSAGE", "fast", Some(&body), ALL)).await })
+            let body = json!({"action": "publish", "channel": "ordered", "data": seq, "seq": seq})
+                .to_string();
+            tokio::spawn(async move {
+                handlers::message::handle(
+                    &ctx,
+                    &event("$default", "MESSAGE", "fast", Some(&body), ALL),
+                )
+                .await
+            })
         })
         .collect();
     for h in handles {
         h.await.unwrap();
     }
-    let stored = rig.ctx.store.history("ordered", Some(0), None, 1000, 1 << 20).await.unwrap().messages;
+    let stored = rig
+        .ctx
+        .store
+        .history("ordered", Some(0), None, 1000, 1 << 20)
+        .await
+        .unwrap()
+        .messages;
     let data: Vec<u64> = stored.iter().map(|m| m.data.as_u64().unwrap()).collect();
-    assert_eq!(data, (1..=100).collect::<Vec<_>>(), "serials follow the publisher's numbering");
+    assert_eq!(
+        data,
+        (1..=100).collect::<Vec<_>>(),
+        "serials follow the publisher's numbering"
+    );
     let serials: HashSet<u64> = stored.iter().map(|m| m.serial).collect();
     assert_eq!(serials.len(), 100);
 }
@@ -284,28 +575,47 @@ impl Provider {
         use http_body_util::Full;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (keys, requests) = (std::sync::Arc::new(std::sync::Mutex::new(jwks)), std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+        let (keys, requests) = (
+            std::sync::Arc::new(std::sync::Mutex::new(jwks)),
+            std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        );
         let (k, r, base) = (keys.clone(), requests.clone(), url.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (keys, requests, base) = (k.clone(), r.clone(), base.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        requests.fetch_add(1, Ordering::SeqCst);
-                        let body = match req.uri().path() {
-                            "/.well-known/openid-configuration" => json!({"issuer": base, "jwks_uri": format!("{base}/keys")}),
-                            "/keys" => keys.lock().unwrap().clone(),
-                            _ => Value::Null,
-                        };
-                        let status = if body.is_null() { 404 } else { 200 };
-                        async move { hyper::Response::builder().status(status).body(Full::new(bytes::Bytes::from(body.to_string()))) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            requests.fetch_add(1, Ordering::SeqCst);
+                            let body = match req.uri().path() {
+                                "/.well-known/openid-configuration" => {
+                                    json!({"issuer": base, "jwks_uri": format!("{base}/keys")})
+                                }
+                                "/keys" => keys.lock().unwrap().clone(),
+                                _ => Value::Null,
+                            };
+                            let status = if body.is_null() { 404 } else { 200 };
+                            async move {
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(bytes::Bytes::from(body.to_string())))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        Provider { url, jwks: keys, requests }
+        Provider {
+            url,
+            jwks: keys,
+            requests,
+        }
     }
 
     fn requests(&self) -> usize {
@@ -317,9 +627,14 @@ impl Provider {
 async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
     use std::time::Duration;
     use wsctl_functions::auth::{OidcPolicy, SecretKeys};
-    use wsctl_functions::handlers::authorizer::{self, Authorizer, Fetch, jwks_cache, secret_cache};
+    use wsctl_functions::handlers::authorizer::{
+        self, Authorizer, Fetch, jwks_cache, secret_cache,
+    };
 
-    let keys: Value = serde_json::from_str(include_str!("../../functions/common/testdata/oidc-test-keys.json")).unwrap();
+    let keys: Value = serde_json::from_str(include_str!(
+        "../../functions/common/testdata/oidc-test-keys.json"
+    ))
+    .unwrap();
     let provider = Provider::start(keys["jwks"].clone()).await;
     let policy = OidcPolicy {
         issuer: provider.url.clone(),
@@ -327,12 +642,22 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
         capabilities_claim: Some("wsctl".into()),
         default_capabilities: serde_json::from_value(json!({"lobby": ["subscribe"]})).unwrap(),
     };
-    let fetch: Fetch<SecretKeys> = std::sync::Arc::new(|| Box::pin(async { SecretKeys::new("0123456789abcdef0123456789abcdef") }));
+    let fetch: Fetch<SecretKeys> = std::sync::Arc::new(|| {
+        Box::pin(async { SecretKeys::new("0123456789abcdef0123456789abcdef") })
+    });
     // Discovery, no configured URL; a short refetch interval so the test need not wait 30 s.
     let auth = Authorizer {
         secrets: secret_cache(fetch),
         audience: None,
-        oidc: Some((policy, jwks_cache(provider.url.clone(), None, Duration::from_secs(3600), Duration::from_millis(300)))),
+        oidc: Some((
+            policy,
+            jwks_cache(
+                provider.url.clone(),
+                None,
+                Duration::from_secs(3600),
+                Duration::from_millis(300),
+            ),
+        )),
     };
     let sign = |kid: &str, pem: &str, extra: Value| {
         let mut claims = json!({"sub": "ana@idp", "exp": wsctl_functions::auth::now() + 600, "iss": provider.url, "aud": ["chat-app", "other"]});
@@ -341,26 +666,51 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
         }
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
     };
     let old_pem = keys["rsa_private_pem"].as_str().unwrap();
     let new_pem = keys["rsa2_private_pem"].as_str().unwrap();
     let context = |token: String| {
         let auth = &auth;
         async move {
-            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token))).await.expect("a policy");
+            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token)))
+                .await
+                .expect("a policy");
             let v = serde_json::to_value(&r).unwrap();
-            let effect = v["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string();
+            let effect = v["policyDocument"]["Statement"][0]["Effect"]
+                .as_str()
+                .unwrap()
+                .to_string();
             (effect, v["context"].clone())
         }
     };
 
     // The first token fetches the discovery document and the key set; later ones use the cache.
     let (effect, ctx) = context(sign("rsa-1", old_pem, json!({}))).await;
-    assert_eq!((effect.as_str(), &ctx["user"]), ("Allow", &json!("ana@idp")));
-    assert_eq!(ctx["cap"], json!(r#"{"lobby":["subscribe"]}"#), "no capabilities claim: the configured default");
-    let (effect, ctx) = context(sign("rsa-1", old_pem, json!({"wsctl": ["room-*:subscribe,publish"]}))).await;
-    assert_eq!((effect.as_str(), &ctx["cap"]), ("Allow", &json!(r#"{"room-*":["subscribe","publish"]}"#)));
+    assert_eq!(
+        (effect.as_str(), &ctx["user"]),
+        ("Allow", &json!("ana@idp"))
+    );
+    assert_eq!(
+        ctx["cap"],
+        json!(r#"{"lobby":["subscribe"]}"#),
+        "no capabilities claim: the configured default"
+    );
+    let (effect, ctx) = context(sign(
+        "rsa-1",
+        old_pem,
+        json!({"wsctl": ["room-*:subscribe,publish"]}),
+    ))
+    .await;
+    assert_eq!(
+        (effect.as_str(), &ctx["cap"]),
+        ("Allow", &json!(r#"{"room-*":["subscribe","publish"]}"#))
+    );
     assert_eq!(provider.requests(), 2, "discovery + keys, once");
 
     // The provider rotates to a new key and signs with it: one refetch, and it passes.
@@ -371,12 +721,31 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
     // The retired key is gone from the set; a flood of unknown key ids costs at most one fetch.
     assert_eq!(context(sign("rsa-1", old_pem, json!({}))).await.0, "Deny");
     for i in 0..20 {
-        assert_eq!(context(sign(&format!("forged-{i}"), old_pem, json!({}))).await.0, "Deny");
+        assert_eq!(
+            context(sign(&format!("forged-{i}"), old_pem, json!({})))
+                .await
+                .0,
+            "Deny"
+        );
     }
     assert!(provider.requests() <= 6, "{} requests", provider.requests());
     // Tokens without the configured audience or issuer are refused.
-    assert_eq!(context(sign("rsa-2", new_pem, json!({"aud": "someone-else"}))).await.0, "Deny");
-    assert_eq!(context(sign("rsa-2", new_pem, json!({"iss": "https://evil.example.com"}))).await.0, "Deny");
+    assert_eq!(
+        context(sign("rsa-2", new_pem, json!({"aud": "someone-else"})))
+            .await
+            .0,
+        "Deny"
+    );
+    assert_eq!(
+        context(sign(
+            "rsa-2",
+            new_pem,
+            json!({"iss": "https://evil.example.com"})
+        ))
+        .await
+        .0,
+        "Deny"
+    );
 }
 
 /// Globs as a test oracle, written apart from the library's: `*` is any run of characters.
@@ -384,7 +753,9 @@ fn glob(pattern: &[char], text: &[char]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
         Some(('*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((c, rest)) => text.split_first().is_some_and(|(t, tail)| t == c && glob(rest, tail)),
+        Some((c, rest)) => text
+            .split_first()
+            .is_some_and(|(t, tail)| t == c && glob(rest, tail)),
     }
 }
 
@@ -407,11 +778,25 @@ fn case_strategy() -> impl proptest::strategy::Strategy<Value = Case> {
         Just("room-\u{200B}1".to_string()),
         Just("\u{202E}1-moor".to_string()),
         Just("é".repeat(129)),
-        proptest::collection::vec(any::<char>(), 0..12).prop_map(|c| c.into_iter().collect::<String>()),
+        proptest::collection::vec(any::<char>(), 0..12)
+            .prop_map(|c| c.into_iter().collect::<String>()),
     ];
-    let glob = prop_oneof![Just("*"), Just("room-*"), Just("room-1"), Just("lobby"), Just("a*"), Just("*-2"), Just("admin")];
-    let ops = proptest::sample::subsequence(vec!["subscribe", "publish", "presence", "history"], 0..=4);
-    let caps = proptest::collection::btree_map(glob.prop_map(str::to_string), ops.prop_map(|o| o.into_iter().map(str::to_string).collect()), 0..3);
+    let glob = prop_oneof![
+        Just("*"),
+        Just("room-*"),
+        Just("room-1"),
+        Just("lobby"),
+        Just("a*"),
+        Just("*-2"),
+        Just("admin")
+    ];
+    let ops =
+        proptest::sample::subsequence(vec!["subscribe", "publish", "presence", "history"], 0..=4);
+    let caps = proptest::collection::btree_map(
+        glob.prop_map(str::to_string),
+        ops.prop_map(|o| o.into_iter().map(str::to_string).collect()),
+        0..3,
+    );
     // Mostly well-formed frames of each action (so the grant decides), some malformed ones.
     let frame = proptest::sample::select(vec![
         ("subscribe", json!({})),
@@ -455,7 +840,9 @@ impl Case {
     fn needs(&self) -> Vec<&'static str> {
         let f = &self.frame;
         match f["action"].as_str().unwrap() {
-            "subscribe" if f.get("since").is_some() || f.get("rewind").is_some() => vec!["subscribe", "history"],
+            "subscribe" if f.get("since").is_some() || f.get("rewind").is_some() => {
+                vec!["subscribe", "history"]
+            }
             "subscribe" => vec!["subscribe"],
             "publish" => vec!["publish"],
             "history" => vec!["history"],
@@ -465,15 +852,27 @@ impl Case {
     }
 
     fn granted(&self) -> bool {
-        let channel: Vec<char> = self.frame["channel"].as_str().unwrap_or_default().chars().collect();
-        self.needs().iter().all(|op| self.caps.iter().any(|(g, ops)| ops.iter().any(|o| o == op) && glob(&g.chars().collect::<Vec<_>>(), &channel)))
+        let channel: Vec<char> = self.frame["channel"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .collect();
+        self.needs().iter().all(|op| {
+            self.caps.iter().any(|(g, ops)| {
+                ops.iter().any(|o| o == op) && glob(&g.chars().collect::<Vec<_>>(), &channel)
+            })
+        })
     }
 }
 
 #[test]
 fn no_frame_outside_its_grant_has_an_effect() {
     use proptest::test_runner::{Config, TestRunner};
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let rig = runtime.block_on(rig(5000));
     // Every DynamoDB call of the handlers goes through a recording proxy; hand-offs are
     // recorded, not run.
@@ -489,21 +888,52 @@ fn no_frame_outside_its_grant_has_an_effect() {
     for c in ["sender", "bystander"] {
         rig.server.connect(c);
     }
-    runtime.block_on(send(&rig, "bystander", &json!({"action": "subscribe", "channel": "room-1"}), ALL));
-    let cases = std::env::var("WSCTL_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    let (refused, allowed) = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0));
+    runtime.block_on(send(
+        &rig,
+        "bystander",
+        &json!({"action": "subscribe", "channel": "room-1"}),
+        ALL,
+    ));
+    let cases = std::env::var("WSCTL_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let (refused, allowed) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    );
     runner
         .run(&case_strategy(), |case| {
             let cap = serde_json::to_string(&case.caps).unwrap();
             rig.server.clear();
             proxy.clear();
             handed_off.lock().unwrap().clear();
-            let e = event("$default", "MESSAGE", "sender", Some(&case.frame.to_string()), &cap);
+            let e = event(
+                "$default",
+                "MESSAGE",
+                "sender",
+                Some(&case.frame.to_string()),
+                &cap,
+            );
             runtime.block_on(handlers::message::handle(&ctx, &e));
             let posts = rig.server.posts();
-            let answer: Value = posts.iter().find(|(c, _)| c == "sender").map(|(_, b)| serde_json::from_str(b).unwrap()).unwrap_or(Value::Null);
-            proptest::prop_assert_ne!(&answer["code"], &json!("internal"), "{:?} → {}", case, answer);
+            let answer: Value = posts
+                .iter()
+                .find(|(c, _)| c == "sender")
+                .map(|(_, b)| serde_json::from_str(b).unwrap())
+                .unwrap_or(Value::Null);
+            proptest::prop_assert_ne!(
+                &answer["code"],
+                &json!("internal"),
+                "{:?} → {}",
+                case,
+                answer
+            );
             let parsed = wsctl_functions::protocol::parse(&case.frame.to_string()).is_ok();
             if parsed && case.granted() {
                 allowed.fetch_add(1, Ordering::Relaxed);
@@ -511,15 +941,38 @@ fn no_frame_outside_its_grant_has_an_effect() {
             }
             refused.fetch_add(1, Ordering::Relaxed);
             let code = answer["code"].as_str().unwrap_or_default();
-            proptest::prop_assert!(["forbidden", "bad_request", "too_large", "unknown_action"].contains(&code), "{:?} → {}", case, answer);
-            proptest::prop_assert_eq!(posts.len(), 1, "one answer to the sender and nothing to anyone else: {:?} → {:?}", case, posts);
-            proptest::prop_assert!(proxy.calls().is_empty(), "{:?} reached the store: {:?}", case, proxy.calls());
-            proptest::prop_assert!(handed_off.lock().unwrap().is_empty(), "{:?} was handed to the fan-out", case);
+            proptest::prop_assert!(
+                ["forbidden", "bad_request", "too_large", "unknown_action"].contains(&code),
+                "{:?} → {}",
+                case,
+                answer
+            );
+            proptest::prop_assert_eq!(
+                posts.len(),
+                1,
+                "one answer to the sender and nothing to anyone else: {:?} → {:?}",
+                case,
+                posts
+            );
+            proptest::prop_assert!(
+                proxy.calls().is_empty(),
+                "{:?} reached the store: {:?}",
+                case,
+                proxy.calls()
+            );
+            proptest::prop_assert!(
+                handed_off.lock().unwrap().is_empty(),
+                "{:?} was handed to the fan-out",
+                case
+            );
             Ok(())
         })
         .unwrap();
     let (refused, allowed) = (refused.into_inner(), allowed.into_inner());
-    assert!(refused > cases as usize / 4 && allowed > cases as usize / 20, "both sides exercised: {refused} refused, {allowed} allowed");
+    assert!(
+        refused > cases as usize / 4 && allowed > cases as usize / 20,
+        "both sides exercised: {refused} refused, {allowed} allowed"
+    );
 }
 
 #[tokio::test]
@@ -529,7 +982,11 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
     use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
     use wsctl_functions::handlers::authorizer::{self, Authorizer, Fetch, KeyCache};
 
-    let (v1, v2, v3) = ("1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222", "3333333333333333333333333333333333333333");
+    let (v1, v2, v3) = (
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    );
     // What SSM holds; `wsctl secret rotate` rewrites it.
     let stored = Arc::new(Mutex::new(v1.to_string()));
     let source = stored.clone();
@@ -537,13 +994,27 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
         let value = source.lock().unwrap().clone();
         Box::pin(async move { SecretKeys::parse(&value) })
     });
-    let auth = Authorizer { secrets: KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_millis(200)), audience: None, oidc: None };
-    let token = |key: &str| mint(key.as_bytes(), &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)));
+    let auth = Authorizer {
+        secrets: KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_millis(200)),
+        audience: None,
+        oidc: None,
+    };
+    let token = |key: &str| {
+        mint(
+            key.as_bytes(),
+            &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)),
+        )
+    };
     let effect = |token: String| {
         let auth = &auth;
         async move {
-            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token))).await.unwrap();
-            serde_json::to_value(&r).unwrap()["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap().to_string()
+            let r = authorizer::handle(auth, &crate::functions::authorizer_event(Some(&token)))
+                .await
+                .unwrap();
+            serde_json::to_value(&r).unwrap()["policyDocument"]["Statement"][0]["Effect"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }
     };
     let old = token(v1);
@@ -551,19 +1022,33 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
 
     // Rotated with an hour's grace: the new key's first token makes the warm authorizer
     // re-read the secret; tokens of the old key keep passing.
-    let rotated = SecretKeys::parse(v1).unwrap().rotate(v2, Duration::from_secs(3600)).unwrap();
+    let rotated = SecretKeys::parse(v1)
+        .unwrap()
+        .rotate(v2, Duration::from_secs(3600))
+        .unwrap();
     *stored.lock().unwrap() = rotated.clone();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(effect(token(v2)).await, "Allow");
-    assert_eq!(effect(old.clone()).await, "Allow", "within the grace period");
+    assert_eq!(
+        effect(old.clone()).await,
+        "Allow",
+        "within the grace period"
+    );
     assert_eq!(auth.secrets.fetches().await, 2);
 
     // Rotated again without grace: once re-read, the first key is refused.
-    *stored.lock().unwrap() = SecretKeys::parse(&rotated).unwrap().rotate(v3, Duration::ZERO).unwrap();
+    *stored.lock().unwrap() = SecretKeys::parse(&rotated)
+        .unwrap()
+        .rotate(v3, Duration::ZERO)
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(effect(token(v3)).await, "Allow");
     assert_eq!(effect(old).await, "Deny");
-    assert_eq!(effect(token(v2)).await, "Deny", "a rotation without grace retires the key at once");
+    assert_eq!(
+        effect(token(v2)).await,
+        "Deny",
+        "a rotation without grace retires the key at once"
+    );
     // A secret too short to be an HS256 key is never used: the authorizer denies rather than
     // verify with it.
     *stored.lock().unwrap() = "short".into();

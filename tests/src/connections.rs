@@ -30,31 +30,42 @@ impl ConnectionsServer {
         let shared = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let state = shared.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let id = path.rsplit('/').next().unwrap_or_default().to_string();
-                            let mut s = state.lock().unwrap();
-                            let resp = if s.live.contains(&id) {
-                                s.posts.push((id, String::from_utf8_lossy(&body).into_owned()));
-                                Response::builder().status(200).body(Full::new(Bytes::new())).unwrap()
-                            } else {
-                                Response::builder()
-                                    .status(410)
-                                    .header("x-amzn-ErrorType", "GoneException")
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from_static(br#"{"message":"Gone"}"#)))
-                                    .unwrap()
-                            };
-                            Ok::<_, hyper::Error>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let state = state.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let body = req.into_body().collect().await?.to_bytes();
+                                let id = path.rsplit('/').next().unwrap_or_default().to_string();
+                                let mut s = state.lock().unwrap();
+                                let resp = if s.live.contains(&id) {
+                                    s.posts
+                                        .push((id, String::from_utf8_lossy(&body).into_owned()));
+                                    Response::builder()
+                                        .status(200)
+                                        .body(Full::new(Bytes::new()))
+                                        .unwrap()
+                                } else {
+                                    Response::builder()
+                                        .status(410)
+                                        .header("x-amzn-ErrorType", "GoneException")
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(Bytes::from_static(
+                                            br#"{"message":"Gone"}"#,
+                                        )))
+                                        .unwrap()
+                                };
+                                Ok::<_, hyper::Error>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });

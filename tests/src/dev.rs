@@ -20,9 +20,18 @@ pub fn dev_config(dir: &Path) -> PathBuf {
     let functions = root().join("functions");
     let echo = root().join("tests/fixtures/echo");
     let text = template
-        .replace("crate: functions/", &format!("crate: {}/", functions.display()))
+        .replace(
+            "crate: functions/",
+            &format!("crate: {}/", functions.display()),
+        )
         .replace("architecture: arm64", "architecture: x86_64")
-        .replace("functions:\n", &format!("functions:\n  echo:\n    crate: {}\n    timeout: 2\n", echo.display()))
+        .replace(
+            "functions:\n",
+            &format!(
+                "functions:\n  echo:\n    crate: {}\n    timeout: 2\n",
+                echo.display()
+            ),
+        )
         .replace("routes:\n", "routes:\n  crash: echo\n");
     let path = dir.join("wsctl.yaml");
     std::fs::write(&path, text).expect("write config");
@@ -41,9 +50,15 @@ pub struct Dev {
 impl Dev {
     pub fn start(config: &Path, extra: &[&str]) -> Dev {
         let mut cmd = Command::new(wsctl_bin());
-        cmd.arg("--config").arg(config).args(["--output", "json", "dev", "--port", "0"]).args(extra);
+        cmd.arg("--config")
+            .arg(config)
+            .args(["--output", "json", "dev", "--port", "0"])
+            .args(extra);
         isolate(&mut cmd);
-        cmd.current_dir(config.parent().expect("config dir")).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.current_dir(config.parent().expect("config dir"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().expect("start wsctl dev");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -56,11 +71,16 @@ impl Dev {
         });
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut first = String::new();
-        stdout.read_line(&mut first).expect("read wsctl dev's first line");
+        stdout
+            .read_line(&mut first)
+            .expect("read wsctl dev's first line");
         let info: Value = serde_json::from_str(&first).unwrap_or_else(|e| {
             let _ = child.kill();
             std::thread::sleep(Duration::from_millis(200));
-            panic!("wsctl dev did not come up ({e}): stdout {first:?}\nstderr:\n{}", logs.lock().unwrap().join("\n"))
+            panic!(
+                "wsctl dev did not come up ({e}): stdout {first:?}\nstderr:\n{}",
+                logs.lock().unwrap().join("\n")
+            )
         });
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in stdout.lines() {});
@@ -68,7 +88,10 @@ impl Dev {
     }
 
     pub fn field(&self, key: &str) -> String {
-        self.info[key].as_str().unwrap_or_else(|| panic!("no {key} in {}", self.info)).to_string()
+        self.info[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {}", self.info))
+            .to_string()
     }
 
     /// The gateway's `http://host:port`.
@@ -85,14 +108,21 @@ impl Dev {
 
     pub async fn connect(&self, user: &str) -> Client {
         let token = self.token(user).await;
-        Client::connect(&format!("{}?token={token}", self.field("url"))).await.expect("connect")
+        Client::connect(&format!("{}?token={token}", self.field("url")))
+            .await
+            .expect("connect")
     }
 
     /// Ids of the open connections.
     pub async fn connection_ids(&self) -> Vec<String> {
         let body = http_get(&format!("{}/_wsctl/connections", self.base())).await;
         let v: Value = serde_json::from_str(&body).expect("connections JSON");
-        v["connections"].as_array().expect("list").iter().map(|c| c.as_str().unwrap().to_string()).collect()
+        v["connections"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Waits until a log line matching `pred` appears.
@@ -102,7 +132,11 @@ impl Dev {
             if let Some(l) = self.logs.lock().unwrap().iter().find(|l| pred(l)) {
                 return l.clone();
             }
-            assert!(started.elapsed() < timeout, "no log line {what} within {timeout:?}; logs:\n{}", self.logs.lock().unwrap().join("\n"));
+            assert!(
+                started.elapsed() < timeout,
+                "no log line {what} within {timeout:?}; logs:\n{}",
+                self.logs.lock().unwrap().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -151,25 +185,50 @@ pub async fn http(url: &str, method: &str, body: &[u8]) -> (u16, String) {
 }
 
 /// Any request with extra headers; a `Host` among them replaces the URL's.
-pub async fn http_with(url: &str, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub async fn http_with(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let name = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("host")).map_or(host, |(_, v)| *v);
-    let extra: String = headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("host")).map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {name}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let name = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map_or(host, |(_, v)| *v);
+    let extra: String = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {name}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     // Read by Content-Length: not every server closes the connection when asked to.
     let mut raw = Vec::new();
     let mut buf = [0u8; 16384];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.expect("HTTP response in time").expect("read");
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .expect("HTTP response in time")
+            .expect("read");
         raw.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&raw);
         let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
-            let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+            let length = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
             length.is_some_and(|len| body.len() >= len)
         });
         if n == 0 || complete {
@@ -177,12 +236,20 @@ pub async fn http_with(url: &str, method: &str, headers: &[(&str, &str)], body: 
         }
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A real WebSocket client.
 pub struct Client {
@@ -198,16 +265,23 @@ pub enum Refused {
 
 impl Client {
     pub async fn connect(url: &str) -> Result<Client, Refused> {
-        let req = url.into_client_request().map_err(|e| Refused::Other(e.to_string()))?;
+        let req = url
+            .into_client_request()
+            .map_err(|e| Refused::Other(e.to_string()))?;
         match tokio_tungstenite::connect_async(req).await {
             Ok((ws, _)) => Ok(Client { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(Refused::Status(resp.status().as_u16())),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                Err(Refused::Status(resp.status().as_u16()))
+            }
             Err(e) => Err(Refused::Other(e.to_string())),
         }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
     }
 
     /// The next text frame as JSON, or None on timeout/close.
@@ -215,15 +289,24 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(t.as_str()).expect("JSON frame")),
-                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("JSON frame"));
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => {
+                    return None;
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }
     }
 
     /// Frames until one matches `pred`; panics after `timeout` with what did arrive.
-    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Value {
+    pub async fn expect(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         while Instant::now() < deadline {
@@ -237,9 +320,16 @@ impl Client {
     }
 
     /// The first frame matching `pred` within `timeout`, or None (timeout or closed).
-    pub async fn expect_or_none(&mut self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
+    pub async fn expect_or_none(
+        &mut self,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
-        while let Some(v) = self.recv(deadline.saturating_duration_since(Instant::now())).await {
+        while let Some(v) = self
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             if pred(&v) {
                 return Some(v);
             }
@@ -251,7 +341,10 @@ impl Client {
     pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
         let deadline = Instant::now() + window;
         let mut got = Vec::new();
-        while let Some(v) = self.recv(deadline.saturating_duration_since(Instant::now())).await {
+        while let Some(v) = self
+            .recv(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
             got.push(v);
         }
         got
@@ -263,7 +356,9 @@ impl Client {
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Ok(Some(Ok(Message::Close(Some(f))))) => return Some(f.code.into()),
-                Ok(Some(Ok(Message::Close(None)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(Message::Close(None)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                    return None;
+                }
                 Ok(Some(Ok(_))) => continue,
             }
         }
@@ -278,7 +373,8 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(v);
             i += 3;

@@ -21,24 +21,63 @@ pub async fn snapshot(endpoint: &str) -> Value {
     let mut roles = BTreeMap::new();
     for role in iam.list_roles().send().await.unwrap().roles {
         let name = role.role_name;
-        let tags: BTreeMap<String, String> =
-            iam.list_role_tags().role_name(&name).send().await.unwrap().tags.into_iter().map(|t| (t.key, t.value)).collect();
+        let tags: BTreeMap<String, String> = iam
+            .list_role_tags()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
         let mut policies = BTreeMap::new();
-        for p in iam.list_role_policies().role_name(&name).send().await.unwrap().policy_names {
-            let doc = iam.get_role_policy().role_name(&name).policy_name(&p).send().await.unwrap().policy_document;
+        for p in iam
+            .list_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .policy_names
+        {
+            let doc = iam
+                .get_role_policy()
+                .role_name(&name)
+                .policy_name(&p)
+                .send()
+                .await
+                .unwrap()
+                .policy_document;
             policies.insert(p, decode(&doc));
         }
-        roles.insert(name, json!({"path": role.path, "tags": tags, "policies": policies}));
+        roles.insert(
+            name,
+            json!({"path": role.path, "tags": tags, "policies": policies}),
+        );
     }
     out.insert("roles", json!(roles));
 
     let mut functions = BTreeMap::new();
-    for f in lambda.list_functions().send().await.unwrap().functions.unwrap_or_default() {
+    for f in lambda
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions
+        .unwrap_or_default()
+    {
         let name = f.function_name.unwrap_or_default();
-        let got = lambda.get_function().function_name(&name).send().await.unwrap();
+        let got = lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .unwrap();
         let c = got.configuration.unwrap();
         let policy = match lambda.get_policy().function_name(&name).send().await {
-            Ok(p) => serde_json::from_str::<Value>(&p.policy.unwrap_or_default()).unwrap_or(Value::Null)["Statement"].clone(),
+            Ok(p) => serde_json::from_str::<Value>(&p.policy.unwrap_or_default())
+                .unwrap_or(Value::Null)["Statement"]
+                .clone(),
             Err(_) => Value::Null,
         };
         functions.insert(
@@ -54,9 +93,30 @@ pub async fn snapshot(endpoint: &str) -> Value {
     out.insert("functions", json!(functions));
 
     let mut tables = BTreeMap::new();
-    for name in dynamodb.list_tables().send().await.unwrap().table_names.unwrap_or_default() {
-        let t = dynamodb.describe_table().table_name(&name).send().await.unwrap().table.unwrap();
-        let ttl = dynamodb.describe_time_to_live().table_name(&name).send().await.unwrap().time_to_live_description.unwrap();
+    for name in dynamodb
+        .list_tables()
+        .send()
+        .await
+        .unwrap()
+        .table_names
+        .unwrap_or_default()
+    {
+        let t = dynamodb
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        let ttl = dynamodb
+            .describe_time_to_live()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description
+            .unwrap();
         let tags: BTreeMap<String, String> = dynamodb
             .list_tags_of_resource()
             .resource_arn(t.table_arn.clone().unwrap())
@@ -69,12 +129,19 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .map(|t| (t.key, t.value))
             .collect();
         let keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
-            k.iter().map(|k| format!("{}:{}", k.attribute_name, k.key_type.as_str())).collect::<Vec<_>>()
+            k.iter()
+                .map(|k| format!("{}:{}", k.attribute_name, k.key_type.as_str()))
+                .collect::<Vec<_>>()
         };
         let indexes: BTreeMap<String, Vec<String>> = t
             .global_secondary_indexes()
             .iter()
-            .map(|i| (i.index_name.clone().unwrap_or_default(), keys(i.key_schema())))
+            .map(|i| {
+                (
+                    i.index_name.clone().unwrap_or_default(),
+                    keys(i.key_schema()),
+                )
+            })
             .collect();
         tables.insert(
             name,
@@ -87,15 +154,38 @@ pub async fn snapshot(endpoint: &str) -> Value {
     out.insert("tables", json!(tables));
 
     let mut groups = BTreeMap::new();
-    for g in logs.describe_log_groups().send().await.unwrap().log_groups.unwrap_or_default() {
+    for g in logs
+        .describe_log_groups()
+        .send()
+        .await
+        .unwrap()
+        .log_groups
+        .unwrap_or_default()
+    {
         let arn = g.arn.unwrap_or_default();
-        let tags = logs.list_tags_for_resource().resource_arn(arn.trim_end_matches(":*")).send().await.unwrap().tags;
-        groups.insert(g.log_group_name.unwrap_or_default(), json!({"retention": g.retention_in_days, "tags": tags}));
+        let tags = logs
+            .list_tags_for_resource()
+            .resource_arn(arn.trim_end_matches(":*"))
+            .send()
+            .await
+            .unwrap()
+            .tags;
+        groups.insert(
+            g.log_group_name.unwrap_or_default(),
+            json!({"retention": g.retention_in_days, "tags": tags}),
+        );
     }
     out.insert("log_groups", json!(groups));
 
     let mut params = BTreeMap::new();
-    for p in ssm.describe_parameters().send().await.unwrap().parameters.unwrap_or_default() {
+    for p in ssm
+        .describe_parameters()
+        .send()
+        .await
+        .unwrap()
+        .parameters
+        .unwrap_or_default()
+    {
         let name = p.name.unwrap_or_default();
         let tags: BTreeMap<String, String> = ssm
             .list_tags_for_resource()
@@ -109,19 +199,41 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .into_iter()
             .map(|t| (t.key, t.value))
             .collect();
-        params.insert(name, json!({"type": p.r#type.map(|t| t.as_str().to_string()), "tags": tags}));
+        params.insert(
+            name,
+            json!({"type": p.r#type.map(|t| t.as_str().to_string()), "tags": tags}),
+        );
     }
     out.insert("parameters", json!(params));
 
     let mut apis = Vec::new();
     let mut ids = Vec::new();
-    for api in apigw.get_apis().send().await.unwrap().items.unwrap_or_default() {
+    for api in apigw
+        .get_apis()
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+    {
         let id = api.api_id.clone().unwrap_or_default();
         ids.push(id.clone());
-        let integrations = apigw.get_integrations().api_id(&id).send().await.unwrap().items.unwrap_or_default();
+        let integrations = apigw
+            .get_integrations()
+            .api_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
         let uri_of: BTreeMap<String, String> = integrations
             .iter()
-            .map(|i| (i.integration_id.clone().unwrap_or_default(), i.integration_uri.clone().unwrap_or_default()))
+            .map(|i| {
+                (
+                    i.integration_id.clone().unwrap_or_default(),
+                    i.integration_uri.clone().unwrap_or_default(),
+                )
+            })
             .collect();
         let mut integration_list: Vec<Value> = integrations
             .iter()
@@ -129,22 +241,49 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .collect();
         integration_list.sort_by_key(|v| v.to_string());
         let mut routes = Vec::new();
-        for r in apigw.get_routes().api_id(&id).send().await.unwrap().items.unwrap_or_default() {
+        for r in apigw
+            .get_routes()
+            .api_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+        {
             let authorizer = match &r.authorizer_id {
                 Some(a) => {
-                    let got = apigw.get_authorizer().api_id(&id).authorizer_id(a).send().await.unwrap();
+                    let got = apigw
+                        .get_authorizer()
+                        .api_id(&id)
+                        .authorizer_id(a)
+                        .send()
+                        .await
+                        .unwrap();
                     json!({"name": got.name, "type": got.authorizer_type.map(|t| t.as_str().to_string()), "uri": got.authorizer_uri, "identity": got.identity_source})
                 }
                 None => Value::Null,
             };
-            let target = r.target.as_deref().and_then(|t| t.strip_prefix("integrations/")).and_then(|i| uri_of.get(i)).cloned();
+            let target = r
+                .target
+                .as_deref()
+                .and_then(|t| t.strip_prefix("integrations/"))
+                .and_then(|i| uri_of.get(i))
+                .cloned();
             routes.push(json!({
                 "key": r.route_key, "target": target, "auth": r.authorization_type.map(|t| t.as_str().to_string()), "authorizer": authorizer,
             }));
         }
         routes.sort_by_key(|v| v.to_string());
         let mut stages = Vec::new();
-        for s in apigw.get_stages().api_id(&id).send().await.unwrap().items.unwrap_or_default() {
+        for s in apigw
+            .get_stages()
+            .api_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default()
+        {
             let settings = s.default_route_settings;
             stages.push(json!({
                 "name": s.stage_name, "auto_deploy": s.auto_deploy,
@@ -174,12 +313,14 @@ pub fn decode(text: &str) -> Value {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
         out.push(b[i]);
         i += 1;
     }

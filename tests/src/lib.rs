@@ -20,7 +20,10 @@ pub const REGION: &str = "us-east-1";
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The `wsctl` binary, built (or found fresh) once per test run. `cargo test` builds a
@@ -31,7 +34,10 @@ pub fn wsctl_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let exe = std::env::current_exe().expect("test binary path");
-        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
         // Benchmarks run from target/release: measure a release wsctl there.
         let release = dir.ends_with("release");
         let status = Command::new(cargo)
@@ -47,14 +53,21 @@ pub fn wsctl_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// Waits (up to 30 s) until a server that was just started accepts on loopback `port`.
 pub fn wait_for_port(port: u16, what: &str) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not start on port {port}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not start on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -70,9 +83,13 @@ impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
         let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("moto_server is not installed: pip install 'moto[server]'");
+        let child = cmd
+            .spawn()
+            .expect("moto_server is not installed: pip install 'moto[server]'");
         let moto = Moto { port, child };
         wait_for_port(port, "moto");
         moto
@@ -84,15 +101,26 @@ impl Moto {
 
     /// Wipes every emulated resource.
     pub fn reset(&self) {
-        let out = Command::new("curl").args(["-sf", "-X", "POST", &format!("{}/moto-api/reset", self.url())]).output();
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                &format!("{}/moto-api/reset", self.url()),
+            ])
+            .output();
         if !out.is_ok_and(|o| o.status.success()) {
             // curl may be absent; speak HTTP/1.1 directly.
             use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect moto");
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect moto");
             write!(s, "POST /moto-api/reset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
             let mut reply = String::new();
             s.read_to_string(&mut reply).unwrap();
-            assert!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "reset failed: {reply}");
+            assert!(
+                reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
+                "reset failed: {reply}"
+            );
         }
     }
 }
@@ -148,9 +176,13 @@ impl Project {
 
     pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(wsctl_bin());
-        cmd.arg("--config").arg(self.config()).args(["--endpoint-url", endpoint]).args(args);
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(["--endpoint-url", endpoint])
+            .args(args);
         isolate(&mut cmd);
-        cmd.env("AWS_ACCESS_KEY_ID", "testing").env("AWS_SECRET_ACCESS_KEY", "testing");
+        cmd.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
         cmd.current_dir(self.dir.path()).stdin(Stdio::null());
         cmd
     }
@@ -170,13 +202,17 @@ pub fn isolate(cmd: &mut Command) {
         }
     }
     cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true");
 }
 
 /// The fixture stack config (`tests/fixtures/stack.yaml`) with its crate path made absolute.
 pub fn fixture_config() -> String {
-    let text = std::fs::read_to_string(root().join("tests/fixtures/stack.yaml")).expect("fixture config");
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/stack.yaml")).expect("fixture config");
     let krate = root().join("tests/fixtures/echo");
     text.replace("crate: echo", &format!("crate: {}", krate.display()))
 }
@@ -187,7 +223,11 @@ pub fn build_fixture() {
     BUILT.get_or_init(|| {
         let project = Project::new();
         let out = project.wsctl("http://127.0.0.1:9", &["build"]);
-        assert!(out.status.success(), "building the fixture failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "building the fixture failed:\n{}",
+            text(&out)
+        );
     });
 }
 
@@ -202,7 +242,8 @@ pub fn text(out: &Output) -> String {
 }
 
 pub fn stdout_json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(out)))
 }
 
 /// An SDK config pointed at `endpoint` with throwaway credentials.
@@ -210,7 +251,9 @@ pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
         .load()
         .await
 }

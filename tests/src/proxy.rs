@@ -40,24 +40,42 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy forwarding to `upstream` (e.g. `http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> Proxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let state = Arc::new(State::default());
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind proxy");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let upstream: hyper::Uri = upstream.parse().expect("upstream uri");
-        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
         let serve_state = state.clone();
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (state, client, upstream) = (serve_state.clone(), client.clone(), upstream.clone());
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (state, client, upstream) =
+                    (serve_state.clone(), client.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| forward(req, state.clone(), client.clone(), upstream.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let service = hyper::service::service_fn(move |req| {
+                        forward(req, state.clone(), client.clone(), upstream.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        Proxy { addr, state, _runtime: runtime }
+        Proxy {
+            addr,
+            state,
+            _runtime: runtime,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -114,28 +132,52 @@ async fn forward(
     }
     let mutating = call.mutating;
     state.calls.lock().unwrap().push(call);
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    parts.uri = format!("{}{}", upstream.to_string().trim_end_matches('/'), path).parse().expect("upstream path");
-    let response = client.request(Request::from_parts(parts, Full::new(body))).await;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    parts.uri = format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
+        .parse()
+        .expect("upstream path");
+    let response = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await;
     if mutating && limit.is_some_and(|k| state.mutations.load(Ordering::SeqCst) >= k) {
         state.frozen.store(true, Ordering::SeqCst);
     }
     match response {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             Ok(Response::from_parts(parts, Full::new(bytes)))
         }
-        Err(e) => Ok(Response::builder().status(502).body(Full::new(Bytes::from(e.to_string()))).unwrap()),
+        Err(e) => Ok(Response::builder()
+            .status(502)
+            .body(Full::new(Bytes::from(e.to_string())))
+            .unwrap()),
     }
 }
 
 const MUTATING_PREFIXES: &[&str] = &[
-    "Create", "Put", "Delete", "Update", "Attach", "Detach", "Tag", "Untag", "Add", "Remove", "Set", "Batch", "Transact",
+    "Create", "Put", "Delete", "Update", "Attach", "Detach", "Tag", "Untag", "Add", "Remove",
+    "Set", "Batch", "Transact",
 ];
 
 fn classify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     // Credential=KEY/DATE/REGION/SERVICE/aws4_request
     let service = header("authorization")
         .split("Credential=")
@@ -159,5 +201,9 @@ fn classify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
     } else {
         MUTATING_PREFIXES.iter().any(|p| operation.starts_with(p))
     };
-    Call { service, operation, mutating }
+    Call {
+        service,
+        operation,
+        mutating,
+    }
 }

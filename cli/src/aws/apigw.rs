@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use aws_config::retry::RetryConfig;
-use aws_sdk_apigatewayv2::types::{AuthorizationType, AuthorizerType, IntegrationType, ProtocolType, RouteSettings};
+use aws_sdk_apigatewayv2::types::{
+    AuthorizationType, AuthorizerType, IntegrationType, ProtocolType, RouteSettings,
+};
 
 use super::{AwsError, Clients, Ctx, found};
 use crate::engine::desired::Names;
@@ -19,13 +21,27 @@ pub fn api_resource_arn(region: &str, api_id: &str) -> String {
 
 /// The stack's APIs (tagged as its own), oldest first: the first is the stack's API, any other
 /// was left by an interrupted create.
-async fn owned_apis(clients: &Clients, names: &Names) -> Result<Vec<(aws_sdk_apigatewayv2::types::Api, Tags)>, AwsError> {
+async fn owned_apis(
+    clients: &Clients,
+    names: &Names,
+) -> Result<Vec<(aws_sdk_apigatewayv2::types::Api, Tags)>, AwsError> {
     let wanted = names.api();
     let mut apis = Vec::new();
     let mut token = None;
     loop {
-        let page = clients.apigw.get_apis().set_next_token(token).send().await.ctx("GetApis", &wanted)?;
-        apis.extend(page.items.unwrap_or_default().into_iter().filter(|a| a.name.as_deref() == Some(wanted.as_str())));
+        let page = clients
+            .apigw
+            .get_apis()
+            .set_next_token(token)
+            .send()
+            .await
+            .ctx("GetApis", &wanted)?;
+        apis.extend(
+            page.items
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| a.name.as_deref() == Some(wanted.as_str())),
+        );
         token = page.next_token;
         if token.is_none() {
             break;
@@ -35,7 +51,11 @@ async fn owned_apis(clients: &Clients, names: &Names) -> Result<Vec<(aws_sdk_api
     let mut ours: Vec<_> = apis
         .into_iter()
         .filter_map(|a| {
-            let tags = a.tags.clone().map(|t| t.into_iter().collect::<Tags>()).unwrap_or_default();
+            let tags = a
+                .tags
+                .clone()
+                .map(|t| t.into_iter().collect::<Tags>())
+                .unwrap_or_default();
             names.owns(&tags).then_some((a, tags))
         })
         .collect();
@@ -45,23 +65,55 @@ async fn owned_apis(clients: &Clients, names: &Names) -> Result<Vec<(aws_sdk_api
 
 /// The id of the stack's API, if it is deployed.
 pub async fn find_api(clients: &Clients, names: &Names) -> Result<Option<String>, AwsError> {
-    Ok(owned_apis(clients, names).await?.into_iter().next().and_then(|(a, _)| a.api_id))
+    Ok(owned_apis(clients, names)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|(a, _)| a.api_id))
 }
 
 pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
     let wanted = names.api();
     let ours = owned_apis(clients, names).await?;
     let mut ours = ours.into_iter();
-    let Some((api, tags)) = ours.next() else { return Ok(()) };
+    let Some((api, tags)) = ours.next() else {
+        return Ok(());
+    };
     for (extra, tags) in ours {
         let id = extra.api_id.unwrap_or_default();
         let name = format!("{wanted}#{id}");
-        let spec = ApiSpec { name: name.clone(), route_selection_expression: extra.route_selection_expression.unwrap_or_default(), tags };
-        live.resources.insert(ResourceId { kind: Kind::Api, name }, Live { spec: Spec::Api(spec), physical_id: Some(id) });
+        let spec = ApiSpec {
+            name: name.clone(),
+            route_selection_expression: extra.route_selection_expression.unwrap_or_default(),
+            tags,
+        };
+        live.resources.insert(
+            ResourceId {
+                kind: Kind::Api,
+                name,
+            },
+            Live {
+                spec: Spec::Api(spec),
+                physical_id: Some(id),
+            },
+        );
     }
     let api_id = api.api_id.unwrap_or_default();
-    let spec = ApiSpec { name: wanted.clone(), route_selection_expression: api.route_selection_expression.unwrap_or_default(), tags };
-    live.resources.insert(ResourceId { kind: Kind::Api, name: wanted }, Live { spec: Spec::Api(spec), physical_id: Some(api_id.clone()) });
+    let spec = ApiSpec {
+        name: wanted.clone(),
+        route_selection_expression: api.route_selection_expression.unwrap_or_default(),
+        tags,
+    };
+    live.resources.insert(
+        ResourceId {
+            kind: Kind::Api,
+            name: wanted,
+        },
+        Live {
+            spec: Spec::Api(spec),
+            physical_id: Some(api_id.clone()),
+        },
+    );
 
     let mut insert = |kind: Kind, name: String, spec: Spec, id: String| {
         let mut key = ResourceId { kind, name };
@@ -69,19 +121,36 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
             // A second child with the same key (an interrupted create): it goes.
             key.name = format!("{}#{id}", key.name);
         }
-        live.resources.insert(key, Live { spec, physical_id: Some(id) });
+        live.resources.insert(
+            key,
+            Live {
+                spec,
+                physical_id: Some(id),
+            },
+        );
     };
 
     let mut integration_function: BTreeMap<String, String> = BTreeMap::new();
     let mut token = None;
     loop {
-        let page = clients.apigw.get_integrations().api_id(&api_id).set_next_token(token).send().await.ctx("GetIntegrations", &api_id)?;
+        let page = clients
+            .apigw
+            .get_integrations()
+            .api_id(&api_id)
+            .set_next_token(token)
+            .send()
+            .await
+            .ctx("GetIntegrations", &api_id)?;
         for i in page.items.unwrap_or_default() {
             let id = i.integration_id.unwrap_or_default();
             let uri = i.integration_uri.unwrap_or_default();
             let function = logical_function(names, &uri).unwrap_or_else(|| uri.clone());
             integration_function.insert(id.clone(), function.clone());
-            let spec = IntegrationSpec { function: function.clone(), uri, timeout_ms: i.timeout_in_millis.unwrap_or_default() };
+            let spec = IntegrationSpec {
+                function: function.clone(),
+                uri,
+                timeout_ms: i.timeout_in_millis.unwrap_or_default(),
+            };
             insert(Kind::Integration, function, Spec::Integration(spec), id);
         }
         token = page.next_token;
@@ -93,7 +162,14 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
     let mut routes = Vec::new();
     let mut token = None;
     loop {
-        let page = clients.apigw.get_routes().api_id(&api_id).set_next_token(token).send().await.ctx("GetRoutes", &api_id)?;
+        let page = clients
+            .apigw
+            .get_routes()
+            .api_id(&api_id)
+            .set_next_token(token)
+            .send()
+            .await
+            .ctx("GetRoutes", &api_id)?;
         routes.extend(page.items.unwrap_or_default());
         token = page.next_token;
         if token.is_none() {
@@ -101,7 +177,12 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
         }
     }
 
-    let authorizers = read_authorizers(clients, &api_id, routes.iter().filter_map(|r| r.authorizer_id.clone())).await?;
+    let authorizers = read_authorizers(
+        clients,
+        &api_id,
+        routes.iter().filter_map(|r| r.authorizer_id.clone()),
+    )
+    .await?;
     let mut authorizer_name = BTreeMap::new();
     for a in authorizers {
         let id = a.authorizer_id.unwrap_or_default();
@@ -123,21 +204,41 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
             .target
             .as_deref()
             .and_then(|t| t.strip_prefix("integrations/"))
-            .map(|i| integration_function.get(i).cloned().unwrap_or_else(|| format!("(missing integration {i})")));
+            .map(|i| {
+                integration_function
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("(missing integration {i})"))
+            });
         let authorizer = match r.authorization_type {
-            Some(AuthorizationType::Custom) => {
-                r.authorizer_id.as_ref().map(|a| authorizer_name.get(a).cloned().unwrap_or_else(|| format!("(missing authorizer {a})")))
-            }
+            Some(AuthorizationType::Custom) => r.authorizer_id.as_ref().map(|a| {
+                authorizer_name
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| format!("(missing authorizer {a})"))
+            }),
             _ => None,
         };
         let key = r.route_key.unwrap_or_default();
-        let spec = RouteSpec { route_key: key.clone(), function, authorizer };
+        let spec = RouteSpec {
+            route_key: key.clone(),
+            function,
+            authorizer,
+        };
         insert(Kind::Route, key, Spec::Route(spec), id);
     }
 
-    let stages = clients.apigw.get_stages().api_id(&api_id).send().await.ctx("GetStages", &api_id)?;
+    let stages = clients
+        .apigw
+        .get_stages()
+        .api_id(&api_id)
+        .send()
+        .await
+        .ctx("GetStages", &api_id)?;
     for s in stages.items.unwrap_or_default() {
-        let settings = s.default_route_settings.unwrap_or_else(|| RouteSettings::builder().build());
+        let settings = s
+            .default_route_settings
+            .unwrap_or_else(|| RouteSettings::builder().build());
         let spec = StageSpec {
             name: s.stage_name.clone().unwrap_or_default(),
             auto_deploy: s.auto_deploy.unwrap_or(false),
@@ -163,13 +264,17 @@ async fn read_authorizers(
         .get_authorizers()
         .api_id(api_id)
         .customize()
-        .config_override(aws_sdk_apigatewayv2::config::Builder::default().retry_config(RetryConfig::disabled()))
+        .config_override(
+            aws_sdk_apigatewayv2::config::Builder::default().retry_config(RetryConfig::disabled()),
+        )
         .send()
         .await;
     match listed {
         Ok(page) if page.next_token.is_none() => return Ok(page.items.unwrap_or_default()),
         Ok(_) => {}
-        Err(e) if e.raw_response().is_some_and(|r| r.status().is_server_error()) => {}
+        Err(e)
+            if e.raw_response()
+                .is_some_and(|r| r.status().is_server_error()) => {}
         Err(e) => return Err(super::classify(e, "GetAuthorizers", api_id)),
     }
     let mut ids: Vec<String> = referenced.collect();
@@ -177,7 +282,17 @@ async fn read_authorizers(
     ids.dedup();
     let mut out = Vec::new();
     for id in ids {
-        if let Some(a) = found(clients.apigw.get_authorizer().api_id(api_id).authorizer_id(&id).send().await).ctx("GetAuthorizer", &id)? {
+        if let Some(a) = found(
+            clients
+                .apigw
+                .get_authorizer()
+                .api_id(api_id)
+                .authorizer_id(&id)
+                .send()
+                .await,
+        )
+        .ctx("GetAuthorizer", &id)?
+        {
             out.push(
                 aws_sdk_apigatewayv2::types::Authorizer::builder()
                     .authorizer_id(id)
@@ -194,7 +309,10 @@ async fn read_authorizers(
 /// `arn:aws:apigateway:R:lambda:path/2015-03-31/functions/arn:aws:lambda:R:A:function:NAME/invocations`
 /// → the logical name of a function of this stack.
 fn logical_function(names: &Names, uri: &str) -> Option<String> {
-    let arn = uri.split("/functions/").nth(1)?.strip_suffix("/invocations")?;
+    let arn = uri
+        .split("/functions/")
+        .nth(1)?
+        .strip_suffix("/invocations")?;
     let function = arn.split(":function:").nth(1)?.split(':').next()?;
     function.strip_prefix(&names.prefix()).map(str::to_string)
 }
@@ -214,7 +332,12 @@ pub async fn create_api(clients: &Clients, spec: &ApiSpec) -> Result<String, Aws
     Ok(created.api_id.unwrap_or_default())
 }
 
-pub async fn update_api(clients: &Clients, api_id: &str, spec: &ApiSpec, current: &ApiSpec) -> Result<(), AwsError> {
+pub async fn update_api(
+    clients: &Clients,
+    api_id: &str,
+    spec: &ApiSpec,
+    current: &ApiSpec,
+) -> Result<(), AwsError> {
     if spec.route_selection_expression != current.route_selection_expression {
         clients
             .apigw
@@ -229,7 +352,14 @@ pub async fn update_api(clients: &Clients, api_id: &str, spec: &ApiSpec, current
         let arn = api_resource_arn(&clients.region, api_id);
         let stale = super::removed_keys(&current.tags, &spec.tags);
         if !stale.is_empty() {
-            clients.apigw.untag_resource().resource_arn(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
+            clients
+                .apigw
+                .untag_resource()
+                .resource_arn(&arn)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .ctx("UntagResource", &spec.name)?;
         }
         clients
             .apigw
@@ -248,7 +378,12 @@ pub async fn delete_api(clients: &Clients, api_id: &str) -> Result<(), AwsError>
     Ok(())
 }
 
-pub async fn put_integration(clients: &Clients, api_id: &str, spec: &IntegrationSpec, existing: Option<&str>) -> Result<String, AwsError> {
+pub async fn put_integration(
+    clients: &Clients,
+    api_id: &str,
+    spec: &IntegrationSpec,
+    existing: Option<&str>,
+) -> Result<String, AwsError> {
     if let Some(id) = existing {
         clients
             .apigw
@@ -276,7 +411,12 @@ pub async fn put_integration(clients: &Clients, api_id: &str, spec: &Integration
     Ok(created.integration_id.unwrap_or_default())
 }
 
-pub async fn put_authorizer(clients: &Clients, api_id: &str, spec: &AuthorizerSpec, existing: Option<&str>) -> Result<String, AwsError> {
+pub async fn put_authorizer(
+    clients: &Clients,
+    api_id: &str,
+    spec: &AuthorizerSpec,
+    existing: Option<&str>,
+) -> Result<String, AwsError> {
     if let Some(id) = existing {
         clients
             .apigw
@@ -314,7 +454,11 @@ pub async fn put_route(
     existing: Option<&str>,
 ) -> Result<String, AwsError> {
     let target = integration.map(|i| format!("integrations/{i}"));
-    let auth_type = if authorizer.is_some() { AuthorizationType::Custom } else { AuthorizationType::None };
+    let auth_type = if authorizer.is_some() {
+        AuthorizationType::Custom
+    } else {
+        AuthorizationType::None
+    };
     if let Some(id) = existing {
         clients
             .apigw
@@ -343,7 +487,11 @@ pub async fn put_route(
     Ok(created.route_id.unwrap_or_default())
 }
 
-pub async fn create_stage(clients: &Clients, api_id: &str, spec: &StageSpec) -> Result<(), AwsError> {
+pub async fn create_stage(
+    clients: &Clients,
+    api_id: &str,
+    spec: &StageSpec,
+) -> Result<(), AwsError> {
     clients
         .apigw
         .create_stage()
@@ -351,7 +499,10 @@ pub async fn create_stage(clients: &Clients, api_id: &str, spec: &StageSpec) -> 
         .stage_name(&spec.name)
         .auto_deploy(spec.auto_deploy)
         .default_route_settings(
-            RouteSettings::builder().throttling_burst_limit(spec.throttling_burst).throttling_rate_limit(spec.throttling_rate).build(),
+            RouteSettings::builder()
+                .throttling_burst_limit(spec.throttling_burst)
+                .throttling_rate_limit(spec.throttling_rate)
+                .build(),
         )
         .set_tags(Some(spec.tags.clone().into_iter().collect()))
         .description("managed by wsctl")
@@ -362,14 +513,45 @@ pub async fn create_stage(clients: &Clients, api_id: &str, spec: &StageSpec) -> 
 }
 
 /// Deletes one child of the API by kind.
-pub async fn delete_child(clients: &Clients, api_id: &str, kind: Kind, id: &str) -> Result<(), AwsError> {
+pub async fn delete_child(
+    clients: &Clients,
+    api_id: &str,
+    kind: Kind,
+    id: &str,
+) -> Result<(), AwsError> {
     let api = &clients.apigw;
-    
+
     match kind {
-        Kind::Route => found(api.delete_route().api_id(api_id).route_id(id).send().await).ctx("DeleteRoute", id).map(|_| ()),
-        Kind::Integration => found(api.delete_integration().api_id(api_id).integration_id(id).send().await).ctx("DeleteIntegration", id).map(|_| ()),
-        Kind::Authorizer => found(api.delete_authorizer().api_id(api_id).authorizer_id(id).send().await).ctx("DeleteAuthorizer", id).map(|_| ()),
-        Kind::Stage => found(api.delete_stage().api_id(api_id).stage_name(id).send().await).ctx("DeleteStage", id).map(|_| ()),
+        Kind::Route => found(api.delete_route().api_id(api_id).route_id(id).send().await)
+            .ctx("DeleteRoute", id)
+            .map(|_| ()),
+        Kind::Integration => found(
+            api.delete_integration()
+                .api_id(api_id)
+                .integration_id(id)
+                .send()
+                .await,
+        )
+        .ctx("DeleteIntegration", id)
+        .map(|_| ()),
+        Kind::Authorizer => found(
+            api.delete_authorizer()
+                .api_id(api_id)
+                .authorizer_id(id)
+                .send()
+                .await,
+        )
+        .ctx("DeleteAuthorizer", id)
+        .map(|_| ()),
+        Kind::Stage => found(
+            api.delete_stage()
+                .api_id(api_id)
+                .stage_name(id)
+                .send()
+                .await,
+        )
+        .ctx("DeleteStage", id)
+        .map(|_| ()),
         _ => unreachable!("not a child of the API: {kind:?}"),
     }
 }

@@ -8,46 +8,97 @@ use super::{AwsError, Clients, Ctx, found, tag_map};
 use crate::engine::desired::Names;
 use crate::engine::model::{Kind, Live, LiveState, ResourceId, RoleSpec, Spec};
 
-pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &mut LiveState) -> Result<(), AwsError> {
+pub async fn read(
+    clients: &Clients,
+    names: &Names,
+    expected: &[String],
+    live: &mut LiveState,
+) -> Result<(), AwsError> {
     let path = names.role_path();
     let mut roles = Vec::new();
-    let mut pages = clients.iam.list_roles().path_prefix(&path).into_paginator().send();
+    let mut pages = clients
+        .iam
+        .list_roles()
+        .path_prefix(&path)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         roles.extend(page.ctx("ListRoles", &path)?.roles);
     }
     for role in roles {
         let name = role.role_name;
         let tags = tag_map(
-            clients.iam.list_role_tags().role_name(&name).send().await.ctx("ListRoleTags", &name)?.tags.into_iter().map(|t| (t.key, t.value)),
+            clients
+                .iam
+                .list_role_tags()
+                .role_name(&name)
+                .send()
+                .await
+                .ctx("ListRoleTags", &name)?
+                .tags
+                .into_iter()
+                .map(|t| (t.key, t.value)),
         );
         if !names.owns(&tags) {
             if expected.contains(&name) {
-                live.foreign.push(ResourceId { kind: Kind::Role, name });
+                live.foreign.push(ResourceId {
+                    kind: Kind::Role,
+                    name,
+                });
             }
             continue;
         }
         let mut policies = BTreeMap::new();
-        let listed = clients.iam.list_role_policies().role_name(&name).send().await.ctx("ListRolePolicies", &name)?;
+        let listed = clients
+            .iam
+            .list_role_policies()
+            .role_name(&name)
+            .send()
+            .await
+            .ctx("ListRolePolicies", &name)?;
         for policy in listed.policy_names {
-            let got = clients.iam.get_role_policy().role_name(&name).policy_name(&policy).send().await.ctx("GetRolePolicy", &name)?;
+            let got = clients
+                .iam
+                .get_role_policy()
+                .role_name(&name)
+                .policy_name(&policy)
+                .send()
+                .await
+                .ctx("GetRolePolicy", &name)?;
             policies.insert(policy, decode_policy(&got.policy_document));
         }
         let spec = RoleSpec {
             name: name.clone(),
             path: role.path,
-            assume_role_policy: decode_policy(role.assume_role_policy_document.as_deref().unwrap_or("")),
+            assume_role_policy: decode_policy(
+                role.assume_role_policy_document.as_deref().unwrap_or(""),
+            ),
             policies,
             tags,
         };
-        live.resources.insert(spec_id(&name), Live { spec: Spec::Role(spec), physical_id: Some(role.arn) });
+        live.resources.insert(
+            spec_id(&name),
+            Live {
+                spec: Spec::Role(spec),
+                physical_id: Some(role.arn),
+            },
+        );
     }
     // A role of the same name elsewhere (another path) would make CreateRole fail half-way
     // through a deploy; find it now so the plan refuses up front.
     for name in expected {
-        if live.resources.contains_key(&spec_id(name)) || live.foreign.iter().any(|f| f.kind == Kind::Role && &f.name == name) {
+        if live.resources.contains_key(&spec_id(name))
+            || live
+                .foreign
+                .iter()
+                .any(|f| f.kind == Kind::Role && &f.name == name)
+        {
             continue;
         }
-        if found(clients.iam.get_role().role_name(name).send().await).ctx("GetRole", name)?.is_some() {
+        if found(clients.iam.get_role().role_name(name).send().await)
+            .ctx("GetRole", name)?
+            .is_some()
+        {
             live.foreign.push(spec_id(name));
         }
     }
@@ -55,7 +106,10 @@ pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &
 }
 
 fn spec_id(name: &str) -> ResourceId {
-    ResourceId { kind: Kind::Role, name: name.to_string() }
+    ResourceId {
+        kind: Kind::Role,
+        name: name.to_string(),
+    }
 }
 
 pub async fn create(clients: &Clients, spec: &RoleSpec) -> Result<String, AwsError> {
@@ -67,7 +121,13 @@ pub async fn create(clients: &Clients, spec: &RoleSpec) -> Result<String, AwsErr
         .assume_role_policy_document(spec.assume_role_policy.to_string())
         .description("Lambda execution role managed by wsctl");
     for (k, v) in &spec.tags {
-        req = req.tags(aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set"));
+        req = req.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value set"),
+        );
     }
     let created = req.send().await.ctx("CreateRole", &spec.name)?;
     for (policy, doc) in &spec.policies {
@@ -76,7 +136,11 @@ pub async fn create(clients: &Clients, spec: &RoleSpec) -> Result<String, AwsErr
     Ok(created.role.map(|r| r.arn).unwrap_or_default())
 }
 
-pub async fn update(clients: &Clients, spec: &RoleSpec, current: Option<&RoleSpec>) -> Result<(), AwsError> {
+pub async fn update(
+    clients: &Clients,
+    spec: &RoleSpec,
+    current: Option<&RoleSpec>,
+) -> Result<(), AwsError> {
     let current_policies = current.map(|c| c.policies.clone()).unwrap_or_default();
     if current.is_none_or(|c| c.assume_role_policy != spec.assume_role_policy) {
         clients
@@ -93,22 +157,57 @@ pub async fn update(clients: &Clients, spec: &RoleSpec, current: Option<&RoleSpe
             put_policy(clients, &spec.name, policy, doc).await?;
         }
     }
-    for policy in current_policies.keys().filter(|p| !spec.policies.contains_key(*p)) {
-        clients.iam.delete_role_policy().role_name(&spec.name).policy_name(policy).send().await.ctx("DeleteRolePolicy", &spec.name)?;
+    for policy in current_policies
+        .keys()
+        .filter(|p| !spec.policies.contains_key(*p))
+    {
+        clients
+            .iam
+            .delete_role_policy()
+            .role_name(&spec.name)
+            .policy_name(policy)
+            .send()
+            .await
+            .ctx("DeleteRolePolicy", &spec.name)?;
     }
     let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
     if current_tags != spec.tags {
         let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
-            clients.iam.untag_role().role_name(&spec.name).set_tag_keys(Some(stale)).send().await.ctx("UntagRole", &spec.name)?;
+            clients
+                .iam
+                .untag_role()
+                .role_name(&spec.name)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .ctx("UntagRole", &spec.name)?;
         }
-        let tags = spec.tags.iter().map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("key and value set"));
-        clients.iam.tag_role().role_name(&spec.name).set_tags(Some(tags.collect())).send().await.ctx("TagRole", &spec.name)?;
+        let tags = spec.tags.iter().map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value set")
+        });
+        clients
+            .iam
+            .tag_role()
+            .role_name(&spec.name)
+            .set_tags(Some(tags.collect()))
+            .send()
+            .await
+            .ctx("TagRole", &spec.name)?;
     }
     Ok(())
 }
 
-async fn put_policy(clients: &Clients, role: &str, policy: &str, doc: &Value) -> Result<(), AwsError> {
+async fn put_policy(
+    clients: &Clients,
+    role: &str,
+    policy: &str,
+    doc: &Value,
+) -> Result<(), AwsError> {
     clients
         .iam
         .put_role_policy()
@@ -123,11 +222,29 @@ async fn put_policy(clients: &Clients, role: &str, policy: &str, doc: &Value) ->
 
 /// Deletes the role's inline policies first: IAM refuses to delete a role that has any.
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    let Some(listed) = found(clients.iam.list_role_policies().role_name(name).send().await).ctx("ListRolePolicies", name)? else {
+    let Some(listed) = found(
+        clients
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .send()
+            .await,
+    )
+    .ctx("ListRolePolicies", name)?
+    else {
         return Ok(());
     };
     for policy in listed.policy_names {
-        found(clients.iam.delete_role_policy().role_name(name).policy_name(&policy).send().await).ctx("DeleteRolePolicy", name)?;
+        found(
+            clients
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(&policy)
+                .send()
+                .await,
+        )
+        .ctx("DeleteRolePolicy", name)?;
     }
     found(clients.iam.delete_role().role_name(name).send().await).ctx("DeleteRole", name)?;
     Ok(())
@@ -148,12 +265,14 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
         out.push(bytes[i]);
         i += 1;
     }
@@ -166,7 +285,8 @@ mod tests {
 
     #[test]
     fn url_encoded_and_plain_policies_decode_to_the_same_value() {
-        let plain = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:Get*"}]}"#;
+        let plain =
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:Get*"}]}"#;
         let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGet%2A%22%7D%5D%7D";
         assert_eq!(decode_policy(plain), decode_policy(encoded));
         assert_eq!(decode_policy(encoded)["Statement"][0]["Action"], "s3:Get*");

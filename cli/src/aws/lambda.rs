@@ -14,31 +14,61 @@ use crate::engine::model::{FunctionSpec, Kind, Live, LiveState, PermissionSpec, 
 const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &mut LiveState) -> Result<(), AwsError> {
+pub async fn read(
+    clients: &Clients,
+    names: &Names,
+    expected: &[String],
+    live: &mut LiveState,
+) -> Result<(), AwsError> {
     let prefix = names.prefix();
     let mut functions = Vec::new();
     let mut pages = clients.lambda.list_functions().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.ctx("ListFunctions", format!("{prefix}*"))?;
-        functions.extend(page.functions.unwrap_or_default().into_iter().filter_map(|f| f.function_name).filter(|n| n.starts_with(&prefix)));
+        functions.extend(
+            page.functions
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.function_name)
+                .filter(|n| n.starts_with(&prefix)),
+        );
     }
     for name in functions {
-        let Some(got) = found(clients.lambda.get_function().function_name(&name).send().await).ctx("GetFunction", &name)? else {
+        let Some(got) = found(
+            clients
+                .lambda
+                .get_function()
+                .function_name(&name)
+                .send()
+                .await,
+        )
+        .ctx("GetFunction", &name)?
+        else {
             continue; // deleted since it was listed
         };
         let tags = tag_map(got.tags.unwrap_or_default());
-        let reserved_concurrency = got.concurrency.and_then(|c| c.reserved_concurrent_executions);
+        let reserved_concurrency = got
+            .concurrency
+            .and_then(|c| c.reserved_concurrent_executions);
         if !names.owns(&tags) {
             if expected.contains(&name) {
-                live.foreign.push(ResourceId { kind: Kind::Function, name });
+                live.foreign.push(ResourceId {
+                    kind: Kind::Function,
+                    name,
+                });
             }
             continue;
         }
-        let Some(config) = got.configuration else { continue };
+        let Some(config) = got.configuration else {
+            continue;
+        };
         let spec = FunctionSpec {
             name: name.clone(),
             role: config.role.unwrap_or_default(),
-            runtime: config.runtime.map(|r| r.as_str().to_string()).unwrap_or_default(),
+            runtime: config
+                .runtime
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
             handler: config.handler.unwrap_or_default(),
             architecture: config
                 .architectures
@@ -46,45 +76,83 @@ pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &
                 .unwrap_or_else(|| "x86_64".into()),
             memory: config.memory_size.unwrap_or_default(),
             timeout: config.timeout.unwrap_or_default(),
-            environment: config.environment.and_then(|e| e.variables).unwrap_or_default().into_iter().collect(),
+            environment: config
+                .environment
+                .and_then(|e| e.variables)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             code_sha256: config.code_sha256.unwrap_or_default(),
             reserved_concurrency,
             tags,
             zip: None,
         };
         live.resources.insert(
-            ResourceId { kind: Kind::Function, name: name.clone() },
-            Live { spec: Spec::Function(spec), physical_id: config.function_arn },
+            ResourceId {
+                kind: Kind::Function,
+                name: name.clone(),
+            },
+            Live {
+                spec: Spec::Function(spec),
+                physical_id: config.function_arn,
+            },
         );
         if let Some(permission) = read_permission(clients, &name).await? {
             live.resources.insert(
-                ResourceId { kind: Kind::Permission, name: name.clone() },
-                Live { spec: Spec::Permission(permission), physical_id: None },
+                ResourceId {
+                    kind: Kind::Permission,
+                    name: name.clone(),
+                },
+                Live {
+                    spec: Spec::Permission(permission),
+                    physical_id: None,
+                },
             );
         }
     }
     Ok(())
 }
 
-async fn read_permission(clients: &Clients, function: &str) -> Result<Option<PermissionSpec>, AwsError> {
-    let Some(policy) = found(clients.lambda.get_policy().function_name(function).send().await).ctx("GetPolicy", function)? else {
+async fn read_permission(
+    clients: &Clients,
+    function: &str,
+) -> Result<Option<PermissionSpec>, AwsError> {
+    let Some(policy) = found(
+        clients
+            .lambda
+            .get_policy()
+            .function_name(function)
+            .send()
+            .await,
+    )
+    .ctx("GetPolicy", function)?
+    else {
         return Ok(None);
     };
-    let doc: Value = serde_json::from_str(policy.policy.as_deref().unwrap_or("{}")).unwrap_or(Value::Null);
+    let doc: Value =
+        serde_json::from_str(policy.policy.as_deref().unwrap_or("{}")).unwrap_or(Value::Null);
     let statements = match &doc["Statement"] {
         Value::Array(list) => list.clone(),
         single @ Value::Object(_) => vec![single.clone()],
         _ => vec![],
     };
-    Ok(statements.iter().find(|s| s["Sid"] == PERMISSION_SID).map(|s| PermissionSpec {
-        function: function.to_string(),
-        statement_id: PERMISSION_SID.into(),
-        source_arn: s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap_or_default().to_string(),
-    }))
+    Ok(statements
+        .iter()
+        .find(|s| s["Sid"] == PERMISSION_SID)
+        .map(|s| PermissionSpec {
+            function: function.to_string(),
+            statement_id: PERMISSION_SID.into(),
+            source_arn: s["Condition"]["ArnLike"]["AWS:SourceArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }))
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {
-    Environment::builder().set_variables(Some(spec.environment.clone().into_iter().collect())).build()
+    Environment::builder()
+        .set_variables(Some(spec.environment.clone().into_iter().collect()))
+        .build()
 }
 
 fn zip_bytes(spec: &FunctionSpec) -> Result<Vec<u8>, AwsError> {
@@ -116,7 +184,11 @@ pub async fn create(clients: &Clients, spec: &FunctionSpec) -> Result<String, Aw
             .timeout(spec.timeout)
             .environment(environment(spec))
             .set_tags(Some(spec.tags.clone().into_iter().collect()))
-            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(Blob::new(zip.clone())).build())
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(zip.clone()))
+                    .build(),
+            )
             .description("managed by wsctl")
             .send()
             .await;
@@ -134,7 +206,11 @@ pub async fn create(clients: &Clients, spec: &FunctionSpec) -> Result<String, Aw
 
 /// Reserved concurrency caps how many copies run at once (a fan-out storm cannot take the
 /// account's whole pool) and guarantees them; removing it returns to the shared pool.
-async fn set_concurrency(clients: &Clients, spec: &FunctionSpec, current: Option<i32>) -> Result<(), AwsError> {
+async fn set_concurrency(
+    clients: &Clients,
+    spec: &FunctionSpec,
+    current: Option<i32>,
+) -> Result<(), AwsError> {
     match (spec.reserved_concurrency, current) {
         (want, have) if want == have => {}
         (None, None) => {}
@@ -149,21 +225,39 @@ async fn set_concurrency(clients: &Clients, spec: &FunctionSpec, current: Option
                 .ctx("PutFunctionConcurrency", &spec.name)?;
         }
         (None, Some(_)) => {
-            clients.lambda.delete_function_concurrency().function_name(&spec.name).send().await.ctx("DeleteFunctionConcurrency", &spec.name)?;
+            clients
+                .lambda
+                .delete_function_concurrency()
+                .function_name(&spec.name)
+                .send()
+                .await
+                .ctx("DeleteFunctionConcurrency", &spec.name)?;
         }
     }
     Ok(())
 }
 
-fn role_not_ready<R>(e: &aws_smithy_runtime_api::client::result::SdkError<aws_sdk_lambda::operation::create_function::CreateFunctionError, R>) -> bool {
+fn role_not_ready<R>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_lambda::operation::create_function::CreateFunctionError,
+        R,
+    >,
+) -> bool {
     use aws_sdk_lambda::error::ProvideErrorMetadata;
     is_code(e, &["InvalidParameterValueException"])
-        && e.as_service_error().and_then(|s| s.message()).is_some_and(|m| m.contains("role") || m.contains("assume"))
+        && e.as_service_error()
+            .and_then(|s| s.message())
+            .is_some_and(|m| m.contains("role") || m.contains("assume"))
 }
 
 /// Applies only what differs: code (and architecture, which travels with it), then configuration, then tags.
-pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&FunctionSpec>) -> Result<(), AwsError> {
-    let code_changed = current.is_none_or(|c| c.code_sha256 != spec.code_sha256 || c.architecture != spec.architecture);
+pub async fn update(
+    clients: &Clients,
+    spec: &FunctionSpec,
+    current: Option<&FunctionSpec>,
+) -> Result<(), AwsError> {
+    let code_changed = current
+        .is_none_or(|c| c.code_sha256 != spec.code_sha256 || c.architecture != spec.architecture);
     if code_changed {
         clients
             .lambda
@@ -177,8 +271,21 @@ pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&Fun
         wait_ready(clients, &spec.name).await?;
     }
     let config_changed = current.is_none_or(|c| {
-        (c.role.as_str(), c.runtime.as_str(), c.handler.as_str(), c.memory, c.timeout, &c.environment)
-            != (spec.role.as_str(), spec.runtime.as_str(), spec.handler.as_str(), spec.memory, spec.timeout, &spec.environment)
+        (
+            c.role.as_str(),
+            c.runtime.as_str(),
+            c.handler.as_str(),
+            c.memory,
+            c.timeout,
+            &c.environment,
+        ) != (
+            spec.role.as_str(),
+            spec.runtime.as_str(),
+            spec.handler.as_str(),
+            spec.memory,
+            spec.timeout,
+            &spec.environment,
+        )
     });
     if config_changed {
         clients
@@ -202,7 +309,14 @@ pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&Fun
         let arn = function_arn(clients, &spec.name).await?;
         let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
-            clients.lambda.untag_resource().resource(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
+            clients
+                .lambda
+                .untag_resource()
+                .resource(&arn)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .ctx("UntagResource", &spec.name)?;
         }
         clients
             .lambda
@@ -217,7 +331,13 @@ pub async fn update(clients: &Clients, spec: &FunctionSpec, current: Option<&Fun
 }
 
 async fn function_arn(clients: &Clients, name: &str) -> Result<String, AwsError> {
-    let got = clients.lambda.get_function_configuration().function_name(name).send().await.ctx("GetFunctionConfiguration", name)?;
+    let got = clients
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .ctx("GetFunctionConfiguration", name)?;
     Ok(got.function_arn.unwrap_or_default())
 }
 
@@ -225,7 +345,13 @@ async fn function_arn(clients: &Clients, name: &str) -> Result<String, AwsError>
 async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
     let started = Instant::now();
     loop {
-        let c = clients.lambda.get_function_configuration().function_name(name).send().await.ctx("GetFunctionConfiguration", name)?;
+        let c = clients
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .ctx("GetFunctionConfiguration", name)?;
         let state = c.state.unwrap_or(State::Active);
         let update = c.last_update_status.unwrap_or(LastUpdateStatus::Successful);
         if state == State::Failed || update == LastUpdateStatus::Failed {
@@ -234,7 +360,9 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
                 resource: name.to_string(),
                 detail: format!(
                     "the function failed to become ready: {}",
-                    c.state_reason.or(c.last_update_status_reason).unwrap_or_else(|| "no reason given".into())
+                    c.state_reason
+                        .or(c.last_update_status_reason)
+                        .unwrap_or_else(|| "no reason given".into())
                 ),
             });
         }
@@ -245,7 +373,10 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
             return Err(AwsError::Other {
                 op: "GetFunctionConfiguration",
                 resource: name.to_string(),
-                detail: format!("still {state:?}/{update:?} after {} s; re-run to continue", READY_TIMEOUT.as_secs()),
+                detail: format!(
+                    "still {state:?}/{update:?} after {} s; re-run to continue",
+                    READY_TIMEOUT.as_secs()
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -253,7 +384,15 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    found(clients.lambda.delete_function().function_name(name).send().await).ctx("DeleteFunction", name)?;
+    found(
+        clients
+            .lambda
+            .delete_function()
+            .function_name(name)
+            .send()
+            .await,
+    )
+    .ctx("DeleteFunction", name)?;
     Ok(())
 }
 
@@ -273,7 +412,15 @@ pub async fn add_permission(clients: &Clients, spec: &PermissionSpec) -> Result<
 }
 
 pub async fn remove_permission(clients: &Clients, function: &str) -> Result<(), AwsError> {
-    found(clients.lambda.remove_permission().function_name(function).statement_id(PERMISSION_SID).send().await)
-        .ctx("RemovePermission", function)?;
+    found(
+        clients
+            .lambda
+            .remove_permission()
+            .function_name(function)
+            .statement_id(PERMISSION_SID)
+            .send()
+            .await,
+    )
+    .ctx("RemovePermission", function)?;
     Ok(())
 }

@@ -4,27 +4,67 @@ use super::{AwsError, Clients, Ctx, found, tag_map};
 use crate::engine::desired::Names;
 use crate::engine::model::{Kind, Live, LiveState, LogGroupSpec, ResourceId, Spec, Tags};
 
-pub async fn read(clients: &Clients, names: &Names, expected: &[String], live: &mut LiveState) -> Result<(), AwsError> {
+pub async fn read(
+    clients: &Clients,
+    names: &Names,
+    expected: &[String],
+    live: &mut LiveState,
+) -> Result<(), AwsError> {
     let prefix = format!("/aws/lambda/{}", names.prefix());
     let mut groups = Vec::new();
-    let mut pages = clients.logs.describe_log_groups().log_group_name_prefix(&prefix).into_paginator().send();
+    let mut pages = clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        groups.extend(page.ctx("DescribeLogGroups", format!("{prefix}*"))?.log_groups.unwrap_or_default());
+        groups.extend(
+            page.ctx("DescribeLogGroups", format!("{prefix}*"))?
+                .log_groups
+                .unwrap_or_default(),
+        );
     }
     for group in groups {
-        let Some(name) = group.log_group_name else { continue };
+        let Some(name) = group.log_group_name else {
+            continue;
+        };
         let arn = group_arn(&group.arn.unwrap_or_default());
         let tags = tag_map(
-            clients.logs.list_tags_for_resource().resource_arn(&arn).send().await.ctx("ListTagsForResource", &name)?.tags.unwrap_or_default(),
+            clients
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .ctx("ListTagsForResource", &name)?
+                .tags
+                .unwrap_or_default(),
         );
         if !names.owns(&tags) {
             if expected.contains(&name) {
-                live.foreign.push(ResourceId { kind: Kind::LogGroup, name });
+                live.foreign.push(ResourceId {
+                    kind: Kind::LogGroup,
+                    name,
+                });
             }
             continue;
         }
-        let spec = LogGroupSpec { name: name.clone(), retention_days: group.retention_in_days.map(|d| d as u32), tags };
-        live.resources.insert(ResourceId { kind: Kind::LogGroup, name }, Live { spec: Spec::LogGroup(spec), physical_id: Some(arn) });
+        let spec = LogGroupSpec {
+            name: name.clone(),
+            retention_days: group.retention_in_days.map(|d| d as u32),
+            tags,
+        };
+        live.resources.insert(
+            ResourceId {
+                kind: Kind::LogGroup,
+                name,
+            },
+            Live {
+                spec: Spec::LogGroup(spec),
+                physical_id: Some(arn),
+            },
+        );
     }
     Ok(())
 }
@@ -44,16 +84,25 @@ pub async fn create(clients: &Clients, spec: &LogGroupSpec) -> Result<(), AwsErr
         .await;
     match created {
         // Lambda creates the group itself on a first invoke: adopt it, tags included.
-        Err(e) if super::is_code(&e, &["ResourceAlreadyExistsException"]) => update(clients, spec, None).await,
+        Err(e) if super::is_code(&e, &["ResourceAlreadyExistsException"]) => {
+            update(clients, spec, None).await
+        }
         other => {
             other.ctx("CreateLogGroup", &spec.name)?;
-            let tagged = LogGroupSpec { retention_days: None, ..spec.clone() };
+            let tagged = LogGroupSpec {
+                retention_days: None,
+                ..spec.clone()
+            };
             update(clients, spec, Some(&tagged)).await
         }
     }
 }
 
-pub async fn update(clients: &Clients, spec: &LogGroupSpec, current: Option<&LogGroupSpec>) -> Result<(), AwsError> {
+pub async fn update(
+    clients: &Clients,
+    spec: &LogGroupSpec,
+    current: Option<&LogGroupSpec>,
+) -> Result<(), AwsError> {
     if current.is_none_or(|c| c.retention_days != spec.retention_days) {
         match spec.retention_days {
             Some(days) => {
@@ -67,7 +116,13 @@ pub async fn update(clients: &Clients, spec: &LogGroupSpec, current: Option<&Log
                     .ctx("PutRetentionPolicy", &spec.name)?;
             }
             None => {
-                clients.logs.delete_retention_policy().log_group_name(&spec.name).send().await.ctx("DeleteRetentionPolicy", &spec.name)?;
+                clients
+                    .logs
+                    .delete_retention_policy()
+                    .log_group_name(&spec.name)
+                    .send()
+                    .await
+                    .ctx("DeleteRetentionPolicy", &spec.name)?;
             }
         }
     }
@@ -77,7 +132,14 @@ pub async fn update(clients: &Clients, spec: &LogGroupSpec, current: Option<&Log
         let arn = arn_of(clients, &spec.name).await?;
         let stale = super::removed_keys(&current_tags, &spec.tags);
         if !stale.is_empty() {
-            clients.logs.untag_resource().resource_arn(&arn).set_tag_keys(Some(stale)).send().await.ctx("UntagResource", &spec.name)?;
+            clients
+                .logs
+                .untag_resource()
+                .resource_arn(&arn)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .ctx("UntagResource", &spec.name)?;
         }
         {
             clients
@@ -94,12 +156,30 @@ pub async fn update(clients: &Clients, spec: &LogGroupSpec, current: Option<&Log
 }
 
 async fn arn_of(clients: &Clients, name: &str) -> Result<String, AwsError> {
-    let page = clients.logs.describe_log_groups().log_group_name_prefix(name).send().await.ctx("DescribeLogGroups", name)?;
-    let group = page.log_groups.unwrap_or_default().into_iter().find(|g| g.log_group_name.as_deref() == Some(name));
+    let page = clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .send()
+        .await
+        .ctx("DescribeLogGroups", name)?;
+    let group = page
+        .log_groups
+        .unwrap_or_default()
+        .into_iter()
+        .find(|g| g.log_group_name.as_deref() == Some(name));
     Ok(group_arn(&group.and_then(|g| g.arn).unwrap_or_default()))
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    found(clients.logs.delete_log_group().log_group_name(name).send().await).ctx("DeleteLogGroup", name)?;
+    found(
+        clients
+            .logs
+            .delete_log_group()
+            .log_group_name(name)
+            .send()
+            .await,
+    )
+    .ctx("DeleteLogGroup", name)?;
     Ok(())
 }

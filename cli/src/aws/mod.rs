@@ -35,23 +35,64 @@ pub struct AwsArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
-    #[error("no AWS region is set\nhint: add `region: eu-west-1` to wsctl.yaml, pass --region, or set AWS_REGION")]
+    #[error(
+        "no AWS region is set\nhint: add `region: eu-west-1` to wsctl.yaml, pass --region, or set AWS_REGION"
+    )]
     NoRegion,
-    #[error("no AWS credentials were found ({0})\nhint: run `aws configure` (or `aws sso login --profile NAME` and pass --profile NAME), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")]
+    #[error(
+        "no AWS credentials were found ({0})\nhint: run `aws configure` (or `aws sso login --profile NAME` and pass --profile NAME), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
     NoCredentials(String),
-    #[error("{op} {resource}: AWS rejected the credentials ({code}: {message})\nhint: they are invalid or expired; refresh them (e.g. `aws sso login`) or check --profile and the region")]
-    BadCredentials { op: &'static str, resource: String, code: String, message: String },
-    #[error("{op} {resource}: access denied ({message})\nhint: the identity in use lacks this permission; deploy with a role that allows it (see README, \"Permissions wsctl needs\")")]
-    AccessDenied { op: &'static str, resource: String, message: String },
-    #[error("{op} {resource}: cannot reach the AWS endpoint ({detail})\nhint: check the network, the region and --endpoint-url / AWS_ENDPOINT_URL")]
-    Unreachable { op: &'static str, resource: String, detail: String },
-    #[error("{op} {resource}: still throttled after retries ({message})\nhint: wait a minute and re-run; wsctl resumes where it stopped")]
-    Throttled { op: &'static str, resource: String, message: String },
+    #[error(
+        "{op} {resource}: AWS rejected the credentials ({code}: {message})\nhint: they are invalid or expired; refresh them (e.g. `aws sso login`) or check --profile and the region"
+    )]
+    BadCredentials {
+        op: &'static str,
+        resource: String,
+        code: String,
+        message: String,
+    },
+    #[error(
+        "{op} {resource}: access denied ({message})\nhint: the identity in use lacks this permission; deploy with a role that allows it (see README, \"Permissions wsctl needs\")"
+    )]
+    AccessDenied {
+        op: &'static str,
+        resource: String,
+        message: String,
+    },
+    #[error(
+        "{op} {resource}: cannot reach the AWS endpoint ({detail})\nhint: check the network, the region and --endpoint-url / AWS_ENDPOINT_URL"
+    )]
+    Unreachable {
+        op: &'static str,
+        resource: String,
+        detail: String,
+    },
+    #[error(
+        "{op} {resource}: still throttled after retries ({message})\nhint: wait a minute and re-run; wsctl resumes where it stopped"
+    )]
+    Throttled {
+        op: &'static str,
+        resource: String,
+        message: String,
+    },
     #[error("{op} {resource}: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
-    Service { op: &'static str, resource: String, code: String, message: String, request_id: Option<String> },
+    Service {
+        op: &'static str,
+        resource: String,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
     #[error("{op} {resource}: {detail}")]
-    Other { op: &'static str, resource: String, detail: String },
-    #[error("the token secret {name} is not usable: {message}\nhint: run `wsctl secret rotate` to write a new one")]
+    Other {
+        op: &'static str,
+        resource: String,
+        detail: String,
+    },
+    #[error(
+        "the token secret {name} is not usable: {message}\nhint: run `wsctl secret rotate` to write a new one"
+    )]
     BadSecret { name: String, message: String },
 }
 
@@ -60,7 +101,10 @@ impl AwsError {
     pub fn is_setup(&self) -> bool {
         matches!(
             self,
-            AwsError::NoRegion | AwsError::NoCredentials(_) | AwsError::BadCredentials { .. } | AwsError::AccessDenied { .. }
+            AwsError::NoRegion
+                | AwsError::NoCredentials(_)
+                | AwsError::BadCredentials { .. }
+                | AwsError::AccessDenied { .. }
         )
     }
 }
@@ -75,7 +119,12 @@ const CREDENTIAL_CODES: &[&str] = &[
     "IncompleteSignature",
     "MissingAuthenticationToken",
 ];
-const DENIED_CODES: &[&str] = &["AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"];
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+];
 const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -99,14 +148,33 @@ where
             let code = e.code().unwrap_or("Unknown").to_string();
             let message = e.message().unwrap_or("").to_string();
             if CREDENTIAL_CODES.contains(&code.as_str()) {
-                AwsError::BadCredentials { op, resource, code, message }
+                AwsError::BadCredentials {
+                    op,
+                    resource,
+                    code,
+                    message,
+                }
             } else if DENIED_CODES.contains(&code.as_str()) {
-                AwsError::AccessDenied { op, resource, message }
+                AwsError::AccessDenied {
+                    op,
+                    resource,
+                    message,
+                }
             } else if THROTTLE_CODES.contains(&code.as_str()) {
-                AwsError::Throttled { op, resource, message }
+                AwsError::Throttled {
+                    op,
+                    resource,
+                    message,
+                }
             } else {
                 let request_id = e.meta().request_id().map(str::to_string);
-                AwsError::Service { op, resource, code, message, request_id }
+                AwsError::Service {
+                    op,
+                    resource,
+                    code,
+                    message,
+                    request_id,
+                }
             }
         }
         SdkError::DispatchFailure(failure) => {
@@ -114,18 +182,34 @@ where
             if detail.contains("credentials") || detail.contains("Credentials") {
                 AwsError::NoCredentials(short(&detail))
             } else if failure.is_io() || failure.is_timeout() {
-                AwsError::Unreachable { op, resource, detail: short(&detail) }
+                AwsError::Unreachable {
+                    op,
+                    resource,
+                    detail: short(&detail),
+                }
             } else {
-                AwsError::Other { op, resource, detail: short(&detail) }
+                AwsError::Other {
+                    op,
+                    resource,
+                    detail: short(&detail),
+                }
             }
         }
-        SdkError::TimeoutError(_) => AwsError::Unreachable { op, resource, detail: "timed out".into() },
+        SdkError::TimeoutError(_) => AwsError::Unreachable {
+            op,
+            resource,
+            detail: "timed out".into(),
+        },
         _ => {
             let detail = DisplayErrorContext(&err).to_string();
             if detail.contains("region") && detail.contains("endpoint") {
                 AwsError::NoRegion
             } else {
-                AwsError::Other { op, resource, detail: short(&detail) }
+                AwsError::Other {
+                    op,
+                    resource,
+                    detail: short(&detail),
+                }
             }
         }
     }
@@ -133,7 +217,18 @@ where
 
 fn short(detail: &str) -> String {
     let line = detail.replace('\n', " ");
-    if line.len() > 300 { format!("{}…", &line[..line.char_indices().nth(299).map(|(i, _)| i).unwrap_or(line.len())]) } else { line }
+    if line.len() > 300 {
+        format!(
+            "{}…",
+            &line[..line
+                .char_indices()
+                .nth(299)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())]
+        )
+    } else {
+        line
+    }
 }
 
 /// `.ctx("CreateRole", &name)` on an SDK result: the error names what was being done.
@@ -163,11 +258,18 @@ where
     }
 }
 
-const NOT_FOUND_CODES: &[&str] =
-    &["NoSuchEntity", "ResourceNotFoundException", "NotFoundException", "ParameterNotFound", "ResourceNotFound"];
+const NOT_FOUND_CODES: &[&str] = &[
+    "NoSuchEntity",
+    "ResourceNotFoundException",
+    "NotFoundException",
+    "ParameterNotFound",
+    "ResourceNotFound",
+];
 
 pub fn is_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>, codes: &[&str]) -> bool {
-    err.as_service_error().and_then(|e| e.code()).is_some_and(|c| codes.contains(&c))
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| codes.contains(&c))
 }
 
 /// One client per service, built once from a shared config.
@@ -190,22 +292,33 @@ impl Clients {
     /// anything else happens.
     pub async fn connect(args: &AwsArgs, config_region: Option<&str>) -> Result<Clients, AwsError> {
         let sdk = sdk_config(args, config_region).await;
-        let region = sdk.region().map(|r| r.to_string()).ok_or(AwsError::NoRegion)?;
-        let provider = sdk.credentials_provider().ok_or_else(|| AwsError::NoCredentials("no provider configured".into()))?;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .ok_or(AwsError::NoRegion)?;
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| AwsError::NoCredentials("no provider configured".into()))?;
         use aws_credential_types::provider::ProvideCredentials;
-        provider.provide_credentials().await.map_err(|e| AwsError::NoCredentials(short(&DisplayErrorContext(&e).to_string())))?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| AwsError::NoCredentials(short(&DisplayErrorContext(&e).to_string())))?;
         Ok(Clients::from_sdk(&sdk, region))
     }
 
     /// Clients for a local emulator: fixed dummy credentials, so neither the user's profile
     /// nor a real account is ever involved.
     pub fn local(endpoint: &str, region: &str) -> Clients {
-        let creds = aws_credential_types::Credentials::new("local", "local", None, None, "wsctl-dev");
+        let creds =
+            aws_credential_types::Credentials::new("local", "local", None, None, "wsctl-dev");
         let sdk = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .endpoint_url(endpoint)
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(creds),
+            )
             .retry_config(RetryConfig::standard().with_max_attempts(4))
             .build();
         Clients::from_sdk(&sdk, region.to_string())
@@ -227,7 +340,12 @@ impl Clients {
 
     /// The account the credentials belong to: every ARN the stack uses is built from it.
     pub async fn account(&self) -> Result<String, AwsError> {
-        let me = self.sts.get_caller_identity().send().await.ctx("GetCallerIdentity", "(the credentials in use)")?;
+        let me = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .ctx("GetCallerIdentity", "(the credentials in use)")?;
         me.account.ok_or_else(|| AwsError::Other {
             op: "GetCallerIdentity",
             resource: String::new(),
@@ -240,7 +358,11 @@ async fn sdk_config(args: &AwsArgs, config_region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Standard retries with more attempts: a deploy makes bursts of control-plane calls
         // that AWS throttles at a few per second.
-        .retry_config(RetryConfig::standard().with_max_attempts(8).with_max_backoff(Duration::from_secs(20)));
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_max_backoff(Duration::from_secs(20)),
+        );
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
     }
@@ -254,11 +376,23 @@ async fn sdk_config(args: &AwsArgs, config_region: Option<&str>) -> SdkConfig {
 }
 
 /// Tags as a sorted map, from whatever shape a service returns them in.
-pub fn tag_map<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> crate::engine::model::Tags {
-    pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+pub fn tag_map<K: Into<String>, V: Into<String>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> crate::engine::model::Tags {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
 }
 
 /// Keys tagged now that the wanted tags no longer have: to be untagged.
-pub fn removed_keys(current: &crate::engine::model::Tags, wanted: &crate::engine::model::Tags) -> Vec<String> {
-    current.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect()
+pub fn removed_keys(
+    current: &crate::engine::model::Tags,
+    wanted: &crate::engine::model::Tags,
+) -> Vec<String> {
+    current
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect()
 }

@@ -12,7 +12,18 @@ use crate::engine::model::{Kind, Live, LiveState, ResourceId, SecretSpec, Spec};
 pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
     let name = names.secret();
     // Without decryption: reading the stack must never need (or reveal) the secret itself.
-    if found(clients.ssm.get_parameter().name(&name).with_decryption(false).send().await).ctx("GetParameter", &name)?.is_none() {
+    if found(
+        clients
+            .ssm
+            .get_parameter()
+            .name(&name)
+            .with_decryption(false)
+            .send()
+            .await,
+    )
+    .ctx("GetParameter", &name)?
+    .is_none()
+    {
         return Ok(());
     }
     let tags = tag_map(
@@ -29,9 +40,18 @@ pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Res
             .into_iter()
             .map(|t| (t.key, t.value)),
     );
-    let id = ResourceId { kind: Kind::Secret, name: name.clone() };
+    let id = ResourceId {
+        kind: Kind::Secret,
+        name: name.clone(),
+    };
     if names.owns(&tags) {
-        live.resources.insert(id, Live { spec: Spec::Secret(SecretSpec { name, tags }), physical_id: None });
+        live.resources.insert(
+            id,
+            Live {
+                spec: Spec::Secret(SecretSpec { name, tags }),
+                physical_id: None,
+            },
+        );
     } else {
         live.foreign.push(id);
     }
@@ -61,7 +81,10 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
         // adopt whatever value happens to be there.
         Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => {
             if let Err(why) = read_keys(clients, &spec.name).await? {
-                return Err(AwsError::BadSecret { name: spec.name.clone(), message: format!("{why}; it was created by something else meanwhile") });
+                return Err(AwsError::BadSecret {
+                    name: spec.name.clone(),
+                    message: format!("{why}; it was created by something else meanwhile"),
+                });
             }
             update_tags(clients, spec, &Default::default()).await
         }
@@ -70,8 +93,18 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
 }
 
 /// The stack's keys, decrypted; the inner error says why the value is not a usable secret.
-pub async fn read_keys(clients: &Clients, name: &str) -> Result<Result<SecretKeys, String>, AwsError> {
-    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
+pub async fn read_keys(
+    clients: &Clients,
+    name: &str,
+) -> Result<Result<SecretKeys, String>, AwsError> {
+    let got = clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ctx("GetParameter", name)?;
     Ok(match got.parameter.and_then(|p| p.value) {
         Some(value) => SecretKeys::parse(&value),
         None => Err("it is empty".to_string()),
@@ -79,15 +112,29 @@ pub async fn read_keys(clients: &Clients, name: &str) -> Result<Result<SecretKey
 }
 
 /// Makes a new key current; the current one keeps passing for `grace`. Returns the new keys.
-pub async fn rotate(clients: &Clients, name: &str, grace: std::time::Duration) -> Result<SecretKeys, AwsError> {
-    let got = clients.ssm.get_parameter().name(name).with_decryption(true).send().await.ctx("GetParameter", name)?;
+pub async fn rotate(
+    clients: &Clients,
+    name: &str,
+    grace: std::time::Duration,
+) -> Result<SecretKeys, AwsError> {
+    let got = clients
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ctx("GetParameter", name)?;
     let value = got.parameter.and_then(|p| p.value).unwrap_or_default();
     // A current key too short to keep is replaced without a grace period.
     let next = match SecretKeys::parse(&value) {
         Ok(keys) => keys.rotate(&new_key(), grace),
         Err(_) => Ok(new_key()),
     }
-    .map_err(|message| AwsError::BadSecret { name: name.to_string(), message })?;
+    .map_err(|message| AwsError::BadSecret {
+        name: name.to_string(),
+        message,
+    })?;
     clients
         .ssm
         .put_parameter()
@@ -98,10 +145,17 @@ pub async fn rotate(clients: &Clients, name: &str, grace: std::time::Duration) -
         .send()
         .await
         .ctx("PutParameter", name)?;
-    SecretKeys::parse(&next).map_err(|message| AwsError::BadSecret { name: name.to_string(), message })
+    SecretKeys::parse(&next).map_err(|message| AwsError::BadSecret {
+        name: name.to_string(),
+        message,
+    })
 }
 
-pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::engine::model::Tags) -> Result<(), AwsError> {
+pub async fn update_tags(
+    clients: &Clients,
+    spec: &SecretSpec,
+    current: &crate::engine::model::Tags,
+) -> Result<(), AwsError> {
     let stale = super::removed_keys(current, &spec.tags);
     if !stale.is_empty() {
         clients
@@ -114,7 +168,11 @@ pub async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &crate::
             .await
             .ctx("RemoveTagsFromResource", &spec.name)?;
     }
-    let tags = spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build().expect("set")).collect();
+    let tags = spec
+        .tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("set"))
+        .collect();
     clients
         .ssm
         .add_tags_to_resource()
@@ -134,5 +192,10 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
 
 /// The stack's keys, for minting tokens: an unusable value is an error that says how to fix it.
 pub async fn token_keys(clients: &Clients, name: &str) -> Result<SecretKeys, AwsError> {
-    read_keys(clients, name).await?.map_err(|message| AwsError::BadSecret { name: name.to_string(), message })
+    read_keys(clients, name)
+        .await?
+        .map_err(|message| AwsError::BadSecret {
+            name: name.to_string(),
+            message,
+        })
 }

@@ -6,7 +6,15 @@ use crate::error::Error;
 use crate::output::Printer;
 
 pub async fn run(config: &Config, args: &BuildArgs, printer: &Printer) -> Result<(), Error> {
-    let artifacts = super::artifacts(config, &BuildArgs { no_build: false, ..args.clone() }, printer).await?;
+    let artifacts = super::artifacts(
+        config,
+        &BuildArgs {
+            no_build: false,
+            ..args.clone()
+        },
+        printer,
+    )
+    .await?;
     if printer.json() {
         printer.result_json(&json!({ "functions": artifacts }));
         return Ok(());

@@ -15,19 +15,34 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket to the stack's stage as `user` (or with `token`), through its authorizer.
-pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user: &str, token: Option<&str>, url: Option<&str>) -> Result<Ws, Error> {
+pub(super) async fn open(
+    config: &Config,
+    aws: &AwsArgs,
+    clients: &Clients,
+    user: &str,
+    token: Option<&str>,
+    url: Option<&str>,
+) -> Result<Ws, Error> {
     let names = Names::new(config);
     let url = match (url, &aws.endpoint_url) {
         (Some(url), _) => url.to_string(),
-        (None, Some(endpoint)) => format!("{}/{}", endpoint.trim_end_matches('/').replacen("http", "ws", 1), config.stage),
+        (None, Some(endpoint)) => format!(
+            "{}/{}",
+            endpoint.trim_end_matches('/').replacen("http", "ws", 1),
+            config.stage
+        ),
         (None, None) => {
             let api = crate::aws::apigw::find_api(clients, &names).await?.ok_or_else(|| Error::Usage {
                 usage: format!("the stack {} is not deployed\nhint: run `wsctl deploy` first, or pass --url", names.api()),
             })?;
-            format!("wss://{api}.execute-api.{}.amazonaws.com/{}", clients.region, config.stage)
+            format!(
+                "wss://{api}.execute-api.{}.amazonaws.com/{}",
+                clients.region, config.stage
+            )
         }
     };
     let token = match token {
@@ -35,10 +50,16 @@ pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user
         None => {
             use wsctl_functions::auth::{Capabilities, Claims, mint};
             let keys = crate::aws::ssm::token_keys(clients, &names.secret()).await?;
-            mint(&keys.current, &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)))
+            mint(
+                &keys.current,
+                &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)),
+            )
         }
     };
-    let full = format!("{url}{}token={token}", if url.contains('?') { '&' } else { '?' });
+    let full = format!(
+        "{url}{}token={token}",
+        if url.contains('?') { '&' } else { '?' }
+    );
     match tokio_tungstenite::connect_async(full.as_str()).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) => {
@@ -47,25 +68,52 @@ pub(super) async fn open(config: &Config, aws: &AwsArgs, clients: &Clients, user
                 403 => "403: the token was refused (forged, expired, or for another stack)",
                 _ => "the handshake was refused",
             };
-            Err(Error::Refused(format!("{url}: {why} ({})\nhint: mint one with `wsctl token --user NAME` and pass it with --token", resp.status())))
+            Err(Error::Refused(format!(
+                "{url}: {why} ({})\nhint: mint one with `wsctl token --user NAME` and pass it with --token",
+                resp.status()
+            )))
         }
-        Err(e) => Err(Error::Io(format!("cannot connect to {url}: {e}\nhint: check that the stack is up (`wsctl status`, or `wsctl dev` running) and the URL"))),
+        Err(e) => Err(Error::Io(format!(
+            "cannot connect to {url}: {e}\nhint: check that the stack is up (`wsctl status`, or `wsctl dev` running) and the URL"
+        ))),
     }
 }
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &ConnectArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let (clients, _) = super::connect(config, aws).await?;
-    let ws = open(config, aws, &clients, &args.user, args.token.as_deref(), args.url.as_deref()).await?;
-    let url = args.url.clone().unwrap_or_else(|| format!("the {} stage", config.stage));
+    let ws = open(
+        config,
+        aws,
+        &clients,
+        &args.user,
+        args.token.as_deref(),
+        args.url.as_deref(),
+    )
+    .await?;
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("the {} stage", config.stage));
     let interactive = std::io::stdin().is_terminal();
-    printer.note(format!("connected to {url} as {}; type JSON frames, one per line{}", args.user, if interactive { ", Ctrl-D to close" } else { "" }));
+    printer.note(format!(
+        "connected to {url} as {}; type JSON frames, one per line{}",
+        args.user,
+        if interactive { ", Ctrl-D to close" } else { "" }
+    ));
     let (mut sink, mut stream) = ws.split();
     let reader = tokio::spawn(async move {
         while let Some(frame) = stream.next().await {
             match frame {
                 Ok(Message::Text(t)) => println!("{}", t.as_str()),
                 Ok(Message::Binary(b)) => println!("(binary, {} bytes)", b.len()),
-                Ok(Message::Close(f)) => return f.map(|f| (u16::from(f.code), f.reason.to_string())),
+                Ok(Message::Close(f)) => {
+                    return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
                 Ok(_) => {}
                 Err(_) => return None,
             }

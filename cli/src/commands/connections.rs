@@ -14,7 +14,12 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &ConnectionsArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let (clients, _) = super::connect(config, aws).await?;
     let store = super::gc::store(&clients, &Names::new(config));
     let failed = |e: wsctl_functions::store::StoreError| Error::Io(e.to_string());
@@ -25,14 +30,21 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer
     let mut rows = super::gc::scan(&store).await?;
     let current = now();
     rows.retain(|r| {
-        only.as_ref().is_none_or(|ids| ids.contains(&r.id)) && args.user.as_ref().is_none_or(|u| &r.user == u) && r.expires.is_none_or(|e| e >= current)
+        only.as_ref().is_none_or(|ids| ids.contains(&r.id))
+            && args.user.as_ref().is_none_or(|u| &r.user == u)
+            && r.expires.is_none_or(|e| e >= current)
     });
     rows.sort_by(|a, b| (a.connected_at, &a.id).cmp(&(b.connected_at, &b.id)));
     let listed: Vec<_> = stream::iter(rows)
         .map(|r| {
             let store = &store;
             async move {
-                let channels: Vec<String> = store.subscriptions_of(&r.id).await?.into_iter().map(|(c, _)| c).collect();
+                let channels: Vec<String> = store
+                    .subscriptions_of(&r.id)
+                    .await?
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .collect();
                 Ok::<_, wsctl_functions::store::StoreError>((r, channels))
             }
         })
@@ -49,17 +61,31 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &ConnectionsArgs, printer
     } else if listed.is_empty() {
         printer.result("no connections");
     } else {
-        printer.result(format!("{:<17} {:<20} {:<24} CHANNELS", "ID", "USER", "CONNECTED AT"));
+        printer.result(format!(
+            "{:<17} {:<20} {:<24} CHANNELS",
+            "ID", "USER", "CONNECTED AT"
+        ));
         for (r, channels) in &listed {
             let at = crate::local::events::iso8601(r.connected_at * 1000);
-            printer.result(format!("{:<17} {:<20} {:<24} {}", r.id, r.user, at, channels.join(",")));
+            printer.result(format!(
+                "{:<17} {:<20} {:<24} {}",
+                r.id,
+                r.user,
+                at,
+                channels.join(",")
+            ));
         }
     }
     Ok(())
 }
 
 /// The connection ids subscribed to `channel`, every page of them.
-pub(super) async fn subscriber_ids(store: &wsctl_functions::store::Store, channel: &str) -> Result<BTreeSet<String>, Error> {
-    let (ids, _) = wsctl_functions::fanout::collect(store, channel, None, usize::MAX).await.map_err(|e| Error::Io(e.to_string()))?;
+pub(super) async fn subscriber_ids(
+    store: &wsctl_functions::store::Store,
+    channel: &str,
+) -> Result<BTreeSet<String>, Error> {
+    let (ids, _) = wsctl_functions::fanout::collect(store, channel, None, usize::MAX)
+        .await
+        .map_err(|e| Error::Io(e.to_string()))?;
     Ok(ids.into_iter().collect())
 }

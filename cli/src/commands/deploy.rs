@@ -6,14 +6,19 @@ use serde_json::json;
 use crate::args::BuildArgs;
 use crate::aws::Clients;
 use crate::build::Artifact;
-use crate::engine::desired::Target;
-use crate::engine::plan::Change;
 use crate::config::Config;
 use crate::engine;
+use crate::engine::desired::Target;
+use crate::engine::plan::Change;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, args: &BuildArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &crate::aws::AwsArgs,
+    args: &BuildArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let artifacts = super::artifacts(config, args, printer).await?;
     let started = Instant::now();
     let (clients, target) = super::connect(config, aws).await?;
@@ -26,9 +31,18 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, args: &BuildArgs, p
             "url": url, "connections_url": connections, "seconds": seconds,
         }));
     } else {
-        let what = if done.is_empty() { "no changes".to_string() } else { format!("{} change(s)", done.len()) };
-        printer.result(format!("Deployed {}/{}: {what} in {seconds:.1} s.", config.stack, config.stage));
-        printer.result(format!("  WebSocket URL:    {url}\n  @connections URL: {connections}"));
+        let what = if done.is_empty() {
+            "no changes".to_string()
+        } else {
+            format!("{} change(s)", done.len())
+        };
+        printer.result(format!(
+            "Deployed {}/{}: {what} in {seconds:.1} s.",
+            config.stack, config.stage
+        ));
+        printer.result(format!(
+            "  WebSocket URL:    {url}\n  @connections URL: {connections}"
+        ));
     }
     Ok(())
 }
@@ -50,9 +64,17 @@ pub async fn converge(
     }
     target.api_id = live.api_id().map(str::to_string);
     let plan = engine::full_plan(config, &target, artifacts, &live);
-    printer.note(format!("Deploying {}/{} to account {} in {}: {} change(s).", config.stack, config.stage, target.account, target.region, plan.changes.len()));
+    printer.note(format!(
+        "Deploying {}/{} to account {} in {}: {} change(s).",
+        config.stack,
+        config.stage,
+        target.account,
+        target.region,
+        plan.changes.len()
+    ));
     let reporter = printer.reporter(plan.changes.len());
-    let (applied, _, target) = engine::apply(clients, config, target, artifacts, live, &reporter).await;
+    let (applied, _, target) =
+        engine::apply(clients, config, target, artifacts, live, &reporter).await;
     reporter.finish();
     if !applied.failed.is_empty() {
         return Err(Error::Partial(applied.failed));

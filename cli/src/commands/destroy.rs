@@ -9,27 +9,50 @@ use crate::error::Error;
 use crate::output::Printer;
 
 /// Deletes everything carrying the stack's tags; resources without them are never touched.
-pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, yes: bool, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &crate::aws::AwsArgs,
+    yes: bool,
+    printer: &Printer,
+) -> Result<(), Error> {
     let (clients, mut target) = super::connect(config, aws).await?;
     let live = engine::read(&clients, config, &[]).await?;
     target.api_id = live.api_id().map(str::to_string);
     let plan = engine::plan::diff(&[], &live, &engine::model::Kind::ALL);
     if plan.is_empty() {
         if printer.json() {
-            printer.result_json(&json!({"stack": config.stack, "stage": config.stage, "deleted": []}));
+            printer
+                .result_json(&json!({"stack": config.stack, "stage": config.stage, "deleted": []}));
         } else {
-            printer.result(format!("Nothing to destroy: no resource of {}/{} exists.", config.stack, config.stage));
+            printer.result(format!(
+                "Nothing to destroy: no resource of {}/{} exists.",
+                config.stack, config.stage
+            ));
         }
         return Ok(());
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage { usage: format!("destroy would delete {} resource(s) and needs confirmation\nhint: pass --yes to confirm non-interactively", plan.changes.len()) });
+            return Err(Error::Usage {
+                usage: format!(
+                    "destroy would delete {} resource(s) and needs confirmation\nhint: pass --yes to confirm non-interactively",
+                    plan.changes.len()
+                ),
+            });
         }
-        eprint!("{}\nDelete these {} resource(s) of {}/{}? Type the stack name to confirm: ", plan.to_string().trim_end(), plan.changes.len(), config.stack, config.stage);
+        eprint!(
+            "{}\nDelete these {} resource(s) of {}/{}? Type the stack name to confirm: ",
+            plan.to_string().trim_end(),
+            plan.changes.len(),
+            config.stack,
+            config.stage
+        );
         std::io::stderr().flush().ok();
         let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::Io(e.to_string()))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| Error::Io(e.to_string()))?;
         if answer.trim() != config.stack {
             return Err(Error::Declined);
         }
@@ -37,15 +60,30 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, yes: bool, printer:
     let reporter = printer.reporter(plan.changes.len());
     let mut applied = Applied::default();
     let mut live = live;
-    engine::delete(&clients, &target, &mut live, plan.changes, &reporter, &mut applied).await;
+    engine::delete(
+        &clients,
+        &target,
+        &mut live,
+        plan.changes,
+        &reporter,
+        &mut applied,
+    )
+    .await;
     reporter.finish();
     if !applied.failed.is_empty() {
         return Err(Error::Partial(applied.failed));
     }
     if printer.json() {
-        printer.result_json(&json!({"stack": config.stack, "stage": config.stage, "deleted": applied.done}));
+        printer.result_json(
+            &json!({"stack": config.stack, "stage": config.stage, "deleted": applied.done}),
+        );
     } else {
-        printer.result(format!("Destroyed {}/{}: {} resource(s) deleted.", config.stack, config.stage, applied.done.len()));
+        printer.result(format!(
+            "Destroyed {}/{}: {} resource(s) deleted.",
+            config.stack,
+            config.stage,
+            applied.done.len()
+        ));
     }
     Ok(())
 }

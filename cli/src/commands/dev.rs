@@ -24,8 +24,16 @@ use crate::output::Printer;
 
 const PAGE: &str = include_str!("../../../templates/demo.html");
 
-pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Printer) -> Result<(), Error> {
-    let build = BuildArgs { arch: Some(Arch::Host), no_build: args.no_build };
+pub async fn run(
+    config_path: &Path,
+    aws: &AwsArgs,
+    args: &DevArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let build = BuildArgs {
+        arch: Some(Arch::Host),
+        no_build: args.no_build,
+    };
     let config = super::load(config_path, &build)?;
     local::raise_fd_limit();
     let started = Instant::now();
@@ -33,8 +41,14 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
     // Bound first: the functions' environment carries the gateway's address.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
-        .map_err(|source| LocalError::Port { port: args.port, source })?;
-    let addr = listener.local_addr().map_err(|source| LocalError::Port { port: args.port, source })?;
+        .map_err(|source| LocalError::Port {
+            port: args.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| LocalError::Port {
+        port: args.port,
+        source,
+    })?;
     let base = format!("http://{addr}");
 
     let (moto, endpoint) = match &aws.endpoint_url {
@@ -46,13 +60,22 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
             (Some(moto), url)
         }
     };
-    let region = aws.region.clone().or(config.region.clone()).unwrap_or_else(|| "us-east-1".into());
+    let region = aws
+        .region
+        .clone()
+        .or(config.region.clone())
+        .unwrap_or_else(|| "us-east-1".into());
     let clients = Clients::local(&endpoint, &region);
     let account = clients.account().await?;
 
     let artifacts = super::artifacts(&config, &build, printer).await?;
-    let target = Target { account: account.clone(), region: region.clone(), api_id: None };
-    let (target, _) = super::deploy::converge(&config, &clients, target, &artifacts, printer).await?;
+    let target = Target {
+        account: account.clone(),
+        region: region.clone(),
+        api_id: None,
+    };
+    let (target, _) =
+        super::deploy::converge(&config, &clients, target, &artifacts, printer).await?;
 
     // What runs is what the control plane now says, not what the config says.
     let names = Names::new(&config);
@@ -96,18 +119,32 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
     };
     let (stop_tx, stop) = watch::channel(false);
     let logs = log_sink(printer);
-    let stack = Stack::from_live(&live, &names, &artifacts, &settings, logs.clone(), stop.clone())?;
+    let stack = Stack::from_live(
+        &live,
+        &names,
+        &artifacts,
+        &settings,
+        logs.clone(),
+        stop.clone(),
+    )?;
     for pool in &stack.pools {
         pool.warm();
     }
 
-    let minter = secret(&clients, &live).await?.map(|secret| Minter { secret });
-    let token = minter.as_ref().map(|m| m.token("dev", Duration::from_secs(24 * 3600)));
+    let minter = secret(&clients, &live)
+        .await?
+        .map(|secret| Minter { secret });
+    let token = minter
+        .as_ref()
+        .map(|m| m.token("dev", Duration::from_secs(24 * 3600)));
     let routes = stack.api.routes.len();
     let functions = stack.pools.len();
     let gw = Arc::new(Gateway {
         api: stack.api,
-        limits: Limits { idle: args.idle_timeout, lifetime: args.max_lifetime },
+        limits: Limits {
+            idle: args.idle_timeout,
+            lifetime: args.max_lifetime,
+        },
         conns: Default::default(),
         minter,
         page: PAGE.replace("{{STAGE}}", &stage),
@@ -119,7 +156,10 @@ pub async fn run(config_path: &Path, aws: &AwsArgs, args: &DevArgs, printer: &Pr
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
 
     let ws_url = format!("ws://{addr}/{stage}");
-    let connect_url = token.as_ref().map(|t| format!("{ws_url}?token={t}")).unwrap_or_else(|| ws_url.clone());
+    let connect_url = token
+        .as_ref()
+        .map(|t| format!("{ws_url}?token={t}"))
+        .unwrap_or_else(|| ws_url.clone());
     if printer.json() {
         // One line, so a script can read it before the logs start.
         println!(
@@ -186,11 +226,18 @@ fn log_sink(printer: &Printer) -> LogSink {
 }
 
 /// The stack's token secret, from the parameter the authorizer is configured with.
-async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Option<Vec<u8>>, Error> {
+async fn secret(
+    clients: &Clients,
+    live: &engine::model::LiveState,
+) -> Result<Option<Vec<u8>>, Error> {
     let parameter = live.resources.values().find_map(|r| match &r.spec {
         engine::model::Spec::Function(f) => f.environment.get("WSCTL_SECRET_PARAMETER").cloned(),
         _ => None,
     });
-    let Some(name) = parameter else { return Ok(None) };
-    Ok(Some(crate::aws::ssm::token_keys(clients, &name).await?.current))
+    let Some(name) = parameter else {
+        return Ok(None);
+    };
+    Ok(Some(
+        crate::aws::ssm::token_keys(clients, &name).await?.current,
+    ))
 }

@@ -9,8 +9,8 @@
 //! timeout) are left alone.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_apigatewaymanagement as mgmt;
@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use serde_json::json;
-use wsctl_functions::auth::now;
 use wsctl_functions::Invoker;
+use wsctl_functions::auth::now;
 use wsctl_functions::handlers::disconnect::leave_frames;
 use wsctl_functions::handlers::publish::fan_out_later;
 use wsctl_functions::store::{Store, Tables};
@@ -55,13 +55,22 @@ pub(super) struct Row {
     pub expires: Option<u64>,
 }
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &GcArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let started = Instant::now();
     let (clients, target) = super::connect(config, aws).await?;
     let names = Names::new(config);
     let store = store(&clients, &names);
-    let api = super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
-    let publish = Invoker::Lambda { client: clients.lambda.clone(), function: names.function("publish") };
+    let api =
+        super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
+    let publish = Invoker::Lambda {
+        client: clients.lambda.clone(),
+        function: names.function("publish"),
+    };
     let deadline = args.max_duration.map(|d| started + d);
     let cutoff = now().saturating_sub(args.older_than.as_secs());
 
@@ -93,7 +102,8 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
             future::ready(!over)
         })
         .for_each_concurrent(args.concurrency as usize, |row| {
-            let (store, api, publish, tally, bar, say) = (&store, &api, &publish, &tally, &bar, &say);
+            let (store, api, publish, tally, bar, say) =
+                (&store, &api, &publish, &tally, &bar, &say);
             async move {
                 tally.scanned.fetch_add(1, Ordering::Relaxed);
                 if let Some(bar) = bar {
@@ -142,7 +152,13 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
         bar.finish_and_clear();
     }
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let (scanned, live, stale, deleted, errors) = (get(&tally.scanned), get(&tally.live), get(&tally.stale), get(&tally.deleted), get(&tally.errors));
+    let (scanned, live, stale, deleted, errors) = (
+        get(&tally.scanned),
+        get(&tally.live),
+        get(&tally.stale),
+        get(&tally.deleted),
+        get(&tally.errors),
+    );
     let seconds = started.elapsed().as_secs_f64();
     let cut_short = cut_short.load(Ordering::Relaxed);
     if printer.json() {
@@ -151,9 +167,17 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
             json!({"scanned": scanned, "live": live, "stale": stale, "deleted": deleted, "errors": errors, "seconds": seconds, "dry_run": args.dry_run, "complete": !cut_short})
         );
     } else {
-        let action = if args.dry_run { "would delete" } else { "deleted" };
+        let action = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         let count = if args.dry_run { stale } else { deleted };
-        let partial = if cut_short { " (stopped at --max-duration)" } else { "" };
+        let partial = if cut_short {
+            " (stopped at --max-duration)"
+        } else {
+            ""
+        };
         printer.result(format!("gc {}/{}: scanned {scanned}, live {live}, stale {stale}, {action} {count}, errors {errors} in {seconds:.1} s{partial}", config.stack, config.stage));
     }
     // A Scan that failed is an AWS error of its own kind (access denied is not "run it again").
@@ -163,7 +187,11 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &GcArgs, printer: &Printe
     if errors > 0 || cut_short {
         return Err(Error::Unfinished(format!(
             "gc did not finish: {errors} error(s){}\nhint: run it again; every step is idempotent",
-            if cut_short { ", stopped at --max-duration" } else { "" }
+            if cut_short {
+                ", stopped at --max-duration"
+            } else {
+                ""
+            }
         )));
     }
     Ok(())
@@ -196,7 +224,10 @@ fn rows(store: &Store) -> impl Stream<Item = Result<Row, Error>> + '_ {
 }
 
 /// One scan segment, page by page; ends after its last page or its first error.
-fn segment_pages(store: &Store, segment: i32) -> impl Stream<Item = Result<Vec<Row>, Error>> + Send + '_ {
+fn segment_pages(
+    store: &Store,
+    segment: i32,
+) -> impl Stream<Item = Result<Vec<Row>, Error>> + Send + '_ {
     let table = &store.tables.connections;
     // State: the next page's start key; `None` once the last page is read.
     stream::try_unfold(Some(None), move |start| async move {
@@ -215,7 +246,12 @@ fn segment_pages(store: &Store, segment: i32) -> impl Stream<Item = Result<Vec<R
             .send()
             .await
             .ctx("Scan", table)?;
-        let rows = page.items.unwrap_or_default().iter().filter_map(row).collect();
+        let rows = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(row)
+            .collect();
         Ok::<_, Error>(Some((rows, page.last_evaluated_key.map(Some))))
     })
 }
@@ -226,12 +262,19 @@ fn row(item: &HashMap<String, AttributeValue>) -> Option<Row> {
         Some(AttributeValue::N(v)) => v.parse().ok(),
         _ => None,
     };
-    let Some(AttributeValue::S(id)) = item.get("pk") else { return None };
+    let Some(AttributeValue::S(id)) = item.get("pk") else {
+        return None;
+    };
     let user = match item.get("user") {
         Some(AttributeValue::S(u)) => u.clone(),
         _ => String::new(),
     };
-    Some(Row { id: id.clone(), user, connected_at: n("connected_at").unwrap_or(0), expires: n("ttl") })
+    Some(Row {
+        id: id.clone(),
+        user,
+        connected_at: n("connected_at").unwrap_or(0),
+        expires: n("ttl"),
+    })
 }
 
 /// Whether API Gateway still knows the connection: 200 yes, 410 no, anything else an error.

@@ -8,9 +8,18 @@ const TEMPLATE: &str = include_str!("../../../templates/wsctl.yaml");
 /// Writes the commented template; refuses to overwrite without `--force`.
 pub fn run(path: &Path, force: bool, printer: &Printer) -> Result<(), Error> {
     if path.exists() && !force {
-        return Err(Error::Usage { usage: format!("{} already exists\nhint: pass --force to overwrite it", path.display()) });
+        return Err(Error::Usage {
+            usage: format!(
+                "{} already exists\nhint: pass --force to overwrite it",
+                path.display()
+            ),
+        });
     }
-    std::fs::write(path, TEMPLATE).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
-    printer.note(format!("Wrote {}. Edit it, then run `wsctl plan` and `wsctl deploy`.", path.display()));
+    std::fs::write(path, TEMPLATE)
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+    printer.note(format!(
+        "Wrote {}. Edit it, then run `wsctl plan` and `wsctl deploy`.",
+        path.display()
+    ));
     Ok(())
 }

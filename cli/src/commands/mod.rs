@@ -4,9 +4,9 @@ mod build;
 mod connect;
 mod connections;
 mod deploy;
+mod destroy;
 mod dev;
 mod gc;
-mod destroy;
 mod init;
 mod plan;
 mod publish;
@@ -29,18 +29,36 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
     match cli.command {
         Command::Init { force } => init::run(&cli.config, force, &printer),
         Command::Build(args) => build::run(&load(&cli.config, &args)?, &args, &printer).await,
-        Command::Plan(args) => plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
-        Command::Deploy(args) => deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await,
+        Command::Plan(args) => {
+            plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
+        }
+        Command::Deploy(args) => {
+            deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
+        }
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
-        Command::Token(args) => token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
-        Command::Publish(args) => publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
-        Command::Tail(args) => tail::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
-        Command::Connect(args) => connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
-        Command::Connections(args) => connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
-        Command::Secret(command) => secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await,
+        Command::Token(args) => {
+            token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Publish(args) => {
+            publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Tail(args) => {
+            tail::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Connect(args) => {
+            connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Connections(args) => {
+            connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Secret(command) => {
+            secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await
+        }
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
-        Command::Destroy { yes } => destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await,
+        Command::Destroy { yes } => {
+            destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await
+        }
     }
 }
 
@@ -60,18 +78,38 @@ fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
 async fn connect(config: &Config, aws: &AwsArgs) -> Result<(Clients, Target), Error> {
     let clients = Clients::connect(aws, config.region.as_deref()).await?;
     let account = clients.account().await?;
-    let target = Target { account, region: clients.region.clone(), api_id: None };
+    let target = Target {
+        account,
+        region: clients.region.clone(),
+        api_id: None,
+    };
     Ok((clients, target))
 }
 
 /// Builds (or, with `--no-build`, finds) every function's zip.
-async fn artifacts(config: &Config, args: &BuildArgs, printer: &Printer) -> Result<BTreeMap<String, Artifact>, Error> {
+async fn artifacts(
+    config: &Config,
+    args: &BuildArgs,
+    printer: &Printer,
+) -> Result<BTreeMap<String, Artifact>, Error> {
     if args.no_build {
         let found = crate::build::existing(config);
-        let missing: Vec<&String> = config.functions.keys().filter(|f| !found.contains_key(*f)).collect();
+        let missing: Vec<&String> = config
+            .functions
+            .keys()
+            .filter(|f| !found.contains_key(*f))
+            .collect();
         if !missing.is_empty() {
-            let list = missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(Error::Usage { usage: format!("--no-build, but no zip was built for: {list}\nhint: run `wsctl build` first, or drop --no-build") });
+            let list = missing
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::Usage {
+                usage: format!(
+                    "--no-build, but no zip was built for: {list}\nhint: run `wsctl build` first, or drop --no-build"
+                ),
+            });
         }
         return Ok(found);
     }
@@ -88,5 +126,8 @@ async fn artifacts(config: &Config, args: &BuildArgs, printer: &Printer) -> Resu
 fn urls(target: &Target, stage: &str) -> Option<(String, String)> {
     let api = target.api_id.as_deref()?;
     let host = format!("{api}.execute-api.{}.amazonaws.com", target.region);
-    Some((format!("wss://{host}/{stage}"), format!("https://{host}/{stage}/@connections")))
+    Some((
+        format!("wss://{host}/{stage}"),
+        format!("https://{host}/{stage}/@connections"),
+    ))
 }

@@ -6,7 +6,12 @@ use crate::engine;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, args: &BuildArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &crate::aws::AwsArgs,
+    args: &BuildArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let artifacts = super::artifacts(config, args, printer).await?;
     let (clients, mut target) = super::connect(config, aws).await?;
     let probe = engine::desired::desired(config, &target, &artifacts);
@@ -17,7 +22,9 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, args: &BuildArgs, p
     target.api_id = live.api_id().map(str::to_string);
     let plan = engine::full_plan(config, &target, &artifacts, &live);
     if printer.json() {
-        printer.result_json(&json!({ "stack": config.stack, "stage": config.stage, "changes": plan.changes }));
+        printer.result_json(
+            &json!({ "stack": config.stack, "stage": config.stage, "changes": plan.changes }),
+        );
     } else {
         printer.result(plan.to_string().trim_end());
     }

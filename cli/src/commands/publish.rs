@@ -15,12 +15,20 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &PublishArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let data = data(args)?;
     let (clients, target) = super::connect(config, aws).await?;
     let names = Names::new(config);
     let started = Instant::now();
-    let interval = args.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let interval = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut results = Vec::new();
     let connections = match &args.connection {
         Some(_) => Some(management(&clients, aws, &names, &target.region, &config.stage).await?),
@@ -32,7 +40,13 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs, printer: &P
         }
         let result = match (&args.channel, &args.connection, &connections) {
             (Some(channel), _, _) => {
-                let id = args.id.as_ref().map(|id| if args.count > 1 { format!("{id}-{}", n + 1) } else { id.clone() });
+                let id = args.id.as_ref().map(|id| {
+                    if args.count > 1 {
+                        format!("{id}-{}", n + 1)
+                    } else {
+                        id.clone()
+                    }
+                });
                 to_channel(&clients, &names, channel, &data, id).await?
             }
             (None, Some(id), Some(api)) => to_connection(api, id, &data).await?,
@@ -47,7 +61,8 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs, printer: &P
         let seconds = started.elapsed().as_secs_f64();
         match results.as_slice() {
             [one] => printer.result_json(one),
-            many => printer.result_json(&json!({"published": many, "count": many.len(), "seconds": seconds})),
+            many => printer
+                .result_json(&json!({"published": many, "count": many.len(), "seconds": seconds})),
         }
     }
     Ok(())
@@ -57,10 +72,16 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs, printer: &P
 fn data(args: &PublishArgs) -> Result<Value, Error> {
     let raw = match (&args.data, &args.file) {
         (Some(d), _) => d.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| Error::Usage { usage: format!("cannot read --file {}: {e}", path.display()) })?,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| Error::Usage {
+            usage: format!("cannot read --file {}: {e}", path.display()),
+        })?,
         (None, None) => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Usage { usage: format!("cannot read the data from stdin: {e}") })?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Error::Usage {
+                    usage: format!("cannot read the data from stdin: {e}"),
+                })?;
             s
         }
     };
@@ -68,7 +89,13 @@ fn data(args: &PublishArgs) -> Result<Value, Error> {
     Ok(serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())))
 }
 
-async fn to_channel(clients: &Clients, names: &Names, channel: &str, data: &Value, id: Option<String>) -> Result<Value, Error> {
+async fn to_channel(
+    clients: &Clients,
+    names: &Names,
+    channel: &str,
+    data: &Value,
+    id: Option<String>,
+) -> Result<Value, Error> {
     let function = names.function("publish");
     let payload = json!({"channel": channel, "data": data, "id": id, "from": "server"});
     let out = clients
@@ -79,13 +106,31 @@ async fn to_channel(clients: &Clients, names: &Names, channel: &str, data: &Valu
         .send()
         .await
         .ctx("Invoke", &function)?;
-    let body: Value = out.payload.map(|p| serde_json::from_slice(p.as_ref()).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    let body: Value = out
+        .payload
+        .map(|p| serde_json::from_slice(p.as_ref()).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
     if let Some(kind) = out.function_error {
-        let message = body.get("errorMessage").and_then(Value::as_str).unwrap_or("no message").to_string();
-        return Err(Error::Aws(AwsError::Other { op: "Invoke", resource: function, detail: format!("the publish function failed ({kind}): {message}") }));
+        let message = body
+            .get("errorMessage")
+            .and_then(Value::as_str)
+            .unwrap_or("no message")
+            .to_string();
+        return Err(Error::Aws(AwsError::Other {
+            op: "Invoke",
+            resource: function,
+            detail: format!("the publish function failed ({kind}): {message}"),
+        }));
     }
     let mut result = json!({"channel": channel});
-    for key in ["serial", "duplicate", "delivered", "gone", "failed", "continued"] {
+    for key in [
+        "serial",
+        "duplicate",
+        "delivered",
+        "gone",
+        "failed",
+        "continued",
+    ] {
         if let Some(v) = body.get(key) {
             result[key] = v.clone();
         }
@@ -98,25 +143,46 @@ async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Val
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    match api.post_to_connection().connection_id(id).data(mgmt::primitives::Blob::new(bytes)).send().await {
+    match api
+        .post_to_connection()
+        .connection_id(id)
+        .data(mgmt::primitives::Blob::new(bytes))
+        .send()
+        .await
+    {
         Ok(_) => Ok(json!({"connection": id, "delivered": 1})),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(json!({"connection": id, "delivered": 0, "gone": 1})),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
+            Ok(json!({"connection": id, "delivered": 0, "gone": 1}))
+        }
         Err(e) => Err(Error::Aws(crate::aws::classify(e, "PostToConnection", id))),
     }
 }
 
 /// The stage's `@connections` client: `--endpoint-url`/`STAGE` locally, the API's URL on AWS.
-pub(super) async fn management(clients: &Clients, aws: &AwsArgs, names: &Names, region: &str, stage: &str) -> Result<mgmt::Client, Error> {
+pub(super) async fn management(
+    clients: &Clients,
+    aws: &AwsArgs,
+    names: &Names,
+    region: &str,
+    stage: &str,
+) -> Result<mgmt::Client, Error> {
     let url = match &aws.endpoint_url {
         Some(endpoint) => format!("{}/{stage}", endpoint.trim_end_matches('/')),
         None => {
-            let api = crate::aws::apigw::find_api(clients, names).await?.ok_or_else(|| Error::Usage {
-                usage: format!("the stack {} is not deployed\nhint: run `wsctl deploy` first", names.api()),
-            })?;
+            let api = crate::aws::apigw::find_api(clients, names)
+                .await?
+                .ok_or_else(|| Error::Usage {
+                    usage: format!(
+                        "the stack {} is not deployed\nhint: run `wsctl deploy` first",
+                        names.api()
+                    ),
+                })?;
             format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}")
         }
     };
-    let conf = mgmt::config::Builder::from(&clients.sdk).endpoint_url(url).build();
+    let conf = mgmt::config::Builder::from(&clients.sdk)
+        .endpoint_url(url)
+        .build();
     Ok(mgmt::Client::from_conf(conf))
 }
 
@@ -126,7 +192,11 @@ fn describe(r: &Value) -> String {
         Some(id) if n("gone") > 0 => format!("connection {id} is gone (410)"),
         Some(id) => format!("sent to connection {id}"),
         None if r.get("duplicate").and_then(Value::as_bool) == Some(true) => {
-            format!("{}: serial {} (duplicate id: already published, not delivered again)", r["channel"].as_str().unwrap_or_default(), n("serial"))
+            format!(
+                "{}: serial {} (duplicate id: already published, not delivered again)",
+                r["channel"].as_str().unwrap_or_default(),
+                n("serial")
+            )
         }
         None => format!(
             "{}: serial {}; delivered {}, gone {}, failed {}{}",
@@ -135,7 +205,11 @@ fn describe(r: &Value) -> String {
             n("delivered"),
             n("gone"),
             n("failed"),
-            if r.get("continued").and_then(Value::as_bool) == Some(true) { " (rest of the channel handed to further invocations)" } else { "" }
+            if r.get("continued").and_then(Value::as_bool) == Some(true) {
+                " (rest of the channel handed to further invocations)"
+            } else {
+                ""
+            }
         ),
     }
 }

@@ -12,21 +12,33 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, command: &SecretCommand, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    command: &SecretCommand,
+    printer: &Printer,
+) -> Result<(), Error> {
     let SecretCommand::Rotate { grace } = command;
     let (clients, _) = super::connect(config, aws).await?;
     let name = Names::new(config).secret();
     if crate::aws::ssm::read_keys(&clients, &name).await.is_err() {
-        return Err(Error::Usage { usage: format!("the stack has no token secret {name}\nhint: run `wsctl deploy` first") });
+        return Err(Error::Usage {
+            usage: format!("the stack has no token secret {name}\nhint: run `wsctl deploy` first"),
+        });
     }
     let keys = crate::aws::ssm::rotate(&clients, &name, *grace).await?;
     let key_id = wsctl_functions::auth::key_id(&keys.current);
     let until = keys.previous.as_ref().map(|(_, until)| *until);
     if printer.json() {
-        printer.result_json(&json!({"parameter": name, "key_id": key_id, "previous_valid_until": until}));
+        printer.result_json(
+            &json!({"parameter": name, "key_id": key_id, "previous_valid_until": until}),
+        );
     } else {
         let previous = match until {
-            Some(t) => format!("tokens signed with the previous key pass until {} (epoch {t})", crate::local::events::iso8601(t * 1000)),
+            Some(t) => format!(
+                "tokens signed with the previous key pass until {} (epoch {t})",
+                crate::local::events::iso8601(t * 1000)
+            ),
             None => "tokens signed with the previous key are refused from now on".into(),
         };
         printer.result(format!("rotated {name}: new key {key_id}; {previous}"));

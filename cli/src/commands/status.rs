@@ -8,7 +8,11 @@ use crate::output::Printer;
 
 /// What exists, where it answers, and how it differs from the config. Does not build: code
 /// is compared with the last build's zips when there are any.
-pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &crate::aws::AwsArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let mut artifacts = crate::build::existing(config);
     let (clients, mut target) = super::connect(config, aws).await?;
     let probe = engine::desired::desired(config, &target, &artifacts);
@@ -20,17 +24,35 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, printer: &Printer) 
             continue;
         }
         let name = engine::desired::Names::new(config).function(logical);
-        if let Some(Spec::Function(f)) = live.resources.get(&engine::model::ResourceId { kind: engine::model::Kind::Function, name }).map(|l| &l.spec) {
-            artifacts.insert(logical.clone(), crate::build::Artifact {
-                zip: Default::default(), sha256: f.code_sha256.clone(), bytes: 0, architecture: f.architecture.clone(), rebuilt: false,
-            });
+        if let Some(Spec::Function(f)) = live
+            .resources
+            .get(&engine::model::ResourceId {
+                kind: engine::model::Kind::Function,
+                name,
+            })
+            .map(|l| &l.spec)
+        {
+            artifacts.insert(
+                logical.clone(),
+                crate::build::Artifact {
+                    zip: Default::default(),
+                    sha256: f.code_sha256.clone(),
+                    bytes: 0,
+                    architecture: f.architecture.clone(),
+                    rebuilt: false,
+                },
+            );
         }
     }
     let plan = engine::full_plan(config, &target, &artifacts, &live);
     let urls = super::urls(&target, &config.stage);
     let deployed = !live.resources.is_empty();
     if printer.json() {
-        let resources: Vec<_> = live.resources.iter().map(|(id, l)| json!({"kind": id.kind, "name": id.name, "id": l.physical_id})).collect();
+        let resources: Vec<_> = live
+            .resources
+            .iter()
+            .map(|(id, l)| json!({"kind": id.kind, "name": id.name, "id": l.physical_id}))
+            .collect();
         printer.result_json(&json!({
             "stack": config.stack, "stage": config.stage, "account": target.account, "region": target.region,
             "deployed": deployed, "url": urls.as_ref().map(|u| &u.0), "connections_url": urls.as_ref().map(|u| &u.1),
@@ -39,24 +61,46 @@ pub async fn run(config: &Config, aws: &crate::aws::AwsArgs, printer: &Printer) 
         return Ok(());
     }
     if !deployed {
-        printer.result(format!("{}/{} is not deployed in account {} ({}). Run `wsctl deploy`.", config.stack, config.stage, target.account, target.region));
+        printer.result(format!(
+            "{}/{} is not deployed in account {} ({}). Run `wsctl deploy`.",
+            config.stack, config.stage, target.account, target.region
+        ));
         return Ok(());
     }
-    printer.result(format!("{}/{} in account {} ({}): {} resource(s)", config.stack, config.stage, target.account, target.region, live.resources.len()));
+    printer.result(format!(
+        "{}/{} in account {} ({}): {} resource(s)",
+        config.stack,
+        config.stage,
+        target.account,
+        target.region,
+        live.resources.len()
+    ));
     for (id, l) in &live.resources {
-        let physical = l.physical_id.as_deref().filter(|p| *p != id.name).map(|p| format!("  ({p})")).unwrap_or_default();
+        let physical = l
+            .physical_id
+            .as_deref()
+            .filter(|p| *p != id.name)
+            .map(|p| format!("  ({p})"))
+            .unwrap_or_default();
         printer.result(format!("  {:<12} {}{physical}", id.kind.label(), id.name));
     }
     if let Some((url, connections)) = urls {
-        printer.result(format!("  WebSocket URL:    {url}\n  @connections URL: {connections}"));
+        printer.result(format!(
+            "  WebSocket URL:    {url}\n  @connections URL: {connections}"
+        ));
     }
     for f in &live.foreign {
-        printer.result(format!("  ! {f} exists without this stack's tags (left alone)"));
+        printer.result(format!(
+            "  ! {f} exists without this stack's tags (left alone)"
+        ));
     }
     if plan.is_empty() {
         printer.result("In sync with the config.");
     } else {
-        printer.result(format!("Drifted from the config:\n{}", plan.to_string().trim_end()));
+        printer.result(format!(
+            "Drifted from the config:\n{}",
+            plan.to_string().trim_end()
+        ));
     }
     Ok(())
 }

@@ -18,7 +18,12 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &TailArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     if args.messages && args.channel.is_empty() {
         return Err(Error::Usage { usage: "--messages needs at least one --channel\nhint: e.g. wsctl tail --channel room-1 --messages".into() });
     }
@@ -31,10 +36,24 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
         let _ = if json {
             writeln!(out, "{event}")
         } else {
-            let f = |k: &str| event[k].as_str().map(str::to_string).unwrap_or_else(|| event[k].to_string());
+            let f = |k: &str| {
+                event[k]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| event[k].to_string())
+            };
             match event["event"].as_str() {
-                Some("message") => writeln!(out, "message     {} #{} from {}: {}", f("channel"), f("serial"), f("from"), event["data"]),
-                Some(kind @ ("subscribe" | "unsubscribe")) => writeln!(out, "{kind:<11} {} {}", f("connection"), f("channel")),
+                Some("message") => writeln!(
+                    out,
+                    "message     {} #{} from {}: {}",
+                    f("channel"),
+                    f("serial"),
+                    f("from"),
+                    event["data"]
+                ),
+                Some(kind @ ("subscribe" | "unsubscribe")) => {
+                    writeln!(out, "{kind:<11} {} {}", f("connection"), f("channel"))
+                }
                 Some(kind) => writeln!(out, "{kind:<11} {} {}", f("connection"), f("user")),
                 None => Ok(()),
             }
@@ -45,7 +64,9 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
         let mut ws = super::connect::open(config, aws, &clients, "wsctl-tail", None, None).await?;
         for channel in &args.channel {
             let frame = json!({"action": "subscribe", "channel": channel});
-            ws.send(Message::text(frame.to_string())).await.map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
+            ws.send(Message::text(frame.to_string()))
+                .await
+                .map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
         }
         tokio::spawn(async move {
             while let Some(Ok(frame)) = ws.next().await {
@@ -53,12 +74,19 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
                     && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
                     && v["type"] == "message"
                 {
-                    emit(json!({"event": "message", "channel": v["channel"], "serial": v["serial"], "from": v["from"], "data": v["data"], "ts": v["ts"]}));
+                    emit(
+                        json!({"event": "message", "channel": v["channel"], "serial": v["serial"], "from": v["from"], "data": v["data"], "ts": v["ts"]}),
+                    );
                 }
             }
         });
     }
-    printer.note(format!("tailing {}/{} (every {} ms); Ctrl-C stops", config.stack, config.stage, args.interval.as_millis()));
+    printer.note(format!(
+        "tailing {}/{} (every {} ms); Ctrl-C stops",
+        config.stack,
+        config.stage,
+        args.interval.as_millis()
+    ));
     let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
     let mut known: Option<Snapshot> = None;
     let mut tick = tokio::time::interval(args.interval);
@@ -67,7 +95,11 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let conns: BTreeMap<String, String> = super::gc::scan(&store).await?.into_iter().map(|r| (r.id, r.user)).collect();
+        let conns: BTreeMap<String, String> = super::gc::scan(&store)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.user))
+            .collect();
         let subs = subscriptions(&store, &channels).await?;
         // The first read is the baseline: only changes after it are printed.
         if let Some((old_conns, old_subs)) = &known {
@@ -92,7 +124,10 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &TailArgs, printer: &Prin
 type Snapshot = (BTreeMap<String, String>, BTreeSet<(String, String)>);
 
 /// `(channel, connection)` pairs: of the chosen channels, or of all of them.
-async fn subscriptions(store: &wsctl_functions::store::Store, channels: &BTreeSet<String>) -> Result<BTreeSet<(String, String)>, Error> {
+async fn subscriptions(
+    store: &wsctl_functions::store::Store,
+    channels: &BTreeSet<String>,
+) -> Result<BTreeSet<(String, String)>, Error> {
     let mut pairs = BTreeSet::new();
     if !channels.is_empty() {
         for channel in channels {
@@ -104,11 +139,21 @@ async fn subscriptions(store: &wsctl_functions::store::Store, channels: &BTreeSe
     let table = &store.tables.subscriptions;
     let mut start = None;
     loop {
-        let page = store.db.scan().table_name(table).projection_expression("#ch, #co")
+        let page = store
+            .db
+            .scan()
+            .table_name(table)
+            .projection_expression("#ch, #co")
             .expression_attribute_names("#ch", "channel")
-            .expression_attribute_names("#co", "connection").set_exclusive_start_key(start).send().await.ctx("Scan", table)?;
+            .expression_attribute_names("#co", "connection")
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .ctx("Scan", table)?;
         for item in page.items.unwrap_or_default() {
-            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) = (item.get("channel"), item.get("connection")) {
+            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) =
+                (item.get("channel"), item.get("connection"))
+            {
                 pairs.insert((c.clone(), id.clone()));
             }
         }

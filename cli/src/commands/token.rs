@@ -13,9 +13,16 @@ use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 
-pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs, printer: &Printer) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    aws: &AwsArgs,
+    args: &TokenArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
     let cap = capabilities(&args.allow)?;
-    check_user(&args.user).map_err(|why| Error::Usage { usage: format!("--user: {why}\nhint: pick another user id") })?;
+    check_user(&args.user).map_err(|why| Error::Usage {
+        usage: format!("--user: {why}\nhint: pick another user id"),
+    })?;
     let (clients, _) = super::connect(config, aws).await?;
     let keys = crate::aws::ssm::token_keys(&clients, &Names::new(config).secret()).await?;
     let claims = Claims::issue(&args.user, cap, args.ttl);
@@ -54,7 +61,8 @@ mod tests {
 
     #[test]
     fn allow_rules() {
-        let c = capabilities(&["room-*:subscribe,publish".into(), "lobby:presence".into()]).unwrap();
+        let c =
+            capabilities(&["room-*:subscribe,publish".into(), "lobby:presence".into()]).unwrap();
         assert!(c.allows("room-1", Op::Publish));
         assert!(!c.allows("room-1", Op::History));
         assert!(c.allows("lobby", Op::Presence));

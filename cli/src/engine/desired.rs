@@ -39,7 +39,10 @@ impl Target {
     }
 
     pub fn function_arn(&self, function: &str) -> String {
-        format!("arn:aws:lambda:{}:{}:function:{function}", self.region, self.account)
+        format!(
+            "arn:aws:lambda:{}:{}:function:{function}",
+            self.region, self.account
+        )
     }
 
     pub fn invoke_uri(&self, function: &str) -> String {
@@ -51,7 +54,12 @@ impl Target {
     }
 
     pub fn api_arn(&self) -> String {
-        format!("arn:aws:execute-api:{}:{}:{}", self.region, self.account, self.api())
+        format!(
+            "arn:aws:execute-api:{}:{}:{}",
+            self.region,
+            self.account,
+            self.api()
+        )
     }
 
     pub fn role_arn(&self, path: &str, role: &str) -> String {
@@ -59,7 +67,10 @@ impl Target {
     }
 
     pub fn table_arn(&self, table: &str) -> String {
-        format!("arn:aws:dynamodb:{}:{}:table/{table}", self.region, self.account)
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{table}",
+            self.region, self.account
+        )
     }
 }
 
@@ -72,7 +83,10 @@ pub struct Names {
 
 impl Names {
     pub fn new(config: &Config) -> Names {
-        Names { stack: config.stack.clone(), stage: config.stage.clone() }
+        Names {
+            stack: config.stack.clone(),
+            stage: config.stage.clone(),
+        }
     }
     /// Prefix of every function, role and table name of the stack.
     pub fn prefix(&self) -> String {
@@ -111,26 +125,43 @@ impl Names {
     }
     /// Environment variable a function reads a table's name from.
     pub fn table_env(logical: &str) -> String {
-        format!("WSCTL_TABLE_{}", logical.to_ascii_uppercase().replace('-', "_"))
+        format!(
+            "WSCTL_TABLE_{}",
+            logical.to_ascii_uppercase().replace('-', "_")
+        )
     }
     pub fn function_env(logical: &str) -> String {
-        format!("WSCTL_FUNCTION_{}", logical.to_ascii_uppercase().replace('-', "_"))
+        format!(
+            "WSCTL_FUNCTION_{}",
+            logical.to_ascii_uppercase().replace('-', "_")
+        )
     }
 }
 
 /// The `@connections` base URL of a stage, as a function posts to it.
 pub fn connections_url(target: &Target, stage: &str) -> String {
-    format!("https://{}.execute-api.{}.amazonaws.com/{stage}", target.api(), target.region)
+    format!(
+        "https://{}.execute-api.{}.amazonaws.com/{stage}",
+        target.api(),
+        target.region
+    )
 }
 
 /// Every resource the config asks for. `artifacts` gives each function's built zip.
-pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Artifact>) -> Vec<Spec> {
+pub fn desired(
+    config: &Config,
+    target: &Target,
+    artifacts: &BTreeMap<String, Artifact>,
+) -> Vec<Spec> {
     let names = Names::new(config);
     let tags = names.tags(&config.tags);
     let mut out = Vec::new();
 
     if config.functions.values().any(|f| f.read_secret) {
-        out.push(Spec::Secret(SecretSpec { name: names.secret(), tags: tags.clone() }));
+        out.push(Spec::Secret(SecretSpec {
+            name: names.secret(),
+            tags: tags.clone(),
+        }));
     }
     for (logical, t) in &config.tables {
         let key = |s: &str| KeyAttr::parse(s).expect("validated at load");
@@ -142,7 +173,13 @@ pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Ar
                 .indexes
                 .iter()
                 .map(|(n, i)| {
-                    (n.clone(), IndexSpec { partition_key: key(&i.partition_key), sort_key: i.sort_key.as_deref().map(key) })
+                    (
+                        n.clone(),
+                        IndexSpec {
+                            partition_key: key(&i.partition_key),
+                            sort_key: i.sort_key.as_deref().map(key),
+                        },
+                    )
                 })
                 .collect(),
             ttl_attribute: Some(t.ttl_attribute.clone()),
@@ -166,7 +203,10 @@ pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Ar
             name: function.clone(),
             path: names.role_path(),
             assume_role_policy: assume_role_policy(),
-            policies: BTreeMap::from([(POLICY_NAME.to_string(), role_policy(config, &names, target, logical))]),
+            policies: BTreeMap::from([(
+                POLICY_NAME.to_string(),
+                role_policy(config, &names, target, logical),
+            )]),
             tags: tags.clone(),
         }));
         let artifact = artifacts.get(logical);
@@ -179,7 +219,9 @@ pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Ar
             memory: f.memory as i32,
             timeout: f.timeout as i32,
             environment: environment(config, &names, target, logical),
-            code_sha256: artifact.map(|a| a.sha256.clone()).unwrap_or_else(|| "(not built)".into()),
+            code_sha256: artifact
+                .map(|a| a.sha256.clone())
+                .unwrap_or_else(|| "(not built)".into()),
             reserved_concurrency: f.reserved_concurrency.map(|n| n as i32),
             tags: tags.clone(),
             zip: artifact.map(|a| a.zip.clone()),
@@ -217,8 +259,13 @@ pub fn desired(config: &Config, target: &Target, artifacts: &BTreeMap<String, Ar
         }));
     }
     for (key, logical) in &config.routes {
-        let authorizer = (key == "$connect" && config.authorizer.is_some()).then(|| names.authorizer());
-        out.push(Spec::Route(RouteSpec { route_key: key.clone(), function: Some(logical.clone()), authorizer }));
+        let authorizer =
+            (key == "$connect" && config.authorizer.is_some()).then(|| names.authorizer());
+        out.push(Spec::Route(RouteSpec {
+            route_key: key.clone(),
+            function: Some(logical.clone()),
+            authorizer,
+        }));
     }
     out.push(Spec::Stage(StageSpec {
         name: config.stage.clone(),
@@ -241,10 +288,18 @@ pub fn assume_role_policy() -> Value {
     })
 }
 
-const READ_ACTIONS: &[&str] =
-    &["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:Query"];
-const WRITE_ACTIONS: &[&str] =
-    &["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"];
+const READ_ACTIONS: &[&str] = &[
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+];
+const WRITE_ACTIONS: &[&str] = &[
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+];
 
 /// Least privilege: each statement names exact ARNs of this stack; the only wildcard is the
 /// log-stream part of the function's own log group and the connection id under its stage.
@@ -285,7 +340,11 @@ fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -
         }));
     }
     if !f.invoke.is_empty() {
-        let mut targets: Vec<String> = f.invoke.iter().map(|t| target.function_arn(&names.function(t))).collect();
+        let mut targets: Vec<String> = f
+            .invoke
+            .iter()
+            .map(|t| target.function_arn(&names.function(t)))
+            .collect();
         targets.sort();
         targets.dedup();
         statements.push(json!({
@@ -306,7 +365,12 @@ fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-fn environment(config: &Config, names: &Names, target: &Target, logical: &str) -> BTreeMap<String, String> {
+fn environment(
+    config: &Config,
+    names: &Names,
+    target: &Target,
+    logical: &str,
+) -> BTreeMap<String, String> {
     let f = &config.functions[logical];
     let mut env = f.environment.clone();
     env.insert("WSCTL_STACK".into(), config.stack.clone());
@@ -318,7 +382,10 @@ fn environment(config: &Config, names: &Names, target: &Target, logical: &str) -
         env.insert(Names::function_env(other), names.function(other));
     }
     if f.manage_connections {
-        env.insert("WSCTL_CONNECTIONS_URL".into(), connections_url(target, &config.stage));
+        env.insert(
+            "WSCTL_CONNECTIONS_URL".into(),
+            connections_url(target, &config.stage),
+        );
     }
     if f.read_secret {
         env.insert("WSCTL_SECRET_PARAMETER".into(), names.secret());
@@ -337,7 +404,10 @@ fn environment(config: &Config, names: &Names, target: &Target, logical: &str) -
                 env.insert("OIDC_CAPABILITIES_CLAIM".into(), claim.clone());
             }
             if !oidc.default_capabilities.is_empty() {
-                env.insert("OIDC_DEFAULT_CAPABILITIES".into(), serde_json::to_string(&oidc.default_capabilities).unwrap_or_default());
+                env.insert(
+                    "OIDC_DEFAULT_CAPABILITIES".into(),
+                    serde_json::to_string(&oidc.default_capabilities).unwrap_or_default(),
+                );
             }
         }
     }
@@ -348,7 +418,9 @@ fn camel(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut c = part.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -361,7 +433,10 @@ mod tests {
     fn the_authorizer_gets_its_token_settings_and_reserved_concurrency_reaches_the_spec() {
         let text = include_str!("../../../templates/wsctl.yaml")
             .replace("  # audience: chat", "  audience: chat")
-            .replace("    # reserved_concurrency: 100", "    reserved_concurrency: 100")
+            .replace(
+                "    # reserved_concurrency: 100",
+                "    reserved_concurrency: 100",
+            )
             + "\n";
         let mut config = Config::parse(std::path::Path::new("wsctl.yaml"), &text).unwrap();
         config.authorizer.as_mut().unwrap().oidc = Some(crate::config::OidcConfig {
@@ -369,9 +444,16 @@ mod tests {
             audience: "chat-app".into(),
             jwks_url: None,
             capabilities_claim: Some("cap".into()),
-            default_capabilities: BTreeMap::from([("room-*".to_string(), vec!["subscribe".to_string()])]),
+            default_capabilities: BTreeMap::from([(
+                "room-*".to_string(),
+                vec!["subscribe".to_string()],
+            )]),
         });
-        let target = Target { account: "123456789012".into(), region: "eu-west-1".into(), api_id: Some("abc".into()) };
+        let target = Target {
+            account: "123456789012".into(),
+            region: "eu-west-1".into(),
+            api_id: Some("abc".into()),
+        };
         let specs = desired(&config, &target, &BTreeMap::new());
         let function = |name: &str| {
             specs
@@ -384,12 +466,30 @@ mod tests {
         };
         let env = function("-authorizer").environment;
         assert_eq!(env.get("TOKEN_AUDIENCE").map(String::as_str), Some("chat"));
-        assert_eq!(env.get("OIDC_ISSUER").map(String::as_str), Some("https://id.example.com/"));
-        assert_eq!(env.get("OIDC_AUDIENCE").map(String::as_str), Some("chat-app"));
-        assert_eq!(env.get("OIDC_CAPABILITIES_CLAIM").map(String::as_str), Some("cap"));
-        assert_eq!(env.get("OIDC_DEFAULT_CAPABILITIES").map(String::as_str), Some(r#"{"room-*":["subscribe"]}"#));
+        assert_eq!(
+            env.get("OIDC_ISSUER").map(String::as_str),
+            Some("https://id.example.com/")
+        );
+        assert_eq!(
+            env.get("OIDC_AUDIENCE").map(String::as_str),
+            Some("chat-app")
+        );
+        assert_eq!(
+            env.get("OIDC_CAPABILITIES_CLAIM").map(String::as_str),
+            Some("cap")
+        );
+        assert_eq!(
+            env.get("OIDC_DEFAULT_CAPABILITIES").map(String::as_str),
+            Some(r#"{"room-*":["subscribe"]}"#)
+        );
         assert!(!env.contains_key("OIDC_JWKS_URL"), "discovery by default");
-        assert!(!function("-message").environment.keys().any(|k| k.starts_with("OIDC_") || k == "TOKEN_AUDIENCE"), "only the authorizer");
+        assert!(
+            !function("-message")
+                .environment
+                .keys()
+                .any(|k| k.starts_with("OIDC_") || k == "TOKEN_AUDIENCE"),
+            "only the authorizer"
+        );
         assert_eq!(function("-publish").reserved_concurrency, Some(100));
         assert_eq!(function("-message").reserved_concurrency, None);
     }

@@ -27,10 +27,25 @@ use plan::{Action, Change, Plan};
 const PARALLEL: usize = 6;
 
 /// Reads everything of the stack that exists, every service at once.
-pub async fn read(clients: &Clients, config: &Config, desired: &[Spec]) -> Result<LiveState, AwsError> {
+pub async fn read(
+    clients: &Clients,
+    config: &Config,
+    desired: &[Spec],
+) -> Result<LiveState, AwsError> {
     let names = Names::new(config);
-    let expected = |kind: Kind| -> Vec<String> { desired.iter().filter(|s| s.kind() == kind).map(|s| s.id().name).collect() };
-    let (roles, functions, tables, groups) = (expected(Kind::Role), expected(Kind::Function), expected(Kind::Table), expected(Kind::LogGroup));
+    let expected = |kind: Kind| -> Vec<String> {
+        desired
+            .iter()
+            .filter(|s| s.kind() == kind)
+            .map(|s| s.id().name)
+            .collect()
+    };
+    let (roles, functions, tables, groups) = (
+        expected(Kind::Role),
+        expected(Kind::Function),
+        expected(Kind::Table),
+        expected(Kind::LogGroup),
+    );
     let mut parts: [LiveState; 6] = Default::default();
     let [a, b, c, d, e, f] = &mut parts;
     tokio::try_join!(
@@ -72,8 +87,11 @@ pub async fn apply(
     for wave in 0..=5u8 {
         let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.wave() == wave).collect();
         let wanted = desired::desired(config, &target, artifacts);
-        let changes: Vec<Change> =
-            plan::diff(&wanted, &live, &kinds).changes.into_iter().filter(|c| c.action != Action::Delete).collect();
+        let changes: Vec<Change> = plan::diff(&wanted, &live, &kinds)
+            .changes
+            .into_iter()
+            .filter(|c| c.action != Action::Delete)
+            .collect();
         run(clients, &target, &mut live, changes, reporter, &mut applied).await;
         if !applied.failed.is_empty() {
             return (applied, live, target);
@@ -83,7 +101,11 @@ pub async fn apply(
         }
     }
     let wanted = desired::desired(config, &target, artifacts);
-    let deletes = plan::diff(&wanted, &live, &Kind::ALL).changes.into_iter().filter(|c| c.action == Action::Delete).collect();
+    let deletes = plan::diff(&wanted, &live, &Kind::ALL)
+        .changes
+        .into_iter()
+        .filter(|c| c.action == Action::Delete)
+        .collect();
     delete(clients, &target, &mut live, deletes, reporter, &mut applied).await;
     (applied, live, target)
 }
@@ -98,18 +120,33 @@ pub async fn delete(
     reporter: &Reporter,
     applied: &mut Applied,
 ) {
-    let main_api_goes = changes.iter().any(|c| c.id.kind == Kind::Api && !c.id.name.contains('#'));
-    let functions_go: BTreeSet<String> =
-        changes.iter().filter(|c| c.id.kind == Kind::Function).map(|c| c.id.name.clone()).collect();
+    let main_api_goes = changes
+        .iter()
+        .any(|c| c.id.kind == Kind::Api && !c.id.name.contains('#'));
+    let functions_go: BTreeSet<String> = changes
+        .iter()
+        .filter(|c| c.id.kind == Kind::Function)
+        .map(|c| c.id.name.clone())
+        .collect();
     let changes: Vec<Change> = changes
         .into_iter()
-        .filter(|c| !(main_api_goes && matches!(c.id.kind, Kind::Route | Kind::Integration | Kind::Authorizer | Kind::Stage)))
+        .filter(|c| {
+            !(main_api_goes
+                && matches!(
+                    c.id.kind,
+                    Kind::Route | Kind::Integration | Kind::Authorizer | Kind::Stage
+                ))
+        })
         .filter(|c| !(c.id.kind == Kind::Permission && functions_go.contains(&c.id.name)))
         .collect();
     let mut kinds: Vec<Kind> = changes.iter().map(|c| c.id.kind).collect();
     kinds.dedup();
     for kind in kinds {
-        let batch = changes.iter().filter(|c| c.id.kind == kind).cloned().collect();
+        let batch = changes
+            .iter()
+            .filter(|c| c.id.kind == kind)
+            .cloned()
+            .collect();
         run(clients, target, live, batch, reporter, applied).await;
         if !applied.failed.is_empty() {
             return;
@@ -153,7 +190,12 @@ async fn run(
 }
 
 /// Carries out one change; returns the resource as it now is (`None` once deleted).
-async fn apply_change(clients: &Clients, target: &Target, live: &LiveState, change: &Change) -> Result<Option<Live>, AwsError> {
+async fn apply_change(
+    clients: &Clients,
+    target: &Target,
+    live: &LiveState,
+    change: &Change,
+) -> Result<Option<Live>, AwsError> {
     let current = live.resources.get(&change.id);
     let physical = current.and_then(|c| c.physical_id.clone());
     if matches!(change.action, Action::Delete | Action::Replace(_)) {
@@ -162,48 +204,74 @@ async fn apply_change(clients: &Clients, target: &Target, live: &LiveState, chan
             return Ok(None);
         }
     }
-    let after = change.after.as_ref().expect("creates and updates carry the desired spec");
-    let existing = if matches!(change.action, Action::Update(_)) { current } else { None };
+    let after = change
+        .after
+        .as_ref()
+        .expect("creates and updates carry the desired spec");
+    let existing = if matches!(change.action, Action::Update(_)) {
+        current
+    } else {
+        None
+    };
     let existing_id = existing.and_then(|c| c.physical_id.as_deref());
     let api_id = || target.api_id.clone().unwrap_or_default();
     let physical_id = match after {
         Spec::Secret(s) => {
             match existing {
-                Some(Live { spec: Spec::Secret(c), .. }) => aws::ssm::update_tags(clients, s, &c.tags).await?,
+                Some(Live {
+                    spec: Spec::Secret(c),
+                    ..
+                }) => aws::ssm::update_tags(clients, s, &c.tags).await?,
                 _ => aws::ssm::create(clients, s).await?,
             }
             None
         }
         Spec::Table(s) => match existing {
-            Some(Live { spec: Spec::Table(c), physical_id }) => {
-                aws::dynamodb::update(clients, s, c, physical_id.as_deref().unwrap_or_default()).await?;
+            Some(Live {
+                spec: Spec::Table(c),
+                physical_id,
+            }) => {
+                aws::dynamodb::update(clients, s, c, physical_id.as_deref().unwrap_or_default())
+                    .await?;
                 physical_id.clone()
             }
             _ => Some(aws::dynamodb::create(clients, s).await?),
         },
         Spec::LogGroup(s) => {
             match existing {
-                Some(Live { spec: Spec::LogGroup(c), .. }) => aws::logs::update(clients, s, Some(c)).await?,
+                Some(Live {
+                    spec: Spec::LogGroup(c),
+                    ..
+                }) => aws::logs::update(clients, s, Some(c)).await?,
                 _ => aws::logs::create(clients, s).await?,
             }
             None
         }
         Spec::Api(s) => match existing {
-            Some(Live { spec: Spec::Api(c), physical_id: Some(id) }) => {
+            Some(Live {
+                spec: Spec::Api(c),
+                physical_id: Some(id),
+            }) => {
                 aws::apigw::update_api(clients, id, s, c).await?;
                 Some(id.clone())
             }
             _ => Some(aws::apigw::create_api(clients, s).await?),
         },
         Spec::Role(s) => match existing {
-            Some(Live { spec: Spec::Role(c), physical_id }) => {
+            Some(Live {
+                spec: Spec::Role(c),
+                physical_id,
+            }) => {
                 aws::iam::update(clients, s, Some(c)).await?;
                 physical_id.clone()
             }
             _ => Some(aws::iam::create(clients, s).await?),
         },
         Spec::Function(s) => match existing {
-            Some(Live { spec: Spec::Function(c), physical_id }) => {
+            Some(Live {
+                spec: Spec::Function(c),
+                physical_id,
+            }) => {
                 aws::lambda::update(clients, s, Some(c)).await?;
                 physical_id.clone()
             }
@@ -213,22 +281,43 @@ async fn apply_change(clients: &Clients, target: &Target, live: &LiveState, chan
             aws::lambda::add_permission(clients, s).await?;
             None
         }
-        Spec::Integration(s) => Some(aws::apigw::put_integration(clients, &api_id(), s, existing_id).await?),
-        Spec::Authorizer(s) => Some(aws::apigw::put_authorizer(clients, &api_id(), s, existing_id).await?),
+        Spec::Integration(s) => {
+            Some(aws::apigw::put_integration(clients, &api_id(), s, existing_id).await?)
+        }
+        Spec::Authorizer(s) => {
+            Some(aws::apigw::put_authorizer(clients, &api_id(), s, existing_id).await?)
+        }
         Spec::Route(s) => {
-            let integration = s.function.as_deref().and_then(|f| live.physical_id(Kind::Integration, f));
-            let authorizer = s.authorizer.as_deref().and_then(|a| live.physical_id(Kind::Authorizer, a));
-            Some(aws::apigw::put_route(clients, &api_id(), s, integration, authorizer, existing_id).await?)
+            let integration = s
+                .function
+                .as_deref()
+                .and_then(|f| live.physical_id(Kind::Integration, f));
+            let authorizer = s
+                .authorizer
+                .as_deref()
+                .and_then(|a| live.physical_id(Kind::Authorizer, a));
+            Some(
+                aws::apigw::put_route(clients, &api_id(), s, integration, authorizer, existing_id)
+                    .await?,
+            )
         }
         Spec::Stage(s) => {
             aws::apigw::create_stage(clients, &api_id(), s).await?;
             Some(s.name.clone())
         }
     };
-    Ok(Some(Live { spec: after.clone(), physical_id }))
+    Ok(Some(Live {
+        spec: after.clone(),
+        physical_id,
+    }))
 }
 
-async fn delete_one(clients: &Clients, target: &Target, id: &ResourceId, physical: Option<&str>) -> Result<(), AwsError> {
+async fn delete_one(
+    clients: &Clients,
+    target: &Target,
+    id: &ResourceId,
+    physical: Option<&str>,
+) -> Result<(), AwsError> {
     let api_id = target.api_id.as_deref().unwrap_or_default();
     match id.kind {
         Kind::Secret => aws::ssm::delete(clients, &id.name).await,
@@ -246,7 +335,12 @@ async fn delete_one(clients: &Clients, target: &Target, id: &ResourceId, physica
 }
 
 /// Plan for the whole stack (all kinds at once), as `plan` and `status` show it.
-pub fn full_plan(config: &Config, target: &Target, artifacts: &BTreeMap<String, Artifact>, live: &LiveState) -> Plan {
+pub fn full_plan(
+    config: &Config,
+    target: &Target,
+    artifacts: &BTreeMap<String, Artifact>,
+    live: &LiveState,
+) -> Plan {
     let wanted = desired::desired(config, target, artifacts);
     plan::diff(&wanted, live, &Kind::ALL)
 }

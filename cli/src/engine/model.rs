@@ -259,7 +259,10 @@ impl Spec {
             Spec::Route(s) => &s.route_key,
             Spec::Stage(s) => &s.name,
         };
-        ResourceId { kind: self.kind(), name: name.clone() }
+        ResourceId {
+            kind: self.kind(),
+            name: name.clone(),
+        }
     }
 
     /// Top-level fields as JSON values, the unit of comparison.
@@ -288,8 +291,13 @@ pub struct LiveState {
 
 impl LiveState {
     pub fn physical_id(&self, kind: Kind, name: &str) -> Option<&str> {
-        let id = ResourceId { kind, name: name.to_string() };
-        self.resources.get(&id).and_then(|l| l.physical_id.as_deref())
+        let id = ResourceId {
+            kind,
+            name: name.to_string(),
+        };
+        self.resources
+            .get(&id)
+            .and_then(|l| l.physical_id.as_deref())
     }
 
     pub fn api_id(&self) -> Option<&str> {

@@ -57,15 +57,21 @@ impl Plan {
     }
 
     pub fn count(&self, symbol: &str) -> usize {
-        self.changes.iter().filter(|c| c.action.symbol() == symbol).count()
+        self.changes
+            .iter()
+            .filter(|c| c.action.symbol() == symbol)
+            .count()
     }
 }
 
 /// Compares `desired` with `live`. Resources live but not desired are deleted; only kinds in
 /// `kinds` are considered, so apply can plan one wave at a time with fresh ids.
 pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
-    let wanted: BTreeMap<ResourceId, &Spec> =
-        desired.iter().filter(|s| kinds.contains(&s.kind())).map(|s| (s.id(), s)).collect();
+    let wanted: BTreeMap<ResourceId, &Spec> = desired
+        .iter()
+        .filter(|s| kinds.contains(&s.kind()))
+        .map(|s| (s.id(), s))
+        .collect();
     let mut changes = Vec::new();
     for (id, spec) in &wanted {
         let action = match live.resources.get(id) {
@@ -73,12 +79,20 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
             Some(current) => compare(spec, &current.spec),
         };
         if let Some(action) = action {
-            changes.push(Change { id: id.clone(), action, after: Some((*spec).clone()) });
+            changes.push(Change {
+                id: id.clone(),
+                action,
+                after: Some((*spec).clone()),
+            });
         }
     }
     for id in live.resources.keys() {
         if kinds.contains(&id.kind) && !wanted.contains_key(id) {
-            changes.push(Change { id: id.clone(), action: Action::Delete, after: None });
+            changes.push(Change {
+                id: id.clone(),
+                action: Action::Delete,
+                after: None,
+            });
         }
     }
     changes.sort_by(|a, b| order(a).cmp(&order(b)));
@@ -98,7 +112,11 @@ fn compare(desired: &Spec, current: &Spec) -> Option<Action> {
     for (field, after) in &want {
         let before = have.get(field).cloned().unwrap_or(Value::Null);
         if !same(&before, after) {
-            fields.push(FieldChange { field: field.clone(), before, after: after.clone() });
+            fields.push(FieldChange {
+                field: field.clone(),
+                before,
+                after: after.clone(),
+            });
         }
     }
     if fields.is_empty() {
@@ -116,7 +134,9 @@ fn compare(desired: &Spec, current: &Spec) -> Option<Action> {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -133,7 +153,13 @@ impl fmt::Display for Plan {
             writeln!(f, "{:>3} {}", change.action.symbol(), change.id)?;
             if let Action::Update(fields) | Action::Replace(fields) = &change.action {
                 for field in fields {
-                    writeln!(f, "      {}: {} -> {}", field.field, brief(&field.before), brief(&field.after))?;
+                    writeln!(
+                        f,
+                        "      {}: {} -> {}",
+                        field.field,
+                        brief(&field.before),
+                        brief(&field.after)
+                    )?;
                 }
             }
         }
@@ -168,16 +194,37 @@ mod tests {
     use crate::engine::model::*;
 
     fn route(key: &str, function: &str) -> Spec {
-        Spec::Route(RouteSpec { route_key: key.into(), function: Some(function.into()), authorizer: None })
+        Spec::Route(RouteSpec {
+            route_key: key.into(),
+            function: Some(function.into()),
+            authorizer: None,
+        })
     }
 
     fn stage(burst: i32) -> Spec {
-        Spec::Stage(StageSpec { name: "dev".into(), auto_deploy: true, throttling_burst: burst, throttling_rate: 100.0, tags: Tags::new() })
+        Spec::Stage(StageSpec {
+            name: "dev".into(),
+            auto_deploy: true,
+            throttling_burst: burst,
+            throttling_rate: 100.0,
+            tags: Tags::new(),
+        })
     }
 
     fn live(specs: &[Spec]) -> LiveState {
         LiveState {
-            resources: specs.iter().map(|s| (s.id(), Live { spec: s.clone(), physical_id: None })).collect(),
+            resources: specs
+                .iter()
+                .map(|s| {
+                    (
+                        s.id(),
+                        Live {
+                            spec: s.clone(),
+                            physical_id: None,
+                        },
+                    )
+                })
+                .collect(),
             foreign: vec![],
         }
     }
@@ -190,12 +237,33 @@ mod tests {
 
     #[test]
     fn missing_changed_and_extra_resources() {
-        let desired = vec![route("$default", "message"), route("join", "message"), stage(10)];
-        let current = live(&[route("$default", "other"), route("old", "message"), stage(10)]);
+        let desired = vec![
+            route("$default", "message"),
+            route("join", "message"),
+            stage(10),
+        ];
+        let current = live(&[
+            route("$default", "other"),
+            route("old", "message"),
+            stage(10),
+        ]);
         let plan = diff(&desired, &current, &Kind::ALL);
-        let summary: Vec<(String, &str)> = plan.changes.iter().map(|c| (c.id.name.clone(), c.action.symbol())).collect();
-        assert_eq!(summary, vec![("$default".into(), "~"), ("join".into(), "+"), ("old".into(), "-")]);
-        let Action::Update(fields) = &plan.changes[0].action else { panic!() };
+        let summary: Vec<(String, &str)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.id.name.clone(), c.action.symbol()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("$default".into(), "~"),
+                ("join".into(), "+"),
+                ("old".into(), "-")
+            ]
+        );
+        let Action::Update(fields) = &plan.changes[0].action else {
+            panic!()
+        };
         assert_eq!(fields.len(), 1);
         assert_eq!(fields[0].field, "function");
         assert_eq!(fields[0].before, Value::from("other"));
@@ -204,13 +272,21 @@ mod tests {
     #[test]
     fn immutable_field_change_is_a_replace() {
         let plan = diff(&[stage(20)], &live(&[stage(10)]), &Kind::ALL);
-        assert!(matches!(&plan.changes[0].action, Action::Replace(f) if f[0].field == "throttling_burst"));
+        assert!(
+            matches!(&plan.changes[0].action, Action::Replace(f) if f[0].field == "throttling_burst")
+        );
         assert_eq!(plan.count("-/+"), 1);
     }
 
     #[test]
     fn numbers_compare_by_value_and_kinds_filter() {
-        let mut rate = StageSpec { name: "dev".into(), auto_deploy: true, throttling_burst: 1, throttling_rate: 1000.0, tags: Tags::new() };
+        let mut rate = StageSpec {
+            name: "dev".into(),
+            auto_deploy: true,
+            throttling_burst: 1,
+            throttling_rate: 1000.0,
+            tags: Tags::new(),
+        };
         let desired = vec![Spec::Stage(rate.clone()), route("a", "f")];
         rate.throttling_rate = 1000.0;
         let plan = diff(&desired, &live(&[Spec::Stage(rate)]), &[Kind::Stage]);
@@ -219,20 +295,41 @@ mod tests {
 
     #[test]
     fn deletes_come_last_in_reverse_dependency_order() {
-        let current = live(&[stage(1), route("a", "f"), Spec::Api(ApiSpec { name: "x".into(), route_selection_expression: "e".into(), tags: Tags::new() })]);
-        let desired = vec![Spec::Secret(SecretSpec { name: "s".into(), tags: Tags::new() })];
+        let current = live(&[
+            stage(1),
+            route("a", "f"),
+            Spec::Api(ApiSpec {
+                name: "x".into(),
+                route_selection_expression: "e".into(),
+                tags: Tags::new(),
+            }),
+        ]);
+        let desired = vec![Spec::Secret(SecretSpec {
+            name: "s".into(),
+            tags: Tags::new(),
+        })];
         let plan = diff(&desired, &current, &Kind::ALL);
         let kinds: Vec<Kind> = plan.changes.iter().map(|c| c.id.kind).collect();
-        assert_eq!(kinds, vec![Kind::Secret, Kind::Stage, Kind::Route, Kind::Api]);
+        assert_eq!(
+            kinds,
+            vec![Kind::Secret, Kind::Stage, Kind::Route, Kind::Api]
+        );
     }
 
     #[test]
     fn plan_renders_symbols_and_fields() {
-        let plan = diff(&[route("join", "m"), stage(2)], &live(&[stage(1)]), &Kind::ALL);
+        let plan = diff(
+            &[route("join", "m"), stage(2)],
+            &live(&[stage(1)]),
+            &Kind::ALL,
+        );
         let text = plan.to_string();
         assert!(text.contains("  + route join"), "{text}");
         assert!(text.contains("-/+ stage dev"), "{text}");
         assert!(text.contains("throttling_burst: 1 -> 2"), "{text}");
-        assert!(text.contains("1 to create, 0 to update, 1 to replace, 0 to delete"), "{text}");
+        assert!(
+            text.contains("1 to create, 0 to update, 1 to replace, 0 to delete"),
+            "{text}"
+        );
     }
 }

@@ -38,11 +38,18 @@ pub struct Conn {
 impl Conn {
     pub fn new(origin: Origin, authorizer: Option<Value>, tx: mpsc::Sender<Out>) -> Conn {
         let now = origin.connected_at;
-        Conn { origin, authorizer, tx, open: AtomicBool::new(false), last_active: AtomicU64::new(now) }
+        Conn {
+            origin,
+            authorizer,
+            tx,
+            open: AtomicBool::new(false),
+            last_active: AtomicU64::new(now),
+        }
     }
 
     pub fn touch(&self) {
-        self.last_active.store(events::epoch_ms(), Ordering::Relaxed);
+        self.last_active
+            .store(events::epoch_ms(), Ordering::Relaxed);
     }
 }
 
@@ -51,7 +58,10 @@ pub struct Registry(Mutex<HashMap<String, Arc<Conn>>>);
 
 impl Registry {
     pub fn insert(&self, conn: Arc<Conn>) {
-        self.0.lock().unwrap().insert(conn.origin.connection_id.clone(), conn);
+        self.0
+            .lock()
+            .unwrap()
+            .insert(conn.origin.connection_id.clone(), conn);
     }
 
     pub fn remove(&self, id: &str) {
@@ -64,21 +74,32 @@ impl Registry {
 
     /// Open connections only.
     pub fn ids(&self) -> Vec<String> {
-        self.0.lock().unwrap().values().filter(|c| c.open.load(Ordering::Relaxed)).map(|c| c.origin.connection_id.clone()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.open.load(Ordering::Relaxed))
+            .map(|c| c.origin.connection_id.clone())
+            .collect()
     }
 }
 
 /// An error in the shape the AWS SDK parses: the type in `x-amzn-ErrorType`, a message body.
 fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
     let mut r = json_response(status, &json!({ "message": text }));
-    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(kind));
     r
 }
 
 pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Response<Body> {
     let conn = gw.conns.get(id).filter(|c| c.open.load(Ordering::SeqCst));
     let Some(conn) = conn else {
-        return error(StatusCode::GONE, "GoneException", &format!("connection {id} is gone"));
+        return error(
+            StatusCode::GONE,
+            "GoneException",
+            &format!("connection {id} is gone"),
+        );
     };
     match *method {
         Method::POST => {
@@ -97,10 +118,18 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
             match conn.tx.try_send(Out::Frame(frame)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    return error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", &format!("connection {id} is not reading: 256 messages wait for it"));
+                    return error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "LimitExceededException",
+                        &format!("connection {id} is not reading: 256 messages wait for it"),
+                    );
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return error(StatusCode::GONE, "GoneException", &format!("connection {id} is gone"));
+                    return error(
+                        StatusCode::GONE,
+                        "GoneException",
+                        &format!("connection {id} is gone"),
+                    );
                 }
             }
             conn.touch();
@@ -125,6 +154,10 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
             let _ = conn.tx.try_send(Out::Close);
             super::gateway::respond(StatusCode::NO_CONTENT, Bytes::new())
         }
-        _ => error(StatusCode::FORBIDDEN, "ForbiddenException", "only POST, GET and DELETE are allowed on @connections"),
+        _ => error(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "only POST, GET and DELETE are allowed on @connections",
+        ),
     }
 }

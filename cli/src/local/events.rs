@@ -7,20 +7,32 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 pub fn epoch_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A request id in Lambda's UUID shape, unique within this run.
 pub fn request_id(n: u64) -> String {
     let r: u64 = rand::rng().random();
-    format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", (r >> 32) as u32, (r >> 16) as u16, (n >> 48) & 0xfff, (n >> 36) & 0xfff, n & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        (r >> 32) as u32,
+        (r >> 16) as u16,
+        (n >> 48) & 0xfff,
+        (n >> 36) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 /// A connection id in API Gateway's shape: 15 characters and a `=`, as in `L0SM9cOFvHcCIhw=`.
 pub fn connection_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let mut id: String = (0..15).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let mut id: String = (0..15)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     id.push('=');
     id
 }
@@ -42,14 +54,25 @@ fn split(ms: u64) -> ((i64, u32, u32), u64, u64, u64, u64) {
     let secs = ms / 1000;
     let day = secs / 86_400;
     let rem = secs % 86_400;
-    (civil(day as i64), rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    (
+        civil(day as i64),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000,
+    )
 }
 
 /// `requestTime`: `25/Nov/2026:22:30:23 +0000`.
 pub fn request_time(ms: u64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let ((y, m, d), h, min, s, _) = split(ms);
-    format!("{d:02}/{}/{y}:{h:02}:{min:02}:{s:02} +0000", MONTHS[m as usize - 1])
+    format!(
+        "{d:02}/{}/{y}:{h:02}:{min:02}:{s:02} +0000",
+        MONTHS[m as usize - 1]
+    )
 }
 
 /// ISO 8601 with milliseconds, as the `@connections` API returns times.
@@ -96,7 +119,10 @@ impl Origin {
 
     /// `methodArn` of this API's `$connect`, as the authorizer receives it.
     pub fn method_arn(&self, region: &str, account: &str) -> String {
-        format!("arn:aws:execute-api:{region}:{account}:{}/{}/$connect", self.api_id, self.stage)
+        format!(
+            "arn:aws:execute-api:{region}:{account}:{}/{}/$connect",
+            self.api_id, self.stage
+        )
     }
 }
 
@@ -148,12 +174,20 @@ pub fn authorizer(origin: &Origin, handshake: &Handshake, method_arn: &str, now:
         event.insert("multiValueQueryStringParameters".into(), json!({}));
     }
     event.insert("stageVariables".into(), json!({}));
-    event.insert("requestContext".into(), Value::Object(origin.context("$connect", "CONNECT", now)));
+    event.insert(
+        "requestContext".into(),
+        Value::Object(origin.context("$connect", "CONNECT", now)),
+    );
     Value::Object(event)
 }
 
 /// `$connect`'s event, with the authorizer's output when there is one.
-pub fn connect(origin: &Origin, handshake: &Handshake, authorizer: Option<&Value>, now: u64) -> Value {
+pub fn connect(
+    origin: &Origin,
+    handshake: &Handshake,
+    authorizer: Option<&Value>,
+    now: u64,
+) -> Value {
     let mut event = Map::new();
     handshake.add_to(&mut event);
     let mut rc = origin.context("$connect", "CONNECT", now);
@@ -166,9 +200,19 @@ pub fn connect(origin: &Origin, handshake: &Handshake, authorizer: Option<&Value
 }
 
 /// A frame from the client, routed to `route_key`.
-pub fn message(origin: &Origin, route_key: &str, body: &str, base64: bool, authorizer: Option<&Value>, now: u64) -> Value {
+pub fn message(
+    origin: &Origin,
+    route_key: &str,
+    body: &str,
+    base64: bool,
+    authorizer: Option<&Value>,
+    now: u64,
+) -> Value {
     let mut rc = origin.context(route_key, "MESSAGE", now);
-    rc.insert("messageId".into(), json!(format!("{:x}", now ^ rand::rng().random::<u64>())));
+    rc.insert(
+        "messageId".into(),
+        json!(format!("{:x}", now ^ rand::rng().random::<u64>())),
+    );
     if let Some(a) = authorizer {
         rc.insert("authorizer".into(), a.clone());
     }
@@ -176,16 +220,31 @@ pub fn message(origin: &Origin, route_key: &str, body: &str, base64: bool, autho
 }
 
 /// `$disconnect`'s event: the close code and reason are the service's.
-pub fn disconnect(origin: &Origin, code: u16, reason: &str, authorizer: Option<&Value>, now: u64) -> Value {
+pub fn disconnect(
+    origin: &Origin,
+    code: u16,
+    reason: &str,
+    authorizer: Option<&Value>,
+    now: u64,
+) -> Value {
     let mut rc = origin.context("$disconnect", "DISCONNECT", now);
     rc.insert("disconnectStatusCode".into(), json!(code));
     rc.insert("disconnectReason".into(), json!(reason));
     if let Some(a) = authorizer {
         rc.insert("authorizer".into(), a.clone());
     }
-    let host = vec![("Host".to_string(), origin.domain.clone()), ("x-api-key".into(), String::new()), ("X-Forwarded-For".into(), String::new()), ("x-restapi".into(), String::new())];
+    let host = vec![
+        ("Host".to_string(), origin.domain.clone()),
+        ("x-api-key".into(), String::new()),
+        ("X-Forwarded-For".into(), String::new()),
+        ("x-restapi".into(), String::new()),
+    ];
     let mut event = Map::new();
-    Handshake { headers: host, query: vec![] }.add_to(&mut event);
+    Handshake {
+        headers: host,
+        query: vec![],
+    }
+    .add_to(&mut event);
     event.insert("requestContext".into(), Value::Object(rc));
     event.insert("isBase64Encoded".into(), json!(false));
     Value::Object(event)
@@ -194,7 +253,9 @@ pub fn disconnect(origin: &Origin, code: u16, reason: &str, authorizer: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest};
+    use aws_lambda_events::apigw::{
+        ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
+    };
 
     fn origin() -> Origin {
         Origin {
@@ -229,36 +290,69 @@ mod tests {
     fn events_deserialize_into_the_lambda_event_types() {
         let o = origin();
         let hs = Handshake {
-            headers: vec![("Host".into(), o.domain.clone()), ("Sec-WebSocket-Version".into(), "13".into())],
+            headers: vec![
+                ("Host".into(), o.domain.clone()),
+                ("Sec-WebSocket-Version".into(), "13".into()),
+            ],
             query: vec![("token".into(), "t1".into()), ("token".into(), "t2".into())],
         };
-        let auth = json!({"principalId": "ana", "user": "ana", "cap": "{}", "integrationLatency": 3});
+        let auth =
+            json!({"principalId": "ana", "user": "ana", "cap": "{}", "integrationLatency": 3});
 
-        let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(connect(&o, &hs, Some(&auth), epoch_ms())).unwrap();
+        let e: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_value(connect(&o, &hs, Some(&auth), epoch_ms())).unwrap();
         assert_eq!(e.request_context.route_key.as_deref(), Some("$connect"));
         assert_eq!(e.request_context.event_type.as_deref(), Some("CONNECT"));
-        assert_eq!(e.request_context.connection_id.as_deref(), Some(o.connection_id.as_str()));
+        assert_eq!(
+            e.request_context.connection_id.as_deref(),
+            Some(o.connection_id.as_str())
+        );
         assert_eq!(e.request_context.connected_at, o.connected_at as i64);
         assert_eq!(e.query_string_parameters.first("token"), Some("t2"));
-        assert_eq!(e.multi_value_query_string_parameters.all("token").unwrap(), vec!["t1", "t2"]);
+        assert_eq!(
+            e.multi_value_query_string_parameters.all("token").unwrap(),
+            vec!["t1", "t2"]
+        );
         let a = &e.request_context.authorizer;
         let field = |k: &str| a.fields.get(k).or_else(|| a.other.get(k)).cloned();
         assert_eq!(field("principalId"), Some(json!("ana")));
         assert_eq!(field("user"), Some(json!("ana")));
 
-        let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(message(&o, "$default", "{\"a\":1}", false, Some(&auth), epoch_ms())).unwrap();
+        let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(message(
+            &o,
+            "$default",
+            "{\"a\":1}",
+            false,
+            Some(&auth),
+            epoch_ms(),
+        ))
+        .unwrap();
         assert_eq!(e.body.as_deref(), Some("{\"a\":1}"));
         assert_eq!(e.request_context.event_type.as_deref(), Some("MESSAGE"));
         assert!(e.request_context.message_id.is_some());
 
-        let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(disconnect(&o, 1006, "Connection closed abnormally", Some(&auth), epoch_ms())).unwrap();
+        let e: ApiGatewayWebsocketProxyRequest = serde_json::from_value(disconnect(
+            &o,
+            1006,
+            "Connection closed abnormally",
+            Some(&auth),
+            epoch_ms(),
+        ))
+        .unwrap();
         assert_eq!(e.request_context.route_key.as_deref(), Some("$disconnect"));
         assert_eq!(e.request_context.disconnect_status_code, Some(1006));
 
         let arn = o.method_arn("us-east-1", "123456789012");
-        let e: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(authorizer(&o, &hs, &arn, epoch_ms())).unwrap();
+        let e: ApiGatewayCustomAuthorizerRequestTypeRequest =
+            serde_json::from_value(authorizer(&o, &hs, &arn, epoch_ms())).unwrap();
         assert_eq!(e.method_arn.as_deref(), Some(arn.as_str()));
         assert_eq!(e.query_string_parameters.first("token"), Some("t2"));
-        assert_eq!(e.request_context.other.get("connectionId").and_then(Value::as_str), Some(o.connection_id.as_str()));
+        assert_eq!(
+            e.request_context
+                .other
+                .get("connectionId")
+                .and_then(Value::as_str),
+            Some(o.connection_id.as_str())
+        );
     }
 }

@@ -77,7 +77,11 @@ impl Api {
     /// Parses `$request.body.a.b` (or `${request.body.a.b}`) into `["a", "b"]`.
     pub fn selection_path(expression: &str) -> Option<Vec<String>> {
         let e = expression.trim();
-        let e = e.strip_prefix("${").and_then(|s| s.strip_suffix('}')).map(|s| format!("${s}")).unwrap_or_else(|| e.to_string());
+        let e = e
+            .strip_prefix("${")
+            .and_then(|s| s.strip_suffix('}'))
+            .map(|s| format!("${s}"))
+            .unwrap_or_else(|| e.to_string());
         let path = e.strip_prefix("$request.body.")?;
         let parts: Vec<String> = path.split('.').map(str::to_string).collect();
         (!parts.iter().any(String::is_empty)).then_some(parts)
@@ -123,7 +127,10 @@ pub struct Minter {
 impl Minter {
     pub fn token(&self, user: &str, ttl: Duration) -> String {
         use wsctl_functions::auth::{Capabilities, Claims, mint};
-        mint(&self.secret, &Claims::issue(user, Capabilities::everything(), ttl))
+        mint(
+            &self.secret,
+            &Claims::issue(user, Capabilities::everything(), ttl),
+        )
     }
 }
 
@@ -179,7 +186,8 @@ pub fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut r = respond(status, body.to_string());
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     r
 }
 
@@ -195,7 +203,9 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])).map(|(h, l)| h * 16 + l),
+            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1])
+                .zip(hex(bytes[i + 2]))
+                .map(|(h, l)| h * 16 + l),
             _ => None,
         };
         match (decoded, bytes[i]) {
@@ -224,11 +234,16 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+async fn route(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let stage = gw.api.stage.as_str();
-    let websocket = matches!(segments.as_slice(), [s] | [s, ""] if *s == stage) && req.headers().contains_key("upgrade");
+    let websocket = matches!(segments.as_slice(), [s] | [s, ""] if *s == stage)
+        && req.headers().contains_key("upgrade");
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let port = gw.domain.rsplit_once(':').map_or("", |(_, p)| p);
     if let Some(why) = super::guard::refuse(header("host"), header("origin"), port, websocket) {
@@ -236,12 +251,22 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
         return Ok(message(StatusCode::FORBIDDEN, &why));
     }
     Ok(match segments.as_slice() {
-        [s] | [s, ""] if *s == stage && req.headers().contains_key("upgrade") => handshake(gw, req, peer).await,
-        [s] | [s, ""] if *s == stage => message(StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint: connect with a WebSocket client"),
+        [s] | [s, ""] if *s == stage && req.headers().contains_key("upgrade") => {
+            handshake(gw, req, peer).await
+        }
+        [s] | [s, ""] if *s == stage => message(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: connect with a WebSocket client",
+        ),
         [s, "@connections", id] if *s == stage => {
             let id = percent_decode(id);
             let method = req.method().clone();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             super::connections::api(&gw, &method, &id, body).await
         }
         ["2015-03-31", "functions", name, "invocations"] => {
@@ -250,7 +275,10 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
         }
         [""] | ["index.html"] if req.method() == Method::GET => {
             let mut r = respond(StatusCode::OK, gw.page.clone());
-            r.headers_mut().insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             r
         }
         ["_wsctl", "token"] => dev_token(&gw, req.uri().query()),
@@ -263,7 +291,10 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Re
                 Some(conn) => {
                     let _ = conn.tx.try_send(Out::Drop);
                     gw.conns.remove(&conn.origin.connection_id);
-                    json_response(StatusCode::OK, &json!({ "dropped": conn.origin.connection_id }))
+                    json_response(
+                        StatusCode::OK,
+                        &json!({ "dropped": conn.origin.connection_id }),
+                    )
                 }
                 None => message(StatusCode::GONE, "no such connection"),
             }
@@ -277,9 +308,16 @@ fn dev_token(gw: &Gateway, query: Option<&str>) -> Response<Body> {
     let Some(minter) = &gw.minter else {
         return message(StatusCode::NOT_FOUND, "this stack has no token secret");
     };
-    let user = query_pairs(query).into_iter().find(|(k, _)| k == "user").map(|(_, v)| v).filter(|u| !u.is_empty());
+    let user = query_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v)
+        .filter(|u| !u.is_empty());
     let user = user.unwrap_or_else(|| "dev".into());
-    json_response(StatusCode::OK, &json!({ "user": user, "token": minter.token(&user, Duration::from_secs(24 * 3600)) }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "user": user, "token": minter.token(&user, Duration::from_secs(24 * 3600)) }),
+    )
 }
 
 /// Header names as clients usually spell them (hyper lowercases them).
@@ -289,7 +327,9 @@ fn title_case(name: &str) -> String {
             "websocket" => "WebSocket".to_string(),
             _ => {
                 let mut c = w.chars();
-                c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
             }
         })
         .collect::<Vec<_>>()
@@ -303,7 +343,10 @@ fn identity_missing(source: &str, hs: &Handshake) -> bool {
     let found = if let Some(name) = source.strip_prefix("route.request.querystring.") {
         hs.query.iter().rev().find(|(k, _)| k == name)
     } else if let Some(name) = source.strip_prefix("route.request.header.") {
-        hs.headers.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(name))
+        hs.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
     } else {
         return false;
     };
@@ -315,7 +358,10 @@ fn allows(policy: &Value, arn: &str) -> bool {
     let as_list = |v: Option<&Value>| -> Vec<String> {
         match v {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         }
     };
@@ -327,32 +373,67 @@ fn allows(policy: &Value, arn: &str) -> bool {
     let matching = |s: &Value| {
         let actions = as_list(s.get("Action"));
         let resources = as_list(s.get("Resource"));
-        actions.iter().any(|a| wsctl_functions::auth::glob_match(a, "execute-api:Invoke"))
-            && resources.iter().any(|r| wsctl_functions::auth::glob_match(r, arn))
+        actions
+            .iter()
+            .any(|a| wsctl_functions::auth::glob_match(a, "execute-api:Invoke"))
+            && resources
+                .iter()
+                .any(|r| wsctl_functions::auth::glob_match(r, arn))
     };
-    let effect = |s: &Value| s.get("Effect").and_then(Value::as_str).unwrap_or_default().to_string();
-    let denied = statements.iter().any(|s| effect(s) == "Deny" && matching(s));
-    let allowed = statements.iter().any(|s| effect(s) == "Allow" && matching(s));
+    let effect = |s: &Value| {
+        s.get("Effect")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let denied = statements
+        .iter()
+        .any(|s| effect(s) == "Deny" && matching(s));
+    let allowed = statements
+        .iter()
+        .any(|s| effect(s) == "Allow" && matching(s));
     allowed && !denied
 }
 
 /// Runs the authorizer. `Ok(context)` to go on, `Err(response)` to refuse the handshake.
-async fn authorize(gw: &Gateway, auth: &Authorizer, origin: &Origin, hs: &Handshake) -> Result<Value, Response<Body>> {
+async fn authorize(
+    gw: &Gateway,
+    auth: &Authorizer,
+    origin: &Origin,
+    hs: &Handshake,
+) -> Result<Value, Response<Body>> {
     if auth.identity_source.iter().any(|s| identity_missing(s, hs)) {
         return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
     }
     let arn = origin.method_arn(&gw.api.region, &gw.api.account);
     let started = std::time::Instant::now();
     let event = events::authorizer(origin, hs, &arn, events::epoch_ms());
-    let outcome = tokio::time::timeout(INTEGRATION_TIMEOUT, auth.pool.invoke(Bytes::from(event.to_string()))).await;
+    let outcome = tokio::time::timeout(
+        INTEGRATION_TIMEOUT,
+        auth.pool.invoke(Bytes::from(event.to_string())),
+    )
+    .await;
     let body = match outcome {
         Ok(Ok(body)) => body,
-        Ok(Err(Failure::Handled { message: m, .. })) if m == "Unauthorized" => return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized")),
-        Ok(Err(f)) => {
-            gw.note(&format!("authorizer failed for {}: {f}", origin.connection_id));
-            return Err(message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"));
+        Ok(Err(Failure::Handled { message: m, .. })) if m == "Unauthorized" => {
+            return Err(message(StatusCode::UNAUTHORIZED, "Unauthorized"));
         }
-        Err(_) => return Err(message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")),
+        Ok(Err(f)) => {
+            gw.note(&format!(
+                "authorizer failed for {}: {f}",
+                origin.connection_id
+            ));
+            return Err(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
+        Err(_) => {
+            return Err(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
     };
     let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
     if !allows(doc.get("policyDocument").unwrap_or(&Value::Null), &arn) {
@@ -363,26 +444,59 @@ async fn authorize(gw: &Gateway, auth: &Authorizer, origin: &Origin, hs: &Handsh
         Some(Value::Object(m)) => m.clone(),
         _ => Default::default(),
     };
-    context.insert("principalId".into(), doc.get("principalId").cloned().unwrap_or(json!("")));
-    context.insert("integrationLatency".into(), json!(started.elapsed().as_millis() as u64));
+    context.insert(
+        "principalId".into(),
+        doc.get("principalId").cloned().unwrap_or(json!("")),
+    );
+    context.insert(
+        "integrationLatency".into(),
+        json!(started.elapsed().as_millis() as u64),
+    );
     Ok(Value::Object(context))
 }
 
-async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handshake(
+    gw: Arc<Gateway>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let headers = req.headers();
-    let key = headers.get("sec-websocket-key").map(|k| k.as_bytes().to_vec());
-    let is_ws = headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec());
+    let is_ws = headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let (Some(key), true) = (key, is_ws) else {
-        return message(StatusCode::BAD_REQUEST, "not a WebSocket handshake: Upgrade: websocket and Sec-WebSocket-Key are required");
+        return message(
+            StatusCode::BAD_REQUEST,
+            "not a WebSocket handshake: Upgrade: websocket and Sec-WebSocket-Key are required",
+        );
     };
-    if headers.get("sec-websocket-version").and_then(|v| v.to_str().ok()) != Some("13") {
-        return message(StatusCode::BAD_REQUEST, "unsupported Sec-WebSocket-Version: 13 is required");
+    if headers
+        .get("sec-websocket-version")
+        .and_then(|v| v.to_str().ok())
+        != Some("13")
+    {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "unsupported Sec-WebSocket-Version: 13 is required",
+        );
     }
     let hs = Handshake {
         headers: headers
             .iter()
-            .map(|(k, v)| (title_case(k.as_str()), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .chain([("X-Forwarded-For".into(), peer.ip().to_string()), ("X-Forwarded-Proto".into(), "http".into())])
+            .map(|(k, v)| {
+                (
+                    title_case(k.as_str()),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .chain([
+                ("X-Forwarded-For".into(), peer.ip().to_string()),
+                ("X-Forwarded-Proto".into(), "http".into()),
+            ])
             .collect(),
         query: query_pairs(req.uri().query()),
     };
@@ -393,7 +507,10 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
         connection_id: events::connection_id(),
         connected_at: events::epoch_ms(),
         source_ip: peer.ip().to_string(),
-        user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     let authorizer = match &gw.api.authorizer {
         Some(auth) => match authorize(&gw, auth, &origin, &hs).await {
@@ -407,30 +524,55 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
     let conn = Arc::new(Conn::new(origin.clone(), authorizer.clone(), tx));
     gw.conns.insert(conn.clone());
     // If the client goes away during `$connect`, hyper drops this future: forget the id then.
-    let pending = Pending { gw: &gw, id: origin.connection_id.clone(), armed: true };
+    let pending = Pending {
+        gw: &gw,
+        id: origin.connection_id.clone(),
+        armed: true,
+    };
     let mut protocol = None;
     if let Some(route) = gw.api.routes.get("$connect") {
         let event = events::connect(&origin, &hs, authorizer.as_ref(), events::epoch_ms());
-        let outcome = tokio::time::timeout(route.timeout, route.pool.invoke(Bytes::from(event.to_string()))).await;
+        let outcome = tokio::time::timeout(
+            route.timeout,
+            route.pool.invoke(Bytes::from(event.to_string())),
+        )
+        .await;
         let refused = match outcome {
             Ok(Ok(body)) => {
                 let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
-                protocol = doc.pointer("/headers/Sec-WebSocket-Protocol").and_then(Value::as_str).map(str::to_string);
+                protocol = doc
+                    .pointer("/headers/Sec-WebSocket-Protocol")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 match doc.get("statusCode").and_then(Value::as_u64) {
                     Some(code) if !(200..300).contains(&code) => Some(
-                        u16::try_from(code).ok().and_then(|c| StatusCode::from_u16(c).ok()).filter(|c| c.as_u16() >= 300).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        u16::try_from(code)
+                            .ok()
+                            .and_then(|c| StatusCode::from_u16(c).ok())
+                            .filter(|c| c.as_u16() >= 300)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                     ),
                     _ => None,
                 }
             }
             Ok(Err(f)) => {
-                gw.note(&format!("$connect failed for {}: {f}", origin.connection_id));
+                gw.note(&format!(
+                    "$connect failed for {}: {f}",
+                    origin.connection_id
+                ));
                 Some(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Err(_) => Some(StatusCode::GATEWAY_TIMEOUT),
         };
         if let Some(status) = refused {
-            return message(status, if status == StatusCode::INTERNAL_SERVER_ERROR { "Internal server error" } else { "Connection refused by $connect" });
+            return message(
+                status,
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
+                    "Internal server error"
+                } else {
+                    "Connection refused by $connect"
+                },
+            );
         }
     }
     pending.disarm();
@@ -445,7 +587,13 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
             Ok(upgraded) => run(gw2, conn, rx, TokioIo::new(upgraded)).await,
             Err(_) => {
                 gw2.conns.remove(&conn.origin.connection_id);
-                disconnect(&gw2, &conn, 1006, "Connection closed abnormally before the handshake completed").await;
+                disconnect(
+                    &gw2,
+                    &conn,
+                    1006,
+                    "Connection closed abnormally before the handshake completed",
+                )
+                .await;
             }
         }
     });
@@ -453,7 +601,10 @@ async fn handshake(gw: Arc<Gateway>, mut req: Request<Incoming>, peer: SocketAdd
     let h = r.headers_mut();
     h.insert("upgrade", HeaderValue::from_static("websocket"));
     h.insert("connection", HeaderValue::from_static("Upgrade"));
-    h.insert("sec-websocket-accept", HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    h.insert(
+        "sec-websocket-accept",
+        HeaderValue::from_str(&accept).expect("base64 is a valid header"),
+    );
     if let Some(p) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
         h.insert("sec-websocket-protocol", p);
     }
@@ -489,8 +640,14 @@ async fn close<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if tokio::time::timeout(WRITE_TIMEOUT, ws.send(close_frame(code, reason))).await.is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    if tokio::time::timeout(WRITE_TIMEOUT, ws.send(close_frame(code, reason)))
+        .await
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
     }
 }
 
@@ -505,7 +662,10 @@ fn config() -> WebSocketConfig {
 }
 
 fn close_frame(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code: code.into(), reason: reason.to_string().into() }))
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.to_string().into(),
+    }))
 }
 
 /// One open connection: frames in, `@connections` posts out, limits enforced.
@@ -583,26 +743,59 @@ where
 }
 
 async fn disconnect(gw: &Gateway, conn: &Conn, code: u16, reason: &str) {
-    let Some(route) = gw.api.routes.get("$disconnect") else { return };
-    let event = events::disconnect(&conn.origin, code, reason, conn.authorizer.as_ref(), events::epoch_ms());
-    match tokio::time::timeout(route.timeout, route.pool.invoke(Bytes::from(event.to_string()))).await {
+    let Some(route) = gw.api.routes.get("$disconnect") else {
+        return;
+    };
+    let event = events::disconnect(
+        &conn.origin,
+        code,
+        reason,
+        conn.authorizer.as_ref(),
+        events::epoch_ms(),
+    );
+    match tokio::time::timeout(
+        route.timeout,
+        route.pool.invoke(Bytes::from(event.to_string())),
+    )
+    .await
+    {
         Ok(Ok(_)) => {}
-        Ok(Err(f)) => gw.note(&format!("$disconnect failed for {}: {f}", conn.origin.connection_id)),
-        Err(_) => gw.note(&format!("$disconnect timed out for {}", conn.origin.connection_id)),
+        Ok(Err(f)) => gw.note(&format!(
+            "$disconnect failed for {}: {f}",
+            conn.origin.connection_id
+        )),
+        Err(_) => gw.note(&format!(
+            "$disconnect timed out for {}",
+            conn.origin.connection_id
+        )),
     }
 }
 
 /// Hands a frame to its route's function. Frames of one connection run concurrently, as on
 /// API Gateway; a failed integration answers the client with the service's error frame.
 fn dispatch(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) {
-    let route_key = gw.api.route_for((!base64).then_some(body.as_str())).to_string();
+    let route_key = gw
+        .api
+        .route_for((!base64).then_some(body.as_str()))
+        .to_string();
     let request_id = events::request_id(events::epoch_ms());
     let Some(route) = gw.api.routes.get(&route_key).cloned() else {
-        let _ = conn.tx.try_send(error_frame("Forbidden", &conn.origin.connection_id, &request_id));
+        let _ = conn.tx.try_send(error_frame(
+            "Forbidden",
+            &conn.origin.connection_id,
+            &request_id,
+        ));
         return;
     };
     // Queued here, in the order the frames arrived; only the wait for the result is spawned.
-    let event = events::message(&conn.origin, &route_key, &body, base64, conn.authorizer.as_ref(), events::epoch_ms());
+    let event = events::message(
+        &conn.origin,
+        &route_key,
+        &body,
+        base64,
+        conn.authorizer.as_ref(),
+        events::epoch_ms(),
+    );
     let result = route.pool.submit(Bytes::from(event.to_string()));
     let (gw, conn) = (gw.clone(), conn.clone());
     tokio::spawn(async move {
@@ -610,18 +803,27 @@ fn dispatch(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) {
         let text = match outcome {
             Ok(Ok(_)) => return,
             Ok(Err(f)) => {
-                gw.note(&format!("{route_key} failed for {}: {f}", conn.origin.connection_id));
+                gw.note(&format!(
+                    "{route_key} failed for {}: {f}",
+                    conn.origin.connection_id
+                ));
                 "Internal server error"
             }
             Err(_) => "Endpoint request timed out",
         };
-        let _ = conn.tx.send(error_frame(text, &conn.origin.connection_id, &request_id)).await;
+        let _ = conn
+            .tx
+            .send(error_frame(text, &conn.origin.connection_id, &request_id))
+            .await;
     });
 }
 
 /// What API Gateway sends a client whose frame could not be handled.
 fn error_frame(text: &str, connection_id: &str, request_id: &str) -> Out {
-    Out::Frame(Message::text(json!({"message": text, "connectionId": connection_id, "requestId": request_id}).to_string()))
+    Out::Frame(Message::text(
+        json!({"message": text, "connectionId": connection_id, "requestId": request_id})
+            .to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -630,8 +832,14 @@ mod tests {
 
     #[test]
     fn route_selection_expressions() {
-        assert_eq!(Api::selection_path("$request.body.action"), Some(vec!["action".to_string()]));
-        assert_eq!(Api::selection_path("${request.body.msg.kind}"), Some(vec!["msg".to_string(), "kind".to_string()]));
+        assert_eq!(
+            Api::selection_path("$request.body.action"),
+            Some(vec!["action".to_string()])
+        );
+        assert_eq!(
+            Api::selection_path("${request.body.msg.kind}"),
+            Some(vec!["msg".to_string(), "kind".to_string()])
+        );
         assert_eq!(Api::selection_path("$request.header.x"), None);
     }
 
@@ -652,6 +860,9 @@ mod tests {
         assert_eq!(percent_decode("L0SM9cOFvHcCIhw%3D"), "L0SM9cOFvHcCIhw=");
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(title_case("sec-websocket-key"), "Sec-WebSocket-Key");
-        assert_eq!(query_pairs(Some("token=a%20b&x")), vec![("token".into(), "a b".into()), ("x".into(), String::new())]);
+        assert_eq!(
+            query_pairs(Some("token=a%20b&x")),
+            vec![("token".into(), "a b".into()), ("x".into(), String::new())]
+        );
     }
 }

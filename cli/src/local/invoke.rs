@@ -26,28 +26,57 @@ pub fn function_name(id: &str) -> &str {
 
 fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
     let mut r = json_response(status, &json!({ "Type": "User", "message": text }));
-    r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(kind));
     r
 }
 
 pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<Body> {
     let name = function_name(id);
     let Some(pool) = gw.api.functions.get(name).cloned() else {
-        let arn = format!("arn:aws:lambda:{}:{}:function:{name}", gw.api.region, gw.api.account);
-        return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &format!("Function not found: {arn}"));
+        let arn = format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            gw.api.region, gw.api.account
+        );
+        return error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {arn}"),
+        );
     };
-    let kind = req.headers().get("x-amz-invocation-type").and_then(|v| v.to_str().ok()).unwrap_or("RequestResponse").to_string();
-    let payload = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let payload = if payload.is_empty() { Bytes::from_static(b"{}") } else { payload };
+    let kind = req
+        .headers()
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse")
+        .to_string();
+    let payload = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let payload = if payload.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
     match kind.as_str() {
         "Event" => {
             if payload.len() > MAX_ASYNC {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "an asynchronous invocation's payload is limited to 1 MB");
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestTooLargeException",
+                    "an asynchronous invocation's payload is limited to 1 MB",
+                );
             }
             let log = gw.log.clone();
             tokio::spawn(async move {
                 if let Err(f) = pool.invoke(payload).await {
-                    log(&pool.def.key, &format!("asynchronous invocation failed: {f}"));
+                    log(
+                        &pool.def.key,
+                        &format!("asynchronous invocation failed: {f}"),
+                    );
                 }
             });
             respond(StatusCode::ACCEPTED, Bytes::new())
@@ -55,7 +84,11 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
         "DryRun" => respond(StatusCode::NO_CONTENT, Bytes::new()),
         "RequestResponse" => {
             if payload.len() > MAX_SYNC {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLargeException", "a synchronous invocation's payload is limited to 6 MB");
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestTooLargeException",
+                    "a synchronous invocation's payload is limited to 6 MB",
+                );
             }
             let (body, failed) = match pool.invoke(payload).await {
                 Ok(body) => (body, false),
@@ -63,10 +96,16 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
             };
             let mut r = respond(StatusCode::OK, body);
             let h = r.headers_mut();
-            h.insert("x-amz-executed-version", HeaderValue::from_static("$LATEST"));
+            h.insert(
+                "x-amz-executed-version",
+                HeaderValue::from_static("$LATEST"),
+            );
             h.insert("content-type", HeaderValue::from_static("application/json"));
             if failed {
-                h.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                h.insert(
+                    "x-amz-function-error",
+                    HeaderValue::from_static("Unhandled"),
+                );
             }
             r
         }
@@ -84,8 +123,17 @@ mod tests {
     fn function_names() {
         use super::function_name;
         assert_eq!(function_name("chat-dev-publish"), "chat-dev-publish");
-        assert_eq!(function_name("chat-dev-publish:$LATEST"), "chat-dev-publish");
-        assert_eq!(function_name("arn:aws:lambda:us-east-1:123456789012:function:chat-dev-publish"), "chat-dev-publish");
-        assert_eq!(function_name("123456789012:function:chat-dev-publish:1"), "chat-dev-publish");
+        assert_eq!(
+            function_name("chat-dev-publish:$LATEST"),
+            "chat-dev-publish"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:123456789012:function:chat-dev-publish"),
+            "chat-dev-publish"
+        );
+        assert_eq!(
+            function_name("123456789012:function:chat-dev-publish:1"),
+            "chat-dev-publish"
+        );
     }
 }

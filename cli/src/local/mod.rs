@@ -51,7 +51,10 @@ pub fn raise_fd_limit() {
     #[cfg(unix)]
     unsafe {
         // SAFETY: plain syscalls on a stack-allocated struct.
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -61,15 +64,25 @@ pub fn raise_fd_limit() {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error("moto_server is not installed ({0})\nhint: install it with `pip install 'moto[server]'`, or point wsctl dev at a running emulator with --endpoint-url")]
+    #[error(
+        "moto_server is not installed ({0})\nhint: install it with `pip install 'moto[server]'`, or point wsctl dev at a running emulator with --endpoint-url"
+    )]
     MotoMissing(String),
-    #[error("moto_server did not start on port {port} within {seconds} s\nhint: run `moto_server -H 127.0.0.1 -p {port}` by hand to see why")]
+    #[error(
+        "moto_server did not start on port {port} within {seconds} s\nhint: run `moto_server -H 127.0.0.1 -p {port}` by hand to see why"
+    )]
     MotoSlow { port: u16, seconds: u64 },
-    #[error("cannot listen on 127.0.0.1:{port} ({source})\nhint: another program uses it; pass --port with another number, or --port 0 for any free port")]
+    #[error(
+        "cannot listen on 127.0.0.1:{port} ({source})\nhint: another program uses it; pass --port with another number, or --port 0 for any free port"
+    )]
     Port { port: u16, source: std::io::Error },
-    #[error("the stack in the emulator is incomplete: {0}\nhint: run `wsctl dev` again; it deploys before serving")]
+    #[error(
+        "the stack in the emulator is incomplete: {0}\nhint: run `wsctl dev` again; it deploys before serving"
+    )]
     Incomplete(String),
-    #[error("the code deployed for function {function} (CodeSha256 {sha}) matches no local build\nhint: run `wsctl dev` again without --no-build")]
+    #[error(
+        "the code deployed for function {function} (CodeSha256 {sha}) matches no local build\nhint: run `wsctl dev` again without --no-build"
+    )]
     UnknownCode { function: String, sha: String },
     #[error("cannot unpack {zip}: {detail}")]
     Unpack { zip: PathBuf, detail: String },
@@ -106,7 +119,10 @@ impl Stack {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Stack, LocalError> {
         let (account, region) = (settings.account.as_str(), settings.region.as_str());
-        let api_id = live.api_id().ok_or_else(|| LocalError::Incomplete("no API".into()))?.to_string();
+        let api_id = live
+            .api_id()
+            .ok_or_else(|| LocalError::Incomplete("no API".into()))?
+            .to_string();
         let mut selection = None;
         let mut stage = None;
         let mut functions = HashMap::new();
@@ -117,10 +133,15 @@ impl Stack {
         let prefix = names.prefix();
         for resource in live.resources.values() {
             match &resource.spec {
-                Spec::Api(a) => selection = Some(Api::selection_path(&a.route_selection_expression)),
+                Spec::Api(a) => {
+                    selection = Some(Api::selection_path(&a.route_selection_expression))
+                }
                 Spec::Stage(s) => stage = Some(s.name.clone()),
                 Spec::Integration(i) => {
-                    integration_timeout.insert(i.function.clone(), Duration::from_millis(i.timeout_ms.max(50) as u64));
+                    integration_timeout.insert(
+                        i.function.clone(),
+                        Duration::from_millis(i.timeout_ms.max(50) as u64),
+                    );
                 }
                 Spec::Route(r) => routes.push(r.clone()),
                 Spec::Authorizer(a) => authorizer = Some(a.clone()),
@@ -131,7 +152,10 @@ impl Stack {
                     let mut env = settings.env.clone();
                     env.extend(f.environment.clone());
                     if env.contains_key("WSCTL_CONNECTIONS_URL") {
-                        env.insert("WSCTL_CONNECTIONS_URL".into(), settings.connections_url.clone());
+                        env.insert(
+                            "WSCTL_CONNECTIONS_URL".into(),
+                            settings.connections_url.clone(),
+                        );
                     }
                     env.extend(lambda_env(&f.name, f.memory, &f.handler, &bootstrap));
                     let def = FunctionDef {
@@ -160,15 +184,44 @@ impl Stack {
             functions,
         };
         for route in routes {
-            let Some(function) = &route.function else { continue };
-            let pool = by_key.get(function).ok_or_else(|| LocalError::Incomplete(format!("route {} targets unknown function {function}", route.route_key)))?;
-            let timeout = integration_timeout.get(function).copied().unwrap_or(gateway::INTEGRATION_TIMEOUT).min(gateway::INTEGRATION_TIMEOUT);
+            let Some(function) = &route.function else {
+                continue;
+            };
+            let pool = by_key.get(function).ok_or_else(|| {
+                LocalError::Incomplete(format!(
+                    "route {} targets unknown function {function}",
+                    route.route_key
+                ))
+            })?;
+            let timeout = integration_timeout
+                .get(function)
+                .copied()
+                .unwrap_or(gateway::INTEGRATION_TIMEOUT)
+                .min(gateway::INTEGRATION_TIMEOUT);
             if route.route_key == "$connect" && route.authorizer.is_some() {
-                let a = authorizer.as_ref().ok_or_else(|| LocalError::Incomplete("$connect names an authorizer that cannot be read".into()))?;
-                let pool = by_key.get(&a.function).ok_or_else(|| LocalError::Incomplete(format!("the authorizer's function {} is missing", a.function)))?;
-                api.authorizer = Some(Authorizer { pool: pool.clone(), identity_source: a.identity_source.clone() });
+                let a = authorizer.as_ref().ok_or_else(|| {
+                    LocalError::Incomplete(
+                        "$connect names an authorizer that cannot be read".into(),
+                    )
+                })?;
+                let pool = by_key.get(&a.function).ok_or_else(|| {
+                    LocalError::Incomplete(format!(
+                        "the authorizer's function {} is missing",
+                        a.function
+                    ))
+                })?;
+                api.authorizer = Some(Authorizer {
+                    pool: pool.clone(),
+                    identity_source: a.identity_source.clone(),
+                });
             }
-            api.routes.insert(route.route_key.clone(), Integration { pool: pool.clone(), timeout });
+            api.routes.insert(
+                route.route_key.clone(),
+                Integration {
+                    pool: pool.clone(),
+                    timeout,
+                },
+            );
         }
         let pools = by_key.into_values().collect();
         Ok(Stack { api, pools })
@@ -177,8 +230,19 @@ impl Stack {
 
 /// The variables Lambda sets for every function.
 fn lambda_env(name: &str, memory: i32, handler: &str, bootstrap: &Path) -> Vec<(String, String)> {
-    let dir = bootstrap.parent().unwrap_or(Path::new("/")).display().to_string();
-    let stream = format!("{}/[$LATEST]{:016x}", events::iso8601(events::epoch_ms()).get(..10).unwrap_or_default().replace('-', "/"), rand::random::<u64>());
+    let dir = bootstrap
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .display()
+        .to_string();
+    let stream = format!(
+        "{}/[$LATEST]{:016x}",
+        events::iso8601(events::epoch_ms())
+            .get(..10)
+            .unwrap_or_default()
+            .replace('-', "/"),
+        rand::random::<u64>()
+    );
     [
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_string()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.to_string()),
@@ -199,29 +263,46 @@ fn lambda_env(name: &str, memory: i32, handler: &str, bootstrap: &Path) -> Vec<(
 }
 
 /// Finds the local zip whose hash Lambda reports for `function` and unpacks its `bootstrap`.
-fn unpack(artifacts: &BTreeMap<String, Artifact>, function: &str, sha: &str, dir: &Path) -> Result<PathBuf, LocalError> {
+fn unpack(
+    artifacts: &BTreeMap<String, Artifact>,
+    function: &str,
+    sha: &str,
+    dir: &Path,
+) -> Result<PathBuf, LocalError> {
     let artifact = artifacts
         .values()
         .find(|a| a.sha256 == sha)
-        .ok_or_else(|| LocalError::UnknownCode { function: function.to_string(), sha: sha.to_string() })?;
-    let fail = |detail: String| LocalError::Unpack { zip: artifact.zip.clone(), detail };
+        .ok_or_else(|| LocalError::UnknownCode {
+            function: function.to_string(),
+            sha: sha.to_string(),
+        })?;
+    let fail = |detail: String| LocalError::Unpack {
+        zip: artifact.zip.clone(),
+        detail,
+    };
     let file = std::fs::File::open(&artifact.zip).map_err(|e| fail(e.to_string()))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| fail(e.to_string()))?;
-    let mut entry = zip.by_name("bootstrap").map_err(|e| fail(format!("no bootstrap in the zip: {e}")))?;
+    let mut entry = zip
+        .by_name("bootstrap")
+        .map_err(|e| fail(format!("no bootstrap in the zip: {e}")))?;
     let mut program = Vec::new();
-    entry.read_to_end(&mut program).map_err(|e| fail(e.to_string()))?;
+    entry
+        .read_to_end(&mut program)
+        .map_err(|e| fail(e.to_string()))?;
     let target = dir.join(function).join("bootstrap");
     if std::fs::read(&target).is_ok_and(|old| old == program) {
         return Ok(target);
     }
-    std::fs::create_dir_all(target.parent().expect("has a parent")).map_err(|e| fail(e.to_string()))?;
+    std::fs::create_dir_all(target.parent().expect("has a parent"))
+        .map_err(|e| fail(e.to_string()))?;
     // Written aside and renamed, so a process still running the old binary is not disturbed.
     let tmp = target.with_extension("new");
     std::fs::write(&tmp, &program).map_err(|e| fail(e.to_string()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(|e| fail(e.to_string()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| fail(e.to_string()))?;
     }
     std::fs::rename(&tmp, &target).map_err(|e| fail(e.to_string()))?;
     Ok(target)

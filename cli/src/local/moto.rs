@@ -25,19 +25,32 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         super::own_child(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| LocalError::MotoMissing(e.to_string()))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| LocalError::MotoMissing(e.to_string()))?;
         let started = Instant::now();
         let limit = Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(LocalError::MotoMissing(format!("it exited at start: {status}")));
+                return Err(LocalError::MotoMissing(format!(
+                    "it exited at start: {status}"
+                )));
             }
             if started.elapsed() > limit {
-                return Err(LocalError::MotoSlow { port, seconds: limit.as_secs() });
+                return Err(LocalError::MotoSlow {
+                    port,
+                    seconds: limit.as_secs(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Moto { url: format!("http://127.0.0.1:{port}"), child })
+        Ok(Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        })
     }
 }
 

@@ -19,30 +19,54 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(base: &str) -> Upstream {
-        Upstream { base: base.trim_end_matches('/').to_string(), client: Client::builder(TokioExecutor::new()).build_http() }
+        Upstream {
+            base: base.trim_end_matches('/').to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 
     pub async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let Ok(uri) = format!("{}{path}", self.base).parse::<hyper::Uri>() else {
-            return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"message": "bad request path"}));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"message": "bad request path"}),
+            );
         };
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let mut out = Request::builder().method(parts.method).uri(uri);
         for (k, v) in &parts.headers {
             out = out.header(k, v);
         }
         let Ok(out) = out.body(Full::new(body)) else {
-            return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"message": "bad request"}));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"message": "bad request"}),
+            );
         };
         match self.client.request(out).await {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 Response::from_parts(parts, Full::new(body))
             }
-            Err(e) => json_response(StatusCode::BAD_GATEWAY, &serde_json::json!({"message": format!("the AWS emulator at {} did not answer: {e}", self.base)})),
+            Err(e) => json_response(
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({"message": format!("the AWS emulator at {} did not answer: {e}", self.base)}),
+            ),
         }
     }
 }

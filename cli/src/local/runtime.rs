@@ -58,10 +58,17 @@ impl Failure {
     /// The error document Lambda returns to a synchronous caller.
     pub fn payload(&self) -> Value {
         match self {
-            Failure::Handled { error_type, message } => json!({"errorType": error_type, "errorMessage": message}),
+            Failure::Handled {
+                error_type,
+                message,
+            } => json!({"errorType": error_type, "errorMessage": message}),
             Failure::Crashed(why) => json!({"errorType": "Runtime.ExitError", "errorMessage": why}),
-            Failure::TimedOut(t) => json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("Task timed out after {:.2} seconds", t.as_secs_f64())}),
-            Failure::Stopped => json!({"errorType": "Runtime.Stopped", "errorMessage": "wsctl dev is stopping"}),
+            Failure::TimedOut(t) => {
+                json!({"errorType": "Sandbox.Timedout", "errorMessage": format!("Task timed out after {:.2} seconds", t.as_secs_f64())})
+            }
+            Failure::Stopped => {
+                json!({"errorType": "Runtime.Stopped", "errorMessage": "wsctl dev is stopping"})
+            }
         }
     }
 }
@@ -69,7 +76,10 @@ impl Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Handled { error_type, message } => write!(f, "{error_type}: {message}"),
+            Failure::Handled {
+                error_type,
+                message,
+            } => write!(f, "{error_type}: {message}"),
             Failure::Crashed(why) => write!(f, "the process crashed ({why})"),
             Failure::TimedOut(t) => write!(f, "timed out after {} s", t.as_secs_f64()),
             Failure::Stopped => write!(f, "stopped"),
@@ -110,7 +120,12 @@ pub struct Pool {
 
 impl Pool {
     /// A pool with no process yet; `warm` starts one ahead of the first event.
-    pub fn new(def: FunctionDef, max: usize, logs: LogSink, stop: watch::Receiver<bool>) -> Arc<Pool> {
+    pub fn new(
+        def: FunctionDef,
+        max: usize,
+        logs: LogSink,
+        stop: watch::Receiver<bool>,
+    ) -> Arc<Pool> {
         let (queue, rx) = mpsc::unbounded_channel();
         Arc::new(Pool {
             def,
@@ -141,12 +156,22 @@ impl Pool {
     /// Queues one event now and returns its result to wait for: events submitted one after
     /// another start in that order, as API Gateway starts a connection's frames in the order
     /// they arrive (the work itself then runs concurrently).
-    pub fn submit(self: &Arc<Self>, payload: Bytes) -> impl std::future::Future<Output = Outcome> + use<> {
+    pub fn submit(
+        self: &Arc<Self>,
+        payload: Bytes,
+    ) -> impl std::future::Future<Output = Outcome> + use<> {
         let (reply, result) = oneshot::channel();
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         let request_id = super::events::request_id(n);
         self.counts.lock().unwrap().queued += 1;
-        let queued = self.queue.send(Job { request_id, payload, reply }).is_ok();
+        let queued = self
+            .queue
+            .send(Job {
+                request_id,
+                payload,
+                reply,
+            })
+            .is_ok();
         if queued {
             self.scale();
         }
@@ -196,19 +221,29 @@ async fn worker(pool: Arc<Pool>) {
         Ok(l) => l,
         Err(e) => {
             pool.log(&format!("cannot open a Runtime API port: {e}"));
-            fail_one_queued(&pool, Failure::Crashed(format!("cannot open a Runtime API port: {e}")));
+            fail_one_queued(
+                &pool,
+                Failure::Crashed(format!("cannot open a Runtime API port: {e}")),
+            );
             let mut c = pool.counts.lock().unwrap();
             c.processes = c.processes.saturating_sub(1);
             c.starting = c.starting.saturating_sub(1);
             return;
         }
     };
-    let addr = listener.local_addr().expect("bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
     // Each process lifetime is a generation; handlers of a dead process's connections stop
     // waiting for events when the generation moves on.
     let (generation, generations) = watch::channel(0u64);
     let slot = Arc::new(Slot::default());
-    tokio::spawn(serve_runtime_api(listener, pool.clone(), slot.clone(), generations));
+    tokio::spawn(serve_runtime_api(
+        listener,
+        pool.clone(),
+        slot.clone(),
+        generations,
+    ));
     let mut stop = pool.stop.clone();
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
@@ -222,12 +257,18 @@ async fn worker(pool: Arc<Pool>) {
         let mut child = match spawn(&pool.def, &addr.to_string()) {
             Ok(c) => c,
             Err(e) => {
-                pool.log(&format!("cannot start {}: {e}", pool.def.bootstrap.display()));
+                pool.log(&format!(
+                    "cannot start {}: {e}",
+                    pool.def.bootstrap.display()
+                ));
                 {
                     let mut c = pool.counts.lock().unwrap();
                     c.starting = c.starting.saturating_sub(1);
                 }
-                fail_one_queued(&pool, Failure::Crashed(format!("cannot start the bootstrap: {e}")));
+                fail_one_queued(
+                    &pool,
+                    Failure::Crashed(format!("cannot start the bootstrap: {e}")),
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -237,7 +278,13 @@ async fn worker(pool: Arc<Pool>) {
         let failure = loop {
             // Lambda gives init 10 s; after that the environment is replaced.
             let init = (!slot.ready.load(Ordering::SeqCst)).then_some(started + INIT_TIMEOUT);
-            let deadline = slot.inflight.lock().unwrap().as_ref().map(|f| f.deadline).or(init);
+            let deadline = slot
+                .inflight
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|f| f.deadline)
+                .or(init);
             tokio::select! {
                 status = child.wait() => {
                     let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -271,20 +318,28 @@ async fn worker(pool: Arc<Pool>) {
         let was_ready = slot.ready.load(Ordering::SeqCst);
         if !was_ready {
             {
-                    let mut c = pool.counts.lock().unwrap();
-                    c.starting = c.starting.saturating_sub(1);
-                }
+                let mut c = pool.counts.lock().unwrap();
+                c.starting = c.starting.saturating_sub(1);
+            }
         }
         match inflight {
             Some(f) => {
-                pool.log(&format!("request {} failed: {failure}; starting a new process", f.request_id));
+                pool.log(&format!(
+                    "request {} failed: {failure}; starting a new process",
+                    f.request_id
+                ));
                 let _ = f.reply.send(Err(failure));
                 backoff = Duration::from_millis(100);
             }
             None => {
                 // Died between events or during init: Lambda fails the event that was waiting
                 // for this environment with the init error.
-                let why = slot.init_error.lock().unwrap().take().unwrap_or_else(|| failure.to_string());
+                let why = slot
+                    .init_error
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| failure.to_string());
                 pool.log(&format!("process exited outside an event: {why}"));
                 if !was_ready {
                     fail_one_queued(&pool, Failure::Crashed(format!("init failed: {why}")));
@@ -312,9 +367,9 @@ fn fail_one_queued(pool: &Pool, failure: Failure) {
         && let Ok(job) = rx.try_recv()
     {
         {
-                    let mut c = pool.counts.lock().unwrap();
-                    c.queued = c.queued.saturating_sub(1);
-                }
+            let mut c = pool.counts.lock().unwrap();
+            c.queued = c.queued.saturating_sub(1);
+        }
         let _ = job.reply.send(Err(failure));
     }
 }
@@ -350,7 +405,12 @@ fn pipe_logs(pool: &Arc<Pool>, child: &mut Child) {
     }
 }
 
-async fn serve_runtime_api(listener: TcpListener, pool: Arc<Pool>, slot: Arc<Slot>, generations: watch::Receiver<u64>) {
+async fn serve_runtime_api(
+    listener: TcpListener,
+    pool: Arc<Pool>,
+    slot: Arc<Slot>,
+    generations: watch::Receiver<u64>,
+) {
     let mut stop = pool.stop.clone();
     loop {
         let (stream, _) = tokio::select! {
@@ -363,9 +423,17 @@ async fn serve_runtime_api(listener: TcpListener, pool: Arc<Pool>, slot: Arc<Slo
         let (pool, slot, generations) = (pool.clone(), slot.clone(), generations.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                runtime_api(req, pool.clone(), slot.clone(), generation, generations.clone())
+                runtime_api(
+                    req,
+                    pool.clone(),
+                    slot.clone(),
+                    generation,
+                    generations.clone(),
+                )
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -387,31 +455,63 @@ async fn runtime_api(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
-        return Ok(reply(StatusCode::NOT_FOUND, json!({"errorType": "NotFound", "errorMessage": path})));
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            json!({"errorType": "NotFound", "errorMessage": path}),
+        ));
     };
     let parts: Vec<&str> = rest.split('/').collect();
     let method = req.method().clone();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Ok(match (method, parts.as_slice()) {
         (Method::GET, ["invocation", "next"]) => next(&pool, &slot, generation, generations).await,
         (Method::POST, ["invocation", id, "response"]) => finish(&slot, id, Ok(body)),
         (Method::POST, ["invocation", id, "error"]) => {
             let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            finish(&slot, id, Err(Failure::Handled { error_type: text("errorType"), message: text("errorMessage") }))
+            let text = |k: &str| {
+                doc.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            finish(
+                &slot,
+                id,
+                Err(Failure::Handled {
+                    error_type: text("errorType"),
+                    message: text("errorMessage"),
+                }),
+            )
         }
         (Method::POST, ["init", "error"]) => {
             let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let message = doc.get("errorMessage").and_then(Value::as_str).unwrap_or("init error").to_string();
+            let message = doc
+                .get("errorMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("init error")
+                .to_string();
             *slot.init_error.lock().unwrap() = Some(message);
             reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
         }
-        _ => reply(StatusCode::NOT_FOUND, json!({"errorType": "NotFound", "errorMessage": path})),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"errorType": "NotFound", "errorMessage": path}),
+        ),
     })
 }
 
 /// `/next`: blocks until an event is queued, then hands it to this process.
-async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: watch::Receiver<u64>) -> Response<Body> {
+async fn next(
+    pool: &Arc<Pool>,
+    slot: &Slot,
+    generation: u64,
+    mut generations: watch::Receiver<u64>,
+) -> Response<Body> {
     {
         let mut c = pool.counts.lock().unwrap();
         if *generations.borrow() == generation && !slot.ready.swap(true, Ordering::SeqCst) {
@@ -432,7 +532,10 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
     };
     drop(idle);
     let Some(job) = job else {
-        return reply(StatusCode::GONE, json!({"errorType": "Gone", "errorMessage": "this process was replaced"}));
+        return reply(
+            StatusCode::GONE,
+            json!({"errorType": "Gone", "errorMessage": "this process was replaced"}),
+        );
     };
     {
         let mut c = pool.counts.lock().unwrap();
@@ -442,11 +545,24 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
     let deadline_ms = super::events::epoch_ms() + pool.def.timeout.as_millis() as u64;
     let mut r = Response::new(Full::new(job.payload.clone()));
     let h = r.headers_mut();
-    let header = |v: &str| hyper::header::HeaderValue::from_str(v).unwrap_or(hyper::header::HeaderValue::from_static(""));
+    let header = |v: &str| {
+        hyper::header::HeaderValue::from_str(v)
+            .unwrap_or(hyper::header::HeaderValue::from_static(""))
+    };
     h.insert("lambda-runtime-aws-request-id", header(&job.request_id));
-    h.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        header(&deadline_ms.to_string()),
+    );
     h.insert("lambda-runtime-invoked-function-arn", header(&pool.def.arn));
-    h.insert("lambda-runtime-trace-id", header(&format!("Root=1-{:08x}-{}", deadline_ms / 1000, &job.request_id.replace('-', "")[..24])));
+    h.insert(
+        "lambda-runtime-trace-id",
+        header(&format!(
+            "Root=1-{:08x}-{}",
+            deadline_ms / 1000,
+            &job.request_id.replace('-', "")[..24]
+        )),
+    );
     h.insert("content-type", header("application/json"));
     {
         let mut inflight = slot.inflight.lock().unwrap();
@@ -455,9 +571,16 @@ async fn next(pool: &Arc<Pool>, slot: &Slot, generation: u64, mut generations: w
             drop(inflight);
             pool.counts.lock().unwrap().queued += 1;
             let _ = pool.queue.send(job);
-            return reply(StatusCode::GONE, json!({"errorType": "Gone", "errorMessage": "this process was replaced"}));
+            return reply(
+                StatusCode::GONE,
+                json!({"errorType": "Gone", "errorMessage": "this process was replaced"}),
+            );
         }
-        *inflight = Some(InFlight { request_id: job.request_id, deadline, reply: job.reply });
+        *inflight = Some(InFlight {
+            request_id: job.request_id,
+            deadline,
+            reply: job.reply,
+        });
     }
     slot.changed.notify_one();
     r

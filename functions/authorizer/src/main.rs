@@ -13,12 +13,22 @@ async fn main() -> Result<(), Error> {
     // Fail the cold start, with the reason in the log, rather than deny every client.
     authorizer.secrets.get().await?;
     let authorizer = &authorizer;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-        // The connection id arrives among the context's other fields (`catch-all-fields`).
-        let rc = &event.payload.request_context.other;
-        let connection = rc.get("connectionId").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let span = tracing::info_span!("event", connection, request = %event.context.request_id);
-        authorizer::handle(authorizer, &event.payload).instrument(span).await.map_err(Error::from)
-    }))
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            // The connection id arrives among the context's other fields (`catch-all-fields`).
+            let rc = &event.payload.request_context.other;
+            let connection = rc
+                .get("connectionId")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let span =
+                tracing::info_span!("event", connection, request = %event.context.request_id);
+            authorizer::handle(authorizer, &event.payload)
+                .instrument(span)
+                .await
+                .map_err(Error::from)
+        },
+    ))
     .await
 }

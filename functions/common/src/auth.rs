@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use serde::{Deserialize, Serialize};
 
 /// What a capability allows on the channels its glob matches.
@@ -49,23 +51,34 @@ pub struct Capabilities(pub BTreeMap<String, Vec<Op>>);
 
 impl Capabilities {
     pub fn allows(&self, channel: &str, op: Op) -> bool {
-        self.0.iter().any(|(glob, ops)| ops.contains(&op) && glob_match(glob, channel))
+        self.0
+            .iter()
+            .any(|(glob, ops)| ops.contains(&op) && glob_match(glob, channel))
     }
 
     /// Every operation on every channel.
     pub fn everything() -> Capabilities {
-        Capabilities(BTreeMap::from([("*".to_string(), vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History])]))
+        Capabilities(BTreeMap::from([(
+            "*".to_string(),
+            vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History],
+        )]))
     }
 
     /// `room-*:subscribe,publish` → one capability; for `wsctl token --allow`.
     pub fn parse_rule(rule: &str) -> Result<(String, Vec<Op>), String> {
-        let (glob, ops) = rule.rsplit_once(':').ok_or_else(|| format!("`{rule}` is not GLOB:OPS, e.g. `room-*:subscribe,publish`"))?;
+        let (glob, ops) = rule
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{rule}` is not GLOB:OPS, e.g. `room-*:subscribe,publish`"))?;
         if glob.is_empty() {
             return Err(format!("`{rule}`: the channel glob is empty"));
         }
         let ops = ops
             .split(',')
-            .map(|o| Op::parse(o.trim()).ok_or_else(|| format!("unknown operation `{o}`: use subscribe, publish, presence or history")))
+            .map(|o| {
+                Op::parse(o.trim()).ok_or_else(|| {
+                    format!("unknown operation `{o}`: use subscribe, publish, presence or history")
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((glob.to_string(), ops))
     }
@@ -122,7 +135,15 @@ impl Claims {
     /// Claims for `sub` with `cap`, issued now and valid for `ttl`.
     pub fn issue(sub: &str, cap: Capabilities, ttl: std::time::Duration) -> Claims {
         let issued = now();
-        Claims { sub: sub.to_string(), exp: issued + ttl.as_secs(), nbf: None, iat: Some(issued), iss: None, aud: None, cap }
+        Claims {
+            sub: sub.to_string(),
+            exp: issued + ttl.as_secs(),
+            nbf: None,
+            iat: Some(issued),
+            iss: None,
+            aud: None,
+            cap,
+        }
     }
 }
 
@@ -174,15 +195,22 @@ impl SecretKeys {
     pub fn new(current: impl Into<Vec<u8>>) -> Result<SecretKeys, String> {
         let current = current.into();
         check_secret(&current)?;
-        Ok(SecretKeys { current, previous: None })
+        Ok(SecretKeys {
+            current,
+            previous: None,
+        })
     }
 
     /// The parameter's value as `wsctl deploy` and `wsctl secret rotate` write it.
     pub fn parse(value: &str) -> Result<SecretKeys, String> {
         if value.trim_start().starts_with('{') {
-            let r: RotatedSecret = serde_json::from_str(value).map_err(|e| format!("the token secret is not valid JSON ({e})"))?;
+            let r: RotatedSecret = serde_json::from_str(value)
+                .map_err(|e| format!("the token secret is not valid JSON ({e})"))?;
             check_secret(r.current.as_bytes())?;
-            return Ok(SecretKeys { current: r.current.into_bytes(), previous: Some((r.previous.into_bytes(), r.previous_until)) });
+            return Ok(SecretKeys {
+                current: r.current.into_bytes(),
+                previous: Some((r.previous.into_bytes(), r.previous_until)),
+            });
         }
         SecretKeys::new(value.as_bytes())
     }
@@ -190,11 +218,17 @@ impl SecretKeys {
     /// The value to store: `new` becomes current, the current key stays valid for `grace`.
     pub fn rotate(&self, new: &str, grace: std::time::Duration) -> Result<String, String> {
         check_secret(new.as_bytes())?;
-        let current = String::from_utf8(self.current.clone()).map_err(|_| "the current secret is not text".to_string())?;
+        let current = String::from_utf8(self.current.clone())
+            .map_err(|_| "the current secret is not text".to_string())?;
         if grace.is_zero() {
             return Ok(new.to_string());
         }
-        Ok(serde_json::to_string(&RotatedSecret { current: new.into(), previous: current, previous_until: now() + grace.as_secs() }).expect("serializes"))
+        Ok(serde_json::to_string(&RotatedSecret {
+            current: new.into(),
+            previous: current,
+            previous_until: now() + grace.as_secs(),
+        })
+        .expect("serializes"))
     }
 
     /// The keys a token may be signed with now; with a `kid`, only the key it names.
@@ -207,14 +241,21 @@ impl SecretKeys {
         }
         match kid {
             None => Ok(keys),
-            Some(kid) => keys.into_iter().find(|k| key_id(k) == kid).map(|k| vec![k]).ok_or_else(|| TokenError::UnknownKey(kid.into())),
+            Some(kid) => keys
+                .into_iter()
+                .find(|k| key_id(k) == kid)
+                .map(|k| vec![k])
+                .ok_or_else(|| TokenError::UnknownKey(kid.into())),
         }
     }
 }
 
 fn check_secret(key: &[u8]) -> Result<(), String> {
     if key.len() < MIN_SECRET_BYTES {
-        return Err(format!("the token secret is {} bytes; HS256 needs at least {MIN_SECRET_BYTES} (run `wsctl secret rotate` to replace it)", key.len()));
+        return Err(format!(
+            "the token secret is {} bytes; HS256 needs at least {MIN_SECRET_BYTES} (run `wsctl secret rotate` to replace it)",
+            key.len()
+        ));
     }
     Ok(())
 }
@@ -223,7 +264,13 @@ fn check_secret(key: &[u8]) -> Result<(), String> {
 pub fn key_id(key: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(key);
-    format!("hs-{}", digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "hs-{}",
+        digest[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// How tokens of an OIDC identity provider are accepted: its issuer and audience (both
@@ -251,8 +298,17 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(secrets: SecretKeys, audience: Option<String>, oidc: Option<OidcPolicy>) -> Verifier {
-        Verifier { secrets, audience, oidc, leeway: 30 }
+    pub fn new(
+        secrets: SecretKeys,
+        audience: Option<String>,
+        oidc: Option<OidcPolicy>,
+    ) -> Verifier {
+        Verifier {
+            secrets,
+            audience,
+            oidc,
+            leeway: 30,
+        }
     }
 
     pub fn oidc(&self) -> Option<&OidcPolicy> {
@@ -268,7 +324,11 @@ impl Verifier {
         // any key is chosen.
         let header = decode_header(token).map_err(|e| {
             let text = e.to_string();
-            if text.contains("unknown variant") { TokenError::Algorithm(text) } else { TokenError::Malformed(text) }
+            if text.contains("unknown variant") {
+                TokenError::Algorithm(text)
+            } else {
+                TokenError::Malformed(text)
+            }
         })?;
         let identity = match header.alg {
             Algorithm::HS256 => {
@@ -291,22 +351,45 @@ impl Verifier {
                         Err(e) => last = Some(e),
                     }
                 }
-                let claims = claims.ok_or_else(|| TokenError::Invalid(last.map(|e| e.to_string()).unwrap_or_default()))?;
-                Identity { user: claims.sub, capabilities: claims.cap }
+                let claims = claims.ok_or_else(|| {
+                    TokenError::Invalid(last.map(|e| e.to_string()).unwrap_or_default())
+                })?;
+                Identity {
+                    user: claims.sub,
+                    capabilities: claims.cap,
+                }
             }
             alg @ (Algorithm::RS256 | Algorithm::ES256) => {
-                let oidc = self.oidc.as_ref().ok_or_else(|| TokenError::Algorithm(format!("{alg:?} (no OIDC issuer is configured)")))?;
-                let kid = header.kid.ok_or_else(|| TokenError::Malformed("no `kid` in the header".into()))?;
-                let jwk = jwks.and_then(|k| k.find(&kid)).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+                let oidc = self.oidc.as_ref().ok_or_else(|| {
+                    TokenError::Algorithm(format!("{alg:?} (no OIDC issuer is configured)"))
+                })?;
+                let kid = header
+                    .kid
+                    .ok_or_else(|| TokenError::Malformed("no `kid` in the header".into()))?;
+                let jwk = jwks
+                    .and_then(|k| k.find(&kid))
+                    .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
                 check_jwk(jwk, alg)?;
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
+                let key =
+                    DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(e.to_string()))?;
                 let mut v = self.validation(alg);
                 v.set_issuer(&[&oidc.issuer]);
                 v.set_audience(&[&oidc.audience]);
-                v.required_spec_claims.extend(["iss".to_string(), "aud".to_string()]);
-                let claims = decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v).map_err(|e| TokenError::Invalid(e.to_string()))?.claims;
-                let user = claims.get("sub").and_then(|s| s.as_str()).unwrap_or_default().to_string();
-                let capabilities = match oidc.capabilities_claim.as_deref().and_then(|c| claims.get(c)) {
+                v.required_spec_claims
+                    .extend(["iss".to_string(), "aud".to_string()]);
+                let claims = decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v)
+                    .map_err(|e| TokenError::Invalid(e.to_string()))?
+                    .claims;
+                let user = claims
+                    .get("sub")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let capabilities = match oidc
+                    .capabilities_claim
+                    .as_deref()
+                    .and_then(|c| claims.get(c))
+                {
                     Some(value) => capabilities_from_claim(value).map_err(TokenError::Invalid)?,
                     None => oidc.default_capabilities.clone(),
                 };
@@ -335,19 +418,27 @@ fn check_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<(), TokenEr
     if let Some(usage) = &jwk.common.public_key_use
         && *usage != PublicKeyUse::Signature
     {
-        return Err(TokenError::Invalid("the key is not published for signatures (`use`)".into()));
+        return Err(TokenError::Invalid(
+            "the key is not published for signatures (`use`)".into(),
+        ));
     }
     let matches = matches!(
         (alg, &jwk.common.key_algorithm),
-        (_, None) | (Algorithm::RS256, Some(KeyAlgorithm::RS256)) | (Algorithm::ES256, Some(KeyAlgorithm::ES256))
+        (_, None)
+            | (Algorithm::RS256, Some(KeyAlgorithm::RS256))
+            | (Algorithm::ES256, Some(KeyAlgorithm::ES256))
     );
     let kind = match (&jwk.algorithm, alg) {
         (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
         _ => false,
     };
     if !matches || !kind {
-        return Err(TokenError::Invalid(format!("the key is not published for {alg:?} (`alg`, `kty`)")));
+        return Err(TokenError::Invalid(format!(
+            "the key is not published for {alg:?} (`alg`, `kty`)"
+        )));
     }
     Ok(())
 }
@@ -356,7 +447,9 @@ fn check_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<(), TokenEr
 pub fn check_user(user: &str) -> Result<(), String> {
     crate::protocol::check_name("`sub`", user, MAX_USER_CHARS, "")?;
     if user == crate::protocol::SERVER_USER {
-        return Err(format!("`sub` `{user}` is reserved for server-side publishes"));
+        return Err(format!(
+            "`sub` `{user}` is reserved for server-side publishes"
+        ));
     }
     Ok(())
 }
@@ -365,13 +458,23 @@ pub fn check_user(user: &str) -> Result<(), String> {
 pub fn capabilities_from_claim(value: &serde_json::Value) -> Result<Capabilities, String> {
     use serde_json::Value;
     match value {
-        Value::Object(_) => serde_json::from_value(value.clone()).map_err(|e| format!("bad capabilities claim: {e}")),
-        Value::String(s) if s.trim_start().starts_with('{') => serde_json::from_str(s).map_err(|e| format!("bad capabilities claim: {e}")),
-        Value::String(s) => capabilities_from_claim(&Value::Array(s.split_whitespace().map(|r| Value::String(r.into())).collect())),
+        Value::Object(_) => serde_json::from_value(value.clone())
+            .map_err(|e| format!("bad capabilities claim: {e}")),
+        Value::String(s) if s.trim_start().starts_with('{') => {
+            serde_json::from_str(s).map_err(|e| format!("bad capabilities claim: {e}"))
+        }
+        Value::String(s) => capabilities_from_claim(&Value::Array(
+            s.split_whitespace()
+                .map(|r| Value::String(r.into()))
+                .collect(),
+        )),
         Value::Array(rules) => {
             let mut caps = Capabilities::default();
             for rule in rules {
-                let (glob, ops) = Capabilities::parse_rule(rule.as_str().ok_or("bad capabilities claim: a rule is not a string")?)?;
+                let (glob, ops) = Capabilities::parse_rule(
+                    rule.as_str()
+                        .ok_or("bad capabilities claim: a rule is not a string")?,
+                )?;
                 caps.0.entry(glob).or_default().extend(ops);
             }
             Ok(caps)
@@ -388,7 +491,10 @@ pub fn mint(secret: &[u8], claims: &Claims) -> String {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -398,20 +504,40 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn caps() -> Capabilities {
-        Capabilities(BTreeMap::from([("room-*".to_string(), vec![Op::Subscribe, Op::Publish]), ("lobby".to_string(), vec![Op::Presence])]))
+        Capabilities(BTreeMap::from([
+            ("room-*".to_string(), vec![Op::Subscribe, Op::Publish]),
+            ("lobby".to_string(), vec![Op::Presence]),
+        ]))
     }
 
     fn claims(exp_in: i64) -> Claims {
-        Claims { sub: "ana".into(), exp: (now() as i64 + exp_in) as u64, nbf: None, iat: Some(now()), iss: None, aud: None, cap: caps() }
+        Claims {
+            sub: "ana".into(),
+            exp: (now() as i64 + exp_in) as u64,
+            nbf: None,
+            iat: Some(now()),
+            iss: None,
+            aud: None,
+            cap: caps(),
+        }
     }
 
     fn hs(audience: Option<&str>) -> Verifier {
-        Verifier::new(SecretKeys::new(SECRET).unwrap(), audience.map(str::to_string), None)
+        Verifier::new(
+            SecretKeys::new(SECRET).unwrap(),
+            audience.map(str::to_string),
+            None,
+        )
     }
 
     /// A token signed by `key` with no `kid`, as other JWT libraries mint them.
     fn unnamed(key: &[u8], claims: &Claims) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(key)).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -423,7 +549,12 @@ mod tests {
         assert!(!glob_match("lobby", "lobby2"));
         assert!(caps().allows("room-9", Op::Publish));
         assert!(!caps().allows("room-9", Op::Presence));
-        assert_eq!(Capabilities::parse_rule("room-*:subscribe,publish").unwrap().1, vec![Op::Subscribe, Op::Publish]);
+        assert_eq!(
+            Capabilities::parse_rule("room-*:subscribe,publish")
+                .unwrap()
+                .1,
+            vec![Op::Subscribe, Op::Publish]
+        );
         assert!(Capabilities::parse_rule("room-*:dance").is_err());
         assert!(Capabilities::parse_rule(":publish").is_err());
     }
@@ -432,25 +563,65 @@ mod tests {
     fn hs256_tokens() {
         let v = hs(None);
         let good = mint(SECRET, &claims(600));
-        assert_eq!(v.verify(&good, None).unwrap(), Identity { user: "ana".into(), capabilities: caps() });
-        assert_eq!(v.verify(&unnamed(SECRET, &claims(600)), None).unwrap().user, "ana", "a token without `kid`");
+        assert_eq!(
+            v.verify(&good, None).unwrap(),
+            Identity {
+                user: "ana".into(),
+                capabilities: caps()
+            }
+        );
+        assert_eq!(
+            v.verify(&unnamed(SECRET, &claims(600)), None).unwrap().user,
+            "ana",
+            "a token without `kid`"
+        );
         let other = b"another-secret-of-32-bytes-or-more";
-        assert!(matches!(v.verify(&mint(other, &claims(600)), None), Err(TokenError::UnknownKey(_))), "forged, named key");
-        assert!(matches!(v.verify(&unnamed(other, &claims(600)), None), Err(TokenError::Invalid(_))), "forged");
-        assert!(matches!(v.verify(&mint(SECRET, &claims(-600)), None), Err(TokenError::Invalid(_))), "expired");
+        assert!(
+            matches!(
+                v.verify(&mint(other, &claims(600)), None),
+                Err(TokenError::UnknownKey(_))
+            ),
+            "forged, named key"
+        );
+        assert!(
+            matches!(
+                v.verify(&unnamed(other, &claims(600)), None),
+                Err(TokenError::Invalid(_))
+            ),
+            "forged"
+        );
+        assert!(
+            matches!(
+                v.verify(&mint(SECRET, &claims(-600)), None),
+                Err(TokenError::Invalid(_))
+            ),
+            "expired"
+        );
         let mut early = claims(600);
         early.nbf = Some(now() + 300);
-        assert!(v.verify(&mint(SECRET, &early), None).is_err(), "not yet valid");
-        assert!(matches!(v.verify("abc.def", None), Err(TokenError::Malformed(_))));
+        assert!(
+            v.verify(&mint(SECRET, &early), None).is_err(),
+            "not yet valid"
+        );
+        assert!(matches!(
+            v.verify("abc.def", None),
+            Err(TokenError::Malformed(_))
+        ));
         assert_eq!(v.verify("", None), Err(TokenError::Missing));
     }
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(SecretKeys::new(b"secret".to_vec()).unwrap_err().contains("at least 32"));
+        assert!(
+            SecretKeys::new(b"secret".to_vec())
+                .unwrap_err()
+                .contains("at least 32")
+        );
         assert!(SecretKeys::parse(&"x".repeat(31)).is_err());
         assert!(SecretKeys::parse(&"x".repeat(32)).is_ok());
-        let rotated = SecretKeys::new(SECRET).unwrap().rotate("short", std::time::Duration::from_secs(60));
+        let rotated = SecretKeys::new(SECRET)
+            .unwrap()
+            .rotate("short", std::time::Duration::from_secs(60));
         assert!(rotated.is_err());
     }
 
@@ -458,27 +629,49 @@ mod tests {
     fn a_rotated_secret_keeps_the_previous_key_for_its_grace_period() {
         let old = SecretKeys::new(SECRET).unwrap();
         let new = "fedcba9876543210fedcba9876543210";
-        let value = old.rotate(new, std::time::Duration::from_secs(3600)).unwrap();
+        let value = old
+            .rotate(new, std::time::Duration::from_secs(3600))
+            .unwrap();
         let keys = SecretKeys::parse(&value).unwrap();
         assert_eq!(keys.current, new.as_bytes());
         let v = Verifier::new(keys.clone(), None, None);
-        for token in [mint(SECRET, &claims(600)), unnamed(SECRET, &claims(600)), mint(new.as_bytes(), &claims(600))] {
+        for token in [
+            mint(SECRET, &claims(600)),
+            unnamed(SECRET, &claims(600)),
+            mint(new.as_bytes(), &claims(600)),
+        ] {
             assert_eq!(v.verify(&token, None).unwrap().user, "ana");
         }
         // After the grace period only the new key passes.
-        let expired = SecretKeys { previous: keys.previous.map(|(k, _)| (k, now() - 1)), ..keys };
+        let expired = SecretKeys {
+            previous: keys.previous.map(|(k, _)| (k, now() - 1)),
+            ..keys
+        };
         let v = Verifier::new(expired, None, None);
         assert!(v.verify(&mint(SECRET, &claims(600)), None).is_err());
         assert!(v.verify(&unnamed(SECRET, &claims(600)), None).is_err());
         assert!(v.verify(&mint(new.as_bytes(), &claims(600)), None).is_ok());
         // No grace: the new key alone, stored bare.
-        assert_eq!(SecretKeys::new(SECRET).unwrap().rotate(new, std::time::Duration::ZERO).unwrap(), new);
+        assert_eq!(
+            SecretKeys::new(SECRET)
+                .unwrap()
+                .rotate(new, std::time::Duration::ZERO)
+                .unwrap(),
+            new
+        );
     }
 
     #[test]
     fn user_ids_are_bounded_printable_and_never_server() {
         let v = hs(None);
-        for (sub, ok) in [("ana", true), ("server", false), ("", false), ("a\u{202E}b", false), ("a\u{200B}", false), ("tab\there", false)] {
+        for (sub, ok) in [
+            ("ana", true),
+            ("server", false),
+            ("", false),
+            ("a\u{202E}b", false),
+            ("a\u{200B}", false),
+            ("tab\there", false),
+        ] {
             let mut c = claims(600);
             c.sub = sub.into();
             assert_eq!(v.verify(&mint(SECRET, &c), None).is_ok(), ok, "{sub:?}");
@@ -487,7 +680,10 @@ mod tests {
         long.sub = "u".repeat(MAX_USER_CHARS + 1);
         assert!(v.verify(&mint(SECRET, &long), None).is_err());
         long.sub = "ü".repeat(MAX_USER_CHARS);
-        assert!(v.verify(&mint(SECRET, &long), None).is_ok(), "counted in characters");
+        assert!(
+            v.verify(&mint(SECRET, &long), None).is_ok(),
+            "counted in characters"
+        );
     }
 
     #[test]
@@ -496,19 +692,29 @@ mod tests {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let body = serde_json::to_string(&claims(600)).unwrap();
         for alg in ["none", "None", "HS512"] {
-            let token = format!("{}.{}.", b64(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)), b64(&body));
+            let token = format!(
+                "{}.{}.",
+                b64(&format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+                b64(&body)
+            );
             assert!(hs(None).verify(&token, None).is_err(), "{alg} accepted");
         }
     }
 
     /// Test-only keys (generated for this suite) and their JWKS, as an identity provider publishes it.
     pub(crate) fn oidc_keys() -> (JwkSet, serde_json::Value) {
-        let keys: serde_json::Value = serde_json::from_str(include_str!("../testdata/oidc-test-keys.json")).unwrap();
+        let keys: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/oidc-test-keys.json")).unwrap();
         (serde_json::from_value(keys["jwks"].clone()).unwrap(), keys)
     }
 
     fn oidc(default: Capabilities, claim: Option<&str>) -> Verifier {
-        let policy = OidcPolicy { issuer: "https://id.example.com/".into(), audience: "chat-app".into(), capabilities_claim: claim.map(str::to_string), default_capabilities: default };
+        let policy = OidcPolicy {
+            issuer: "https://id.example.com/".into(),
+            audience: "chat-app".into(),
+            capabilities_claim: claim.map(str::to_string),
+            default_capabilities: default,
+        };
         Verifier::new(SecretKeys::new(SECRET).unwrap(), None, Some(policy))
     }
 
@@ -531,31 +737,75 @@ mod tests {
         let (jwks, keys) = oidc_keys();
         let v = oidc(caps(), None);
         let c = provider_claims();
-        for (alg, kid, pem) in [(Algorithm::RS256, "rsa-1", "rsa_private_pem"), (Algorithm::ES256, "ec-1", "ec_private_pem")] {
+        for (alg, kid, pem) in [
+            (Algorithm::RS256, "rsa-1", "rsa_private_pem"),
+            (Algorithm::ES256, "ec-1", "ec_private_pem"),
+        ] {
             let pem = keys[pem].as_str().unwrap();
             let id = v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).unwrap();
-            assert_eq!((id.user.as_str(), &id.capabilities), ("ana", &caps()), "{alg:?}: the default capabilities");
+            assert_eq!(
+                (id.user.as_str(), &id.capabilities),
+                ("ana", &caps()),
+                "{alg:?}: the default capabilities"
+            );
             let with = |k: &str, value: serde_json::Value| {
                 let mut c = c.clone();
                 c[k] = value;
                 signed(alg, kid, pem, &c)
             };
-            assert!(v.verify(&with("aud", "other-app".into()), Some(&jwks)).is_err(), "{alg:?} wrong audience");
-            assert!(v.verify(&with("iss", "https://evil.example.com/".into()), Some(&jwks)).is_err(), "{alg:?} wrong issuer");
-            assert!(v.verify(&with("aud", serde_json::json!(["other", "chat-app"])), Some(&jwks)).is_ok(), "{alg:?} audience list");
-            assert!(v.verify(&with("aud", serde_json::json!(["other"])), Some(&jwks)).is_err(), "{alg:?} audience list without ours");
+            assert!(
+                v.verify(&with("aud", "other-app".into()), Some(&jwks))
+                    .is_err(),
+                "{alg:?} wrong audience"
+            );
+            assert!(
+                v.verify(
+                    &with("iss", "https://evil.example.com/".into()),
+                    Some(&jwks)
+                )
+                .is_err(),
+                "{alg:?} wrong issuer"
+            );
+            assert!(
+                v.verify(
+                    &with("aud", serde_json::json!(["other", "chat-app"])),
+                    Some(&jwks)
+                )
+                .is_ok(),
+                "{alg:?} audience list"
+            );
+            assert!(
+                v.verify(&with("aud", serde_json::json!(["other"])), Some(&jwks))
+                    .is_err(),
+                "{alg:?} audience list without ours"
+            );
             for missing in ["aud", "iss"] {
                 let mut c = c.clone();
                 c.as_object_mut().unwrap().remove(missing);
-                assert!(v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).is_err(), "{alg:?} without `{missing}`");
+                assert!(
+                    v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).is_err(),
+                    "{alg:?} without `{missing}`"
+                );
             }
-            assert!(matches!(v.verify(&signed(alg, "unknown", pem, &c), Some(&jwks)), Err(TokenError::UnknownKey(_))), "{alg:?} unknown kid");
+            assert!(
+                matches!(
+                    v.verify(&signed(alg, "unknown", pem, &c), Some(&jwks)),
+                    Err(TokenError::UnknownKey(_))
+                ),
+                "{alg:?} unknown kid"
+            );
         }
         // A key of one kind presented under the other's id is refused.
         let ec_pem = keys["ec_private_pem"].as_str().unwrap();
-        assert!(v.verify(&signed(Algorithm::ES256, "rsa-1", ec_pem, &c), Some(&jwks)).is_err());
+        assert!(
+            v.verify(&signed(Algorithm::ES256, "rsa-1", ec_pem, &c), Some(&jwks))
+                .is_err()
+        );
         // Without an issuer configured, asymmetric tokens are refused outright.
-        assert!(matches!(hs(None).verify(&signed(Algorithm::ES256, "ec-1", ec_pem, &c), Some(&jwks)), Err(TokenError::Algorithm(_))));
+        assert!(matches!(
+            hs(None).verify(&signed(Algorithm::ES256, "ec-1", ec_pem, &c), Some(&jwks)),
+            Err(TokenError::Algorithm(_))
+        ));
     }
 
     #[test]
@@ -566,21 +816,36 @@ mod tests {
         let v = oidc(caps(), None);
         let mut set = serde_json::to_value(&jwks).unwrap();
         set["keys"][0]["use"] = "enc".into();
-        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_err(), "an encryption key");
+        assert!(
+            v.verify(&token, Some(&serde_json::from_value(set).unwrap()))
+                .is_err(),
+            "an encryption key"
+        );
         let mut set = serde_json::to_value(&jwks).unwrap();
         set["keys"][0]["alg"] = "PS256".into();
-        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_err(), "a key for another algorithm");
+        assert!(
+            v.verify(&token, Some(&serde_json::from_value(set).unwrap()))
+                .is_err(),
+            "a key for another algorithm"
+        );
         let mut set = serde_json::to_value(&jwks).unwrap();
         set["keys"][0].as_object_mut().unwrap().remove("alg");
         set["keys"][0].as_object_mut().unwrap().remove("use");
-        assert!(v.verify(&token, Some(&serde_json::from_value(set).unwrap())).is_ok(), "`use` and `alg` are optional");
+        assert!(
+            v.verify(&token, Some(&serde_json::from_value(set).unwrap()))
+                .is_ok(),
+            "`use` and `alg` are optional"
+        );
     }
 
     #[test]
     fn provider_capabilities_come_from_a_claim_or_the_default() {
         let (jwks, keys) = oidc_keys();
         let pem = keys["rsa_private_pem"].as_str().unwrap();
-        let v = oidc(Capabilities::default(), Some("https://chat.example.com/cap"));
+        let v = oidc(
+            Capabilities::default(),
+            Some("https://chat.example.com/cap"),
+        );
         let token = |cap: Option<serde_json::Value>| {
             let mut c = provider_claims();
             if let Some(cap) = cap {
@@ -589,13 +854,47 @@ mod tests {
             signed(Algorithm::RS256, "rsa-1", pem, &c)
         };
         let id = |cap| v.verify(&token(cap), Some(&jwks));
-        assert_eq!(id(None).unwrap().capabilities, Capabilities::default(), "no claim: the (empty) default");
-        let want = Capabilities(BTreeMap::from([("room-*".to_string(), vec![Op::Subscribe, Op::Publish])]));
-        assert_eq!(id(Some(serde_json::json!({"room-*": ["subscribe", "publish"]}))).unwrap().capabilities, want);
-        assert_eq!(id(Some(serde_json::json!(r#"{"room-*":["subscribe","publish"]}"#))).unwrap().capabilities, want);
-        assert_eq!(id(Some(serde_json::json!(["room-*:subscribe,publish"]))).unwrap().capabilities, want);
-        assert_eq!(id(Some(serde_json::json!("room-*:subscribe,publish"))).unwrap().capabilities, want);
-        assert!(id(Some(serde_json::json!(["room-*:dance"]))).is_err(), "an unknown operation refuses the token");
+        assert_eq!(
+            id(None).unwrap().capabilities,
+            Capabilities::default(),
+            "no claim: the (empty) default"
+        );
+        let want = Capabilities(BTreeMap::from([(
+            "room-*".to_string(),
+            vec![Op::Subscribe, Op::Publish],
+        )]));
+        assert_eq!(
+            id(Some(
+                serde_json::json!({"room-*": ["subscribe", "publish"]})
+            ))
+            .unwrap()
+            .capabilities,
+            want
+        );
+        assert_eq!(
+            id(Some(serde_json::json!(
+                r#"{"room-*":["subscribe","publish"]}"#
+            )))
+            .unwrap()
+            .capabilities,
+            want
+        );
+        assert_eq!(
+            id(Some(serde_json::json!(["room-*:subscribe,publish"])))
+                .unwrap()
+                .capabilities,
+            want
+        );
+        assert_eq!(
+            id(Some(serde_json::json!("room-*:subscribe,publish")))
+                .unwrap()
+                .capabilities,
+            want
+        );
+        assert!(
+            id(Some(serde_json::json!(["room-*:dance"]))).is_err(),
+            "an unknown operation refuses the token"
+        );
         assert!(id(Some(serde_json::json!(7))).is_err());
     }
 
@@ -603,12 +902,18 @@ mod tests {
     fn audience_is_required_when_configured() {
         let v = hs(Some("chat"));
         let mut c = claims(600);
-        assert!(v.verify(&mint(SECRET, &c), None).is_err(), "no `aud` at all");
+        assert!(
+            v.verify(&mint(SECRET, &c), None).is_err(),
+            "no `aud` at all"
+        );
         c.aud = Some(Audience::One("other".into()));
         assert!(v.verify(&mint(SECRET, &c), None).is_err());
         c.aud = Some(Audience::One("chat".into()));
         assert!(v.verify(&mint(SECRET, &c), None).is_ok());
         c.aud = Some(Audience::Many(vec!["web".into(), "chat".into()]));
-        assert!(v.verify(&mint(SECRET, &c), None).is_ok(), "an audience list that includes ours");
+        assert!(
+            v.verify(&mint(SECRET, &c), None).is_ok(),
+            "an audience list that includes ours"
+        );
     }
 }

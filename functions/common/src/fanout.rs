@@ -42,35 +42,61 @@ pub struct Connections {
 
 impl Connections {
     pub async fn post(&self, connection: &str, data: &str) -> Result<(), PostError> {
-        let sent = self.client.post_to_connection().connection_id(connection).data(Blob::new(data.as_bytes().to_vec())).send().await;
+        let sent = self
+            .client
+            .post_to_connection()
+            .connection_id(connection)
+            .data(Blob::new(data.as_bytes().to_vec()))
+            .send()
+            .await;
         match sent {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(PostError::Gone),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => Err(PostError::Gone),
-            Err(e) => Err(PostError::Other(format!("{e:?}").chars().take(200).collect())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
+                Err(PostError::Gone)
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => {
+                Err(PostError::Gone)
+            }
+            Err(e) => Err(PostError::Other(
+                format!("{e:?}").chars().take(200).collect(),
+            )),
         }
     }
 }
 
 /// A subscriptions-table key as plain strings, so it can travel in an invocation payload.
 pub fn key_to_json(key: &Key) -> HashMap<String, String> {
-    key.iter().filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone()))).collect()
+    key.iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|s| (k.clone(), s.clone())))
+        .collect()
 }
 
 pub fn key_from_json(key: &HashMap<String, String>) -> Key {
-    key.iter().map(|(k, v)| (k.clone(), AttributeValue::S(v.clone()))).collect()
+    key.iter()
+        .map(|(k, v)| (k.clone(), AttributeValue::S(v.clone())))
+        .collect()
 }
 
 /// Reads up to `budget` subscribers of `channel` from `start`; returns them and where the
 /// next invocation should continue. Reading first lets the caller hand the rest of a large
 /// channel on before it starts posting, so invocations work in parallel.
-pub async fn collect(store: &Store, channel: &str, mut start: Option<Key>, budget: usize) -> Result<(Vec<String>, Option<Key>), StoreError> {
+pub async fn collect(
+    store: &Store,
+    channel: &str,
+    mut start: Option<Key>,
+    budget: usize,
+) -> Result<(Vec<String>, Option<Key>), StoreError> {
     let mut out = Vec::new();
     loop {
         let page_size = (budget - out.len()).clamp(1, 1000) as i32;
         let (subscribers, next) = store.subscribers(channel, start.take(), page_size).await?;
         // A member that is present without being subscribed gets none of the channel's traffic.
-        out.extend(subscribers.into_iter().filter(|s| s.listening).map(|s| s.connection));
+        out.extend(
+            subscribers
+                .into_iter()
+                .filter(|s| s.listening)
+                .map(|s| s.connection),
+        );
         match next {
             Some(key) if out.len() < budget => start = Some(key),
             next => return Ok((out, next)),
@@ -83,7 +109,13 @@ pub async fn collect(store: &Store, channel: &str, mut start: Option<Key>, budge
 pub type Removed = Vec<(String, Vec<(String, Subscriber)>)>;
 
 /// Posts `frame` to each connection, `concurrency` at a time.
-pub async fn post_all(store: &Store, connections: &Connections, targets: Vec<String>, frame: &str, concurrency: usize) -> (Report, Removed) {
+pub async fn post_all(
+    store: &Store,
+    connections: &Connections,
+    targets: Vec<String>,
+    frame: &str,
+    concurrency: usize,
+) -> (Report, Removed) {
     let frame: Arc<str> = Arc::from(frame);
     let outcomes: Vec<(String, Result<(), PostError>)> = stream::iter(targets)
         .map(|connection| {

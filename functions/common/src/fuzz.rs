@@ -23,9 +23,37 @@ impl Rng {
 }
 
 const INTERESTING: &[&[u8]] = &[
-    b"\"", b"\\", b"{", b"}", b"[", b"]", b":", b",", b"null", b"true", b"-1", b"1e999", b"18446744073709551616",
-    b"\"action\"", b"\"channel\"", b"\"since\"", b"\"rewind\"", b"\"enter\"", b"\"seq\"", b"\"id\"", b"\xe2\x80\xae", b"\xef\xbb\xbf",
-    b"\xff", b"\x00", b"#", b"*", b".", b"=", b"eyJhbGciOiJub25lIn0", b"\\u0000", b"\\ud800",
+    b"\"",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"-1",
+    b"1e999",
+    b"18446744073709551616",
+    b"\"action\"",
+    b"\"channel\"",
+    b"\"since\"",
+    b"\"rewind\"",
+    b"\"enter\"",
+    b"\"seq\"",
+    b"\"id\"",
+    b"\xe2\x80\xae",
+    b"\xef\xbb\xbf",
+    b"\xff",
+    b"\x00",
+    b"#",
+    b"*",
+    b".",
+    b"=",
+    b"eyJhbGciOiJub25lIn0",
+    b"\\u0000",
+    b"\\ud800",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -57,7 +85,10 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 }
 
 fn cases() -> usize {
-    std::env::var("WSCTL_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+    std::env::var("WSCTL_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
 }
 
 #[test]
@@ -92,18 +123,29 @@ fn fuzz_frame_parser_never_panics() {
             }
         }
     }
-    assert!(ok > 0 && refused > 0, "the mutations reach both outcomes: {ok} parsed, {refused} refused");
+    assert!(
+        ok > 0 && refused > 0,
+        "the mutations reach both outcomes: {ok} parsed, {refused} refused"
+    );
 }
 
 #[test]
 fn fuzz_token_verifier_never_panics() {
     let secret = "0123456789abcdef0123456789abcdef";
     let verifier = Verifier::new(SecretKeys::new(secret).unwrap(), Some("chat".into()), None);
-    let mut claims = Claims::issue("ana", Capabilities::everything(), std::time::Duration::from_secs(600));
+    let mut claims = Claims::issue(
+        "ana",
+        Capabilities::everything(),
+        std::time::Duration::from_secs(600),
+    );
     claims.aud = Some(crate::auth::Audience::One("chat".into()));
     let good = mint(secret.as_bytes(), &claims);
     assert!(verifier.verify(&good, None).is_ok());
-    let seeds = [good.as_bytes().to_vec(), b"eyJhbGciOiJIUzI1NiJ9.e30.".to_vec(), b"a.b.c".to_vec()];
+    let seeds = [
+        good.as_bytes().to_vec(),
+        b"eyJhbGciOiJIUzI1NiJ9.e30.".to_vec(),
+        b"a.b.c".to_vec(),
+    ];
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let mut accepted = 0u64;
     for _ in 0..cases() {
@@ -113,8 +155,14 @@ fn fuzz_token_verifier_never_panics() {
         if verifier.verify(&token, None).is_ok() {
             accepted += 1;
             // Only a token whose signed part is intact can pass (base64 padding bits aside).
-            assert!(token.starts_with(good.split('.').next().unwrap()), "{token}");
+            assert!(
+                token.starts_with(good.split('.').next().unwrap()),
+                "{token}"
+            );
         }
     }
-    assert!(accepted < cases() as u64 / 10, "{accepted} mutated tokens accepted");
+    assert!(
+        accepted < cases() as u64 / 10,
+        "{accepted} mutated tokens accepted"
+    );
 }

@@ -19,16 +19,26 @@ pub async fn get_json(url: &str) -> Result<Value, String> {
         .https_or_http()
         .enable_http1()
         .build();
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: Client<_, Empty<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let fetch = async {
-        let response = client.get(uri).await.map_err(|e| format!("GET {url}: {e}"))?;
+        let response = client
+            .get(uri)
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("GET {url}: HTTP {status}"));
         }
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES).collect().await.map_err(|e| format!("GET {url}: {e}"))?.to_bytes();
+        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?
+            .to_bytes();
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON ({e})"))
     };
-    tokio::time::timeout(TIMEOUT, fetch).await.map_err(|_| format!("GET {url}: no answer within {} s", TIMEOUT.as_secs()))?
+    tokio::time::timeout(TIMEOUT, fetch)
+        .await
+        .map_err(|_| format!("GET {url}: no answer within {} s", TIMEOUT.as_secs()))?
 }

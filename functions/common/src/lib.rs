@@ -22,7 +22,10 @@ use store::{Store, Tables};
 /// Hands a payload to an asynchronous invocation of a function (the publish function).
 #[derive(Clone)]
 pub enum Invoker {
-    Lambda { client: aws_sdk_lambda::Client, function: String },
+    Lambda {
+        client: aws_sdk_lambda::Client,
+        function: String,
+    },
     /// In-process, for tests and local runs without a Lambda endpoint.
     Local(Arc<dyn Fn(Value) -> Result<(), String> + Send + Sync>),
     None,
@@ -39,9 +42,16 @@ impl Invoker {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("invoking {function}: {e:?}").chars().take(300).collect()),
+                .map_err(|e| {
+                    format!("invoking {function}: {e:?}")
+                        .chars()
+                        .take(300)
+                        .collect()
+                }),
             Invoker::Local(f) => f(payload.clone()),
-            Invoker::None => Err("no publish function is configured (WSCTL_FUNCTION_PUBLISH)".into()),
+            Invoker::None => {
+                Err("no publish function is configured (WSCTL_FUNCTION_PUBLISH)".into())
+            }
         }
     }
 }
@@ -84,7 +94,10 @@ impl Ctx {
             mgmt = mgmt.endpoint_url(url);
         }
         let publish = match env("WSCTL_FUNCTION_PUBLISH") {
-            Some(function) => Invoker::Lambda { client: aws_sdk_lambda::Client::new(&sdk), function },
+            Some(function) => Invoker::Lambda {
+                client: aws_sdk_lambda::Client::new(&sdk),
+                function,
+            },
             None => Invoker::None,
         };
         Ctx {
@@ -93,7 +106,9 @@ impl Ctx {
                 tables,
                 history_ttl: Duration::from_secs(env_num("HISTORY_TTL_SECONDS", 24 * 3600)),
             },
-            connections: Connections { client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()) },
+            connections: Connections {
+                client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
+            },
             publish,
             fanout_per_invocation: env_num("FANOUT_PER_INVOCATION", 5000) as usize,
             fanout_concurrency: env_num("FANOUT_CONCURRENCY", 64) as usize,
@@ -117,7 +132,10 @@ pub fn init_logging() {
 }
 
 pub fn log_level(rust_log: Option<&str>) -> tracing::Level {
-    rust_log.and_then(|l| l.parse::<tracing::Level>().ok()).unwrap_or(tracing::Level::INFO).min(tracing::Level::DEBUG)
+    rust_log
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO)
+        .min(tracing::Level::DEBUG)
 }
 
 /// The Lambda loop of a WebSocket route function: logging, a [`Ctx`] built once, and each
@@ -133,9 +151,17 @@ where
     let ctx = Ctx::from_env().await;
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>| {
-            let connection = event.payload.request_context.connection_id.clone().unwrap_or_default();
-            let span = tracing::info_span!("event", connection, request = %event.context.request_id);
+        |event: lambda_runtime::LambdaEvent<
+            aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+        >| {
+            let connection = event
+                .payload
+                .request_context
+                .connection_id
+                .clone()
+                .unwrap_or_default();
+            let span =
+                tracing::info_span!("event", connection, request = %event.context.request_id);
             handler(ctx.clone(), event.payload).instrument(span)
         },
     ))

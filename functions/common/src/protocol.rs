@@ -201,7 +201,13 @@ pub enum ErrorCode {
 
 impl ServerFrame {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
-        ServerFrame::Error(ErrorFrame { code, message: message.into(), action: None, channel: None, id: None })
+        ServerFrame::Error(ErrorFrame {
+            code,
+            message: message.into(),
+            action: None,
+            channel: None,
+            id: None,
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -228,7 +234,10 @@ pub fn check_name(what: &str, name: &str, max: usize, extra: &str) -> Result<(),
         return Err(format!("{what} has {chars} characters; use 1-{max}{extra}"));
     }
     if let Some(c) = name.chars().find(|c| is_invisible(*c)) {
-        return Err(format!("{what} contains the invisible character U+{:04X}; use printable characters only{extra}", c as u32));
+        return Err(format!(
+            "{what} contains the invisible character U+{:04X}; use printable characters only{extra}",
+            c as u32
+        ));
     }
     Ok(())
 }
@@ -236,9 +245,15 @@ pub fn check_name(what: &str, name: &str, max: usize, extra: &str) -> Result<(),
 /// A channel name: 1-128 printable characters without `#` (which the store uses in keys).
 pub fn check_channel(channel: &str) -> Result<(), (ErrorCode, String)> {
     let rule = " without `#`";
-    check_name("the channel name", channel, MAX_CHANNEL_CHARS, rule).map_err(|m| (ErrorCode::BadRequest, m))?;
+    check_name("the channel name", channel, MAX_CHANNEL_CHARS, rule)
+        .map_err(|m| (ErrorCode::BadRequest, m))?;
     if channel.contains('#') {
-        return Err((ErrorCode::BadRequest, format!("the channel name contains `#`; use 1-{MAX_CHANNEL_CHARS} printable characters{rule}")));
+        return Err((
+            ErrorCode::BadRequest,
+            format!(
+                "the channel name contains `#`; use 1-{MAX_CHANNEL_CHARS} printable characters{rule}"
+            ),
+        ));
     }
     Ok(())
 }
@@ -250,9 +265,14 @@ pub fn check_id(id: &str) -> Result<(), (ErrorCode, String)> {
 
 /// Published data must leave room for the envelope in API Gateway's 128 KB frame.
 pub fn check_data(data: &Value) -> Result<(), (ErrorCode, String)> {
-    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(data)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_DATA_BYTES {
-        return Err((ErrorCode::TooLarge, format!("`data` is {size} bytes; the limit is {MAX_DATA_BYTES}")));
+        return Err((
+            ErrorCode::TooLarge,
+            format!("`data` is {size} bytes; the limit is {MAX_DATA_BYTES}"),
+        ));
     }
     Ok(())
 }
@@ -261,11 +281,21 @@ pub fn check_data(data: &Value) -> Result<(), (ErrorCode, String)> {
 pub fn check_member(data: &Value) -> Result<(), (ErrorCode, String)> {
     match data {
         Value::Bool(true) | Value::Object(_) => {}
-        _ => return Err((ErrorCode::BadRequest, "`enter` is `true` or an object of member data".into())),
+        _ => {
+            return Err((
+                ErrorCode::BadRequest,
+                "`enter` is `true` or an object of member data".into(),
+            ));
+        }
     }
-    let size = serde_json::to_string(data).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(data)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_MEMBER_BYTES {
-        return Err((ErrorCode::TooLarge, format!("member data is {size} bytes; the limit is {MAX_MEMBER_BYTES}")));
+        return Err((
+            ErrorCode::TooLarge,
+            format!("member data is {size} bytes; the limit is {MAX_MEMBER_BYTES}"),
+        ));
     }
     Ok(())
 }
@@ -274,13 +304,25 @@ pub fn check_member(data: &Value) -> Result<(), (ErrorCode, String)> {
 pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
     let value: Value = serde_json::from_str(body).map_err(|e| ErrorFrame {
         code: ErrorCode::BadJson,
-        message: format!("the frame is not JSON ({e}); send an object such as {{\"action\":\"ping\"}}"),
+        message: format!(
+            "the frame is not JSON ({e}); send an object such as {{\"action\":\"ping\"}}"
+        ),
         action: None,
         channel: None,
         id: None,
     })?;
-    let action = value.get("action").and_then(Value::as_str).map(str::to_string);
-    const KNOWN: &[&str] = &["subscribe", "unsubscribe", "publish", "history", "presence", "ping"];
+    let action = value
+        .get("action")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    const KNOWN: &[&str] = &[
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "history",
+        "presence",
+        "ping",
+    ];
     match action.as_deref() {
         Some(a) if KNOWN.contains(&a) => {}
         other => {
@@ -288,7 +330,10 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
                 code: ErrorCode::UnknownAction,
                 message: match other {
                     Some(a) => format!("unknown action `{a}`; known actions: {}", KNOWN.join(", ")),
-                    None => format!("the frame has no `action`; known actions: {}", KNOWN.join(", ")),
+                    None => format!(
+                        "the frame has no `action`; known actions: {}",
+                        KNOWN.join(", ")
+                    ),
                 },
                 action,
                 channel: None,
@@ -296,7 +341,10 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
             });
         }
     }
-    let channel = value.get("channel").and_then(Value::as_str).map(str::to_string);
+    let channel = value
+        .get("channel")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let id = value.get("id").and_then(Value::as_str).map(str::to_string);
     let frame: ClientFrame = serde_json::from_value(value).map_err(|e| ErrorFrame {
         code: ErrorCode::BadRequest,
@@ -305,7 +353,13 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         channel: channel.clone(),
         id: id.clone(),
     })?;
-    let refuse = |(code, message): (ErrorCode, String)| ErrorFrame { code, message, action: action.clone(), channel: channel.clone(), id: id.clone() };
+    let refuse = |(code, message): (ErrorCode, String)| ErrorFrame {
+        code,
+        message,
+        action: action.clone(),
+        channel: channel.clone(),
+        id: id.clone(),
+    };
     if let Some(name) = frame.channel() {
         check_channel(name).map_err(refuse)?;
     }
@@ -316,17 +370,40 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
             }
             check_data(data).map_err(refuse)?;
         }
-        ClientFrame::Subscribe { rewind: Some(n), .. } | ClientFrame::History { limit: Some(n), .. } if *n > MAX_HISTORY_LIMIT => {
-            return Err(refuse((ErrorCode::BadRequest, format!("at most {MAX_HISTORY_LIMIT} messages at a time; page with `since`"))));
+        ClientFrame::Subscribe {
+            rewind: Some(n), ..
         }
-        ClientFrame::Presence { enter: Some(data), leave, .. } => {
+        | ClientFrame::History { limit: Some(n), .. }
+            if *n > MAX_HISTORY_LIMIT =>
+        {
+            return Err(refuse((
+                ErrorCode::BadRequest,
+                format!("at most {MAX_HISTORY_LIMIT} messages at a time; page with `since`"),
+            )));
+        }
+        ClientFrame::Presence {
+            enter: Some(data),
+            leave,
+            ..
+        } => {
             if leave.is_some() {
-                return Err(refuse((ErrorCode::BadRequest, "send `enter` or `leave`, not both".into())));
+                return Err(refuse((
+                    ErrorCode::BadRequest,
+                    "send `enter` or `leave`, not both".into(),
+                )));
             }
             check_member(data).map_err(refuse)?;
         }
-        ClientFrame::Ping { id: Some(id) } if !(id.is_number() || id.as_str().is_some_and(|s| s.chars().count() <= MAX_ID_CHARS)) => {
-            return Err(refuse((ErrorCode::BadRequest, format!("a ping `id` is a number or a string of at most {MAX_ID_CHARS} characters"))));
+        ClientFrame::Ping { id: Some(id) }
+            if !(id.is_number()
+                || id
+                    .as_str()
+                    .is_some_and(|s| s.chars().count() <= MAX_ID_CHARS)) =>
+        {
+            return Err(refuse((
+                ErrorCode::BadRequest,
+                format!("a ping `id` is a number or a string of at most {MAX_ID_CHARS} characters"),
+            )));
         }
         _ => {}
     }
@@ -342,31 +419,74 @@ mod tests {
     fn frames_parse_by_action() {
         assert_eq!(
             parse(r#"{"action":"subscribe","channel":"room-1","since":41}"#).unwrap(),
-            ClientFrame::Subscribe { channel: "room-1".into(), since: Some(41), rewind: None }
+            ClientFrame::Subscribe {
+                channel: "room-1".into(),
+                since: Some(41),
+                rewind: None
+            }
         );
-        assert_eq!(parse(r#"{"action":"ping"}"#).unwrap(), ClientFrame::Ping { id: None });
-        assert!(matches!(parse(r#"{"action":"publish","channel":"c","data":{"x":1},"id":"m1"}"#).unwrap(), ClientFrame::Publish { id: Some(_), .. }));
+        assert_eq!(
+            parse(r#"{"action":"ping"}"#).unwrap(),
+            ClientFrame::Ping { id: None }
+        );
+        assert!(matches!(
+            parse(r#"{"action":"publish","channel":"c","data":{"x":1},"id":"m1"}"#).unwrap(),
+            ClientFrame::Publish { id: Some(_), .. }
+        ));
     }
 
     #[test]
     fn every_bad_frame_has_its_code() {
         assert_eq!(parse("hello").unwrap_err().code, ErrorCode::BadJson);
-        assert_eq!(parse(r#"{"action":"dance"}"#).unwrap_err().code, ErrorCode::UnknownAction);
-        assert_eq!(parse(r#"{"channel":"x"}"#).unwrap_err().code, ErrorCode::UnknownAction);
+        assert_eq!(
+            parse(r#"{"action":"dance"}"#).unwrap_err().code,
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(
+            parse(r#"{"channel":"x"}"#).unwrap_err().code,
+            ErrorCode::UnknownAction
+        );
         let missing = parse(r#"{"action":"publish","channel":"c"}"#).unwrap_err();
-        assert_eq!((missing.code, missing.channel.as_deref()), (ErrorCode::BadRequest, Some("c")));
-        assert_eq!(parse(r#"{"action":"subscribe","channel":""}"#).unwrap_err().code, ErrorCode::BadRequest);
-        let big = json!({"action":"publish","channel":"c","data":"x".repeat(MAX_DATA_BYTES + 1)}).to_string();
+        assert_eq!(
+            (missing.code, missing.channel.as_deref()),
+            (ErrorCode::BadRequest, Some("c"))
+        );
+        assert_eq!(
+            parse(r#"{"action":"subscribe","channel":""}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadRequest
+        );
+        let big = json!({"action":"publish","channel":"c","data":"x".repeat(MAX_DATA_BYTES + 1)})
+            .to_string();
         assert_eq!(parse(&big).unwrap_err().code, ErrorCode::TooLarge);
     }
 
     #[test]
     fn server_frames_are_tagged_by_type() {
-        let f = ServerFrame::Ack { id: "m1".into(), channel: "c".into(), serial: 7, duplicate: false };
-        assert_eq!(serde_json::to_value(&f).unwrap(), json!({"type":"ack","id":"m1","channel":"c","serial":7}));
-        let m = ServerFrame::Message(Message { channel: "c".into(), serial: 1, id: "a".into(), from: "u".into(), data: json!(1), ts: 5 });
+        let f = ServerFrame::Ack {
+            id: "m1".into(),
+            channel: "c".into(),
+            serial: 7,
+            duplicate: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            json!({"type":"ack","id":"m1","channel":"c","serial":7})
+        );
+        let m = ServerFrame::Message(Message {
+            channel: "c".into(),
+            serial: 1,
+            id: "a".into(),
+            from: "u".into(),
+            data: json!(1),
+            ts: 5,
+        });
         assert_eq!(serde_json::to_value(&m).unwrap()["type"], "message");
         let e = ServerFrame::error(ErrorCode::Forbidden, "no");
-        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"type":"error","code":"forbidden","message":"no"}));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"type":"error","code":"forbidden","message":"no"})
+        );
     }
 }

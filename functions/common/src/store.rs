@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, WriteRequest,
+};
 use serde_json::Value;
 
 use crate::auth::{Capabilities, now};
@@ -26,12 +28,22 @@ pub struct StoreError {
     pub message: String,
 }
 
-fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(op: &'static str, table: &'a str) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> StoreError + 'a {
+fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
+    op: &'static str,
+    table: &'a str,
+) -> impl FnOnce(
+    aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
++ 'a {
     move |e| StoreError {
         op,
         table: table.to_string(),
         message: match e.as_service_error() {
-            Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or_default()),
+            Some(s) => format!(
+                "{}: {}",
+                s.code().unwrap_or("error"),
+                s.message().unwrap_or_default()
+            ),
             None => format!("{e:?}").chars().take(300).collect(),
         },
     }
@@ -47,7 +59,9 @@ fn get_s(item: &Key, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
 fn get_n(item: &Key, k: &str) -> Option<u64> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
 }
 
 /// Table names, from the function's environment.
@@ -103,7 +117,10 @@ impl Store {
             .table_name(t)
             .item("pk", s(&c.id))
             .item("user", s(&c.user))
-            .item("cap", s(serde_json::to_string(&c.capabilities).unwrap_or_default()))
+            .item(
+                "cap",
+                s(serde_json::to_string(&c.capabilities).unwrap_or_default()),
+            )
             .item("connected_at", n(c.connected_at))
             .item("ttl", n(now() + CONNECTION_TTL_SECS))
             .send()
@@ -114,17 +131,31 @@ impl Store {
 
     pub async fn get_connection(&self, id: &str) -> Result<Option<Connection>, StoreError> {
         let t = &self.tables.connections;
-        let got = self.db.get_item().table_name(t).key("pk", s(id)).send().await.map_err(err("GetItem", t))?;
+        let got = self
+            .db
+            .get_item()
+            .table_name(t)
+            .key("pk", s(id))
+            .send()
+            .await
+            .map_err(err("GetItem", t))?;
         Ok(got.item.map(|item| Connection {
             id: id.to_string(),
             user: get_s(&item, "user").unwrap_or_default(),
-            capabilities: get_s(&item, "cap").and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
+            capabilities: get_s(&item, "cap")
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default(),
             connected_at: get_n(&item, "connected_at").unwrap_or_default(),
         }))
     }
 
     /// Subscribes a connection to a channel (it then receives the channel's messages): one item.
-    pub async fn subscribe(&self, channel: &str, connection: &str, user: &str) -> Result<(), StoreError> {
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        connection: &str,
+        user: &str,
+    ) -> Result<(), StoreError> {
         let t = &self.tables.subscriptions;
         self.db
             .update_item()
@@ -146,7 +177,13 @@ impl Store {
 
     /// Enters a channel's presence set with `member` data. A connection that is not
     /// subscribed stays so: presence alone never receives the channel's messages.
-    pub async fn enter_presence(&self, channel: &str, connection: &str, user: &str, member: &Value) -> Result<(), StoreError> {
+    pub async fn enter_presence(
+        &self,
+        channel: &str,
+        connection: &str,
+        user: &str,
+        member: &Value,
+    ) -> Result<(), StoreError> {
         let t = &self.tables.subscriptions;
         // An existing item keeps whatever it says of `listening` (absent: subscribed); only a
         // new one is created as presence alone.
@@ -168,13 +205,20 @@ impl Store {
             if new_item {
                 // A subscribe that created the item meanwhile wins: `if_not_exists` keeps it.
                 update.push_str(", #l = if_not_exists(#l, :f)");
-                req = req.expression_attribute_names("#l", "listening").expression_attribute_values(":f", AttributeValue::Bool(false));
+                req = req
+                    .expression_attribute_names("#l", "listening")
+                    .expression_attribute_values(":f", AttributeValue::Bool(false));
             } else {
-                req = req.condition_expression("attribute_exists(#c)").expression_attribute_names("#c", "connection");
+                req = req
+                    .condition_expression("attribute_exists(#c)")
+                    .expression_attribute_names("#c", "connection");
             }
             match req.update_expression(update).send().await {
                 Ok(_) => return Ok(()),
-                Err(e) if !new_item && e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e)
+                    if !new_item
+                        && e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
                 Err(e) => return Err(err("UpdateItem", t)(e)),
             }
         }
@@ -183,7 +227,11 @@ impl Store {
 
     /// Leaves the presence set; true when the connection was present. The item of a
     /// connection that was present without being subscribed goes entirely.
-    pub async fn leave_presence(&self, channel: &str, connection: &str) -> Result<bool, StoreError> {
+    pub async fn leave_presence(
+        &self,
+        channel: &str,
+        connection: &str,
+    ) -> Result<bool, StoreError> {
         let t = &self.tables.subscriptions;
         let result = self
             .db
@@ -199,7 +247,11 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                if out.attributes.as_ref().is_some_and(|item| !subscriber(item).listening) {
+                if out
+                    .attributes
+                    .as_ref()
+                    .is_some_and(|item| !subscriber(item).listening)
+                {
                     let deleted = self
                         .db
                         .delete_item()
@@ -212,19 +264,34 @@ impl Store {
                         .send()
                         .await;
                     match deleted {
-                        Err(e) if !e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => return Err(err("DeleteItem", t)(e)),
+                        Err(e)
+                            if !e
+                                .as_service_error()
+                                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                        {
+                            return Err(err("DeleteItem", t)(e));
+                        }
                         _ => {}
                     }
                 }
                 Ok(true)
             }
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(err("UpdateItem", t)(e)),
         }
     }
 
     /// Removes one subscription; returns it as it was (to announce a presence leave).
-    pub async fn unsubscribe(&self, channel: &str, connection: &str) -> Result<Option<Subscriber>, StoreError> {
+    pub async fn unsubscribe(
+        &self,
+        channel: &str,
+        connection: &str,
+    ) -> Result<Option<Subscriber>, StoreError> {
         let t = &self.tables.subscriptions;
         let old = self
             .db
@@ -240,7 +307,12 @@ impl Store {
     }
 
     /// One page of a channel's subscribers, in connection-id order.
-    pub async fn subscribers(&self, channel: &str, start: Option<Key>, limit: i32) -> Result<(Vec<Subscriber>, Option<Key>), StoreError> {
+    pub async fn subscribers(
+        &self,
+        channel: &str,
+        start: Option<Key>,
+        limit: i32,
+    ) -> Result<(Vec<Subscriber>, Option<Key>), StoreError> {
         let t = &self.tables.subscriptions;
         let page = self
             .db
@@ -253,27 +325,48 @@ impl Store {
             .send()
             .await
             .map_err(err("Query", t))?;
-        let subs = page.items.unwrap_or_default().iter().map(subscriber).collect();
+        let subs = page
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(subscriber)
+            .collect();
         Ok((subs, page.last_evaluated_key.filter(|k| !k.is_empty())))
     }
 
     /// Present members of a channel, in connection-id order after `after`: at most `max`, in
     /// at most ten pages read, and no more than fit one frame. The second value is where the
     /// next call continues.
-    pub async fn members(&self, channel: &str, after: Option<&str>, max: usize) -> Result<(Vec<Member>, Option<String>), StoreError> {
+    pub async fn members(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<Member>, Option<String>), StoreError> {
         const PAGES: usize = 10;
         let budget = crate::protocol::MAX_FRAME_BYTES - 4096;
         let mut out = Vec::new();
         let mut bytes = 0;
-        let mut start = after.map(|a| Key::from([("channel".to_string(), s(channel)), ("connection".to_string(), s(a))]));
+        let mut start = after.map(|a| {
+            Key::from([
+                ("channel".to_string(), s(channel)),
+                ("connection".to_string(), s(a)),
+            ])
+        });
         for _ in 0..PAGES {
             let (page, next) = self.subscribers(channel, start.take(), 1000).await?;
             for sub in page {
                 if !sub.present {
                     continue;
                 }
-                let member = Member { user: sub.user, connection: sub.connection, data: sub.member };
-                bytes += serde_json::to_string(&member).map(|m| m.len() + 1).unwrap_or_default();
+                let member = Member {
+                    user: sub.user,
+                    connection: sub.connection,
+                    data: sub.member,
+                };
+                bytes += serde_json::to_string(&member)
+                    .map(|m| m.len() + 1)
+                    .unwrap_or_default();
                 if out.len() == max || bytes > budget {
                     let last = out.last().map(|m: &Member| m.connection.clone());
                     return Ok((out, last));
@@ -289,7 +382,10 @@ impl Store {
     }
 
     /// The channels a connection is subscribed to (through the `by-connection` index).
-    pub async fn subscriptions_of(&self, connection: &str) -> Result<Vec<(String, Subscriber)>, StoreError> {
+    pub async fn subscriptions_of(
+        &self,
+        connection: &str,
+    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
         let t = &self.tables.subscriptions;
         let mut out = Vec::new();
         let mut start = None;
@@ -307,7 +403,10 @@ impl Store {
                 .await
                 .map_err(err("Query", t))?;
             for item in page.items.unwrap_or_default() {
-                out.push((get_s(&item, "channel").unwrap_or_default(), subscriber(&item)));
+                out.push((
+                    get_s(&item, "channel").unwrap_or_default(),
+                    subscriber(&item),
+                ));
             }
             match page.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(k) => start = Some(k),
@@ -318,7 +417,10 @@ impl Store {
 
     /// Removes a connection and every subscription it holds (batched deletes). Returns the
     /// channels where it was present, so a `leave` can be announced there.
-    pub async fn remove_connection(&self, connection: &str) -> Result<Vec<(String, Subscriber)>, StoreError> {
+    pub async fn remove_connection(
+        &self,
+        connection: &str,
+    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
         let subs = self.subscriptions_of(connection).await?;
         let t = &self.tables.subscriptions;
         for chunk in subs.chunks(25) {
@@ -345,7 +447,10 @@ impl Store {
                     .send()
                     .await
                     .map_err(err("BatchWriteItem", t))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(t)).unwrap_or_default();
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(t))
+                    .unwrap_or_default();
                 attempt += 1;
                 if !requests.is_empty() {
                     tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
@@ -355,14 +460,28 @@ impl Store {
         // The connection item goes last and on its own: until it is gone, a run cut short
         // half-way leaves the id findable by the next sweep instead of orphaning subscriptions.
         let c = &self.tables.connections;
-        self.db.delete_item().table_name(c).key("pk", s(connection)).send().await.map_err(err("DeleteItem", c))?;
+        self.db
+            .delete_item()
+            .table_name(c)
+            .key("pk", s(connection))
+            .send()
+            .await
+            .map_err(err("DeleteItem", c))?;
         Ok(subs.into_iter().filter(|(_, s)| s.present).collect())
     }
 
     /// The latest serial of a channel (0 before its first message).
     pub async fn latest_serial(&self, channel: &str) -> Result<u64, StoreError> {
         let t = &self.tables.counters;
-        let got = self.db.get_item().table_name(t).key("channel", s(channel)).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+        let got = self
+            .db
+            .get_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err("GetItem", t))?;
         Ok(got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0))
     }
 
@@ -370,14 +489,25 @@ impl Store {
     /// the same publisher returns the first serial and `true` (already published) instead of
     /// storing again. Ids are the publisher's own: another user's publish with the same id is
     /// a different message.
-    pub async fn append(&self, channel: &str, id: Option<&str>, from: &str, data: &Value) -> Result<(Message, bool), StoreError> {
+    pub async fn append(
+        &self,
+        channel: &str,
+        id: Option<&str>,
+        from: &str,
+        data: &Value,
+    ) -> Result<(Message, bool), StoreError> {
         let t = &self.tables.counters;
         // Length-prefixed, so no user and id pair can spell another pair's key.
         let dedupe_key = id.map(|id| format!("{channel}#id:{}:{from}:{id}", from.len()));
         if let Some(key) = &dedupe_key
             && let Some(first) = self.first_serial(key).await?
         {
-            return Ok((self.message(channel, first).await?.unwrap_or_else(|| placeholder(channel, first, id, from, data)), true));
+            return Ok((
+                self.message(channel, first)
+                    .await?
+                    .unwrap_or_else(|| placeholder(channel, first, id, from, data)),
+                true,
+            ));
         }
         let counter = self
             .db
@@ -390,12 +520,21 @@ impl Store {
             .send()
             .await
             .map_err(err("UpdateItem", t))?;
-        let serial = counter.attributes.as_ref().and_then(|a| get_n(a, "serial")).unwrap_or(1);
-        let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        let serial = counter
+            .attributes
+            .as_ref()
+            .and_then(|a| get_n(a, "serial"))
+            .unwrap_or(1);
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
         let message = Message {
             channel: channel.to_string(),
             serial,
-            id: id.map(str::to_string).unwrap_or_else(|| format!("{serial}")),
+            id: id
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{serial}")),
             from: from.to_string(),
             data: data.clone(),
             ts,
@@ -428,12 +567,19 @@ impl Store {
         // answer 5xx); both are safe to retry, the condition keeps a retry from duplicating.
         let mut attempt = 0u32;
         let written = loop {
-            let result = self.db.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let result = self
+                .db
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
             let transient = match &result {
                 Err(e) => {
                     let reasons = cancellation_codes(e);
                     !reasons.iter().any(|c| c == "ConditionalCheckFailed")
-                        && (reasons.iter().any(|c| c == "TransactionConflict") || e.raw_response().is_some_and(|r| r.status().is_server_error()))
+                        && (reasons.iter().any(|c| c == "TransactionConflict")
+                            || e.raw_response()
+                                .is_some_and(|r| r.status().is_server_error()))
                 }
                 Ok(_) => false,
             };
@@ -446,8 +592,16 @@ impl Store {
         match written {
             Ok(_) => Ok((message, false)),
             // A concurrent publish of the same id won the race: its serial is the one.
-            Err(e) if dedupe_key.is_some() && cancellation_codes(&e).iter().any(|c| c == "ConditionalCheckFailed") => {
-                let first = self.first_serial(dedupe_key.as_deref().unwrap_or_default()).await?.unwrap_or(serial);
+            Err(e)
+                if dedupe_key.is_some()
+                    && cancellation_codes(&e)
+                        .iter()
+                        .any(|c| c == "ConditionalCheckFailed") =>
+            {
+                let first = self
+                    .first_serial(dedupe_key.as_deref().unwrap_or_default())
+                    .await?
+                    .unwrap_or(serial);
                 Ok((self.message(channel, first).await?.unwrap_or(message), true))
             }
             Err(e) => Err(err("TransactWriteItems", &self.tables.history)(e)),
@@ -456,24 +610,51 @@ impl Store {
 
     async fn first_serial(&self, dedupe_key: &str) -> Result<Option<u64>, StoreError> {
         let t = &self.tables.counters;
-        let got = self.db.get_item().table_name(t).key("channel", s(dedupe_key)).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+        let got = self
+            .db
+            .get_item()
+            .table_name(t)
+            .key("channel", s(dedupe_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err("GetItem", t))?;
         Ok(got.item.and_then(|i| get_n(&i, "serial")))
     }
 
     async fn message(&self, channel: &str, serial: u64) -> Result<Option<Message>, StoreError> {
         let t = &self.tables.history;
-        let got = self.db.get_item().table_name(t).key("channel", s(channel)).key("serial", n(serial)).send().await.map_err(err("GetItem", t))?;
+        let got = self
+            .db
+            .get_item()
+            .table_name(t)
+            .key("channel", s(channel))
+            .key("serial", n(serial))
+            .send()
+            .await
+            .map_err(err("GetItem", t))?;
         Ok(got.item.map(|i| message(channel, &i)))
     }
 
     /// Messages after `since`, oldest first, at most `limit` and about `max_bytes` of frame;
     /// or, with `rewind`, the last N within the same bounds.
-    pub async fn history(&self, channel: &str, since: Option<u64>, rewind: Option<u32>, limit: u32, max_bytes: usize) -> Result<HistoryPage, StoreError> {
+    pub async fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        rewind: Option<u32>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<HistoryPage, StoreError> {
         let t = &self.tables.history;
         let mut out = HistoryPage::default();
         let mut start = None;
         let newest_first = rewind.is_some() && since.is_none();
-        let want = if newest_first { rewind.unwrap_or(0).min(limit) } else { limit } as usize;
+        let want = if newest_first {
+            rewind.unwrap_or(0).min(limit)
+        } else {
+            limit
+        } as usize;
         // Room for the frame's own envelope.
         let mut bytes = 256;
         'pages: loop {
@@ -487,7 +668,10 @@ impl Store {
                 .table_name(t)
                 .key_condition_expression("channel = :c AND serial > :s")
                 .expression_attribute_values(":c", s(channel))
-                .expression_attribute_values(":s", n(if newest_first { 0 } else { since.unwrap_or(0) }))
+                .expression_attribute_values(
+                    ":s",
+                    n(if newest_first { 0 } else { since.unwrap_or(0) }),
+                )
                 .scan_index_forward(!newest_first)
                 .consistent_read(true)
                 // Small pages: a page of large messages is read no further than it is used.
@@ -501,7 +685,9 @@ impl Store {
             let count = items.len();
             for (i, item) in items.iter().enumerate() {
                 let m = message(channel, item);
-                bytes += serde_json::to_string(&m).map(|m| m.len() + 1).unwrap_or_default();
+                bytes += serde_json::to_string(&m)
+                    .map(|m| m.len() + 1)
+                    .unwrap_or_default();
                 if bytes > max_bytes {
                     out.more = true;
                     break 'pages;
@@ -526,12 +712,25 @@ impl Store {
     /// Waits until the connection's publishes numbered below `seq` are stored (its `#seq`
     /// item reached `seq - 1`). It gives up only when the numbering made no progress for
     /// `patience`: a long burst moves on one by one, a lost frame holds the rest that long.
-    pub async fn wait_turn(&self, connection: &str, seq: u64, patience: Duration) -> Result<(), StoreError> {
+    pub async fn wait_turn(
+        &self,
+        connection: &str,
+        seq: u64,
+        patience: Duration,
+    ) -> Result<(), StoreError> {
         let t = &self.tables.counters;
         let mut seen = None;
         let mut progress = tokio::time::Instant::now();
         loop {
-            let got = self.db.get_item().table_name(t).key("channel", s(seq_key(connection))).consistent_read(true).send().await.map_err(err("GetItem", t))?;
+            let got = self
+                .db
+                .get_item()
+                .table_name(t)
+                .key("channel", s(seq_key(connection)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(err("GetItem", t))?;
             let last = got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0);
             if last + 1 >= seq {
                 return Ok(());
@@ -565,7 +764,13 @@ impl Store {
             .send()
             .await;
         match result {
-            Err(e) if !e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Err(err("UpdateItem", t)(e)),
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(err("UpdateItem", t)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -589,7 +794,12 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(err("PutItem", t)(e)),
         }
     }
@@ -603,13 +813,18 @@ fn seq_key(connection: &str) -> String {
 
 /// Why each item of a cancelled transaction failed (`ConditionalCheckFailed`, `TransactionConflict`, `None`, ...).
 fn cancellation_codes(
-    e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
 ) -> Vec<String> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
-            t.cancellation_reasons().iter().filter_map(|r| r.code().map(str::to_string)).collect()
-        }
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -619,9 +834,19 @@ fn subscriber(item: &Key) -> Subscriber {
         connection: get_s(item, "connection").unwrap_or_default(),
         user: get_s(item, "user").unwrap_or_default(),
         // Items written before presence and subscription were told apart are subscriptions.
-        listening: item.get("listening").and_then(|v| v.as_bool().ok()).copied().unwrap_or(true),
-        present: item.get("present").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        member: get_s(item, "member").and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
+        listening: item
+            .get("listening")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(true),
+        present: item
+            .get("present")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        member: get_s(item, "member")
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or(Value::Null),
     }
 }
 
@@ -631,12 +856,21 @@ fn message(channel: &str, item: &Key) -> Message {
         serial: get_n(item, "serial").unwrap_or_default(),
         id: get_s(item, "id").unwrap_or_default(),
         from: get_s(item, "from").unwrap_or_default(),
-        data: get_s(item, "data").and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null),
+        data: get_s(item, "data")
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or(Value::Null),
         ts: get_n(item, "ts").unwrap_or_default(),
     }
 }
 
 /// The message of a duplicate publish whose history item has already expired.
 fn placeholder(channel: &str, serial: u64, id: Option<&str>, from: &str, data: &Value) -> Message {
-    Message { channel: channel.into(), serial, id: id.unwrap_or_default().into(), from: from.into(), data: data.clone(), ts: 0 }
+    Message {
+        channel: channel.into(),
+        serial,
+        id: id.unwrap_or_default().into(),
+        from: from.into(),
+        data: data.clone(),
+        ts: 0,
+    }
 }

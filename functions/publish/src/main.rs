@@ -1,8 +1,8 @@
 //! Server-side fan-out (from the message function and `wsctl publish`).
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use tracing::Instrument;
 use serde_json::Value;
+use tracing::Instrument;
 use wsctl_functions::{Ctx, handlers};
 
 #[tokio::main]
@@ -14,7 +14,10 @@ async fn main() -> Result<(), Error> {
         async move {
             let span = tracing::info_span!("event", request = %event.context.request_id);
             let request = event.context.request_id.clone();
-            handlers::publish::handle(ctx, event.payload, &request).instrument(span).await.map_err(Error::from)
+            handlers::publish::handle(ctx, event.payload, &request)
+                .instrument(span)
+                .await
+                .map_err(Error::from)
         }
     }))
     .await

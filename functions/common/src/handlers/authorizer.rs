@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayCustomAuthorizerResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use jsonwebtoken::jwk::JwkSet;
@@ -21,7 +22,8 @@ use tokio::time::Instant;
 
 use crate::auth::{Identity, OidcPolicy, SecretKeys, TokenError, Verifier};
 
-pub type Fetch<T> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, String>> + Send>> + Send + Sync>;
+pub type Fetch<T> =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, String>> + Send>> + Send + Sync>;
 
 /// A value fetched from elsewhere (SSM, an issuer's JWKS URL), kept for `ttl`.
 pub struct KeyCache<T> {
@@ -40,7 +42,16 @@ struct CacheState<T> {
 
 impl<T> KeyCache<T> {
     pub fn new(fetch: Fetch<T>, ttl: Duration, min_interval: Duration) -> KeyCache<T> {
-        KeyCache { fetch, ttl, min_interval, state: tokio::sync::Mutex::new(CacheState { value: None, fetched: None, fetches: 0 }) }
+        KeyCache {
+            fetch,
+            ttl,
+            min_interval,
+            state: tokio::sync::Mutex::new(CacheState {
+                value: None,
+                fetched: None,
+                fetches: 0,
+            }),
+        }
     }
 
     /// The cached value, fetched first when there is none or it is older than the TTL. A
@@ -48,21 +59,31 @@ impl<T> KeyCache<T> {
     pub async fn get(&self) -> Result<Arc<T>, String> {
         let mut state = self.state.lock().await;
         let stale = state.fetched.is_none_or(|at| at.elapsed() >= self.ttl);
-        if stale && state.fetched.is_none_or(|at| at.elapsed() >= self.min_interval) {
+        if stale
+            && state
+                .fetched
+                .is_none_or(|at| at.elapsed() >= self.min_interval)
+        {
             match self.fetch_locked(&mut state).await {
                 Ok(v) => return Ok(v),
                 Err(e) if state.value.is_none() => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; using the cached keys"),
             }
         }
-        state.value.clone().ok_or_else(|| "no keys fetched yet".into())
+        state
+            .value
+            .clone()
+            .ok_or_else(|| "no keys fetched yet".into())
     }
 
     /// Fetches again unless the last fetch is more recent than the minimum interval; the
     /// new value, or `None` when it was too soon.
     pub async fn refresh(&self) -> Result<Option<Arc<T>>, String> {
         let mut state = self.state.lock().await;
-        if state.fetched.is_some_and(|at| at.elapsed() < self.min_interval) {
+        if state
+            .fetched
+            .is_some_and(|at| at.elapsed() < self.min_interval)
+        {
             return Ok(None);
         }
         self.fetch_locked(&mut state).await.map(Some)
@@ -103,33 +124,68 @@ impl Authorizer {
         let fetch: Fetch<SecretKeys> = Arc::new(move || {
             let (ssm, name) = (ssm.clone(), name.clone());
             Box::pin(async move {
-                let got = ssm.get_parameter().name(&name).with_decryption(true).send().await.map_err(|e| format!("reading {name}: {e:?}").chars().take(300).collect::<String>())?;
-                SecretKeys::parse(&got.parameter.and_then(|p| p.value).ok_or("the token secret parameter is empty")?)
+                let got = ssm
+                    .get_parameter()
+                    .name(&name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!("reading {name}: {e:?}")
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    })?;
+                SecretKeys::parse(
+                    &got.parameter
+                        .and_then(|p| p.value)
+                        .ok_or("the token secret parameter is empty")?,
+                )
             })
         });
         let oidc = match (env("OIDC_ISSUER"), env("OIDC_AUDIENCE")) {
             (Some(issuer), Some(audience)) => {
                 let default_capabilities = match env("OIDC_DEFAULT_CAPABILITIES") {
-                    Some(json) => serde_json::from_str(&json).map_err(|e| format!("OIDC_DEFAULT_CAPABILITIES: {e}"))?,
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| format!("OIDC_DEFAULT_CAPABILITIES: {e}"))?,
                     None => Default::default(),
                 };
-                let policy = OidcPolicy { issuer: issuer.clone(), audience, capabilities_claim: env("OIDC_CAPABILITIES_CLAIM"), default_capabilities };
-                Some((policy, jwks_cache(issuer, env("OIDC_JWKS_URL"), JWKS_TTL, JWKS_MIN_INTERVAL)))
+                let policy = OidcPolicy {
+                    issuer: issuer.clone(),
+                    audience,
+                    capabilities_claim: env("OIDC_CAPABILITIES_CLAIM"),
+                    default_capabilities,
+                };
+                Some((
+                    policy,
+                    jwks_cache(issuer, env("OIDC_JWKS_URL"), JWKS_TTL, JWKS_MIN_INTERVAL),
+                ))
             }
             _ => None,
         };
-        Ok(Authorizer { secrets: secret_cache(fetch), audience: env("TOKEN_AUDIENCE"), oidc })
+        Ok(Authorizer {
+            secrets: secret_cache(fetch),
+            audience: env("TOKEN_AUDIENCE"),
+            oidc,
+        })
     }
 
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        let asymmetric = jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg != jsonwebtoken::Algorithm::HS256);
+        let asymmetric = jsonwebtoken::decode_header(token)
+            .is_ok_and(|h| h.alg != jsonwebtoken::Algorithm::HS256);
         let keys = |e: String| TokenError::Invalid(format!("keys unavailable: {e}"));
         let secrets = self.secrets.get().await.map_err(keys)?;
         let jwks = match &self.oidc {
             Some((_, cache)) if asymmetric => Some(cache.get().await.map_err(keys)?),
             _ => None,
         };
-        let verifier = |secrets: &SecretKeys| Verifier::new(secrets.clone(), self.audience.clone(), self.oidc.as_ref().map(|(p, _)| p.clone()));
+        let verifier = |secrets: &SecretKeys| {
+            Verifier::new(
+                secrets.clone(),
+                self.audience.clone(),
+                self.oidc.as_ref().map(|(p, _)| p.clone()),
+            )
+        };
         match verifier(&secrets).verify(token, jwks.as_deref()) {
             Err(TokenError::UnknownKey(kid)) => {
                 // A key this process has not seen yet: rotated in since the last fetch.
@@ -140,7 +196,12 @@ impl Authorizer {
                         verifier(&secrets).verify(token, Some(&fresh))
                     }
                     _ => {
-                        let fresh = self.secrets.refresh().await.map_err(keys)?.ok_or_else(unknown)?;
+                        let fresh = self
+                            .secrets
+                            .refresh()
+                            .await
+                            .map_err(keys)?
+                            .ok_or_else(unknown)?;
                         verifier(&fresh).verify(token, None)
                     }
                 }
@@ -162,19 +223,31 @@ pub const JWKS_TTL: Duration = Duration::from_secs(3600);
 pub const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// An issuer's key set from `jwks_url`, or from the `jwks_uri` of its discovery document.
-pub fn jwks_cache(issuer: String, jwks_url: Option<String>, ttl: Duration, min_interval: Duration) -> KeyCache<JwkSet> {
+pub fn jwks_cache(
+    issuer: String,
+    jwks_url: Option<String>,
+    ttl: Duration,
+    min_interval: Duration,
+) -> KeyCache<JwkSet> {
     let fetch: Fetch<JwkSet> = Arc::new(move || {
         let (issuer, jwks_url) = (issuer.clone(), jwks_url.clone());
         Box::pin(async move {
             let url = match jwks_url {
                 Some(url) => url,
                 None => {
-                    let discovery = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+                    let discovery = format!(
+                        "{}/.well-known/openid-configuration",
+                        issuer.trim_end_matches('/')
+                    );
                     let doc = crate::http::get_json(&discovery).await?;
-                    doc.get("jwks_uri").and_then(|u| u.as_str()).ok_or(format!("{discovery} has no `jwks_uri`"))?.to_string()
+                    doc.get("jwks_uri")
+                        .and_then(|u| u.as_str())
+                        .ok_or(format!("{discovery} has no `jwks_uri`"))?
+                        .to_string()
                 }
             };
-            serde_json::from_value(crate::http::get_json(&url).await?).map_err(|e| format!("{url} is not a JWKS: {e}"))
+            serde_json::from_value(crate::http::get_json(&url).await?)
+                .map_err(|e| format!("{url} is not a JWKS: {e}"))
         })
     });
     KeyCache::new(fetch, ttl, min_interval)
@@ -182,9 +255,16 @@ pub fn jwks_cache(issuer: String, jwks_url: Option<String>, ttl: Duration, min_i
 
 /// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403. The token
 /// itself is never logged.
-pub async fn handle(authorizer: &Authorizer, event: &ApiGatewayCustomAuthorizerRequestTypeRequest) -> Result<ApiGatewayCustomAuthorizerResponse, String> {
+pub async fn handle(
+    authorizer: &Authorizer,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<ApiGatewayCustomAuthorizerResponse, String> {
     let arn = event.method_arn.clone().unwrap_or_default();
-    let Some(token) = event.query_string_parameters.first("token").filter(|t| !t.is_empty()) else {
+    let Some(token) = event
+        .query_string_parameters
+        .first("token")
+        .filter(|t| !t.is_empty())
+    else {
         tracing::info!("no token: 401");
         return Err("Unauthorized".into());
     };

@@ -7,7 +7,10 @@ use crate::Ctx;
 use crate::protocol::{Member, PresenceEvent, ServerFrame};
 use crate::store::{StoreError, Subscriber};
 
-pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> Result<ApiGatewayProxyResponse, StoreError> {
+pub async fn handle(
+    ctx: &Ctx,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<ApiGatewayProxyResponse, StoreError> {
     let connection = super::connection_id(&event.request_context);
     let present = ctx.store.remove_connection(&connection).await?;
     for (channel, frame) in leave_frames(&connection, present) {
@@ -21,12 +24,19 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> Resul
 
 /// For each channel `connection` was present in (as `Store::remove_connection` returns them),
 /// the channel and the presence `leave` frame its subscribers get.
-pub fn leave_frames(connection: &str, present: Vec<(String, Subscriber)>) -> impl Iterator<Item = (String, String)> + '_ {
+pub fn leave_frames(
+    connection: &str,
+    present: Vec<(String, Subscriber)>,
+) -> impl Iterator<Item = (String, String)> + '_ {
     present.into_iter().map(move |(channel, sub)| {
         let frame = ServerFrame::Presence {
             channel: channel.clone(),
             event: PresenceEvent::Leave,
-            member: Member { user: sub.user, connection: connection.to_string(), data: sub.member },
+            member: Member {
+                user: sub.user,
+                connection: connection.to_string(),
+                data: sub.member,
+            },
         };
         (channel, frame.to_json())
     })

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::Ctx;
 use crate::auth::{Capabilities, Op};
-use crate::protocol::{self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame};
+use crate::protocol::{
+    self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
+};
 use crate::store::StoreError;
 
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
@@ -22,19 +24,24 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
     let frames = match protocol::parse(body) {
         Err(e) => vec![ServerFrame::Error(e)],
         Ok(frame) => match identity(ctx, event, &connection).await {
-            Ok((user, caps)) => act(ctx, &connection, &user, &caps, &frame).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, action = frame.action(), "store failed");
-                vec![ServerFrame::Error(ErrorFrame {
-                    code: ErrorCode::Internal,
-                    message: "the server could not complete this action; retry".into(),
-                    action: Some(frame.action().into()),
-                    channel: frame.channel().map(str::to_string),
-                    id: client_id(&frame),
-                })]
-            }),
+            Ok((user, caps)) => act(ctx, &connection, &user, &caps, &frame)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, action = frame.action(), "store failed");
+                    vec![ServerFrame::Error(ErrorFrame {
+                        code: ErrorCode::Internal,
+                        message: "the server could not complete this action; retry".into(),
+                        action: Some(frame.action().into()),
+                        channel: frame.channel().map(str::to_string),
+                        id: client_id(&frame),
+                    })]
+                }),
             Err(e) => {
                 tracing::error!(error = %e, "identity lookup failed");
-                vec![ServerFrame::error(ErrorCode::Internal, "the server could not read this connection; retry")]
+                vec![ServerFrame::error(
+                    ErrorCode::Internal,
+                    "the server could not read this connection; retry",
+                )]
             }
         },
     };
@@ -46,12 +53,21 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
     super::ok()
 }
 
-async fn identity(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest, connection: &str) -> Result<(String, Capabilities), StoreError> {
+async fn identity(
+    ctx: &Ctx,
+    event: &ApiGatewayWebsocketProxyRequest,
+    connection: &str,
+) -> Result<(String, Capabilities), StoreError> {
     if let Some(id) = super::identity(&event.request_context) {
         return Ok(id);
     }
     // No authorizer context (a stack without an authorizer): what `$connect` stored.
-    Ok(ctx.store.get_connection(connection).await?.map(|c| (c.user, c.capabilities)).unwrap_or_else(|| ("anonymous".into(), Capabilities::default())))
+    Ok(ctx
+        .store
+        .get_connection(connection)
+        .await?
+        .map(|c| (c.user, c.capabilities))
+        .unwrap_or_else(|| ("anonymous".into(), Capabilities::default())))
 }
 
 fn client_id(frame: &ClientFrame) -> Option<String> {
@@ -65,7 +81,11 @@ fn client_id(frame: &ClientFrame) -> Option<String> {
 /// alone; reading its past is `history`'s, also when a subscribe replays it.
 pub fn needs(frame: &ClientFrame) -> Vec<Op> {
     match frame {
-        ClientFrame::Subscribe { since: None, rewind: None, .. } => vec![Op::Subscribe],
+        ClientFrame::Subscribe {
+            since: None,
+            rewind: None,
+            ..
+        } => vec![Op::Subscribe],
         ClientFrame::Subscribe { .. } => vec![Op::Subscribe, Op::History],
         ClientFrame::Publish { .. } => vec![Op::Publish],
         ClientFrame::History { .. } => vec![Op::History],
@@ -76,8 +96,13 @@ pub fn needs(frame: &ClientFrame) -> Vec<Op> {
 
 /// `Err` with the `forbidden` frame when the capabilities lack a grant the frame needs.
 pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerFrame> {
-    let Some(channel) = frame.channel() else { return Ok(()) };
-    match needs(frame).into_iter().find(|op| !caps.allows(channel, *op)) {
+    let Some(channel) = frame.channel() else {
+        return Ok(());
+    };
+    match needs(frame)
+        .into_iter()
+        .find(|op| !caps.allows(channel, *op))
+    {
         None => Ok(()),
         Some(op) => Err(ServerFrame::Error(ErrorFrame {
             code: ErrorCode::Forbidden,
@@ -90,7 +115,13 @@ pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerF
 }
 
 /// The frames to send back to the sender, in order.
-async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame: &ClientFrame) -> Result<Vec<ServerFrame>, StoreError> {
+async fn act(
+    ctx: &Ctx,
+    connection: &str,
+    user: &str,
+    caps: &Capabilities,
+    frame: &ClientFrame,
+) -> Result<Vec<ServerFrame>, StoreError> {
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `SEQ_WAIT` once and goes on.
     if let Err(refused) = authorize(caps, frame) {
@@ -99,7 +130,11 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
     let store = &ctx.store;
     Ok(match frame {
         ClientFrame::Ping { id } => vec![ServerFrame::Pong { id: id.clone() }],
-        ClientFrame::Subscribe { channel, since, rewind } => {
+        ClientFrame::Subscribe {
+            channel,
+            since,
+            rewind,
+        } => {
             // Subscribe first, then replay: a message published meanwhile is in the replay or
             // arrives live (clients drop serials they already have).
             store.subscribe(channel, connection, user).await?;
@@ -109,25 +144,62 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
             if since.is_some() || rewind.is_some() {
                 // One bounded read and one frame, whatever the gap: a client further behind
                 // is told to page the rest with `history`.
-                let page = store.history(channel, *since, *rewind, MAX_HISTORY_LIMIT, protocol::MAX_FRAME_BYTES).await?;
-                let messages: Vec<_> = page.messages.into_iter().filter(|m| m.serial <= serial).collect();
+                let page = store
+                    .history(
+                        channel,
+                        *since,
+                        *rewind,
+                        MAX_HISTORY_LIMIT,
+                        protocol::MAX_FRAME_BYTES,
+                    )
+                    .await?;
+                let messages: Vec<_> = page
+                    .messages
+                    .into_iter()
+                    .filter(|m| m.serial <= serial)
+                    .collect();
                 if let Some(since) = since {
                     more = messages.last().map_or(*since, |m| m.serial) < serial && page.more;
                 }
-                out.push(ServerFrame::History { channel: channel.clone(), messages, more });
+                out.push(ServerFrame::History {
+                    channel: channel.clone(),
+                    messages,
+                    more,
+                });
             }
-            out.push(ServerFrame::Subscribed { channel: channel.clone(), serial, more });
+            out.push(ServerFrame::Subscribed {
+                channel: channel.clone(),
+                serial,
+                more,
+            });
             out
         }
         ClientFrame::Unsubscribe { channel } => {
             if let Some(old) = store.unsubscribe(channel, connection).await?
                 && old.present
             {
-                announce(ctx, channel, PresenceEvent::Leave, Member { user: user.into(), connection: connection.into(), data: old.member }).await;
+                announce(
+                    ctx,
+                    channel,
+                    PresenceEvent::Leave,
+                    Member {
+                        user: user.into(),
+                        connection: connection.into(),
+                        data: old.member,
+                    },
+                )
+                .await;
             }
-            vec![ServerFrame::Unsubscribed { channel: channel.clone() }]
+            vec![ServerFrame::Unsubscribed {
+                channel: channel.clone(),
+            }]
         }
-        ClientFrame::Publish { channel, data, id, seq } => {
+        ClientFrame::Publish {
+            channel,
+            data,
+            id,
+            seq,
+        } => {
             if let Some(seq) = seq {
                 store.wait_turn(connection, *seq, SEQ_WAIT).await?;
             }
@@ -137,8 +209,21 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
             }
             let (message, duplicate) = appended?;
             let serial = message.serial;
-            let mut out = vec![ServerFrame::Ack { id: message.id.clone(), channel: channel.clone(), serial, duplicate }];
-            if !duplicate && let Err(e) = super::publish::hand_off(ctx, channel, &ServerFrame::Message(message).to_json(), None).await {
+            let mut out = vec![ServerFrame::Ack {
+                id: message.id.clone(),
+                channel: channel.clone(),
+                serial,
+                duplicate,
+            }];
+            if !duplicate
+                && let Err(e) = super::publish::hand_off(
+                    ctx,
+                    channel,
+                    &ServerFrame::Message(message).to_json(),
+                    None,
+                )
+                .await
+            {
                 tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
                 out.push(ServerFrame::Error(ErrorFrame {
                     code: ErrorCode::Internal,
@@ -150,16 +235,49 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
             }
             out
         }
-        ClientFrame::History { channel, since, limit } => {
-            let limit = limit.unwrap_or(DEFAULT_HISTORY_LIMIT).min(MAX_HISTORY_LIMIT);
-            let page = store.history(channel, *since, if since.is_none() { Some(limit) } else { None }, limit, protocol::MAX_FRAME_BYTES).await?;
-            vec![ServerFrame::History { channel: channel.clone(), messages: page.messages, more: page.more }]
+        ClientFrame::History {
+            channel,
+            since,
+            limit,
+        } => {
+            let limit = limit
+                .unwrap_or(DEFAULT_HISTORY_LIMIT)
+                .min(MAX_HISTORY_LIMIT);
+            let page = store
+                .history(
+                    channel,
+                    *since,
+                    if since.is_none() { Some(limit) } else { None },
+                    limit,
+                    protocol::MAX_FRAME_BYTES,
+                )
+                .await?;
+            vec![ServerFrame::History {
+                channel: channel.clone(),
+                messages: page.messages,
+                more: page.more,
+            }]
         }
-        ClientFrame::Presence { channel, enter, leave, after } => {
-            let member = |data| Member { user: user.into(), connection: connection.into(), data };
+        ClientFrame::Presence {
+            channel,
+            enter,
+            leave,
+            after,
+        } => {
+            let member = |data| Member {
+                user: user.into(),
+                connection: connection.into(),
+                data,
+            };
             if let Some(data) = enter {
-                let data = if data.is_boolean() { Value::Null } else { data.clone() };
-                store.enter_presence(channel, connection, user, &data).await?;
+                let data = if data.is_boolean() {
+                    Value::Null
+                } else {
+                    data.clone()
+                };
+                store
+                    .enter_presence(channel, connection, user, &data)
+                    .await?;
                 announce(ctx, channel, PresenceEvent::Enter, member(data)).await;
                 vec![]
             } else if leave == &Some(true) {
@@ -168,8 +286,14 @@ async fn act(ctx: &Ctx, connection: &str, user: &str, caps: &Capabilities, frame
                 }
                 vec![]
             } else {
-                let (members, next) = store.members(channel, after.as_deref(), protocol::MAX_MEMBERS_PER_FRAME).await?;
-                vec![ServerFrame::Members { channel: channel.clone(), members, next }]
+                let (members, next) = store
+                    .members(channel, after.as_deref(), protocol::MAX_MEMBERS_PER_FRAME)
+                    .await?;
+                vec![ServerFrame::Members {
+                    channel: channel.clone(),
+                    members,
+                    next,
+                }]
             }
         }
     })
@@ -183,7 +307,11 @@ async fn advance(ctx: &Ctx, connection: &str, seq: u64) {
 }
 
 async fn announce(ctx: &Ctx, channel: &str, event: PresenceEvent, member: Member) {
-    let frame = ServerFrame::Presence { channel: channel.into(), event, member };
+    let frame = ServerFrame::Presence {
+        channel: channel.into(),
+        event,
+        member,
+    };
     if let Err(e) = super::publish::hand_off(ctx, channel, &frame.to_json(), None).await {
         tracing::error!(channel, error = %e, "presence hand-off failed");
     }

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Ctx, Invoker};
 use crate::fanout::{self, Report};
 use crate::protocol::{self, ServerFrame};
 use crate::store::Key;
+use crate::{Ctx, Invoker};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutJob {
@@ -35,8 +35,17 @@ pub struct FanoutJob {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PublishEvent {
-    Fanout { fanout: FanoutJob },
-    Publish { channel: String, data: Value, #[serde(default)] id: Option<String>, #[serde(default)] from: Option<String> },
+    Fanout {
+        fanout: FanoutJob,
+    },
+    Publish {
+        channel: String,
+        data: Value,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        from: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,34 +63,76 @@ pub struct PublishResult {
 
 /// `request` is the invocation's request id, which Lambda keeps across its retries.
 pub async fn handle(ctx: &Ctx, event: Value, request: &str) -> Result<PublishResult, String> {
-    let event: PublishEvent = serde_json::from_value(event).map_err(|e| format!("bad publish event: {e}"))?;
+    let event: PublishEvent =
+        serde_json::from_value(event).map_err(|e| format!("bad publish event: {e}"))?;
     match event {
         PublishEvent::Fanout { fanout } => {
             if let Some(job) = &fanout.job
-                && !ctx.store.claim_job(&format!("{job}/{}", fanout.hop), request).await.map_err(|e| e.to_string())?
+                && !ctx
+                    .store
+                    .claim_job(&format!("{job}/{}", fanout.hop), request)
+                    .await
+                    .map_err(|e| e.to_string())?
             {
                 tracing::info!(job, hop = fanout.hop, "duplicate hand-off ignored");
                 return Ok(PublishResult::default());
             }
             let start = fanout.start.as_ref().map(fanout::key_from_json);
-            let hop = Hop { job: fanout.job.clone().unwrap_or_else(new_job_id), number: fanout.hop };
-            let (report, continued) = deliver(ctx, &fanout.channel, &fanout.frame, start, hop).await?;
-            Ok(PublishResult { serial: None, duplicate: false, report, continued })
+            let hop = Hop {
+                job: fanout.job.clone().unwrap_or_else(new_job_id),
+                number: fanout.hop,
+            };
+            let (report, continued) =
+                deliver(ctx, &fanout.channel, &fanout.frame, start, hop).await?;
+            Ok(PublishResult {
+                serial: None,
+                duplicate: false,
+                report,
+                continued,
+            })
         }
-        PublishEvent::Publish { channel, data, id, from } => {
+        PublishEvent::Publish {
+            channel,
+            data,
+            id,
+            from,
+        } => {
             protocol::check_channel(&channel)
                 .and_then(|()| protocol::check_data(&data))
                 .and_then(|()| id.as_deref().map_or(Ok(()), protocol::check_id))
                 .map_err(|(_, message)| message)?;
             let from = from.unwrap_or_else(|| protocol::SERVER_USER.into());
-            let (message, duplicate) = ctx.store.append(&channel, id.as_deref(), &from, &data).await.map_err(|e| e.to_string())?;
+            let (message, duplicate) = ctx
+                .store
+                .append(&channel, id.as_deref(), &from, &data)
+                .await
+                .map_err(|e| e.to_string())?;
             let serial = Some(message.serial);
             if duplicate {
-                return Ok(PublishResult { serial, duplicate, ..Default::default() });
+                return Ok(PublishResult {
+                    serial,
+                    duplicate,
+                    ..Default::default()
+                });
             }
-            let hop = Hop { job: new_job_id(), number: 0 };
-            let (report, continued) = deliver(ctx, &channel, &ServerFrame::Message(message).to_json(), None, hop).await?;
-            Ok(PublishResult { serial, duplicate, report, continued })
+            let hop = Hop {
+                job: new_job_id(),
+                number: 0,
+            };
+            let (report, continued) = deliver(
+                ctx,
+                &channel,
+                &ServerFrame::Message(message).to_json(),
+                None,
+                hop,
+            )
+            .await?;
+            Ok(PublishResult {
+                serial,
+                duplicate,
+                report,
+                continued,
+            })
         }
     }
 }
@@ -91,16 +142,37 @@ struct Hop {
     number: u32,
 }
 
-async fn deliver(ctx: &Ctx, channel: &str, frame: &str, start: Option<Key>, hop: Hop) -> Result<(Report, bool), String> {
-    let (targets, next) = fanout::collect(&ctx.store, channel, start, ctx.fanout_per_invocation).await.map_err(|e| e.to_string())?;
+async fn deliver(
+    ctx: &Ctx,
+    channel: &str,
+    frame: &str,
+    start: Option<Key>,
+    hop: Hop,
+) -> Result<(Report, bool), String> {
+    let (targets, next) = fanout::collect(&ctx.store, channel, start, ctx.fanout_per_invocation)
+        .await
+        .map_err(|e| e.to_string())?;
     let continued = next.is_some();
     if let Some(next) = next {
-        let job = FanoutJob { channel: channel.into(), frame: frame.into(), start: Some(fanout::key_to_json(&next)), job: Some(hop.job.clone()), hop: hop.number + 1 };
+        let job = FanoutJob {
+            channel: channel.into(),
+            frame: frame.into(),
+            start: Some(fanout::key_to_json(&next)),
+            job: Some(hop.job.clone()),
+            hop: hop.number + 1,
+        };
         // Failing here fails the invocation, so Lambda retries it: the subscribers of this
         // page may get the frame twice (clients drop serials they have), none lose it.
         invoke_with_retry(&ctx.publish, &job).await?;
     }
-    let (report, removed) = fanout::post_all(&ctx.store, &ctx.connections, targets, frame, ctx.fanout_concurrency).await;
+    let (report, removed) = fanout::post_all(
+        &ctx.store,
+        &ctx.connections,
+        targets,
+        frame,
+        ctx.fanout_concurrency,
+    )
+    .await;
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
         for (channel, leave) in super::disconnect::leave_frames(&connection, present) {
@@ -109,20 +181,43 @@ async fn deliver(ctx: &Ctx, channel: &str, frame: &str, start: Option<Key>, hop:
             }
         }
     }
-    tracing::info!(channel, delivered = report.delivered, gone = report.gone, failed = report.failed, continued, "fan-out");
+    tracing::info!(
+        channel,
+        delivered = report.delivered,
+        gone = report.gone,
+        failed = report.failed,
+        continued,
+        "fan-out"
+    );
     Ok((report, continued))
 }
 
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`,
 /// retrying a failed invocation request; the error says why it could not.
-pub async fn hand_off(ctx: &Ctx, channel: &str, frame: &str, start: Option<&Key>) -> Result<(), String> {
+pub async fn hand_off(
+    ctx: &Ctx,
+    channel: &str,
+    frame: &str,
+    start: Option<&Key>,
+) -> Result<(), String> {
     fan_out_later(&ctx.publish, channel, frame, start).await
 }
 
 /// One asynchronous invocation of the publish function that delivers `frame` to `channel`'s
 /// subscribers from `start`, as a new fan-out job.
-pub async fn fan_out_later(publish: &Invoker, channel: &str, frame: &str, start: Option<&Key>) -> Result<(), String> {
-    let job = FanoutJob { channel: channel.into(), frame: frame.into(), start: start.map(fanout::key_to_json), job: Some(new_job_id()), hop: 0 };
+pub async fn fan_out_later(
+    publish: &Invoker,
+    channel: &str,
+    frame: &str,
+    start: Option<&Key>,
+) -> Result<(), String> {
+    let job = FanoutJob {
+        channel: channel.into(),
+        frame: frame.into(),
+        start: start.map(fanout::key_to_json),
+        job: Some(new_job_id()),
+        hop: 0,
+    };
     invoke_with_retry(publish, &job).await
 }
 
@@ -149,6 +244,13 @@ fn new_job_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let state = RandomState::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("{:016x}{:016x}", state.hash_one((n, t)), state.hash_one((t, n, 1u8)))
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:016x}{:016x}",
+        state.hash_one((n, t)),
+        state.hash_one((t, n, 1u8))
+    )
 }
