@@ -1,7 +1,7 @@
 //! Arbitrary bytes into the two parsers a client reaches before anything else: the frame
 //! parser and the token verifier. Inputs are mutations of valid frames and tokens (so they get
 //! past the first checks) and plain random bytes. `WSCTL_FUZZ_CASES` sets the count (default
-//! 20,000 per parser; `WSCTL_FUZZ_CASES=1000000 cargo test --release -p wsctl-functions fuzz`
+//! 20,000 per parser; `WSCTL_FUZZ_CASES=1000000 cargo test --workspace --lib fuzz -- --nocapture`
 //! for the long run).
 
 use crate::auth::{Capabilities, Claims, SecretKeys, Verifier, mint};
@@ -127,6 +127,10 @@ fn fuzz_frame_parser_never_panics() {
         ok > 0 && refused > 0,
         "the mutations reach both outcomes: {ok} parsed, {refused} refused"
     );
+    eprintln!(
+        "frame parser: {} inputs, {ok} parsed, {refused} refused, no panic",
+        cases()
+    );
 }
 
 #[test]
@@ -154,15 +158,17 @@ fn fuzz_token_verifier_never_panics() {
         let token = String::from_utf8_lossy(&input);
         if verifier.verify(&token, None).is_ok() {
             accepted += 1;
-            // Only a token whose signed part is intact can pass (base64 padding bits aside).
-            assert!(
-                token.starts_with(good.split('.').next().unwrap()),
-                "{token}"
-            );
+            // Only the intact token passes: any other byte changes the signed part or the
+            // signature.
+            assert_eq!(token, good.as_str());
         }
     }
     assert!(
         accepted < cases() as u64 / 10,
         "{accepted} mutated tokens accepted"
+    );
+    eprintln!(
+        "token verifier: {} inputs, {accepted} accepted, no panic",
+        cases()
     );
 }
