@@ -441,10 +441,10 @@ impl Config {
                     );
                 }
             }
-            if f.reserved_concurrency.is_some_and(|n| n > 10_000) {
+            if f.reserved_concurrency.is_some_and(|n| n == 0 || n > 10_000) {
                 bad(
                     format!("{at}.reserved_concurrency"),
-                    "at most 10000 (and below the account's concurrency limit, 1000 by default)"
+                    "1 to 10000 (0 would throttle every call; stay below the account's limit, 1000 by default)"
                         .into(),
                 );
             }
@@ -556,11 +556,8 @@ impl Config {
                 );
             }
             if let Some(oidc) = &auth.oidc {
-                let url = |u: &str| {
-                    u.starts_with("https://")
-                        || u.starts_with("http://127.0.0.1")
-                        || u.starts_with("http://localhost")
-                };
+                // The same rule the authorizer applies before fetching keys.
+                let url = wsctl_functions::http::is_trusted_url;
                 if !url(&oidc.issuer) {
                     bad(
                         "authorizer.oidc.issuer".into(),
@@ -582,7 +579,7 @@ impl Config {
                 {
                     bad(
                         "authorizer.oidc.jwks_url".into(),
-                        format!("`{u}` is not an https:// URL"),
+                        format!("`{u}` is not an https:// URL (plain http only to this machine)"),
                     );
                 }
                 if oidc
@@ -856,6 +853,15 @@ tables:
             (Some("chat"), "chat-app")
         );
         assert_eq!(c.functions["publish"].reserved_concurrency, Some(100));
+    }
+
+    #[test]
+    fn reserved_concurrency_is_at_least_one() {
+        let zero = GOOD.replace("memory: 256 }", "memory: 256, reserved_concurrency: 0 }");
+        let p = problems(&zero);
+        assert!(p.iter().any(|p| p.field == "functions.message.reserved_concurrency"), "{p:?}");
+        let one = GOOD.replace("memory: 256 }", "memory: 256, reserved_concurrency: 1 }");
+        assert!(Config::parse(Path::new("wsctl.yaml"), &one).is_ok());
     }
 
     #[test]

@@ -648,6 +648,10 @@ async fn publish_and_token_from_the_command_line() {
             > wsctl_functions::auth::now() + 3500,
         "{rotated}"
     );
+    // Again within the grace period would cut the older key's grace short: refused.
+    let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "1h"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("still passes until") && err.contains("--grace 0s"), "{err}");
     let (code, fresh, err) = wsctl(&dev, &config, &["token", "--user", "fresh"]);
     assert_eq!(code, 0, "{err}");
     let fresh = fresh.trim().to_string();
@@ -1175,12 +1179,16 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
                 || (l.trim_start().starts_with("crate:") && l.trim_end().ends_with("/connect"));
             if verbose {
                 format!("{l}\n    environment: {{ RUST_LOG: trace }}\n")
+            } else if l.starts_with("  function: authorizer") {
+                // Tokens must carry this audience: every token wsctl mints has to say so.
+                format!("{l}\n  audience: chat-app\n")
             } else {
                 format!("{l}\n")
             }
         })
         .collect();
     assert_eq!(text.matches("RUST_LOG").count(), 2, "{text}");
+    assert!(text.contains("  audience: chat-app"), "{text}");
     std::fs::write(&config, text).unwrap();
     let dev = Dev::start(&config, &[]);
 
@@ -1341,4 +1349,17 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         .expect("secret");
     let secret = got.parameter.and_then(|p| p.value).expect("value");
     assert!(!logs.contains(&secret), "the secret appears in the logs");
+
+    // The stack requires an audience: a token of the right key without it is refused, and the
+    // dev endpoint mints none for a reserved or unprintable user.
+    use wsctl_functions::auth::{Capabilities, Claims, mint};
+    let bare = mint(secret.as_bytes(), &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)));
+    match Client::connect(&format!("{}?token={bare}", dev.field("url"))).await {
+        Err(Refused::Status(403)) => {}
+        other => panic!("a token without the audience: expected 403, got {:?}", other.map(|_| "connected")),
+    }
+    for user in ["server", "%E2%80%AEevil"] {
+        let (status, body) = http(&format!("{base}/_wsctl/token?user={user}"), "GET", b"").await;
+        assert_eq!(status, 400, "{user}: {body}");
+    }
 }

@@ -372,6 +372,8 @@ async fn sizes_and_names_are_bounded() {
             json!({"action": "ping", "id": "p".repeat(200)}),
             "bad_request",
         ),
+        (json!({"action": "presence", "channel": "room", "after": ""}), "bad_request"),
+        (json!({"action": "presence", "channel": "room", "after": "a".repeat(2000)}), "bad_request"),
     ];
     for (frame, code) in cases {
         rig.server.clear();
@@ -635,7 +637,8 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
         "../../functions/common/testdata/oidc-test-keys.json"
     ))
     .unwrap();
-    let provider = Provider::start(keys["jwks"].clone()).await;
+    // The provider's key set is not up yet when the first token arrives.
+    let provider = Provider::start(Value::Null).await;
     let policy = OidcPolicy {
         issuer: provider.url.clone(),
         audience: "chat-app".into(),
@@ -689,6 +692,14 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
             (effect, v["context"].clone())
         }
     };
+
+    // A failed fetch denies, and is retried after the short interval, not after the key set's
+    // hour-long lifetime.
+    assert_eq!(context(sign("rsa-1", old_pem, json!({}))).await.0, "Deny");
+    assert_eq!(provider.requests(), 2, "discovery, then the key set's 404");
+    *provider.jwks.lock().unwrap() = keys["jwks"].clone();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    provider.requests.store(0, Ordering::SeqCst);
 
     // The first token fetches the discovery document and the key set; later ones use the cache.
     let (effect, ctx) = context(sign("rsa-1", old_pem, json!({}))).await;
@@ -937,6 +948,8 @@ fn no_frame_outside_its_grant_has_an_effect() {
             let parsed = wsctl_functions::protocol::parse(&case.frame.to_string()).is_ok();
             if parsed && case.granted() {
                 allowed.fetch_add(1, Ordering::Relaxed);
+                // Within its grant and well formed: answered, never refused.
+                proptest::prop_assert_ne!(&answer["type"], &json!("error"), "{:?} → {}", case, answer);
                 return Ok(());
             }
             refused.fetch_add(1, Ordering::Relaxed);

@@ -80,7 +80,7 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
         // Created meanwhile (a concurrent deploy): keep it only if it is a usable key, never
         // adopt whatever value happens to be there.
         Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => {
-            if let Err(why) = read_keys(clients, &spec.name).await? {
+            if let Some(Err(why)) = read_keys(clients, &spec.name).await? {
                 return Err(AwsError::BadSecret {
                     name: spec.name.clone(),
                     message: format!("{why}; it was created by something else meanwhile"),
@@ -92,23 +92,18 @@ pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError
     }
 }
 
-/// The stack's keys, decrypted; the inner error says why the value is not a usable secret.
+/// The stack's keys, decrypted: `None` when the parameter does not exist; the inner error
+/// says why its value is not a usable secret.
 pub async fn read_keys(
     clients: &Clients,
     name: &str,
-) -> Result<Result<SecretKeys, String>, AwsError> {
-    let got = clients
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
+) -> Result<Option<Result<SecretKeys, String>>, AwsError> {
+    let got = found(clients.ssm.get_parameter().name(name).with_decryption(true).send().await)
         .ctx("GetParameter", name)?;
-    Ok(match got.parameter.and_then(|p| p.value) {
+    Ok(got.map(|got| match got.parameter.and_then(|p| p.value) {
         Some(value) => SecretKeys::parse(&value),
         None => Err("it is empty".to_string()),
-    })
+    }))
 }
 
 /// Makes a new key current; the current one keeps passing for `grace`. Returns the new keys.
@@ -192,10 +187,9 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
 
 /// The stack's keys, for minting tokens: an unusable value is an error that says how to fix it.
 pub async fn token_keys(clients: &Clients, name: &str) -> Result<SecretKeys, AwsError> {
+    let bad = |message: String| AwsError::BadSecret { name: name.to_string(), message };
     read_keys(clients, name)
         .await?
-        .map_err(|message| AwsError::BadSecret {
-            name: name.to_string(),
-            message,
-        })
+        .ok_or_else(|| bad("it does not exist (run `wsctl deploy` to create it)".into()))?
+        .map_err(bad)
 }

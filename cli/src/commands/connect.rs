@@ -52,7 +52,8 @@ pub(super) async fn open(
             let keys = crate::aws::ssm::token_keys(clients, &names.secret()).await?;
             mint(
                 &keys.current,
-                &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600)),
+                &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600))
+                    .with_audience(config.authorizer.as_ref().and_then(|a| a.audience.as_deref())),
             )
         }
     };

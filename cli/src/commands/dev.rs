@@ -131,9 +131,7 @@ pub async fn run(
         pool.warm();
     }
 
-    let minter = secret(&clients, &live)
-        .await?
-        .map(|secret| Minter { secret });
+    let minter = secret(&clients, &live).await?;
     let token = minter
         .as_ref()
         .map(|m| m.token("dev", Duration::from_secs(24 * 3600)));
@@ -226,18 +224,15 @@ fn log_sink(printer: &Printer) -> LogSink {
 }
 
 /// The stack's token secret, from the parameter the authorizer is configured with.
-async fn secret(
-    clients: &Clients,
-    live: &engine::model::LiveState,
-) -> Result<Option<Vec<u8>>, Error> {
-    let parameter = live.resources.values().find_map(|r| match &r.spec {
-        engine::model::Spec::Function(f) => f.environment.get("WSCTL_SECRET_PARAMETER").cloned(),
+/// The audience comes from the deployed authorizer too, so the page's tokens pass it.
+async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Option<Minter>, Error> {
+    let authorizer = live.resources.values().find_map(|r| match &r.spec {
+        engine::model::Spec::Function(f) if f.environment.contains_key("WSCTL_SECRET_PARAMETER") => Some(&f.environment),
         _ => None,
     });
-    let Some(name) = parameter else {
+    let Some(env) = authorizer else {
         return Ok(None);
     };
-    Ok(Some(
-        crate::aws::ssm::token_keys(clients, &name).await?.current,
-    ))
+    let secret = crate::aws::ssm::token_keys(clients, &env["WSCTL_SECRET_PARAMETER"]).await?.current;
+    Ok(Some(Minter { secret, audience: env.get("TOKEN_AUDIENCE").cloned() }))
 }

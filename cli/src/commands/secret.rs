@@ -4,6 +4,7 @@
 //! regardless).
 
 use serde_json::json;
+use wsctl_functions::auth::{SecretKeys, now};
 
 use crate::args::SecretCommand;
 use crate::aws::AwsArgs;
@@ -21,9 +22,22 @@ pub async fn run(
     let SecretCommand::Rotate { grace } = command;
     let (clients, _) = super::connect(config, aws).await?;
     let name = Names::new(config).secret();
-    if crate::aws::ssm::read_keys(&clients, &name).await.is_err() {
+    let Some(current) = crate::aws::ssm::read_keys(&clients, &name).await? else {
         return Err(Error::Usage {
             usage: format!("the stack has no token secret {name}\nhint: run `wsctl deploy` first"),
+        });
+    };
+    // A second rotation inside the grace period would cut the oldest key's grace short:
+    // tokens promised until then would be refused at once.
+    if let Ok(SecretKeys { previous: Some((_, until)), .. }) = current
+        && !grace.is_zero()
+        && until > now()
+    {
+        return Err(Error::Usage {
+            usage: format!(
+                "the key before the current one still passes until {}; rotating again now would refuse its tokens at once\nhint: run this again after that time, or pass `--grace 0s` to retire every older key now",
+                crate::local::events::iso8601(until * 1000)
+            ),
         });
     }
     let keys = crate::aws::ssm::rotate(&clients, &name, *grace).await?;
@@ -39,7 +53,7 @@ pub async fn run(
                 "tokens signed with the previous key pass until {} (epoch {t})",
                 crate::local::events::iso8601(t * 1000)
             ),
-            None => "tokens signed with the previous key are refused from now on".into(),
+            None => "tokens signed with older keys stop passing within a minute".into(),
         };
         printer.result(format!("rotated {name}: new key {key_id}; {previous}"));
     }

@@ -25,7 +25,8 @@ pub async fn run(
     })?;
     let (clients, _) = super::connect(config, aws).await?;
     let keys = crate::aws::ssm::token_keys(&clients, &Names::new(config).secret()).await?;
-    let claims = Claims::issue(&args.user, cap, args.ttl);
+    let audience = config.authorizer.as_ref().and_then(|a| a.audience.as_deref());
+    let claims = Claims::issue(&args.user, cap, args.ttl).with_audience(audience);
     let token = mint(&keys.current, &claims);
     if printer.json() {
         printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));

@@ -119,18 +119,17 @@ pub struct Limits {
     pub lifetime: Duration,
 }
 
-/// Signs dev tokens with the stack's own secret.
+/// Signs dev tokens with the stack's own secret, for the audience its authorizer requires.
 pub struct Minter {
     pub secret: Vec<u8>,
+    pub audience: Option<String>,
 }
 
 impl Minter {
     pub fn token(&self, user: &str, ttl: Duration) -> String {
         use wsctl_functions::auth::{Capabilities, Claims, mint};
-        mint(
-            &self.secret,
-            &Claims::issue(user, Capabilities::everything(), ttl),
-        )
+        let claims = Claims::issue(user, Capabilities::everything(), ttl).with_audience(self.audience.as_deref());
+        mint(&self.secret, &claims)
     }
 }
 
@@ -314,6 +313,9 @@ fn dev_token(gw: &Gateway, query: Option<&str>) -> Response<Body> {
         .map(|(_, v)| v)
         .filter(|u| !u.is_empty());
     let user = user.unwrap_or_else(|| "dev".into());
+    if let Err(why) = wsctl_functions::auth::check_user(&user) {
+        return message(StatusCode::BAD_REQUEST, &format!("user: {why}"));
+    }
     json_response(
         StatusCode::OK,
         &json!({ "user": user, "token": minter.token(&user, Duration::from_secs(24 * 3600)) }),

@@ -12,6 +12,13 @@ async fn main() -> Result<(), Error> {
     let authorizer = Authorizer::from_env().await?;
     // Fail the cold start, with the reason in the log, rather than deny every client.
     authorizer.secrets.get().await?;
+    // The provider's keys are fetched now too, but a provider that is down must not stop
+    // tokens signed with the stack's own secret: retried on the first token that needs them.
+    if let Some((_, keys)) = &authorizer.oidc
+        && let Err(e) = keys.get().await
+    {
+        tracing::warn!(error = %e, "the identity provider's keys could not be fetched yet");
+    }
     let authorizer = &authorizer;
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {

@@ -145,6 +145,12 @@ impl Claims {
             cap,
         }
     }
+
+    /// The same claims for `audience`, when the stack requires one.
+    pub fn with_audience(mut self, audience: Option<&str>) -> Claims {
+        self.aud = audience.map(|a| Audience::One(a.to_string()));
+        self
+    }
 }
 
 /// Who a verified token speaks for.

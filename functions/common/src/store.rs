@@ -335,7 +335,7 @@ impl Store {
     }
 
     /// Present members of a channel, in connection-id order after `after`: at most `max`, in
-    /// at most ten pages read, and no more than fit one frame. The second value is where the
+    /// at most two pages read, and no more than fit one frame. The second value is where the
     /// next call continues.
     pub async fn members(
         &self,
@@ -343,7 +343,9 @@ impl Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<(Vec<Member>, Option<String>), StoreError> {
-        const PAGES: usize = 10;
+        // Bounded work per call whatever the channel's size: a query reads at most two pages
+        // of subscribers and says where to go on.
+        const PAGES: usize = 2;
         let budget = crate::protocol::MAX_FRAME_BYTES - 4096;
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -721,6 +723,7 @@ impl Store {
         let t = &self.tables.counters;
         let mut seen = None;
         let mut progress = tokio::time::Instant::now();
+        let mut stalls = 0u32;
         loop {
             let got = self
                 .db
@@ -738,13 +741,17 @@ impl Store {
             if seen != Some(last) {
                 seen = Some(last);
                 progress = tokio::time::Instant::now();
+                stalls = 0;
             } else if progress.elapsed() >= patience {
                 return Ok(());
+            } else {
+                stalls += 1;
             }
-            // Frames far down the line look much less often: the store serves the next in
-            // line, not a hundred pollers.
+            // Frames far down the line look much less often, and a wait that makes no
+            // progress slows down: a gap left on purpose costs a handful of reads, not hundreds.
             let gap = (seq - last - 1).min(14) as u32;
-            tokio::time::sleep(Duration::from_millis(10) * gap * gap).await;
+            let pause = Duration::from_millis(10) * gap * gap * (1 << stalls.min(6));
+            tokio::time::sleep(pause.min(Duration::from_millis(500))).await;
         }
     }
 

@@ -36,22 +36,18 @@ pub struct KeyCache<T> {
 
 struct CacheState<T> {
     value: Option<Arc<T>>,
+    /// When the value was fetched: it ages from here.
     fetched: Option<Instant>,
+    /// When a fetch was last tried, successful or not: the minimum interval counts from here,
+    /// so a failed fetch is retried soon rather than after the TTL.
+    tried: Option<Instant>,
     fetches: u64,
 }
 
 impl<T> KeyCache<T> {
     pub fn new(fetch: Fetch<T>, ttl: Duration, min_interval: Duration) -> KeyCache<T> {
-        KeyCache {
-            fetch,
-            ttl,
-            min_interval,
-            state: tokio::sync::Mutex::new(CacheState {
-                value: None,
-                fetched: None,
-                fetches: 0,
-            }),
-        }
+        let state = CacheState { value: None, fetched: None, tried: None, fetches: 0 };
+        KeyCache { fetch, ttl, min_interval, state: tokio::sync::Mutex::new(state) }
     }
 
     /// The cached value, fetched first when there is none or it is older than the TTL. A
@@ -59,31 +55,21 @@ impl<T> KeyCache<T> {
     pub async fn get(&self) -> Result<Arc<T>, String> {
         let mut state = self.state.lock().await;
         let stale = state.fetched.is_none_or(|at| at.elapsed() >= self.ttl);
-        if stale
-            && state
-                .fetched
-                .is_none_or(|at| at.elapsed() >= self.min_interval)
-        {
+        if stale && self.may_try(&state) {
             match self.fetch_locked(&mut state).await {
                 Ok(v) => return Ok(v),
                 Err(e) if state.value.is_none() => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; using the cached keys"),
             }
         }
-        state
-            .value
-            .clone()
-            .ok_or_else(|| "no keys fetched yet".into())
+        state.value.clone().ok_or_else(|| "the keys could not be fetched; retrying shortly".into())
     }
 
-    /// Fetches again unless the last fetch is more recent than the minimum interval; the
+    /// Fetches again unless the last attempt is more recent than the minimum interval; the
     /// new value, or `None` when it was too soon.
     pub async fn refresh(&self) -> Result<Option<Arc<T>>, String> {
         let mut state = self.state.lock().await;
-        if state
-            .fetched
-            .is_some_and(|at| at.elapsed() < self.min_interval)
-        {
+        if !self.may_try(&state) {
             return Ok(None);
         }
         self.fetch_locked(&mut state).await.map(Some)
@@ -94,10 +80,15 @@ impl<T> KeyCache<T> {
         self.state.lock().await.fetches
     }
 
+    fn may_try(&self, state: &CacheState<T>) -> bool {
+        state.tried.is_none_or(|at| at.elapsed() >= self.min_interval)
+    }
+
     async fn fetch_locked(&self, state: &mut CacheState<T>) -> Result<Arc<T>, String> {
         state.fetches += 1;
-        state.fetched = Some(Instant::now());
+        state.tried = Some(Instant::now());
         let value = Arc::new((self.fetch)().await?);
+        state.fetched = state.tried;
         state.value = Some(value.clone());
         Ok(value)
     }

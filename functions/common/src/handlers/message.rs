@@ -252,10 +252,12 @@ async fn act(
                     protocol::MAX_FRAME_BYTES,
                 )
                 .await?;
+            // Only a read forward from `since` can be continued; the last N are the newest
+            // that fit one frame.
             vec![ServerFrame::History {
                 channel: channel.clone(),
                 messages: page.messages,
-                more: page.more,
+                more: since.is_some() && page.more,
             }]
         }
         ClientFrame::Presence {
