@@ -91,7 +91,7 @@ pub enum SecretCommand {
     /// the grace period, then are refused.
     Rotate {
         /// How long tokens signed with the current key stay valid, e.g. 1h; 0 refuses them at once.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = parse_duration_or_zero)]
         grace: std::time::Duration,
     },
 }
@@ -127,6 +127,15 @@ pub struct DevArgs {
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err("a duration must be above zero".into());
+    }
+    Ok(d)
+}
+
+/// A duration where `0s` means "none" (no grace period, no minimum age).
+pub fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -140,9 +149,6 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "h" => n * 3_600_000,
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     };
-    if ms == 0 {
-        return Err("a duration must be above zero".into());
-    }
     Ok(std::time::Duration::from_millis(ms))
 }
 
@@ -202,7 +208,7 @@ pub struct GcArgs {
     pub max_duration: Option<std::time::Duration>,
     /// Only look at connections opened at least this long ago. `@connections` answers 410
     /// while a `$connect` is still running (up to 29 s), so younger rows may be live.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = parse_duration_or_zero)]
     pub older_than: std::time::Duration,
 }
 
