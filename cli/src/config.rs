@@ -859,7 +859,11 @@ tables:
     fn reserved_concurrency_is_at_least_one() {
         let zero = GOOD.replace("memory: 256 }", "memory: 256, reserved_concurrency: 0 }");
         let p = problems(&zero);
-        assert!(p.iter().any(|p| p.field == "functions.message.reserved_concurrency"), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.field == "functions.message.reserved_concurrency"),
+            "{p:?}"
+        );
         let one = GOOD.replace("memory: 256 }", "memory: 256, reserved_concurrency: 1 }");
         assert!(Config::parse(Path::new("wsctl.yaml"), &one).is_ok());
     }

@@ -651,7 +651,10 @@ async fn publish_and_token_from_the_command_line() {
     // Again within the grace period would cut the older key's grace short: refused.
     let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "1h"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("still passes until") && err.contains("--grace 0s"), "{err}");
+    assert!(
+        err.contains("still passes until") && err.contains("--grace 0s"),
+        "{err}"
+    );
     let (code, fresh, err) = wsctl(&dev, &config, &["token", "--user", "fresh"]);
     assert_eq!(code, 0, "{err}");
     let fresh = fresh.trim().to_string();
@@ -1353,10 +1356,16 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
     // The stack requires an audience: a token of the right key without it is refused, and the
     // dev endpoint mints none for a reserved or unprintable user.
     use wsctl_functions::auth::{Capabilities, Claims, mint};
-    let bare = mint(secret.as_bytes(), &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)));
+    let bare = mint(
+        secret.as_bytes(),
+        &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)),
+    );
     match Client::connect(&format!("{}?token={bare}", dev.field("url"))).await {
         Err(Refused::Status(403)) => {}
-        other => panic!("a token without the audience: expected 403, got {:?}", other.map(|_| "connected")),
+        other => panic!(
+            "a token without the audience: expected 403, got {:?}",
+            other.map(|_| "connected")
+        ),
     }
     for user in ["server", "%E2%80%AEevil"] {
         let (status, body) = http(&format!("{base}/_wsctl/token?user={user}"), "GET", b"").await;

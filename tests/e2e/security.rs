@@ -372,8 +372,14 @@ async fn sizes_and_names_are_bounded() {
             json!({"action": "ping", "id": "p".repeat(200)}),
             "bad_request",
         ),
-        (json!({"action": "presence", "channel": "room", "after": ""}), "bad_request"),
-        (json!({"action": "presence", "channel": "room", "after": "a".repeat(2000)}), "bad_request"),
+        (
+            json!({"action": "presence", "channel": "room", "after": ""}),
+            "bad_request",
+        ),
+        (
+            json!({"action": "presence", "channel": "room", "after": "a".repeat(2000)}),
+            "bad_request",
+        ),
     ];
     for (frame, code) in cases {
         rig.server.clear();
@@ -949,7 +955,13 @@ fn no_frame_outside_its_grant_has_an_effect() {
             if parsed && case.granted() {
                 allowed.fetch_add(1, Ordering::Relaxed);
                 // Within its grant and well formed: answered, never refused.
-                proptest::prop_assert_ne!(&answer["type"], &json!("error"), "{:?} → {}", case, answer);
+                proptest::prop_assert_ne!(
+                    &answer["type"],
+                    &json!("error"),
+                    "{:?} → {}",
+                    case,
+                    answer
+                );
                 return Ok(());
             }
             refused.fetch_add(1, Ordering::Relaxed);

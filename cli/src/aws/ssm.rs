@@ -98,8 +98,16 @@ pub async fn read_keys(
     clients: &Clients,
     name: &str,
 ) -> Result<Option<Result<SecretKeys, String>>, AwsError> {
-    let got = found(clients.ssm.get_parameter().name(name).with_decryption(true).send().await)
-        .ctx("GetParameter", name)?;
+    let got = found(
+        clients
+            .ssm
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await,
+    )
+    .ctx("GetParameter", name)?;
     Ok(got.map(|got| match got.parameter.and_then(|p| p.value) {
         Some(value) => SecretKeys::parse(&value),
         None => Err("it is empty".to_string()),
@@ -187,7 +195,10 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
 
 /// The stack's keys, for minting tokens: an unusable value is an error that says how to fix it.
 pub async fn token_keys(clients: &Clients, name: &str) -> Result<SecretKeys, AwsError> {
-    let bad = |message: String| AwsError::BadSecret { name: name.to_string(), message };
+    let bad = |message: String| AwsError::BadSecret {
+        name: name.to_string(),
+        message,
+    };
     read_keys(clients, name)
         .await?
         .ok_or_else(|| bad("it does not exist (run `wsctl deploy` to create it)".into()))?

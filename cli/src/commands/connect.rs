@@ -53,7 +53,12 @@ pub(super) async fn open(
             mint(
                 &keys.current,
                 &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600))
-                    .with_audience(config.authorizer.as_ref().and_then(|a| a.audience.as_deref())),
+                    .with_audience(
+                        config
+                            .authorizer
+                            .as_ref()
+                            .and_then(|a| a.audience.as_deref()),
+                    ),
             )
         }
     };

@@ -225,14 +225,26 @@ fn log_sink(printer: &Printer) -> LogSink {
 
 /// The stack's token secret, from the parameter the authorizer is configured with.
 /// The audience comes from the deployed authorizer too, so the page's tokens pass it.
-async fn secret(clients: &Clients, live: &engine::model::LiveState) -> Result<Option<Minter>, Error> {
+async fn secret(
+    clients: &Clients,
+    live: &engine::model::LiveState,
+) -> Result<Option<Minter>, Error> {
     let authorizer = live.resources.values().find_map(|r| match &r.spec {
-        engine::model::Spec::Function(f) if f.environment.contains_key("WSCTL_SECRET_PARAMETER") => Some(&f.environment),
+        engine::model::Spec::Function(f)
+            if f.environment.contains_key("WSCTL_SECRET_PARAMETER") =>
+        {
+            Some(&f.environment)
+        }
         _ => None,
     });
     let Some(env) = authorizer else {
         return Ok(None);
     };
-    let secret = crate::aws::ssm::token_keys(clients, &env["WSCTL_SECRET_PARAMETER"]).await?.current;
-    Ok(Some(Minter { secret, audience: env.get("TOKEN_AUDIENCE").cloned() }))
+    let secret = crate::aws::ssm::token_keys(clients, &env["WSCTL_SECRET_PARAMETER"])
+        .await?
+        .current;
+    Ok(Some(Minter {
+        secret,
+        audience: env.get("TOKEN_AUDIENCE").cloned(),
+    }))
 }

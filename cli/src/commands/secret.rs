@@ -29,7 +29,10 @@ pub async fn run(
     };
     // A second rotation inside the grace period would cut the oldest key's grace short:
     // tokens promised until then would be refused at once.
-    if let Ok(SecretKeys { previous: Some((_, until)), .. }) = current
+    if let Ok(SecretKeys {
+        previous: Some((_, until)),
+        ..
+    }) = current
         && !grace.is_zero()
         && until > now()
     {

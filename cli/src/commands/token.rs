@@ -25,7 +25,10 @@ pub async fn run(
     })?;
     let (clients, _) = super::connect(config, aws).await?;
     let keys = crate::aws::ssm::token_keys(&clients, &Names::new(config).secret()).await?;
-    let audience = config.authorizer.as_ref().and_then(|a| a.audience.as_deref());
+    let audience = config
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.audience.as_deref());
     let claims = Claims::issue(&args.user, cap, args.ttl).with_audience(audience);
     let token = mint(&keys.current, &claims);
     if printer.json() {

@@ -128,7 +128,8 @@ pub struct Minter {
 impl Minter {
     pub fn token(&self, user: &str, ttl: Duration) -> String {
         use wsctl_functions::auth::{Capabilities, Claims, mint};
-        let claims = Claims::issue(user, Capabilities::everything(), ttl).with_audience(self.audience.as_deref());
+        let claims = Claims::issue(user, Capabilities::everything(), ttl)
+            .with_audience(self.audience.as_deref());
         mint(&self.secret, &claims)
     }
 }

@@ -96,18 +96,25 @@ fn within_documented_bounds(frame: &protocol::ClientFrame) -> bool {
         })
     };
     let short = |s: &str, max: usize| (1..=max).contains(&s.chars().count()) && visible(s);
-    let channel_ok = frame.channel().is_none_or(|c| short(c, 128) && !c.contains('#'));
+    let channel_ok = frame
+        .channel()
+        .is_none_or(|c| short(c, 128) && !c.contains('#'));
     let size = |v: &serde_json::Value| serde_json::to_string(v).map_or(usize::MAX, |s| s.len());
     channel_ok
         && match frame {
-            Publish { data, id, .. } => size(data) <= 120 * 1024 && id.as_deref().is_none_or(|i| short(i, 128)),
+            Publish { data, id, .. } => {
+                size(data) <= 120 * 1024 && id.as_deref().is_none_or(|i| short(i, 128))
+            }
             Subscribe { rewind, .. } => rewind.is_none_or(|n| n <= 1000),
             History { limit, .. } => limit.is_none_or(|n| n <= 1000),
             Presence { enter, after, .. } => {
-                enter.as_ref().is_none_or(|e| (e.is_object() || e == &serde_json::Value::Bool(true)) && size(e) <= 2048)
-                    && after.as_deref().is_none_or(|a| short(a, 128))
+                enter.as_ref().is_none_or(|e| {
+                    (e.is_object() || e == &serde_json::Value::Bool(true)) && size(e) <= 2048
+                }) && after.as_deref().is_none_or(|a| short(a, 128))
             }
-            Ping { id } => id.as_ref().is_none_or(|i| i.is_number() || i.as_str().is_some_and(|s| s.chars().count() <= 128)),
+            Ping { id } => id.as_ref().is_none_or(|i| {
+                i.is_number() || i.as_str().is_some_and(|s| s.chars().count() <= 128)
+            }),
             Unsubscribe { .. } => true,
         }
 }

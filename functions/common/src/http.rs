@@ -17,16 +17,24 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// provider in a test). Anyone on the path of a plain-HTTP fetch could hand over their own
 /// keys and sign any token.
 pub fn is_trusted_url(url: &str) -> bool {
-    let Ok(uri) = url.parse::<hyper::Uri>() else { return false };
-    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let loopback = matches!(
+        uri.host(),
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
+    );
     // `user@host` forms have no place in a key URL.
     let plain_authority = uri.authority().is_some_and(|a| !a.as_str().contains('@'));
-    plain_authority && (uri.scheme_str() == Some("https") || (uri.scheme_str() == Some("http") && loopback))
+    plain_authority
+        && (uri.scheme_str() == Some("https") || (uri.scheme_str() == Some("http") && loopback))
 }
 
 pub async fn get_json(url: &str) -> Result<Value, String> {
     if !is_trusted_url(url) {
-        return Err(format!("{url} is not an https:// URL; keys are fetched over HTTPS only"));
+        return Err(format!(
+            "{url} is not an https:// URL; keys are fetched over HTTPS only"
+        ));
     }
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
@@ -64,10 +72,22 @@ mod tests {
 
     #[test]
     fn keys_come_over_https_or_from_this_machine() {
-        for url in ["https://id.example.com/keys", "http://127.0.0.1:8080/keys", "http://localhost/keys", "http://[::1]:9/k"] {
+        for url in [
+            "https://id.example.com/keys",
+            "http://127.0.0.1:8080/keys",
+            "http://localhost/keys",
+            "http://[::1]:9/k",
+        ] {
             assert!(is_trusted_url(url), "{url}");
         }
-        for url in ["http://id.example.com/keys", "http://localhost.evil.com/keys", "http://localhost@evil.com/keys", "https://a@id.example.com/", "ftp://id", "keys"] {
+        for url in [
+            "http://id.example.com/keys",
+            "http://localhost.evil.com/keys",
+            "http://localhost@evil.com/keys",
+            "https://a@id.example.com/",
+            "ftp://id",
+            "keys",
+        ] {
             assert!(!is_trusted_url(url), "{url}");
         }
     }

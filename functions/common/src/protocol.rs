@@ -394,10 +394,17 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
             }
             check_member(data).map_err(refuse)?;
         }
-        ClientFrame::Presence { after: Some(after), .. } => {
+        ClientFrame::Presence {
+            after: Some(after), ..
+        } => {
             // A connection id from a `members` frame's `next`: short and printable.
-            check_name("`after`", after, MAX_ID_CHARS, " (the `next` of the last `members` frame)")
-                .map_err(|m| refuse((ErrorCode::BadRequest, m)))?;
+            check_name(
+                "`after`",
+                after,
+                MAX_ID_CHARS,
+                " (the `next` of the last `members` frame)",
+            )
+            .map_err(|m| refuse((ErrorCode::BadRequest, m)))?;
         }
         ClientFrame::Ping { id: Some(id) }
             if !(id.is_number()

@@ -46,8 +46,18 @@ struct CacheState<T> {
 
 impl<T> KeyCache<T> {
     pub fn new(fetch: Fetch<T>, ttl: Duration, min_interval: Duration) -> KeyCache<T> {
-        let state = CacheState { value: None, fetched: None, tried: None, fetches: 0 };
-        KeyCache { fetch, ttl, min_interval, state: tokio::sync::Mutex::new(state) }
+        let state = CacheState {
+            value: None,
+            fetched: None,
+            tried: None,
+            fetches: 0,
+        };
+        KeyCache {
+            fetch,
+            ttl,
+            min_interval,
+            state: tokio::sync::Mutex::new(state),
+        }
     }
 
     /// The cached value, fetched first when there is none or it is older than the TTL. A
@@ -62,7 +72,10 @@ impl<T> KeyCache<T> {
                 Err(e) => tracing::warn!(error = %e, "key refresh failed; using the cached keys"),
             }
         }
-        state.value.clone().ok_or_else(|| "the keys could not be fetched; retrying shortly".into())
+        state
+            .value
+            .clone()
+            .ok_or_else(|| "the keys could not be fetched; retrying shortly".into())
     }
 
     /// Fetches again unless the last attempt is more recent than the minimum interval; the
@@ -81,7 +94,9 @@ impl<T> KeyCache<T> {
     }
 
     fn may_try(&self, state: &CacheState<T>) -> bool {
-        state.tried.is_none_or(|at| at.elapsed() >= self.min_interval)
+        state
+            .tried
+            .is_none_or(|at| at.elapsed() >= self.min_interval)
     }
 
     async fn fetch_locked(&self, state: &mut CacheState<T>) -> Result<Arc<T>, String> {
