@@ -170,6 +170,9 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
         publish: invoker,
         fanout_per_invocation: per_invocation,
         fanout_concurrency: 32,
+        // A loaded test machine can take longer than a publish on AWS between two numbered
+        // publishes; the order, not the give-up time, is what these tests check.
+        seq_patience: Duration::from_secs(30),
     };
     let _ = slot.set(ctx.clone());
     Rig {

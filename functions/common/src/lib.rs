@@ -67,6 +67,9 @@ pub struct Ctx {
     pub fanout_per_invocation: usize,
     /// `@connections` posts in flight at once.
     pub fanout_concurrency: usize,
+    /// How long a numbered publish waits, without progress, for its predecessor to be stored
+    /// before going ahead (a predecessor that never arrives must not block the connection).
+    pub seq_patience: Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -80,7 +83,8 @@ fn env_num(name: &str, default: u64) -> u64 {
 impl Ctx {
     /// From the environment wsctl deploys: `WSCTL_TABLE_*`, `WSCTL_CONNECTIONS_URL`,
     /// `WSCTL_FUNCTION_PUBLISH`; tunables `HISTORY_TTL_SECONDS`, `FANOUT_PER_INVOCATION`,
-    /// `FANOUT_CONCURRENCY`. AWS endpoints come from the standard `AWS_ENDPOINT_URL*`.
+    /// `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`. AWS endpoints come from the standard
+    /// `AWS_ENDPOINT_URL*`.
     pub async fn from_env() -> Ctx {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let tables = Tables {
@@ -112,6 +116,7 @@ impl Ctx {
             publish,
             fanout_per_invocation: env_num("FANOUT_PER_INVOCATION", 5000) as usize,
             fanout_concurrency: env_num("FANOUT_CONCURRENCY", 64) as usize,
+            seq_patience: Duration::from_millis(env_num("SEQ_PATIENCE_MS", 2000)),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Every client action (`$default` and custom routes). Replies go back to the sender through
 //! `@connections`; a bad frame gets an `error` frame and the connection stays open.
 
-use std::time::Duration;
-
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::Value;
 
@@ -14,9 +12,6 @@ use crate::protocol::{
 use crate::store::StoreError;
 
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
-/// How long a numbered publish waits for its predecessor to be stored before going ahead
-/// (a predecessor that never arrives must not block the connection for good).
-const SEQ_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
@@ -123,7 +118,7 @@ async fn act(
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
     // A refused frame touches nothing, not even the publish order: a numbered publish after
-    // it waits out `SEQ_WAIT` once and goes on.
+    // it waits out `Ctx::seq_patience` once and goes on.
     if let Err(refused) = authorize(caps, frame) {
         return Ok(vec![refused]);
     }
@@ -201,7 +196,7 @@ async fn act(
             seq,
         } => {
             if let Some(seq) = seq {
-                store.wait_turn(connection, *seq, SEQ_WAIT).await?;
+                store.wait_turn(connection, *seq, ctx.seq_patience).await?;
             }
             let appended = store.append(channel, id.as_deref(), user, data).await;
             if let Some(seq) = seq {
