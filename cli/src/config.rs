@@ -108,6 +108,10 @@ pub struct FunctionConfig {
     /// Binary to ship when the crate has several; defaults to the crate directory's name.
     #[serde(default)]
     pub bin: Option<String>,
+    /// Lambda's `Handler` setting, which a custom runtime reads as `_HANDLER`: the bundled
+    /// functions are one binary that serves the role it names. Default `bootstrap`.
+    #[serde(default)]
+    pub handler: Option<String>,
     #[serde(default = "default_memory")]
     pub memory: u32,
     #[serde(default = "default_timeout")]
@@ -445,6 +449,16 @@ impl Config {
                 bad(
                     format!("{at}.reserved_concurrency"),
                     "1 to 10000 (0 would throttle every call; stay below the account's limit, 1000 by default)"
+                        .into(),
+                );
+            }
+            // Lambda's Handler: at most 128 characters matching `[^\s]+` (CreateFunction).
+            if let Some(h) = &f.handler
+                && (h.is_empty() || h.chars().count() > 128 || h.chars().any(char::is_whitespace))
+            {
+                bad(
+                    format!("{at}.handler"),
+                    "1 to 128 characters, no spaces (Lambda's rule); omit it for `bootstrap`"
                         .into(),
                 );
             }

@@ -19,6 +19,7 @@ pub const PERMISSION_SID: &str = "wsctl-apigateway";
 /// Name of the one inline policy wsctl writes on each role.
 pub const POLICY_NAME: &str = "wsctl";
 pub const RUNTIME: &str = "provided.al2023";
+/// Lambda's `Handler` when the config names none (a custom runtime only passes it on).
 pub const HANDLER: &str = "bootstrap";
 /// API Gateway's own ceiling for an integration.
 pub const INTEGRATION_TIMEOUT_MS: i32 = 29_000;
@@ -214,7 +215,7 @@ pub fn desired(
             name: function.clone(),
             role: target.role_arn(&names.role_path(), &function),
             runtime: RUNTIME.into(),
-            handler: HANDLER.into(),
+            handler: f.handler.clone().unwrap_or_else(|| HANDLER.into()),
             architecture: config.arch_of(f).lambda_name().into(),
             memory: f.memory as i32,
             timeout: f.timeout as i32,

@@ -6,8 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::Instrument;
 use wsctl_functions::handlers::authorizer::{self, Authorizer};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+pub async fn serve() -> Result<(), Error> {
     wsctl_functions::init_logging();
     let authorizer = Authorizer::from_env().await?;
     // Fail the cold start, with the reason in the log, rather than deny every client.

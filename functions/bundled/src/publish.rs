@@ -5,8 +5,7 @@ use serde_json::Value;
 use tracing::Instrument;
 use wsctl_functions::{Ctx, handlers};
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+pub async fn serve() -> Result<(), Error> {
     wsctl_functions::init_logging();
     let ctx = Ctx::from_env().await;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
