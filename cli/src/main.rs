@@ -9,6 +9,7 @@ mod engine;
 mod error;
 mod local;
 mod output;
+mod stack;
 
 use clap::Parser;
 

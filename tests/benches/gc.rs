@@ -337,6 +337,9 @@ fn gc(endpoint: &str, concurrency: &str) -> (Value, f64, f64) {
     cmd.arg("--config").arg(root().join("wsctl.yaml")).args([
         "--endpoint-url",
         endpoint,
+        // The stub serves `@connections` too; moto's API reports AWS's address.
+        "--gateway-url",
+        endpoint,
         "--output",
         "json",
         "gc",

@@ -31,6 +31,10 @@ pub struct AwsArgs {
     /// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> are honoured too.
     #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
+    /// The server of the stage's WebSocket and `@connections` URLs, when it is not the one
+    /// API Gateway reports for the API (an emulator without a gateway of its own).
+    #[arg(long, global = true, env = "WSCTL_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

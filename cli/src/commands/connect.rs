@@ -6,84 +6,14 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::args::ConnectArgs;
-use crate::aws::{AwsArgs, Clients};
+use crate::aws::AwsArgs;
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a WebSocket to the stack's stage as `user` (or with `token`), through its authorizer.
-pub(super) async fn open(
-    config: &Config,
-    aws: &AwsArgs,
-    clients: &Clients,
-    user: &str,
-    token: Option<&str>,
-    url: Option<&str>,
-) -> Result<Ws, Error> {
-    let names = Names::new(config);
-    let url = match (url, &aws.endpoint_url) {
-        (Some(url), _) => url.to_string(),
-        (None, Some(endpoint)) => format!(
-            "{}/{}",
-            endpoint.trim_end_matches('/').replacen("http", "ws", 1),
-            config.stage
-        ),
-        (None, None) => {
-            let api = crate::aws::apigw::find_api(clients, &names).await?.ok_or_else(|| Error::Usage {
-                usage: format!("the stack {} is not deployed\nhint: run `wsctl deploy` first, or pass --url", names.api()),
-            })?;
-            format!(
-                "wss://{api}.execute-api.{}.amazonaws.com/{}",
-                clients.region, config.stage
-            )
-        }
-    };
-    let token = match token {
-        Some(t) => t.to_string(),
-        None => {
-            use wsctl_functions::auth::{Capabilities, Claims, mint};
-            let keys = crate::aws::ssm::token_keys(clients, &names.secret()).await?;
-            mint(
-                &keys.current,
-                &Claims::issue(user, Capabilities::everything(), Duration::from_secs(3600))
-                    .with_audience(
-                        config
-                            .authorizer
-                            .as_ref()
-                            .and_then(|a| a.audience.as_deref()),
-                    ),
-            )
-        }
-    };
-    let full = format!(
-        "{url}{}token={token}",
-        if url.contains('?') { '&' } else { '?' }
-    );
-    match tokio_tungstenite::connect_async(full.as_str()).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(WsError::Http(resp)) => {
-            let why = match resp.status().as_u16() {
-                401 => "401: no token reached the authorizer",
-                403 => "403: the token was refused (forged, expired, or for another stack)",
-                _ => "the handshake was refused",
-            };
-            Err(Error::Refused(format!(
-                "{url}: {why} ({})\nhint: mint one with `wsctl token --user NAME` and pass it with --token",
-                resp.status()
-            )))
-        }
-        Err(e) => Err(Error::Io(format!(
-            "cannot connect to {url}: {e}\nhint: check that the stack is up (`wsctl status`, or `wsctl dev` running) and the URL"
-        ))),
-    }
-}
+use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
@@ -91,16 +21,10 @@ pub async fn run(
     args: &ConnectArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let (clients, _) = super::connect(config, aws).await?;
-    let ws = open(
-        config,
-        aws,
-        &clients,
-        &args.user,
-        args.token.as_deref(),
-        args.url.as_deref(),
-    )
-    .await?;
+    let stack = Stack::open(config, aws).await?;
+    let ws = stack
+        .socket(&args.user, args.token.as_deref(), args.url.as_deref())
+        .await?;
     let url = args
         .url
         .clone()

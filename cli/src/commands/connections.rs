@@ -1,8 +1,6 @@
 //! `wsctl connections`: the connections the stack's table knows, with their user, connection
 //! time and channels; filtered by channel (a query of its subscribers) or by user.
 
-use std::collections::BTreeSet;
-
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 use wsctl_functions::auth::now;
@@ -10,9 +8,9 @@ use wsctl_functions::auth::now;
 use crate::args::ConnectionsArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::{Stack, scan, subscriber_ids};
 
 pub async fn run(
     config: &Config,
@@ -20,14 +18,14 @@ pub async fn run(
     args: &ConnectionsArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let (clients, _) = super::connect(config, aws).await?;
-    let store = super::gc::store(&clients, &Names::new(config));
+    let stack = Stack::open(config, aws).await?;
+    let store = stack.store();
     let failed = |e: wsctl_functions::store::StoreError| Error::Io(e.to_string());
     let only = match &args.channel {
         Some(channel) => Some(subscriber_ids(&store, channel).await?),
         None => None,
     };
-    let mut rows = super::gc::scan(&store).await?;
+    let mut rows = scan(&store).await?;
     let current = now();
     rows.retain(|r| {
         only.as_ref().is_none_or(|ids| ids.contains(&r.id))
@@ -77,15 +75,4 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// The connection ids subscribed to `channel`, every page of them.
-pub(super) async fn subscriber_ids(
-    store: &wsctl_functions::store::Store,
-    channel: &str,
-) -> Result<BTreeSet<String>, Error> {
-    let (ids, _) = wsctl_functions::fanout::collect(store, channel, None, usize::MAX)
-        .await
-        .map_err(|e| Error::Io(e.to_string()))?;
-    Ok(ids.into_iter().collect())
 }

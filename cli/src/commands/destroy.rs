@@ -7,6 +7,7 @@ use crate::engine;
 use crate::engine::Applied;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 /// Deletes everything carrying the stack's tags; resources without them are never touched.
 pub async fn run(
@@ -15,8 +16,9 @@ pub async fn run(
     yes: bool,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let (clients, mut target) = super::connect(config, aws).await?;
-    let live = engine::read(&clients, config, &[]).await?;
+    let stack = Stack::open(config, aws).await?;
+    let (clients, mut target) = (&stack.clients, stack.target.clone());
+    let live = engine::read(clients, config, &[]).await?;
     target.api_id = live.api_id().map(str::to_string);
     let plan = engine::plan::diff(&[], &live, &engine::model::Kind::ALL);
     if plan.is_empty() {
@@ -61,7 +63,7 @@ pub async fn run(
     let mut applied = Applied::default();
     let mut live = live;
     engine::delete(
-        &clients,
+        clients,
         &target,
         &mut live,
         plan.changes,

@@ -74,8 +74,7 @@ pub async fn run(
         region: region.clone(),
         api_id: None,
     };
-    let (target, _) =
-        super::deploy::converge(&config, &clients, target, &artifacts, printer).await?;
+    let (target, _) = engine::converge(&config, &clients, target, &artifacts, printer).await?;
 
     // What runs is what the control plane now says, not what the config says.
     let names = Names::new(&config);
@@ -149,7 +148,7 @@ pub async fn run(
         domain: addr.to_string(),
         log: logs,
         stop: stop.clone(),
-        upstream: local::proxy::Upstream::new(&endpoint),
+        upstream: local::proxy::Upstream::new(&endpoint, &format!("ws://{addr}")),
     });
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
 

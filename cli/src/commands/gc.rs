@@ -8,35 +8,24 @@
 //! younger than `--older-than` (default a minute, above API Gateway's 29 s integration
 //! timeout) are left alone.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_apigatewaymanagement as mgmt;
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future;
-use futures::stream::{self, Stream, StreamExt, TryStreamExt};
+use futures::stream::StreamExt;
 use serde_json::json;
-use wsctl_functions::Invoker;
 use wsctl_functions::auth::now;
 use wsctl_functions::handlers::disconnect::leave_frames;
 use wsctl_functions::handlers::publish::fan_out_later;
-use wsctl_functions::store::{Store, Tables};
 
 use crate::args::GcArgs;
-use crate::aws::{AwsArgs, Ctx};
+use crate::aws::AwsArgs;
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
-
-/// Scan segments read at once.
-const SEGMENTS: i32 = 4;
-/// Items per Scan page. DynamoDB's own limit (1 MB, ~15,000 rows here) would make each
-/// segment's page, parsed, weigh tens of MB; a thousand keeps a sweep's memory small and flat
-/// for the price of a few more Scan calls, nothing next to one GetConnection per row.
-const PAGE: i32 = 1000;
+use crate::stack::{Stack, rows};
 
 #[derive(Default)]
 struct Tally {
@@ -47,14 +36,6 @@ struct Tally {
     errors: AtomicU64,
 }
 
-/// One row of the connections table.
-pub(super) struct Row {
-    pub id: String,
-    pub user: String,
-    pub connected_at: u64,
-    pub expires: Option<u64>,
-}
-
 pub async fn run(
     config: &Config,
     aws: &AwsArgs,
@@ -62,15 +43,10 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    let (clients, target) = super::connect(config, aws).await?;
-    let names = Names::new(config);
-    let store = store(&clients, &names);
-    let api =
-        super::publish::management(&clients, aws, &names, &target.region, &config.stage).await?;
-    let publish = Invoker::Lambda {
-        client: clients.lambda.clone(),
-        function: names.function("publish"),
-    };
+    let stack = Stack::open(config, aws).await?;
+    let store = stack.store();
+    let api = stack.connections().await?;
+    let publish = stack.publish();
     let deadline = args.max_duration.map(|d| started + d);
     let cutoff = now().saturating_sub(args.older_than.as_secs());
 
@@ -195,86 +171,6 @@ pub async fn run(
         )));
     }
     Ok(())
-}
-
-/// The stack's tables, as the functions use them.
-pub(super) fn store(clients: &crate::aws::Clients, names: &Names) -> Store {
-    Store {
-        db: clients.dynamodb.clone(),
-        tables: Tables {
-            connections: names.table("connections"),
-            subscriptions: names.table("subscriptions"),
-            history: names.table("history"),
-            counters: names.table("counters"),
-        },
-        history_ttl: Duration::from_secs(24 * 3600),
-    }
-}
-
-/// Every row of the connections table, read by `SEGMENTS` parallel scans.
-pub(super) async fn scan(store: &Store) -> Result<Vec<Row>, Error> {
-    rows(store).try_collect().await
-}
-
-/// The connections table as a stream of rows: `SEGMENTS` scans, one page at a time each.
-fn rows(store: &Store) -> impl Stream<Item = Result<Row, Error>> + '_ {
-    stream::select_all((0..SEGMENTS).map(|segment| segment_pages(store, segment).boxed()))
-        .map_ok(|rows| stream::iter(rows.into_iter().map(Ok)))
-        .try_flatten()
-}
-
-/// One scan segment, page by page; ends after its last page or its first error.
-fn segment_pages(
-    store: &Store,
-    segment: i32,
-) -> impl Stream<Item = Result<Vec<Row>, Error>> + Send + '_ {
-    let table = &store.tables.connections;
-    // State: the next page's start key; `None` once the last page is read.
-    stream::try_unfold(Some(None), move |start| async move {
-        let Some(start) = start else { return Ok(None) };
-        let page = store
-            .db
-            .scan()
-            .table_name(table)
-            .segment(segment)
-            .total_segments(SEGMENTS)
-            .limit(PAGE)
-            .projection_expression("pk, #u, connected_at, #t")
-            .expression_attribute_names("#t", "ttl")
-            .expression_attribute_names("#u", "user")
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .ctx("Scan", table)?;
-        let rows = page
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(row)
-            .collect();
-        Ok::<_, Error>(Some((rows, page.last_evaluated_key.map(Some))))
-    })
-}
-
-/// A connections item as a row; `None` for an item without a connection id.
-fn row(item: &HashMap<String, AttributeValue>) -> Option<Row> {
-    let n = |k: &str| match item.get(k) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
-        _ => None,
-    };
-    let Some(AttributeValue::S(id)) = item.get("pk") else {
-        return None;
-    };
-    let user = match item.get("user") {
-        Some(AttributeValue::S(u)) => u.clone(),
-        _ => String::new(),
-    };
-    Some(Row {
-        id: id.clone(),
-        user,
-        connected_at: n("connected_at").unwrap_or(0),
-        expires: n("ttl"),
-    })
 }
 
 /// Whether API Gateway still knows the connection: 200 yes, 410 no, anything else an error.

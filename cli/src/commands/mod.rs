@@ -18,10 +18,8 @@ mod token;
 use std::collections::BTreeMap;
 
 use crate::args::{BuildArgs, Cli, Command};
-use crate::aws::{AwsArgs, Clients};
 use crate::build::Artifact;
 use crate::config::Config;
-use crate::engine::desired::Target;
 use crate::error::Error;
 use crate::output::Printer;
 
@@ -74,18 +72,6 @@ fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
     Ok(config)
 }
 
-/// Clients and the account/region the stack lives in. Credentials are checked here, first.
-async fn connect(config: &Config, aws: &AwsArgs) -> Result<(Clients, Target), Error> {
-    let clients = Clients::connect(aws, config.region.as_deref()).await?;
-    let account = clients.account().await?;
-    let target = Target {
-        account,
-        region: clients.region.clone(),
-        api_id: None,
-    };
-    Ok((clients, target))
-}
-
 /// Builds (or, with `--no-build`, finds) every function's zip.
 async fn artifacts(
     config: &Config,
@@ -120,14 +106,4 @@ async fn artifacts(
         .await
         .map_err(|e| Error::Io(format!("build task: {e}")))?
         .map_err(Error::from)
-}
-
-/// `wss://` and `@connections` URLs of a deployed stage.
-fn urls(target: &Target, stage: &str) -> Option<(String, String)> {
-    let api = target.api_id.as_deref()?;
-    let host = format!("{api}.execute-api.{}.amazonaws.com", target.region);
-    Some((
-        format!("wss://{host}/{stage}"),
-        format!("https://{host}/{stage}/@connections"),
-    ))
 }

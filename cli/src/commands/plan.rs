@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::engine;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
@@ -13,9 +14,10 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let artifacts = super::artifacts(config, args, printer).await?;
-    let (clients, mut target) = super::connect(config, aws).await?;
+    let stack = Stack::open(config, aws).await?;
+    let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
-    let live = engine::read(&clients, config, &probe).await?;
+    let live = engine::read(clients, config, &probe).await?;
     if !live.foreign.is_empty() {
         return Err(Error::Conflict(live.foreign));
     }

@@ -9,11 +9,11 @@ use aws_sdk_apigatewaymanagement as mgmt;
 use serde_json::{Value, json};
 
 use crate::args::PublishArgs;
-use crate::aws::{AwsArgs, AwsError, Clients, Ctx};
+use crate::aws::{AwsArgs, AwsError, Ctx};
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
@@ -22,8 +22,7 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let data = data(args)?;
-    let (clients, target) = super::connect(config, aws).await?;
-    let names = Names::new(config);
+    let stack = Stack::open(config, aws).await?;
     let started = Instant::now();
     let interval = args
         .rate
@@ -31,7 +30,7 @@ pub async fn run(
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut results = Vec::new();
     let connections = match &args.connection {
-        Some(_) => Some(management(&clients, aws, &names, &target.region, &config.stage).await?),
+        Some(_) => Some(stack.connections().await?),
         None => None,
     };
     for n in 0..args.count {
@@ -47,7 +46,7 @@ pub async fn run(
                         id.clone()
                     }
                 });
-                to_channel(&clients, &names, channel, &data, id).await?
+                to_channel(&stack, channel, &data, id).await?
             }
             (None, Some(id), Some(api)) => to_connection(api, id, &data).await?,
             _ => unreachable!("clap requires --channel or --connection"),
@@ -90,15 +89,15 @@ fn data(args: &PublishArgs) -> Result<Value, Error> {
 }
 
 async fn to_channel(
-    clients: &Clients,
-    names: &Names,
+    stack: &Stack<'_>,
     channel: &str,
     data: &Value,
     id: Option<String>,
 ) -> Result<Value, Error> {
-    let function = names.function("publish");
+    let function = stack.names.function("publish");
     let payload = json!({"channel": channel, "data": data, "id": id, "from": "server"});
-    let out = clients
+    let out = stack
+        .clients
         .lambda
         .invoke()
         .function_name(&function)
@@ -156,34 +155,6 @@ async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Val
         }
         Err(e) => Err(Error::Aws(crate::aws::classify(e, "PostToConnection", id))),
     }
-}
-
-/// The stage's `@connections` client: `--endpoint-url`/`STAGE` locally, the API's URL on AWS.
-pub(super) async fn management(
-    clients: &Clients,
-    aws: &AwsArgs,
-    names: &Names,
-    region: &str,
-    stage: &str,
-) -> Result<mgmt::Client, Error> {
-    let url = match &aws.endpoint_url {
-        Some(endpoint) => format!("{}/{stage}", endpoint.trim_end_matches('/')),
-        None => {
-            let api = crate::aws::apigw::find_api(clients, names)
-                .await?
-                .ok_or_else(|| Error::Usage {
-                    usage: format!(
-                        "the stack {} is not deployed\nhint: run `wsctl deploy` first",
-                        names.api()
-                    ),
-                })?;
-            format!("https://{api}.execute-api.{region}.amazonaws.com/{stage}")
-        }
-    };
-    let conf = mgmt::config::Builder::from(&clients.sdk)
-        .endpoint_url(url)
-        .build();
-    Ok(mgmt::Client::from_conf(conf))
 }
 
 fn describe(r: &Value) -> String {

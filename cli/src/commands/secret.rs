@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
@@ -20,9 +21,10 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let SecretCommand::Rotate { grace } = command;
-    let (clients, _) = super::connect(config, aws).await?;
+    let stack = Stack::open(config, aws).await?;
+    let clients = &stack.clients;
     let name = Names::new(config).secret();
-    let Some(current) = crate::aws::ssm::read_keys(&clients, &name).await? else {
+    let Some(current) = crate::aws::ssm::read_keys(clients, &name).await? else {
         return Err(Error::Usage {
             usage: format!("the stack has no token secret {name}\nhint: run `wsctl deploy` first"),
         });
@@ -43,7 +45,7 @@ pub async fn run(
             ),
         });
     }
-    let keys = crate::aws::ssm::rotate(&clients, &name, *grace).await?;
+    let keys = crate::aws::ssm::rotate(clients, &name, *grace).await?;
     let key_id = wsctl_functions::auth::key_id(&keys.current);
     let until = keys.previous.as_ref().map(|(_, until)| *until);
     if printer.json() {

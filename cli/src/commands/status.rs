@@ -5,6 +5,7 @@ use crate::engine;
 use crate::engine::model::Spec;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 /// What exists, where it answers, and how it differs from the config. Does not build: code
 /// is compared with the last build's zips when there are any.
@@ -14,9 +15,10 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let mut artifacts = crate::build::existing(config);
-    let (clients, mut target) = super::connect(config, aws).await?;
+    let stack = Stack::open(config, aws).await?;
+    let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
-    let live = engine::read(&clients, config, &probe).await?;
+    let live = engine::read(clients, config, &probe).await?;
     target.api_id = live.api_id().map(str::to_string);
     // Without a local build, code cannot be compared: take what is deployed as current.
     for logical in config.functions.keys() {
@@ -45,7 +47,10 @@ pub async fn run(
         }
     }
     let plan = engine::full_plan(config, &target, &artifacts, &live);
-    let urls = super::urls(&target, &config.stage);
+    let urls = stack
+        .find_gateway()
+        .await?
+        .map(|g| (g.websocket.clone(), g.connections_url()));
     let deployed = !live.resources.is_empty();
     if printer.json() {
         let resources: Vec<_> = live

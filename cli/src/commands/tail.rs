@@ -14,9 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::args::TailArgs;
 use crate::aws::{AwsArgs, Ctx};
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::{Stack, scan, subscriber_ids};
 
 pub async fn run(
     config: &Config,
@@ -27,9 +27,8 @@ pub async fn run(
     if args.messages && args.channel.is_empty() {
         return Err(Error::Usage { usage: "--messages needs at least one --channel\nhint: e.g. wsctl tail --channel room-1 --messages".into() });
     }
-    let (clients, _) = super::connect(config, aws).await?;
-    let names = Names::new(config);
-    let store = super::gc::store(&clients, &names);
+    let stack = Stack::open(config, aws).await?;
+    let store = stack.store();
     let json = printer.json();
     let emit = move |event: Value| {
         let mut out = std::io::stdout().lock();
@@ -61,7 +60,7 @@ pub async fn run(
         let _ = out.flush();
     };
     if args.messages {
-        let mut ws = super::connect::open(config, aws, &clients, "wsctl-tail", None, None).await?;
+        let mut ws = stack.socket("wsctl-tail", None, None).await?;
         for channel in &args.channel {
             let frame = json!({"action": "subscribe", "channel": channel});
             ws.send(Message::text(frame.to_string()))
@@ -95,7 +94,7 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let conns: BTreeMap<String, String> = super::gc::scan(&store)
+        let conns: BTreeMap<String, String> = scan(&store)
             .await?
             .into_iter()
             .map(|r| (r.id, r.user))
@@ -131,7 +130,7 @@ async fn subscriptions(
     let mut pairs = BTreeSet::new();
     if !channels.is_empty() {
         for channel in channels {
-            let ids = super::connections::subscriber_ids(store, channel).await?;
+            let ids = subscriber_ids(store, channel).await?;
             pairs.extend(ids.into_iter().map(|id| (channel.clone(), id)));
         }
         return Ok(pairs);

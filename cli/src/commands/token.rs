@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsctl_functions::auth::{Capabilities, Claims, Op, check_user, mint};
+use wsctl_functions::auth::{Capabilities, Op, check_user};
 
 use crate::args::TokenArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
+use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
@@ -23,14 +23,8 @@ pub async fn run(
     check_user(&args.user).map_err(|why| Error::Usage {
         usage: format!("--user: {why}\nhint: pick another user id"),
     })?;
-    let (clients, _) = super::connect(config, aws).await?;
-    let keys = crate::aws::ssm::token_keys(&clients, &Names::new(config).secret()).await?;
-    let audience = config
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.audience.as_deref());
-    let claims = Claims::issue(&args.user, cap, args.ttl).with_audience(audience);
-    let token = mint(&keys.current, &claims);
+    let stack = Stack::open(config, aws).await?;
+    let (token, claims) = stack.mint(&args.user, cap, args.ttl).await?;
     if printer.json() {
         printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));
     } else {

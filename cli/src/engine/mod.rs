@@ -5,6 +5,7 @@
 //! plan out wave by wave. Apply re-plans each wave against fresh ids, so a run that was killed
 //! half-way is finished by the next run: every step is "make it so", never "do this once".
 
+mod converge;
 pub mod desired;
 pub mod model;
 pub mod plan;
@@ -21,6 +22,8 @@ use crate::output::Reporter;
 use desired::{Names, Target};
 use model::{Kind, Live, LiveState, ResourceId, Spec};
 use plan::{Action, Change, Plan};
+
+pub use converge::converge;
 
 /// How many changes of one wave run at once: enough to overlap latency, few enough not to
 /// trip control-plane throttling.

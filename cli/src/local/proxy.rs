@@ -1,6 +1,8 @@
 //! Every other AWS call that reaches the gateway goes on to the emulator, so the gateway's URL
 //! is a complete local AWS endpoint: `wsctl --endpoint-url http://127.0.0.1:8080 publish …`
 //! invokes functions here and reads DynamoDB and SSM from moto, like any SDK client would.
+//! The API's `apiEndpoint` is answered with the gateway's own address, as API Gateway answers
+//! with the stage's host, so a client finds the stage the same way on AWS and here.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,13 +16,16 @@ use super::gateway::{Body, json_response};
 
 pub struct Upstream {
     base: String,
+    /// What GetApi and GetApis report as the API's endpoint: the gateway, `ws://host:port`.
+    api_endpoint: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Upstream {
-    pub fn new(base: &str) -> Upstream {
+    pub fn new(base: &str, api_endpoint: &str) -> Upstream {
         Upstream {
             base: base.trim_end_matches('/').to_string(),
+            api_endpoint: api_endpoint.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -47,6 +52,13 @@ impl Upstream {
         for (k, v) in &parts.headers {
             out = out.header(k, v);
         }
+        // API Gateway v2's REST paths: /v2/apis and /v2/apis/{id}.
+        let api_read = parts
+            .uri
+            .path()
+            .trim_end_matches('/')
+            .strip_prefix("/v2/apis")
+            .is_some_and(|rest| !rest.trim_start_matches('/').contains('/'));
         let Ok(out) = out.body(Full::new(body)) else {
             return json_response(
                 StatusCode::BAD_REQUEST,
@@ -55,12 +67,21 @@ impl Upstream {
         };
         match self.client.request(out).await {
             Ok(resp) => {
-                let (parts, body) = resp.into_parts();
-                let body = body
+                let (mut parts, body) = resp.into_parts();
+                let mut body = body
                     .collect()
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
+                if api_read
+                    && parts.status.is_success()
+                    && let Some(rewritten) = with_endpoint(&body, &self.api_endpoint)
+                {
+                    body = rewritten;
+                    parts
+                        .headers
+                        .insert(hyper::header::CONTENT_LENGTH, body.len().into());
+                }
                 Response::from_parts(parts, Full::new(body))
             }
             Err(e) => json_response(
@@ -68,5 +89,48 @@ impl Upstream {
                 &serde_json::json!({"message": format!("the AWS emulator at {} did not answer: {e}", self.base)}),
             ),
         }
+    }
+}
+
+/// An API (or a page of them) with `apiEndpoint` set to `endpoint`; `None` if there is none.
+fn with_endpoint(body: &[u8], endpoint: &str) -> Option<Bytes> {
+    let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut changed = false;
+    let mut set = |api: &mut serde_json::Value| {
+        if let Some(e) = api.get_mut("apiEndpoint") {
+            *e = endpoint.into();
+            changed = true;
+        }
+    };
+    set(&mut doc);
+    if let Some(items) = doc.get_mut("items").and_then(|i| i.as_array_mut()) {
+        items.iter_mut().for_each(&mut set);
+    }
+    changed.then(|| Bytes::from(doc.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_endpoint_is_the_gateway() {
+        let one = br#"{"apiId":"a1","apiEndpoint":"https://a1.execute-api.us-east-1.amazonaws.com","name":"x"}"#;
+        let got: serde_json::Value =
+            serde_json::from_slice(&with_endpoint(one, "ws://127.0.0.1:9").unwrap()).unwrap();
+        assert_eq!(got["apiEndpoint"], "ws://127.0.0.1:9");
+        assert_eq!(got["name"], "x");
+        let page = br#"{"items":[{"apiId":"a1","apiEndpoint":"https://h"},{"apiId":"b2","apiEndpoint":"https://g"}]}"#;
+        let got: serde_json::Value =
+            serde_json::from_slice(&with_endpoint(page, "ws://127.0.0.1:9").unwrap()).unwrap();
+        assert!(
+            got["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["apiEndpoint"] == "ws://127.0.0.1:9")
+        );
+        assert!(with_endpoint(br#"{"items":[]}"#, "ws://x").is_none());
+        assert!(with_endpoint(b"not json", "ws://x").is_none());
     }
 }

@@ -1,0 +1,219 @@
+//! One handle on a live stack, deployed or served by `wsctl dev`: its names, the AWS clients
+//! and account, its tables as the functions use them, its publish function, its token
+//! secret and the gateway that serves its stage. Every command that talks to a running
+//! stack starts here, so none of them builds an endpoint or a client of its own.
+
+mod rows;
+mod socket;
+
+use std::time::Duration;
+
+use aws_sdk_apigatewaymanagement as mgmt;
+use wsctl_functions::Invoker;
+use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
+use wsctl_functions::store::{Store, Tables};
+
+pub use rows::{rows, scan, subscriber_ids};
+
+use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::config::Config;
+use crate::engine::desired::{Names, Target};
+use crate::error::Error;
+
+pub struct Stack<'c> {
+    pub config: &'c Config,
+    pub names: Names,
+    pub clients: Clients,
+    /// Account and region; `api_id` is not looked up here (see [`Stack::gateway`]).
+    pub target: Target,
+    /// `--gateway-url`: who serves the stage, when API Gateway's own answer is not it.
+    gateway_url: Option<String>,
+    /// `--endpoint-url`: set when the AWS APIs are an emulator's.
+    endpoint_url: Option<String>,
+}
+
+/// Where a stage is served: the WebSocket URL clients connect to and the `@connections` base.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// `wss://…/STAGE` (`ws://` locally).
+    pub websocket: String,
+    /// `https://…/STAGE`: the SDK's `@connections` endpoint (it appends `/@connections/ID`).
+    pub connections: String,
+}
+
+impl Gateway {
+    /// From a server's base URL (`https://host`, `wss://host`, `http://127.0.0.1:8080`) and a stage.
+    pub fn at(base: &str, stage: &str) -> Gateway {
+        let base = base.trim_end_matches('/');
+        let (secure, host) = match base.split_once("://") {
+            Some((scheme, host)) => (matches!(scheme, "https" | "wss"), host),
+            None => (true, base),
+        };
+        let (ws, http) = if secure {
+            ("wss", "https")
+        } else {
+            ("ws", "http")
+        };
+        Gateway {
+            websocket: format!("{ws}://{host}/{stage}"),
+            connections: format!("{http}://{host}/{stage}"),
+        }
+    }
+
+    /// The `@connections` URL as API Gateway documents it.
+    pub fn connections_url(&self) -> String {
+        format!("{}/@connections", self.connections)
+    }
+}
+
+impl<'c> Stack<'c> {
+    /// Clients and account for `config`'s stack. Credentials are checked here, first, so a
+    /// missing one is the first thing a command reports.
+    pub async fn open(config: &'c Config, aws: &AwsArgs) -> Result<Stack<'c>, Error> {
+        let clients = Clients::connect(aws, config.region.as_deref()).await?;
+        let account = clients.account().await?;
+        let target = Target {
+            account,
+            region: clients.region.clone(),
+            api_id: None,
+        };
+        Ok(Stack {
+            config,
+            names: Names::new(config),
+            clients,
+            target,
+            gateway_url: aws.gateway_url.clone(),
+            endpoint_url: aws.endpoint_url.clone(),
+        })
+    }
+
+    /// The stack's tables, as the functions use them.
+    pub fn store(&self) -> Store {
+        Store {
+            db: self.clients.dynamodb.clone(),
+            tables: Tables {
+                connections: self.names.table("connections"),
+                subscriptions: self.names.table("subscriptions"),
+                history: self.names.table("history"),
+                counters: self.names.table("counters"),
+            },
+            history_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The stack's publish function, invoked asynchronously (as the functions do).
+    pub fn publish(&self) -> Invoker {
+        Invoker::Lambda {
+            client: self.clients.lambda.clone(),
+            function: self.names.function("publish"),
+        }
+    }
+
+    /// Where the stage is served, as far as anyone says: `--gateway-url` when given, else the
+    /// API's own endpoint as API Gateway reports it (`ApiEndpoint`, which `wsctl dev`
+    /// answers with its own address). `None` when the API does not exist.
+    pub async fn find_gateway(&self) -> Result<Option<Gateway>, Error> {
+        if let Some(base) = &self.gateway_url {
+            return Ok(Some(Gateway::at(base, &self.config.stage)));
+        }
+        let Some(id) = crate::aws::apigw::find_api(&self.clients, &self.names).await? else {
+            return Ok(None);
+        };
+        let api = self
+            .clients
+            .apigw
+            .get_api()
+            .api_id(&id)
+            .send()
+            .await
+            .ctx("GetApi", &id)?;
+        Ok(api
+            .api_endpoint
+            .map(|endpoint| Gateway::at(&endpoint, &self.config.stage)))
+    }
+
+    /// The gateway to talk to. An emulator that reports an AWS host for its API has no gateway
+    /// of its own: going there would reach AWS, so that is refused.
+    pub async fn gateway(&self) -> Result<Gateway, Error> {
+        let gateway = self.find_gateway().await?.ok_or_else(|| Error::Usage {
+            usage: format!(
+                "the stack {} is not deployed\nhint: run `wsctl deploy` first",
+                self.names.api()
+            ),
+        })?;
+        if let Some(emulator) = &self.endpoint_url
+            && self.gateway_url.is_none()
+            && gateway.websocket.contains(".amazonaws.com")
+        {
+            return Err(Error::Usage {
+                usage: format!(
+                    "the AWS endpoint {emulator} reports the stage at {}, which is AWS's address, not a local server's\nhint: pass the server of the stage with --gateway-url (with `wsctl dev`, its URL as --endpoint-url is enough)",
+                    gateway.websocket
+                ),
+            });
+        }
+        Ok(gateway)
+    }
+
+    /// The stage's `@connections` client.
+    pub async fn connections(&self) -> Result<mgmt::Client, Error> {
+        let gateway = self.gateway().await?;
+        let conf = mgmt::config::Builder::from(&self.clients.sdk)
+            .endpoint_url(gateway.connections)
+            .build();
+        Ok(mgmt::Client::from_conf(conf))
+    }
+
+    /// The stack's token keys, from its SSM parameter.
+    pub async fn keys(&self) -> Result<SecretKeys, Error> {
+        Ok(crate::aws::ssm::token_keys(&self.clients, &self.names.secret()).await?)
+    }
+
+    /// A token for `user`, signed with the stack's current key, carrying the audience its
+    /// authorizer requires.
+    pub async fn mint(
+        &self,
+        user: &str,
+        cap: Capabilities,
+        ttl: Duration,
+    ) -> Result<(String, Claims), Error> {
+        let keys = self.keys().await?;
+        let audience = self
+            .config
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.audience.as_deref());
+        let claims = Claims::issue(user, cap, ttl).with_audience(audience);
+        Ok((mint(&keys.current, &claims), claims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_is_found_from_its_base_url() {
+        let aws = Gateway::at("wss://abc123.execute-api.eu-west-1.amazonaws.com", "prod");
+        assert_eq!(
+            aws.websocket,
+            "wss://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+        );
+        assert_eq!(
+            aws.connections_url(),
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/@connections"
+        );
+        // moto reports https:// for a WebSocket API; the scheme's security is what counts.
+        assert_eq!(
+            Gateway::at("https://abc.execute-api.us-east-1.amazonaws.com/", "dev").websocket,
+            "wss://abc.execute-api.us-east-1.amazonaws.com/dev"
+        );
+        let local = Gateway::at("http://127.0.0.1:8080", "dev");
+        assert_eq!(local.websocket, "ws://127.0.0.1:8080/dev");
+        assert_eq!(local.connections, "http://127.0.0.1:8080/dev");
+        assert_eq!(
+            Gateway::at("ws://127.0.0.1:9/", "x").connections,
+            "http://127.0.0.1:9/x"
+        );
+    }
+}
