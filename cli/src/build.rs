@@ -75,6 +75,19 @@ const PROFILE_SETTINGS: &[(&str, &str)] = &[
     ("CARGO_PROFILE_LAMBDA_STRIP", "true"),
 ];
 
+/// What a build is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Lambda: cargo-lambda, the size-optimised `lambda` profile, the architecture's triple.
+    Lambda,
+    /// `wsctl dev`: this machine's plain `cargo build --release`, into the same target
+    /// directory and with the same profile as `cargo install --path cli`, whose build already
+    /// holds every dependency of the bundled functions: a first run after install compiles
+    /// and links only the functions themselves, where the `lambda` profile compiles every
+    /// dependency again.
+    Local,
+}
+
 fn triple(arch: Arch) -> &'static str {
     match arch.resolve() {
         Arch::Arm64 => "aarch64-unknown-linux-gnu",
@@ -83,22 +96,30 @@ fn triple(arch: Arch) -> &'static str {
 }
 
 /// Builds every function of `config` (for `arch` when given, else each function's own).
-/// Functions sharing a crate, binary and architecture are built once.
+/// Functions sharing a crate, binary and architecture are built once. A [`Profile::Local`]
+/// build is always for this machine.
 pub fn build_all(
     config: &Config,
     arch: Option<Arch>,
+    profile: Profile,
     quiet: bool,
 ) -> Result<BTreeMap<String, Artifact>, BuildError> {
-    let version = Command::new("cargo").args(["lambda", "--version"]).output();
-    match version {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            return Err(BuildError::NoCargoLambda(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
+    if profile == Profile::Lambda {
+        let version = Command::new("cargo").args(["lambda", "--version"]).output();
+        match version {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                return Err(BuildError::NoCargoLambda(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+            Err(e) => return Err(BuildError::NoCargoLambda(e.to_string())),
         }
-        Err(e) => return Err(BuildError::NoCargoLambda(e.to_string())),
     }
+    let arch = match profile {
+        Profile::Lambda => arch,
+        Profile::Local => Some(Arch::Host),
+    };
     let mut built: BTreeMap<(PathBuf, String, Arch), Artifact> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for (logical, f) in &config.functions {
@@ -109,7 +130,7 @@ pub fn build_all(
             out.insert(logical.clone(), artifact.clone());
             continue;
         }
-        let artifact = build_one(&krate, arch, quiet)?;
+        let artifact = build_one(&krate, arch, profile, quiet)?;
         built.insert(key, artifact.clone());
         out.insert(logical.clone(), artifact);
     }
@@ -117,14 +138,17 @@ pub fn build_all(
 }
 
 /// The zips a previous build left, without building (for `status`): missing ones are absent.
-pub fn existing(config: &Config) -> BTreeMap<String, Artifact> {
+pub fn existing(config: &Config, profile: Profile) -> BTreeMap<String, Artifact> {
     let mut out = BTreeMap::new();
     for (logical, f) in &config.functions {
-        let arch = config.arch_of(f).resolve();
+        let arch = match profile {
+            Profile::Lambda => config.arch_of(f).resolve(),
+            Profile::Local => Arch::Host.resolve(),
+        };
         let Ok(krate) = inspect(&f.crate_path, f.bin.as_deref()) else {
             continue;
         };
-        let zip = zip_path(&krate, arch);
+        let zip = zip_path(&krate, arch, profile);
         if let Ok(bytes) = std::fs::read(&zip) {
             out.insert(
                 logical.clone(),
@@ -228,11 +252,15 @@ fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
     })
 }
 
-fn zip_path(krate: &Crate, arch: Arch) -> PathBuf {
+fn zip_path(krate: &Crate, arch: Arch, profile: Profile) -> PathBuf {
+    let dir = match profile {
+        Profile::Lambda => arch.lambda_name().to_string(),
+        Profile::Local => format!("local-{}", arch.lambda_name()),
+    };
     krate
         .target_dir
         .join("wsctl")
-        .join(arch.lambda_name())
+        .join(dir)
         .join(format!("{}.zip", krate.bin))
 }
 
@@ -249,7 +277,12 @@ fn target_installed(triple: &str) -> bool {
     }
 }
 
-fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildError> {
+fn build_one(
+    krate: &Crate,
+    arch: Arch,
+    profile: Profile,
+    quiet: bool,
+) -> Result<Artifact, BuildError> {
     let triple = triple(arch);
     let host = triple == triple_of_host();
     if !host && !target_installed(triple) {
@@ -262,29 +295,45 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     lock.lock().map_err(io("locking the build directory"))?;
 
     let mut cmd = Command::new("cargo");
-    cmd.args([
-        "lambda",
-        "build",
-        "--profile",
-        PROFILE,
-        "--output-format",
-        "binary",
-        "--target",
-        triple,
-        "--bin",
-        &krate.bin,
-    ])
-    .arg("--manifest-path")
-    .arg(&krate.manifest)
-    .envs(PROFILE_SETTINGS.iter().copied());
-    if host {
-        // Native builds need no zig.
-        cmd.args(["--compiler", "cargo"]);
-    }
+    let binary = match profile {
+        Profile::Lambda => {
+            cmd.args([
+                "lambda",
+                "build",
+                "--profile",
+                PROFILE,
+                "--output-format",
+                "binary",
+                "--target",
+                triple,
+            ])
+            .envs(PROFILE_SETTINGS.iter().copied());
+            if host {
+                // Native builds need no zig.
+                cmd.args(["--compiler", "cargo"]);
+            }
+            // Where cargo-lambda leaves the binary, whatever the target.
+            krate
+                .target_dir
+                .join("lambda")
+                .join(&krate.bin)
+                .join("bootstrap")
+        }
+        Profile::Local => {
+            cmd.args(["build", "--release"]);
+            krate.target_dir.join("release").join(&krate.bin)
+        }
+    };
+    cmd.args(["--bin", &krate.bin])
+        .arg("--manifest-path")
+        .arg(&krate.manifest);
     if quiet {
         cmd.arg("--quiet");
     }
-    let status = cmd.status().map_err(io("running cargo lambda"))?;
+    let status = cmd.status().map_err(io(match profile {
+        Profile::Lambda => "running cargo lambda",
+        Profile::Local => "running cargo build",
+    }))?;
     if !status.success() {
         return Err(BuildError::Failed {
             bin: krate.bin.clone(),
@@ -292,12 +341,7 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
             code: status.code().unwrap_or(-1),
         });
     }
-    // Where cargo-lambda leaves the binary, whatever the target; zipped right away, under the lock.
-    let binary = krate
-        .target_dir
-        .join("lambda")
-        .join(&krate.bin)
-        .join("bootstrap");
+    // Zipped right away, under the lock.
     let program = std::fs::read(&binary).map_err(io(format!(
         "reading {} (built from {})",
         binary.display(),
@@ -305,7 +349,7 @@ fn build_one(krate: &Crate, arch: Arch, quiet: bool) -> Result<Artifact, BuildEr
     )))?;
     let zip = reproducible_zip(&program)
         .map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
-    let path = zip_path(krate, arch);
+    let path = zip_path(krate, arch, profile);
     let rebuilt = std::fs::read(&path).ok().as_deref() != Some(zip.as_slice());
     if rebuilt {
         std::fs::create_dir_all(path.parent().expect("has a parent"))

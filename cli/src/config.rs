@@ -883,6 +883,22 @@ tables:
     }
 
     #[test]
+    fn a_handler_is_lambdas_handler_setting() {
+        for bad in ["\"\"", "\"two words\"", &"h".repeat(129)] {
+            let text = GOOD.replace("memory: 256 }", &format!("memory: 256, handler: {bad} }}"));
+            let p = problems(&text);
+            assert!(
+                p.iter().any(|p| p.field == "functions.message.handler"),
+                "{bad}: {p:?}"
+            );
+        }
+        let good = GOOD.replace("memory: 256 }", "memory: 256, handler: message }");
+        let c = Config::parse(Path::new("wsctl.yaml"), &good).unwrap();
+        assert_eq!(c.functions["message"].handler.as_deref(), Some("message"));
+        assert_eq!(c.functions["connect"].handler, None);
+    }
+
+    #[test]
     fn oidc_settings_are_checked() {
         let text = GOOD.to_string()
             + "authorizer:\n  function: connect\n  audience: ''\n  oidc:\n    issuer: ftp://id\n    audience: ''\n    jwks_url: http://id.example.com/keys\n    default_capabilities: { 'room-*': [subscribe, dance] }\n";

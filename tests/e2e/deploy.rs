@@ -202,6 +202,15 @@ async fn deploy_creates_the_whole_stack() {
         .unwrap();
     assert_eq!(message.memory_size, Some(256));
     assert_eq!(message.runtime.unwrap().as_str(), "provided.al2023");
+    // `handler:` is Lambda's Handler setting (what a custom runtime reads as `_HANDLER`).
+    assert_eq!(message.handler.as_deref(), Some("message"));
+    let connect = lambda
+        .get_function_configuration()
+        .function_name("fixture-test-connect")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connect.handler.as_deref(), Some("bootstrap"));
     let env = message.environment.unwrap().variables.unwrap();
     assert_eq!(env["WSCTL_TABLE_HISTORY"], "fixture-test-history");
     assert_eq!(env["WSCTL_FUNCTION_PUBLISH"], "fixture-test-publish");

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use crate::args::BuildArgs;
+use crate::build::Profile;
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
@@ -12,6 +13,7 @@ pub async fn run(config: &Config, args: &BuildArgs, printer: &Printer) -> Result
             no_build: false,
             ..args.clone()
         },
+        Profile::Lambda,
         printer,
     )
     .await?;

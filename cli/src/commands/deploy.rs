@@ -3,6 +3,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::args::BuildArgs;
+use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
 use crate::error::Error;
@@ -15,7 +16,7 @@ pub async fn run(
     args: &BuildArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let artifacts = super::artifacts(config, args, printer).await?;
+    let artifacts = super::artifacts(config, args, Profile::Lambda, printer).await?;
     let started = Instant::now();
     let stack = Stack::open(config, aws).await?;
     let (clients, target) = (&stack.clients, stack.target.clone());

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::args::{BuildArgs, DevArgs};
 use crate::aws::{AwsArgs, Clients};
+use crate::build::Profile;
 use crate::config::Arch;
 use crate::engine;
 use crate::engine::desired::{Names, Target};
@@ -68,7 +69,7 @@ pub async fn run(
     let clients = Clients::local(&endpoint, &region);
     let account = clients.account().await?;
 
-    let artifacts = super::artifacts(&config, &build, printer).await?;
+    let artifacts = super::artifacts(&config, &build, Profile::Local, printer).await?;
     let target = Target {
         account: account.clone(),
         region: region.clone(),

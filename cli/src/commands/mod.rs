@@ -18,7 +18,7 @@ mod token;
 use std::collections::BTreeMap;
 
 use crate::args::{BuildArgs, Cli, Command};
-use crate::build::Artifact;
+use crate::build::{Artifact, Profile};
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
@@ -76,10 +76,11 @@ fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
 async fn artifacts(
     config: &Config,
     args: &BuildArgs,
+    profile: Profile,
     printer: &Printer,
 ) -> Result<BTreeMap<String, Artifact>, Error> {
     if args.no_build {
-        let found = crate::build::existing(config);
+        let found = crate::build::existing(config, profile);
         let missing: Vec<&String> = config
             .functions
             .keys()
@@ -102,7 +103,7 @@ async fn artifacts(
     printer.note("Building functions…");
     let config = config.clone();
     let quiet = printer.verbosity < 1;
-    tokio::task::spawn_blocking(move || crate::build::build_all(&config, None, quiet))
+    tokio::task::spawn_blocking(move || crate::build::build_all(&config, None, profile, quiet))
         .await
         .map_err(|e| Error::Io(format!("build task: {e}")))?
         .map_err(Error::from)

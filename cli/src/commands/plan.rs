@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use crate::args::BuildArgs;
+use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
 use crate::error::Error;
@@ -13,7 +14,7 @@ pub async fn run(
     args: &BuildArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let artifacts = super::artifacts(config, args, printer).await?;
+    let artifacts = super::artifacts(config, args, Profile::Lambda, printer).await?;
     let stack = Stack::open(config, aws).await?;
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);

@@ -14,7 +14,7 @@ pub async fn run(
     aws: &crate::aws::AwsArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let mut artifacts = crate::build::existing(config);
+    let mut artifacts = crate::build::existing(config, crate::build::Profile::Lambda);
     let stack = Stack::open(config, aws).await?;
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);

@@ -1,5 +1,6 @@
-//! A small HTTPS GET for JSON documents (an identity provider's discovery document and key
-//! set), with a timeout and a size cap. TLS is the same rustls stack the AWS SDK uses.
+//! HTTPS for the functions: the AWS SDK's client, trusting Amazon's roots only, and a small
+//! GET for JSON documents (an identity provider's discovery document and key set), with a
+//! timeout and a size cap. TLS is the same rustls stack the AWS SDK uses.
 
 use std::time::Duration;
 
@@ -7,6 +8,29 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+/// The roots AWS's service endpoints chain to: Amazon Root CA 1–4 and the Starfield Services
+/// root that cross-signs them (Amazon Trust Services). Compiled in because the SDK's default,
+/// the system store (~146 certificates from /etc/ssl/certs), is read and parsed at every cold
+/// start, which was most of the functions' start-up time.
+const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
+
+/// The SDK's HTTPS client, trusting [`AMAZON_ROOTS`] only: every call the functions make
+/// through the SDK goes to an AWS endpoint (or, locally, to plain HTTP).
+pub fn aws_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let trust = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(AMAZON_ROOTS.as_bytes());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a trust store of valid certificates");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
+}
 
 /// Key sets are a few KB; anything near this is not one.
 const MAX_BODY_BYTES: usize = 512 * 1024;

@@ -86,7 +86,7 @@ impl Ctx {
     /// `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`. AWS endpoints come from the standard
     /// `AWS_ENDPOINT_URL*`.
     pub async fn from_env() -> Ctx {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = sdk_config().await;
         let tables = Tables {
             connections: env("WSCTL_TABLE_CONNECTIONS").unwrap_or_default(),
             subscriptions: env("WSCTL_TABLE_SUBSCRIPTIONS").unwrap_or_default(),
@@ -119,6 +119,15 @@ impl Ctx {
             seq_patience: Duration::from_millis(env_num("SEQ_PATIENCE_MS", 2000)),
         }
     }
+}
+
+/// The SDK's configuration from the environment Lambda sets, with [`http::aws_client`] as
+/// its HTTP client.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http::aws_client())
+        .load()
+        .await
 }
 
 /// JSON logs, one object per line; handlers add the connection and request ids as fields.

@@ -124,7 +124,7 @@ impl Authorizer {
     /// `OIDC_CAPABILITIES_CLAIM` and `OIDC_DEFAULT_CAPABILITIES` (JSON).
     pub async fn from_env() -> Result<Authorizer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = crate::sdk_config().await;
         let name = env("WSCTL_SECRET_PARAMETER").ok_or("WSCTL_SECRET_PARAMETER is not set")?;
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         let fetch: Fetch<SecretKeys> = Arc::new(move || {
