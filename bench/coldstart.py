@@ -3,7 +3,11 @@
 (GET .../invocation/next), measured against a local Runtime API stub. The authorizer reads
 its secret from SSM before that request, so it is given a local moto with the parameter.
 
-Usage: bench/coldstart.py ZIP_DIR [runs]   (ZIP_DIR holds authorizer.zip, connect.zip, ...)
+The bundled functions are one binary (wsctl-bundled.zip); each role is started with its
+`_HANDLER`, as Lambda starts it. A directory that holds one zip per function (authorizer.zip,
+connect.zip, ...; an older build) is measured the same way.
+
+Usage: bench/coldstart.py ZIP_DIR [runs]
 """
 import http.server, io, os, socket, statistics, subprocess, sys, tempfile, threading, time, zipfile, json, urllib.request
 
@@ -51,6 +55,8 @@ print(f"{'function':<12} {'zip bytes':>10} {'binary bytes':>13} {'median ms':>10
 try:
     for name in ["authorizer", "connect", "disconnect", "message", "publish"]:
         path = os.path.join(zip_dir, f"{name}.zip")
+        if not os.path.exists(path):
+            path = os.path.join(zip_dir, "wsctl-bundled.zip")
         with tempfile.TemporaryDirectory() as d:
             zipfile.ZipFile(path).extractall(d)
             bootstrap = os.path.join(d, "bootstrap"); os.chmod(bootstrap, 0o755)
@@ -58,7 +64,7 @@ try:
             for _ in range(runs + 1):
                 first_request.clear()
                 start = time.perf_counter()
-                p = subprocess.Popen([bootstrap], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                p = subprocess.Popen([bootstrap], env=dict(env, _HANDLER=name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 if not first_request.wait(10):
                     p.kill(); raise SystemExit(f"{name}: no Runtime API request within 10 s")
                 times.append((arrived[0] - start) * 1000)

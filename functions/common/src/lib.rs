@@ -1,6 +1,7 @@
-//! What the bundled functions share. Each function's `main` builds a [`Ctx`] once per cold
-//! start and hands events to its handler in [`handlers`]; handlers take the context as a
-//! parameter, so tests drive them against a local DynamoDB and `@connections` server.
+//! The bundled functions' code. Their one binary (`functions/bundled`) builds a [`Ctx`] once
+//! per cold start and hands each event to the handler in [`handlers`] its role names; handlers
+//! take the context as a parameter, so tests drive them against a local DynamoDB and
+//! `@connections` server.
 
 pub mod auth;
 pub mod fanout;
@@ -150,34 +151,4 @@ pub fn log_level(rust_log: Option<&str>) -> tracing::Level {
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO)
         .min(tracing::Level::DEBUG)
-}
-
-/// The Lambda loop of a WebSocket route function: logging, a [`Ctx`] built once, and each
-/// event handled inside a span carrying its connection id and request id.
-pub async fn serve_websocket<F, Fut, R>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(Ctx, aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest) -> Fut,
-    Fut: std::future::Future<Output = Result<R, lambda_runtime::Error>>,
-    R: serde::Serialize,
-{
-    use tracing::Instrument;
-    init_logging();
-    let ctx = Ctx::from_env().await;
-    let handler = &handler;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<
-            aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
-        >| {
-            let connection = event
-                .payload
-                .request_context
-                .connection_id
-                .clone()
-                .unwrap_or_default();
-            let span =
-                tracing::info_span!("event", connection, request = %event.context.request_id);
-            handler(ctx.clone(), event.payload).instrument(span)
-        },
-    ))
-    .await
 }

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::Op;
+
 /// Largest `data` a publish may carry, leaving room in API Gateway's 128 KB frame for the envelope.
 pub const MAX_DATA_BYTES: usize = 120 * 1024;
 /// Channel names are counted in characters (Unicode scalar values), not bytes.
@@ -70,6 +72,16 @@ pub enum ClientFrame {
 }
 
 impl ClientFrame {
+    /// Every `action` a client may send, as `action()` names them.
+    pub const ACTIONS: &[&str] = &[
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "history",
+        "presence",
+        "ping",
+    ];
+
     pub fn action(&self) -> &'static str {
         match self {
             ClientFrame::Subscribe { .. } => "subscribe",
@@ -78,6 +90,23 @@ impl ClientFrame {
             ClientFrame::History { .. } => "history",
             ClientFrame::Presence { .. } => "presence",
             ClientFrame::Ping { .. } => "ping",
+        }
+    }
+
+    /// The grants the frame needs on its channel. Receiving a channel's messages is
+    /// `subscribe`'s alone; reading its past is `history`'s, also when a subscribe replays it.
+    pub fn needs(&self) -> Vec<Op> {
+        match self {
+            ClientFrame::Subscribe {
+                since: None,
+                rewind: None,
+                ..
+            } => vec![Op::Subscribe],
+            ClientFrame::Subscribe { .. } => vec![Op::Subscribe, Op::History],
+            ClientFrame::Publish { .. } => vec![Op::Publish],
+            ClientFrame::History { .. } => vec![Op::History],
+            ClientFrame::Presence { .. } => vec![Op::Presence],
+            ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => vec![],
         }
     }
 
@@ -315,14 +344,7 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         .get("action")
         .and_then(Value::as_str)
         .map(str::to_string);
-    const KNOWN: &[&str] = &[
-        "subscribe",
-        "unsubscribe",
-        "publish",
-        "history",
-        "presence",
-        "ping",
-    ];
+    const KNOWN: &[&str] = ClientFrame::ACTIONS;
     match action.as_deref() {
         Some(a) if KNOWN.contains(&a) => {}
         other => {
@@ -426,6 +448,23 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_action_is_known_and_named_as_it_is_sent() {
+        // The smallest valid frame of each action: a new variant fails here until it is listed.
+        for action in ClientFrame::ACTIONS {
+            let frame = json!({"action": action, "channel": "c", "data": 1});
+            let frame = match *action {
+                "ping" => json!({"action": "ping"}),
+                "subscribe" | "unsubscribe" | "history" | "presence" => {
+                    json!({"action": action, "channel": "c"})
+                }
+                _ => frame,
+            };
+            let parsed = parse(&frame.to_string()).expect(action);
+            assert_eq!(parsed.action(), *action);
+        }
+    }
 
     #[test]
     fn frames_parse_by_action() {
