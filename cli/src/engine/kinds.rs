@@ -1,6 +1,6 @@
 //! Resource kinds. A kind is its spec type implementing [`Resource`], written next to the SDK
-//! calls of its service in `aws/`, and one row of the list at the end of this file. The engine
-//! reads, plans and changes the stack only through that list, so it names no kind itself.
+//! calls of its service in `aws/`, and one row of the list at the end of this file. Reading,
+//! planning and applying go through that list, so none of them has per-kind code to extend.
 
 use serde::Serialize;
 
@@ -53,8 +53,8 @@ pub trait Resource {
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError>;
 
     /// Changes `current` (AWS's id `physical_id`) into `self` in place; returns the id as
-    /// `create` does. A kind whose every field but its name is immutable is never updated,
-    /// so by default this creates.
+    /// `create` does. A kind whose changeable fields are all immutable is never planned as an
+    /// update and keeps the default, which creates.
     async fn update(
         &self,
         _current: &Self,
@@ -175,7 +175,9 @@ macro_rules! kinds {
     };
 }
 
-// Creation order: a kind comes after every kind it needs (and its wave is not lower).
+// Creation order: a kind comes after every kind it needs, and its wave is not lower. Roles need
+// the API's id (their policy names its stage); functions need roles; everything API Gateway
+// holds needs the functions; routes need the integrations and the authorizer.
 kinds! {
     Secret => ssm::SecretSpec,
     Table => dynamodb::TableSpec,
