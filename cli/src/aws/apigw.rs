@@ -10,8 +10,9 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_apigatewayv2::types::{
     AuthorizationType, AuthorizerType, IntegrationType, ProtocolType, RouteSettings,
 };
+use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, found};
+use super::{AwsError, Clients, Ctx, TagChange, found};
 use crate::engine::desired::Names;
 use crate::engine::model::*;
 
@@ -72,184 +73,251 @@ pub async fn find_api(clients: &Clients, names: &Names) -> Result<Option<String>
         .and_then(|(a, _)| a.api_id))
 }
 
-pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
-    let wanted = names.api();
-    let ours = owned_apis(clients, names).await?;
-    let mut ours = ours.into_iter();
-    let Some((api, tags)) = ours.next() else {
-        return Ok(());
-    };
-    for (extra, tags) in ours {
-        let id = extra.api_id.unwrap_or_default();
-        let name = format!("{wanted}#{id}");
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiSpec {
+    pub name: String,
+    pub route_selection_expression: String,
+    pub tags: Tags,
+}
+
+impl Resource for ApiSpec {
+    const LABEL: &'static str = "api";
+    const WAVE: u8 = 0;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the API's integrations, authorizer, routes and stage too: they are found through
+    /// it, and a route names its integration and authorizer by ids that only this read maps
+    /// back to names.
+    async fn read(
+        clients: &Clients,
+        names: &Names,
+        _expected: &[String],
+        live: &mut LiveState,
+    ) -> Result<(), AwsError> {
+        let wanted = names.api();
+        let ours = owned_apis(clients, names).await?;
+        let mut ours = ours.into_iter();
+        let Some((api, tags)) = ours.next() else {
+            return Ok(());
+        };
+        for (extra, tags) in ours {
+            let id = extra.api_id.unwrap_or_default();
+            let name = format!("{wanted}#{id}");
+            let spec = ApiSpec {
+                name: name.clone(),
+                route_selection_expression: extra.route_selection_expression.unwrap_or_default(),
+                tags,
+            };
+            live.resources.insert(
+                ResourceId {
+                    kind: Kind::Api,
+                    name,
+                },
+                Live {
+                    spec: Spec::Api(spec),
+                    physical_id: Some(id),
+                },
+            );
+        }
+        let api_id = api.api_id.unwrap_or_default();
         let spec = ApiSpec {
-            name: name.clone(),
-            route_selection_expression: extra.route_selection_expression.unwrap_or_default(),
+            name: wanted.clone(),
+            route_selection_expression: api.route_selection_expression.unwrap_or_default(),
             tags,
         };
         live.resources.insert(
             ResourceId {
                 kind: Kind::Api,
-                name,
+                name: wanted,
             },
             Live {
                 spec: Spec::Api(spec),
-                physical_id: Some(id),
+                physical_id: Some(api_id.clone()),
             },
         );
-    }
-    let api_id = api.api_id.unwrap_or_default();
-    let spec = ApiSpec {
-        name: wanted.clone(),
-        route_selection_expression: api.route_selection_expression.unwrap_or_default(),
-        tags,
-    };
-    live.resources.insert(
-        ResourceId {
-            kind: Kind::Api,
-            name: wanted,
-        },
-        Live {
-            spec: Spec::Api(spec),
-            physical_id: Some(api_id.clone()),
-        },
-    );
 
-    let mut insert = |kind: Kind, name: String, spec: Spec, id: String| {
-        let mut key = ResourceId { kind, name };
-        if live.resources.contains_key(&key) {
-            // A second child with the same key (an interrupted create): it goes.
-            key.name = format!("{}#{id}", key.name);
+        let mut insert = |kind: Kind, name: String, spec: Spec, id: String| {
+            let mut key = ResourceId { kind, name };
+            if live.resources.contains_key(&key) {
+                // A second child with the same key (an interrupted create): it goes.
+                key.name = format!("{}#{id}", key.name);
+            }
+            live.resources.insert(
+                key,
+                Live {
+                    spec,
+                    physical_id: Some(id),
+                },
+            );
+        };
+
+        let mut integration_function: BTreeMap<String, String> = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = clients
+                .apigw
+                .get_integrations()
+                .api_id(&api_id)
+                .set_next_token(token)
+                .send()
+                .await
+                .ctx("GetIntegrations", &api_id)?;
+            for i in page.items.unwrap_or_default() {
+                let id = i.integration_id.unwrap_or_default();
+                let uri = i.integration_uri.unwrap_or_default();
+                let function = logical_function(names, &uri).unwrap_or_else(|| uri.clone());
+                integration_function.insert(id.clone(), function.clone());
+                let spec = IntegrationSpec {
+                    function: function.clone(),
+                    uri,
+                    timeout_ms: i.timeout_in_millis.unwrap_or_default(),
+                };
+                insert(Kind::Integration, function, Spec::Integration(spec), id);
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
         }
-        live.resources.insert(
-            key,
-            Live {
-                spec,
-                physical_id: Some(id),
-            },
-        );
-    };
 
-    let mut integration_function: BTreeMap<String, String> = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = clients
-            .apigw
-            .get_integrations()
-            .api_id(&api_id)
-            .set_next_token(token)
-            .send()
-            .await
-            .ctx("GetIntegrations", &api_id)?;
-        for i in page.items.unwrap_or_default() {
-            let id = i.integration_id.unwrap_or_default();
-            let uri = i.integration_uri.unwrap_or_default();
-            let function = logical_function(names, &uri).unwrap_or_else(|| uri.clone());
-            integration_function.insert(id.clone(), function.clone());
-            let spec = IntegrationSpec {
-                function: function.clone(),
+        let mut routes = Vec::new();
+        let mut token = None;
+        loop {
+            let page = clients
+                .apigw
+                .get_routes()
+                .api_id(&api_id)
+                .set_next_token(token)
+                .send()
+                .await
+                .ctx("GetRoutes", &api_id)?;
+            routes.extend(page.items.unwrap_or_default());
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+
+        let authorizers = read_authorizers(
+            clients,
+            &api_id,
+            routes.iter().filter_map(|r| r.authorizer_id.clone()),
+        )
+        .await?;
+        let mut authorizer_name = BTreeMap::new();
+        for a in authorizers {
+            let id = a.authorizer_id.unwrap_or_default();
+            let name = a.name.unwrap_or_else(|| id.clone());
+            authorizer_name.insert(id.clone(), name.clone());
+            let uri = a.authorizer_uri.unwrap_or_default();
+            let spec = AuthorizerSpec {
+                name: name.clone(),
+                function: logical_function(names, &uri).unwrap_or_else(|| uri.clone()),
                 uri,
-                timeout_ms: i.timeout_in_millis.unwrap_or_default(),
+                identity_source: a.identity_source.unwrap_or_default(),
             };
-            insert(Kind::Integration, function, Spec::Integration(spec), id);
+            insert(Kind::Authorizer, name, Spec::Authorizer(spec), id);
         }
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
 
-    let mut routes = Vec::new();
-    let mut token = None;
-    loop {
-        let page = clients
+        for r in routes {
+            let id = r.route_id.unwrap_or_default();
+            let function = r
+                .target
+                .as_deref()
+                .and_then(|t| t.strip_prefix("integrations/"))
+                .map(|i| {
+                    integration_function
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("(missing integration {i})"))
+                });
+            let authorizer = match r.authorization_type {
+                Some(AuthorizationType::Custom) => r.authorizer_id.as_ref().map(|a| {
+                    authorizer_name
+                        .get(a)
+                        .cloned()
+                        .unwrap_or_else(|| format!("(missing authorizer {a})"))
+                }),
+                _ => None,
+            };
+            let key = r.route_key.unwrap_or_default();
+            let spec = RouteSpec {
+                route_key: key.clone(),
+                function,
+                authorizer,
+            };
+            insert(Kind::Route, key, Spec::Route(spec), id);
+        }
+
+        let stages = clients
             .apigw
-            .get_routes()
+            .get_stages()
             .api_id(&api_id)
-            .set_next_token(token)
             .send()
             .await
-            .ctx("GetRoutes", &api_id)?;
-        routes.extend(page.items.unwrap_or_default());
-        token = page.next_token;
-        if token.is_none() {
-            break;
+            .ctx("GetStages", &api_id)?;
+        for s in stages.items.unwrap_or_default() {
+            let settings = s
+                .default_route_settings
+                .unwrap_or_else(|| RouteSettings::builder().build());
+            let spec = StageSpec {
+                name: s.stage_name.clone().unwrap_or_default(),
+                auto_deploy: s.auto_deploy.unwrap_or(false),
+                throttling_burst: settings.throttling_burst_limit.unwrap_or_default(),
+                throttling_rate: settings.throttling_rate_limit.unwrap_or_default(),
+                tags: s.tags.map(|t| t.into_iter().collect()).unwrap_or_default(),
+            };
+            let name = s.stage_name.unwrap_or_default();
+            insert(Kind::Stage, name.clone(), Spec::Stage(spec), name);
         }
+        Ok(())
     }
 
-    let authorizers = read_authorizers(
-        clients,
-        &api_id,
-        routes.iter().filter_map(|r| r.authorizer_id.clone()),
-    )
-    .await?;
-    let mut authorizer_name = BTreeMap::new();
-    for a in authorizers {
-        let id = a.authorizer_id.unwrap_or_default();
-        let name = a.name.unwrap_or_else(|| id.clone());
-        authorizer_name.insert(id.clone(), name.clone());
-        let uri = a.authorizer_uri.unwrap_or_default();
-        let spec = AuthorizerSpec {
-            name: name.clone(),
-            function: logical_function(names, &uri).unwrap_or_else(|| uri.clone()),
-            uri,
-            identity_source: a.identity_source.unwrap_or_default(),
-        };
-        insert(Kind::Authorizer, name, Spec::Authorizer(spec), id);
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let clients = cx.clients;
+        let created = clients
+            .apigw
+            .create_api()
+            .name(&self.name)
+            .protocol_type(ProtocolType::Websocket)
+            .route_selection_expression(&self.route_selection_expression)
+            .set_tags(Some(self.tags.clone().into_iter().collect()))
+            .description("WebSocket API managed by wsctl")
+            .send()
+            .await
+            .ctx("CreateApi", &self.name)?;
+        Ok(Some(created.api_id.unwrap_or_default()))
     }
 
-    for r in routes {
-        let id = r.route_id.unwrap_or_default();
-        let function = r
-            .target
-            .as_deref()
-            .and_then(|t| t.strip_prefix("integrations/"))
-            .map(|i| {
-                integration_function
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("(missing integration {i})"))
-            });
-        let authorizer = match r.authorization_type {
-            Some(AuthorizationType::Custom) => r.authorizer_id.as_ref().map(|a| {
-                authorizer_name
-                    .get(a)
-                    .cloned()
-                    .unwrap_or_else(|| format!("(missing authorizer {a})"))
-            }),
-            _ => None,
+    async fn update(
+        &self,
+        current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        let Some(id) = physical_id else {
+            return self.create(cx).await;
         };
-        let key = r.route_key.unwrap_or_default();
-        let spec = RouteSpec {
-            route_key: key.clone(),
-            function,
-            authorizer,
-        };
-        insert(Kind::Route, key, Spec::Route(spec), id);
+        update_api(cx.clients, id, self, current).await?;
+        Ok(Some(id.to_string()))
     }
 
-    let stages = clients
-        .apigw
-        .get_stages()
-        .api_id(&api_id)
-        .send()
-        .await
-        .ctx("GetStages", &api_id)?;
-    for s in stages.items.unwrap_or_default() {
-        let settings = s
-            .default_route_settings
-            .unwrap_or_else(|| RouteSettings::builder().build());
-        let spec = StageSpec {
-            name: s.stage_name.clone().unwrap_or_default(),
-            auto_deploy: s.auto_deploy.unwrap_or(false),
-            throttling_burst: settings.throttling_burst_limit.unwrap_or_default(),
-            throttling_rate: settings.throttling_rate_limit.unwrap_or_default(),
-            tags: s.tags.map(|t| t.into_iter().collect()).unwrap_or_default(),
-        };
-        let name = s.stage_name.unwrap_or_default();
-        insert(Kind::Stage, name.clone(), Spec::Stage(spec), name);
+    /// By id: API names are not unique, and an interrupted create may have left a namesake.
+    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let api_id = physical_id.unwrap_or(cx.api_id());
+        found(cx.clients.apigw.delete_api().api_id(api_id).send().await)
+            .ctx("DeleteApi", api_id)?;
+        Ok(())
     }
-    Ok(())
+}
+
+/// Deleting the stack's API deletes everything it holds. Extra APIs (`name#id`, left by an
+/// interrupted create) hold none of the children the stack reads.
+fn goes_with_the_api(other: &ResourceId) -> bool {
+    other.kind == Kind::Api && !other.name.contains('#')
 }
 
 /// Lists the authorizers. Where the list call is unavailable, those the routes reference are
@@ -317,22 +385,7 @@ fn logical_function(names: &Names, uri: &str) -> Option<String> {
     function.strip_prefix(&names.prefix()).map(str::to_string)
 }
 
-pub async fn create_api(clients: &Clients, spec: &ApiSpec) -> Result<String, AwsError> {
-    let created = clients
-        .apigw
-        .create_api()
-        .name(&spec.name)
-        .protocol_type(ProtocolType::Websocket)
-        .route_selection_expression(&spec.route_selection_expression)
-        .set_tags(Some(spec.tags.clone().into_iter().collect()))
-        .description("WebSocket API managed by wsctl")
-        .send()
-        .await
-        .ctx("CreateApi", &spec.name)?;
-    Ok(created.api_id.unwrap_or_default())
-}
-
-pub async fn update_api(
+async fn update_api(
     clients: &Clients,
     api_id: &str,
     spec: &ApiSpec,
@@ -348,210 +401,331 @@ pub async fn update_api(
             .await
             .ctx("UpdateApi", &spec.name)?;
     }
-    if spec.tags != current.tags {
-        let arn = api_resource_arn(&clients.region, api_id);
-        let stale = super::removed_keys(&current.tags, &spec.tags);
-        if !stale.is_empty() {
+    let Some(change) = TagChange::between(Some(&current.tags), &spec.tags) else {
+        return Ok(());
+    };
+    let arn = api_resource_arn(&clients.region, api_id);
+    change
+        .apply(
+            async |keys| {
+                clients
+                    .apigw
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .ctx("UntagResource", &spec.name)
+                    .map(drop)
+            },
+            async |tags| {
+                clients
+                    .apigw
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags.clone().into_iter().collect()))
+                    .send()
+                    .await
+                    .ctx("TagResource", &spec.name)
+                    .map(drop)
+            },
+        )
+        .await
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntegrationSpec {
+    /// The function it invokes (logical key).
+    pub function: String,
+    pub uri: String,
+    pub timeout_ms: i32,
+}
+
+impl IntegrationSpec {
+    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+        let (clients, api_id) = (cx.clients, cx.api_id());
+        if let Some(id) = existing {
             clients
                 .apigw
-                .untag_resource()
-                .resource_arn(&arn)
-                .set_tag_keys(Some(stale))
+                .update_integration()
+                .api_id(api_id)
+                .integration_id(id)
+                .integration_uri(&self.uri)
+                .timeout_in_millis(self.timeout_ms)
                 .send()
                 .await
-                .ctx("UntagResource", &spec.name)?;
+                .ctx("UpdateIntegration", &self.function)?;
+            return Ok(Some(id.to_string()));
         }
-        clients
+        let created = clients
             .apigw
-            .tag_resource()
-            .resource_arn(&arn)
-            .set_tags(Some(spec.tags.clone().into_iter().collect()))
+            .create_integration()
+            .api_id(api_id)
+            .integration_type(IntegrationType::AwsProxy)
+            .integration_method("POST")
+            .integration_uri(&self.uri)
+            .timeout_in_millis(self.timeout_ms)
             .send()
             .await
-            .ctx("TagResource", &spec.name)?;
+            .ctx("CreateIntegration", &self.function)?;
+        Ok(Some(created.integration_id.unwrap_or_default()))
     }
-    Ok(())
 }
 
-pub async fn delete_api(clients: &Clients, api_id: &str) -> Result<(), AwsError> {
-    found(clients.apigw.delete_api().api_id(api_id).send().await).ctx("DeleteApi", api_id)?;
-    Ok(())
+impl Resource for IntegrationSpec {
+    const LABEL: &'static str = "integration";
+    const WAVE: u8 = 3;
+
+    fn name(&self) -> &str {
+        &self.function
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        self.put(cx, None).await
+    }
+
+    async fn update(
+        &self,
+        _current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        self.put(cx, physical_id).await
+    }
+
+    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(id) = physical_id else {
+            return Ok(());
+        };
+        let request = cx.clients.apigw.delete_integration();
+        found(request.api_id(cx.api_id()).integration_id(id).send().await)
+            .ctx("DeleteIntegration", id)?;
+        Ok(())
+    }
+
+    fn goes_with(_name: &str, other: &ResourceId) -> bool {
+        goes_with_the_api(other)
+    }
 }
 
-pub async fn put_integration(
-    clients: &Clients,
-    api_id: &str,
-    spec: &IntegrationSpec,
-    existing: Option<&str>,
-) -> Result<String, AwsError> {
-    if let Some(id) = existing {
-        clients
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuthorizerSpec {
+    pub name: String,
+    pub function: String,
+    pub uri: String,
+    pub identity_source: Vec<String>,
+}
+
+impl AuthorizerSpec {
+    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+        let (clients, api_id) = (cx.clients, cx.api_id());
+        if let Some(id) = existing {
+            clients
+                .apigw
+                .update_authorizer()
+                .api_id(api_id)
+                .authorizer_id(id)
+                .authorizer_uri(&self.uri)
+                .set_identity_source(Some(self.identity_source.clone()))
+                .send()
+                .await
+                .ctx("UpdateAuthorizer", &self.name)?;
+            return Ok(Some(id.to_string()));
+        }
+        let created = clients
             .apigw
-            .update_integration()
+            .create_authorizer()
             .api_id(api_id)
-            .integration_id(id)
-            .integration_uri(&spec.uri)
-            .timeout_in_millis(spec.timeout_ms)
+            .name(&self.name)
+            .authorizer_type(AuthorizerType::Request)
+            .authorizer_uri(&self.uri)
+            .set_identity_source(Some(self.identity_source.clone()))
             .send()
             .await
-            .ctx("UpdateIntegration", &spec.function)?;
-        return Ok(id.to_string());
+            .ctx("CreateAuthorizer", &self.name)?;
+        Ok(Some(created.authorizer_id.unwrap_or_default()))
     }
-    let created = clients
-        .apigw
-        .create_integration()
-        .api_id(api_id)
-        .integration_type(IntegrationType::AwsProxy)
-        .integration_method("POST")
-        .integration_uri(&spec.uri)
-        .timeout_in_millis(spec.timeout_ms)
-        .send()
-        .await
-        .ctx("CreateIntegration", &spec.function)?;
-    Ok(created.integration_id.unwrap_or_default())
 }
 
-pub async fn put_authorizer(
-    clients: &Clients,
-    api_id: &str,
-    spec: &AuthorizerSpec,
-    existing: Option<&str>,
-) -> Result<String, AwsError> {
-    if let Some(id) = existing {
-        clients
-            .apigw
-            .update_authorizer()
-            .api_id(api_id)
-            .authorizer_id(id)
-            .authorizer_uri(&spec.uri)
-            .set_identity_source(Some(spec.identity_source.clone()))
-            .send()
-            .await
-            .ctx("UpdateAuthorizer", &spec.name)?;
-        return Ok(id.to_string());
+impl Resource for AuthorizerSpec {
+    const LABEL: &'static str = "authorizer";
+    const WAVE: u8 = 3;
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    let created = clients
-        .apigw
-        .create_authorizer()
-        .api_id(api_id)
-        .name(&spec.name)
-        .authorizer_type(AuthorizerType::Request)
-        .authorizer_uri(&spec.uri)
-        .set_identity_source(Some(spec.identity_source.clone()))
-        .send()
-        .await
-        .ctx("CreateAuthorizer", &spec.name)?;
-    Ok(created.authorizer_id.unwrap_or_default())
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        self.put(cx, None).await
+    }
+
+    async fn update(
+        &self,
+        _current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        self.put(cx, physical_id).await
+    }
+
+    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(id) = physical_id else {
+            return Ok(());
+        };
+        let request = cx.clients.apigw.delete_authorizer();
+        found(request.api_id(cx.api_id()).authorizer_id(id).send().await)
+            .ctx("DeleteAuthorizer", id)?;
+        Ok(())
+    }
+
+    fn goes_with(_name: &str, other: &ResourceId) -> bool {
+        goes_with_the_api(other)
+    }
 }
 
-/// `integration` and `authorizer` are the physical ids the route's logical references resolve to.
-pub async fn put_route(
-    clients: &Clients,
-    api_id: &str,
-    spec: &RouteSpec,
-    integration: Option<&str>,
-    authorizer: Option<&str>,
-    existing: Option<&str>,
-) -> Result<String, AwsError> {
-    let target = integration.map(|i| format!("integrations/{i}"));
-    let auth_type = if authorizer.is_some() {
-        AuthorizationType::Custom
-    } else {
-        AuthorizationType::None
-    };
-    if let Some(id) = existing {
-        clients
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSpec {
+    pub route_key: String,
+    /// Function whose integration the route targets.
+    pub function: Option<String>,
+    /// Authorizer name when the route uses one (only `$connect` can).
+    pub authorizer: Option<String>,
+}
+
+impl RouteSpec {
+    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+        let (clients, api_id) = (cx.clients, cx.api_id());
+        let integration = self
+            .function
+            .as_deref()
+            .and_then(|f| cx.live.physical_id(Kind::Integration, f));
+        let authorizer = self
+            .authorizer
+            .as_deref()
+            .and_then(|a| cx.live.physical_id(Kind::Authorizer, a));
+        let target = integration.map(|i| format!("integrations/{i}"));
+        let auth_type = if authorizer.is_some() {
+            AuthorizationType::Custom
+        } else {
+            AuthorizationType::None
+        };
+        if let Some(id) = existing {
+            clients
+                .apigw
+                .update_route()
+                .api_id(api_id)
+                .route_id(id)
+                .set_target(target)
+                .authorization_type(auth_type)
+                .set_authorizer_id(authorizer.map(str::to_string))
+                .send()
+                .await
+                .ctx("UpdateRoute", &self.route_key)?;
+            return Ok(Some(id.to_string()));
+        }
+        let created = clients
             .apigw
-            .update_route()
+            .create_route()
             .api_id(api_id)
-            .route_id(id)
+            .route_key(&self.route_key)
             .set_target(target)
             .authorization_type(auth_type)
             .set_authorizer_id(authorizer.map(str::to_string))
             .send()
             .await
-            .ctx("UpdateRoute", &spec.route_key)?;
-        return Ok(id.to_string());
+            .ctx("CreateRoute", &self.route_key)?;
+        Ok(Some(created.route_id.unwrap_or_default()))
     }
-    let created = clients
-        .apigw
-        .create_route()
-        .api_id(api_id)
-        .route_key(&spec.route_key)
-        .set_target(target)
-        .authorization_type(auth_type)
-        .set_authorizer_id(authorizer.map(str::to_string))
-        .send()
-        .await
-        .ctx("CreateRoute", &spec.route_key)?;
-    Ok(created.route_id.unwrap_or_default())
 }
 
-pub async fn create_stage(
-    clients: &Clients,
-    api_id: &str,
-    spec: &StageSpec,
-) -> Result<(), AwsError> {
-    clients
-        .apigw
-        .create_stage()
-        .api_id(api_id)
-        .stage_name(&spec.name)
-        .auto_deploy(spec.auto_deploy)
-        .default_route_settings(
-            RouteSettings::builder()
-                .throttling_burst_limit(spec.throttling_burst)
-                .throttling_rate_limit(spec.throttling_rate)
-                .build(),
-        )
-        .set_tags(Some(spec.tags.clone().into_iter().collect()))
-        .description("managed by wsctl")
-        .send()
-        .await
-        .ctx("CreateStage", &spec.name)?;
-    Ok(())
+impl Resource for RouteSpec {
+    const LABEL: &'static str = "route";
+    const WAVE: u8 = 4;
+
+    fn name(&self) -> &str {
+        &self.route_key
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        self.put(cx, None).await
+    }
+
+    async fn update(
+        &self,
+        _current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        self.put(cx, physical_id).await
+    }
+
+    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(id) = physical_id else {
+            return Ok(());
+        };
+        let request = cx.clients.apigw.delete_route();
+        found(request.api_id(cx.api_id()).route_id(id).send().await).ctx("DeleteRoute", id)?;
+        Ok(())
+    }
+
+    fn goes_with(_name: &str, other: &ResourceId) -> bool {
+        goes_with_the_api(other)
+    }
 }
 
-/// Deletes one child of the API by kind.
-pub async fn delete_child(
-    clients: &Clients,
-    api_id: &str,
-    kind: Kind,
-    id: &str,
-) -> Result<(), AwsError> {
-    let api = &clients.apigw;
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSpec {
+    pub name: String,
+    pub auto_deploy: bool,
+    pub throttling_burst: i32,
+    pub throttling_rate: f64,
+    pub tags: Tags,
+}
 
-    match kind {
-        Kind::Route => found(api.delete_route().api_id(api_id).route_id(id).send().await)
-            .ctx("DeleteRoute", id)
-            .map(|_| ()),
-        Kind::Integration => found(
-            api.delete_integration()
-                .api_id(api_id)
-                .integration_id(id)
-                .send()
-                .await,
-        )
-        .ctx("DeleteIntegration", id)
-        .map(|_| ()),
-        Kind::Authorizer => found(
-            api.delete_authorizer()
-                .api_id(api_id)
-                .authorizer_id(id)
-                .send()
-                .await,
-        )
-        .ctx("DeleteAuthorizer", id)
-        .map(|_| ()),
-        Kind::Stage => found(
-            api.delete_stage()
-                .api_id(api_id)
-                .stage_name(id)
-                .send()
-                .await,
-        )
-        .ctx("DeleteStage", id)
-        .map(|_| ()),
-        _ => unreachable!("not a child of the API: {kind:?}"),
+impl Resource for StageSpec {
+    const LABEL: &'static str = "stage";
+    const WAVE: u8 = 5;
+    // Neither UpdateStage nor stage tagging is portable across endpoints (moto lacks both), and
+    // a stage is cheap to recreate.
+    const IMMUTABLE_FIELDS: &'static [&'static str] =
+        &["auto_deploy", "throttling_burst", "throttling_rate", "tags"];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let (clients, api_id) = (cx.clients, cx.api_id());
+        clients
+            .apigw
+            .create_stage()
+            .api_id(api_id)
+            .stage_name(&self.name)
+            .auto_deploy(self.auto_deploy)
+            .default_route_settings(
+                RouteSettings::builder()
+                    .throttling_burst_limit(self.throttling_burst)
+                    .throttling_rate_limit(self.throttling_rate)
+                    .build(),
+            )
+            .set_tags(Some(self.tags.clone().into_iter().collect()))
+            .description("managed by wsctl")
+            .send()
+            .await
+            .ctx("CreateStage", &self.name)?;
+        Ok(Some(self.name.clone()))
+    }
+
+    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(id) = physical_id else {
+            return Ok(());
+        };
+        let request = cx.clients.apigw.delete_stage();
+        found(request.api_id(cx.api_id()).stage_name(id).send().await).ctx("DeleteStage", id)?;
+        Ok(())
+    }
+
+    fn goes_with(_name: &str, other: &ResourceId) -> bool {
+        goes_with_the_api(other)
     }
 }

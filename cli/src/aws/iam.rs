@@ -2,107 +2,193 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{AwsError, Clients, Ctx, found, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, found, tag_map};
 use crate::engine::desired::Names;
-use crate::engine::model::{Kind, Live, LiveState, ResourceId, RoleSpec, Spec};
+use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 
-pub async fn read(
-    clients: &Clients,
-    names: &Names,
-    expected: &[String],
-    live: &mut LiveState,
-) -> Result<(), AwsError> {
-    let path = names.role_path();
-    let mut roles = Vec::new();
-    let mut pages = clients
-        .iam
-        .list_roles()
-        .path_prefix(&path)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        roles.extend(page.ctx("ListRoles", &path)?.roles);
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoleSpec {
+    pub name: String,
+    pub path: String,
+    pub assume_role_policy: Value,
+    /// Inline policies by name; wsctl writes exactly one.
+    pub policies: BTreeMap<String, Value>,
+    pub tags: Tags,
+}
+
+impl Resource for RoleSpec {
+    const LABEL: &'static str = "role";
+    const WAVE: u8 = 1;
+    const IMMUTABLE_FIELDS: &'static [&'static str] = &["path"];
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    for role in roles {
-        let name = role.role_name;
-        let tags = tag_map(
-            clients
-                .iam
-                .list_role_tags()
-                .role_name(&name)
-                .send()
-                .await
-                .ctx("ListRoleTags", &name)?
-                .tags
-                .into_iter()
-                .map(|t| (t.key, t.value)),
-        );
-        if !names.owns(&tags) {
-            if expected.contains(&name) {
-                live.foreign.push(ResourceId {
-                    kind: Kind::Role,
-                    name,
-                });
-            }
-            continue;
-        }
-        let mut policies = BTreeMap::new();
-        let listed = clients
+
+    async fn read(
+        clients: &Clients,
+        names: &Names,
+        expected: &[String],
+        live: &mut LiveState,
+    ) -> Result<(), AwsError> {
+        let path = names.role_path();
+        let mut roles = Vec::new();
+        let mut pages = clients
             .iam
-            .list_role_policies()
-            .role_name(&name)
-            .send()
-            .await
-            .ctx("ListRolePolicies", &name)?;
-        for policy in listed.policy_names {
-            let got = clients
+            .list_roles()
+            .path_prefix(&path)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            roles.extend(page.ctx("ListRoles", &path)?.roles);
+        }
+        for role in roles {
+            let name = role.role_name;
+            let tags = tag_map(
+                clients
+                    .iam
+                    .list_role_tags()
+                    .role_name(&name)
+                    .send()
+                    .await
+                    .ctx("ListRoleTags", &name)?
+                    .tags
+                    .into_iter()
+                    .map(|t| (t.key, t.value)),
+            );
+            if !names.owns(&tags) {
+                if expected.contains(&name) {
+                    live.foreign.push(ResourceId {
+                        kind: Kind::Role,
+                        name,
+                    });
+                }
+                continue;
+            }
+            let mut policies = BTreeMap::new();
+            let listed = clients
                 .iam
-                .get_role_policy()
+                .list_role_policies()
                 .role_name(&name)
-                .policy_name(&policy)
                 .send()
                 .await
-                .ctx("GetRolePolicy", &name)?;
-            policies.insert(policy, decode_policy(&got.policy_document));
+                .ctx("ListRolePolicies", &name)?;
+            for policy in listed.policy_names {
+                let got = clients
+                    .iam
+                    .get_role_policy()
+                    .role_name(&name)
+                    .policy_name(&policy)
+                    .send()
+                    .await
+                    .ctx("GetRolePolicy", &name)?;
+                policies.insert(policy, decode_policy(&got.policy_document));
+            }
+            let spec = RoleSpec {
+                name: name.clone(),
+                path: role.path,
+                assume_role_policy: decode_policy(
+                    role.assume_role_policy_document.as_deref().unwrap_or(""),
+                ),
+                policies,
+                tags,
+            };
+            live.resources.insert(
+                spec_id(&name),
+                Live {
+                    spec: Spec::Role(spec),
+                    physical_id: Some(role.arn),
+                },
+            );
         }
-        let spec = RoleSpec {
-            name: name.clone(),
-            path: role.path,
-            assume_role_policy: decode_policy(
-                role.assume_role_policy_document.as_deref().unwrap_or(""),
-            ),
-            policies,
-            tags,
+        // A role of the same name elsewhere (another path) would make CreateRole fail half-way
+        // through a deploy; find it now so the plan refuses up front.
+        for name in expected {
+            if live.resources.contains_key(&spec_id(name))
+                || live
+                    .foreign
+                    .iter()
+                    .any(|f| f.kind == Kind::Role && &f.name == name)
+            {
+                continue;
+            }
+            if found(clients.iam.get_role().role_name(name).send().await)
+                .ctx("GetRole", name)?
+                .is_some()
+            {
+                live.foreign.push(spec_id(name));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let clients = cx.clients;
+        let mut req = clients
+            .iam
+            .create_role()
+            .role_name(&self.name)
+            .path(&self.path)
+            .assume_role_policy_document(self.assume_role_policy.to_string())
+            .description("Lambda execution role managed by wsctl");
+        for (k, v) in &self.tags {
+            req = req.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .expect("key and value set"),
+            );
+        }
+        let created = req.send().await.ctx("CreateRole", &self.name)?;
+        for (policy, doc) in &self.policies {
+            put_policy(clients, &self.name, policy, doc).await?;
+        }
+        Ok(Some(created.role.map(|r| r.arn).unwrap_or_default()))
+    }
+
+    async fn update(
+        &self,
+        current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        update(cx.clients, self, current).await?;
+        Ok(physical_id.map(str::to_string))
+    }
+
+    /// Deletes the role's inline policies first: IAM refuses to delete a role that has any.
+    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(listed) = found(
+            cx.clients
+                .iam
+                .list_role_policies()
+                .role_name(name)
+                .send()
+                .await,
+        )
+        .ctx("ListRolePolicies", name)?
+        else {
+            return Ok(());
         };
-        live.resources.insert(
-            spec_id(&name),
-            Live {
-                spec: Spec::Role(spec),
-                physical_id: Some(role.arn),
-            },
-        );
-    }
-    // A role of the same name elsewhere (another path) would make CreateRole fail half-way
-    // through a deploy; find it now so the plan refuses up front.
-    for name in expected {
-        if live.resources.contains_key(&spec_id(name))
-            || live
-                .foreign
-                .iter()
-                .any(|f| f.kind == Kind::Role && &f.name == name)
-        {
-            continue;
+        for policy in listed.policy_names {
+            found(
+                cx.clients
+                    .iam
+                    .delete_role_policy()
+                    .role_name(name)
+                    .policy_name(&policy)
+                    .send()
+                    .await,
+            )
+            .ctx("DeleteRolePolicy", name)?;
         }
-        if found(clients.iam.get_role().role_name(name).send().await)
-            .ctx("GetRole", name)?
-            .is_some()
-        {
-            live.foreign.push(spec_id(name));
-        }
+        found(cx.clients.iam.delete_role().role_name(name).send().await).ctx("DeleteRole", name)?;
+        Ok(())
     }
-    Ok(())
 }
 
 fn spec_id(name: &str) -> ResourceId {
@@ -112,37 +198,8 @@ fn spec_id(name: &str) -> ResourceId {
     }
 }
 
-pub async fn create(clients: &Clients, spec: &RoleSpec) -> Result<String, AwsError> {
-    let mut req = clients
-        .iam
-        .create_role()
-        .role_name(&spec.name)
-        .path(&spec.path)
-        .assume_role_policy_document(spec.assume_role_policy.to_string())
-        .description("Lambda execution role managed by wsctl");
-    for (k, v) in &spec.tags {
-        req = req.tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .expect("key and value set"),
-        );
-    }
-    let created = req.send().await.ctx("CreateRole", &spec.name)?;
-    for (policy, doc) in &spec.policies {
-        put_policy(clients, &spec.name, policy, doc).await?;
-    }
-    Ok(created.role.map(|r| r.arn).unwrap_or_default())
-}
-
-pub async fn update(
-    clients: &Clients,
-    spec: &RoleSpec,
-    current: Option<&RoleSpec>,
-) -> Result<(), AwsError> {
-    let current_policies = current.map(|c| c.policies.clone()).unwrap_or_default();
-    if current.is_none_or(|c| c.assume_role_policy != spec.assume_role_policy) {
+async fn update(clients: &Clients, spec: &RoleSpec, current: &RoleSpec) -> Result<(), AwsError> {
+    if current.assume_role_policy != spec.assume_role_policy {
         clients
             .iam
             .update_assume_role_policy()
@@ -153,11 +210,12 @@ pub async fn update(
             .ctx("UpdateAssumeRolePolicy", &spec.name)?;
     }
     for (policy, doc) in &spec.policies {
-        if current_policies.get(policy) != Some(doc) {
+        if current.policies.get(policy) != Some(doc) {
             put_policy(clients, &spec.name, policy, doc).await?;
         }
     }
-    for policy in current_policies
+    for policy in current
+        .policies
         .keys()
         .filter(|p| !spec.policies.contains_key(*p))
     {
@@ -170,36 +228,42 @@ pub async fn update(
             .await
             .ctx("DeleteRolePolicy", &spec.name)?;
     }
-    let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
-    if current_tags != spec.tags {
-        let stale = super::removed_keys(&current_tags, &spec.tags);
-        if !stale.is_empty() {
-            clients
-                .iam
-                .untag_role()
-                .role_name(&spec.name)
-                .set_tag_keys(Some(stale))
-                .send()
-                .await
-                .ctx("UntagRole", &spec.name)?;
-        }
-        let tags = spec.tags.iter().map(|(k, v)| {
-            aws_sdk_iam::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .expect("key and value set")
-        });
-        clients
-            .iam
-            .tag_role()
-            .role_name(&spec.name)
-            .set_tags(Some(tags.collect()))
-            .send()
-            .await
-            .ctx("TagRole", &spec.name)?;
-    }
-    Ok(())
+    let Some(change) = TagChange::between(Some(&current.tags), &spec.tags) else {
+        return Ok(());
+    };
+    change
+        .apply(
+            async |keys| {
+                clients
+                    .iam
+                    .untag_role()
+                    .role_name(&spec.name)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .ctx("UntagRole", &spec.name)
+                    .map(drop)
+            },
+            async |tags| {
+                let tags = tags.iter().map(|(k, v)| {
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .expect("key and value set")
+                });
+                clients
+                    .iam
+                    .tag_role()
+                    .role_name(&spec.name)
+                    .set_tags(Some(tags.collect()))
+                    .send()
+                    .await
+                    .ctx("TagRole", &spec.name)
+                    .map(drop)
+            },
+        )
+        .await
 }
 
 async fn put_policy(
@@ -217,36 +281,6 @@ async fn put_policy(
         .send()
         .await
         .ctx("PutRolePolicy", role)?;
-    Ok(())
-}
-
-/// Deletes the role's inline policies first: IAM refuses to delete a role that has any.
-pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    let Some(listed) = found(
-        clients
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .send()
-            .await,
-    )
-    .ctx("ListRolePolicies", name)?
-    else {
-        return Ok(());
-    };
-    for policy in listed.policy_names {
-        found(
-            clients
-                .iam
-                .delete_role_policy()
-                .role_name(name)
-                .policy_name(&policy)
-                .send()
-                .await,
-        )
-        .ctx("DeleteRolePolicy", name)?;
-    }
-    found(clients.iam.delete_role().role_name(name).send().await).ctx("DeleteRole", name)?;
     Ok(())
 }
 

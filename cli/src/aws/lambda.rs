@@ -1,116 +1,261 @@
 //! Lambda functions and the permission that lets the stack's API invoke them.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, LastUpdateStatus, Runtime, State};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{AwsError, Clients, Ctx, found, is_code, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
 use crate::engine::desired::{Names, PERMISSION_SID};
-use crate::engine::model::{FunctionSpec, Kind, Live, LiveState, PermissionSpec, ResourceId, Spec};
+use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 
 /// How long a new role may take to become assumable by Lambda (IAM is eventually consistent).
 const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn read(
-    clients: &Clients,
-    names: &Names,
-    expected: &[String],
-    live: &mut LiveState,
-) -> Result<(), AwsError> {
-    let prefix = names.prefix();
-    let mut functions = Vec::new();
-    let mut pages = clients.lambda.list_functions().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.ctx("ListFunctions", format!("{prefix}*"))?;
-        functions.extend(
-            page.functions
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|f| f.function_name)
-                .filter(|n| n.starts_with(&prefix)),
-        );
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub role: String,
+    pub runtime: String,
+    pub handler: String,
+    pub architecture: String,
+    pub memory: i32,
+    pub timeout: i32,
+    pub environment: BTreeMap<String, String>,
+    /// Base64 SHA-256 of the deployment zip, as Lambda reports `CodeSha256`.
+    pub code_sha256: String,
+    /// Concurrent executions reserved for the function (`PutFunctionConcurrency`); none when unset.
+    pub reserved_concurrency: Option<i32>,
+    pub tags: Tags,
+    /// Where the zip is on disk; not compared.
+    #[serde(skip)]
+    pub zip: Option<PathBuf>,
+}
+
+impl Resource for FunctionSpec {
+    const LABEL: &'static str = "function";
+    const WAVE: u8 = 2;
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    for name in functions {
-        let Some(got) = found(
-            clients
-                .lambda
-                .get_function()
-                .function_name(&name)
-                .send()
-                .await,
-        )
-        .ctx("GetFunction", &name)?
-        else {
-            continue; // deleted since it was listed
-        };
-        let tags = tag_map(got.tags.unwrap_or_default());
-        let reserved_concurrency = got
-            .concurrency
-            .and_then(|c| c.reserved_concurrent_executions);
-        if !names.owns(&tags) {
-            if expected.contains(&name) {
-                live.foreign.push(ResourceId {
-                    kind: Kind::Function,
-                    name,
-                });
-            }
-            continue;
+
+    /// Reads each function's permission too: it is found through the function.
+    async fn read(
+        clients: &Clients,
+        names: &Names,
+        expected: &[String],
+        live: &mut LiveState,
+    ) -> Result<(), AwsError> {
+        let prefix = names.prefix();
+        let mut functions = Vec::new();
+        let mut pages = clients.lambda.list_functions().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.ctx("ListFunctions", format!("{prefix}*"))?;
+            functions.extend(
+                page.functions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|f| f.function_name)
+                    .filter(|n| n.starts_with(&prefix)),
+            );
         }
-        let Some(config) = got.configuration else {
-            continue;
-        };
-        let spec = FunctionSpec {
-            name: name.clone(),
-            role: config.role.unwrap_or_default(),
-            runtime: config
-                .runtime
-                .map(|r| r.as_str().to_string())
-                .unwrap_or_default(),
-            handler: config.handler.unwrap_or_default(),
-            architecture: config
-                .architectures
-                .and_then(|a| a.first().map(|a| a.as_str().to_string()))
-                .unwrap_or_else(|| "x86_64".into()),
-            memory: config.memory_size.unwrap_or_default(),
-            timeout: config.timeout.unwrap_or_default(),
-            environment: config
-                .environment
-                .and_then(|e| e.variables)
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            code_sha256: config.code_sha256.unwrap_or_default(),
-            reserved_concurrency,
-            tags,
-            zip: None,
-        };
-        live.resources.insert(
-            ResourceId {
-                kind: Kind::Function,
+        for name in functions {
+            let Some(got) = found(
+                clients
+                    .lambda
+                    .get_function()
+                    .function_name(&name)
+                    .send()
+                    .await,
+            )
+            .ctx("GetFunction", &name)?
+            else {
+                continue; // deleted since it was listed
+            };
+            let tags = tag_map(got.tags.unwrap_or_default());
+            let reserved_concurrency = got
+                .concurrency
+                .and_then(|c| c.reserved_concurrent_executions);
+            if !names.owns(&tags) {
+                if expected.contains(&name) {
+                    live.foreign.push(ResourceId {
+                        kind: Kind::Function,
+                        name,
+                    });
+                }
+                continue;
+            }
+            let Some(config) = got.configuration else {
+                continue;
+            };
+            let spec = FunctionSpec {
                 name: name.clone(),
-            },
-            Live {
-                spec: Spec::Function(spec),
-                physical_id: config.function_arn,
-            },
-        );
-        if let Some(permission) = read_permission(clients, &name).await? {
+                role: config.role.unwrap_or_default(),
+                runtime: config
+                    .runtime
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+                handler: config.handler.unwrap_or_default(),
+                architecture: config
+                    .architectures
+                    .and_then(|a| a.first().map(|a| a.as_str().to_string()))
+                    .unwrap_or_else(|| "x86_64".into()),
+                memory: config.memory_size.unwrap_or_default(),
+                timeout: config.timeout.unwrap_or_default(),
+                environment: config
+                    .environment
+                    .and_then(|e| e.variables)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                code_sha256: config.code_sha256.unwrap_or_default(),
+                reserved_concurrency,
+                tags,
+                zip: None,
+            };
             live.resources.insert(
                 ResourceId {
-                    kind: Kind::Permission,
+                    kind: Kind::Function,
                     name: name.clone(),
                 },
                 Live {
-                    spec: Spec::Permission(permission),
-                    physical_id: None,
+                    spec: Spec::Function(spec),
+                    physical_id: config.function_arn,
                 },
             );
+            if let Some(permission) = read_permission(clients, &name).await? {
+                live.resources.insert(
+                    ResourceId {
+                        kind: Kind::Permission,
+                        name: name.clone(),
+                    },
+                    Live {
+                        spec: Spec::Permission(permission),
+                        physical_id: None,
+                    },
+                );
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let clients = cx.clients;
+        let zip = zip_bytes(self)?;
+        let started = Instant::now();
+        let created = loop {
+            let req = clients
+                .lambda
+                .create_function()
+                .function_name(&self.name)
+                .role(&self.role)
+                .runtime(Runtime::from(self.runtime.as_str()))
+                .handler(&self.handler)
+                .architectures(Architecture::from(self.architecture.as_str()))
+                .memory_size(self.memory)
+                .timeout(self.timeout)
+                .environment(environment(self))
+                .set_tags(Some(self.tags.clone().into_iter().collect()))
+                .code(
+                    aws_sdk_lambda::types::FunctionCode::builder()
+                        .zip_file(Blob::new(zip.clone()))
+                        .build(),
+                )
+                .description("managed by wsctl")
+                .send()
+                .await;
+            match req {
+                Err(e) if role_not_ready(&e) && started.elapsed() < ROLE_PROPAGATION => {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                other => break other.ctx("CreateFunction", &self.name)?,
+            }
+        };
+        wait_ready(clients, &self.name).await?;
+        set_concurrency(clients, self, None).await?;
+        Ok(Some(created.function_arn.unwrap_or_default()))
+    }
+
+    async fn update(
+        &self,
+        current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        update(cx.clients, self, current).await?;
+        Ok(physical_id.map(str::to_string))
+    }
+
+    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        found(
+            cx.clients
+                .lambda
+                .delete_function()
+                .function_name(name)
+                .send()
+                .await,
+        )
+        .ctx("DeleteFunction", name)?;
+        Ok(())
+    }
+}
+
+/// The statement that lets the stack's API invoke a function; named by its function.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PermissionSpec {
+    pub function: String,
+    pub statement_id: String,
+    pub source_arn: String,
+}
+
+impl Resource for PermissionSpec {
+    const LABEL: &'static str = "permission";
+    const WAVE: u8 = 3;
+    const IMMUTABLE_FIELDS: &'static [&'static str] = &["source_arn"];
+
+    fn name(&self) -> &str {
+        &self.function
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        cx.clients
+            .lambda
+            .add_permission()
+            .function_name(&self.function)
+            .statement_id(&self.statement_id)
+            .action("lambda:InvokeFunction")
+            .principal("apigateway.amazonaws.com")
+            .source_arn(&self.source_arn)
+            .send()
+            .await
+            .ctx("AddPermission", &self.function)?;
+        Ok(None)
+    }
+
+    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        found(
+            cx.clients
+                .lambda
+                .remove_permission()
+                .function_name(name)
+                .statement_id(PERMISSION_SID)
+                .send()
+                .await,
+        )
+        .ctx("RemovePermission", name)?;
+        Ok(())
+    }
+
+    /// A function's policy goes with it.
+    fn goes_with(name: &str, other: &ResourceId) -> bool {
+        other.kind == Kind::Function && other.name == name
+    }
 }
 
 async fn read_permission(
@@ -168,42 +313,6 @@ fn zip_bytes(spec: &FunctionSpec) -> Result<Vec<u8>, AwsError> {
     })
 }
 
-pub async fn create(clients: &Clients, spec: &FunctionSpec) -> Result<String, AwsError> {
-    let zip = zip_bytes(spec)?;
-    let started = Instant::now();
-    let created = loop {
-        let req = clients
-            .lambda
-            .create_function()
-            .function_name(&spec.name)
-            .role(&spec.role)
-            .runtime(Runtime::from(spec.runtime.as_str()))
-            .handler(&spec.handler)
-            .architectures(Architecture::from(spec.architecture.as_str()))
-            .memory_size(spec.memory)
-            .timeout(spec.timeout)
-            .environment(environment(spec))
-            .set_tags(Some(spec.tags.clone().into_iter().collect()))
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(Blob::new(zip.clone()))
-                    .build(),
-            )
-            .description("managed by wsctl")
-            .send()
-            .await;
-        match req {
-            Err(e) if role_not_ready(&e) && started.elapsed() < ROLE_PROPAGATION => {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            other => break other.ctx("CreateFunction", &spec.name)?,
-        }
-    };
-    wait_ready(clients, &spec.name).await?;
-    set_concurrency(clients, spec, None).await?;
-    Ok(created.function_arn.unwrap_or_default())
-}
-
 /// Reserved concurrency caps how many copies run at once (a fan-out storm cannot take the
 /// account's whole pool) and guarantees them; removing it returns to the shared pool.
 async fn set_concurrency(
@@ -251,13 +360,13 @@ fn role_not_ready<R>(
 }
 
 /// Applies only what differs: code (and architecture, which travels with it), then configuration, then tags.
-pub async fn update(
+async fn update(
     clients: &Clients,
     spec: &FunctionSpec,
-    current: Option<&FunctionSpec>,
+    current: &FunctionSpec,
 ) -> Result<(), AwsError> {
-    let code_changed = current
-        .is_none_or(|c| c.code_sha256 != spec.code_sha256 || c.architecture != spec.architecture);
+    let code_changed =
+        current.code_sha256 != spec.code_sha256 || current.architecture != spec.architecture;
     if code_changed {
         clients
             .lambda
@@ -270,23 +379,21 @@ pub async fn update(
             .ctx("UpdateFunctionCode", &spec.name)?;
         wait_ready(clients, &spec.name).await?;
     }
-    let config_changed = current.is_none_or(|c| {
-        (
-            c.role.as_str(),
-            c.runtime.as_str(),
-            c.handler.as_str(),
-            c.memory,
-            c.timeout,
-            &c.environment,
-        ) != (
-            spec.role.as_str(),
-            spec.runtime.as_str(),
-            spec.handler.as_str(),
-            spec.memory,
-            spec.timeout,
-            &spec.environment,
-        )
-    });
+    let config_changed = (
+        current.role.as_str(),
+        current.runtime.as_str(),
+        current.handler.as_str(),
+        current.memory,
+        current.timeout,
+        &current.environment,
+    ) != (
+        spec.role.as_str(),
+        spec.runtime.as_str(),
+        spec.handler.as_str(),
+        spec.memory,
+        spec.timeout,
+        &spec.environment,
+    );
     if config_changed {
         clients
             .lambda
@@ -303,31 +410,37 @@ pub async fn update(
             .ctx("UpdateFunctionConfiguration", &spec.name)?;
         wait_ready(clients, &spec.name).await?;
     }
-    set_concurrency(clients, spec, current.and_then(|c| c.reserved_concurrency)).await?;
-    let current_tags = current.map(|c| c.tags.clone()).unwrap_or_default();
-    if current_tags != spec.tags {
-        let arn = function_arn(clients, &spec.name).await?;
-        let stale = super::removed_keys(&current_tags, &spec.tags);
-        if !stale.is_empty() {
-            clients
-                .lambda
-                .untag_resource()
-                .resource(&arn)
-                .set_tag_keys(Some(stale))
-                .send()
-                .await
-                .ctx("UntagResource", &spec.name)?;
-        }
-        clients
-            .lambda
-            .tag_resource()
-            .resource(&arn)
-            .set_tags(Some(spec.tags.clone().into_iter().collect()))
-            .send()
-            .await
-            .ctx("TagResource", &spec.name)?;
-    }
-    Ok(())
+    set_concurrency(clients, spec, current.reserved_concurrency).await?;
+    let Some(change) = TagChange::between(Some(&current.tags), &spec.tags) else {
+        return Ok(());
+    };
+    let arn = function_arn(clients, &spec.name).await?;
+    change
+        .apply(
+            async |keys| {
+                clients
+                    .lambda
+                    .untag_resource()
+                    .resource(&arn)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .ctx("UntagResource", &spec.name)
+                    .map(drop)
+            },
+            async |tags| {
+                clients
+                    .lambda
+                    .tag_resource()
+                    .resource(&arn)
+                    .set_tags(Some(tags.clone().into_iter().collect()))
+                    .send()
+                    .await
+                    .ctx("TagResource", &spec.name)
+                    .map(drop)
+            },
+        )
+        .await
 }
 
 async fn function_arn(clients: &Clients, name: &str) -> Result<String, AwsError> {
@@ -381,46 +494,4 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    found(
-        clients
-            .lambda
-            .delete_function()
-            .function_name(name)
-            .send()
-            .await,
-    )
-    .ctx("DeleteFunction", name)?;
-    Ok(())
-}
-
-pub async fn add_permission(clients: &Clients, spec: &PermissionSpec) -> Result<(), AwsError> {
-    clients
-        .lambda
-        .add_permission()
-        .function_name(&spec.function)
-        .statement_id(&spec.statement_id)
-        .action("lambda:InvokeFunction")
-        .principal("apigateway.amazonaws.com")
-        .source_arn(&spec.source_arn)
-        .send()
-        .await
-        .ctx("AddPermission", &spec.function)?;
-    Ok(())
-}
-
-pub async fn remove_permission(clients: &Clients, function: &str) -> Result<(), AwsError> {
-    found(
-        clients
-            .lambda
-            .remove_permission()
-            .function_name(function)
-            .statement_id(PERMISSION_SID)
-            .send()
-            .await,
-    )
-    .ctx("RemovePermission", function)?;
-    Ok(())
 }

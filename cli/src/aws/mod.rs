@@ -1,5 +1,6 @@
 //! AWS access: one `SdkConfig` for all clients, and errors turned into one clear sentence with
-//! the fix. One module per resource kind reads and changes that kind.
+//! the fix. One module per service declares the specs of the kinds it holds and implements
+//! [`Resource`](crate::engine::kinds::Resource) for each.
 
 pub mod apigw;
 pub mod dynamodb;
@@ -17,6 +18,8 @@ use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::request_id::RequestId;
+
+use crate::engine::model::Tags;
 
 /// Flags that choose the account, region and endpoint; shared by every command.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -380,23 +383,77 @@ async fn sdk_config(args: &AwsArgs, config_region: Option<&str>) -> SdkConfig {
 }
 
 /// Tags as a sorted map, from whatever shape a service returns them in.
-pub fn tag_map<K: Into<String>, V: Into<String>>(
-    pairs: impl IntoIterator<Item = (K, V)>,
-) -> crate::engine::model::Tags {
+pub fn tag_map<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Tags {
     pairs
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()))
         .collect()
 }
 
-/// Keys tagged now that the wanted tags no longer have: to be untagged.
-pub fn removed_keys(
-    current: &crate::engine::model::Tags,
-    wanted: &crate::engine::model::Tags,
-) -> Vec<String> {
-    current
-        .keys()
-        .filter(|k| !wanted.contains_key(*k))
-        .cloned()
-        .collect()
+/// How a resource's tags become the desired ones: untag the keys no longer wanted, then tag
+/// with every wanted tag. Services differ only in those two calls, which the caller supplies.
+#[derive(Debug, PartialEq)]
+pub struct TagChange<'a> {
+    remove: Vec<String>,
+    set: &'a Tags,
+}
+
+impl<'a> TagChange<'a> {
+    /// `None` when `live` already is `desired`. Unknown live tags (`None`) are all set again.
+    pub fn between(live: Option<&Tags>, desired: &'a Tags) -> Option<TagChange<'a>> {
+        let remove = match live {
+            Some(live) if live == desired => return None,
+            Some(live) => live
+                .keys()
+                .filter(|k| !desired.contains_key(*k))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        Some(TagChange {
+            remove,
+            set: desired,
+        })
+    }
+
+    pub async fn apply(
+        self,
+        untag: impl AsyncFnOnce(Vec<String>) -> Result<(), AwsError>,
+        tag: impl AsyncFnOnce(&'a Tags) -> Result<(), AwsError>,
+    ) -> Result<(), AwsError> {
+        if !self.remove.is_empty() {
+            untag(self.remove).await?;
+        }
+        tag(self.set).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        tag_map(pairs.iter().copied())
+    }
+
+    #[test]
+    fn tag_changes_remove_stale_keys_and_set_all_wanted_tags() {
+        let wanted = tags(&[("a", "1"), ("b", "2")]);
+        assert_eq!(TagChange::between(Some(&wanted.clone()), &wanted), None);
+        let change = TagChange::between(Some(&tags(&[("a", "0"), ("old", "x")])), &wanted);
+        assert_eq!(
+            change,
+            Some(TagChange {
+                remove: vec!["old".into()],
+                set: &wanted
+            })
+        );
+        assert_eq!(
+            TagChange::between(None, &wanted),
+            Some(TagChange {
+                remove: vec![],
+                set: &wanted
+            })
+        );
+    }
 }

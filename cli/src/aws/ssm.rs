@@ -3,59 +3,127 @@
 
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 use rand::RngCore;
+use serde::Serialize;
 use wsctl_functions::auth::SecretKeys;
 
-use super::{AwsError, Clients, Ctx, found, is_code, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
 use crate::engine::desired::Names;
-use crate::engine::model::{Kind, Live, LiveState, ResourceId, SecretSpec, Spec};
+use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 
-pub async fn read(clients: &Clients, names: &Names, live: &mut LiveState) -> Result<(), AwsError> {
-    let name = names.secret();
-    // Without decryption: reading the stack must never need (or reveal) the secret itself.
-    if found(
-        clients
-            .ssm
-            .get_parameter()
-            .name(&name)
-            .with_decryption(false)
-            .send()
-            .await,
-    )
-    .ctx("GetParameter", &name)?
-    .is_none()
-    {
-        return Ok(());
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecretSpec {
+    pub name: String,
+    pub tags: Tags,
+}
+
+impl Resource for SecretSpec {
+    const LABEL: &'static str = "secret";
+    const WAVE: u8 = 0;
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    let tags = tag_map(
-        clients
-            .ssm
-            .list_tags_for_resource()
-            .resource_type(ResourceTypeForTagging::Parameter)
-            .resource_id(&name)
-            .send()
-            .await
-            .ctx("ListTagsForResource", &name)?
-            .tag_list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| (t.key, t.value)),
-    );
-    let id = ResourceId {
-        kind: Kind::Secret,
-        name: name.clone(),
-    };
-    if names.owns(&tags) {
-        live.resources.insert(
-            id,
-            Live {
-                spec: Spec::Secret(SecretSpec { name, tags }),
-                physical_id: None,
-            },
+
+    async fn read(
+        clients: &Clients,
+        names: &Names,
+        _expected: &[String],
+        live: &mut LiveState,
+    ) -> Result<(), AwsError> {
+        let name = names.secret();
+        // Without decryption: reading the stack must never need (or reveal) the secret itself.
+        if found(
+            clients
+                .ssm
+                .get_parameter()
+                .name(&name)
+                .with_decryption(false)
+                .send()
+                .await,
+        )
+        .ctx("GetParameter", &name)?
+        .is_none()
+        {
+            return Ok(());
+        }
+        let tags = tag_map(
+            clients
+                .ssm
+                .list_tags_for_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(&name)
+                .send()
+                .await
+                .ctx("ListTagsForResource", &name)?
+                .tag_list
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value)),
         );
-    } else {
-        live.foreign.push(id);
+        let id = ResourceId {
+            kind: Kind::Secret,
+            name: name.clone(),
+        };
+        if names.owns(&tags) {
+            live.resources.insert(
+                id,
+                Live {
+                    spec: Spec::Secret(SecretSpec { name, tags }),
+                    physical_id: None,
+                },
+            );
+        } else {
+            live.foreign.push(id);
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let clients = cx.clients;
+        let mut req = clients
+            .ssm
+            .put_parameter()
+            .name(&self.name)
+            .r#type(ParameterType::SecureString)
+            .value(new_key())
+            .description("HS256 key for client tokens, managed by wsctl");
+        for (k, v) in &self.tags {
+            req = req.tags(Tag::builder().key(k).value(v).build().expect("set"));
+        }
+        match req.send().await {
+            // Created meanwhile (a concurrent deploy): keep it only if it is a usable key, never
+            // adopt whatever value happens to be there.
+            Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => {
+                if let Some(Err(why)) = read_keys(clients, &self.name).await? {
+                    return Err(AwsError::BadSecret {
+                        name: self.name.clone(),
+                        message: format!("{why}; it was created by something else meanwhile"),
+                    });
+                }
+                update_tags(clients, self, &Tags::new()).await?;
+            }
+            other => {
+                other.ctx("PutParameter", &self.name)?;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn update(
+        &self,
+        current: &Self,
+        _physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        update_tags(cx.clients, self, &current.tags).await?;
+        Ok(None)
+    }
+
+    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        found(cx.clients.ssm.delete_parameter().name(name).send().await)
+            .ctx("DeleteParameter", name)?;
+        Ok(())
+    }
 }
 
 /// 32 random bytes, hex: an HS256 key for client tokens.
@@ -63,33 +131,6 @@ fn new_key() -> String {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
     key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub async fn create(clients: &Clients, spec: &SecretSpec) -> Result<(), AwsError> {
-    let mut req = clients
-        .ssm
-        .put_parameter()
-        .name(&spec.name)
-        .r#type(ParameterType::SecureString)
-        .value(new_key())
-        .description("HS256 key for client tokens, managed by wsctl");
-    for (k, v) in &spec.tags {
-        req = req.tags(Tag::builder().key(k).value(v).build().expect("set"));
-    }
-    match req.send().await {
-        // Created meanwhile (a concurrent deploy): keep it only if it is a usable key, never
-        // adopt whatever value happens to be there.
-        Err(e) if is_code(&e, &["ParameterAlreadyExists"]) => {
-            if let Some(Err(why)) = read_keys(clients, &spec.name).await? {
-                return Err(AwsError::BadSecret {
-                    name: spec.name.clone(),
-                    message: format!("{why}; it was created by something else meanwhile"),
-                });
-            }
-            update_tags(clients, spec, &Default::default()).await
-        }
-        other => other.ctx("PutParameter", &spec.name).map(|_| ()),
-    }
 }
 
 /// The stack's keys, decrypted: `None` when the parameter does not exist; the inner error
@@ -154,43 +195,43 @@ pub async fn rotate(
     })
 }
 
-pub async fn update_tags(
-    clients: &Clients,
-    spec: &SecretSpec,
-    current: &crate::engine::model::Tags,
-) -> Result<(), AwsError> {
-    let stale = super::removed_keys(current, &spec.tags);
-    if !stale.is_empty() {
-        clients
-            .ssm
-            .remove_tags_from_resource()
-            .resource_type(ResourceTypeForTagging::Parameter)
-            .resource_id(&spec.name)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .ctx("RemoveTagsFromResource", &spec.name)?;
-    }
-    let tags = spec
-        .tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("set"))
-        .collect();
-    clients
-        .ssm
-        .add_tags_to_resource()
-        .resource_type(ResourceTypeForTagging::Parameter)
-        .resource_id(&spec.name)
-        .set_tags(Some(tags))
-        .send()
+/// Sets the tags only: the value is the secret itself, which a deploy never rewrites.
+async fn update_tags(clients: &Clients, spec: &SecretSpec, current: &Tags) -> Result<(), AwsError> {
+    let Some(change) = TagChange::between(Some(current), &spec.tags) else {
+        return Ok(());
+    };
+    change
+        .apply(
+            async |keys| {
+                clients
+                    .ssm
+                    .remove_tags_from_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(&spec.name)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .ctx("RemoveTagsFromResource", &spec.name)
+                    .map(drop)
+            },
+            async |tags| {
+                let tags = tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("set"))
+                    .collect();
+                clients
+                    .ssm
+                    .add_tags_to_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(&spec.name)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .ctx("AddTagsToResource", &spec.name)
+                    .map(drop)
+            },
+        )
         .await
-        .ctx("AddTagsToResource", &spec.name)?;
-    Ok(())
-}
-
-pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    found(clients.ssm.delete_parameter().name(name).send().await).ctx("DeleteParameter", name)?;
-    Ok(())
 }
 
 /// The stack's keys, for minting tokens: an unusable value is an error that says how to fix it.
