@@ -3,9 +3,9 @@
 (GET .../invocation/next), measured against a local Runtime API stub. The authorizer reads
 its secret from SSM before that request, so it is given a local moto with the parameter.
 
-The bundled functions are one binary (wsctl-bundled.zip); each role is started with its
-`_HANDLER`, as Lambda starts it. A directory that holds one zip per function (authorizer.zip,
-connect.zip, ...; an older build) is measured the same way.
+connect, disconnect, message and publish are one binary (wsctl-pubsub.zip), started with each
+role's `_HANDLER` as Lambda starts it; the authorizer is authorizer.zip. A directory that holds
+one zip per function (an older build) is measured the same way.
 
 Usage: bench/coldstart.py ZIP_DIR [runs]
 """
@@ -56,7 +56,7 @@ try:
     for name in ["authorizer", "connect", "disconnect", "message", "publish"]:
         path = os.path.join(zip_dir, f"{name}.zip")
         if not os.path.exists(path):
-            path = os.path.join(zip_dir, "wsctl-bundled.zip")
+            path = os.path.join(zip_dir, "wsctl-pubsub.zip")
         with tempfile.TemporaryDirectory() as d:
             zipfile.ZipFile(path).extractall(d)
             bootstrap = os.path.join(d, "bootstrap"); os.chmod(bootstrap, 0o755)

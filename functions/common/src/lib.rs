@@ -1,5 +1,5 @@
-//! The bundled functions' code. Their one binary (`functions/bundled`) builds a [`Ctx`] once
-//! per cold start and hands each event to the handler in [`handlers`] its role names; handlers
+//! The bundled functions' code. Their binaries (`functions/pubsub`, `functions/authorizer`)
+//! build a [`Ctx`] once per cold start and hand each event to its handler in [`handlers`]; handlers
 //! take the context as a parameter, so tests drive them against a local DynamoDB and
 //! `@connections` server.
 

@@ -1,0 +1,46 @@
+//! `$connect` authorizer. Its keys (the stack's secret from SSM, an OIDC issuer's JWKS) are
+//! fetched at cold start and refreshed as `handlers::authorizer` describes. A binary of its
+//! own: it is on every handshake's path and needs SSM and token verification, which the
+//! pub/sub functions do not, so it stays as small as it can.
+
+use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use tracing::Instrument;
+use wsctl_functions::handlers::authorizer::{self, Authorizer};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wsctl_functions::init_logging();
+    let authorizer = Authorizer::from_env().await?;
+    // Fail the cold start, with the reason in the log, rather than deny every client.
+    authorizer.secrets.get().await?;
+    // The provider's keys are fetched now too, but a provider that is down must not stop
+    // tokens signed with the stack's own secret: retried on the first token that needs them.
+    if let Some((_, keys)) = &authorizer.oidc
+        && let Err(e) = keys.get().await
+    {
+        tracing::warn!(error = %e, "the identity provider's keys could not be fetched yet");
+    }
+    let authorizer = &authorizer;
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+            // The connection id arrives among the context's other fields (`catch-all-fields`).
+            let connection = event
+                .payload
+                .request_context
+                .other
+                .get("connectionId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let span =
+                tracing::info_span!("event", connection, request = %event.context.request_id);
+            authorizer::handle(authorizer, &event.payload)
+                .instrument(span)
+                .await
+                .map_err(Error::from)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,90 @@
+//! The pub/sub functions in one binary: `connect`, `disconnect`, `message` and `publish`.
+//! Lambda hands a custom runtime its `Handler` setting as `_HANDLER`; wsctl.yaml's `handler:`
+//! sets it, and it picks the role. They share their code and their clients (DynamoDB,
+//! `@connections`, Lambda), so one binary is one size-optimised link instead of four, and one
+//! zip that the four functions share.
+//!
+//! Events arrive as JSON values and each role parses its own type: the Lambda runtime's loop is
+//! compiled once, not once per event type.
+
+use std::process::ExitCode;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use tracing::Instrument;
+use wsctl_functions::Ctx;
+use wsctl_functions::handlers::{connect, disconnect, message, publish};
+
+#[derive(Clone, Copy)]
+enum Role {
+    Connect,
+    Disconnect,
+    Message,
+    Publish,
+}
+
+impl Role {
+    const ALL: [(&str, Role); 4] = [
+        ("connect", Role::Connect),
+        ("disconnect", Role::Disconnect),
+        ("message", Role::Message),
+        ("publish", Role::Publish),
+    ];
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let handler = std::env::var("_HANDLER").unwrap_or_default();
+    let Some(role) = Role::ALL
+        .iter()
+        .find(|(name, _)| *name == handler)
+        .map(|(_, role)| *role)
+    else {
+        let names: Vec<&str> = Role::ALL.iter().map(|(name, _)| *name).collect();
+        // Before logging is set up: this is what the function's init error log shows.
+        eprintln!(
+            "wsctl-pubsub: the handler setting is {handler:?}, which is not one of this binary's functions ({})\nhint: set `handler:` of this function in wsctl.yaml to one of them",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    wsctl_functions::init_logging();
+    let ctx = Ctx::from_env().await;
+    let ctx = &ctx;
+    match lambda_runtime::run(service_fn(move |event| handle(role, ctx, event))).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsctl-pubsub ({handler}): {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn handle(role: Role, ctx: &Ctx, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let request = event.context.request_id;
+    if let Role::Publish = role {
+        let span = tracing::info_span!("event", request = %request);
+        let result = publish::handle(ctx, event.payload, &request)
+            .instrument(span)
+            .await?;
+        return Ok(serde_json::to_value(result)?);
+    }
+    let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event.payload)?;
+    let connection = event
+        .request_context
+        .connection_id
+        .clone()
+        .unwrap_or_default();
+    let span = tracing::info_span!("event", connection, request = %request);
+    let response = async {
+        Ok::<_, Error>(match role {
+            Role::Connect => connect::handle(ctx, &event).await?,
+            Role::Disconnect => disconnect::handle(ctx, &event).await?,
+            _ => message::handle(ctx, &event).await,
+        })
+    }
+    .instrument(span)
+    .await?;
+    Ok(serde_json::to_value(response)?)
+}
