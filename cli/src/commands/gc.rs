@@ -17,7 +17,7 @@ use futures::future;
 use futures::stream::StreamExt;
 use serde_json::json;
 use wsctl_functions::auth::now;
-use wsctl_functions::handlers::disconnect::leave_frames;
+use wsctl_functions::fanout::leave_frames;
 use wsctl_functions::handlers::publish::fan_out_later;
 
 use crate::args::GcArgs;

@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::{Member, PresenceEvent, ServerFrame};
 use crate::store::{Key, Store, StoreError, Subscriber};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,4 +162,24 @@ pub async fn post_all(
         .collect()
         .await;
     (report, removed)
+}
+
+/// For each channel `connection` was present in (as `Store::remove_connection` returns them),
+/// the channel and the presence `leave` frame its subscribers get.
+pub fn leave_frames(
+    connection: &str,
+    present: Vec<(String, Subscriber)>,
+) -> impl Iterator<Item = (String, String)> + '_ {
+    present.into_iter().map(move |(channel, sub)| {
+        let frame = ServerFrame::Presence {
+            channel: channel.clone(),
+            event: PresenceEvent::Leave,
+            member: Member {
+                user: sub.user,
+                connection: connection.to_string(),
+                data: sub.member,
+            },
+        };
+        (channel, frame.to_json())
+    })
 }

@@ -4,8 +4,8 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
 use crate::Ctx;
-use crate::protocol::{Member, PresenceEvent, ServerFrame};
-use crate::store::{StoreError, Subscriber};
+use crate::fanout::leave_frames;
+use crate::store::StoreError;
 
 pub async fn handle(
     ctx: &Ctx,
@@ -20,24 +20,4 @@ pub async fn handle(
     }
     tracing::info!("disconnected");
     Ok(super::ok())
-}
-
-/// For each channel `connection` was present in (as `Store::remove_connection` returns them),
-/// the channel and the presence `leave` frame its subscribers get.
-pub fn leave_frames(
-    connection: &str,
-    present: Vec<(String, Subscriber)>,
-) -> impl Iterator<Item = (String, String)> + '_ {
-    present.into_iter().map(move |(channel, sub)| {
-        let frame = ServerFrame::Presence {
-            channel: channel.clone(),
-            event: PresenceEvent::Leave,
-            member: Member {
-                user: sub.user,
-                connection: connection.to_string(),
-                data: sub.member,
-            },
-        };
-        (channel, frame.to_json())
-    })
 }

@@ -175,7 +175,7 @@ async fn deliver(
     .await;
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
-        for (channel, leave) in super::disconnect::leave_frames(&connection, present) {
+        for (channel, leave) in crate::fanout::leave_frames(&connection, present) {
             if let Err(e) = hand_off(ctx, &channel, &leave, None).await {
                 tracing::error!(channel, error = %e, "presence leave hand-off failed");
             }
