@@ -4,8 +4,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Op;
-
 /// Largest `data` a publish may carry, leaving room in API Gateway's 128 KB frame for the envelope.
 pub const MAX_DATA_BYTES: usize = 120 * 1024;
 /// Channel names are counted in characters (Unicode scalar values), not bytes.
@@ -90,23 +88,6 @@ impl ClientFrame {
             ClientFrame::History { .. } => "history",
             ClientFrame::Presence { .. } => "presence",
             ClientFrame::Ping { .. } => "ping",
-        }
-    }
-
-    /// The grants the frame needs on its channel. Receiving a channel's messages is
-    /// `subscribe`'s alone; reading its past is `history`'s, also when a subscribe replays it.
-    pub fn needs(&self) -> Vec<Op> {
-        match self {
-            ClientFrame::Subscribe {
-                since: None,
-                rewind: None,
-                ..
-            } => vec![Op::Subscribe],
-            ClientFrame::Subscribe { .. } => vec![Op::Subscribe, Op::History],
-            ClientFrame::Publish { .. } => vec![Op::Publish],
-            ClientFrame::History { .. } => vec![Op::History],
-            ClientFrame::Presence { .. } => vec![Op::Presence],
-            ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => vec![],
         }
     }
 

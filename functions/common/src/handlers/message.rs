@@ -5,7 +5,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use serde_json::Value;
 
 use crate::Ctx;
-use crate::auth::Capabilities;
+use crate::auth::{Capabilities, Op};
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
 };
@@ -72,13 +72,29 @@ fn client_id(frame: &ClientFrame) -> Option<String> {
     }
 }
 
+/// The grants a frame needs on its channel. Receiving a channel's messages is `subscribe`'s
+/// alone; reading its past is `history`'s, also when a subscribe replays it.
+pub fn needs(frame: &ClientFrame) -> Vec<Op> {
+    match frame {
+        ClientFrame::Subscribe {
+            since: None,
+            rewind: None,
+            ..
+        } => vec![Op::Subscribe],
+        ClientFrame::Subscribe { .. } => vec![Op::Subscribe, Op::History],
+        ClientFrame::Publish { .. } => vec![Op::Publish],
+        ClientFrame::History { .. } => vec![Op::History],
+        ClientFrame::Presence { .. } => vec![Op::Presence],
+        ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => vec![],
+    }
+}
+
 /// `Err` with the `forbidden` frame when the capabilities lack a grant the frame needs.
 pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerFrame> {
     let Some(channel) = frame.channel() else {
         return Ok(());
     };
-    match frame
-        .needs()
+    match needs(frame)
         .into_iter()
         .find(|op| !caps.allows(channel, *op))
     {
