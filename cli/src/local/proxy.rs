@@ -3,14 +3,14 @@
 //! invokes functions here and reads DynamoDB and SSM from moto, like any SDK client would.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::gateway::{Body, json_response};
+use super::http::{Body, collect, json_response};
 
 pub struct Upstream {
     base: String,
@@ -38,11 +38,7 @@ impl Upstream {
                 &serde_json::json!({"message": "bad request path"}),
             );
         };
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = collect(body).await;
         let mut out = Request::builder().method(parts.method).uri(uri);
         for (k, v) in &parts.headers {
             out = out.header(k, v);
@@ -56,12 +52,7 @@ impl Upstream {
         match self.client.request(out).await {
             Ok(resp) => {
                 let (parts, body) = resp.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                Response::from_parts(parts, Full::new(body))
+                Response::from_parts(parts, Full::new(collect(body).await))
             }
             Err(e) => json_response(
                 StatusCode::BAD_GATEWAY,
