@@ -1,11 +1,11 @@
 //! The WebSocket gateway: one loopback HTTP port that behaves like a deployed API Gateway
 //! WebSocket API and its stage.
 //!
-//! - `GET /{stage}` with `Upgrade: websocket`: a connection (see [`super::session`]);
-//! - `/{stage}/@connections/{id}`: the management API (see [`super::connections`]);
-//! - `/2015-03-31/functions/{name}/invocations`: Lambda's Invoke (see [`super::invoke`]);
-//! - `/` the demo page and `/_wsctl/*` the dev-only helpers (see [`super::endpoints`]);
-//! - anything else is forwarded to the emulator (see [`super::proxy`]).
+//! - `GET /{stage}` with `Upgrade: websocket`: a connection (see `session`);
+//! - `/{stage}/@connections/{id}`: the management API (see `connections`);
+//! - `/2015-03-31/functions/{name}/invocations`: Lambda's Invoke (see `invoke`);
+//! - `/` the demo page and `/_wsctl/*` the dev-only helpers (see `endpoints`);
+//! - anything else is forwarded to the emulator (see `proxy`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

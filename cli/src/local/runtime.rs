@@ -7,8 +7,8 @@
 //! an event is queued and no process is free, up to the pool's limit, which bounds memory under
 //! any load (a queue, not a process per event).
 //!
-//! [`schedule`] decides which process gets which event and what a crash or a timeout costs;
-//! [`process`] supervises one slot's processes; [`api`] is the Runtime API they call.
+//! `schedule` decides which process gets which event and what a crash or a timeout costs;
+//! `process` supervises one slot's processes; `api` is the Runtime API they call.
 
 mod api;
 mod function;

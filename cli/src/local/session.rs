@@ -3,7 +3,7 @@
 //! Gateway's frame, message, idle and lifetime limits), then its end.
 //!
 //! A connection is listed in the registry through an [`Entry`] the session holds; it leaves
-//! when the entry is dropped, and `$disconnect` runs only from [`finish`], which consumes the
+//! when the entry is dropped, and `$disconnect` runs only from `finish`, which consumes the
 //! entry, so a connection is forgotten in one place and disconnected at most once.
 
 use std::net::SocketAddr;

@@ -61,7 +61,8 @@ pub async fn supervise(f: Arc<Function>, mut p: Proc) {
         }
         p = f.schedule().restart(p, Instant::now());
     }
-    for job in f.schedule().stop() {
+    let held = f.schedule().stop();
+    for job in held {
         job.fail(Failure::Stopped);
     }
 }
