@@ -139,7 +139,7 @@ fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome) -> Response<Body> {
         );
     };
     let _ = job.reply.send(outcome);
-    // The event's deadline is gone.
+    // Its supervisor must stop timing the event.
     f.rearm(p.slot).notify_one();
     reply(StatusCode::ACCEPTED, json!({"status": "OK"}))
 }
