@@ -3,7 +3,7 @@
 //! answers 410 `GoneException`, as API Gateway does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::events::{self, Origin};
-use super::gateway::{Body, Gateway, MAX_MESSAGE, json_response};
+use super::http::{Body, json_response, respond};
+
+/// API Gateway's quota for one message, either way.
+pub const MAX_MESSAGE: usize = 128 * 1024;
 
 /// What a connection's task is told to do.
 pub enum Out {
@@ -25,13 +28,17 @@ pub enum Out {
     Drop,
 }
 
+/// Where a connection is in its life; it only moves forward.
+const CONNECTING: u8 = 0;
+const OPEN: u8 = 1;
+const CLOSING: u8 = 2;
+
 pub struct Conn {
     pub origin: Origin,
     /// The authorizer's output, passed to every event of the connection.
     pub authorizer: Option<Value>,
     pub tx: mpsc::Sender<Out>,
-    /// False while `$connect` runs.
-    pub open: AtomicBool,
+    phase: AtomicU8,
     last_active: AtomicU64,
 }
 
@@ -42,7 +49,7 @@ impl Conn {
             origin,
             authorizer,
             tx,
-            open: AtomicBool::new(false),
+            phase: AtomicU8::new(CONNECTING),
             last_active: AtomicU64::new(now),
         }
     }
@@ -51,25 +58,47 @@ impl Conn {
         self.last_active
             .store(events::epoch_ms(), Ordering::Relaxed);
     }
+
+    /// `$connect` accepted it: it can be posted to and is listed. Not if it was closed meanwhile.
+    pub fn open(&self) {
+        let _ = self
+            .phase
+            .compare_exchange(CONNECTING, OPEN, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == OPEN
+    }
+
+    /// Gone for `@connections` and the listing from now on, while the socket still closes.
+    /// True for the one call that closed it.
+    pub fn close(&self) -> bool {
+        self.phase.swap(CLOSING, Ordering::SeqCst) != CLOSING
+    }
 }
 
-#[derive(Default)]
-pub struct Registry(Mutex<HashMap<String, Arc<Conn>>>);
+/// The connections the gateway knows, by id: open ones and those still in `$connect`.
+#[derive(Default, Clone)]
+pub struct Registry(Arc<Mutex<HashMap<String, Arc<Conn>>>>);
 
 impl Registry {
-    pub fn insert(&self, conn: Arc<Conn>) {
+    /// Lists `conn` for as long as the returned entry lives: dropping the entry is the one way
+    /// a connection leaves the registry.
+    pub fn enter(&self, conn: Arc<Conn>) -> Entry {
         self.0
             .lock()
             .unwrap()
-            .insert(conn.origin.connection_id.clone(), conn);
+            .insert(conn.origin.connection_id.clone(), conn.clone());
+        Entry {
+            registry: self.clone(),
+            conn,
+        }
     }
 
-    pub fn remove(&self, id: &str) {
-        self.0.lock().unwrap().remove(id);
-    }
-
+    /// A connection not yet closing.
     pub fn get(&self, id: &str) -> Option<Arc<Conn>> {
-        self.0.lock().unwrap().get(id).cloned()
+        let conn = self.0.lock().unwrap().get(id).cloned();
+        conn.filter(|c| c.phase.load(Ordering::SeqCst) != CLOSING)
     }
 
     /// Open connections only.
@@ -78,9 +107,31 @@ impl Registry {
             .lock()
             .unwrap()
             .values()
-            .filter(|c| c.open.load(Ordering::Relaxed))
+            .filter(|c| c.is_open())
             .map(|c| c.origin.connection_id.clone())
             .collect()
+    }
+}
+
+/// A connection's place in the [`Registry`].
+pub struct Entry {
+    registry: Registry,
+    conn: Arc<Conn>,
+}
+
+impl Entry {
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.registry
+            .0
+            .lock()
+            .unwrap()
+            .remove(&self.conn.origin.connection_id);
     }
 }
 
@@ -92,8 +143,8 @@ fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
     r
 }
 
-pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Response<Body> {
-    let conn = gw.conns.get(id).filter(|c| c.open.load(Ordering::SeqCst));
+pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response<Body> {
+    let conn = conns.get(id).filter(|c| c.is_open());
     let Some(conn) = conn else {
         return error(
             StatusCode::GONE,
@@ -133,7 +184,7 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
                 }
             }
             conn.touch();
-            super::gateway::respond(StatusCode::OK, Bytes::new())
+            respond(StatusCode::OK, Bytes::new())
         }
         Method::GET => {
             let mut identity = json!({ "sourceIp": conn.origin.source_ip });
@@ -150,9 +201,9 @@ pub async fn api(gw: &Gateway, method: &Method, id: &str, body: Bytes) -> Respon
             )
         }
         Method::DELETE => {
-            conn.open.store(false, Ordering::SeqCst);
+            conn.close();
             let _ = conn.tx.try_send(Out::Close);
-            super::gateway::respond(StatusCode::NO_CONTENT, Bytes::new())
+            respond(StatusCode::NO_CONTENT, Bytes::new())
         }
         _ => error(
             StatusCode::FORBIDDEN,

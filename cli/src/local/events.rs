@@ -1,6 +1,7 @@
 //! The events API Gateway sends to a WebSocket API's integrations, shaped field for field like
 //! the service's (the `aws_lambda_events` types deserialize them unchanged; a test checks it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -14,7 +15,9 @@ pub fn epoch_ms() -> u64 {
 }
 
 /// A request id in Lambda's UUID shape, unique within this run.
-pub fn request_id(n: u64) -> String {
+pub fn request_id() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let r: u64 = rand::rng().random();
     format!(
         "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
@@ -24,6 +27,24 @@ pub fn request_id(n: u64) -> String {
         (n >> 36) & 0xfff,
         n & 0xffff_ffff_ffff
     )
+}
+
+/// Which request an event is and when it was made. Made once per event: the same id is the
+/// event's `requestContext.requestId`, the Lambda request id its function sees, and the
+/// `requestId` of any error frame the client gets, so one id follows the event everywhere.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub request_id: String,
+    pub epoch_ms: u64,
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp {
+            request_id: request_id(),
+            epoch_ms: epoch_ms(),
+        }
+    }
 }
 
 /// A connection id in API Gateway's shape: 15 characters and a `=`, as in `L0SM9cOFvHcCIhw=`.
@@ -94,12 +115,12 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn context(&self, route_key: &str, event_type: &str, now: u64) -> Map<String, Value> {
+    fn context(&self, route_key: &str, event_type: &str, stamp: &Stamp) -> Map<String, Value> {
         let mut identity = json!({"sourceIp": self.source_ip});
         if let Some(ua) = &self.user_agent {
             identity["userAgent"] = json!(ua);
         }
-        let request_id = request_id(now);
+        let (request_id, now) = (&stamp.request_id, stamp.epoch_ms);
         let mut rc = Map::new();
         rc.insert("routeKey".into(), json!(route_key));
         rc.insert("eventType".into(), json!(event_type));
@@ -164,7 +185,12 @@ impl Handshake {
 }
 
 /// The REQUEST authorizer's event (`ApiGatewayCustomAuthorizerRequestTypeRequest`).
-pub fn authorizer(origin: &Origin, handshake: &Handshake, method_arn: &str, now: u64) -> Value {
+pub fn authorizer(
+    origin: &Origin,
+    handshake: &Handshake,
+    method_arn: &str,
+    stamp: &Stamp,
+) -> Value {
     let mut event = Map::new();
     event.insert("type".into(), json!("REQUEST"));
     event.insert("methodArn".into(), json!(method_arn));
@@ -176,7 +202,7 @@ pub fn authorizer(origin: &Origin, handshake: &Handshake, method_arn: &str, now:
     event.insert("stageVariables".into(), json!({}));
     event.insert(
         "requestContext".into(),
-        Value::Object(origin.context("$connect", "CONNECT", now)),
+        Value::Object(origin.context("$connect", "CONNECT", stamp)),
     );
     Value::Object(event)
 }
@@ -186,11 +212,11 @@ pub fn connect(
     origin: &Origin,
     handshake: &Handshake,
     authorizer: Option<&Value>,
-    now: u64,
+    stamp: &Stamp,
 ) -> Value {
     let mut event = Map::new();
     handshake.add_to(&mut event);
-    let mut rc = origin.context("$connect", "CONNECT", now);
+    let mut rc = origin.context("$connect", "CONNECT", stamp);
     if let Some(a) = authorizer {
         rc.insert("authorizer".into(), a.clone());
     }
@@ -206,12 +232,15 @@ pub fn message(
     body: &str,
     base64: bool,
     authorizer: Option<&Value>,
-    now: u64,
+    stamp: &Stamp,
 ) -> Value {
-    let mut rc = origin.context(route_key, "MESSAGE", now);
+    let mut rc = origin.context(route_key, "MESSAGE", stamp);
     rc.insert(
         "messageId".into(),
-        json!(format!("{:x}", now ^ rand::rng().random::<u64>())),
+        json!(format!(
+            "{:x}",
+            stamp.epoch_ms ^ rand::rng().random::<u64>()
+        )),
     );
     if let Some(a) = authorizer {
         rc.insert("authorizer".into(), a.clone());
@@ -225,9 +254,9 @@ pub fn disconnect(
     code: u16,
     reason: &str,
     authorizer: Option<&Value>,
-    now: u64,
+    stamp: &Stamp,
 ) -> Value {
-    let mut rc = origin.context("$disconnect", "DISCONNECT", now);
+    let mut rc = origin.context("$disconnect", "DISCONNECT", stamp);
     rc.insert("disconnectStatusCode".into(), json!(code));
     rc.insert("disconnectReason".into(), json!(reason));
     if let Some(a) = authorizer {
@@ -287,6 +316,24 @@ mod tests {
     }
 
     #[test]
+    fn an_event_carries_its_stamp() {
+        let (o, hs) = (origin(), Handshake::default());
+        let stamp = Stamp::now();
+        let arn = o.method_arn("us-east-1", "123456789012");
+        for event in [
+            authorizer(&o, &hs, &arn, &stamp),
+            connect(&o, &hs, None, &stamp),
+            message(&o, "$default", "{}", false, None, &stamp),
+            disconnect(&o, 1000, "bye", None, &stamp),
+        ] {
+            let rc = &event["requestContext"];
+            assert_eq!(rc["requestId"], json!(stamp.request_id), "{event}");
+            assert_eq!(rc["requestTimeEpoch"], json!(stamp.epoch_ms), "{event}");
+        }
+        assert_ne!(Stamp::now().request_id, stamp.request_id);
+    }
+
+    #[test]
     fn events_deserialize_into_the_lambda_event_types() {
         let o = origin();
         let hs = Handshake {
@@ -300,7 +347,7 @@ mod tests {
             json!({"principalId": "ana", "user": "ana", "cap": "{}", "integrationLatency": 3});
 
         let e: ApiGatewayWebsocketProxyRequest =
-            serde_json::from_value(connect(&o, &hs, Some(&auth), epoch_ms())).unwrap();
+            serde_json::from_value(connect(&o, &hs, Some(&auth), &Stamp::now())).unwrap();
         assert_eq!(e.request_context.route_key.as_deref(), Some("$connect"));
         assert_eq!(e.request_context.event_type.as_deref(), Some("CONNECT"));
         assert_eq!(
@@ -324,7 +371,7 @@ mod tests {
             "{\"a\":1}",
             false,
             Some(&auth),
-            epoch_ms(),
+            &Stamp::now(),
         ))
         .unwrap();
         assert_eq!(e.body.as_deref(), Some("{\"a\":1}"));
@@ -336,7 +383,7 @@ mod tests {
             1006,
             "Connection closed abnormally",
             Some(&auth),
-            epoch_ms(),
+            &Stamp::now(),
         ))
         .unwrap();
         assert_eq!(e.request_context.route_key.as_deref(), Some("$disconnect"));
@@ -344,7 +391,7 @@ mod tests {
 
         let arn = o.method_arn("us-east-1", "123456789012");
         let e: ApiGatewayCustomAuthorizerRequestTypeRequest =
-            serde_json::from_value(authorizer(&o, &hs, &arn, epoch_ms())).unwrap();
+            serde_json::from_value(authorizer(&o, &hs, &arn, &Stamp::now())).unwrap();
         assert_eq!(e.method_arn.as_deref(), Some(arn.as_str()));
         assert_eq!(e.query_string_parameters.first("token"), Some("t2"));
         assert_eq!(

@@ -3,13 +3,14 @@
 //! the result, or the error document with `X-Amz-Function-Error`; `Event` queues and answers 202.
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::gateway::{Body, Gateway, json_response, respond};
+use super::events;
+use super::http::{Body, collect, json_response, respond};
+use super::state::Gateway;
 
 /// Lambda's limits on a request's payload.
 const MAX_SYNC: usize = 6 * 1024 * 1024;
@@ -50,12 +51,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse")
         .to_string();
-    let payload = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let payload = collect(req.into_body()).await;
     let payload = if payload.is_empty() {
         Bytes::from_static(b"{}")
     } else {
@@ -72,10 +68,11 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
             }
             let log = gw.log.clone();
             tokio::spawn(async move {
-                if let Err(f) = pool.invoke(payload).await {
+                let id = events::request_id();
+                if let Err(f) = pool.invoke(id.clone(), payload).await {
                     log(
-                        &pool.def.key,
-                        &format!("asynchronous invocation failed: {f}"),
+                        &pool.def().key,
+                        &format!("asynchronous invocation {id} failed: {f}"),
                     );
                 }
             });
@@ -90,7 +87,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
                     "a synchronous invocation's payload is limited to 6 MB",
                 );
             }
-            let (body, failed) = match pool.invoke(payload).await {
+            let (body, failed) = match pool.invoke(events::request_id(), payload).await {
                 Ok(body) => (body, false),
                 Err(f) => (Bytes::from(f.payload().to_string()), true),
             };

@@ -6,61 +6,37 @@
 //! emulated control plane (routes, integrations, authorizer, each function's environment and
 //! code hash), so `wsctl dev` runs what `wsctl deploy` made, the way AWS would run it.
 
+mod api;
+mod authorizer;
 pub mod connections;
+mod dispatch;
+mod endpoints;
 pub mod events;
 pub mod gateway;
 mod guard;
+mod http;
+mod integration;
 pub mod invoke;
 pub mod moto;
+mod os;
 pub mod proxy;
 pub mod runtime;
+mod session;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::build::Artifact;
 use crate::engine::desired::Names;
 use crate::engine::model::{LiveState, Spec};
-use gateway::{Api, Authorizer, Integration};
+use api::Api;
+use authorizer::Authorizer;
+use integration::{INTEGRATION_TIMEOUT, Integration};
+pub use os::raise_fd_limit;
 use runtime::{FunctionDef, LogSink, Pool};
-
-/// Makes `cmd` a child wsctl dev owns: killed when dropped, and when wsctl dies even by
-/// SIGKILL; in its own process group, so Ctrl-C in the terminal reaches wsctl dev only, which
-/// then stops its children in order.
-pub fn own_child(cmd: &mut tokio::process::Command) {
-    cmd.kill_on_drop(true);
-    #[cfg(unix)]
-    cmd.process_group(0);
-    #[cfg(target_os = "linux")]
-    unsafe {
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// 10,000 connections need as many descriptors; the soft limit is often 1,024.
-pub fn raise_fd_limit() {
-    #[cfg(unix)]
-    unsafe {
-        // SAFETY: plain syscalls on a stack-allocated struct.
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -91,7 +67,7 @@ pub enum LocalError {
 /// What `wsctl dev` serves, read back from the control plane.
 pub struct Stack {
     pub api: Api,
-    pub pools: Vec<Arc<Pool>>,
+    pub pools: Vec<Pool>,
 }
 
 /// Settings of the local runtime.
@@ -196,8 +172,8 @@ impl Stack {
             let timeout = integration_timeout
                 .get(function)
                 .copied()
-                .unwrap_or(gateway::INTEGRATION_TIMEOUT)
-                .min(gateway::INTEGRATION_TIMEOUT);
+                .unwrap_or(INTEGRATION_TIMEOUT)
+                .min(INTEGRATION_TIMEOUT);
             if route.route_key == "$connect" && route.authorizer.is_some() {
                 let a = authorizer.as_ref().ok_or_else(|| {
                     LocalError::Incomplete(
@@ -211,7 +187,10 @@ impl Stack {
                     ))
                 })?;
                 api.authorizer = Some(Authorizer {
-                    pool: pool.clone(),
+                    function: Integration {
+                        pool: pool.clone(),
+                        timeout: INTEGRATION_TIMEOUT,
+                    },
                     identity_source: a.identity_source.clone(),
                 });
             }

@@ -24,7 +24,7 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        super::own_child(&mut cmd);
+        super::os::own_child(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| LocalError::MotoMissing(e.to_string()))?;

@@ -5,14 +5,14 @@
 //! with the stage's host, so a client finds the stage the same way on AWS and here.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::gateway::{Body, json_response};
+use super::http::{Body, collect, json_response};
 
 pub struct Upstream {
     base: String,
@@ -43,11 +43,7 @@ impl Upstream {
                 &serde_json::json!({"message": "bad request path"}),
             );
         };
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = collect(body).await;
         let mut out = Request::builder().method(parts.method).uri(uri);
         for (k, v) in &parts.headers {
             out = out.header(k, v);
@@ -68,11 +64,7 @@ impl Upstream {
         match self.client.request(out).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
-                let mut body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
+                let mut body = collect(body).await;
                 if api_read
                     && parts.status.is_success()
                     && let Some(rewritten) = with_endpoint(&body, &self.api_endpoint)

@@ -1,0 +1,38 @@
+//! What the parts of the gateway share, made once by `wsctl dev`.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::api::Api;
+use super::connections::Registry;
+use super::endpoints::Minter;
+use super::proxy::Upstream;
+use super::runtime::LogSink;
+
+pub struct Gateway {
+    pub api: Api,
+    pub limits: Limits,
+    pub conns: Registry,
+    pub minter: Option<Minter>,
+    pub page: String,
+    /// `host:port` the gateway listens on: the `domainName` of events.
+    pub domain: String,
+    pub log: LogSink,
+    pub stop: watch::Receiver<bool>,
+    /// Where other AWS calls go (moto).
+    pub upstream: Upstream,
+}
+
+/// How long connections may live.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle: Duration,
+    pub lifetime: Duration,
+}
+
+impl Gateway {
+    pub fn note(&self, line: &str) {
+        (self.log)("gateway", line);
+    }
+}
