@@ -1,4 +1,5 @@
-//! Builds function crates with cargo-lambda and packs each binary into a deployment zip.
+//! Builds function crates (with cargo-lambda for Lambda, with this machine's cargo for
+//! `wsctl dev`) and packs each binary into a deployment zip.
 //!
 //! The zip is written byte-for-byte reproducibly (fixed timestamp and mode), so an unchanged
 //! binary gives an unchanged `CodeSha256` and deploy skips the upload. Cargo's own
@@ -50,7 +51,7 @@ pub enum BuildError {
         available: String,
     },
     #[error(
-        "building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for arm64, cargo-lambda needs zig (`pip install ziglang`)"
+        "building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for an architecture other than this machine's, cargo-lambda needs zig (`pip install ziglang`)"
     )]
     Failed { bin: String, arch: Arch, code: i32 },
     #[error("{0}")]

@@ -197,7 +197,7 @@ impl Default for Project {
 /// Removes every AWS setting of the machine from `cmd`'s environment.
 pub fn isolate(cmd: &mut Command) {
     for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") {
+        if key.starts_with("AWS_") || key == "WSCTL_GATEWAY_URL" {
             cmd.env_remove(key);
         }
     }

@@ -206,6 +206,60 @@ impl Resource for FunctionSpec {
     }
 }
 
+#[derive(Debug, PartialEq)]
+enum Step {
+    Code,
+    Configuration,
+}
+
+/// What an update sends, in order.
+fn update_steps(current: &FunctionSpec, spec: &FunctionSpec) -> Vec<Step> {
+    let code = current.code_sha256 != spec.code_sha256 || current.architecture != spec.architecture;
+    let configuration = (
+        current.role.as_str(),
+        current.runtime.as_str(),
+        current.handler.as_str(),
+        current.memory,
+        current.timeout,
+        &current.environment,
+    ) != (
+        spec.role.as_str(),
+        spec.runtime.as_str(),
+        spec.handler.as_str(),
+        spec.memory,
+        spec.timeout,
+        &spec.environment,
+    );
+    let mut steps = Vec::new();
+    if configuration && current.handler != spec.handler {
+        steps.push(Step::Configuration);
+    }
+    if code {
+        steps.push(Step::Code);
+    }
+    if configuration && current.handler == spec.handler {
+        steps.push(Step::Configuration);
+    }
+    steps
+}
+
+async fn update_configuration(clients: &Clients, spec: &FunctionSpec) -> Result<(), AwsError> {
+    clients
+        .lambda
+        .update_function_configuration()
+        .function_name(&spec.name)
+        .role(&spec.role)
+        .runtime(Runtime::from(spec.runtime.as_str()))
+        .handler(&spec.handler)
+        .memory_size(spec.memory)
+        .timeout(spec.timeout)
+        .environment(environment(spec))
+        .send()
+        .await
+        .ctx("UpdateFunctionConfiguration", &spec.name)?;
+    wait_ready(clients, &spec.name).await
+}
+
 /// The statement that lets the stack's API invoke a function; named by its function.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PermissionSpec {
@@ -359,56 +413,31 @@ fn role_not_ready<R>(
             .is_some_and(|m| m.contains("role") || m.contains("assume"))
 }
 
-/// Applies only what differs: code (and architecture, which travels with it), then configuration, then tags.
+/// Applies only what differs: code (and architecture, which travels with it) and
+/// configuration, then tags. Configuration goes first when the handler changes: new code that
+/// picks its role from the handler must never start under the old one (a binary that serves
+/// several functions refuses to start without its role), while old code ignores the handler.
 async fn update(
     clients: &Clients,
     spec: &FunctionSpec,
     current: &FunctionSpec,
 ) -> Result<(), AwsError> {
-    let code_changed =
-        current.code_sha256 != spec.code_sha256 || current.architecture != spec.architecture;
-    if code_changed {
-        clients
-            .lambda
-            .update_function_code()
-            .function_name(&spec.name)
-            .zip_file(Blob::new(zip_bytes(spec)?))
-            .architectures(Architecture::from(spec.architecture.as_str()))
-            .send()
-            .await
-            .ctx("UpdateFunctionCode", &spec.name)?;
-        wait_ready(clients, &spec.name).await?;
-    }
-    let config_changed = (
-        current.role.as_str(),
-        current.runtime.as_str(),
-        current.handler.as_str(),
-        current.memory,
-        current.timeout,
-        &current.environment,
-    ) != (
-        spec.role.as_str(),
-        spec.runtime.as_str(),
-        spec.handler.as_str(),
-        spec.memory,
-        spec.timeout,
-        &spec.environment,
-    );
-    if config_changed {
-        clients
-            .lambda
-            .update_function_configuration()
-            .function_name(&spec.name)
-            .role(&spec.role)
-            .runtime(Runtime::from(spec.runtime.as_str()))
-            .handler(&spec.handler)
-            .memory_size(spec.memory)
-            .timeout(spec.timeout)
-            .environment(environment(spec))
-            .send()
-            .await
-            .ctx("UpdateFunctionConfiguration", &spec.name)?;
-        wait_ready(clients, &spec.name).await?;
+    for step in update_steps(current, spec) {
+        match step {
+            Step::Configuration => update_configuration(clients, spec).await?,
+            Step::Code => {
+                clients
+                    .lambda
+                    .update_function_code()
+                    .function_name(&spec.name)
+                    .zip_file(Blob::new(zip_bytes(spec)?))
+                    .architectures(Architecture::from(spec.architecture.as_str()))
+                    .send()
+                    .await
+                    .ctx("UpdateFunctionCode", &spec.name)?;
+                wait_ready(clients, &spec.name).await?;
+            }
+        }
     }
     set_concurrency(clients, spec, current.reserved_concurrency).await?;
     let Some(change) = TagChange::between(Some(&current.tags), &spec.tags) else {
@@ -493,5 +522,48 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(handler: &str, code: &str, memory: i32) -> FunctionSpec {
+        FunctionSpec {
+            name: "chat-dev-connect".into(),
+            role: "arn:aws:iam::123456789012:role/r".into(),
+            runtime: "provided.al2023".into(),
+            handler: handler.into(),
+            architecture: "arm64".into(),
+            memory,
+            timeout: 10,
+            environment: BTreeMap::new(),
+            code_sha256: code.into(),
+            reserved_concurrency: None,
+            tags: Tags::new(),
+            zip: None,
+        }
+    }
+
+    #[test]
+    fn a_new_handler_is_set_before_the_code_that_reads_it() {
+        // Old one-function binaries ignore the handler; the shared binary refuses to start
+        // without its role. Code first would leave every function failing in between.
+        let old = spec("bootstrap", "old", 128);
+        assert_eq!(
+            update_steps(&old, &spec("connect", "new", 128)),
+            vec![Step::Configuration, Step::Code]
+        );
+        // Otherwise code first, as before: new settings may be meant for the new code.
+        assert_eq!(
+            update_steps(&old, &spec("bootstrap", "new", 256)),
+            vec![Step::Code, Step::Configuration]
+        );
+        assert_eq!(
+            update_steps(&old, &spec("bootstrap", "new", 128)),
+            vec![Step::Code]
+        );
+        assert_eq!(update_steps(&old, &old), vec![]);
     }
 }

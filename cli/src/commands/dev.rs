@@ -149,7 +149,11 @@ pub async fn run(
         domain: addr.to_string(),
         log: logs,
         stop: stop.clone(),
-        upstream: local::proxy::Upstream::new(&endpoint, &format!("ws://{addr}")),
+        upstream: local::proxy::Upstream::new(
+            &endpoint,
+            live.api_id().unwrap_or_default(),
+            &format!("ws://{addr}"),
+        ),
     });
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
 

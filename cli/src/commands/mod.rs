@@ -92,9 +92,13 @@ async fn artifacts(
                 .map(|m| m.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
+            let first = match profile {
+                Profile::Lambda => "`wsctl build`",
+                Profile::Local => "`wsctl dev` once without --no-build",
+            };
             return Err(Error::Usage {
                 usage: format!(
-                    "--no-build, but no zip was built for: {list}\nhint: run `wsctl build` first, or drop --no-build"
+                    "--no-build, but no zip was built for: {list}\nhint: run {first} first, or drop --no-build"
                 ),
             });
         }

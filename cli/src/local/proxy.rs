@@ -16,15 +16,18 @@ use super::http::{Body, collect, json_response};
 
 pub struct Upstream {
     base: String,
-    /// What GetApi and GetApis report as the API's endpoint: the gateway, `ws://host:port`.
+    /// The API this gateway serves (its id), and what GetApi and GetApis report as its
+    /// endpoint: the gateway, `ws://host:port`. Other APIs of the emulator keep theirs.
+    api_id: String,
     api_endpoint: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Upstream {
-    pub fn new(base: &str, api_endpoint: &str) -> Upstream {
+    pub fn new(base: &str, api_id: &str, api_endpoint: &str) -> Upstream {
         Upstream {
             base: base.trim_end_matches('/').to_string(),
+            api_id: api_id.to_string(),
             api_endpoint: api_endpoint.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
@@ -54,7 +57,9 @@ impl Upstream {
             .path()
             .trim_end_matches('/')
             .strip_prefix("/v2/apis")
-            .is_some_and(|rest| !rest.trim_start_matches('/').contains('/'));
+            .is_some_and(|rest| {
+                rest.is_empty() || (rest.starts_with('/') && !rest[1..].contains('/'))
+            });
         let Ok(out) = out.body(Full::new(body)) else {
             return json_response(
                 StatusCode::BAD_REQUEST,
@@ -67,7 +72,7 @@ impl Upstream {
                 let mut body = collect(body).await;
                 if api_read
                     && parts.status.is_success()
-                    && let Some(rewritten) = with_endpoint(&body, &self.api_endpoint)
+                    && let Some(rewritten) = with_endpoint(&body, &self.api_id, &self.api_endpoint)
                 {
                     body = rewritten;
                     parts
@@ -84,12 +89,15 @@ impl Upstream {
     }
 }
 
-/// An API (or a page of them) with `apiEndpoint` set to `endpoint`; `None` if there is none.
-fn with_endpoint(body: &[u8], endpoint: &str) -> Option<Bytes> {
+/// An API (or a page of them) with the `apiEndpoint` of API `id` set to `endpoint`; `None` if
+/// it is not there.
+fn with_endpoint(body: &[u8], id: &str, endpoint: &str) -> Option<Bytes> {
     let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
     let mut changed = false;
     let mut set = |api: &mut serde_json::Value| {
-        if let Some(e) = api.get_mut("apiEndpoint") {
+        if api.get("apiId").and_then(|v| v.as_str()) == Some(id)
+            && let Some(e) = api.get_mut("apiEndpoint")
+        {
             *e = endpoint.into();
             changed = true;
         }
@@ -109,20 +117,18 @@ mod tests {
     fn the_api_endpoint_is_the_gateway() {
         let one = br#"{"apiId":"a1","apiEndpoint":"https://a1.execute-api.us-east-1.amazonaws.com","name":"x"}"#;
         let got: serde_json::Value =
-            serde_json::from_slice(&with_endpoint(one, "ws://127.0.0.1:9").unwrap()).unwrap();
+            serde_json::from_slice(&with_endpoint(one, "a1", "ws://127.0.0.1:9").unwrap()).unwrap();
         assert_eq!(got["apiEndpoint"], "ws://127.0.0.1:9");
         assert_eq!(got["name"], "x");
+        // Only the API this gateway serves: another stack's API keeps its AWS address.
         let page = br#"{"items":[{"apiId":"a1","apiEndpoint":"https://h"},{"apiId":"b2","apiEndpoint":"https://g"}]}"#;
         let got: serde_json::Value =
-            serde_json::from_slice(&with_endpoint(page, "ws://127.0.0.1:9").unwrap()).unwrap();
-        assert!(
-            got["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|a| a["apiEndpoint"] == "ws://127.0.0.1:9")
-        );
-        assert!(with_endpoint(br#"{"items":[]}"#, "ws://x").is_none());
-        assert!(with_endpoint(b"not json", "ws://x").is_none());
+            serde_json::from_slice(&with_endpoint(page, "a1", "ws://127.0.0.1:9").unwrap())
+                .unwrap();
+        assert_eq!(got["items"][0]["apiEndpoint"], "ws://127.0.0.1:9");
+        assert_eq!(got["items"][1]["apiEndpoint"], "https://g");
+        assert!(with_endpoint(one, "b2", "ws://x").is_none());
+        assert!(with_endpoint(br#"{"items":[]}"#, "a1", "ws://x").is_none());
+        assert!(with_endpoint(b"not json", "a1", "ws://x").is_none());
     }
 }

@@ -28,7 +28,7 @@ pub struct Stack<'c> {
     pub target: Target,
     /// `--gateway-url`: who serves the stage, when API Gateway's own answer is not it.
     gateway_url: Option<String>,
-    /// `--endpoint-url`: set when the AWS APIs are an emulator's.
+    /// `--endpoint-url` (or `AWS_ENDPOINT_URL`): set when the AWS APIs are an emulator's.
     endpoint_url: Option<String>,
 }
 
@@ -77,13 +77,18 @@ impl<'c> Stack<'c> {
             region: clients.region.clone(),
             api_id: None,
         };
+        // AWS_ENDPOINT_URL counts as much as the flag.
+        let endpoint_url = aws
+            .endpoint_url
+            .clone()
+            .or_else(|| clients.sdk.endpoint_url().map(str::to_string));
         Ok(Stack {
             config,
             names: Names::new(config),
             clients,
             target,
             gateway_url: aws.gateway_url.clone(),
-            endpoint_url: aws.endpoint_url.clone(),
+            endpoint_url,
         })
     }
 
@@ -137,7 +142,7 @@ impl<'c> Stack<'c> {
     pub async fn gateway(&self) -> Result<Gateway, Error> {
         let gateway = self.find_gateway().await?.ok_or_else(|| Error::Usage {
             usage: format!(
-                "the stack {} is not deployed\nhint: run `wsctl deploy` first",
+                "the stack {} is not deployed\nhint: run `wsctl deploy` first (or, for `wsctl connect`, pass --url)",
                 self.names.api()
             ),
         })?;

@@ -15,12 +15,19 @@ use serde_json::Value;
 /// start, which was most of the functions' start-up time.
 const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 
-/// The SDK's HTTPS client, trusting [`AMAZON_ROOTS`] only: every call the functions make
-/// through the SDK goes to an AWS endpoint (or, locally, to plain HTTP).
+/// The SDK's HTTPS client. On AWS every call the functions make through the SDK goes to an
+/// AWS endpoint, so [`AMAZON_ROOTS`] are enough; the system store is read as well where that
+/// does not hold: an `AWS_ENDPOINT_URL*` over HTTPS to another host (an emulator with its own
+/// certificate), or a partition other than `aws` (China's regions).
 pub fn aws_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let endpoints: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL"))
+        .map(|(_, v)| v)
+        .collect();
+    let region = std::env::var("AWS_REGION").unwrap_or_default();
     let trust = TrustStore::empty()
-        .with_native_roots(false)
+        .with_native_roots(needs_system_roots(&endpoints, &region))
         .with_pem_certificate(AMAZON_ROOTS.as_bytes());
     let context = TlsContext::builder()
         .with_trust_store(trust)
@@ -30,6 +37,17 @@ pub fn aws_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .tls_context(context)
         .build_https()
+}
+
+/// Whether the SDK may meet a certificate that is not Amazon's.
+fn needs_system_roots(endpoints: &[String], region: &str) -> bool {
+    let foreign = |url: &String| {
+        url.parse::<hyper::Uri>().is_ok_and(|uri| {
+            uri.scheme_str() == Some("https")
+                && !uri.host().unwrap_or_default().ends_with(".amazonaws.com")
+        })
+    };
+    region.starts_with("cn-") || endpoints.iter().any(foreign)
 }
 
 /// Key sets are a few KB; anything near this is not one.
@@ -92,7 +110,21 @@ pub async fn get_json(url: &str) -> Result<Value, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_trusted_url;
+    use super::{is_trusted_url, needs_system_roots};
+
+    #[test]
+    fn amazon_roots_serve_aws_and_the_system_store_the_rest() {
+        let none: &[String] = &[];
+        assert!(!needs_system_roots(none, "eu-west-1"));
+        // Plain HTTP (wsctl dev, moto) and AWS's own hosts need no other root.
+        let local = ["http://127.0.0.1:4566".to_string()];
+        assert!(!needs_system_roots(&local, "us-east-1"));
+        let fips = ["https://dynamodb-fips.us-east-1.amazonaws.com".to_string()];
+        assert!(!needs_system_roots(&fips, "us-east-1"));
+        let emulator = ["https://localhost.localstack.cloud:4566".to_string()];
+        assert!(needs_system_roots(&emulator, "us-east-1"));
+        assert!(needs_system_roots(none, "cn-north-1"));
+    }
 
     #[test]
     fn keys_come_over_https_or_from_this_machine() {
