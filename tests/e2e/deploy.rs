@@ -535,3 +535,27 @@ fn a_name_taken_by_an_untagged_resource_is_refused_before_any_change() {
         "nothing may be created when the plan is refused"
     );
 }
+
+/// moto has no gateway of its own and reports AWS's address as the API's endpoint: no client of
+/// the stage (WebSocket, `@connections`) may be sent there, and the error names the way out.
+#[test]
+fn an_emulator_that_reports_an_aws_host_sends_no_client_to_aws() {
+    build_fixture();
+    let moto = Moto::start();
+    let project = Project::new();
+    deploy(&project, &moto.url());
+    let commands: [&[&str]; 3] = [
+        &["connect", "--user", "x"],
+        &["publish", "--connection", "abc", "--data", "1"],
+        &["gc"],
+    ];
+    for args in commands {
+        let out = project.wsctl(&moto.url(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("amazonaws.com") && err.contains("--gateway-url"),
+            "{args:?}: {err}"
+        );
+    }
+}
