@@ -62,6 +62,9 @@ fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildEr
     move |e| BuildError::Io(format!("{context}: {e}"))
 }
 
+/// wsctl's own package: the bundled functions share its workspace.
+const CLI_PACKAGE: &str = "wsctl";
+
 /// The Cargo profile functions are built with. wsctl defines it through cargo's environment
 /// configuration, so any function crate gets it without editing its own Cargo.toml.
 const PROFILE: &str = "lambda";
@@ -171,6 +174,8 @@ struct Crate {
     name: String,
     bin: String,
     target_dir: PathBuf,
+    /// Whether its workspace also holds wsctl itself (the bundled functions' does).
+    beside_cli: bool,
 }
 
 fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
@@ -245,11 +250,17 @@ fn inspect(dir: &Path, bin: Option<&str>) -> Result<Crate, BuildError> {
         });
     }
     let target_dir = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"));
+    let beside_cli = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["name"] == CLI_PACKAGE);
     Ok(Crate {
         manifest,
         name,
         bin,
         target_dir,
+        beside_cli,
     })
 }
 
@@ -321,7 +332,15 @@ fn build_one(
                 .join("bootstrap")
         }
         Profile::Local => {
-            cmd.args(["build", "--release"]);
+            cmd.args(["build", "--release", "--package", &krate.name]);
+            // Cargo gives a crate's dependencies the features of everything built with it.
+            // `cargo install --path cli` built wsctl alone, with more features on the shared
+            // crates (the SDK, TLS, tokio) than the functions ask for; built alone, the
+            // functions would compile those crates a second time. Named beside wsctl, they get
+            // exactly the install's features and its compiled dependencies.
+            if krate.beside_cli && krate.name != CLI_PACKAGE {
+                cmd.args(["--package", CLI_PACKAGE]);
+            }
             krate.target_dir.join("release").join(&krate.bin)
         }
     };
