@@ -21,6 +21,7 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
 
     for k in 1..total {
         moto.reset();
+        proxy.reset_behaviours();
         proxy.freeze_after(k);
         let mut child = project
             .command(&proxy.url(), &["deploy", "--no-build", "--no-progress"])

@@ -4,6 +4,7 @@
 //! The proxy sees exactly the HTTP requests wsctl sends, so "no mutating call" and "killed after
 //! the k-th mutating call" are measured from outside the program under test.
 
+pub mod aws;
 pub mod connections;
 pub mod dev;
 pub mod inventory;

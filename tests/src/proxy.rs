@@ -1,6 +1,9 @@
 //! A recording HTTP proxy in front of moto. It names each AWS call (service and operation),
 //! tells reads from mutations, and can freeze after the k-th mutation so the client can be
 //! killed at exactly that point.
+//!
+//! It also plays the AWS behaviours moto lacks ([`crate::aws`]): each [`Behaviour`] may answer a
+//! call itself, the way the service would, or rewrite moto's answer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +25,116 @@ pub struct Call {
     pub mutating: bool,
 }
 
+/// One request as the proxy received it.
+pub struct Exchange {
+    pub method: hyper::Method,
+    /// Path and query, e.g. `/v2/apis/abc/stages/dev`.
+    pub path: String,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Exchange {
+    /// The JSON body (DynamoDB, Lambda, API Gateway), or `Null`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// A form field of a Query-protocol body (IAM, STS).
+    pub fn form(&self, key: &str) -> Option<String> {
+        std::str::from_utf8(&self.body)
+            .ok()?
+            .split('&')
+            .find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == key).then(|| percent_decode(v))
+            })
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A reply the proxy sends instead of (or rewritten from) moto's.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A JSON error the way the service's protocol spells it: DynamoDB and Lambda carry the
+    /// type in `__type`/`x-amzn-ErrorType`, API Gateway in `message` plus the header.
+    pub fn error(status: u16, kind: &str, message: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("x-amzn-errortype".into(), kind.into()),
+                ("content-type".into(), "application/x-amz-json-1.0".into()),
+            ],
+            body: Bytes::from(
+                serde_json::json!({"__type": kind, "message": message, "Message": message})
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// A Query-protocol (IAM) error.
+    pub fn xml_error(status: u16, code: &str, message: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: Bytes::from(format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+            )),
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(value.to_string()),
+        }
+    }
+}
+
+/// An AWS behaviour moto does not have, played by the proxy. Each implementation cites the
+/// AWS document it follows.
+pub trait Behaviour: Send + Sync {
+    /// Answers `call` instead of moto (AWS would refuse it, or moto lacks the operation).
+    fn answer(&self, _call: &Call, _req: &Exchange) -> Option<Reply> {
+        None
+    }
+
+    /// Sees (and may change) moto's reply to a forwarded call.
+    fn rewrite(&self, _call: &Call, _req: &Exchange, _reply: &mut Reply) {}
+
+    /// Forgets what it learnt, when the emulator behind it is reset.
+    fn reset(&self) {}
+}
+
 #[derive(Default)]
 struct State {
     calls: Mutex<Vec<Call>>,
@@ -29,6 +142,7 @@ struct State {
     /// Forward at most this many mutations, then hold every request.
     freeze_after: Mutex<Option<usize>>,
     frozen: std::sync::atomic::AtomicBool,
+    behaviours: Vec<Box<dyn Behaviour>>,
 }
 
 pub struct Proxy {
@@ -38,14 +152,23 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts a proxy forwarding to `upstream` (e.g. `http://127.0.0.1:PORT`).
+    /// Starts a proxy forwarding to `upstream` (e.g. `http://127.0.0.1:PORT`) that behaves as
+    /// AWS does where moto does not ([`crate::aws::behaviours`]).
     pub fn start(upstream: &str) -> Proxy {
+        Proxy::with(upstream, crate::aws::behaviours())
+    }
+
+    /// Starts a proxy that plays only `behaviours` (none: moto as it is).
+    pub fn with(upstream: &str, behaviours: Vec<Box<dyn Behaviour>>) -> Proxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            behaviours,
+            ..State::default()
+        });
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind proxy");
@@ -106,6 +229,13 @@ impl Proxy {
     pub fn frozen(&self) -> bool {
         self.state.frozen.load(Ordering::SeqCst)
     }
+
+    /// Forgets the behaviours' state; call it with [`crate::Moto::reset`].
+    pub fn reset_behaviours(&self) {
+        for b in &self.state.behaviours {
+            b.reset();
+        }
+    }
 }
 
 async fn forward(
@@ -131,13 +261,29 @@ async fn forward(
         }
     }
     let mutating = call.mutating;
-    state.calls.lock().unwrap().push(call);
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
+    let exchange = Exchange {
+        method: parts.method.clone(),
+        path: path.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    state.calls.lock().unwrap().push(call.clone());
+    let answered = state
+        .behaviours
+        .iter()
+        .find_map(|b| b.answer(&call, &exchange));
+    if let Some(reply) = answered {
+        if mutating && limit.is_some_and(|k| state.mutations.load(Ordering::SeqCst) >= k) {
+            state.frozen.store(true, Ordering::SeqCst);
+        }
+        return Ok(respond(reply));
+    }
     parts.uri = format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
         .parse()
         .expect("upstream path");
@@ -147,7 +293,7 @@ async fn forward(
     if mutating && limit.is_some_and(|k| state.mutations.load(Ordering::SeqCst) >= k) {
         state.frozen.store(true, Ordering::SeqCst);
     }
-    match response {
+    let mut reply = match response {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
             let bytes = body
@@ -155,13 +301,38 @@ async fn forward(
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            Ok(Response::from_parts(parts, Full::new(bytes)))
+            Reply {
+                status: parts.status.as_u16(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| {
+                        *k != hyper::header::CONTENT_LENGTH
+                            && *k != hyper::header::TRANSFER_ENCODING
+                    })
+                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                    .collect(),
+                body: bytes,
+            }
         }
-        Err(e) => Ok(Response::builder()
-            .status(502)
-            .body(Full::new(Bytes::from(e.to_string())))
-            .unwrap()),
+        Err(e) => Reply {
+            status: 502,
+            headers: vec![],
+            body: Bytes::from(e.to_string()),
+        },
+    };
+    for b in &state.behaviours {
+        b.rewrite(&call, &exchange, &mut reply);
     }
+    Ok(respond(reply))
+}
+
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder().status(reply.status);
+    for (k, v) in &reply.headers {
+        builder = builder.header(k, v);
+    }
+    builder.body(Full::new(reply.body)).expect("a valid reply")
 }
 
 const MUTATING_PREFIXES: &[&str] = &[
