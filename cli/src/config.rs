@@ -97,6 +97,30 @@ pub struct Config {
     pub log_retention_days: u32,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// A custom domain for the stage: `wss://NAME/PATH`.
+    #[serde(default)]
+    pub domain: Option<DomainConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// The host clients connect to, e.g. `ws.example.com`.
+    pub name: String,
+    /// An ACM certificate for `name`, issued in the stack's region (WebSocket APIs take only
+    /// regional custom domains).
+    pub certificate_arn: String,
+    /// The API mapping key: the stage is served at `wss://NAME/PATH`. Default: the stage's name,
+    /// so the URLs keep the stage path (`""` maps the stage at the root).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl DomainConfig {
+    /// The API mapping key the stage is served under.
+    pub fn mapping_key<'a>(&'a self, stage: &'a str) -> &'a str {
+        self.path.as_deref().unwrap_or(stage)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -705,6 +729,90 @@ impl Config {
                 );
             }
         }
+        if let Some(domain) = &self.domain {
+            out.extend(domain.problems(self.region.as_deref()));
+        }
+        out
+    }
+}
+
+impl DomainConfig {
+    fn problems(&self, region: Option<&str>) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            out.push(Problem {
+                field: format!("domain.{field}"),
+                message,
+            })
+        };
+        // A DNS host name: labels of 1-63 letters, digits or `-` (not at either end), at most
+        // 253 characters, at least two labels. API Gateway stores it in lower case.
+        let name = &self.name;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if name.len() > 253 || name.split('.').count() < 2 || !name.split('.').all(label_ok) {
+            bad(
+                "name",
+                format!(
+                    "`{name}` is not a host name: use lower-case labels of letters, digits and `-` separated by dots, e.g. `ws.example.com`"
+                ),
+            );
+        }
+        // arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID
+        let parts: Vec<&str> = self.certificate_arn.splitn(6, ':').collect();
+        let arn_ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "acm"
+            && !parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].chars().all(|c| c.is_ascii_digit())
+            && parts[5]
+                .strip_prefix("certificate/")
+                .is_some_and(|id| !id.is_empty());
+        if !arn_ok {
+            bad(
+                "certificate_arn",
+                format!(
+                    "`{}` is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID); request one for `{name}` in AWS Certificate Manager",
+                    self.certificate_arn
+                ),
+            );
+        } else if let Some(region) = region
+            && parts[3] != region
+        {
+            bad(
+                "certificate_arn",
+                format!(
+                    "the certificate is in {}, the stack in {region}: a WebSocket API takes a regional certificate from its own region; request or import one there",
+                    parts[3]
+                ),
+            );
+        }
+        // CreateApiMapping: letters, digits and `$-_.+!*'()`, `/` between levels, at most 300.
+        if let Some(path) = &self.path {
+            let ok = path.len() <= 300
+                && !path.starts_with('/')
+                && !path.ends_with('/')
+                && !path.contains("//")
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "$-_.+!*'()/".contains(c));
+            if !ok {
+                bad(
+                    "path",
+                    format!(
+                        "`{path}` is not an API mapping path: at most 300 letters, digits and `$-_.+!*'()`, levels separated by single `/`, none at either end; `\"\"` serves the stage at the root"
+                    ),
+                );
+            }
+        }
         out
     }
 }
@@ -925,5 +1033,62 @@ tables:
         );
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
         assert!(KeyAttr::parse(":N").is_err());
+    }
+
+    #[test]
+    fn a_custom_domain_is_checked_against_dns_acm_and_api_mapping_rules() {
+        let with = |domain: &str| format!("{GOOD}region: eu-west-1\ndomain: {domain}\n");
+        let cert = "arn:aws:acm:eu-west-1:123456789012:certificate/abc";
+        let ok = Config::parse(
+            Path::new("wsctl.yaml"),
+            &with(&format!(
+                "{{ name: ws.example.com, certificate_arn: '{cert}' }}"
+            )),
+        )
+        .unwrap();
+        let domain = ok.domain.as_ref().unwrap();
+        assert_eq!(
+            domain.mapping_key("dev"),
+            "dev",
+            "the stage path by default"
+        );
+
+        let fields = |text: &str| -> Vec<String> {
+            problems(&with(text))
+                .into_iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect()
+        };
+        let bad_name = fields(&format!(
+            "{{ name: 'WS_example', certificate_arn: '{cert}' }}"
+        ));
+        assert!(
+            bad_name[0].starts_with("domain.name: `WS_example` is not a host name"),
+            "{bad_name:?}"
+        );
+        let other_region = fields(
+            "{ name: ws.example.com, certificate_arn: 'arn:aws:acm:us-east-1:123456789012:certificate/x' }",
+        );
+        assert!(
+            other_region[0].contains("the certificate is in us-east-1, the stack in eu-west-1"),
+            "{other_region:?}"
+        );
+        let not_acm = fields("{ name: ws.example.com, certificate_arn: 'arn:aws:iam::1:x' }");
+        assert!(
+            not_acm[0].contains("is not an ACM certificate ARN"),
+            "{not_acm:?}"
+        );
+        let bad_path = fields(&format!(
+            "{{ name: ws.example.com, certificate_arn: '{cert}', path: '/v1//x' }}"
+        ));
+        assert!(bad_path[0].starts_with("domain.path:"), "{bad_path:?}");
+        let root = Config::parse(
+            Path::new("wsctl.yaml"),
+            &with(&format!(
+                "{{ name: ws.example.com, certificate_arn: '{cert}', path: '' }}"
+            )),
+        )
+        .unwrap();
+        assert_eq!(root.domain.unwrap().mapping_key("dev"), "");
     }
 }

@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod destroy;
 mod dev;
+mod domain;
 mod functions;
 mod interrupt;
 mod security;

@@ -3,6 +3,7 @@
 //! [`Resource`](crate::engine::kinds::Resource) for each.
 
 pub mod apigw;
+pub mod domain;
 pub mod dynamodb;
 pub mod iam;
 pub mod lambda;

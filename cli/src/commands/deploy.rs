@@ -32,10 +32,18 @@ pub async fn run(
             Default::default()
         }
     };
+    let domain = match stack.custom_domain().await {
+        Ok(domain) => domain,
+        Err(e) => {
+            printer.note(format!("the custom domain could not be read: {e}"));
+            None
+        }
+    };
     if printer.json() {
         printer.result_json(&json!({
             "stack": config.stack, "stage": config.stage, "changes": done,
             "url": url, "connections_url": connections, "seconds": seconds,
+            "domain": domain.as_ref().map(|d| d.json()),
         }));
     } else {
         let what = if done.is_empty() {
@@ -50,6 +58,9 @@ pub async fn run(
         printer.result(format!(
             "  WebSocket URL:    {url}\n  @connections URL: {connections}"
         ));
+        if let (Some(d), Some(c)) = (&domain, &config.domain) {
+            printer.result(d.lines(&c.name));
+        }
     }
     Ok(())
 }

@@ -51,6 +51,7 @@ pub async fn run(
         .find_gateway()
         .await?
         .map(|g| (g.websocket.clone(), g.connections_url()));
+    let domain = stack.custom_domain().await?;
     let deployed = !live.resources.is_empty();
     if printer.json() {
         let resources: Vec<_> = live
@@ -62,6 +63,7 @@ pub async fn run(
             "stack": config.stack, "stage": config.stage, "account": target.account, "region": target.region,
             "deployed": deployed, "url": urls.as_ref().map(|u| &u.0), "connections_url": urls.as_ref().map(|u| &u.1),
             "resources": resources, "foreign": live.foreign, "in_sync": plan.is_empty(), "drift": plan.changes,
+            "domain": domain.as_ref().map(|d| d.json()),
         }));
         return Ok(());
     }
@@ -93,6 +95,9 @@ pub async fn run(
         printer.result(format!(
             "  WebSocket URL:    {url}\n  @connections URL: {connections}"
         ));
+    }
+    if let (Some(d), Some(c)) = (&domain, &config.domain) {
+        printer.result(d.lines(&c.name));
     }
     for f in &live.foreign {
         printer.result(format!(

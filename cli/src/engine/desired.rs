@@ -273,8 +273,21 @@ pub fn desired(
         auto_deploy: true,
         throttling_burst: config.throttling.burst,
         throttling_rate: config.throttling.rate,
-        tags,
+        tags: tags.clone(),
     }));
+    if let Some(domain) = &config.domain {
+        out.push(Spec::Domain(DomainSpec {
+            name: domain.name.clone(),
+            certificate_arn: domain.certificate_arn.clone(),
+            tags,
+        }));
+        out.push(Spec::ApiMapping(ApiMappingSpec::new(
+            &domain.name,
+            domain.mapping_key(&config.stage),
+            target.api(),
+            &config.stage,
+        )));
+    }
     out
 }
 

@@ -177,7 +177,8 @@ macro_rules! kinds {
 
 // Creation order: a kind comes after every kind it needs, and its wave is not lower. Roles need
 // the API's id (their policy names its stage); functions need roles; everything API Gateway
-// holds needs the functions; routes need the integrations and the authorizer.
+// holds needs the functions; routes need the integrations and the authorizer; a custom
+// domain's API mapping needs the stage.
 kinds! {
     Secret => ssm::SecretSpec,
     Table => dynamodb::TableSpec,
@@ -190,6 +191,8 @@ kinds! {
     Authorizer => apigw::AuthorizerSpec,
     Route => apigw::RouteSpec,
     Stage => apigw::StageSpec,
+    Domain => domain::DomainSpec,
+    ApiMapping => domain::ApiMappingSpec,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use wsctl_functions::store::{Store, Tables};
 
 pub use rows::{rows, scan, subscriber_ids};
 
+use crate::aws::domain::DnsTarget;
 use crate::aws::{AwsArgs, Clients, Ctx};
 use crate::config::Config;
 use crate::engine::desired::{Names, Target};
@@ -41,8 +42,50 @@ pub struct Gateway {
     pub connections: String,
 }
 
+/// The stage as served through its custom domain, and what DNS must say for that.
+#[derive(Debug, Clone)]
+pub struct CustomDomain {
+    pub gateway: Gateway,
+    pub dns: DnsTarget,
+}
+
+impl CustomDomain {
+    /// One line for people: the record to create.
+    pub fn dns_line(&self, name: &str) -> String {
+        match (&self.dns.target, &self.dns.hosted_zone_id) {
+            (Some(target), Some(zone)) => {
+                format!("CNAME {name} -> {target} (or a Route 53 alias to it, hosted zone {zone})")
+            }
+            (Some(target), None) => format!("CNAME {name} -> {target}"),
+            _ => "API Gateway has not reported the domain's target yet; run `wsctl status` again"
+                .into(),
+        }
+    }
+
+    /// Its URLs and the DNS record it needs, as `deploy` and `status` print them.
+    pub fn lines(&self, name: &str) -> String {
+        format!(
+            "  Custom domain:    {}\n  @connections URL: {} (through the domain)\n  DNS:              {}",
+            self.gateway.websocket,
+            self.gateway.connections_url(),
+            self.dns_line(name)
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "url": self.gateway.websocket,
+            "connections_url": self.gateway.connections_url(),
+            "dns_target": self.dns.target,
+            "hosted_zone_id": self.dns.hosted_zone_id,
+            "status": self.dns.status,
+        })
+    }
+}
+
 impl Gateway {
-    /// From a server's base URL (`https://host`, `wss://host`, `http://127.0.0.1:8080`) and a stage.
+    /// From a server's base URL (`https://host`, `wss://host`, `http://127.0.0.1:8080`) and a
+    /// stage (or, behind a custom domain, an API mapping key, which may be empty).
     pub fn at(base: &str, stage: &str) -> Gateway {
         let base = base.trim_end_matches('/');
         let (secure, host) = match base.split_once("://") {
@@ -54,9 +97,14 @@ impl Gateway {
         } else {
             ("ws", "http")
         };
+        let path = if stage.is_empty() {
+            String::new()
+        } else {
+            format!("/{stage}")
+        };
         Gateway {
-            websocket: format!("{ws}://{host}/{stage}"),
-            connections: format!("{http}://{host}/{stage}"),
+            websocket: format!("{ws}://{host}{path}"),
+            connections: format!("{http}://{host}{path}"),
         }
     }
 
@@ -135,6 +183,23 @@ impl<'c> Stack<'c> {
         Ok(api
             .api_endpoint
             .map(|endpoint| Gateway::at(&endpoint, &self.config.stage)))
+    }
+
+    /// The stage behind its custom domain, when the config has one and it exists. Its
+    /// `@connections` URL carries the API mapping's path, as any request through the domain
+    /// does (API Gateway routes a custom domain's requests by that path).
+    pub async fn custom_domain(&self) -> Result<Option<CustomDomain>, Error> {
+        let Some(domain) = &self.config.domain else {
+            return Ok(None);
+        };
+        let Some(dns) = crate::aws::domain::dns_target(&self.clients, &domain.name).await? else {
+            return Ok(None);
+        };
+        let base = format!("wss://{}", domain.name);
+        Ok(Some(CustomDomain {
+            gateway: Gateway::at(&base, domain.mapping_key(&self.config.stage)),
+            dns,
+        }))
     }
 
     /// The gateway to talk to. An emulator that reports an AWS host for its API has no gateway
