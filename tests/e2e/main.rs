@@ -8,4 +8,6 @@ mod destroy;
 mod dev;
 mod functions;
 mod interrupt;
+mod partition;
+mod policy;
 mod security;
