@@ -19,6 +19,34 @@ pub const LOG_RETENTION_DAYS: &[u32] = &[
     3288, 3653,
 ];
 const SPECIAL_ROUTES: &[&str] = &["$connect", "$disconnect", "$default"];
+/// Keys Lambda sets itself and refuses in a function's configuration ("Defined runtime
+/// environment variables", Lambda Developer Guide). `TZ`, `LANG`, `PATH` and the like are
+/// not reserved and may be set.
+pub const LAMBDA_RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+/// Lambda: "the total size of all environment variables doesn't exceed 4 KB" (Lambda quotas).
+pub const LAMBDA_ENV_BYTES: usize = 4 * 1024;
+/// Tags per resource: 50 on API Gateway (the strictest of the services wsctl tags; Lambda,
+/// DynamoDB, IAM, CloudWatch Logs and SSM allow 50 as well).
+pub const MAX_TAGS: usize = 50;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
@@ -436,15 +464,22 @@ impl Config {
                 );
             }
             for key in f.environment.keys() {
-                let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                // Lambda's pattern for a key: `[a-zA-Z]([a-zA-Z0-9_])+` (Environment, API reference).
+                let valid = key.len() >= 2
+                    && key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     bad(
                         format!("{at}.environment.{key}"),
-                        "variable names use letters, digits and `_`, starting with a letter".into(),
+                        "variable names are 2 or more letters, digits and `_`, starting with a letter (Lambda's rule)".into(),
+                    );
+                } else if LAMBDA_RESERVED_ENV.contains(&key.as_str()) {
+                    bad(
+                        format!("{at}.environment.{key}"),
+                        format!("`{key}` is reserved: Lambda sets it in every function; remove it"),
                     );
                 } else if key.starts_with("AWS_") || key.starts_with("WSCTL_") {
-                    bad(format!("{at}.environment.{key}"), "names starting with AWS_ or WSCTL_ are reserved (wsctl sets WSCTL_* itself)".into());
+                    bad(format!("{at}.environment.{key}"), "names starting with AWS_ or WSCTL_ are reserved (Lambda and the AWS SDK read AWS_*, wsctl sets WSCTL_* itself)".into());
                 }
             }
             for table in f.tables.keys() {
@@ -649,8 +684,19 @@ impl Config {
                 (format!("{at}.sort_key"), t.sort_key.as_ref()),
             ];
             for (index, i) in &t.indexes {
-                if !is_name(index, 32) {
-                    bad(format!("{at}.indexes.{index}"), "index names use lower-case letters, digits and `-`, starting with a letter".into());
+                // DynamoDB's IndexName: 3-255 characters of `[a-zA-Z0-9_.-]` (CreateTable, API
+                // reference). Table names need no such check: `is_name` above keeps the
+                // physical `STACK-STAGE-NAME` within the same rule.
+                let ok = (3..=255).contains(&index.len())
+                    && index
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if !ok {
+                    bad(
+                        format!("{at}.indexes.{index}"),
+                        "index names are 3-255 letters, digits, `_`, `.` or `-` (DynamoDB's rule)"
+                            .into(),
+                    );
                 }
                 keys.push((
                     format!("{at}.indexes.{index}.partition_key"),
@@ -717,15 +763,47 @@ impl Config {
             );
         }
         for (key, value) in &self.tags {
-            if key.starts_with("wsctl:") || key.starts_with("aws:") {
+            let at = format!("tags.{key}");
+            if key.starts_with("wsctl:") || key.to_ascii_lowercase().starts_with("aws:") {
                 bad(
-                    format!("tags.{key}"),
+                    at.clone(),
                     "keys starting with `wsctl:` or `aws:` are reserved".into(),
                 );
-            } else if key.is_empty() || key.len() > 128 || value.len() > 256 {
+            }
+            if key.is_empty() || key.chars().count() > 128 {
+                bad(at.clone(), "tag keys are 1-128 characters".into());
+            }
+            if value.chars().count() > 256 {
+                bad(at.clone(), "tag values are at most 256 characters".into());
+            }
+            if let Some(c) = key.chars().chain(value.chars()).find(|&c| !is_tag_char(c)) {
                 bad(
-                    format!("tags.{key}"),
-                    "tag keys are 1-128 characters and values at most 256".into(),
+                    at,
+                    format!(
+                        "{c:?} is not allowed in a tag: use letters, digits, spaces and `_ . : / = + - @` (API Gateway's rule)"
+                    ),
+                );
+            }
+        }
+        let tags = crate::engine::desired::Names::new(self).tags(&self.tags);
+        if tags.len() > MAX_TAGS {
+            let own = tags.len() - self.tags.len();
+            bad(
+                "tags".into(),
+                format!(
+                    "{} tags is too many: AWS allows {MAX_TAGS} per resource and wsctl adds {own} of its own, so at most {}",
+                    self.tags.len(),
+                    MAX_TAGS - own
+                ),
+            );
+        }
+        for (name, size) in crate::engine::desired::environment_sizes(self) {
+            if size > LAMBDA_ENV_BYTES {
+                bad(
+                    format!("functions.{name}.environment"),
+                    format!(
+                        "the function's variables (yours and the WSCTL_* ones wsctl sets) take {size} bytes; Lambda allows {LAMBDA_ENV_BYTES} in all: shorten or remove some"
+                    ),
                 );
             }
         }
@@ -815,6 +893,12 @@ impl DomainConfig {
         }
         out
     }
+}
+
+/// A character API Gateway allows in a tag: `^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$` (TagResource,
+/// API reference). Separators (`\p{Z}`) are the whitespace that is not a control character.
+fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
 }
 
 fn is_name(s: &str, max: usize) -> bool {
@@ -1020,6 +1104,134 @@ tables:
         ] {
             assert!(fields.iter().any(|x| x == f), "{f} not in {fields:?}");
         }
+    }
+
+    fn fields(text: &str) -> Vec<(String, String)> {
+        problems(text)
+            .into_iter()
+            .map(|p| (p.field, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn index_names_follow_dynamodbs_rule() {
+        let with_index = |name: &str| {
+            GOOD.replace(
+                "sort_key: \"serial:N\" }",
+                &format!(
+                    "sort_key: \"serial:N\", indexes: {{ '{name}': {{ partition_key: serial:N }} }} }}"
+                ),
+            )
+        };
+        for bad in ["ab", "by connection", "by/x", &"i".repeat(256)] {
+            let p = fields(&with_index(bad));
+            assert!(
+                p.iter()
+                    .any(|(f, m)| f == &format!("tables.connections.indexes.{bad}")
+                        && m.contains("3-255")),
+                "{bad}: {p:?}"
+            );
+        }
+        for good in ["ByConnection", "by_connection.v2", "abc", "by-connection"] {
+            assert!(
+                Config::parse(Path::new("wsctl.yaml"), &with_index(good)).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_follow_api_gateways_rules_and_count() {
+        let with_tags = |tags: &str| format!("{GOOD}tags: {{ {tags} }}\n");
+        for (tags, field, says) in [
+            ("'team#1': x", "tags.team#1", "'#'"),
+            ("team: 'a,b'", "tags.team", "','"),
+            ("'AWS:x': y", "tags.AWS:x", "reserved"),
+            ("'wsctl:stack': y", "tags.wsctl:stack", "reserved"),
+            (&format!("'{}': y", "k".repeat(129)), "tags.kkk", "1-128"),
+            (&format!("team: '{}'", "v".repeat(257)), "tags.team", "256"),
+        ] {
+            let p = fields(&with_tags(tags));
+            assert!(
+                p.iter()
+                    .any(|(f, m)| f.starts_with(field) && m.contains(says)),
+                "{tags}: {p:?}"
+            );
+        }
+        let fine = with_tags("'team name': 'Équipe temps-réel', 'a.b:c/d=e+f-g@h_i': '日本 1'");
+        assert!(Config::parse(Path::new("wsctl.yaml"), &fine).is_ok());
+
+        // wsctl adds its own two: 48 of the user's is the most.
+        let many = |n: usize| {
+            with_tags(
+                &(0..n)
+                    .map(|i| format!("t{i}: v"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        };
+        assert!(Config::parse(Path::new("wsctl.yaml"), &many(48)).is_ok());
+        let p = fields(&many(49));
+        assert!(
+            p.iter()
+                .any(|(f, m)| f == "tags" && m.contains("50") && m.contains("at most 48")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn lambdas_reserved_variables_are_refused_and_tz_is_not() {
+        let with_env = |env: &str| {
+            GOOD.replace(
+                "memory: 256 }",
+                &format!("memory: 256, environment: {{ {env} }} }}"),
+            )
+        };
+        for key in [
+            "LAMBDA_TASK_ROOT",
+            "LAMBDA_RUNTIME_DIR",
+            "AWS_REGION",
+            "AWS_LAMBDA_RUNTIME_API",
+            "_HANDLER",
+            "X",
+        ] {
+            let p = fields(&with_env(&format!("{key}: v")));
+            assert!(
+                p.iter()
+                    .any(|(f, _)| f == &format!("functions.message.environment.{key}")),
+                "{key}: {p:?}"
+            );
+        }
+        assert!(Config::parse(Path::new("wsctl.yaml"), &with_env("TZ: Europe/Paris")).is_ok());
+    }
+
+    #[test]
+    fn a_functions_whole_environment_fits_lambdas_4_kb() {
+        let with_env = |bytes: usize| {
+            GOOD.replace(
+                "memory: 256 }",
+                &format!(
+                    "memory: 256, environment: {{ BIG: '{}' }} }}",
+                    "x".repeat(bytes)
+                ),
+            )
+        };
+        // The user's 4 KB alone fit; with wsctl's own variables they do not.
+        let p = fields(&with_env(4096 - "BIG".len()));
+        assert!(
+            p.iter().any(|(f, m)| f == "functions.message.environment"
+                && m.contains("4096")
+                && m.contains("WSCTL_")),
+            "{p:?}"
+        );
+        let sizes = crate::engine::desired::environment_sizes(
+            &Config::parse(Path::new("wsctl.yaml"), GOOD).unwrap(),
+        );
+        let own = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
+        assert!(own > 0, "wsctl's variables count: {sizes:?}");
+        assert!(
+            Config::parse(Path::new("wsctl.yaml"), &with_env(4096 - "BIG".len() - own)).is_ok()
+        );
     }
 
     #[test]

@@ -126,3 +126,36 @@ fn init_writes_a_config_that_loads_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert!(run(&["init", "--force"]).status.success());
 }
+
+#[test]
+fn a_variable_lambda_reserves() {
+    refused(
+        |c| {
+            c.replacen(
+                r#"FANOUT_PAGE: "500" }"#,
+                r#"FANOUT_PAGE: "500", LAMBDA_TASK_ROOT: /opt }"#,
+                1,
+            )
+        },
+        "functions.publish.environment.LAMBDA_TASK_ROOT",
+        "Lambda sets it",
+    );
+}
+
+#[test]
+fn a_tag_character_api_gateway_refuses() {
+    refused(
+        |c| c.replacen("tags: { team: realtime }", "tags: { team: 'real#time' }", 1),
+        "tags.team",
+        "API Gateway's rule",
+    );
+}
+
+#[test]
+fn an_index_name_dynamodb_refuses() {
+    refused(
+        |c| c.replacen("by-connection:", "bc:", 1),
+        "tables.subscriptions.indexes.bc",
+        "3-255",
+    );
+}

@@ -9,4 +9,6 @@ mod dev;
 mod domain;
 mod functions;
 mod interrupt;
+mod partition;
+mod policy;
 mod security;

@@ -25,6 +25,34 @@ pub struct Call {
     pub mutating: bool,
 }
 
+/// A call with what it was asked to act on, as recorded for [`Proxy::requests`].
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub call: Call,
+    pub method: String,
+    /// Path and query, percent-encoded as sent.
+    pub path: String,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The JSON body, or `Null`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// A form field of a Query-protocol body (IAM, STS).
+    pub fn form(&self, key: &str) -> Option<String> {
+        std::str::from_utf8(&self.body)
+            .ok()?
+            .split('&')
+            .find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == key).then(|| percent_decode(v))
+            })
+    }
+}
+
 /// One request as the proxy received it.
 pub struct Exchange {
     pub method: hyper::Method,
@@ -52,7 +80,7 @@ impl Exchange {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -138,6 +166,7 @@ pub trait Behaviour: Send + Sync {
 #[derive(Default)]
 struct State {
     calls: Mutex<Vec<Call>>,
+    requests: Mutex<Vec<Recorded>>,
     mutations: AtomicUsize,
     /// Forward at most this many mutations, then hold every request.
     freeze_after: Mutex<Option<usize>>,
@@ -209,12 +238,18 @@ impl Proxy {
         self.state.calls.lock().unwrap().clone()
     }
 
+    /// Every call with its method, path and body, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
     pub fn mutations(&self) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.mutating).collect()
     }
 
     pub fn clear(&self) {
         self.state.calls.lock().unwrap().clear();
+        self.state.requests.lock().unwrap().clear();
         self.state.mutations.store(0, Ordering::SeqCst);
         self.state.frozen.store(false, Ordering::SeqCst);
         *self.state.freeze_after.lock().unwrap() = None;
@@ -274,6 +309,12 @@ async fn forward(
         body: body.clone(),
     };
     state.calls.lock().unwrap().push(call.clone());
+    state.requests.lock().unwrap().push(Recorded {
+        call: call.clone(),
+        method: parts.method.to_string(),
+        path: path.clone(),
+        body: body.clone(),
+    });
     let answered = state
         .behaviours
         .iter()

@@ -17,7 +17,12 @@ use crate::engine::desired::Names;
 use crate::engine::model::*;
 
 pub fn api_resource_arn(region: &str, api_id: &str) -> String {
-    format!("arn:aws:apigateway:{region}::/apis/{api_id}")
+    wsctl_functions::partition::Partition::of(region).arn(
+        "apigateway",
+        region,
+        "",
+        &format!("/apis/{api_id}"),
+    )
 }
 
 /// The stack's APIs (tagged as its own), oldest first: the first is the stack's API, any other
@@ -374,7 +379,7 @@ async fn read_authorizers(
     Ok(out)
 }
 
-/// `arn:aws:apigateway:R:lambda:path/2015-03-31/functions/arn:aws:lambda:R:A:function:NAME/invocations`
+/// `arn:P:apigateway:R:lambda:path/2015-03-31/functions/arn:P:lambda:R:A:function:NAME/invocations`
 /// → the logical name of a function of this stack.
 fn logical_function(names: &Names, uri: &str) -> Option<String> {
     let arn = uri

@@ -8,6 +8,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, LastUpdateStatus, Runtime, State};
 use serde::Serialize;
 use serde_json::Value;
+use wsctl_functions::partition::Partition;
 
 use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
 use crate::engine::desired::{Names, PERMISSION_SID};
@@ -284,7 +285,7 @@ impl Resource for PermissionSpec {
             .function_name(&self.function)
             .statement_id(&self.statement_id)
             .action("lambda:InvokeFunction")
-            .principal("apigateway.amazonaws.com")
+            .principal(Partition::of(&cx.clients.region).service_principal("apigateway"))
             .source_arn(&self.source_arn)
             .send()
             .await

@@ -8,6 +8,7 @@ pub mod dynamodb;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
+pub mod policy;
 pub mod ssm;
 
 use std::fmt::Display;

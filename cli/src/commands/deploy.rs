@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::args::BuildArgs;
+use crate::args::DeployArgs;
 use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
@@ -13,10 +13,13 @@ use crate::stack::Stack;
 pub async fn run(
     config: &Config,
     aws: &crate::aws::AwsArgs,
-    args: &BuildArgs,
+    args: &DeployArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let artifacts = super::artifacts(config, args, Profile::Lambda, printer).await?;
+    if args.print_policy {
+        return crate::aws::policy::print(config, aws, printer).await;
+    }
+    let artifacts = super::artifacts(config, &args.build, Profile::Lambda, printer).await?;
     let started = Instant::now();
     let stack = Stack::open(config, aws).await?;
     let (clients, target) = (&stack.clients, stack.target.clone());

@@ -31,7 +31,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
         }
         Command::Deploy(args) => {
-            deploy::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
+            deploy::run(&load(&cli.config, &args.build)?, &cli.aws, &args, &printer).await
         }
         Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
         Command::Token(args) => {

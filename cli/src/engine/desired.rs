@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::model::*;
 use crate::build::Artifact;
 use crate::config::{Access, Config, KeyAttr};
+use wsctl_functions::partition::Partition;
 
 /// Tag every resource of a stack carries; nothing without it is ever changed or deleted.
 pub const STACK_TAG: &str = "wsctl:stack";
@@ -39,39 +40,51 @@ impl Target {
         self.api_id.as_deref().unwrap_or(UNKNOWN_API_ID)
     }
 
+    /// The partition of the region: the prefix of every ARN and the domain of every URL.
+    pub fn partition(&self) -> Partition {
+        Partition::of(&self.region)
+    }
+
+    /// An ARN of `service` in this account and region.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        self.partition()
+            .arn(service, &self.region, &self.account, resource)
+    }
+
     pub fn function_arn(&self, function: &str) -> String {
-        format!(
-            "arn:aws:lambda:{}:{}:function:{function}",
-            self.region, self.account
-        )
+        self.arn("lambda", &format!("function:{function}"))
     }
 
     pub fn invoke_uri(&self, function: &str) -> String {
-        format!(
-            "arn:aws:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
-            self.region,
+        let path = format!(
+            "path/2015-03-31/functions/{}/invocations",
             self.function_arn(function)
-        )
+        );
+        self.partition()
+            .arn("apigateway", &self.region, "lambda", &path)
     }
 
     pub fn api_arn(&self) -> String {
-        format!(
-            "arn:aws:execute-api:{}:{}:{}",
-            self.region,
-            self.account,
-            self.api()
-        )
+        self.arn("execute-api", self.api())
     }
 
     pub fn role_arn(&self, path: &str, role: &str) -> String {
-        format!("arn:aws:iam::{}:role{path}{role}", self.account)
+        self.partition()
+            .arn("iam", "", &self.account, &format!("role{path}{role}"))
     }
 
     pub fn table_arn(&self, table: &str) -> String {
-        format!(
-            "arn:aws:dynamodb:{}:{}:table/{table}",
-            self.region, self.account
-        )
+        self.arn("dynamodb", &format!("table/{table}"))
+    }
+
+    /// The ARN IAM policies use for a log group's streams (`…:log-group:NAME:*`).
+    pub fn log_group_arn(&self, group: &str) -> String {
+        self.arn("logs", &format!("log-group:{group}:*"))
+    }
+
+    /// An SSM parameter's ARN; `name` starts with `/`.
+    pub fn parameter_arn(&self, name: &str) -> String {
+        self.arn("ssm", &format!("parameter{name}"))
     }
 }
 
@@ -141,11 +154,10 @@ impl Names {
 
 /// The `@connections` base URL of a stage, as a function posts to it.
 pub fn connections_url(target: &Target, stage: &str) -> String {
-    format!(
-        "https://{}.execute-api.{}.amazonaws.com/{stage}",
-        target.api(),
-        target.region
-    )
+    let host = target
+        .partition()
+        .execute_api_host(target.api(), &target.region);
+    format!("https://{host}/{stage}")
 }
 
 /// Every resource the config asks for. `artifacts` gives each function's built zip.
@@ -203,7 +215,7 @@ pub fn desired(
         out.push(Spec::Role(RoleSpec {
             name: function.clone(),
             path: names.role_path(),
-            assume_role_policy: assume_role_policy(),
+            assume_role_policy: assume_role_policy(target.partition()),
             policies: BTreeMap::from([(
                 POLICY_NAME.to_string(),
                 role_policy(config, &names, target, logical),
@@ -291,12 +303,12 @@ pub fn desired(
     out
 }
 
-pub fn assume_role_policy() -> Value {
+pub fn assume_role_policy(partition: Partition) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Principal": {"Service": partition.service_principal("lambda")},
             "Action": "sts:AssumeRole"
         }]
     })
@@ -323,7 +335,7 @@ fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -
         "Sid": "OwnLogs",
         "Effect": "Allow",
         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": [format!("arn:aws:logs:{}:{}:log-group:{}:*", target.region, target.account, names.log_group(logical))],
+        "Resource": [target.log_group_arn(&names.log_group(logical))],
     })];
     for (table, access) in &f.tables {
         let physical = names.table(table);
@@ -373,10 +385,35 @@ fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -
             "Sid": "ReadTokenSecret",
             "Effect": "Allow",
             "Action": ["ssm:GetParameter"],
-            "Resource": [format!("arn:aws:ssm:{}:{}:parameter{}", target.region, target.account, names.secret())],
+            "Resource": [target.parameter_arn(&names.secret())],
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The bytes each function's variables take (keys and values, as Lambda's 4 KB quota counts
+/// them), computed by the code that deploys them. Before the first deploy the API id is not
+/// known: one of the length API Gateway assigns (10 characters) stands in for it, and where the
+/// config names no region, the longest region name of the partition with the longest domain.
+pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
+    let target = Target {
+        account: "000000000000".into(),
+        region: config
+            .region
+            .clone()
+            .unwrap_or_else(|| "cn-northwest-1".into()),
+        api_id: Some("a".repeat(10)),
+    };
+    let names = Names::new(config);
+    config
+        .functions
+        .keys()
+        .map(|logical| {
+            let env = environment(config, &names, &target, logical);
+            let bytes = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+            (logical.clone(), bytes)
+        })
+        .collect()
 }
 
 fn environment(

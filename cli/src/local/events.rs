@@ -140,9 +140,12 @@ impl Origin {
 
     /// `methodArn` of this API's `$connect`, as the authorizer receives it.
     pub fn method_arn(&self, region: &str, account: &str) -> String {
-        format!(
-            "arn:aws:execute-api:{region}:{account}:{}/{}/$connect",
-            self.api_id, self.stage
+        let resource = format!("{}/{}/$connect", self.api_id, self.stage);
+        wsctl_functions::partition::Partition::of(region).arn(
+            "execute-api",
+            region,
+            account,
+            &resource,
         )
     }
 }

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
+use wsctl_functions::partition::Partition;
 
 use super::events;
 use super::http::{Body, collect, json_response, respond};
@@ -35,9 +36,11 @@ fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
 pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<Body> {
     let name = function_name(id);
     let Some(pool) = gw.api.functions.get(name).cloned() else {
-        let arn = format!(
-            "arn:aws:lambda:{}:{}:function:{name}",
-            gw.api.region, gw.api.account
+        let arn = Partition::of(&gw.api.region).arn(
+            "lambda",
+            &gw.api.region,
+            &gw.api.account,
+            &format!("function:{name}"),
         );
         return error(
             StatusCode::NOT_FOUND,

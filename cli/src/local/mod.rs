@@ -124,7 +124,12 @@ impl Stack {
                 Spec::Function(f) => {
                     let key = f.name.strip_prefix(&prefix).unwrap_or(&f.name).to_string();
                     let bootstrap = unpack(artifacts, &f.name, &f.code_sha256, &settings.dir)?;
-                    let arn = format!("arn:aws:lambda:{region}:{account}:function:{}", f.name);
+                    let arn = wsctl_functions::partition::Partition::of(region).arn(
+                        "lambda",
+                        region,
+                        account,
+                        &format!("function:{}", f.name),
+                    );
                     let mut env = settings.env.clone();
                     env.extend(f.environment.clone());
                     if env.contains_key("WSCTL_CONNECTIONS_URL") {

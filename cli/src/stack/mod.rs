@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_sdk_apigatewaymanagement as mgmt;
 use wsctl_functions::Invoker;
 use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
+use wsctl_functions::partition::Partition;
 use wsctl_functions::store::{Store, Tables};
 
 pub use rows::{rows, scan, subscriber_ids};
@@ -213,7 +214,7 @@ impl<'c> Stack<'c> {
         })?;
         if let Some(emulator) = &self.endpoint_url
             && self.gateway_url.is_none()
-            && gateway.websocket.contains(".amazonaws.com")
+            && is_aws_url(&gateway.websocket)
         {
             return Err(Error::Usage {
                 usage: format!(
@@ -256,6 +257,13 @@ impl<'c> Stack<'c> {
         let claims = Claims::issue(user, cap, ttl).with_audience(audience);
         Ok((mint(&keys.current, &claims), claims))
     }
+}
+
+/// Whether `url`'s host is an AWS endpoint, of any partition.
+fn is_aws_url(url: &str) -> bool {
+    let host = url.split("://").last().unwrap_or(url);
+    let host = host.split(['/', ':']).next().unwrap_or(host);
+    Partition::ALL.iter().any(|p| p.is_aws_host(host))
 }
 
 #[cfg(test)]

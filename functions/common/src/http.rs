@@ -41,13 +41,14 @@ pub fn aws_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 
 /// Whether the SDK may meet a certificate that is not Amazon's.
 fn needs_system_roots(endpoints: &[String], region: &str) -> bool {
+    let partition = crate::partition::Partition::of(region);
     let foreign = |url: &String| {
         url.parse::<hyper::Uri>().is_ok_and(|uri| {
             uri.scheme_str() == Some("https")
-                && !uri.host().unwrap_or_default().ends_with(".amazonaws.com")
+                && !partition.is_aws_host(uri.host().unwrap_or_default())
         })
     };
-    region.starts_with("cn-") || endpoints.iter().any(foreign)
+    !partition.uses_amazon_roots() || endpoints.iter().any(foreign)
 }
 
 /// Key sets are a few KB; anything near this is not one.

@@ -9,6 +9,7 @@ pub mod fanout;
 mod fuzz;
 pub mod handlers;
 pub mod http;
+pub mod partition;
 pub mod protocol;
 pub mod store;
 

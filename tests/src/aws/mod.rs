@@ -3,11 +3,15 @@
 //! a test asks for moto as it is.
 
 mod domain;
+pub mod partition;
 
 use crate::proxy::Behaviour;
 
 /// Every behaviour, with waits short enough for tests (AWS's own are minutes; the code under
 /// test must not depend on their length, only on their existence).
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
-    vec![Box::new(domain::DomainTargets)]
+    vec![
+        Box::new(domain::DomainTargets),
+        Box::new(partition::ChinaEndpoints),
+    ]
 }

@@ -288,6 +288,8 @@ pub async fn handle(
             tracing::info!(reason = %e, "token refused: 403");
             response.principal_id = Some("anonymous".into());
             response.policy_document = policy(IamPolicyEffect::Deny, &arn);
+            // A map, even empty: API Gateway fails a `null` context with 500, not the 403.
+            response.context = json!({});
         }
     }
     Ok(response)
@@ -302,4 +304,45 @@ fn policy(effect: IamPolicyEffect, arn: &str) -> ApiGatewayCustomAuthorizerPolic
     p.version = Some("2012-10-17".into());
     p.statement = vec![statement];
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusing_authorizer() -> Authorizer {
+        let fetch: Fetch<SecretKeys> = Arc::new(|| Box::pin(async { SecretKeys::new(&[7u8; 32]) }));
+        Authorizer {
+            secrets: secret_cache(fetch),
+            audience: None,
+            oidc: None,
+        }
+    }
+
+    /// API Gateway reads `context` as a map of string, number or boolean values ("Lambda
+    /// authorizer output", API Gateway Developer Guide); `null` is none of those and fails the
+    /// handshake with 500 instead of the 403 a Deny means.
+    #[tokio::test]
+    async fn a_deny_carries_an_empty_context() {
+        let event: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_value(json!({
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/test/$connect",
+            "queryStringParameters": {"token": "not.a.token"},
+            "multiValueQueryStringParameters": {"token": ["not.a.token"]},
+            "headers": {}, "multiValueHeaders": {}, "stageVariables": {},
+            "requestContext": {
+                "routeKey": "$connect", "eventType": "CONNECT", "extendedRequestId": "Lx0Hj",
+                "requestTime": "25/Nov/2026:20:00:00 +0000", "messageDirection": "IN",
+                "stage": "test", "connectedAt": 1795636800000i64,
+                "requestTimeEpoch": 1795636800000i64, "identity": {"sourceIp": "127.0.0.1"},
+                "requestId": "Lx0Hj", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+                "connectionId": "Lx0HjcKGIAMCJ-w=", "apiId": "abc123"
+            }
+        }))
+        .unwrap();
+        let response = handle(&refusing_authorizer(), &event).await.unwrap();
+        let v = serde_json::to_value(&response).unwrap();
+        assert_eq!(v["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        assert_eq!(v["context"], json!({}), "{v}");
+    }
 }

@@ -1,0 +1,298 @@
+//! `wsctl deploy --print-policy`: the policy it prints allows every call a deploy, a second
+//! deploy with edits, `status` and `destroy` make, on the resources they touch, and gives `*`
+//! only to the actions that have no resource type.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use wsctl_tests::proxy::{Proxy, Recorded, percent_decode};
+use wsctl_tests::*;
+
+const ACCOUNT: &str = "123456789012";
+
+/// Actions whose Service Authorization Reference entry lists no resource type, so a policy can
+/// only grant them on `*`: the list calls wsctl finds the stack's resources with.
+const RESOURCE_LESS: &[&str] = &[
+    "dynamodb:ListTables",
+    "iam:ListRoles",
+    "lambda:ListFunctions",
+];
+
+/// The IAM action a recorded call is authorized as, and the ARN it is authorized on; `None`
+/// for a call that needs no permission. `role_paths` learns each role's path from CreateRole,
+/// since later IAM calls name the role only.
+fn authorization(
+    r: &Recorded,
+    region: &str,
+    role_paths: &mut BTreeMap<String, String>,
+) -> Option<(String, String)> {
+    let op = r.call.operation.as_str();
+    let arn =
+        |service: &str, resource: &str| format!("arn:aws:{service}:{region}:{ACCOUNT}:{resource}");
+    let path = percent_decode(r.path.split('?').next().unwrap_or(&r.path));
+    let field = |key: &str| r.json()[key].as_str().map(str::to_string);
+    let (action, resource) = match r.call.service.as_str() {
+        // "No permissions are required to perform this operation" (STS API reference).
+        "sts" if op == "GetCallerIdentity" => return None,
+        "iam" => {
+            let role = r.form("RoleName").unwrap_or_default();
+            if op == "CreateRole" {
+                role_paths.insert(role.clone(), r.form("Path").unwrap_or("/".into()));
+            }
+            let resource = if op == "ListRoles" {
+                "*".to_string()
+            } else {
+                let role_path = role_paths.get(&role).cloned().unwrap_or("/".into());
+                format!("arn:aws:iam::{ACCOUNT}:role{role_path}{role}")
+            };
+            (format!("iam:{op}"), resource)
+        }
+        "lambda" => {
+            let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+            let function = |name: &str| arn("lambda", &format!("function:{name}"));
+            let (action, resource) = match (r.method.as_str(), &parts[1..]) {
+                ("GET", ["functions"]) => ("ListFunctions", "*".to_string()),
+                ("POST", ["functions"]) => (
+                    "CreateFunction",
+                    function(r.json()["FunctionName"].as_str().unwrap()),
+                ),
+                ("GET", ["functions", f]) => ("GetFunction", function(f)),
+                ("DELETE", ["functions", f]) => ("DeleteFunction", function(f)),
+                ("GET", ["functions", f, "configuration"]) => {
+                    ("GetFunctionConfiguration", function(f))
+                }
+                ("PUT", ["functions", f, "configuration"]) => {
+                    ("UpdateFunctionConfiguration", function(f))
+                }
+                ("PUT", ["functions", f, "code"]) => ("UpdateFunctionCode", function(f)),
+                ("GET", ["functions", f, "policy"]) => ("GetPolicy", function(f)),
+                ("POST", ["functions", f, "policy"]) => ("AddPermission", function(f)),
+                ("DELETE", ["functions", f, "policy", _]) => ("RemovePermission", function(f)),
+                ("GET", ["functions", f, "concurrency"]) => ("GetFunctionConcurrency", function(f)),
+                ("PUT", ["functions", f, "concurrency"]) => ("PutFunctionConcurrency", function(f)),
+                ("DELETE", ["functions", f, "concurrency"]) => {
+                    ("DeleteFunctionConcurrency", function(f))
+                }
+                ("GET", ["tags", ..]) => ("ListTags", parts[2..].join("/")),
+                ("POST", ["tags", ..]) => ("TagResource", parts[2..].join("/")),
+                ("DELETE", ["tags", ..]) => ("UntagResource", parts[2..].join("/")),
+                _ => panic!(
+                    "no IAM action is known for Lambda's {} {path}: add it",
+                    r.method
+                ),
+            };
+            (format!("lambda:{action}"), resource)
+        }
+        // API Gateway authorizes `apigateway:METHOD` on the management path (without `/v2`).
+        "apigateway" => {
+            let resource = path.strip_prefix("/v2").unwrap_or(&path);
+            let resource = format!("arn:aws:apigateway:{region}::{resource}");
+            (format!("apigateway:{}", r.method), resource)
+        }
+        "dynamodb" => {
+            let resource = match (field("TableName"), field("ResourceArn")) {
+                _ if op == "ListTables" => "*".to_string(),
+                (Some(table), _) => arn("dynamodb", &format!("table/{table}")),
+                (_, Some(arn)) => arn,
+                _ => panic!("DynamoDB {op} names no table: {}", r.json()),
+            };
+            (format!("dynamodb:{op}"), resource)
+        }
+        // Log-group actions are authorized on `log-group:NAME:*`, the tagging ones on the ARN
+        // without `:*`, DescribeLogGroups on `log-group:*` (CloudWatch Logs permissions).
+        "logs" => {
+            let resource = match (field("logGroupName"), field("resourceArn")) {
+                _ if op == "DescribeLogGroups" => arn("logs", "log-group:*"),
+                (Some(group), _) => arn("logs", &format!("log-group:{group}:*")),
+                (_, Some(arn)) => arn,
+                _ => panic!("CloudWatch Logs {op} names no log group: {}", r.json()),
+            };
+            (format!("logs:{op}"), resource)
+        }
+        "ssm" => {
+            let name = field("Name")
+                .or_else(|| field("ResourceId"))
+                .unwrap_or_else(|| panic!("SSM {op} names no parameter: {}", r.json()));
+            (format!("ssm:{op}"), arn("ssm", &format!("parameter{name}")))
+        }
+        other => panic!("no IAM mapping for service {other} ({op}): add it"),
+    };
+    Some((action, resource))
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` one.
+fn glob(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    let (mut pi, mut vi, mut star, mut mark) = (0, 0, None, 0);
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn list(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The statements that allow `action` on `resource` (conditions aside).
+fn allowing<'p>(policy: &'p Value, action: &str, resource: &str) -> Vec<&'p Value> {
+    policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .filter(|s| {
+            list(&s["Action"])
+                .iter()
+                .any(|a| glob(&a.to_ascii_lowercase(), &action.to_ascii_lowercase()))
+        })
+        .filter(|s| list(&s["Resource"]).iter().any(|p| glob(p, resource)))
+        .collect()
+}
+
+#[test]
+fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
+    build_fixture();
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+
+    let out = project.wsctl(&proxy.url(), &["deploy", "--print-policy"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let policy = stdout_json(&out);
+    let ops: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
+    assert_eq!(ops, ["GetCallerIdentity"], "only the account is asked for");
+
+    for (what, resource) in policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| list(&s["Resource"]).into_iter().map(move |r| (s, r)))
+    {
+        if resource == "*" {
+            for action in list(&what["Action"]) {
+                assert!(
+                    RESOURCE_LESS.contains(&action.as_str()),
+                    "{action} is granted on `*` but has a resource type: {what}"
+                );
+            }
+        } else {
+            assert!(
+                resource.starts_with("arn:aws:") && resource.contains(":us-east-1:")
+                    || resource.starts_with(&format!("arn:aws:iam::{ACCOUNT}:")),
+                "{resource}"
+            );
+        }
+    }
+
+    proxy.clear();
+    let run = |args: &[&str]| {
+        let out = project.wsctl(&proxy.url(), args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    run(&["deploy", "--no-build"]);
+    let edited = project
+        .read_config()
+        .replacen("memory: 256", "memory: 512", 1)
+        .replacen(
+            "timeout: 30\n",
+            "timeout: 30\n    reserved_concurrency: 5\n",
+            1,
+        )
+        .replacen(
+            "  subscribe: message\n",
+            "  subscribe: message\n  unsubscribe: message\n",
+            1,
+        )
+        .replacen("tags: { team: realtime }", "tags: { owner: ops }", 1);
+    project.write_config(&edited);
+    run(&["deploy", "--no-build"]);
+    run(&["status"]);
+    run(&["destroy", "--yes"]);
+
+    let mut role_paths = BTreeMap::new();
+    let mut refused = Vec::new();
+    let requests = proxy.requests();
+    for r in &requests {
+        let Some((action, resource)) = authorization(r, "us-east-1", &mut role_paths) else {
+            continue;
+        };
+        if RESOURCE_LESS.contains(&action.as_str()) {
+            assert_eq!(resource, "*", "{action}");
+        }
+        if allowing(&policy, &action, &resource).is_empty() {
+            refused.push(format!("{action} on {resource}"));
+        }
+        // Giving a function its role is also iam:PassRole on that role, to Lambda only.
+        if let Some(role) = r.json()["Role"].as_str() {
+            let passing = allowing(&policy, "iam:PassRole", role);
+            assert!(!passing.is_empty(), "iam:PassRole on {role} is not allowed");
+            for s in passing {
+                assert_eq!(
+                    s["Condition"]["StringEquals"]["iam:PassedToService"], "lambda.amazonaws.com",
+                    "{s}"
+                );
+            }
+        }
+    }
+    refused.sort();
+    refused.dedup();
+    assert!(
+        refused.is_empty(),
+        "the printed policy refuses calls wsctl made:\n  {}\npolicy: {policy:#}",
+        refused.join("\n  ")
+    );
+    let services: std::collections::BTreeSet<&str> =
+        requests.iter().map(|r| r.call.service.as_str()).collect();
+    assert_eq!(
+        services.into_iter().collect::<Vec<_>>(),
+        [
+            "apigateway",
+            "dynamodb",
+            "iam",
+            "lambda",
+            "logs",
+            "ssm",
+            "sts"
+        ],
+        "every service was exercised"
+    );
+}
+
+#[test]
+fn without_credentials_the_policy_has_a_wildcard_account_and_says_so() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+    let mut cmd = project.command(&proxy.url(), &["deploy", "--print-policy"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let policy = stdout_json(&out);
+    let roles = policy["Statement"][0]["Resource"][0].as_str().unwrap();
+    assert_eq!(roles, "arn:aws:iam::*:role/wsctl/fixture/test/*");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("account") && err.contains('*'), "{err}");
+    assert_eq!(proxy.calls(), vec![], "nothing reaches AWS");
+}
