@@ -5,9 +5,12 @@ use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
 fn refused(edit: impl Fn(&str) -> String, field: &str, hint: &str) {
+    refused_in(Project::new(), edit, field, hint)
+}
+
+fn refused_in(project: Project, edit: impl Fn(&str) -> String, field: &str, hint: &str) {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.url());
-    let project = Project::new();
     let edited = edit(&project.read_config());
     assert_ne!(
         edited,
@@ -125,4 +128,19 @@ fn init_writes_a_config_that_loads_and_never_overwrites() {
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert!(run(&["init", "--force"]).status.success());
+}
+
+/// The bundled functions read the connections table by `pk`: a stack that renames it would
+/// deploy, then fail every `$connect` with DynamoDB's `ValidationException` ("The provided key
+/// element does not match the schema", GetItem/PutItem API reference).
+#[test]
+fn a_renamed_key_of_a_table_the_bundled_functions_use() {
+    let project = Project::new();
+    dev::dev_config(project.dir.path());
+    refused_in(
+        project,
+        |c| c.replacen("    partition_key: pk\n", "    partition_key: id\n", 1),
+        "tables.connections.partition_key",
+        r#"the bundled functions need "pk" (S); write `partition_key: pk`"#,
+    );
 }
