@@ -5,9 +5,12 @@ use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
 fn refused(edit: impl Fn(&str) -> String, field: &str, hint: &str) {
+    refused_in(Project::new(), edit, field, hint)
+}
+
+fn refused_in(project: Project, edit: impl Fn(&str) -> String, field: &str, hint: &str) {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.url());
-    let project = Project::new();
     let edited = edit(&project.read_config());
     assert_ne!(
         edited,
@@ -157,5 +160,20 @@ fn an_index_name_dynamodb_refuses() {
         |c| c.replacen("by-connection:", "bc:", 1),
         "tables.subscriptions.indexes.bc",
         "3-255",
+    );
+}
+
+/// The bundled functions read the connections table by `pk`: a stack that renames it would
+/// deploy, then fail every `$connect` with DynamoDB's `ValidationException` ("The provided key
+/// element does not match the schema", GetItem/PutItem API reference).
+#[test]
+fn a_renamed_key_of_a_table_the_bundled_functions_use() {
+    let project = Project::new();
+    dev::dev_config(project.dir.path());
+    refused_in(
+        project,
+        |c| c.replacen("    partition_key: pk\n", "    partition_key: id\n", 1),
+        "tables.connections.partition_key",
+        r#"the bundled functions need "pk" (S); write `partition_key: pk`"#,
     );
 }

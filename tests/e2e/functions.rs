@@ -2,7 +2,7 @@
 //! that answers 410 for unknown ids. Events are shaped like API Gateway's WebSocket events and
 //! go through the `aws_lambda_events` types.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use wsctl_functions::auth::SecretKeys;
 use wsctl_functions::handlers::authorizer::{Authorizer, Fetch, secret_cache};
 use wsctl_functions::handlers::{self, authorizer, publish};
-use wsctl_functions::store::{Store, Tables};
-use wsctl_functions::{Ctx, Invoker, fanout::Connections};
+use wsctl_functions::store::Store;
+use wsctl_functions::{Ctx, Invoker, Settings, fanout::Connections, layout};
 use wsctl_tests::connections::ConnectionsServer;
 use wsctl_tests::*;
 
@@ -29,87 +29,92 @@ pub(crate) struct Rig {
     pub(crate) failing: Arc<AtomicBool>,
 }
 
-fn key(name: &str, t: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(t)
-        .build()
-        .unwrap()
-}
-fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(t)
-        .build()
-        .unwrap()
+fn key_schema(partition: &layout::Attr, sort: Option<&layout::Attr>) -> Vec<KeySchemaElement> {
+    let key = |a: &layout::Attr, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(a.name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let mut out = vec![key(partition, KeyType::Hash)];
+    out.extend(sort.map(|a| key(a, KeyType::Range)));
+    out
 }
 
-/// Tables as `templates/wsctl.yaml` declares them; the publish function invoked in-process.
+/// The layout's tables, named as themselves, created as `wsctl deploy` creates them (the
+/// layout is what wsctl.yaml's tables are checked against).
+async fn create_tables(db: &aws_sdk_dynamodb::Client) {
+    for t in layout::TABLES {
+        let mut attrs: Vec<layout::Attr> = vec![t.partition_key];
+        attrs.extend(t.sort_key);
+        for i in t.indexes {
+            attrs.push(i.partition_key);
+            attrs.extend(i.sort_key);
+        }
+        attrs.sort_by_key(|a| a.name);
+        attrs.dedup();
+        let mut create = db
+            .create_table()
+            .table_name(t.name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(key_schema(&t.partition_key, t.sort_key.as_ref())))
+            .set_attribute_definitions(Some(
+                attrs
+                    .iter()
+                    .map(|a| {
+                        AttributeDefinition::builder()
+                            .attribute_name(a.name)
+                            .attribute_type(ScalarAttributeType::from(a.kind.code()))
+                            .build()
+                            .unwrap()
+                    })
+                    .collect(),
+            ));
+        for i in t.indexes {
+            create = create.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(i.name)
+                    .set_key_schema(Some(key_schema(&i.partition_key, i.sort_key.as_ref())))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
+        }
+        create.send().await.unwrap();
+    }
+}
+
+/// The layout's tables; the publish function invoked in-process.
 pub(crate) async fn rig(per_invocation: usize) -> Rig {
+    rig_with(per_invocation, layout::DEFAULT_TTL_ATTRIBUTE).await
+}
+
+/// As [`rig`], with every table's TTL on `ttl_attribute`; the settings are read from the
+/// variables wsctl deploys, as the publish function reads them at cold start.
+pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig {
     let moto = Moto::start();
     let server = ConnectionsServer::start().await;
     let sdk = sdk(&moto.url()).await;
     let db = aws_sdk_dynamodb::Client::new(&sdk);
-    let create = |name: &str, keys: Vec<KeySchemaElement>, attrs: Vec<AttributeDefinition>| {
-        db.create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .set_key_schema(Some(keys))
-            .set_attribute_definitions(Some(attrs))
-    };
-    create(
-        "connections",
-        vec![key("pk", KeyType::Hash)],
-        vec![attr("pk", ScalarAttributeType::S)],
-    )
-    .send()
-    .await
-    .unwrap();
-    create(
-        "history",
-        vec![key("channel", KeyType::Hash), key("serial", KeyType::Range)],
-        vec![
-            attr("channel", ScalarAttributeType::S),
-            attr("serial", ScalarAttributeType::N),
-        ],
-    )
-    .send()
-    .await
-    .unwrap();
-    create(
-        "counters",
-        vec![key("channel", KeyType::Hash)],
-        vec![attr("channel", ScalarAttributeType::S)],
-    )
-    .send()
-    .await
-    .unwrap();
-    create(
-        "subscriptions",
-        vec![
-            key("channel", KeyType::Hash),
-            key("connection", KeyType::Range),
-        ],
-        vec![
-            attr("channel", ScalarAttributeType::S),
-            attr("connection", ScalarAttributeType::S),
-        ],
-    )
-    .global_secondary_indexes(
-        GlobalSecondaryIndex::builder()
-            .index_name("by-connection")
-            .key_schema(key("connection", KeyType::Hash))
-            .key_schema(key("channel", KeyType::Range))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .unwrap(),
-    )
-    .send()
-    .await
+    create_tables(&db).await;
+    let mut vars: HashMap<String, String> = HashMap::new();
+    for t in layout::TABLES {
+        vars.insert(layout::table_env(t.name), t.name.into());
+        vars.insert(layout::ttl_env(t.name), ttl_attribute.into());
+    }
+    vars.insert(
+        layout::function_env(layout::PUBLISH_FUNCTION),
+        "in-process".into(),
+    );
+    vars.insert(layout::CONNECTIONS_URL_ENV.into(), server.url());
+    let settings = Settings::from_vars(layout::role(layout::PUBLISH_FUNCTION).unwrap(), |k| {
+        vars.get(k).cloned()
+    })
     .unwrap();
     let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
         .endpoint_url(server.url())
@@ -156,12 +161,7 @@ pub(crate) async fn rig(per_invocation: usize) -> Rig {
     let ctx = Ctx {
         store: Store {
             db,
-            tables: Tables {
-                connections: "connections".into(),
-                subscriptions: "subscriptions".into(),
-                history: "history".into(),
-                counters: "counters".into(),
-            },
+            tables: settings.tables,
             history_ttl: Duration::from_secs(3600),
         },
         connections: Connections {
@@ -220,15 +220,20 @@ impl Rig {
                 .iter()
                 .map(|id| {
                     item(vec![
-                        ("channel", channel),
-                        ("connection", id),
+                        (layout::SUBSCRIPTIONS.partition_key.name, channel),
+                        (layout::SUBSCRIPTIONS.sort_key_name(), id),
                         ("user", "u"),
                     ])
                 })
                 .collect();
             let conns = chunk
                 .iter()
-                .map(|id| item(vec![("pk", id), ("user", "u")]))
+                .map(|id| {
+                    item(vec![
+                        (layout::CONNECTIONS.partition_key.name, id),
+                        ("user", "u"),
+                    ])
+                })
                 .collect();
             self.ctx
                 .store
@@ -675,6 +680,122 @@ async fn connect_stores_the_authorizer_identity() {
             .allows("anything", wsctl_functions::auth::Op::History)
     );
     assert_eq!(c.connected_at, 1795636800);
+}
+
+/// wsctl.yaml's `ttl_attribute` reaches the functions as `WSCTL_TTL_ATTRIBUTE_*`, and every
+/// item they write that should expire carries its expiry there: DynamoDB's TTL reads that one
+/// attribute ("Time to Live", DynamoDB Developer Guide: an item whose TTL attribute holds a
+/// past epoch-seconds Number is deleted; an item without it never is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_carry_their_expiry_in_the_configured_ttl_attribute() {
+    let rig = rig_with(5000, "expires_at").await;
+    let ctx = &rig.ctx;
+    for c in ["ana-1", "bob-1"] {
+        rig.server.connect(c);
+        handlers::connect::handle(ctx, &event("$connect", "CONNECT", c, None, ALL))
+            .await
+            .unwrap();
+    }
+    let send = |connection: &'static str, frame: Value| async move {
+        let body = frame.to_string();
+        handlers::message::handle(
+            ctx,
+            &event("$default", "MESSAGE", connection, Some(&body), ALL),
+        )
+        .await
+    };
+    send("bob-1", json!({"action": "subscribe", "channel": "room"})).await;
+    send(
+        "bob-1",
+        json!({"action": "presence", "channel": "lobby", "enter": {"n": 1}}),
+    )
+    .await;
+    // A client id (the dedupe item), a `seq` (the order item), a fan-out (its claim).
+    send(
+        "ana-1",
+        json!({"action": "publish", "channel": "room", "data": 1, "id": "m1", "seq": 1}),
+    )
+    .await;
+    rig.settle().await;
+    assert!(
+        frames(&rig.server, "bob-1")
+            .iter()
+            .any(|f| f["type"] == "message"),
+        "the publish was delivered: {:?}",
+        frames(&rig.server, "bob-1")
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut seen = 0;
+    for t in layout::TABLES {
+        let items = ctx
+            .store
+            .db
+            .scan()
+            .table_name(t.name)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        assert!(!items.is_empty(), "{} has items", t.name);
+        for item in items {
+            // A channel's serial counter lives as long as the channel.
+            if t.name == "counters"
+                && item[layout::COUNTERS.partition_key.name].as_s().unwrap() == "room"
+            {
+                continue;
+            }
+            assert!(!item.contains_key("ttl"), "{}: {item:?}", t.name);
+            let expires: u64 = item
+                .get("expires_at")
+                .and_then(|v| v.as_n().ok())
+                .unwrap_or_else(|| panic!("{} item without `expires_at`: {item:?}", t.name))
+                .parse()
+                .unwrap();
+            assert!(expires > now, "{}: {expires} is in the future", t.name);
+            seen += 1;
+        }
+    }
+    // 2 connections, 2 subscriptions, 1 message, and the id, order and fan-out items.
+    assert_eq!(seen, 8);
+}
+
+/// A pub/sub function started without a variable its role needs stops at cold start, with one
+/// line naming the variable and the wsctl.yaml setting that sets it (Lambda fails the init of
+/// a runtime that exits before asking for its first event, `Runtime.ExitError`, and keeps its
+/// output in the log), instead of failing each event later with an AWS error about an empty
+/// table name.
+#[test]
+fn a_function_started_without_a_variable_it_needs_names_it_and_stops() {
+    let bin = wsctl_bin().with_file_name("wsctl-pubsub");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.env_clear()
+        .env("_HANDLER", "message")
+        // Nothing answers there: a runtime that got past its checks would fail differently.
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "chat-dev-message")
+        .env("AWS_REGION", "us-east-1")
+        .env(
+            layout::function_env(layout::PUBLISH_FUNCTION),
+            "chat-dev-publish",
+        )
+        .env(layout::CONNECTIONS_URL_ENV, "http://127.0.0.1:9/dev");
+    for t in layout::TABLES.iter().filter(|t| t.name != "counters") {
+        cmd.env(layout::table_env(t.name), format!("chat-dev-{}", t.name))
+            .env(layout::ttl_env(t.name), "ttl");
+    }
+    let out = cmd.output().expect("run the pub/sub binary");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("WSCTL_TABLE_COUNTERS is not set") && err.contains("counters: read-write"),
+        "{err}"
+    );
 }
 
 /// A `$connect` REQUEST authorizer event as API Gateway sends it for a WebSocket API.

@@ -261,9 +261,9 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
                 .clone()
                 .or_else(|| config.region.clone())
                 .ok_or(AwsError::NoRegion)?;
-            printer.note(format!(
+            printer.note(
                 "no AWS credentials were found, so the account is not known: every ARN has `*` for it; run with credentials to have it filled in"
-            ));
+            );
             Target {
                 account: "*".into(),
                 region,

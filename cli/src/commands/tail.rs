@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use wsctl_functions::layout::SUBSCRIPTIONS;
 
 use crate::args::TailArgs;
 use crate::aws::{AwsArgs, Ctx};
@@ -143,16 +144,17 @@ async fn subscriptions(
             .scan()
             .table_name(table)
             .projection_expression("#ch, #co")
-            .expression_attribute_names("#ch", "channel")
-            .expression_attribute_names("#co", "connection")
+            .expression_attribute_names("#ch", SUBSCRIPTIONS.partition_key.name)
+            .expression_attribute_names("#co", SUBSCRIPTIONS.sort_key_name())
             .set_exclusive_start_key(start)
             .send()
             .await
             .ctx("Scan", table)?;
         for item in page.items.unwrap_or_default() {
-            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) =
-                (item.get("channel"), item.get("connection"))
-            {
+            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) = (
+                item.get(SUBSCRIPTIONS.partition_key.name),
+                item.get(SUBSCRIPTIONS.sort_key_name()),
+            ) {
                 pairs.insert((c.clone(), id.clone()));
             }
         }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+use wsctl_functions::layout;
 
 use super::model::*;
 use crate::build::Artifact;
@@ -139,16 +140,10 @@ impl Names {
     }
     /// Environment variable a function reads a table's name from.
     pub fn table_env(logical: &str) -> String {
-        format!(
-            "WSCTL_TABLE_{}",
-            logical.to_ascii_uppercase().replace('-', "_")
-        )
+        layout::table_env(logical)
     }
     pub fn function_env(logical: &str) -> String {
-        format!(
-            "WSCTL_FUNCTION_{}",
-            logical.to_ascii_uppercase().replace('-', "_")
-        )
+        layout::function_env(logical)
     }
 }
 
@@ -428,13 +423,18 @@ fn environment(
     env.insert("WSCTL_STAGE".into(), config.stage.clone());
     for table in f.tables.keys() {
         env.insert(Names::table_env(table), names.table(table));
+        // The functions write each item's expiry into the attribute the table's TTL reads. (An
+        // undeclared table is a config problem of its own; the size check runs before it stops.)
+        if let Some(t) = config.tables.get(table) {
+            env.insert(layout::ttl_env(table), t.ttl_attribute.clone());
+        }
     }
     for other in &f.invoke {
         env.insert(Names::function_env(other), names.function(other));
     }
     if f.manage_connections {
         env.insert(
-            "WSCTL_CONNECTIONS_URL".into(),
+            layout::CONNECTIONS_URL_ENV.into(),
             connections_url(target, &config.stage),
         );
     }
@@ -543,5 +543,36 @@ mod tests {
         );
         assert_eq!(function("-publish").reserved_concurrency, Some(100));
         assert_eq!(function("-message").reserved_concurrency, None);
+    }
+
+    #[test]
+    fn every_bundled_function_gets_what_its_role_needs_and_the_configured_ttl_attributes() {
+        let text = include_str!("../../../templates/wsctl.yaml").replace(
+            "    partition_key: pk\n    ttl_attribute: ttl",
+            "    partition_key: pk\n    ttl_attribute: expires_at",
+        );
+        let config = Config::parse(std::path::Path::new("wsctl.yaml"), &text).unwrap();
+        assert_eq!(config.tables["connections"].ttl_attribute, "expires_at");
+        let target = Target {
+            account: "123456789012".into(),
+            region: "eu-west-1".into(),
+            api_id: Some("abc".into()),
+        };
+        let specs = desired(&config, &target, &BTreeMap::new());
+        let mut started = 0;
+        for spec in &specs {
+            let Spec::Function(f) = spec else { continue };
+            let Some(role) = layout::role(&f.handler) else {
+                continue;
+            };
+            // What the function checks at cold start, on the environment the deploy sets.
+            let settings =
+                wsctl_functions::Settings::from_vars(role, |k| f.environment.get(k).cloned())
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            assert_eq!(settings.tables.connections, "chat-dev-connections");
+            assert_eq!(settings.tables.ttl.connections, "expires_at", "{}", f.name);
+            started += 1;
+        }
+        assert_eq!(started, 4, "connect, disconnect, message and publish");
     }
 }

@@ -9,10 +9,10 @@ mod socket;
 use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement as mgmt;
-use wsctl_functions::Invoker;
 use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
 use wsctl_functions::partition::Partition;
-use wsctl_functions::store::{Store, Tables};
+use wsctl_functions::store::{Store, Tables, TtlAttributes};
+use wsctl_functions::{Invoker, layout};
 
 pub use rows::{rows, scan, subscriber_ids};
 
@@ -143,13 +143,27 @@ impl<'c> Stack<'c> {
 
     /// The stack's tables, as the functions use them.
     pub fn store(&self) -> Store {
+        let name = |t: &layout::Table| self.names.table(t.name);
+        let ttl = |t: &layout::Table| {
+            self.config
+                .tables
+                .get(t.name)
+                .map(|t| t.ttl_attribute.clone())
+                .unwrap_or_else(|| layout::DEFAULT_TTL_ATTRIBUTE.into())
+        };
         Store {
             db: self.clients.dynamodb.clone(),
             tables: Tables {
-                connections: self.names.table("connections"),
-                subscriptions: self.names.table("subscriptions"),
-                history: self.names.table("history"),
-                counters: self.names.table("counters"),
+                connections: name(&layout::CONNECTIONS),
+                subscriptions: name(&layout::SUBSCRIPTIONS),
+                history: name(&layout::HISTORY),
+                counters: name(&layout::COUNTERS),
+                ttl: TtlAttributes {
+                    connections: ttl(&layout::CONNECTIONS),
+                    subscriptions: ttl(&layout::SUBSCRIPTIONS),
+                    history: ttl(&layout::HISTORY),
+                    counters: ttl(&layout::COUNTERS),
+                },
             },
             history_ttl: Duration::from_secs(24 * 3600),
         }
@@ -159,7 +173,7 @@ impl<'c> Stack<'c> {
     pub fn publish(&self) -> Invoker {
         Invoker::Lambda {
             client: self.clients.lambda.clone(),
-            function: self.names.function("publish"),
+            function: self.names.function(layout::PUBLISH_FUNCTION),
         }
     }
 

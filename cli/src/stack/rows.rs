@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
+use wsctl_functions::layout::CONNECTIONS;
 use wsctl_functions::store::Store;
 
 use crate::aws::Ctx;
@@ -52,8 +53,9 @@ fn segment_pages(
             .segment(segment)
             .total_segments(SEGMENTS)
             .limit(PAGE)
-            .projection_expression("pk, #u, connected_at, #t")
-            .expression_attribute_names("#t", "ttl")
+            .projection_expression("#k, #u, connected_at, #t")
+            .expression_attribute_names("#k", CONNECTIONS.partition_key.name)
+            .expression_attribute_names("#t", &store.tables.ttl.connections)
             .expression_attribute_names("#u", "user")
             .set_exclusive_start_key(start)
             .send()
@@ -63,19 +65,19 @@ fn segment_pages(
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(row)
+            .filter_map(|item| row(item, &store.tables.ttl.connections))
             .collect();
         Ok::<_, Error>(Some((rows, page.last_evaluated_key.map(Some))))
     })
 }
 
 /// A connections item as a row; `None` for an item without a connection id.
-fn row(item: &HashMap<String, AttributeValue>) -> Option<Row> {
+fn row(item: &HashMap<String, AttributeValue>, ttl: &str) -> Option<Row> {
     let n = |k: &str| match item.get(k) {
         Some(AttributeValue::N(v)) => v.parse().ok(),
         _ => None,
     };
-    let Some(AttributeValue::S(id)) = item.get("pk") else {
+    let Some(AttributeValue::S(id)) = item.get(CONNECTIONS.partition_key.name) else {
         return None;
     };
     let user = match item.get("user") {
@@ -86,7 +88,7 @@ fn row(item: &HashMap<String, AttributeValue>) -> Option<Row> {
         id: id.clone(),
         user,
         connected_at: n("connected_at").unwrap_or(0),
-        expires: n("ttl"),
+        expires: n(ttl),
     })
 }
 

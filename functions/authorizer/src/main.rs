@@ -11,8 +11,15 @@ use wsctl_functions::handlers::authorizer::{self, Authorizer};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let authorizer = match Authorizer::from_env().await {
+        Ok(authorizer) => authorizer,
+        Err(e) => {
+            // One plain line, before logging: what the function's init error log shows.
+            eprintln!("authorizer: {e}");
+            std::process::exit(2);
+        }
+    };
     wsctl_functions::init_logging();
-    let authorizer = Authorizer::from_env().await?;
     // Fail the cold start, with the reason in the log, rather than deny every client.
     authorizer.secrets.get().await?;
     // The provider's keys are fetched now too, but a provider that is down must not stop

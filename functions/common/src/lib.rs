@@ -9,6 +9,7 @@ pub mod fanout;
 mod fuzz;
 pub mod handlers;
 pub mod http;
+pub mod layout;
 pub mod partition;
 pub mod protocol;
 pub mod store;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use fanout::Connections;
-use store::{Store, Tables};
+use store::{Store, Tables, TtlAttributes};
 
 /// Hands a payload to an asynchronous invocation of a function (the publish function).
 #[derive(Clone)]
@@ -78,28 +79,94 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn env_num(name: &str, default: u64) -> u64 {
-    env(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+/// A variable the function's role cannot work without is not set: found at cold start, so the
+/// function's init fails with this one line in its log instead of failing each event later
+/// with an AWS error about an empty table name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{} is not set: the {role} function needs {}; in wsctl.yaml give it {} (wsctl then sets the variable) and deploy again",
+    needed.variable, needed.what, needed.fix
+)]
+pub struct MissingVariable {
+    pub needed: layout::Needed,
+    pub role: &'static str,
+}
+
+/// What a pub/sub function reads from its environment, checked before any client is built.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tables: Tables,
+    pub connections_url: Option<String>,
+    pub publish: Option<String>,
+    pub history_ttl: Duration,
+    pub fanout_per_invocation: usize,
+    pub fanout_concurrency: usize,
+    pub seq_patience: Duration,
+}
+
+impl Settings {
+    /// From the environment wsctl deploys: `WSCTL_TABLE_*` and `WSCTL_TTL_ATTRIBUTE_*` for each
+    /// table, `WSCTL_CONNECTIONS_URL`, `WSCTL_FUNCTION_PUBLISH` (see [`layout::needed_env`]:
+    /// the first one `role` needs and lacks is the error); tunables `HISTORY_TTL_SECONDS`,
+    /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`.
+    pub fn from_env(role: &layout::Role) -> Result<Settings, MissingVariable> {
+        Settings::from_vars(role, env)
+    }
+
+    /// As [`Settings::from_env`], reading variables through `var` (empty counts as unset).
+    pub fn from_vars(
+        role: &layout::Role,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, MissingVariable> {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
+        if let Some(needed) = layout::needed_env(role)
+            .into_iter()
+            .find(|n| var(&n.variable).is_none())
+        {
+            return Err(MissingVariable {
+                needed,
+                role: role.handler,
+            });
+        }
+        // Tables the role does not use stay unnamed: nothing reads them.
+        let name = |t: &layout::Table| var(&layout::table_env(t.name)).unwrap_or_default();
+        let ttl = |t: &layout::Table| {
+            var(&layout::ttl_env(t.name)).unwrap_or_else(|| layout::DEFAULT_TTL_ATTRIBUTE.into())
+        };
+        let num =
+            |name: &str, default: u64| var(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        Ok(Settings {
+            tables: Tables {
+                connections: name(&layout::CONNECTIONS),
+                subscriptions: name(&layout::SUBSCRIPTIONS),
+                history: name(&layout::HISTORY),
+                counters: name(&layout::COUNTERS),
+                ttl: TtlAttributes {
+                    connections: ttl(&layout::CONNECTIONS),
+                    subscriptions: ttl(&layout::SUBSCRIPTIONS),
+                    history: ttl(&layout::HISTORY),
+                    counters: ttl(&layout::COUNTERS),
+                },
+            },
+            connections_url: var(layout::CONNECTIONS_URL_ENV),
+            publish: var(&layout::function_env(layout::PUBLISH_FUNCTION)),
+            history_ttl: Duration::from_secs(num("HISTORY_TTL_SECONDS", 24 * 3600)),
+            fanout_per_invocation: num("FANOUT_PER_INVOCATION", 5000) as usize,
+            fanout_concurrency: num("FANOUT_CONCURRENCY", 64) as usize,
+            seq_patience: Duration::from_millis(num("SEQ_PATIENCE_MS", 2000)),
+        })
+    }
 }
 
 impl Ctx {
-    /// From the environment wsctl deploys: `WSCTL_TABLE_*`, `WSCTL_CONNECTIONS_URL`,
-    /// `WSCTL_FUNCTION_PUBLISH`; tunables `HISTORY_TTL_SECONDS`, `FANOUT_PER_INVOCATION`,
-    /// `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`. AWS endpoints come from the standard
-    /// `AWS_ENDPOINT_URL*`.
-    pub async fn from_env() -> Ctx {
+    /// The clients for `settings`. AWS endpoints come from the standard `AWS_ENDPOINT_URL*`.
+    pub async fn new(settings: Settings) -> Ctx {
         let sdk = sdk_config().await;
-        let tables = Tables {
-            connections: env("WSCTL_TABLE_CONNECTIONS").unwrap_or_default(),
-            subscriptions: env("WSCTL_TABLE_SUBSCRIPTIONS").unwrap_or_default(),
-            history: env("WSCTL_TABLE_HISTORY").unwrap_or_default(),
-            counters: env("WSCTL_TABLE_COUNTERS").unwrap_or_default(),
-        };
         let mut mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk);
-        if let Some(url) = env("WSCTL_CONNECTIONS_URL") {
+        if let Some(url) = settings.connections_url {
             mgmt = mgmt.endpoint_url(url);
         }
-        let publish = match env("WSCTL_FUNCTION_PUBLISH") {
+        let publish = match settings.publish {
             Some(function) => Invoker::Lambda {
                 client: aws_sdk_lambda::Client::new(&sdk),
                 function,
@@ -109,16 +176,16 @@ impl Ctx {
         Ctx {
             store: Store {
                 db: aws_sdk_dynamodb::Client::new(&sdk),
-                tables,
-                history_ttl: Duration::from_secs(env_num("HISTORY_TTL_SECONDS", 24 * 3600)),
+                tables: settings.tables,
+                history_ttl: settings.history_ttl,
             },
             connections: Connections {
                 client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
             },
             publish,
-            fanout_per_invocation: env_num("FANOUT_PER_INVOCATION", 5000) as usize,
-            fanout_concurrency: env_num("FANOUT_CONCURRENCY", 64) as usize,
-            seq_patience: Duration::from_millis(env_num("SEQ_PATIENCE_MS", 2000)),
+            fanout_per_invocation: settings.fanout_per_invocation,
+            fanout_concurrency: settings.fanout_concurrency,
+            seq_patience: settings.seq_patience,
         }
     }
 }
@@ -152,4 +219,74 @@ pub fn log_level(rust_log: Option<&str>) -> tracing::Level {
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO)
         .min(tracing::Level::DEBUG)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// What wsctl deploys for the template's message function.
+    fn deployed() -> HashMap<String, String> {
+        let mut vars = HashMap::new();
+        for t in layout::TABLES {
+            vars.insert(layout::table_env(t.name), format!("chat-dev-{}", t.name));
+            vars.insert(layout::ttl_env(t.name), "expires_at".to_string());
+        }
+        vars.insert("WSCTL_FUNCTION_PUBLISH".into(), "chat-dev-publish".into());
+        vars.insert(
+            "WSCTL_CONNECTIONS_URL".into(),
+            "https://a.execute-api.eu-west-1.amazonaws.com/dev".into(),
+        );
+        vars
+    }
+
+    fn settings(role: &str, vars: &HashMap<String, String>) -> Result<Settings, MissingVariable> {
+        Settings::from_vars(layout::role(role).unwrap(), |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn a_missing_variable_is_refused_at_start_naming_it_and_the_fix() {
+        let mut vars = deployed();
+        vars.remove("WSCTL_TABLE_COUNTERS");
+        let e = settings("message", &vars).unwrap_err();
+        assert_eq!(e.needed.variable, "WSCTL_TABLE_COUNTERS");
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "one log line: {line}");
+        assert!(
+            line.starts_with("WSCTL_TABLE_COUNTERS is not set"),
+            "{line}"
+        );
+        assert!(line.contains("counters: read-write"), "{line}");
+
+        // Empty is unset, as Lambda's console leaves a cleared value.
+        let mut vars = deployed();
+        vars.insert("WSCTL_CONNECTIONS_URL".into(), String::new());
+        let e = settings("publish", &vars).unwrap_err();
+        assert_eq!(e.needed.variable, "WSCTL_CONNECTIONS_URL");
+        assert!(e.to_string().contains("manage_connections: true"), "{e}");
+
+        let mut vars = deployed();
+        vars.remove("WSCTL_TTL_ATTRIBUTE_CONNECTIONS");
+        let e = settings("connect", &vars).unwrap_err();
+        assert_eq!(e.needed.variable, "WSCTL_TTL_ATTRIBUTE_CONNECTIONS");
+    }
+
+    #[test]
+    fn a_role_needs_only_its_own_tables_and_gets_the_configured_ttl_attributes() {
+        let vars: HashMap<String, String> = deployed()
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("_CONNECTIONS") && k.starts_with("WSCTL_T"))
+            .collect();
+        let s = settings("connect", &vars).unwrap();
+        assert_eq!(s.tables.connections, "chat-dev-connections");
+        assert_eq!(s.tables.ttl.connections, "expires_at");
+        assert_eq!(s.tables.subscriptions, "");
+        assert!(settings("disconnect", &vars).is_err());
+
+        let s = settings("message", &deployed()).unwrap();
+        assert_eq!(s.tables.ttl.history, "expires_at");
+        assert_eq!(s.publish.as_deref(), Some("chat-dev-publish"));
+    }
 }

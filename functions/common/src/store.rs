@@ -12,7 +12,16 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 
 use crate::auth::{Capabilities, now};
+use crate::layout::{BY_CONNECTION, CONNECTIONS, COUNTERS, HISTORY, SUBSCRIPTIONS};
 use crate::protocol::{Member, Message};
+
+// Key and index names come from the layout that wsctl checks wsctl.yaml's tables against.
+const CONNECTION_ID: &str = CONNECTIONS.partition_key.name;
+const SUB_CHANNEL: &str = SUBSCRIPTIONS.partition_key.name;
+const SUB_CONNECTION: &str = SUBSCRIPTIONS.sort_key_name();
+const HISTORY_CHANNEL: &str = HISTORY.partition_key.name;
+const HISTORY_SERIAL: &str = HISTORY.sort_key_name();
+const COUNTER_KEY: &str = COUNTERS.partition_key.name;
 
 /// API Gateway closes a connection after 2 h; an item outlives that by an hour, so a
 /// connection whose `$disconnect` never ran expires on its own.
@@ -64,13 +73,38 @@ fn get_n(item: &Key, k: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Table names, from the function's environment.
+/// Table names and their TTL attributes, from the function's environment.
 #[derive(Debug, Clone)]
 pub struct Tables {
     pub connections: String,
     pub subscriptions: String,
     pub history: String,
     pub counters: String,
+    pub ttl: TtlAttributes,
+}
+
+/// The attribute each table's TTL reads (`ttl_attribute` in wsctl.yaml): an item's expiry
+/// goes there, or DynamoDB never deletes it ("Time to Live", DynamoDB Developer Guide: TTL
+/// deletes an item whose TTL attribute holds an epoch-seconds Number in the past, and ignores
+/// items without it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtlAttributes {
+    pub connections: String,
+    pub subscriptions: String,
+    pub history: String,
+    pub counters: String,
+}
+
+impl Default for TtlAttributes {
+    fn default() -> Self {
+        let ttl = || crate::layout::DEFAULT_TTL_ATTRIBUTE.to_string();
+        TtlAttributes {
+            connections: ttl(),
+            subscriptions: ttl(),
+            history: ttl(),
+            counters: ttl(),
+        }
+    }
 }
 
 /// A live connection as `$connect` stored it.
@@ -115,14 +149,14 @@ impl Store {
         self.db
             .put_item()
             .table_name(t)
-            .item("pk", s(&c.id))
+            .item(CONNECTION_ID, s(&c.id))
             .item("user", s(&c.user))
             .item(
                 "cap",
                 s(serde_json::to_string(&c.capabilities).unwrap_or_default()),
             )
             .item("connected_at", n(c.connected_at))
-            .item("ttl", n(now() + CONNECTION_TTL_SECS))
+            .item(&self.tables.ttl.connections, n(now() + CONNECTION_TTL_SECS))
             .send()
             .await
             .map_err(err("PutItem", t))?;
@@ -135,7 +169,7 @@ impl Store {
             .db
             .get_item()
             .table_name(t)
-            .key("pk", s(id))
+            .key(CONNECTION_ID, s(id))
             .send()
             .await
             .map_err(err("GetItem", t))?;
@@ -160,11 +194,11 @@ impl Store {
         self.db
             .update_item()
             .table_name(t)
-            .key("channel", s(channel))
-            .key("connection", s(connection))
+            .key(SUB_CHANNEL, s(channel))
+            .key(SUB_CONNECTION, s(connection))
             .update_expression("SET #u = :u, #t = :t, #l = :l")
             .expression_attribute_names("#u", "user")
-            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_names("#t", &self.tables.ttl.subscriptions)
             .expression_attribute_names("#l", "listening")
             .expression_attribute_values(":u", s(user))
             .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
@@ -193,10 +227,10 @@ impl Store {
                 .db
                 .update_item()
                 .table_name(t)
-                .key("channel", s(channel))
-                .key("connection", s(connection))
+                .key(SUB_CHANNEL, s(channel))
+                .key(SUB_CONNECTION, s(connection))
                 .expression_attribute_names("#u", "user")
-                .expression_attribute_names("#t", "ttl")
+                .expression_attribute_names("#t", &self.tables.ttl.subscriptions)
                 .expression_attribute_names("#m", "member")
                 .expression_attribute_values(":u", s(user))
                 .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
@@ -211,7 +245,7 @@ impl Store {
             } else {
                 req = req
                     .condition_expression("attribute_exists(#c)")
-                    .expression_attribute_names("#c", "connection");
+                    .expression_attribute_names("#c", SUB_CONNECTION);
             }
             match req.update_expression(update).send().await {
                 Ok(_) => return Ok(()),
@@ -237,8 +271,8 @@ impl Store {
             .db
             .update_item()
             .table_name(t)
-            .key("channel", s(channel))
-            .key("connection", s(connection))
+            .key(SUB_CHANNEL, s(channel))
+            .key(SUB_CONNECTION, s(connection))
             .update_expression("REMOVE present, #m")
             .condition_expression("attribute_exists(present)")
             .expression_attribute_names("#m", "member")
@@ -256,8 +290,8 @@ impl Store {
                         .db
                         .delete_item()
                         .table_name(t)
-                        .key("channel", s(channel))
-                        .key("connection", s(connection))
+                        .key(SUB_CHANNEL, s(channel))
+                        .key(SUB_CONNECTION, s(connection))
                         // A subscribe that slipped in between keeps its item.
                         .condition_expression("listening = :f AND attribute_not_exists(present)")
                         .expression_attribute_values(":f", AttributeValue::Bool(false))
@@ -297,8 +331,8 @@ impl Store {
             .db
             .delete_item()
             .table_name(t)
-            .key("channel", s(channel))
-            .key("connection", s(connection))
+            .key(SUB_CHANNEL, s(channel))
+            .key(SUB_CONNECTION, s(connection))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -318,7 +352,8 @@ impl Store {
             .db
             .query()
             .table_name(t)
-            .key_condition_expression("channel = :c")
+            .key_condition_expression("#c = :c")
+            .expression_attribute_names("#c", SUB_CHANNEL)
             .expression_attribute_values(":c", s(channel))
             .set_exclusive_start_key(start)
             .limit(limit)
@@ -351,8 +386,8 @@ impl Store {
         let mut bytes = 0;
         let mut start = after.map(|a| {
             Key::from([
-                ("channel".to_string(), s(channel)),
-                ("connection".to_string(), s(a)),
+                (SUB_CHANNEL.to_string(), s(channel)),
+                (SUB_CONNECTION.to_string(), s(a)),
             ])
         });
         for _ in 0..PAGES {
@@ -380,10 +415,10 @@ impl Store {
                 None => return Ok((out, None)),
             }
         }
-        Ok((out, start.and_then(|k| get_s(&k, "connection"))))
+        Ok((out, start.and_then(|k| get_s(&k, SUB_CONNECTION))))
     }
 
-    /// The channels a connection is subscribed to (through the `by-connection` index).
+    /// The channels a connection is subscribed to (through the [`BY_CONNECTION`] index).
     pub async fn subscriptions_of(
         &self,
         connection: &str,
@@ -396,9 +431,9 @@ impl Store {
                 .db
                 .query()
                 .table_name(t)
-                .index_name("by-connection")
+                .index_name(BY_CONNECTION.name)
                 .key_condition_expression("#c = :c")
-                .expression_attribute_names("#c", "connection")
+                .expression_attribute_names("#c", BY_CONNECTION.partition_key.name)
                 .expression_attribute_values(":c", s(connection))
                 .set_exclusive_start_key(start)
                 .send()
@@ -406,7 +441,7 @@ impl Store {
                 .map_err(err("Query", t))?;
             for item in page.items.unwrap_or_default() {
                 out.push((
-                    get_s(&item, "channel").unwrap_or_default(),
+                    get_s(&item, SUB_CHANNEL).unwrap_or_default(),
                     subscriber(&item),
                 ));
             }
@@ -432,8 +467,8 @@ impl Store {
                     WriteRequest::builder()
                         .delete_request(
                             DeleteRequest::builder()
-                                .key("channel", s(channel))
-                                .key("connection", s(connection))
+                                .key(SUB_CHANNEL, s(channel))
+                                .key(SUB_CONNECTION, s(connection))
                                 .build()
                                 .expect("key set"),
                         )
@@ -465,7 +500,7 @@ impl Store {
         self.db
             .delete_item()
             .table_name(c)
-            .key("pk", s(connection))
+            .key(CONNECTION_ID, s(connection))
             .send()
             .await
             .map_err(err("DeleteItem", c))?;
@@ -479,7 +514,7 @@ impl Store {
             .db
             .get_item()
             .table_name(t)
-            .key("channel", s(channel))
+            .key(COUNTER_KEY, s(channel))
             .consistent_read(true)
             .send()
             .await
@@ -515,7 +550,7 @@ impl Store {
             .db
             .update_item()
             .table_name(t)
-            .key("channel", s(channel))
+            .key(COUNTER_KEY, s(channel))
             .update_expression("ADD serial :one")
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew)
@@ -544,23 +579,24 @@ impl Store {
         let expires = now() + self.history_ttl.as_secs();
         let history = Put::builder()
             .table_name(&self.tables.history)
-            .item("channel", s(channel))
-            .item("serial", n(serial))
+            .item(HISTORY_CHANNEL, s(channel))
+            .item(HISTORY_SERIAL, n(serial))
             .item("id", s(&message.id))
             .item("from", s(from))
             .item("data", s(data.to_string()))
             .item("ts", n(ts))
-            .item("ttl", n(expires))
+            .item(&self.tables.ttl.history, n(expires))
             .build()
             .expect("table and item set");
         let mut items = vec![TransactWriteItem::builder().put(history).build()];
         if let Some(key) = &dedupe_key {
             let dedupe = Put::builder()
                 .table_name(t)
-                .item("channel", s(key))
+                .item(COUNTER_KEY, s(key))
                 .item("serial", n(serial))
-                .item("ttl", n(expires))
-                .condition_expression("attribute_not_exists(channel)")
+                .item(&self.tables.ttl.counters, n(expires))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", COUNTER_KEY)
                 .build()
                 .expect("table and item set");
             items.push(TransactWriteItem::builder().put(dedupe).build());
@@ -616,7 +652,7 @@ impl Store {
             .db
             .get_item()
             .table_name(t)
-            .key("channel", s(dedupe_key))
+            .key(COUNTER_KEY, s(dedupe_key))
             .consistent_read(true)
             .send()
             .await
@@ -630,8 +666,8 @@ impl Store {
             .db
             .get_item()
             .table_name(t)
-            .key("channel", s(channel))
-            .key("serial", n(serial))
+            .key(HISTORY_CHANNEL, s(channel))
+            .key(HISTORY_SERIAL, n(serial))
             .send()
             .await
             .map_err(err("GetItem", t))?;
@@ -668,7 +704,9 @@ impl Store {
                 .db
                 .query()
                 .table_name(t)
-                .key_condition_expression("channel = :c AND serial > :s")
+                .key_condition_expression("#c = :c AND #s > :s")
+                .expression_attribute_names("#c", HISTORY_CHANNEL)
+                .expression_attribute_names("#s", HISTORY_SERIAL)
                 .expression_attribute_values(":c", s(channel))
                 .expression_attribute_values(
                     ":s",
@@ -729,7 +767,7 @@ impl Store {
                 .db
                 .get_item()
                 .table_name(t)
-                .key("channel", s(seq_key(connection)))
+                .key(COUNTER_KEY, s(seq_key(connection)))
                 .consistent_read(true)
                 .send()
                 .await
@@ -762,10 +800,10 @@ impl Store {
             .db
             .update_item()
             .table_name(t)
-            .key("channel", s(seq_key(connection)))
+            .key(COUNTER_KEY, s(seq_key(connection)))
             .update_expression("SET serial = :q, #t = :t")
             .condition_expression("attribute_not_exists(serial) OR serial < :q")
-            .expression_attribute_names("#t", "ttl")
+            .expression_attribute_names("#t", &self.tables.ttl.counters)
             .expression_attribute_values(":q", n(seq))
             .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
             .send()
@@ -791,10 +829,11 @@ impl Store {
             .db
             .put_item()
             .table_name(t)
-            .item("channel", s(format!("#fanout:{job}")))
+            .item(COUNTER_KEY, s(format!("#fanout:{job}")))
             .item("request", s(request))
-            .item("ttl", n(now() + 3600))
-            .condition_expression("attribute_not_exists(channel) OR #r = :r")
+            .item(&self.tables.ttl.counters, n(now() + 3600))
+            .condition_expression("attribute_not_exists(#k) OR #r = :r")
+            .expression_attribute_names("#k", COUNTER_KEY)
             .expression_attribute_names("#r", "request")
             .expression_attribute_values(":r", s(request))
             .send()
@@ -838,7 +877,7 @@ fn cancellation_codes(
 
 fn subscriber(item: &Key) -> Subscriber {
     Subscriber {
-        connection: get_s(item, "connection").unwrap_or_default(),
+        connection: get_s(item, SUB_CONNECTION).unwrap_or_default(),
         user: get_s(item, "user").unwrap_or_default(),
         // Items written before presence and subscription were told apart are subscriptions.
         listening: item
@@ -860,7 +899,7 @@ fn subscriber(item: &Key) -> Subscriber {
 fn message(channel: &str, item: &Key) -> Message {
     Message {
         channel: channel.to_string(),
-        serial: get_n(item, "serial").unwrap_or_default(),
+        serial: get_n(item, HISTORY_SERIAL).unwrap_or_default(),
         id: get_s(item, "id").unwrap_or_default(),
         from: get_s(item, "from").unwrap_or_default(),
         data: get_s(item, "data")

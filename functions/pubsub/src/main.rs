@@ -13,8 +13,8 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::Instrument;
-use wsctl_functions::Ctx;
 use wsctl_functions::handlers::{connect, disconnect, message, publish};
+use wsctl_functions::{Ctx, Settings, layout};
 
 #[derive(Clone, Copy)]
 enum Role {
@@ -49,8 +49,18 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let needs = layout::role(&handler).expect("every role of this binary is in the layout");
+    // Checked before anything is built, and before logging: the init error's log shows this
+    // one line (Lambda records a runtime that exits during init as `Runtime.ExitError`).
+    let settings = match Settings::from_env(needs) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("wsctl-pubsub ({handler}): {e}");
+            return ExitCode::from(2);
+        }
+    };
     wsctl_functions::init_logging();
-    let ctx = Ctx::from_env().await;
+    let ctx = Ctx::new(settings).await;
     let ctx = &ctx;
     match lambda_runtime::run(service_fn(move |event| handle(role, ctx, event))).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,7 +125,9 @@ impl Authorizer {
     pub async fn from_env() -> Result<Authorizer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let sdk = crate::sdk_config().await;
-        let name = env("WSCTL_SECRET_PARAMETER").ok_or("WSCTL_SECRET_PARAMETER is not set")?;
+        let name = env("WSCTL_SECRET_PARAMETER").ok_or(
+            "WSCTL_SECRET_PARAMETER is not set: the authorizer needs the name of the token secret's SSM parameter; in wsctl.yaml give it `read_secret: true` (wsctl then sets the variable) and deploy again",
+        )?;
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         let fetch: Fetch<SecretKeys> = Arc::new(move || {
             let (ssm, name) = (ssm.clone(), name.clone());
@@ -311,7 +313,7 @@ mod tests {
     use super::*;
 
     fn refusing_authorizer() -> Authorizer {
-        let fetch: Fetch<SecretKeys> = Arc::new(|| Box::pin(async { SecretKeys::new(&[7u8; 32]) }));
+        let fetch: Fetch<SecretKeys> = Arc::new(|| Box::pin(async { SecretKeys::new([7u8; 32]) }));
         Authorizer {
             secrets: secret_cache(fetch),
             audience: None,
