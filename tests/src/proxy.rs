@@ -177,7 +177,9 @@ struct State {
 pub struct Proxy {
     pub addr: SocketAddr,
     state: Arc<State>,
-    _runtime: tokio::runtime::Runtime,
+    /// Dropping it stops the server thread, which owns its runtime: a proxy may be started
+    /// and dropped inside a test's own runtime.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Proxy {
@@ -189,44 +191,55 @@ impl Proxy {
 
     /// Starts a proxy that plays only `behaviours` (none: moto as it is).
     pub fn with(upstream: &str, behaviours: Vec<Box<dyn Behaviour>>) -> Proxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let state = Arc::new(State {
             behaviours,
             ..State::default()
         });
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("proxy addr");
         let upstream: hyper::Uri = upstream.parse().expect("upstream uri");
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
         let serve_state = state.clone();
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let client: Client<HttpConnector, Full<Bytes>> =
+                    Client::builder(TokioExecutor::new()).build_http();
+                let serve = async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (state, client, upstream) =
+                            (serve_state.clone(), client.clone(), upstream.clone());
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| {
+                                forward(req, state.clone(), client.clone(), upstream.clone())
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
                 };
-                let (state, client, upstream) =
-                    (serve_state.clone(), client.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        forward(req, state.clone(), client.clone(), upstream.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                }
+            });
+            // Requests held by a freeze never finish: do not wait for them.
+            runtime.shutdown_background();
         });
         Proxy {
             addr,
             state,
-            _runtime: runtime,
+            _stop: stop,
         }
     }
 

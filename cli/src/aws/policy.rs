@@ -24,6 +24,9 @@ use crate::output::Printer;
 pub enum Scope {
     /// The stack's roles: every role under its path.
     Roles,
+    /// A role named like one of the stack's, at any path: a deploy looks for such a namesake
+    /// by name (GetRole, authorized on `role/NAME` while no role has that name) and refuses.
+    RoleNamesakes,
     /// The stack's functions, `STACK-STAGE-*`.
     Functions,
     /// API Gateway's management paths of the region's APIs, and the tagging path.
@@ -68,6 +71,12 @@ pub const GRANTS: &[Grant] = &[
             "iam:UpdateAssumeRolePolicy",
         ],
         scope: Scope::Roles,
+        condition: None,
+    },
+    Grant {
+        sid: "FindRoleNamesakes",
+        actions: &["iam:GetRole"],
+        scope: Scope::RoleNamesakes,
         condition: None,
     },
     // Lambda checks iam:PassRole when a function is given its role; only Lambda may receive one.
@@ -182,6 +191,7 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
     let apigateway = |path: &str| target.partition().arn("apigateway", region, "", path);
     match scope {
         Scope::Roles => vec![target.role_arn(&names.role_path(), "*")],
+        Scope::RoleNamesakes => vec![target.role_arn("/", &format!("*{prefix}*"))],
         Scope::Functions => vec![target.function_arn(&format!("{prefix}*"))],
         Scope::Apis => vec![
             apigateway("/apis"),
