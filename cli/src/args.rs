@@ -57,7 +57,7 @@ pub enum Command {
     /// Show what deploy would change, without changing anything.
     Plan(BuildArgs),
     /// Create or update the stack so it matches the config.
-    Deploy(BuildArgs),
+    Deploy(DeployArgs),
     /// Show what exists, its URLs, and whether it has drifted from the config.
     Status,
     /// Run the whole stack on this machine: moto, the functions, a local API Gateway.
@@ -104,6 +104,16 @@ pub struct BuildArgs {
     /// Use the zips of the last build instead of building.
     #[arg(long)]
     pub no_build: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Make changes that drop connected clients or delete data (marked `(!)` in the plan)
+    /// without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

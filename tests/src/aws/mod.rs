@@ -2,10 +2,12 @@
 //! one service's API reference and cites it; [`behaviours`] is the set every proxy plays unless
 //! a test asks for moto as it is.
 
+pub mod apigw;
+
 use crate::proxy::Behaviour;
 
 /// Every behaviour, with waits short enough for tests (AWS's own are minutes; the code under
 /// test must not depend on their length, only on their existence).
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
-    vec![]
+    vec![Box::new(apigw::Stages::default())]
 }
