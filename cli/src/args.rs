@@ -114,6 +114,10 @@ pub struct DeployArgs {
     /// only AWS call is STS's, for the account id.
     #[arg(long)]
     pub print_policy: bool,
+    /// Make changes that drop connected clients or delete data (marked `(!)` in the plan)
+    /// without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

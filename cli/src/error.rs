@@ -43,6 +43,9 @@ pub enum Error {
     Partial(Vec<(ResourceId, AwsError)>),
     #[error("aborted: nothing was changed")]
     Declined,
+    /// A confirmation was needed and nobody could give it (no terminal, no `--yes`).
+    #[error("{0}")]
+    Unconfirmed(String),
     #[error("{0}")]
     Unfinished(String),
     /// A WebSocket handshake refused by the authorizer.
@@ -78,7 +81,7 @@ impl Error {
             Error::Partial(_) => exit::AWS,
             Error::Build(_) => exit::BUILD,
             Error::Conflict(_) => exit::CONFLICT,
-            Error::Declined => exit::DECLINED,
+            Error::Declined | Error::Unconfirmed(_) => exit::DECLINED,
             Error::Local(_) => exit::LOCAL,
             Error::Unfinished(_) => exit::UNFINISHED,
             Error::Refused(_) => exit::CREDENTIALS,

@@ -133,6 +133,15 @@ impl Reporter {
         }
     }
 
+    /// A note while changes run (above the bar, if there is one); silenced by `-q`.
+    pub fn note(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None if self.lines => eprintln!("{text}"),
+            None => {}
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

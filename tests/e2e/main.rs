@@ -12,3 +12,4 @@ mod interrupt;
 mod partition;
 mod policy;
 mod security;
+mod stage;

@@ -5,12 +5,16 @@
 //! a function) so live state compares with the config.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_apigatewayv2::types::{
-    AuthorizationType, AuthorizerType, IntegrationType, ProtocolType, RouteSettings,
+    AuthorizationType, AuthorizerType, DeploymentStatus, IntegrationType, ProtocolType,
+    RouteSettings,
 };
 use serde::Serialize;
+
+use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use super::{AwsError, Clients, Ctx, TagChange, found};
 use crate::engine::desired::Names;
@@ -687,13 +691,143 @@ pub struct StageSpec {
     pub tags: Tags,
 }
 
+/// The stage's ARN for API Gateway's tagging calls ("Tags" in the API Gateway V2 API reference:
+/// a stage is tagged as `arn:aws:apigateway:REGION::/apis/API_ID/stages/STAGE`).
+pub fn stage_resource_arn(region: &str, api_id: &str, stage: &str) -> String {
+    format!("{}/stages/{stage}", api_resource_arn(region, api_id))
+}
+
+/// True when the endpoint is not AWS's own (`--endpoint-url`, `AWS_ENDPOINT_URL`, `wsctl dev`):
+/// only there may a call be missing rather than failing.
+pub fn emulated(clients: &Clients) -> bool {
+    clients.sdk.endpoint_url().is_some()
+}
+
+/// The endpoint has no such operation: an emulator answering an unknown URL (404) or a call it
+/// lacks (500/501) without an AWS error code. AWS itself names every error it returns.
+fn unimplemented<E: ProvideErrorMetadata>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
+    let code = err.as_service_error().and_then(|e| e.code());
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    matches!(
+        code,
+        None | Some("NotImplemented" | "NotImplementedException")
+    ) && matches!(status, Some(404 | 405 | 500 | 501))
+}
+
+/// One attempt only on an emulator: a call it lacks fails at once and would only be retried
+/// into a long back-off. On AWS the usual retries apply.
+fn attempts(clients: &Clients) -> aws_sdk_apigatewayv2::config::Builder {
+    let builder = aws_sdk_apigatewayv2::config::Builder::default();
+    if emulated(clients) {
+        builder.retry_config(RetryConfig::disabled())
+    } else {
+        builder
+    }
+}
+
+impl StageSpec {
+    /// UpdateStage and stage tagging, in place: the stage keeps its deployment, its URL and
+    /// its connected clients. `Ok(false)` when the endpoint lacks one of the calls.
+    async fn update_in_place(&self, current: &StageSpec, cx: &Cx<'_>) -> Result<bool, AwsError> {
+        let (clients, api_id) = (cx.clients, cx.api_id());
+        let settings_changed = self.auto_deploy != current.auto_deploy
+            || self.throttling_burst != current.throttling_burst
+            || self.throttling_rate != current.throttling_rate;
+        if settings_changed {
+            let sent = clients
+                .apigw
+                .update_stage()
+                .api_id(api_id)
+                .stage_name(&self.name)
+                .auto_deploy(self.auto_deploy)
+                .default_route_settings(
+                    RouteSettings::builder()
+                        .throttling_burst_limit(self.throttling_burst)
+                        .throttling_rate_limit(self.throttling_rate)
+                        .build(),
+                )
+                .customize()
+                .config_override(attempts(clients))
+                .send()
+                .await;
+            match sent {
+                Err(e) if emulated(clients) && unimplemented(&e) => {
+                    cx.reporter.note(
+                        "the endpoint does not implement UpdateStage; replacing the stage instead",
+                    );
+                    return Ok(false);
+                }
+                other => {
+                    other.ctx("UpdateStage", &self.name)?;
+                }
+            }
+        }
+        let Some(change) = TagChange::between(Some(&current.tags), &self.tags) else {
+            return Ok(true);
+        };
+        let arn = stage_resource_arn(&clients.region, api_id, &self.name);
+        let lacking = std::sync::atomic::AtomicBool::new(false);
+        change
+            .apply(
+                async |keys| {
+                    let sent = clients
+                        .apigw
+                        .untag_resource()
+                        .resource_arn(&arn)
+                        .set_tag_keys(Some(keys))
+                        .customize()
+                        .config_override(attempts(clients))
+                        .send()
+                        .await;
+                    match sent {
+                        Err(e) if emulated(clients) && unimplemented(&e) => {
+                            lacking.store(true, std::sync::atomic::Ordering::Relaxed);
+                            Ok(())
+                        }
+                        other => other.ctx("UntagResource", &self.name).map(drop),
+                    }
+                },
+                async |tags| {
+                    if lacking.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let sent = clients
+                        .apigw
+                        .tag_resource()
+                        .resource_arn(&arn)
+                        .set_tags(Some(tags.clone().into_iter().collect()))
+                        .customize()
+                        .config_override(attempts(clients))
+                        .send()
+                        .await;
+                    match sent {
+                        Err(e) if emulated(clients) && unimplemented(&e) => {
+                            lacking.store(true, std::sync::atomic::Ordering::Relaxed);
+                            Ok(())
+                        }
+                        other => other.ctx("TagResource", &self.name).map(drop),
+                    }
+                },
+            )
+            .await?;
+        if lacking.load(std::sync::atomic::Ordering::Relaxed) {
+            cx.reporter.note(
+                "the endpoint does not implement tagging a stage; replacing the stage instead",
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
 impl Resource for StageSpec {
     const LABEL: &'static str = "stage";
     const WAVE: u8 = 5;
-    // Neither UpdateStage nor stage tagging is portable across endpoints (moto lacks both), and
-    // a stage is cheap to recreate.
-    const IMMUTABLE_FIELDS: &'static [&'static str] =
-        &["auto_deploy", "throttling_burst", "throttling_rate", "tags"];
 
     fn name(&self) -> &str {
         &self.name
@@ -721,6 +855,26 @@ impl Resource for StageSpec {
         Ok(Some(self.name.clone()))
     }
 
+    /// Every field of a stage changes in place on AWS (UpdateStage, TagResource). An emulator
+    /// lacking those calls gets the stage replaced instead, without asking again: a local
+    /// emulator's stage serves no client (`wsctl dev` serves its own gateway from what the
+    /// control plane says), so nothing is dropped, and stopping half-way through an apply to
+    /// ask would leave the stack half-changed for no gain.
+    async fn update(
+        &self,
+        current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        if physical_id.is_none() {
+            return self.create(cx).await;
+        }
+        if self.update_in_place(current, cx).await? {
+            return Ok(Some(self.name.clone()));
+        }
+        Self::delete(&self.name, physical_id, cx).await?;
+        self.create(cx).await
+    }
     async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
@@ -732,5 +886,165 @@ impl Resource for StageSpec {
 
     fn goes_with(_name: &str, other: &ResourceId) -> bool {
         goes_with_the_api(other)
+    }
+}
+
+/// How long a deploy waits for the stage's own auto-deployment before deploying it itself, and
+/// then for that deployment to finish. AWS deploys within seconds; these only bound a hang.
+const AUTO_DEPLOY_WAIT: Duration = Duration::from_secs(10);
+const DEPLOYMENT_WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(500);
+
+/// The deployment a stage serves, and what its last auto-deployment said.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Served {
+    pub deployment_id: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What the stage serves now (default when it does not exist yet).
+pub async fn served(clients: &Clients, api_id: &str, stage: &str) -> Result<Served, AwsError> {
+    let got = found(
+        clients
+            .apigw
+            .get_stage()
+            .api_id(api_id)
+            .stage_name(stage)
+            .send()
+            .await,
+    )
+    .ctx("GetStage", stage)?;
+    Ok(got
+        .map(|s| Served {
+            deployment_id: s.deployment_id,
+            message: s.last_deployment_status_message,
+        })
+        .unwrap_or_default())
+}
+
+/// Makes sure the stage serves what was just changed under the API. Routes, integrations and
+/// authorizers reach clients only through a deployment ("Deploy WebSocket APIs in API
+/// Gateway": every change other than stage settings needs a redeployment). A stage with
+/// AutoDeploy deploys by itself, asynchronously: the stage then names a new `DeploymentId`,
+/// and a failed attempt is reported only in its `LastDeploymentStatusMessage` (API reference,
+/// Stage). So: wait for a new deployment and read its `DeploymentStatus` (GetDeployment:
+/// PENDING, DEPLOYED or FAILED); if none came, deploy with CreateDeployment (StageName).
+pub async fn confirm_deployment(
+    clients: &Clients,
+    api_id: &str,
+    stage: &str,
+    before: &Served,
+    note: &dyn Fn(&str),
+) -> Result<(), AwsError> {
+    if emulated(clients) {
+        let probe = clients
+            .apigw
+            .get_deployments()
+            .api_id(api_id)
+            .max_results("1")
+            .customize()
+            .config_override(attempts(clients))
+            .send()
+            .await;
+        match probe {
+            Err(e) if unimplemented(&e) => {
+                // moto has no deployments: its control plane is all there is to serve.
+                note(
+                    "the endpoint does not implement deployments; not checking that the stage serves the changes",
+                );
+                return Ok(());
+            }
+            other => {
+                other.ctx("GetDeployments", api_id)?;
+            }
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let now = served(clients, api_id, stage).await?;
+        match &now.deployment_id {
+            Some(id) if now.deployment_id != before.deployment_id => {
+                if let Some(done) = settled(clients, api_id, stage, id, started).await? {
+                    return done;
+                }
+            }
+            // The attempt is over and the stage kept its old deployment: it failed.
+            _ if now.message.is_some() && now.message != before.message => {
+                return Err(not_deployed(stage, now.message.unwrap_or_default()));
+            }
+            _ => {}
+        }
+        if started.elapsed() >= AUTO_DEPLOY_WAIT {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    note(&format!(
+        "stage {stage} did not deploy the changes by itself within {} s; deploying them",
+        AUTO_DEPLOY_WAIT.as_secs()
+    ));
+    let created = clients
+        .apigw
+        .create_deployment()
+        .api_id(api_id)
+        .stage_name(stage)
+        .description("deployed by wsctl")
+        .send()
+        .await
+        .ctx("CreateDeployment", stage)?;
+    let id = created.deployment_id.unwrap_or_default();
+    match created.deployment_status {
+        Some(DeploymentStatus::Failed) => Err(not_deployed(
+            stage,
+            created.deployment_status_message.unwrap_or_default(),
+        )),
+        Some(DeploymentStatus::Pending) => settled(clients, api_id, stage, &id, Instant::now())
+            .await?
+            .unwrap_or_else(|| {
+                Err(not_deployed(
+                    stage,
+                    "the deployment is still PENDING".into(),
+                ))
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for deployment `id` to leave PENDING: `None` if it is still pending when the wait
+/// (counted from `since`) is over.
+async fn settled(
+    clients: &Clients,
+    api_id: &str,
+    stage: &str,
+    id: &str,
+    since: Instant,
+) -> Result<Option<Result<(), AwsError>>, AwsError> {
+    loop {
+        let d = clients
+            .apigw
+            .get_deployment()
+            .api_id(api_id)
+            .deployment_id(id)
+            .send()
+            .await
+            .ctx("GetDeployment", id)?;
+        match d.deployment_status {
+            Some(DeploymentStatus::Failed) => {
+                let message = d.deployment_status_message.unwrap_or_default();
+                return Ok(Some(Err(not_deployed(stage, message))));
+            }
+            Some(DeploymentStatus::Pending) if since.elapsed() < DEPLOYMENT_WAIT => {
+                tokio::time::sleep(POLL).await;
+            }
+            Some(DeploymentStatus::Pending) => return Ok(None),
+            _ => return Ok(Some(Ok(()))),
+        }
+    }
+}
+
+fn not_deployed(stage: &str, message: String) -> AwsError {
+    AwsError::NotDeployed {
+        stage: stage.to_string(),
+        message,
     }
 }

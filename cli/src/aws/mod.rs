@@ -100,6 +100,10 @@ pub enum AwsError {
         detail: String,
     },
     #[error(
+        "stage {stage} does not serve the changes: API Gateway could not deploy them: \"{message}\"\nhint: fix what the message names (a route, an integration, the authorizer or a function) and re-run `wsctl deploy`; everything else is in place"
+    )]
+    NotDeployed { stage: String, message: String },
+    #[error(
         "the token secret {name} is not usable: {message}\nhint: run `wsctl secret rotate` to write a new one"
     )]
     BadSecret { name: String, message: String },

@@ -6,6 +6,7 @@ use crate::args::DeployArgs;
 use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
+use crate::engine::plan::Plan;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::Stack;
@@ -23,7 +24,38 @@ pub async fn run(
     let started = Instant::now();
     let stack = Stack::open(config, aws).await?;
     let (clients, target) = (&stack.clients, stack.target.clone());
-    let (_, done) = engine::converge(config, clients, target, &artifacts, printer).await?;
+    let confirm = |plan: &Plan| {
+        let dropping = plan.dropping();
+        if dropping.is_empty() || args.yes {
+            return Ok(());
+        }
+        let list = dropping
+            .iter()
+            .map(|c| {
+                format!(
+                    "  {} {}: {}",
+                    c.action.symbol(),
+                    c.id,
+                    c.drops.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let question = format!(
+            "{}\n{} change(s) of {}/{} drop connected clients or stored data:\n{list}\nMake them?",
+            plan.to_string().trim_end(),
+            dropping.len(),
+            config.stack,
+            config.stage
+        );
+        super::confirm(config, &question, || {
+            Error::Unconfirmed(format!(
+                "deploy would make {} change(s) that drop connected clients or stored data, and needs confirmation:\n{list}\nnothing was changed\nhint: review `wsctl plan`, then pass --yes to make them non-interactively",
+                dropping.len()
+            ))
+        })
+    };
+    let (_, done) = engine::converge(config, clients, target, &artifacts, printer, confirm).await?;
     let seconds = started.elapsed().as_secs_f64();
     // The deploy is done: a failed lookup of its URLs is said, not turned into a failure.
     let (url, connections) = match stack.find_gateway().await {

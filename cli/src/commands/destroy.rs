@@ -1,5 +1,3 @@
-use std::io::{BufRead, IsTerminal, Write};
-
 use serde_json::json;
 
 use crate::config::Config;
@@ -34,30 +32,19 @@ pub async fn run(
         return Ok(());
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage {
-                usage: format!(
-                    "destroy would delete {} resource(s) and needs confirmation\nhint: pass --yes to confirm non-interactively",
-                    plan.changes.len()
-                ),
-            });
-        }
-        eprint!(
-            "{}\nDelete these {} resource(s) of {}/{}? Type the stack name to confirm: ",
+        let question = format!(
+            "{}\nDelete these {} resource(s) of {}/{}?",
             plan.to_string().trim_end(),
             plan.changes.len(),
             config.stack,
             config.stage
         );
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(|e| Error::Io(e.to_string()))?;
-        if answer.trim() != config.stack {
-            return Err(Error::Declined);
-        }
+        super::confirm(config, &question, || Error::Usage {
+            usage: format!(
+                "destroy would delete {} resource(s) and needs confirmation\nhint: pass --yes to confirm non-interactively",
+                plan.changes.len()
+            ),
+        })?;
     }
     let reporter = printer.reporter(plan.changes.len());
     let mut applied = Applied::default();

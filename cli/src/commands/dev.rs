@@ -75,7 +75,10 @@ pub async fn run(
         region: region.clone(),
         api_id: None,
     };
-    let (target, _) = engine::converge(&config, &clients, target, &artifacts, printer).await?;
+    // No question: the emulator's stack is this machine's scratch copy, rebuilt at will, and
+    // no client connects through its stage (the local gateway serves them).
+    let (target, _) =
+        engine::converge(&config, &clients, target, &artifacts, printer, |_| Ok(())).await?;
 
     // What runs is what the control plane now says, not what the config says.
     let names = Names::new(&config);

@@ -16,6 +16,7 @@ mod tail;
 mod token;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
 
 use crate::args::{BuildArgs, Cli, Command};
 use crate::build::{Artifact, Profile};
@@ -58,6 +59,29 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await
         }
     }
+}
+
+/// Asks on the terminal to type the stack's name to go on. Without a terminal nobody can
+/// answer: `unattended` is the error then.
+fn confirm(
+    config: &Config,
+    question: &str,
+    unattended: impl FnOnce() -> Error,
+) -> Result<(), Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(unattended());
+    }
+    eprint!("{question} Type the stack name to confirm: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Io(e.to_string()))?;
+    if answer.trim() != config.stack {
+        return Err(Error::Declined);
+    }
+    Ok(())
 }
 
 /// The config, with `--arch` applied to every function.

@@ -114,6 +114,7 @@ async fn run(
         clients,
         target,
         live,
+        reporter,
     };
     let results: Vec<(Change, Result<Option<Live>, AwsError>)> = stream::iter(changes)
         .map(|change| async move {

@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 
 use super::desired::Target;
-use super::plan::Change;
-use crate::aws::Clients;
+use super::model::Kind;
+use super::plan::{Action, Change, Plan};
+use crate::aws::{Clients, apigw};
 use crate::build::Artifact;
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
 
-/// Makes the account match the config: read, refuse on foreign namesakes, apply. Returns the
+/// Makes the account match the config: read, refuse on foreign namesakes, let `confirm` see
+/// the plan (and refuse it), apply, and check the stage serves what changed. Returns the
 /// target with the API's id and the changes made.
 pub async fn converge(
     config: &Config,
@@ -18,6 +20,7 @@ pub async fn converge(
     mut target: Target,
     artifacts: &BTreeMap<String, Artifact>,
     printer: &Printer,
+    confirm: impl FnOnce(&Plan) -> Result<(), Error>,
 ) -> Result<(Target, Vec<Change>), Error> {
     let probe = super::desired::desired(config, &target, artifacts);
     let live = super::read(clients, config, &probe).await?;
@@ -27,6 +30,12 @@ pub async fn converge(
     }
     target.api_id = live.api_id().map(str::to_string);
     let plan = super::full_plan(config, &target, artifacts, &live);
+    confirm(&plan)?;
+    let deploys = plan.changes.iter().any(needs_deployment);
+    let before = match live.api_id() {
+        Some(api) if deploys => apigw::served(clients, api, &config.stage).await?,
+        _ => apigw::Served::default(),
+    };
     printer.note(format!(
         "Deploying {}/{} to account {} in {}: {} change(s).",
         config.stack,
@@ -42,5 +51,23 @@ pub async fn converge(
     if !applied.failed.is_empty() {
         return Err(Error::Partial(applied.failed));
     }
+    if let Some(api) = target.api_id.as_deref()
+        && applied.done.iter().any(needs_deployment)
+    {
+        apigw::confirm_deployment(clients, api, &config.stage, &before, &|n| printer.note(n))
+            .await?;
+    }
     Ok((target, applied.done))
+}
+
+/// Whether the stage serves `change` only once deployed: everything under the API but the
+/// stage's own settings ("Deploy WebSocket APIs in API Gateway"), and a new stage, which
+/// serves nothing before its first deployment.
+fn needs_deployment(change: &Change) -> bool {
+    match (change.id.kind, &change.action) {
+        (Kind::Route | Kind::Integration | Kind::Authorizer, _) => true,
+        (Kind::Stage, Action::Create | Action::Replace(_)) => true,
+        (Kind::Api, Action::Update(fields)) => fields.iter().any(|f| f.field != "tags"),
+        _ => false,
+    }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::desired::{Names, Target};
 use super::model::{Live, LiveState, ResourceId};
 use crate::aws::{AwsError, Clients};
+use crate::output::Reporter;
 
 /// What a change can see while it is applied.
 pub struct Cx<'a> {
@@ -14,6 +15,8 @@ pub struct Cx<'a> {
     pub target: &'a Target,
     /// The stack before the current batch of changes: earlier waves' ids are in it.
     pub live: &'a LiveState,
+    /// Where a change says something a user should know (a fallback it took).
+    pub reporter: &'a Reporter,
 }
 
 impl Cx<'_> {

@@ -41,9 +41,47 @@ pub struct Change {
     pub id: ResourceId,
     #[serde(flatten)]
     pub action: Action,
+    /// What carrying it out loses that no re-run brings back (connected clients, the URL,
+    /// stored items): `deploy` asks before making such a change.
+    pub drops: Option<&'static str>,
     /// The desired spec (absent for deletes).
     #[serde(skip)]
     pub after: Option<Spec>,
+}
+
+impl Change {
+    fn new(id: ResourceId, action: Action, after: Option<Spec>) -> Change {
+        let drops = drops(&id, &action);
+        Change {
+            id,
+            action,
+            drops,
+            after,
+        }
+    }
+}
+
+/// What replacing or deleting `id` loses. Deleting a stage (or the API holding it) closes
+/// every WebSocket connection to it, and a new one has a new URL; deleting a table deletes its
+/// items; deleting a custom domain or its mapping ends the stage's URL there. An API left by an
+/// interrupted create (`name#id`) never served a client.
+fn drops(id: &ResourceId, action: &Action) -> Option<&'static str> {
+    let deleted = matches!(action, Action::Delete);
+    if !deleted && !matches!(action, Action::Replace(_)) {
+        return None;
+    }
+    match id.kind {
+        Kind::Api if id.name.contains('#') => None,
+        Kind::Stage | Kind::Api if deleted => {
+            Some("drops every connected client; the URL stops working")
+        }
+        Kind::Stage | Kind::Api => Some("drops every connected client; the URL changes"),
+        Kind::Table => Some("deletes the table's items"),
+        Kind::Domain | Kind::ApiMapping => {
+            Some("the stage's URL on the custom domain stops working")
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -62,6 +100,11 @@ impl Plan {
             .filter(|c| c.action.symbol() == symbol)
             .count()
     }
+
+    /// The changes that lose something (see [`Change::drops`]).
+    pub fn dropping(&self) -> Vec<&Change> {
+        self.changes.iter().filter(|c| c.drops.is_some()).collect()
+    }
 }
 
 /// Compares `desired` with `live`. Resources live but not desired are deleted; only kinds in
@@ -79,20 +122,12 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
             Some(current) => compare(spec, &current.spec),
         };
         if let Some(action) = action {
-            changes.push(Change {
-                id: id.clone(),
-                action,
-                after: Some((*spec).clone()),
-            });
+            changes.push(Change::new(id.clone(), action, Some((*spec).clone())));
         }
     }
     for id in live.resources.keys() {
         if kinds.contains(&id.kind) && !wanted.contains_key(id) {
-            changes.push(Change {
-                id: id.clone(),
-                action: Action::Delete,
-                after: None,
-            });
+            changes.push(Change::new(id.clone(), Action::Delete, None));
         }
     }
     changes.sort_by(|a, b| order(a).cmp(&order(b)));
@@ -150,7 +185,11 @@ impl fmt::Display for Plan {
             return writeln!(f, "No changes: the stack matches the config.");
         }
         for change in &self.changes {
-            writeln!(f, "{:>3} {}", change.action.symbol(), change.id)?;
+            let marker = if change.drops.is_some() { " (!)" } else { "" };
+            writeln!(f, "{:>3} {}{marker}", change.action.symbol(), change.id)?;
+            if let Some(drops) = change.drops {
+                writeln!(f, "      (!) {drops}")?;
+            }
             if let Action::Update(fields) | Action::Replace(fields) = &change.action {
                 for field in fields {
                     writeln!(
@@ -170,7 +209,15 @@ impl fmt::Display for Plan {
             self.count("~"),
             self.count("-/+"),
             self.count("-")
-        )
+        )?;
+        let dropping = self.dropping().len();
+        if dropping > 0 {
+            writeln!(
+                f,
+                "(!) {dropping} change(s) drop connected clients or stored data; `wsctl deploy` asks before making them (--yes skips the question)."
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -269,13 +316,107 @@ mod tests {
         assert_eq!(fields[0].before, Value::from("other"));
     }
 
+    fn table(partition_key: &str) -> Spec {
+        Spec::Table(TableSpec {
+            name: "t".into(),
+            partition_key: crate::config::KeyAttr {
+                name: partition_key.into(),
+                kind: "S".into(),
+            },
+            sort_key: None,
+            indexes: Default::default(),
+            ttl_attribute: None,
+            tags: Tags::new(),
+        })
+    }
+
+    fn api(name: &str) -> Spec {
+        Spec::Api(ApiSpec {
+            name: name.into(),
+            route_selection_expression: "e".into(),
+            tags: Tags::new(),
+        })
+    }
+
     #[test]
     fn immutable_field_change_is_a_replace() {
-        let plan = diff(&[stage(20)], &live(&[stage(10)]), &Kind::ALL);
+        let plan = diff(&[table("id")], &live(&[table("pk")]), &Kind::ALL);
         assert!(
-            matches!(&plan.changes[0].action, Action::Replace(f) if f[0].field == "throttling_burst")
+            matches!(&plan.changes[0].action, Action::Replace(f) if f[0].field == "partition_key")
         );
         assert_eq!(plan.count("-/+"), 1);
+    }
+
+    /// Throttling and tags change in place (UpdateStage, TagResource): the stage keeps its
+    /// clients and URL, so nothing is marked.
+    #[test]
+    fn a_stage_setting_or_tag_change_is_an_update_that_drops_nothing() {
+        let mut tagged = StageSpec {
+            name: "dev".into(),
+            auto_deploy: true,
+            throttling_burst: 10,
+            throttling_rate: 100.0,
+            tags: Tags::new(),
+        };
+        tagged.tags.insert("team".into(), "b".into());
+        let plan = diff(&[Spec::Stage(tagged)], &live(&[stage(20)]), &Kind::ALL);
+        let Action::Update(fields) = &plan.changes[0].action else {
+            panic!("{plan}")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["tags", "throttling_burst"]);
+        assert!(plan.dropping().is_empty(), "{plan}");
+        assert!(!plan.to_string().contains("(!)"), "{plan}");
+    }
+
+    #[test]
+    fn replacing_or_deleting_a_table_stage_or_api_is_marked_with_what_it_drops() {
+        let plan = diff(
+            &[table("id")],
+            &live(&[
+                table("pk"),
+                stage(1),
+                api("x"),
+                api("x#abc"),
+                route("a", "f"),
+            ]),
+            &Kind::ALL,
+        );
+        let marked: Vec<(String, Option<&str>)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.id.to_string(), c.drops))
+            .collect();
+        assert_eq!(
+            marked,
+            vec![
+                ("table t".into(), Some("deletes the table's items")),
+                (
+                    "stage dev".into(),
+                    Some("drops every connected client; the URL stops working")
+                ),
+                ("route a".into(), None),
+                (
+                    "api x".into(),
+                    Some("drops every connected client; the URL stops working")
+                ),
+                ("api x#abc".into(), None),
+            ]
+        );
+        let text = plan.to_string();
+        assert!(
+            text.contains("-/+ table t (!)\n      (!) deletes the table's items\n"),
+            "{text}"
+        );
+        assert!(text.contains("  - stage dev (!)"), "{text}");
+        assert!(text.contains("  - api x#abc\n"), "{text}");
+        assert!(
+            text.contains("(!) 3 change(s) drop connected clients or stored data"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["changes"][0]["drops"], "deletes the table's items");
+        assert_eq!(json["changes"][2]["drops"], Value::Null);
     }
 
     #[test]
@@ -325,10 +466,10 @@ mod tests {
         );
         let text = plan.to_string();
         assert!(text.contains("  + route join"), "{text}");
-        assert!(text.contains("-/+ stage dev"), "{text}");
+        assert!(text.contains("  ~ stage dev\n"), "{text}");
         assert!(text.contains("throttling_burst: 1 -> 2"), "{text}");
         assert!(
-            text.contains("1 to create, 0 to update, 1 to replace, 0 to delete"),
+            text.contains("1 to create, 1 to update, 0 to replace, 0 to delete"),
             "{text}"
         );
     }

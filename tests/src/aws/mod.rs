@@ -2,6 +2,7 @@
 //! one service's API reference and cites it; [`behaviours`] is the set every proxy plays unless
 //! a test asks for moto as it is.
 
+pub mod apigw;
 mod domain;
 pub mod partition;
 
@@ -11,6 +12,7 @@ use crate::proxy::Behaviour;
 /// test must not depend on their length, only on their existence).
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
     vec![
+        Box::new(apigw::Stages::default()),
         Box::new(domain::DomainTargets),
         Box::new(partition::ChinaEndpoints),
     ]
