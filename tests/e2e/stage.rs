@@ -76,7 +76,11 @@ fn a_throttling_or_tags_edit_updates_the_stage_in_place() {
     assert_eq!(ops(&calls, "DELETE", "/stages/").len(), 0, "{calls:?}");
     assert_eq!(ops(&calls, "POST", "/stages").len(), 0, "{calls:?}");
 
-    edit(&project, "tags: { team: realtime }", "tags: { team: platform, cost: ws }");
+    edit(
+        &project,
+        "tags: { team: realtime }",
+        "tags: { team: platform, cost: ws }",
+    );
     proxy.clear();
     let out = deploy(&project, &proxy.url(), &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -152,7 +156,9 @@ fn a_table_replacement_is_marked_and_deploy_asks_before_making_it() {
     let plan = project.wsctl(&proxy.url(), &["plan", "--no-build"]);
     let shown = String::from_utf8_lossy(&plan.stdout);
     assert!(
-        shown.contains("-/+ table fixture-test-connections (!)\n      (!) deletes the table's items\n"),
+        shown.contains(
+            "-/+ table fixture-test-connections (!)\n      (!) deletes the table's items\n"
+        ),
         "{}",
         text(&plan)
     );
@@ -182,7 +188,11 @@ fn a_table_replacement_is_marked_and_deploy_asks_before_making_it() {
             && err.contains("--yes"),
         "{err}"
     );
-    assert_eq!(proxy.mutations(), vec![], "a refused deploy changes nothing");
+    assert_eq!(
+        proxy.mutations(),
+        vec![],
+        "a refused deploy changes nothing"
+    );
 
     let out = deploy(&project, &proxy.url(), &["--yes"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -218,7 +228,11 @@ fn an_auto_deployed_change_is_confirmed_without_create_deployment() {
     let first = rt_stage(&proxy).deployment_id;
     assert!(first.is_some(), "the new stage was deployed");
 
-    edit(&project, "  subscribe: message\n", "  subscribe: message\n  leave: disconnect\n");
+    edit(
+        &project,
+        "  subscribe: message\n",
+        "  subscribe: message\n  leave: disconnect\n",
+    );
     proxy.clear();
     let out = deploy(&project, &proxy.url(), &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -248,7 +262,11 @@ fn a_change_the_stage_does_not_deploy_gets_one_create_deployment() {
     let out = deploy(&project, &proxy.url(), &[]);
     assert!(out.status.success(), "{}", text(&out));
 
-    edit(&project, "  subscribe: message\n", "  subscribe: message\n  leave: disconnect\n");
+    edit(
+        &project,
+        "  subscribe: message\n",
+        "  subscribe: message\n  leave: disconnect\n",
+    );
     proxy.clear();
     let out = deploy(&project, &proxy.url(), &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -280,5 +298,8 @@ fn a_failed_deployment_fails_the_deploy_with_the_message_from_aws() {
         err.contains(&format!("\"{message}\"")) && err.contains("re-run `wsctl deploy`"),
         "{err}"
     );
-    assert_eq!(ops(&proxy.calls(), "POST", "/deployments"), Vec::<String>::new());
+    assert_eq!(
+        ops(&proxy.calls(), "POST", "/deployments"),
+        Vec::<String>::new()
+    );
 }

@@ -701,12 +701,17 @@ pub fn emulated(clients: &Clients) -> bool {
 /// The endpoint has no such operation: an emulator answering an unknown URL (404) or a call it
 /// lacks (500/501) without an AWS error code. AWS itself names every error it returns.
 fn unimplemented<E: ProvideErrorMetadata>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
 ) -> bool {
     let code = err.as_service_error().and_then(|e| e.code());
     let status = err.raw_response().map(|r| r.status().as_u16());
-    matches!(code, None | Some("NotImplemented" | "NotImplementedException"))
-        && matches!(status, Some(404 | 405 | 500 | 501))
+    matches!(
+        code,
+        None | Some("NotImplemented" | "NotImplementedException")
+    ) && matches!(status, Some(404 | 405 | 500 | 501))
 }
 
 /// One attempt only on an emulator: a call it lacks fails at once and would only be retried
@@ -723,11 +728,7 @@ fn attempts(clients: &Clients) -> aws_sdk_apigatewayv2::config::Builder {
 impl StageSpec {
     /// UpdateStage and stage tagging, in place: the stage keeps its deployment, its URL and
     /// its connected clients. `Ok(false)` when the endpoint lacks one of the calls.
-    async fn update_in_place(
-        &self,
-        current: &StageSpec,
-        cx: &Cx<'_>,
-    ) -> Result<bool, AwsError> {
+    async fn update_in_place(&self, current: &StageSpec, cx: &Cx<'_>) -> Result<bool, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         let settings_changed = self.auto_deploy != current.auto_deploy
             || self.throttling_burst != current.throttling_burst
@@ -751,8 +752,9 @@ impl StageSpec {
                 .await;
             match sent {
                 Err(e) if emulated(clients) && unimplemented(&e) => {
-                    cx.reporter
-                        .note("the endpoint does not implement UpdateStage; replacing the stage instead");
+                    cx.reporter.note(
+                        "the endpoint does not implement UpdateStage; replacing the stage instead",
+                    );
                     return Ok(false);
                 }
                 other => {
@@ -942,7 +944,9 @@ pub async fn confirm_deployment(
         match probe {
             Err(e) if unimplemented(&e) => {
                 // moto has no deployments: its control plane is all there is to serve.
-                note("the endpoint does not implement deployments; not checking that the stage serves the changes");
+                note(
+                    "the endpoint does not implement deployments; not checking that the stage serves the changes",
+                );
                 return Ok(());
             }
             other => {
@@ -991,7 +995,12 @@ pub async fn confirm_deployment(
         )),
         Some(DeploymentStatus::Pending) => settled(clients, api_id, stage, &id, Instant::now())
             .await?
-            .unwrap_or_else(|| Err(not_deployed(stage, "the deployment is still PENDING".into()))),
+            .unwrap_or_else(|| {
+                Err(not_deployed(
+                    stage,
+                    "the deployment is still PENDING".into(),
+                ))
+            }),
         _ => Ok(()),
     }
 }

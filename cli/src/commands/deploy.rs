@@ -28,7 +28,14 @@ pub async fn run(
         }
         let list = dropping
             .iter()
-            .map(|c| format!("  {} {}: {}", c.action.symbol(), c.id, c.drops.unwrap_or_default()))
+            .map(|c| {
+                format!(
+                    "  {} {}: {}",
+                    c.action.symbol(),
+                    c.id,
+                    c.drops.unwrap_or_default()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let question = format!(
@@ -38,10 +45,12 @@ pub async fn run(
             config.stack,
             config.stage
         );
-        super::confirm(config, &question, || Error::Unconfirmed(format!(
-            "deploy would make {} change(s) that drop connected clients or stored data, and needs confirmation:\n{list}\nnothing was changed\nhint: review `wsctl plan`, then pass --yes to make them non-interactively",
-            dropping.len()
-        )))
+        super::confirm(config, &question, || {
+            Error::Unconfirmed(format!(
+                "deploy would make {} change(s) that drop connected clients or stored data, and needs confirmation:\n{list}\nnothing was changed\nhint: review `wsctl plan`, then pass --yes to make them non-interactively",
+                dropping.len()
+            ))
+        })
     };
     let (_, done) = engine::converge(config, clients, target, &artifacts, printer, confirm).await?;
     let seconds = started.elapsed().as_secs_f64();

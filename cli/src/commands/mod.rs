@@ -63,7 +63,11 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
 
 /// Asks on the terminal to type the stack's name to go on. Without a terminal nobody can
 /// answer: `unattended` is the error then.
-fn confirm(config: &Config, question: &str, unattended: impl FnOnce() -> Error) -> Result<(), Error> {
+fn confirm(
+    config: &Config,
+    question: &str,
+    unattended: impl FnOnce() -> Error,
+) -> Result<(), Error> {
     if !std::io::stdin().is_terminal() {
         return Err(unattended());
     }

@@ -355,11 +355,7 @@ mod tests {
             tags: Tags::new(),
         };
         tagged.tags.insert("team".into(), "b".into());
-        let plan = diff(
-            &[Spec::Stage(tagged)],
-            &live(&[stage(20)]),
-            &Kind::ALL,
-        );
+        let plan = diff(&[Spec::Stage(tagged)], &live(&[stage(20)]), &Kind::ALL);
         let Action::Update(fields) = &plan.changes[0].action else {
             panic!("{plan}")
         };
@@ -373,7 +369,13 @@ mod tests {
     fn replacing_or_deleting_a_table_stage_or_api_is_marked_with_what_it_drops() {
         let plan = diff(
             &[table("id")],
-            &live(&[table("pk"), stage(1), api("x"), api("x#abc"), route("a", "f")]),
+            &live(&[
+                table("pk"),
+                stage(1),
+                api("x"),
+                api("x#abc"),
+                route("a", "f"),
+            ]),
             &Kind::ALL,
         );
         let marked: Vec<(String, Option<&str>)> = plan
@@ -398,7 +400,10 @@ mod tests {
             ]
         );
         let text = plan.to_string();
-        assert!(text.contains("-/+ table t (!)\n      (!) deletes the table's items\n"), "{text}");
+        assert!(
+            text.contains("-/+ table t (!)\n      (!) deletes the table's items\n"),
+            "{text}"
+        );
         assert!(text.contains("  - stage dev (!)"), "{text}");
         assert!(text.contains("  - api x#abc\n"), "{text}");
         assert!(

@@ -269,7 +269,8 @@ impl Behaviour for Stages {
                 if let Some(settings) = body["defaultRouteSettings"].as_object() {
                     s.route_settings.extend(settings.clone());
                 }
-                let mut reply = json!({"stageName": percent_decode(stage), "lastUpdatedDate": now_iso()});
+                let mut reply =
+                    json!({"stageName": percent_decode(stage), "lastUpdatedDate": now_iso()});
                 state.overlay(&api, &mut reply);
                 Some(Reply::json(200, &reply))
             }
@@ -280,7 +281,10 @@ impl Behaviour for Stages {
                 let body = req.json();
                 let id = state.deployment(&api, "DEPLOYED", None, false);
                 if let Some(stage) = body["stageName"].as_str() {
-                    let s = state.stages.entry((api.clone(), stage.to_string())).or_default();
+                    let s = state
+                        .stages
+                        .entry((api.clone(), stage.to_string()))
+                        .or_default();
                     s.deployment_id = Some(id.clone());
                 }
                 let d = state.deployments[&api].last().cloned().unwrap_or_default();
@@ -358,10 +362,7 @@ impl Behaviour for Stages {
                 state.deployments.remove(&api);
                 state.pending.remove(&api);
             }
-            (
-                "POST" | "PATCH" | "DELETE",
-                ["routes" | "integrations" | "authorizers", ..] | [],
-            ) => {
+            ("POST" | "PATCH" | "DELETE", ["routes" | "integrations" | "authorizers", ..] | []) => {
                 state.pending.insert(api, Instant::now() + DEPLOY_AFTER);
             }
             _ => {}
