@@ -20,7 +20,7 @@ const RESOURCE_LESS: &[&str] = &[
 
 /// The IAM action a recorded call is authorized as, and the ARN it is authorized on; `None`
 /// for a call that needs no permission. `role_paths` learns each role's path from CreateRole,
-/// since later IAM calls name the role only.
+/// since the other IAM calls name the role only.
 fn authorization(
     r: &Recorded,
     region: &str,
@@ -230,9 +230,13 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
     run(&["status"]);
     run(&["destroy", "--yes"]);
 
-    let mut role_paths = BTreeMap::new();
-    let mut refused = Vec::new();
     let requests = proxy.requests();
+    // A role is read before it is created: learn every role's path first.
+    let mut role_paths = BTreeMap::new();
+    for r in requests.iter().filter(|r| r.call.operation == "CreateRole") {
+        authorization(r, "us-east-1", &mut role_paths);
+    }
+    let mut refused = Vec::new();
     for r in &requests {
         let Some((action, resource)) = authorization(r, "us-east-1", &mut role_paths) else {
             continue;
