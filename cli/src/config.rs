@@ -842,10 +842,7 @@ impl Config {
                 continue;
             };
             if !key_is(Some(&t.partition_key), Some(&want.partition_key)) {
-                bad(
-                    format!("{at}.partition_key"),
-                    key_need(&want.partition_key),
-                );
+                bad(format!("{at}.partition_key"), key_need(&want.partition_key));
             }
             if !key_is(t.sort_key.as_ref(), want.sort_key.as_ref()) {
                 bad(
@@ -1115,7 +1112,11 @@ tables:
         );
 
         let edits = [
-            ("sort_key: serial:N", "sort_key: serial", "tables.history.sort_key"),
+            (
+                "sort_key: serial:N",
+                "sort_key: serial",
+                "tables.history.sort_key",
+            ),
             (
                 "by-connection: {",
                 "by-conn: {",
@@ -1141,11 +1142,7 @@ tables:
                 "history: read-write, counters: read }\n    manage",
                 "functions.message.tables.counters",
             ),
-            (
-                "    handler: publish\n",
-                "",
-                "functions.publish.handler",
-            ),
+            ("    handler: publish\n", "", "functions.publish.handler"),
             (
                 "    tables: { connections: read-write, subscriptions: read-write }\n    invoke: [publish]",
                 "    tables: { connections: read-write, subscriptions: read-write }",

@@ -112,10 +112,9 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         "in-process".into(),
     );
     vars.insert(layout::CONNECTIONS_URL_ENV.into(), server.url());
-    let settings = Settings::from_vars(
-        layout::role(layout::PUBLISH_FUNCTION).unwrap(),
-        |k| vars.get(k).cloned(),
-    )
+    let settings = Settings::from_vars(layout::role(layout::PUBLISH_FUNCTION).unwrap(), |k| {
+        vars.get(k).cloned()
+    })
     .unwrap();
     let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
         .endpoint_url(server.url())
@@ -229,7 +228,12 @@ impl Rig {
                 .collect();
             let conns = chunk
                 .iter()
-                .map(|id| item(vec![(layout::CONNECTIONS.partition_key.name, id), ("user", "u")]))
+                .map(|id| {
+                    item(vec![
+                        (layout::CONNECTIONS.partition_key.name, id),
+                        ("user", "u"),
+                    ])
+                })
                 .collect();
             self.ctx
                 .store
@@ -701,7 +705,11 @@ async fn items_carry_their_expiry_in_the_configured_ttl_attribute() {
         .await
     };
     send("bob-1", json!({"action": "subscribe", "channel": "room"})).await;
-    send("bob-1", json!({"action": "presence", "channel": "lobby", "enter": {"n": 1}})).await;
+    send(
+        "bob-1",
+        json!({"action": "presence", "channel": "lobby", "enter": {"n": 1}}),
+    )
+    .await;
     // A client id (the dedupe item), a `seq` (the order item), a fan-out (its claim).
     send(
         "ana-1",
@@ -736,7 +744,9 @@ async fn items_carry_their_expiry_in_the_configured_ttl_attribute() {
         assert!(!items.is_empty(), "{} has items", t.name);
         for item in items {
             // A channel's serial counter lives as long as the channel.
-            if t.name == "counters" && item[layout::COUNTERS.partition_key.name].as_s().unwrap() == "room" {
+            if t.name == "counters"
+                && item[layout::COUNTERS.partition_key.name].as_s().unwrap() == "room"
+            {
                 continue;
             }
             assert!(!item.contains_key("ttl"), "{}: {item:?}", t.name);
@@ -769,7 +779,10 @@ fn a_function_started_without_a_variable_it_needs_names_it_and_stops() {
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
         .env("AWS_LAMBDA_FUNCTION_NAME", "chat-dev-message")
         .env("AWS_REGION", "us-east-1")
-        .env(layout::function_env(layout::PUBLISH_FUNCTION), "chat-dev-publish")
+        .env(
+            layout::function_env(layout::PUBLISH_FUNCTION),
+            "chat-dev-publish",
+        )
         .env(layout::CONNECTIONS_URL_ENV, "http://127.0.0.1:9/dev");
     for t in layout::TABLES.iter().filter(|t| t.name != "counters") {
         cmd.env(layout::table_env(t.name), format!("chat-dev-{}", t.name))

@@ -151,12 +151,10 @@ async fn subscriptions(
             .await
             .ctx("Scan", table)?;
         for item in page.items.unwrap_or_default() {
-            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) =
-                (
-                    item.get(SUBSCRIPTIONS.partition_key.name),
-                    item.get(SUBSCRIPTIONS.sort_key_name()),
-                )
-            {
+            if let (Some(AttributeValue::S(c)), Some(AttributeValue::S(id))) = (
+                item.get(SUBSCRIPTIONS.partition_key.name),
+                item.get(SUBSCRIPTIONS.sort_key_name()),
+            ) {
                 pairs.insert((c.clone(), id.clone()));
             }
         }

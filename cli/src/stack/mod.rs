@@ -9,9 +9,9 @@ mod socket;
 use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement as mgmt;
-use wsctl_functions::{Invoker, layout};
 use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
 use wsctl_functions::store::{Store, Tables, TtlAttributes};
+use wsctl_functions::{Invoker, layout};
 
 pub use rows::{rows, scan, subscriber_ids};
 

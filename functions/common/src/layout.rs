@@ -282,7 +282,12 @@ mod tests {
             }
             for a in keys.iter().flatten() {
                 for b in keys.iter().flatten() {
-                    assert!(a.name != b.name || a.kind == b.kind, "{}: {}", t.name, a.name);
+                    assert!(
+                        a.name != b.name || a.kind == b.kind,
+                        "{}: {}",
+                        t.name,
+                        a.name
+                    );
                 }
             }
         }

@@ -132,11 +132,8 @@ impl Settings {
         let ttl = |t: &layout::Table| {
             var(&layout::ttl_env(t.name)).unwrap_or_else(|| layout::DEFAULT_TTL_ATTRIBUTE.into())
         };
-        let num = |name: &str, default: u64| {
-            var(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
+        let num =
+            |name: &str, default: u64| var(name).and_then(|v| v.parse().ok()).unwrap_or(default);
         Ok(Settings {
             tables: Tables {
                 connections: name(&layout::CONNECTIONS),
@@ -244,10 +241,7 @@ mod tests {
         vars
     }
 
-    fn settings(
-        role: &str,
-        vars: &HashMap<String, String>,
-    ) -> Result<Settings, MissingVariable> {
+    fn settings(role: &str, vars: &HashMap<String, String>) -> Result<Settings, MissingVariable> {
         Settings::from_vars(layout::role(role).unwrap(), |k| vars.get(k).cloned())
     }
 
@@ -259,7 +253,10 @@ mod tests {
         assert_eq!(e.needed.variable, "WSCTL_TABLE_COUNTERS");
         let line = e.to_string();
         assert!(!line.contains('\n'), "one log line: {line}");
-        assert!(line.starts_with("WSCTL_TABLE_COUNTERS is not set"), "{line}");
+        assert!(
+            line.starts_with("WSCTL_TABLE_COUNTERS is not set"),
+            "{line}"
+        );
         assert!(line.contains("counters: read-write"), "{line}");
 
         // Empty is unset, as Lambda's console leaves a cleared value.

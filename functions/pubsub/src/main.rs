@@ -13,8 +13,8 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::Instrument;
-use wsctl_functions::{Ctx, Settings, layout};
 use wsctl_functions::handlers::{connect, disconnect, message, publish};
+use wsctl_functions::{Ctx, Settings, layout};
 
 #[derive(Clone, Copy)]
 enum Role {
