@@ -784,7 +784,7 @@ impl Config {
                 continue;
             };
             for (table, need) in role.tables {
-                used.push(table);
+                used.push(*table);
                 let enough = match (f.tables.get(table.name), need) {
                     (Some(Access::ReadWrite), _) => true,
                     (Some(Access::Read), layout::Use::Read) => true,
