@@ -916,9 +916,10 @@ fn key_spec(a: &layout::Attr) -> String {
     }
 }
 
-fn key_need(a: &layout::Attr) -> String {
+/// What a key field must be: `field` is `partition_key` or `sort_key`.
+fn key_need(field: &str, a: &layout::Attr) -> String {
     format!(
-        "the bundled functions need \"{}\" ({}); write `{}`",
+        "the bundled functions need \"{}\" ({}); write `{field}: {}`",
         a.name,
         a.kind.code(),
         key_spec(a)
@@ -970,7 +971,7 @@ impl Config {
                 continue;
             };
             for (table, need) in role.tables {
-                used.push(table);
+                used.push(*table);
                 let enough = matches!(
                     (f.tables.get(table.name), need),
                     (Some(Access::ReadWrite), _)
@@ -1028,13 +1029,16 @@ impl Config {
                 continue;
             };
             if !key_is(Some(&t.partition_key), Some(&want.partition_key)) {
-                bad(format!("{at}.partition_key"), key_need(&want.partition_key));
+                bad(
+                    format!("{at}.partition_key"),
+                    key_need("partition_key", &want.partition_key),
+                );
             }
             if !key_is(t.sort_key.as_ref(), want.sort_key.as_ref()) {
                 bad(
                     format!("{at}.sort_key"),
                     match &want.sort_key {
-                        Some(k) => key_need(k),
+                        Some(k) => key_need("sort_key", k),
                         None => "the bundled functions read this table by its partition key alone; remove `sort_key`".into(),
                     },
                 );
@@ -1059,14 +1063,14 @@ impl Config {
                 if !key_is(Some(&i.partition_key), Some(&index.partition_key)) {
                     bad(
                         format!("{at}.partition_key"),
-                        key_need(&index.partition_key),
+                        key_need("partition_key", &index.partition_key),
                     );
                 }
                 if !key_is(i.sort_key.as_ref(), index.sort_key.as_ref()) {
                     bad(
                         format!("{at}.sort_key"),
                         match &index.sort_key {
-                            Some(k) => key_need(k),
+                            Some(k) => key_need("sort_key", k),
                             None => "the bundled functions need no sort key here; remove it".into(),
                         },
                     );
@@ -1426,8 +1430,7 @@ tables:
         assert_eq!(p[0].field, "tables.connections.partition_key");
         assert!(
             p[0].message
-                .contains(r#"the bundled functions need "pk" (S); write `partition_key: pk`"#)
-                || p[0].message.contains(r#"need "pk" (S)"#),
+                .contains(r#"the bundled functions need "pk" (S); write `partition_key: pk`"#),
             "{p:?}"
         );
 

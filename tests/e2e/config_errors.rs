@@ -174,6 +174,6 @@ fn a_renamed_key_of_a_table_the_bundled_functions_use() {
         project,
         |c| c.replacen("    partition_key: pk\n", "    partition_key: id\n", 1),
         "tables.connections.partition_key",
-        r#"the bundled functions need "pk" (S); write `pk`"#,
+        r#"the bundled functions need "pk" (S); write `partition_key: pk`"#,
     );
 }
