@@ -9,3 +9,4 @@ mod dev;
 mod functions;
 mod interrupt;
 mod security;
+mod tables;

@@ -44,6 +44,9 @@ pub struct Change {
     /// The desired spec (absent for deletes).
     #[serde(skip)]
     pub after: Option<Spec>,
+    /// What the change cannot do yet, and when it can ([`Spec::note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -74,15 +77,20 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
         .collect();
     let mut changes = Vec::new();
     for (id, spec) in &wanted {
-        let action = match live.resources.get(id) {
+        let current = live.resources.get(id).map(|l| &l.spec);
+        let action = match current {
             None => Some(Action::Create),
-            Some(current) => compare(spec, &current.spec),
+            Some(current) => compare(spec, current),
         };
         if let Some(action) = action {
+            let note = current
+                .filter(|_| matches!(action, Action::Update(_)))
+                .and_then(|c| spec.note(c));
             changes.push(Change {
                 id: id.clone(),
                 action,
                 after: Some((*spec).clone()),
+                note,
             });
         }
     }
@@ -92,6 +100,7 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
                 id: id.clone(),
                 action: Action::Delete,
                 after: None,
+                note: None,
             });
         }
     }
@@ -161,6 +170,9 @@ impl fmt::Display for Plan {
                         brief(&field.after)
                     )?;
                 }
+            }
+            if let Some(note) = &change.note {
+                writeln!(f, "      note: {note}")?;
             }
         }
         writeln!(

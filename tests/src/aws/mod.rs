@@ -2,10 +2,19 @@
 //! one service's API reference and cites it; [`behaviours`] is the set every proxy plays unless
 //! a test asks for moto as it is.
 
+pub mod dynamodb;
+
+use std::sync::Arc;
+
 use crate::proxy::Behaviour;
 
 /// Every behaviour, with waits short enough for tests (AWS's own are minutes; the code under
 /// test must not depend on their length, only on their existence).
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
-    vec![]
+    with_tables(Arc::new(dynamodb::Tables::default()))
+}
+
+/// Every behaviour, DynamoDB's being `tables`, which the caller keeps to move its clock.
+pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
+    vec![Box::new(tables)]
 }
