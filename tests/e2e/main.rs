@@ -13,3 +13,4 @@ mod partition;
 mod policy;
 mod security;
 mod stage;
+mod tables;

@@ -127,6 +127,9 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .unwrap_or_default()
             .into_iter()
             .map(|t| (t.key, t.value))
+            // When wsctl last changed the TTL: a time, and absent when a deploy was stopped
+            // right after the change (the next one has nothing to change).
+            .filter(|(k, _)| k != "wsctl:ttl-changed")
             .collect();
         let keys = |k: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
             k.iter()

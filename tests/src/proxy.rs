@@ -163,6 +163,21 @@ pub trait Behaviour: Send + Sync {
     fn reset(&self) {}
 }
 
+/// A behaviour the test keeps a handle on (to move its clock) plays as itself.
+impl<B: Behaviour> Behaviour for Arc<B> {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        (**self).answer(call, req)
+    }
+
+    fn rewrite(&self, call: &Call, req: &Exchange, reply: &mut Reply) {
+        (**self).rewrite(call, req, reply)
+    }
+
+    fn reset(&self) {
+        (**self).reset()
+    }
+}
+
 #[derive(Default)]
 struct State {
     calls: Mutex<Vec<Call>>,

@@ -1,16 +1,30 @@
 //! DynamoDB tables: on-demand, with TTL on.
+//!
+//! DynamoDB changes a table slowly and one thing at a time, and the code here follows its
+//! rules rather than hoping for the best:
+//! - a deleted table's name stays DELETING for a while: a read ignores such a table, and a
+//!   create waits for the name to be free (DeleteTable, CreateTable API reference);
+//! - TTL changes once an hour per table ("Any additional UpdateTimeToLive calls for the same
+//!   table during this one hour duration result in a ValidationException", UpdateTimeToLive
+//!   API reference): wsctl records when it last changed it in a tag and makes a switch of
+//!   attribute in two steps an hour apart, saying when;
+//! - global secondary indexes are added and removed in place, one per UpdateTable, the next
+//!   once the previous is ACTIVE or gone (UpdateTable API reference; Developer Guide,
+//!   "Managing Global Secondary Indexes").
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, Tag, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction,
+    DeleteGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
+    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
+    TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
 use crate::config::KeyAttr;
 use crate::engine::desired::Names;
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
@@ -27,14 +41,30 @@ pub struct TableSpec {
     pub partition_key: KeyAttr,
     pub sort_key: Option<KeyAttr>,
     pub indexes: BTreeMap<String, IndexSpec>,
+    /// The attribute TTL is on (or being turned on) for; a TTL being turned off is none.
     pub ttl_attribute: Option<String>,
+    /// When wsctl last changed the TTL (seconds since the epoch), from the table's
+    /// [`TTL_CHANGED_TAG`]: not a setting, so never compared.
+    #[serde(skip)]
+    pub ttl_changed: Option<i64>,
+    /// The stack's tags, without [`TTL_CHANGED_TAG`].
     pub tags: Tags,
 }
+
+/// The tag in which wsctl records when it last changed a table's TTL (RFC 3339, UTC), because
+/// DynamoDB refuses a second change within the hour and does not say when the last one was.
+pub const TTL_CHANGED_TAG: &str = "wsctl:ttl-changed";
+/// DynamoDB allows one TTL change per table in this many seconds.
+const TTL_INTERVAL: i64 = 3600;
+/// How long a table may take to become ACTIVE, to free its name, or to build an index, before
+/// wsctl stops waiting and says to re-run.
+const WAIT: Duration = Duration::from_secs(600);
 
 impl Resource for TableSpec {
     const LABEL: &'static str = "table";
     const WAVE: u8 = 0;
-    const IMMUTABLE_FIELDS: &'static [&'static str] = &["partition_key", "sort_key", "indexes"];
+    /// Indexes are added and removed in place; only the table's own key cannot change.
+    const IMMUTABLE_FIELDS: &'static [&'static str] = &["partition_key", "sort_key"];
 
     fn name(&self) -> &str {
         &self.name
@@ -74,8 +104,13 @@ impl Resource for TableSpec {
             let Some(table) = described.table else {
                 continue;
             };
+            // A table being deleted is as good as gone: its name is free again soon, and a
+            // create waits for that.
+            if table.table_status == Some(TableStatus::Deleting) {
+                continue;
+            }
             let arn = table.table_arn.clone().unwrap_or_default();
-            let tags = tag_map(
+            let mut tags = tag_map(
                 clients
                     .dynamodb
                     .list_tags_of_resource()
@@ -97,6 +132,10 @@ impl Resource for TableSpec {
                 }
                 continue;
             }
+            let ttl_changed = tags
+                .remove(TTL_CHANGED_TAG)
+                .and_then(|t| DateTime::from_str(&t, DateTimeFormat::DateTime).ok())
+                .map(|t| t.secs());
             let ttl = clients
                 .dynamodb
                 .describe_time_to_live()
@@ -104,6 +143,8 @@ impl Resource for TableSpec {
                 .send()
                 .await
                 .ctx("DescribeTimeToLive", &name)?;
+            // ENABLING counts as on and DISABLING as off: the change was made, DynamoDB is
+            // carrying it out, and another would be refused within the hour anyway.
             let ttl_attribute = ttl.time_to_live_description.and_then(|d| {
                 matches!(
                     d.time_to_live_status,
@@ -123,6 +164,8 @@ impl Resource for TableSpec {
                 .global_secondary_indexes
                 .unwrap_or_default()
                 .into_iter()
+                // An index being deleted is gone for the plan; one being built is there.
+                .filter(|i| i.index_status != Some(IndexStatus::Deleting))
                 .filter_map(|i| {
                     let (pk, sk) = keys(&i.key_schema.unwrap_or_default(), &types);
                     Some((
@@ -140,6 +183,7 @@ impl Resource for TableSpec {
                 sort_key,
                 indexes,
                 ttl_attribute,
+                ttl_changed,
                 tags,
             };
             live.resources.insert(
@@ -158,41 +202,19 @@ impl Resource for TableSpec {
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
-        let mut keys: Vec<&KeyAttr> = vec![&self.partition_key];
-        keys.extend(self.sort_key.iter());
-        for index in self.indexes.values() {
-            keys.push(&index.partition_key);
-            keys.extend(index.sort_key.iter());
-        }
-        let attributes: BTreeMap<&str, &str> = keys
-            .into_iter()
-            .map(|k| (k.name.as_str(), k.kind.as_str()))
-            .collect();
         let mut req = clients
             .dynamodb
             .create_table()
             .table_name(&self.name)
             .billing_mode(BillingMode::PayPerRequest)
             .set_key_schema(Some(schema(&self.partition_key, self.sort_key.as_ref())));
-        for (name, kind) in attributes {
-            req = req.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::from(kind))
-                    .build()
-                    .expect("set"),
-            );
-        }
+        req = req.set_attribute_definitions(Some(attributes(self, &self.indexes)));
         for (name, index) in &self.indexes {
             req = req.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(name)
                     .set_key_schema(Some(schema(&index.partition_key, index.sort_key.as_ref())))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(projection())
                     .build()
                     .expect("name and schema set"),
             );
@@ -200,17 +222,30 @@ impl Resource for TableSpec {
         for (k, v) in &self.tags {
             req = req.tags(Tag::builder().key(k).value(v).build().expect("set"));
         }
-        let created = req.send().await.ctx("CreateTable", &self.name)?;
-        wait_active(clients, &self.name).await?;
+        let created = match req.clone().send().await {
+            // The name is still held by a table being deleted (a replacement, or a deploy
+            // right after `destroy`): wait until it is free, then create.
+            Err(e) if is_code(&e, &["ResourceInUseException"]) => {
+                if !wait_gone(clients, &self.name).await? {
+                    return Err(e).ctx("CreateTable", &self.name);
+                }
+                req.send().await.ctx("CreateTable", &self.name)?
+            }
+            other => other.ctx("CreateTable", &self.name)?,
+        };
+        let arn = created
+            .table_description
+            .and_then(|t| t.table_arn)
+            .unwrap_or_default();
+        wait_settled(clients, &self.name).await?;
         if let Some(attribute) = &self.ttl_attribute {
-            set_ttl(clients, &self.name, attribute, true).await?;
+            set_ttl(clients, &self.name, &arn, attribute, true, None).await?;
         }
-        Ok(Some(
-            created
-                .table_description
-                .and_then(|t| t.table_arn)
-                .unwrap_or_default(),
-        ))
+        Ok(Some(arn))
+    }
+
+    fn note(&self, current: &Self) -> Option<String> {
+        ttl_plan(self, current, now()).note
     }
 
     async fn update(
@@ -278,13 +313,131 @@ fn schema(pk: &KeyAttr, sk: Option<&KeyAttr>) -> Vec<KeySchemaElement> {
     out
 }
 
+fn projection() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
+}
+
+/// Definitions of every key attribute of the table and of `indexes`: DynamoDB wants exactly
+/// the attributes some key uses.
+fn attributes(
+    table: &TableSpec,
+    indexes: &BTreeMap<String, IndexSpec>,
+) -> Vec<AttributeDefinition> {
+    let mut keys: Vec<&KeyAttr> = vec![&table.partition_key];
+    keys.extend(table.sort_key.iter());
+    for index in indexes.values() {
+        keys.push(&index.partition_key);
+        keys.extend(index.sort_key.iter());
+    }
+    let mut kinds: BTreeMap<&str, &str> = BTreeMap::new();
+    for k in keys {
+        kinds.entry(k.name.as_str()).or_insert(k.kind.as_str());
+    }
+    kinds
+        .into_iter()
+        .map(|(name, kind)| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(kind))
+                .build()
+                .expect("set")
+        })
+        .collect()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `HH:MM` of the first whole minute at or after `secs`, so that "after HH:MM UTC" holds.
+fn clock(secs: i64) -> String {
+    let minute = (secs + 59).div_euclid(60) * 60;
+    let day = minute.rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TtlStep<'a> {
+    Off(&'a str),
+    On(&'a str),
+}
+
+/// What a deploy does about a table's TTL now, and what it must leave for later.
+#[derive(Debug, PartialEq)]
+struct TtlPlan<'a> {
+    now: Option<TtlStep<'a>>,
+    /// Said by the plan and the deploy when a step has to wait for DynamoDB's hour.
+    note: Option<String>,
+}
+
+const ONE_AN_HOUR: &str = "(DynamoDB allows one TTL change per table per hour)";
+
+/// DynamoDB holds TTL on one attribute and takes one change an hour: a switch of attribute is
+/// turning the old one off, then, an hour later, the new one on. A step runs when the last
+/// recorded change is an hour old (or none is recorded).
+fn ttl_plan<'a>(want: &'a TableSpec, have: &'a TableSpec, now: i64) -> TtlPlan<'a> {
+    let (want_on, have_on) = (want.ttl_attribute.as_deref(), have.ttl_attribute.as_deref());
+    if want_on == have_on {
+        return TtlPlan {
+            now: None,
+            note: None,
+        };
+    }
+    let mut steps = Vec::new();
+    if let Some(old) = have_on {
+        steps.push(TtlStep::Off(old));
+    }
+    if let Some(new) = want_on {
+        steps.push(TtlStep::On(new));
+    }
+    let allowed = have.ttl_changed.map_or(now, |t| t + TTL_INTERVAL);
+    if allowed <= now {
+        let note = match (steps[0], steps.get(1)) {
+            (TtlStep::Off(old), Some(TtlStep::On(new))) => Some(format!(
+                "TTL on `{old}` is turned off now; TTL on `{new}` can be enabled after {} UTC {ONE_AN_HOUR}; items do not expire until then; re-run deploy then",
+                clock(now + TTL_INTERVAL)
+            )),
+            _ => None,
+        };
+        return TtlPlan {
+            now: Some(steps[0]),
+            note,
+        };
+    }
+    let at = clock(allowed);
+    let note = match (steps[0], steps.get(1)) {
+        (TtlStep::On(new), _) => format!(
+            "TTL on `{new}` can be enabled after {at} UTC {ONE_AN_HOUR}; items do not expire until then; re-run deploy then"
+        ),
+        (TtlStep::Off(old), Some(TtlStep::On(new))) => format!(
+            "TTL on `{old}` can be turned off after {at} UTC {ONE_AN_HOUR}, and TTL on `{new}` enabled an hour after that; items expire by `{old}` until then; re-run deploy then"
+        ),
+        (TtlStep::Off(old), _) => format!(
+            "TTL on `{old}` can be turned off after {at} UTC {ONE_AN_HOUR}; re-run deploy then"
+        ),
+    };
+    TtlPlan {
+        now: None,
+        note: Some(note),
+    }
+}
+
+/// Turns TTL on or off and records when on the table. A refusal for a change within the hour
+/// (one wsctl has no record of) becomes the same advice the plan gives.
 async fn set_ttl(
     clients: &Clients,
     table: &str,
+    arn: &str,
     attribute: &str,
     enabled: bool,
+    next: Option<&str>,
 ) -> Result<(), AwsError> {
-    clients
+    let sent = clients
         .dynamodb
         .update_time_to_live()
         .table_name(table)
@@ -296,12 +449,57 @@ async fn set_ttl(
                 .expect("set"),
         )
         .send()
+        .await;
+    match sent {
+        Err(e)
+            if is_code(&e, &["ValidationException"])
+                && e.as_service_error()
+                    .and_then(|e| aws_sdk_dynamodb::error::ProvideErrorMetadata::message(e))
+                    .is_some_and(|m| m.contains("multiple times")) =>
+        {
+            let change = if enabled {
+                format!("TTL on `{attribute}` can be enabled")
+            } else {
+                format!("TTL on `{attribute}` can be turned off")
+            };
+            let then = next
+                .map(|n| format!(", and TTL on `{n}` enabled an hour after that"))
+                .unwrap_or_default();
+            return Err(AwsError::Other {
+                op: "UpdateTimeToLive",
+                resource: table.into(),
+                detail: format!(
+                    "its TTL was changed less than an hour ago (not by this wsctl, which keeps no record of it) {ONE_AN_HOUR}. {change} within the hour{then}; re-run deploy then"
+                ),
+            });
+        }
+        other => {
+            other.ctx("UpdateTimeToLive", table)?;
+        }
+    }
+    let at = DateTime::from_secs(now())
+        .fmt(DateTimeFormat::DateTime)
+        .expect("a time after 1970");
+    clients
+        .dynamodb
+        .tag_resource()
+        .resource_arn(arn)
+        .tags(
+            Tag::builder()
+                .key(TTL_CHANGED_TAG)
+                .value(at)
+                .build()
+                .expect("set"),
+        )
+        .send()
         .await
-        .ctx("UpdateTimeToLive", table)?;
+        .ctx("TagResource", table)?;
     Ok(())
 }
 
-async fn wait_active(clients: &Clients, table: &str) -> Result<(), AwsError> {
+/// Waits until the table is ACTIVE and so is every index: DynamoDB takes no index change
+/// while another is under way.
+async fn wait_settled(clients: &Clients, table: &str) -> Result<(), AwsError> {
     let started = Instant::now();
     loop {
         let d = clients
@@ -310,36 +508,173 @@ async fn wait_active(clients: &Clients, table: &str) -> Result<(), AwsError> {
             .table_name(table)
             .send()
             .await
-            .ctx("DescribeTable", table)?;
-        if d.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(300) {
+            .ctx("DescribeTable", table)?
+            .table;
+        let status = d.as_ref().and_then(|t| t.table_status.clone());
+        let busy = d
+            .iter()
+            .flat_map(|t| t.global_secondary_indexes())
+            .find(|i| i.index_status != Some(IndexStatus::Active));
+        let waiting = match (status, busy) {
+            (Some(TableStatus::Active), None) => return Ok(()),
+            (_, Some(index)) => format!(
+                "index {} is still {}",
+                index.index_name().unwrap_or_default(),
+                index
+                    .index_status
+                    .as_ref()
+                    .map(|s| s.as_str())
+                    .unwrap_or("changing")
+            ),
+            (status, None) => format!(
+                "the table is still {}",
+                status.as_ref().map(|s| s.as_str()).unwrap_or("not ACTIVE")
+            ),
+        };
+        if started.elapsed() > WAIT {
             return Err(AwsError::Other {
                 op: "DescribeTable",
                 resource: table.into(),
-                detail: "not ACTIVE after 300 s; re-run to continue".into(),
+                detail: format!(
+                    "{waiting} after {} s (DynamoDB builds an index from every item of the table); re-run deploy to continue",
+                    WAIT.as_secs()
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// TTL and tags change in place; key or index changes are planned as replacements.
+/// Waits until a table being deleted is gone. False when the table is there and not being
+/// deleted (its name is taken for good).
+async fn wait_gone(clients: &Clients, table: &str) -> Result<bool, AwsError> {
+    let started = Instant::now();
+    loop {
+        let d = found(
+            clients
+                .dynamodb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await,
+        )
+        .ctx("DescribeTable", table)?;
+        let Some(status) = d.map(|d| d.table.and_then(|t| t.table_status)) else {
+            return Ok(true);
+        };
+        if status != Some(TableStatus::Deleting) {
+            return Ok(false);
+        }
+        if started.elapsed() > WAIT {
+            return Err(AwsError::Other {
+                op: "CreateTable",
+                resource: table.into(),
+                detail: format!(
+                    "the table of this name is still being deleted after {} s; re-run deploy to continue",
+                    WAIT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Indexes to remove (gone from the config, or whose keys change) and to add, in that order:
+/// a changed index is removed before it is added again under its name.
+fn index_steps<'a>(
+    want: &'a TableSpec,
+    have: &'a TableSpec,
+) -> (Vec<&'a str>, Vec<(&'a str, &'a IndexSpec)>) {
+    let remove = have
+        .indexes
+        .iter()
+        .filter(|(name, index)| want.indexes.get(*name) != Some(index))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let add = want
+        .indexes
+        .iter()
+        .filter(|(name, index)| have.indexes.get(*name) != Some(index))
+        .map(|(name, index)| (name.as_str(), index))
+        .collect();
+    (remove, add)
+}
+
+/// Indexes, TTL and tags change in place; key changes are planned as replacements.
 async fn update(
     clients: &Clients,
     spec: &TableSpec,
     current: &TableSpec,
     arn: &str,
 ) -> Result<(), AwsError> {
-    if current.ttl_attribute != spec.ttl_attribute {
-        // DynamoDB allows one TTL attribute: switching means disabling the old one first.
-        if let Some(old) = &current.ttl_attribute {
-            set_ttl(clients, &spec.name, old, false).await?;
+    let (remove, add) = index_steps(spec, current);
+    let mut indexes = current.indexes.clone();
+    for name in remove {
+        wait_settled(clients, &spec.name).await?;
+        clients
+            .dynamodb
+            .update_table()
+            .table_name(&spec.name)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder()
+                    .delete(
+                        DeleteGlobalSecondaryIndexAction::builder()
+                            .index_name(name)
+                            .build()
+                            .expect("name set"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx(
+                "UpdateTable",
+                format!("{} (removing index {name})", spec.name),
+            )?;
+        indexes.remove(name);
+    }
+    for (name, index) in add {
+        wait_settled(clients, &spec.name).await?;
+        indexes.insert(name.to_string(), index.clone());
+        clients
+            .dynamodb
+            .update_table()
+            .table_name(&spec.name)
+            .set_attribute_definitions(Some(attributes(spec, &indexes)))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder()
+                    .create(
+                        CreateGlobalSecondaryIndexAction::builder()
+                            .index_name(name)
+                            .set_key_schema(Some(schema(
+                                &index.partition_key,
+                                index.sort_key.as_ref(),
+                            )))
+                            .projection(projection())
+                            .build()
+                            .expect("name and schema set"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx(
+                "UpdateTable",
+                format!("{} (adding index {name})", spec.name),
+            )?;
+    }
+    if indexes != current.indexes {
+        // Functions query the new indexes as soon as the deploy is over.
+        wait_settled(clients, &spec.name).await?;
+    }
+    let ttl = ttl_plan(spec, current, now());
+    match ttl.now {
+        Some(TtlStep::Off(old)) => {
+            let next = spec.ttl_attribute.as_deref();
+            set_ttl(clients, &spec.name, arn, old, false, next).await?
         }
-        if let Some(new) = &spec.ttl_attribute {
-            set_ttl(clients, &spec.name, new, true).await?;
-        }
+        Some(TtlStep::On(new)) => set_ttl(clients, &spec.name, arn, new, true, None).await?,
+        None => {}
     }
     let Some(change) = TagChange::between(Some(&current.tags), &spec.tags) else {
         return Ok(());

@@ -132,6 +132,7 @@ pub const GRANTS: &[Grant] = &[
             "dynamodb:ListTagsOfResource",
             "dynamodb:TagResource",
             "dynamodb:UntagResource",
+            "dynamodb:UpdateTable",
             "dynamodb:UpdateTimeToLive",
         ],
         scope: Scope::Tables,

@@ -48,6 +48,11 @@ pub async fn converge(
     let (applied, _, target) =
         super::apply(clients, config, target, artifacts, live, &reporter).await;
     reporter.finish();
+    for change in &applied.done {
+        if let Some(note) = &change.note {
+            printer.note(format!("note: {}: {note}", change.id));
+        }
+    }
     if !applied.failed.is_empty() {
         return Err(Error::Partial(applied.failed));
     }

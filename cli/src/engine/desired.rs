@@ -191,6 +191,7 @@ pub fn desired(
                 })
                 .collect(),
             ttl_attribute: Some(t.ttl_attribute.clone()),
+            ttl_changed: None,
             tags: tags.clone(),
         }));
     }

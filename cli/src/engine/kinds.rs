@@ -67,6 +67,12 @@ pub trait Resource {
         self.create(cx).await
     }
 
+    /// A sentence for the plan and the deploy when `current` cannot become `self` in one go
+    /// (a service limit spaces the steps out in time): what happens now, what later, and when.
+    fn note(&self, _current: &Self) -> Option<String> {
+        None
+    }
+
     /// Deletes it; one that is already gone is no error.
     async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError>;
 
@@ -158,6 +164,14 @@ macro_rules! kinds {
             pub fn name(&self) -> &str {
                 match self {
                     $(Spec::$kind(s) => s.name()),+
+                }
+            }
+
+            /// The kind's [`Resource::note`] on changing `current` into this.
+            pub fn note(&self, current: &Spec) -> Option<String> {
+                match (self, current) {
+                    $((Spec::$kind(s), Spec::$kind(c)) => s.note(c),)+
+                    _ => None,
                 }
             }
 

@@ -47,6 +47,9 @@ pub struct Change {
     /// The desired spec (absent for deletes).
     #[serde(skip)]
     pub after: Option<Spec>,
+    /// What the change cannot do yet, and when it can ([`Spec::note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Change {
@@ -57,6 +60,7 @@ impl Change {
             action,
             drops,
             after,
+            note: None,
         }
     }
 }
@@ -117,12 +121,18 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
         .collect();
     let mut changes = Vec::new();
     for (id, spec) in &wanted {
-        let action = match live.resources.get(id) {
+        let current = live.resources.get(id).map(|l| &l.spec);
+        let action = match current {
             None => Some(Action::Create),
-            Some(current) => compare(spec, &current.spec),
+            Some(current) => compare(spec, current),
         };
         if let Some(action) = action {
-            changes.push(Change::new(id.clone(), action, Some((*spec).clone())));
+            let note = current
+                .filter(|_| matches!(action, Action::Update(_)))
+                .and_then(|c| spec.note(c));
+            let mut change = Change::new(id.clone(), action, Some((*spec).clone()));
+            change.note = note;
+            changes.push(change);
         }
     }
     for id in live.resources.keys() {
@@ -200,6 +210,9 @@ impl fmt::Display for Plan {
                         brief(&field.after)
                     )?;
                 }
+            }
+            if let Some(note) = &change.note {
+                writeln!(f, "      note: {note}")?;
             }
         }
         writeln!(
@@ -326,6 +339,7 @@ mod tests {
             sort_key: None,
             indexes: Default::default(),
             ttl_attribute: None,
+            ttl_changed: None,
             tags: Tags::new(),
         })
     }

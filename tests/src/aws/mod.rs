@@ -4,14 +4,23 @@
 
 pub mod apigw;
 mod domain;
+pub mod dynamodb;
 pub mod partition;
+
+use std::sync::Arc;
 
 use crate::proxy::Behaviour;
 
 /// Every behaviour, with waits short enough for tests (AWS's own are minutes; the code under
 /// test must not depend on their length, only on their existence).
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
+    with_tables(Arc::new(dynamodb::Tables::default()))
+}
+
+/// Every behaviour, DynamoDB's being `tables`, which the caller keeps to move its clock.
+pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
     vec![
+        Box::new(tables),
         Box::new(apigw::Stages::default()),
         Box::new(domain::DomainTargets),
         Box::new(partition::ChinaEndpoints),
