@@ -6,6 +6,8 @@ mod demo;
 mod deploy;
 mod destroy;
 mod dev;
+mod function_states;
 mod functions;
 mod interrupt;
+mod permissions;
 mod security;

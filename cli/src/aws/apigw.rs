@@ -640,7 +640,7 @@ impl RouteSpec {
 
 impl Resource for RouteSpec {
     const LABEL: &'static str = "route";
-    const WAVE: u8 = 4;
+    const WAVE: u8 = 5;
 
     fn name(&self) -> &str {
         &self.route_key
@@ -684,7 +684,7 @@ pub struct StageSpec {
 
 impl Resource for StageSpec {
     const LABEL: &'static str = "stage";
-    const WAVE: u8 = 5;
+    const WAVE: u8 = 6;
     // Neither UpdateStage nor stage tagging is portable across endpoints (moto lacks both), and
     // a stage is cheap to recreate.
     const IMMUTABLE_FIELDS: &'static [&'static str] =

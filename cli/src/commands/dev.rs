@@ -74,6 +74,7 @@ pub async fn run(
         account: account.clone(),
         region: region.clone(),
         api_id: None,
+        authorizer_id: None,
     };
     let (target, _) = engine::converge(&config, &clients, target, &artifacts, printer).await?;
 

@@ -14,8 +14,13 @@ use crate::config::{Access, Config, KeyAttr};
 /// Tag every resource of a stack carries; nothing without it is ever changed or deleted.
 pub const STACK_TAG: &str = "wsctl:stack";
 pub const STAGE_TAG: &str = "wsctl:stage";
-/// Statement id of the permission that lets this stack's API invoke a function.
-pub const PERMISSION_SID: &str = "wsctl-apigateway";
+/// Statement ids of the permissions wsctl adds to a function's policy start so; others in the
+/// policy are not the stack's and are left alone.
+pub const PERMISSION_SID_PREFIX: &str = "wsctl-";
+/// Statement id of the permission that lets the stack's authorizer call its function.
+pub const AUTHORIZER_SID: &str = "wsctl-authorizer";
+/// Statement ids of per-route permissions start so (see [`route_sid`]).
+pub const ROUTE_SID_PREFIX: &str = "wsctl-route-";
 /// Name of the one inline policy wsctl writes on each role.
 pub const POLICY_NAME: &str = "wsctl";
 pub const RUNTIME: &str = "provided.al2023";
@@ -23,7 +28,7 @@ pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
 /// API Gateway's own ceiling for an integration.
 pub const INTEGRATION_TIMEOUT_MS: i32 = 29_000;
-/// Shown in a plan where an id only exists once the API does.
+/// Shown in a plan where an id only exists once the API (or the authorizer) does.
 pub const UNKNOWN_API_ID: &str = "(known after apply)";
 
 /// Where the stack lives: filled from STS and the API once it exists.
@@ -32,11 +37,19 @@ pub struct Target {
     pub account: String,
     pub region: String,
     pub api_id: Option<String>,
+    /// The id of the stack's authorizer, once it exists: its function's permission names it.
+    pub authorizer_id: Option<String>,
 }
 
 impl Target {
     fn api(&self) -> &str {
         self.api_id.as_deref().unwrap_or(UNKNOWN_API_ID)
+    }
+
+    /// Takes the ids the live stack has (its API's and its authorizer's) for the ARNs.
+    pub fn locate(&mut self, live: &LiveState) {
+        self.api_id = live.api_id().map(str::to_string);
+        self.authorizer_id = live.authorizer_id().map(str::to_string);
     }
 
     pub fn function_arn(&self, function: &str) -> String {
@@ -60,6 +73,24 @@ impl Target {
             self.region,
             self.account,
             self.api()
+        )
+    }
+
+    /// The source API Gateway names when a route of `stage` invokes its function: the
+    /// route's `methodArn`, `arn:aws:execute-api:region:account-id:api-id/stage-name/route-key`
+    /// ("Control access to WebSocket APIs with AWS Lambda REQUEST authorizers", API Gateway
+    /// developer guide).
+    pub fn route_arn(&self, stage: &str, route_key: &str) -> String {
+        format!("{}/{stage}/{route_key}", self.api_arn())
+    }
+
+    /// The source API Gateway names when the authorizer invokes its function:
+    /// `arn:aws:execute-api:region:account-id:api-id/authorizers/authorizer-id`.
+    pub fn authorizer_arn(&self) -> String {
+        format!(
+            "{}/authorizers/{}",
+            self.api_arn(),
+            self.authorizer_id.as_deref().unwrap_or(UNKNOWN_API_ID)
         )
     }
 
@@ -137,6 +168,29 @@ impl Names {
             logical.to_ascii_uppercase().replace('-', "_")
         )
     }
+}
+
+/// The statement id of the permission for route `key`: readable, and unique per key although
+/// statement ids allow fewer characters (letters, digits, `-`, `_`; at most 100) than route keys.
+pub fn route_sid(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let readable: String = key
+        .chars()
+        .filter(|c| *c != '$')
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    let hash = Sha256::digest(key.as_bytes());
+    format!(
+        "{ROUTE_SID_PREFIX}{readable}-{:02x}{:02x}{:02x}{:02x}",
+        hash[0], hash[1], hash[2], hash[3]
+    )
 }
 
 /// The `@connections` base URL of a stage, as a function posts to it.
@@ -232,25 +286,29 @@ pub fn desired(
     let mut integrated: Vec<&String> = config.routes.values().collect();
     integrated.sort();
     integrated.dedup();
-    let mut invoked_by_api = integrated.clone();
+    // API Gateway may invoke each function only as what it is for: each route it serves on
+    // this stage, and the authorizer (not any route, stage or authorizer of the API).
     if let Some(auth) = &config.authorizer {
-        invoked_by_api.push(&auth.function);
-        invoked_by_api.sort();
-        invoked_by_api.dedup();
         out.push(Spec::Authorizer(AuthorizerSpec {
             name: names.authorizer(),
             function: auth.function.clone(),
             uri: target.invoke_uri(&names.function(&auth.function)),
             identity_source: auth.identity_source.clone(),
         }));
+        out.push(Spec::Permission(PermissionSpec::new(
+            &names.function(&auth.function),
+            AUTHORIZER_SID,
+            target.authorizer_arn(),
+            None,
+        )));
     }
-    for logical in invoked_by_api {
-        let function = names.function(logical);
-        out.push(Spec::Permission(PermissionSpec {
-            function: function.clone(),
-            statement_id: PERMISSION_SID.into(),
-            source_arn: format!("{}/*", target.api_arn()),
-        }));
+    for (key, logical) in &config.routes {
+        out.push(Spec::Permission(PermissionSpec::new(
+            &names.function(logical),
+            &route_sid(key),
+            target.route_arn(&config.stage, key),
+            Some(key),
+        )));
     }
     for logical in integrated {
         out.push(Spec::Integration(IntegrationSpec {
@@ -454,6 +512,7 @@ mod tests {
             account: "123456789012".into(),
             region: "eu-west-1".into(),
             api_id: Some("abc".into()),
+            authorizer_id: None,
         };
         let specs = desired(&config, &target, &BTreeMap::new());
         let function = |name: &str| {
