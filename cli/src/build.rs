@@ -404,10 +404,9 @@ fn build_one(
             match linker {
                 // cargo-zigbuild reads a glibc version suffix on the triple and links against
                 // that version's symbols: what Lambda's runtime has, whatever this machine has.
-                Linker::Zig => cmd.args(["--compiler", "cargo-zigbuild", "--target"]).arg(format!(
-                    "{triple}.{}.{}",
-                    LAMBDA_GLIBC.0, LAMBDA_GLIBC.1
-                )),
+                Linker::Zig => cmd
+                    .args(["--compiler", "cargo-zigbuild", "--target"])
+                    .arg(format!("{triple}.{}.{}", LAMBDA_GLIBC.0, LAMBDA_GLIBC.1)),
                 Linker::Native => cmd.args(["--compiler", "cargo", "--target", triple]),
             };
             // Where cargo-lambda leaves the binary, whatever the target.
@@ -500,9 +499,7 @@ fn check_glibc(program: &[u8], bin: &str, arch: Arch) -> Result<(), BuildError> 
         arch,
         needs: newer
             .iter()
-            .map(|((major, minor), symbols)| {
-                format!("GLIBC_{major}.{minor} ({})", quoted(symbols))
-            })
+            .map(|((major, minor), symbols)| format!("GLIBC_{major}.{minor} ({})", quoted(symbols)))
             .collect::<Vec<_>>()
             .join(", "),
         symbols: quoted(&all),

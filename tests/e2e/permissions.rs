@@ -74,7 +74,11 @@ async fn ids(endpoint: &str) -> (String, String) {
     (api, authorizer)
 }
 
-fn expected(api: &str, authorizer: &str, by_function: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+fn expected(
+    api: &str,
+    authorizer: &str,
+    by_function: &[(&str, &[&str])],
+) -> BTreeMap<String, Vec<String>> {
     let base = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}");
     by_function
         .iter()
@@ -133,8 +137,9 @@ fn each_function_may_be_invoked_only_by_its_routes_and_the_authorizer() {
     policy_calls.sort();
     assert_eq!(policy_calls.len(), 2, "{policy_calls:?}");
     assert!(
-        policy_calls[0]
-            .starts_with("DELETE /2015-03-31/functions/fixture-test-message/policy/wsctl-route-subscribe-"),
+        policy_calls[0].starts_with(
+            "DELETE /2015-03-31/functions/fixture-test-message/policy/wsctl-route-subscribe-"
+        ),
         "{policy_calls:?}"
     );
     assert_eq!(
@@ -158,7 +163,11 @@ fn each_function_may_be_invoked_only_by_its_routes_and_the_authorizer() {
 
     proxy.clear();
     deploy(&project, &proxy.url());
-    assert_eq!(proxy.mutations(), vec![], "a repeated deploy changed something");
+    assert_eq!(
+        proxy.mutations(),
+        vec![],
+        "a repeated deploy changed something"
+    );
 }
 
 /// A stack deployed when the permission covered the whole API (`<api>/*`, statement
@@ -186,7 +195,8 @@ fn a_whole_api_permission_left_by_an_older_deploy_is_replaced_by_scoped_ones() {
     });
     let out = project.wsctl(&moto.url(), &["plan", "--no-build"]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("- permission fixture-test-connect (wsctl-apigateway)"),
+        String::from_utf8_lossy(&out.stdout)
+            .contains("- permission fixture-test-connect (wsctl-apigateway)"),
         "{}",
         text(&out)
     );

@@ -279,7 +279,12 @@ const AUTHORIZER_LABEL: &str = "(authorizer)";
 
 impl PermissionSpec {
     /// The permission for `route` (`None`: for the authorizer).
-    pub fn new(function: &str, statement_id: &str, source_arn: String, route: Option<&str>) -> Self {
+    pub fn new(
+        function: &str,
+        statement_id: &str,
+        source_arn: String,
+        route: Option<&str>,
+    ) -> Self {
         PermissionSpec {
             name: format!("{function} {}", route.unwrap_or(AUTHORIZER_LABEL)),
             function: function.to_string(),

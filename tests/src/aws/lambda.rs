@@ -99,7 +99,11 @@ impl Idle {
 
 /// Sets the state fields of a FunctionConfiguration (a reply's top level, or GetFunction's
 /// `Configuration`).
-fn set_state(reply: &mut Reply, configuration: impl Fn(&mut Value) -> Option<&mut Value>, in_progress: bool) {
+fn set_state(
+    reply: &mut Reply,
+    configuration: impl Fn(&mut Value) -> Option<&mut Value>,
+    in_progress: bool,
+) {
     let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
         return;
     };
@@ -109,7 +113,12 @@ fn set_state(reply: &mut Reply, configuration: impl Fn(&mut Value) -> Option<&mu
         c.insert("StateReasonCode".into(), "Idle".into());
         c.insert(
             "LastUpdateStatus".into(),
-            if in_progress { "InProgress" } else { "Successful" }.into(),
+            if in_progress {
+                "InProgress"
+            } else {
+                "Successful"
+            }
+            .into(),
         );
     }
     reply.body = Bytes::from(body.to_string());
@@ -124,7 +133,9 @@ impl Behaviour for Idle {
             Phase::Updated(at) if at.elapsed() < UPDATE => Some(Reply::error(
                 409,
                 "ResourceConflictException",
-                &format!("The operation cannot be performed at this time. An update is in progress for resource: {name}"),
+                &format!(
+                    "The operation cannot be performed at this time. An update is in progress for resource: {name}"
+                ),
             )),
             _ => None,
         }
