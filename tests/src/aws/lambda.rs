@@ -157,7 +157,7 @@ impl Behaviour for Idle {
                     .lock()
                     .unwrap()
                     .insert(name.to_string(), Phase::Updated(Instant::now()));
-                set_state(reply, Some, true);
+                set_state(reply, |b| Some(b), true);
             }
             ("GET", None | Some("configuration")) => {
                 self.polls.fetch_add(1, Ordering::SeqCst);
@@ -165,7 +165,7 @@ impl Behaviour for Idle {
                 if what.is_none() {
                     set_state(reply, |b| b.get_mut("Configuration"), in_progress);
                 } else {
-                    set_state(reply, Some, in_progress);
+                    set_state(reply, |b| Some(b), in_progress);
                 }
             }
             _ => {}
