@@ -1,6 +1,13 @@
 //! Builds function crates (with cargo-lambda for Lambda, with this machine's cargo for
 //! `wsctl dev`) and packs each binary into a deployment zip.
 //!
+//! What goes to Lambda runs on `provided.al2023`, whose C library is glibc 2.34, whatever
+//! machine built it: a binary linked against this machine's newer glibc would not start there
+//! (`GLIBC_2.3x not found`). So Lambda builds link with zig against glibc 2.34 (cargo-lambda's
+//! `--target <triple>.2.34`), and every binary is checked for a newer symbol version before it
+//! is zipped. Only `--arch host` builds with this machine's own toolchain (the check still
+//! applies), and `wsctl dev` builds for this machine alone.
+//!
 //! The zip is written byte-for-byte reproducibly (fixed timestamp and mode), so an unchanged
 //! binary gives an unchanged `CodeSha256` and deploy skips the upload. Cargo's own
 //! fingerprints decide whether anything is recompiled.
@@ -35,6 +42,22 @@ pub enum BuildError {
     )]
     NoCargoLambda(String),
     #[error(
+        "zig is not installed ({0}); builds for Lambda link with it against glibc 2.34, the C library of the provided.al2023 runtime\nhint: install it with `pip install ziglang=={ZIG_VERSION}` (scripts/tools does), or put a `zig` on the PATH (or in CARGO_ZIGBUILD_ZIG_PATH)"
+    )]
+    NoZig(String),
+    #[error(
+        "{bin} ({arch}) needs {needs}, which glibc {}.{} of Lambda's provided.al2023 runtime does not have, so Lambda could not start it (`GLIBC_2.x not found`)\nhint: avoid calling {symbols} (directly or through a crate: pick a version or feature of it that does without); only `wsctl dev` runs what this machine's glibc links",
+        LAMBDA_GLIBC.0,
+        LAMBDA_GLIBC.1
+    )]
+    NewerGlibc {
+        bin: String,
+        arch: Arch,
+        /// What it needs: "GLIBC_2.36 (`arc4random`)", or the symbols the link left undefined.
+        needs: String,
+        symbols: String,
+    },
+    #[error(
         "the Rust target {triple} is not installed, and {arch} functions need it\nhint: run `rustup target add {triple}`, or build for this machine with `--arch host`"
     )]
     MissingTarget { triple: &'static str, arch: Arch },
@@ -51,7 +74,7 @@ pub enum BuildError {
         available: String,
     },
     #[error(
-        "building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error; for an architecture other than this machine's, cargo-lambda needs zig (`pip install ziglang`)"
+        "building {bin} for {arch} failed (exit {code}); cargo's output is above\nhint: fix the compile error"
     )]
     Failed { bin: String, arch: Arch, code: i32 },
     #[error("{0}")]
@@ -79,10 +102,17 @@ const PROFILE_SETTINGS: &[(&str, &str)] = &[
     ("CARGO_PROFILE_LAMBDA_STRIP", "true"),
 ];
 
+/// The glibc of Lambda's `provided.al2023` runtime (Amazon Linux 2023): the newest symbol
+/// version a function binary may need.
+pub const LAMBDA_GLIBC: crate::glibc::Version = (2, 34);
+/// The zig `scripts/tools` installs (`pip install ziglang==…`), named in the missing-zig hint.
+const ZIG_VERSION: &str = "0.17.1";
+
 /// What a build is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
-    /// Lambda: cargo-lambda, the size-optimised `lambda` profile, the architecture's triple.
+    /// Lambda: cargo-lambda, the size-optimised `lambda` profile, the architecture's triple,
+    /// linked with zig against Lambda's glibc (natively only for `--arch host`).
     Lambda,
     /// `wsctl dev`: this machine's plain `cargo build --release`, into the same target
     /// directory and with the same profile as `cargo install --path cli`, whose build already
@@ -124,17 +154,22 @@ pub fn build_all(
         Profile::Lambda => arch,
         Profile::Local => Some(Arch::Host),
     };
-    let mut built: BTreeMap<(PathBuf, String, Arch), Artifact> = BTreeMap::new();
+    let mut built: BTreeMap<(PathBuf, String, Arch, Linker), Artifact> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for (logical, f) in &config.functions {
-        let arch = arch.unwrap_or(config.arch_of(f)).resolve();
+        let requested = arch.unwrap_or(config.arch_of(f));
+        let linker = Linker::for_build(requested, profile);
+        let arch = requested.resolve();
         let krate = inspect(&f.crate_path, f.bin.as_deref())?;
-        let key = (f.crate_path.clone(), krate.bin.clone(), arch);
+        let key = (f.crate_path.clone(), krate.bin.clone(), arch, linker);
         if let Some(artifact) = built.get(&key) {
             out.insert(logical.clone(), artifact.clone());
             continue;
         }
-        let artifact = build_one(&krate, arch, profile, quiet)?;
+        if linker == Linker::Zig {
+            zig_available()?;
+        }
+        let artifact = build_one(&krate, arch, profile, linker, quiet)?;
         built.insert(key, artifact.clone());
         out.insert(logical.clone(), artifact);
     }
@@ -167,6 +202,53 @@ pub fn existing(config: &Config, profile: Profile) -> BTreeMap<String, Artifact>
         }
     }
     out
+}
+
+/// Who links a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Linker {
+    /// zig through cargo-lambda, against [`LAMBDA_GLIBC`]: any build machine, any architecture.
+    Zig,
+    /// This machine's own toolchain and C library.
+    Native,
+}
+
+impl Linker {
+    /// Native only where asked to build for this machine and it can: `wsctl dev`, or
+    /// `--arch host` on a Linux glibc machine (a Mac cannot link a Linux binary natively).
+    fn for_build(requested: Arch, profile: Profile) -> Linker {
+        match profile {
+            Profile::Local => Linker::Native,
+            Profile::Lambda
+                if requested == Arch::Host
+                    && cfg!(all(target_os = "linux", target_env = "gnu")) =>
+            {
+                Linker::Native
+            }
+            Profile::Lambda => Linker::Zig,
+        }
+    }
+}
+
+/// Finds zig where cargo-lambda's linker (cargo-zigbuild) looks for it: `CARGO_ZIGBUILD_ZIG_PATH`
+/// or `zig` on the PATH, else Python's `ziglang` package (`CARGO_ZIGBUILD_PYTHON_PATH`, default
+/// `python3`). Without it cargo-lambda would offer to install it interactively, or fail late.
+fn zig_available() -> Result<(), BuildError> {
+    let runs = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let zig = std::env::var("CARGO_ZIGBUILD_ZIG_PATH").unwrap_or_else(|_| "zig".into());
+    let python = std::env::var("CARGO_ZIGBUILD_PYTHON_PATH").unwrap_or_else(|_| "python3".into());
+    if runs(&zig, &["version"]) || runs(&python, &["-m", "ziglang", "version"]) {
+        return Ok(());
+    }
+    Err(BuildError::NoZig(format!(
+        "neither `{zig} version` nor `{python} -m ziglang version` ran"
+    )))
 }
 
 struct Crate {
@@ -293,10 +375,11 @@ fn build_one(
     krate: &Crate,
     arch: Arch,
     profile: Profile,
+    linker: Linker,
     quiet: bool,
 ) -> Result<Artifact, BuildError> {
     let triple = triple(arch);
-    let host = triple == triple_of_host();
+    let host = triple == triple_of_host() && cfg!(target_os = "linux");
     if !host && !target_installed(triple) {
         return Err(BuildError::MissingTarget { triple, arch });
     }
@@ -316,14 +399,16 @@ fn build_one(
                 PROFILE,
                 "--output-format",
                 "binary",
-                "--target",
-                triple,
             ])
             .envs(PROFILE_SETTINGS.iter().copied());
-            if host {
-                // Native builds need no zig.
-                cmd.args(["--compiler", "cargo"]);
-            }
+            match linker {
+                // cargo-zigbuild reads a glibc version suffix on the triple and links against
+                // that version's symbols: what Lambda's runtime has, whatever this machine has.
+                Linker::Zig => cmd
+                    .args(["--compiler", "cargo-zigbuild", "--target"])
+                    .arg(format!("{triple}.{}.{}", LAMBDA_GLIBC.0, LAMBDA_GLIBC.1)),
+                Linker::Native => cmd.args(["--compiler", "cargo", "--target", triple]),
+            };
             // Where cargo-lambda leaves the binary, whatever the target.
             krate
                 .target_dir
@@ -350,11 +435,20 @@ fn build_one(
     if quiet {
         cmd.arg("--quiet");
     }
-    let status = cmd.status().map_err(io(match profile {
+    let (status, undefined) = run_showing_stderr(cmd).map_err(io(match profile {
         Profile::Lambda => "running cargo lambda",
         Profile::Local => "running cargo build",
     }))?;
     if !status.success() {
+        // Linked against glibc 2.34, a symbol only a newer glibc has is undefined.
+        if linker == Linker::Zig && !undefined.is_empty() {
+            return Err(BuildError::NewerGlibc {
+                bin: krate.bin.clone(),
+                arch,
+                needs: quoted(&undefined),
+                symbols: quoted(&undefined),
+            });
+        }
         return Err(BuildError::Failed {
             bin: krate.bin.clone(),
             arch,
@@ -367,6 +461,9 @@ fn build_one(
         binary.display(),
         krate.name
     )))?;
+    if profile == Profile::Lambda {
+        check_glibc(&program, &krate.bin, arch)?;
+    }
     let zip = reproducible_zip(&program)
         .map_err(|e| BuildError::Io(format!("zipping {}: {e}", krate.bin)))?;
     let path = zip_path(krate, arch, profile);
@@ -385,6 +482,59 @@ fn build_one(
         architecture: arch.lambda_name().into(),
         rebuilt,
     })
+}
+
+/// Refuses a binary that needs a glibc symbol version Lambda's runtime lacks (what `--arch
+/// host` can link on a newer distribution; zig builds are checked too, as a backstop).
+fn check_glibc(program: &[u8], bin: &str, arch: Arch) -> Result<(), BuildError> {
+    let needs = crate::glibc::needs(program)
+        .map_err(|e| BuildError::Io(format!("reading the ELF symbol versions of {bin}: {e}")))?;
+    let newer = crate::glibc::newer_than(&needs, LAMBDA_GLIBC);
+    if newer.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<String> = newer.iter().flat_map(|(_, s)| s.clone()).collect();
+    Err(BuildError::NewerGlibc {
+        bin: bin.to_string(),
+        arch,
+        needs: newer
+            .iter()
+            .map(|((major, minor), symbols)| format!("GLIBC_{major}.{minor} ({})", quoted(symbols)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        symbols: quoted(&all),
+    })
+}
+
+/// `a`, `b`: symbol names as a message shows them (at most a handful).
+fn quoted(symbols: &[String]) -> String {
+    let mut shown: Vec<String> = symbols.iter().take(5).map(|s| format!("`{s}`")).collect();
+    if symbols.len() > 5 {
+        shown.push(format!("and {} more", symbols.len() - 5));
+    }
+    shown.join(", ")
+}
+
+/// Runs `cmd` with its stderr passed on line by line, and returns the symbols the linker
+/// reported undefined (lld: `undefined symbol: NAME`).
+fn run_showing_stderr(
+    mut cmd: Command,
+) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
+    use std::io::BufRead;
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut undefined = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line?;
+        eprintln!("{line}");
+        if let Some((_, symbol)) = line.split_once("undefined symbol: ") {
+            let symbol = symbol.trim().to_string();
+            if !undefined.contains(&symbol) {
+                undefined.push(symbol);
+            }
+        }
+    }
+    Ok((child.wait()?, undefined))
 }
 
 fn triple_of_host() -> &'static str {

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod engine;
 mod error;
+mod glibc;
 mod local;
 mod output;
 mod stack;

@@ -158,10 +158,20 @@ async fn deploy_creates_the_whole_stack() {
         Some(100)
     );
 
-    // Each function API Gateway calls may be invoked by this API only.
+    // Each function API Gateway calls may be invoked only as what it is for: the routes it
+    // serves on this stage, or the authorizer (tests/e2e/permissions.rs has the details).
     let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let api_arn = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/*");
-    for f in ["authorizer", "connect", "disconnect", "message"] {
+    let api_arn = format!("arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}");
+    let authorizer_id = connect.authorizer_id.clone().unwrap();
+    for (f, sources) in [
+        ("authorizer", vec![format!("authorizers/{authorizer_id}")]),
+        ("connect", vec!["test/$connect".to_string()]),
+        ("disconnect", vec!["test/$disconnect".to_string()]),
+        (
+            "message",
+            vec!["test/$default".to_string(), "test/subscribe".to_string()],
+        ),
+    ] {
         let policy = lambda
             .get_policy()
             .function_name(format!("fixture-test-{f}"))
@@ -172,16 +182,17 @@ async fn deploy_creates_the_whole_stack() {
             .unwrap();
         let policy: Value = serde_json::from_str(&policy).unwrap();
         let statements = policy["Statement"].as_array().unwrap();
-        assert_eq!(statements.len(), 1, "{f}: {policy}");
-        assert_eq!(
-            statements[0]["Principal"]["Service"],
-            "apigateway.amazonaws.com"
-        );
-        assert_eq!(
-            statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"],
-            api_arn.as_str(),
-            "{f}"
-        );
+        assert_eq!(statements.len(), sources.len(), "{f}: {policy}");
+        for s in statements {
+            assert_eq!(s["Principal"]["Service"], "apigateway.amazonaws.com");
+        }
+        let mut got: Vec<&str> = statements
+            .iter()
+            .map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap())
+            .collect();
+        got.sort();
+        let want: Vec<String> = sources.iter().map(|s| format!("{api_arn}/{s}")).collect();
+        assert_eq!(got, want, "{f}");
     }
     assert!(
         lambda
@@ -428,7 +439,16 @@ fn editing_memory_and_adding_a_route_plans_and_applies_exactly_that() {
     assert!(out.status.success(), "{}", text(&out));
     let plan = stdout_json(&out);
     let changes = plan["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 2, "{plan:#}");
+    // The memory, the route, and API Gateway's permission to invoke disconnect for it.
+    assert_eq!(changes.len(), 3, "{plan:#}");
+    let permission = changes
+        .iter()
+        .find(|c| c["kind"] == "permission")
+        .expect("a permission change");
+    assert_eq!(
+        (permission["name"].as_str(), permission["action"].as_str()),
+        (Some("fixture-test-disconnect leave"), Some("create"))
+    );
     let function = changes
         .iter()
         .find(|c| c["kind"] == "function")

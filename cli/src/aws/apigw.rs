@@ -649,7 +649,7 @@ impl RouteSpec {
 
 impl Resource for RouteSpec {
     const LABEL: &'static str = "route";
-    const WAVE: u8 = 4;
+    const WAVE: u8 = 5;
 
     fn name(&self) -> &str {
         &self.route_key
@@ -827,7 +827,7 @@ impl StageSpec {
 
 impl Resource for StageSpec {
     const LABEL: &'static str = "stage";
-    const WAVE: u8 = 5;
+    const WAVE: u8 = 6;
 
     fn name(&self) -> &str {
         &self.name

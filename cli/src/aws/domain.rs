@@ -32,7 +32,7 @@ pub struct DnsTarget {
 impl Resource for DomainSpec {
     const LABEL: &'static str = "domain";
     // Needs nothing of the stack: created beside the stage.
-    const WAVE: u8 = 5;
+    const WAVE: u8 = 6;
 
     fn name(&self) -> &str {
         &self.name
@@ -254,7 +254,7 @@ impl ApiMappingSpec {
 impl Resource for ApiMappingSpec {
     const LABEL: &'static str = "api mapping";
     // After the stage it serves and the domain it lives on.
-    const WAVE: u8 = 6;
+    const WAVE: u8 = 7;
     // The key is the mapping's address on the domain: another key is another mapping.
     const IMMUTABLE_FIELDS: &'static [&'static str] = &["domain", "api_mapping_key"];
 

@@ -4,18 +4,25 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, LastUpdateStatus, Runtime, State};
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 use serde_json::Value;
 use wsctl_functions::partition::Partition;
 
 use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
-use crate::engine::desired::{Names, PERMISSION_SID};
+use crate::engine::desired::{
+    AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid,
+};
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 
 /// How long a new role may take to become assumable by Lambda (IAM is eventually consistent).
 const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
+/// The first wait for a role; doubled each time, up to [`ROLE_RETRY_MAX`].
+const ROLE_RETRY_FIRST: Duration = Duration::from_secs(2);
+const ROLE_RETRY_MAX: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,7 +53,7 @@ impl Resource for FunctionSpec {
         &self.name
     }
 
-    /// Reads each function's permission too: it is found through the function.
+    /// Reads each function's permissions too: they are found through the function.
     async fn read(
         clients: &Clients,
         names: &Names,
@@ -130,15 +137,15 @@ impl Resource for FunctionSpec {
                     physical_id: config.function_arn,
                 },
             );
-            if let Some(permission) = read_permission(clients, &name).await? {
+            for permission in read_permissions(clients, &name).await? {
                 live.resources.insert(
                     ResourceId {
                         kind: Kind::Permission,
-                        name: name.clone(),
+                        name: permission.name.clone(),
                     },
                     Live {
+                        physical_id: Some(permission.statement_id.clone()),
                         spec: Spec::Permission(permission),
-                        physical_id: None,
                     },
                 );
             }
@@ -149,9 +156,8 @@ impl Resource for FunctionSpec {
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let zip = zip_bytes(self)?;
-        let started = Instant::now();
-        let created = loop {
-            let req = clients
+        let created = while_role_propagates("CreateFunction", &self.name, || {
+            clients
                 .lambda
                 .create_function()
                 .function_name(&self.name)
@@ -170,14 +176,8 @@ impl Resource for FunctionSpec {
                 )
                 .description("managed by wsctl")
                 .send()
-                .await;
-            match req {
-                Err(e) if role_not_ready(&e) && started.elapsed() < ROLE_PROPAGATION => {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-                other => break other.ctx("CreateFunction", &self.name)?,
-            }
-        };
+        })
+        .await?;
         wait_ready(clients, &self.name).await?;
         set_concurrency(clients, self, None).await?;
         Ok(Some(created.function_arn.unwrap_or_default()))
@@ -244,38 +244,64 @@ fn update_steps(current: &FunctionSpec, spec: &FunctionSpec) -> Vec<Step> {
     steps
 }
 
+/// A new role (or one just re-created) is refused here exactly as by CreateFunction.
 async fn update_configuration(clients: &Clients, spec: &FunctionSpec) -> Result<(), AwsError> {
-    clients
-        .lambda
-        .update_function_configuration()
-        .function_name(&spec.name)
-        .role(&spec.role)
-        .runtime(Runtime::from(spec.runtime.as_str()))
-        .handler(&spec.handler)
-        .memory_size(spec.memory)
-        .timeout(spec.timeout)
-        .environment(environment(spec))
-        .send()
-        .await
-        .ctx("UpdateFunctionConfiguration", &spec.name)?;
+    while_role_propagates("UpdateFunctionConfiguration", &spec.name, || {
+        clients
+            .lambda
+            .update_function_configuration()
+            .function_name(&spec.name)
+            .role(&spec.role)
+            .runtime(Runtime::from(spec.runtime.as_str()))
+            .handler(&spec.handler)
+            .memory_size(spec.memory)
+            .timeout(spec.timeout)
+            .environment(environment(spec))
+            .send()
+    })
+    .await?;
     wait_ready(clients, &spec.name).await
 }
 
-/// The statement that lets the stack's API invoke a function; named by its function.
+/// One statement of a function's resource policy letting the stack's API invoke it, scoped
+/// to one source: a route of this stage, or the authorizer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PermissionSpec {
+    /// `<function> <route key>`, or `<function> (authorizer)`: unique in the stack (route keys
+    /// have no spaces or parentheses).
+    #[serde(skip)]
+    pub name: String,
     pub function: String,
     pub statement_id: String,
     pub source_arn: String,
 }
 
+const AUTHORIZER_LABEL: &str = "(authorizer)";
+
+impl PermissionSpec {
+    /// The permission for `route` (`None`: for the authorizer).
+    pub fn new(
+        function: &str,
+        statement_id: &str,
+        source_arn: String,
+        route: Option<&str>,
+    ) -> Self {
+        PermissionSpec {
+            name: format!("{function} {}", route.unwrap_or(AUTHORIZER_LABEL)),
+            function: function.to_string(),
+            statement_id: statement_id.to_string(),
+            source_arn,
+        }
+    }
+}
+
 impl Resource for PermissionSpec {
     const LABEL: &'static str = "permission";
-    const WAVE: u8 = 3;
-    const IMMUTABLE_FIELDS: &'static [&'static str] = &["source_arn"];
+    const WAVE: u8 = 4;
+    const IMMUTABLE_FIELDS: &'static [&'static str] = &["source_arn", "statement_id"];
 
     fn name(&self) -> &str {
-        &self.function
+        &self.name
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
@@ -289,17 +315,24 @@ impl Resource for PermissionSpec {
             .source_arn(&self.source_arn)
             .send()
             .await
-            .ctx("AddPermission", &self.function)?;
-        Ok(None)
+            .ctx("AddPermission", &self.name)?;
+        Ok(Some(self.statement_id.clone()))
     }
 
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    /// `physical_id` is the statement id, as read or created.
+    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let (function, source) = name.split_once(' ').unwrap_or((name, ""));
+        let statement_id = match physical_id {
+            Some(sid) => sid.to_string(),
+            None if source == AUTHORIZER_LABEL => AUTHORIZER_SID.to_string(),
+            None => route_sid(source),
+        };
         found(
             cx.clients
                 .lambda
                 .remove_permission()
-                .function_name(name)
-                .statement_id(PERMISSION_SID)
+                .function_name(function)
+                .statement_id(&statement_id)
                 .send()
                 .await,
         )
@@ -309,14 +342,17 @@ impl Resource for PermissionSpec {
 
     /// A function's policy goes with it.
     fn goes_with(name: &str, other: &ResourceId) -> bool {
-        other.kind == Kind::Function && other.name == name
+        let function = name.split_once(' ').map_or(name, |(f, _)| f);
+        other.kind == Kind::Function && other.name == function
     }
 }
 
-async fn read_permission(
+/// The statements wsctl added to `function`'s policy (their ids start with
+/// [`PERMISSION_SID_PREFIX`]), each as the permission it is; others are not the stack's.
+async fn read_permissions(
     clients: &Clients,
     function: &str,
-) -> Result<Option<PermissionSpec>, AwsError> {
+) -> Result<Vec<PermissionSpec>, AwsError> {
     let Some(policy) = found(
         clients
             .lambda
@@ -327,7 +363,7 @@ async fn read_permission(
     )
     .ctx("GetPolicy", function)?
     else {
-        return Ok(None);
+        return Ok(vec![]);
     };
     let doc: Value =
         serde_json::from_str(policy.policy.as_deref().unwrap_or("{}")).unwrap_or(Value::Null);
@@ -338,15 +374,38 @@ async fn read_permission(
     };
     Ok(statements
         .iter()
-        .find(|s| s["Sid"] == PERMISSION_SID)
-        .map(|s| PermissionSpec {
-            function: function.to_string(),
-            statement_id: PERMISSION_SID.into(),
-            source_arn: s["Condition"]["ArnLike"]["AWS:SourceArn"]
+        .filter_map(|s| {
+            let sid = s["Sid"].as_str()?;
+            if !sid.starts_with(PERMISSION_SID_PREFIX) {
+                return None;
+            }
+            let source_arn = s["Condition"]["ArnLike"]["AWS:SourceArn"]
                 .as_str()
                 .unwrap_or_default()
-                .to_string(),
-        }))
+                .to_string();
+            // A route's statement is named by the route key its source ends with; any other
+            // statement of wsctl's (e.g. an older one for the whole API) by its id, so the plan
+            // shows and removes it.
+            let source = if sid == AUTHORIZER_SID {
+                AUTHORIZER_LABEL.to_string()
+            } else if sid.starts_with(ROUTE_SID_PREFIX) {
+                source_arn
+                    .rsplit('/')
+                    .next()
+                    .filter(|key| route_sid(key) == sid)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("({sid})"))
+            } else {
+                format!("({sid})")
+            };
+            Some(PermissionSpec {
+                name: format!("{function} {source}"),
+                function: function.to_string(),
+                statement_id: sid.to_string(),
+                source_arn,
+            })
+        })
+        .collect())
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {
@@ -401,17 +460,40 @@ async fn set_concurrency(
     Ok(())
 }
 
-fn role_not_ready<R>(
-    e: &aws_smithy_runtime_api::client::result::SdkError<
-        aws_sdk_lambda::operation::create_function::CreateFunctionError,
-        R,
-    >,
-) -> bool {
-    use aws_sdk_lambda::error::ProvideErrorMetadata;
+/// Sends a call naming a role until Lambda accepts the role. IAM is eventually consistent: a
+/// role created (or re-created) seconds ago may not be visible to Lambda yet, and CreateFunction
+/// and UpdateFunctionConfiguration then fail with InvalidParameterValueException "The role
+/// defined for the function cannot be assumed by Lambda." (Lambda API reference, errors of both
+/// actions; IAM User Guide, "Troubleshooting IAM": changes take time to propagate). Waits grow
+/// from 2 s, for up to [`ROLE_PROPAGATION`].
+async fn while_role_propagates<T, E, R, F>(
+    op: &'static str,
+    function: &str,
+    mut send: impl FnMut() -> F,
+) -> Result<T, AwsError>
+where
+    F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut wait = ROLE_RETRY_FIRST;
+    loop {
+        match send().await {
+            Err(e) if role_not_ready(&e) && started.elapsed() < ROLE_PROPAGATION => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(ROLE_RETRY_MAX);
+            }
+            other => return other.ctx(op, function),
+        }
+    }
+}
+
+fn role_not_ready<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     is_code(e, &["InvalidParameterValueException"])
         && e.as_service_error()
             .and_then(|s| s.message())
-            .is_some_and(|m| m.contains("role") || m.contains("assume"))
+            .is_some_and(|m| m.contains("cannot be assumed"))
 }
 
 /// Applies only what differs: code (and architecture, which travels with it) and
@@ -423,7 +505,13 @@ async fn update(
     spec: &FunctionSpec,
     current: &FunctionSpec,
 ) -> Result<(), AwsError> {
-    for step in update_steps(current, spec) {
+    let steps = update_steps(current, spec);
+    if !steps.is_empty() {
+        // Lambda refuses changes to a Pending function, or while an update is in progress
+        // (a run interrupted right after creating or updating it leaves it so).
+        wait_ready(clients, &spec.name).await?;
+    }
+    for step in steps {
         match step {
             Step::Configuration => update_configuration(clients, spec).await?,
             Step::Code => {
@@ -484,9 +572,17 @@ async fn function_arn(clients: &Clients, name: &str) -> Result<String, AwsError>
     Ok(got.function_arn.unwrap_or_default())
 }
 
-/// Lambda rejects changes while a previous one is in progress; wait until it settles.
+/// Waits until Lambda has finished what the last call started, as "Lambda function states"
+/// (Lambda developer guide) describes: a function is `Pending` after creation (or while Lambda
+/// re-creates its resources), when every call acting on it fails, until `Active`; an update runs
+/// with `LastUpdateStatus: InProgress` until `Successful`. An `Inactive` function (idle long
+/// enough for Lambda to reclaim its resources, StateReasonCode `Idle`) takes updates as an
+/// active one does and is woken by its next invocation, so once its update is done there is
+/// nothing to wait for. `Failed` ends the wait with Lambda's reason code; so does `Inactive`
+/// after `Pending`, which is Lambda failing to re-create the resources.
 async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
     let started = Instant::now();
+    let mut was_pending = false;
     loop {
         let c = clients
             .lambda
@@ -495,29 +591,58 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
             .send()
             .await
             .ctx("GetFunctionConfiguration", name)?;
-        let state = c.state.unwrap_or(State::Active);
-        let update = c.last_update_status.unwrap_or(LastUpdateStatus::Successful);
-        if state == State::Failed || update == LastUpdateStatus::Failed {
-            return Err(AwsError::Other {
-                op: "GetFunctionConfiguration",
-                resource: name.to_string(),
-                detail: format!(
-                    "the function failed to become ready: {}",
-                    c.state_reason
-                        .or(c.last_update_status_reason)
-                        .unwrap_or_else(|| "no reason given".into())
-                ),
-            });
-        }
-        if state == State::Active && update != LastUpdateStatus::InProgress {
-            return Ok(());
+        let state = c.state.clone().unwrap_or(State::Active);
+        let update = c
+            .last_update_status
+            .clone()
+            .unwrap_or(LastUpdateStatus::Successful);
+        let failed = |what: &str, code: Option<&str>, reason: Option<&str>| AwsError::Other {
+            op: "GetFunctionConfiguration",
+            resource: name.to_string(),
+            detail: format!(
+                "{what} ({}: {})\nhint: fix the cause Lambda names, then deploy again; a function whose creation failed must be deleted (`wsctl destroy` or the console) first",
+                code.unwrap_or("no reason code"),
+                reason.unwrap_or("no reason given")
+            ),
+        };
+        match (&state, &update) {
+            (State::Failed, _) => {
+                return Err(failed(
+                    "the function is in state Failed",
+                    c.state_reason_code.as_ref().map(|r| r.as_str()),
+                    c.state_reason.as_deref(),
+                ));
+            }
+            (_, LastUpdateStatus::Failed) => {
+                return Err(failed(
+                    "the function's last update failed",
+                    c.last_update_status_reason_code
+                        .as_ref()
+                        .map(|r| r.as_str()),
+                    c.last_update_status_reason.as_deref(),
+                ));
+            }
+            (State::Inactive, LastUpdateStatus::Successful)
+                if was_pending
+                    && c.state_reason_code.as_ref().map(|r| r.as_str()) != Some("Idle") =>
+            {
+                return Err(failed(
+                    "Lambda could not re-create the function's resources; it is Inactive",
+                    c.state_reason_code.as_ref().map(|r| r.as_str()),
+                    c.state_reason.as_deref(),
+                ));
+            }
+            (State::Active | State::Inactive, LastUpdateStatus::Successful) => return Ok(()),
+            _ => was_pending |= state == State::Pending,
         }
         if started.elapsed() > READY_TIMEOUT {
             return Err(AwsError::Other {
                 op: "GetFunctionConfiguration",
                 resource: name.to_string(),
                 detail: format!(
-                    "still {state:?}/{update:?} after {} s; re-run to continue",
+                    "still {}/{} after {} s\nhint: re-run to continue",
+                    state.as_str(),
+                    update.as_str(),
                     READY_TIMEOUT.as_secs()
                 ),
             });

@@ -264,6 +264,7 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
                 account,
                 region: clients.region,
                 api_id: None,
+                authorizer_id: None,
             }
         }
         Err(AwsError::NoCredentials(_)) => {
@@ -279,6 +280,7 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
                 account: "*".into(),
                 region,
                 api_id: None,
+                authorizer_id: None,
             }
         }
         Err(e) => return Err(e.into()),
@@ -308,6 +310,7 @@ mod tests {
             account: "123456789012".into(),
             region: region.into(),
             api_id: None,
+            authorizer_id: None,
         }
     }
 

@@ -17,7 +17,7 @@ pub async fn run(
     let stack = Stack::open(config, aws).await?;
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let live = engine::read(clients, config, &[]).await?;
-    target.api_id = live.api_id().map(str::to_string);
+    target.locate(&live);
     let plan = engine::plan::diff(&[], &live, &engine::model::Kind::ALL);
     if plan.is_empty() {
         if printer.json() {

@@ -74,6 +74,7 @@ pub async fn run(
         account: account.clone(),
         region: region.clone(),
         api_id: None,
+        authorizer_id: None,
     };
     // No question: the emulator's stack is this machine's scratch copy, rebuilt at will, and
     // no client connects through its stage (the local gateway serves them).

@@ -22,7 +22,7 @@ pub async fn run(
     if !live.foreign.is_empty() {
         return Err(Error::Conflict(live.foreign));
     }
-    target.api_id = live.api_id().map(str::to_string);
+    target.locate(&live);
     let plan = engine::full_plan(config, &target, &artifacts, &live);
     if printer.json() {
         printer.result_json(

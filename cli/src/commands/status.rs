@@ -19,7 +19,7 @@ pub async fn run(
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
     let live = engine::read(clients, config, &probe).await?;
-    target.api_id = live.api_id().map(str::to_string);
+    target.locate(&live);
     // Without a local build, code cannot be compared: take what is deployed as current.
     for logical in config.functions.keys() {
         if artifacts.contains_key(logical) {

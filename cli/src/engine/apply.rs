@@ -41,7 +41,7 @@ pub async fn apply(
     reporter: &Reporter,
 ) -> (Applied, LiveState, Target) {
     let mut applied = Applied::default();
-    target.api_id = live.api_id().map(str::to_string);
+    target.locate(&live);
     let last_wave = Kind::ALL.iter().map(|k| k.wave()).max().unwrap_or_default();
     for wave in 0..=last_wave {
         let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.wave() == wave).collect();
@@ -55,8 +55,9 @@ pub async fn apply(
         if !applied.failed.is_empty() {
             return (applied, live, target);
         }
-        // Later waves' specs hold the API's id (in ARNs and URLs): a new API has one now.
-        target.api_id = live.api_id().map(str::to_string);
+        // Later waves' specs hold the API's id (in ARNs and URLs) and the authorizer's (in its
+        // function's permission): new ones have theirs now.
+        target.locate(&live);
     }
     let wanted = desired::desired(config, &target, artifacts);
     let deletes = plan::diff(&wanted, &live, &Kind::ALL)

@@ -28,7 +28,7 @@ pub async fn converge(
     if !live.foreign.is_empty() {
         return Err(Error::Conflict(live.foreign));
     }
-    target.api_id = live.api_id().map(str::to_string);
+    target.locate(&live);
     let plan = super::full_plan(config, &target, artifacts, &live);
     confirm(&plan)?;
     let deploys = plan.changes.iter().any(needs_deployment);

@@ -16,8 +16,13 @@ use wsctl_functions::partition::Partition;
 /// Tag every resource of a stack carries; nothing without it is ever changed or deleted.
 pub const STACK_TAG: &str = "wsctl:stack";
 pub const STAGE_TAG: &str = "wsctl:stage";
-/// Statement id of the permission that lets this stack's API invoke a function.
-pub const PERMISSION_SID: &str = "wsctl-apigateway";
+/// Statement ids of the permissions wsctl adds to a function's policy start so; others in the
+/// policy are not the stack's and are left alone.
+pub const PERMISSION_SID_PREFIX: &str = "wsctl-";
+/// Statement id of the permission that lets the stack's authorizer call its function.
+pub const AUTHORIZER_SID: &str = "wsctl-authorizer";
+/// Statement ids of per-route permissions start so (see [`route_sid`]).
+pub const ROUTE_SID_PREFIX: &str = "wsctl-route-";
 /// Name of the one inline policy wsctl writes on each role.
 pub const POLICY_NAME: &str = "wsctl";
 pub const RUNTIME: &str = "provided.al2023";
@@ -25,7 +30,7 @@ pub const RUNTIME: &str = "provided.al2023";
 pub const HANDLER: &str = "bootstrap";
 /// API Gateway's own ceiling for an integration.
 pub const INTEGRATION_TIMEOUT_MS: i32 = 29_000;
-/// Shown in a plan where an id only exists once the API does.
+/// Shown in a plan where an id only exists once the API (or the authorizer) does.
 pub const UNKNOWN_API_ID: &str = "(known after apply)";
 
 /// Where the stack lives: filled from STS and the API once it exists.
@@ -34,6 +39,8 @@ pub struct Target {
     pub account: String,
     pub region: String,
     pub api_id: Option<String>,
+    /// The id of the stack's authorizer, once it exists: its function's permission names it.
+    pub authorizer_id: Option<String>,
 }
 
 impl Target {
@@ -52,6 +59,12 @@ impl Target {
             .arn(service, &self.region, &self.account, resource)
     }
 
+    /// Takes the ids the live stack has (its API's and its authorizer's) for the ARNs.
+    pub fn locate(&mut self, live: &LiveState) {
+        self.api_id = live.api_id().map(str::to_string);
+        self.authorizer_id = live.authorizer_id().map(str::to_string);
+    }
+
     pub fn function_arn(&self, function: &str) -> String {
         self.arn("lambda", &format!("function:{function}"))
     }
@@ -67,6 +80,24 @@ impl Target {
 
     pub fn api_arn(&self) -> String {
         self.arn("execute-api", self.api())
+    }
+
+    /// The source API Gateway names when a route of `stage` invokes its function: the
+    /// route's `methodArn`, `arn:aws:execute-api:region:account-id:api-id/stage-name/route-key`
+    /// ("Control access to WebSocket APIs with AWS Lambda REQUEST authorizers", API Gateway
+    /// developer guide).
+    pub fn route_arn(&self, stage: &str, route_key: &str) -> String {
+        format!("{}/{stage}/{route_key}", self.api_arn())
+    }
+
+    /// The source API Gateway names when the authorizer invokes its function:
+    /// `arn:aws:execute-api:region:account-id:api-id/authorizers/authorizer-id`.
+    pub fn authorizer_arn(&self) -> String {
+        format!(
+            "{}/authorizers/{}",
+            self.api_arn(),
+            self.authorizer_id.as_deref().unwrap_or(UNKNOWN_API_ID)
+        )
     }
 
     pub fn role_arn(&self, path: &str, role: &str) -> String {
@@ -145,6 +176,29 @@ impl Names {
     pub fn function_env(logical: &str) -> String {
         layout::function_env(logical)
     }
+}
+
+/// The statement id of the permission for route `key`: readable, and unique per key although
+/// statement ids allow fewer characters (letters, digits, `-`, `_`; at most 100) than route keys.
+pub fn route_sid(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let readable: String = key
+        .chars()
+        .filter(|c| *c != '$')
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    let hash = Sha256::digest(key.as_bytes());
+    format!(
+        "{ROUTE_SID_PREFIX}{readable}-{:02x}{:02x}{:02x}{:02x}",
+        hash[0], hash[1], hash[2], hash[3]
+    )
 }
 
 /// The `@connections` base URL of a stage, as a function posts to it.
@@ -240,25 +294,29 @@ pub fn desired(
     let mut integrated: Vec<&String> = config.routes.values().collect();
     integrated.sort();
     integrated.dedup();
-    let mut invoked_by_api = integrated.clone();
+    // API Gateway may invoke each function only as what it is for: each route it serves on
+    // this stage, and the authorizer (not any route, stage or authorizer of the API).
     if let Some(auth) = &config.authorizer {
-        invoked_by_api.push(&auth.function);
-        invoked_by_api.sort();
-        invoked_by_api.dedup();
         out.push(Spec::Authorizer(AuthorizerSpec {
             name: names.authorizer(),
             function: auth.function.clone(),
             uri: target.invoke_uri(&names.function(&auth.function)),
             identity_source: auth.identity_source.clone(),
         }));
+        out.push(Spec::Permission(PermissionSpec::new(
+            &names.function(&auth.function),
+            AUTHORIZER_SID,
+            target.authorizer_arn(),
+            None,
+        )));
     }
-    for logical in invoked_by_api {
-        let function = names.function(logical);
-        out.push(Spec::Permission(PermissionSpec {
-            function: function.clone(),
-            statement_id: PERMISSION_SID.into(),
-            source_arn: format!("{}/*", target.api_arn()),
-        }));
+    for (key, logical) in &config.routes {
+        out.push(Spec::Permission(PermissionSpec::new(
+            &names.function(logical),
+            &route_sid(key),
+            target.route_arn(&config.stage, key),
+            Some(key),
+        )));
     }
     for logical in integrated {
         out.push(Spec::Integration(IntegrationSpec {
@@ -399,6 +457,7 @@ pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
             .clone()
             .unwrap_or_else(|| "cn-northwest-1".into()),
         api_id: Some("a".repeat(10)),
+        authorizer_id: None,
     };
     let names = Names::new(config);
     config
@@ -505,6 +564,7 @@ mod tests {
             account: "123456789012".into(),
             region: "eu-west-1".into(),
             api_id: Some("abc".into()),
+            authorizer_id: None,
         };
         let specs = desired(&config, &target, &BTreeMap::new());
         let function = |name: &str| {
@@ -558,6 +618,7 @@ mod tests {
             account: "123456789012".into(),
             region: "eu-west-1".into(),
             api_id: Some("abc".into()),
+            authorizer_id: None,
         };
         let specs = desired(&config, &target, &BTreeMap::new());
         let mut started = 0;

@@ -194,7 +194,9 @@ macro_rules! kinds {
 
 // Creation order: a kind comes after every kind it needs, and its wave is not lower. Roles need
 // the API's id (their policy names its stage); functions need roles; everything API Gateway
-// holds needs the functions; routes need the integrations and the authorizer; a custom
+// holds needs the functions; the permission of the authorizer's function names the
+// authorizer's id; routes need the integrations and the authorizer, and come after the
+// permissions so that no route is live before API Gateway may invoke its function; a custom
 // domain's API mapping needs the stage.
 kinds! {
     Secret => ssm::SecretSpec,
@@ -203,9 +205,9 @@ kinds! {
     Api => apigw::ApiSpec,
     Role => iam::RoleSpec,
     Function => lambda::FunctionSpec,
-    Permission => lambda::PermissionSpec,
     Integration => apigw::IntegrationSpec,
     Authorizer => apigw::AuthorizerSpec,
+    Permission => lambda::PermissionSpec,
     Route => apigw::RouteSpec,
     Stage => apigw::StageSpec,
     Domain => domain::DomainSpec,

@@ -73,6 +73,14 @@ impl LiveState {
             .and_then(|l| l.physical_id.as_deref())
     }
 
+    /// The stack has one authorizer at most.
+    pub fn authorizer_id(&self) -> Option<&str> {
+        self.resources
+            .iter()
+            .find(|(id, _)| id.kind == Kind::Authorizer)
+            .and_then(|(_, l)| l.physical_id.as_deref())
+    }
+
     pub fn api_id(&self) -> Option<&str> {
         self.resources
             .iter()

@@ -125,6 +125,7 @@ impl<'c> Stack<'c> {
             account,
             region: clients.region.clone(),
             api_id: None,
+            authorizer_id: None,
         };
         // AWS_ENDPOINT_URL counts as much as the flag.
         let endpoint_url = aws

@@ -5,6 +5,8 @@
 pub mod apigw;
 mod domain;
 pub mod dynamodb;
+pub mod iam;
+pub mod lambda;
 pub mod partition;
 
 use std::sync::Arc;
@@ -12,15 +14,21 @@ use std::sync::Arc;
 use crate::proxy::Behaviour;
 
 /// Every behaviour, with waits short enough for tests (AWS's own are minutes; the code under
-/// test must not depend on their length, only on their existence).
+/// test must not depend on their length, only on their existence). A test that marks functions
+/// idle adds its own [`lambda::Idle`] to these.
 pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
     with_tables(Arc::new(dynamodb::Tables::default()))
 }
 
 /// Every behaviour, DynamoDB's being `tables`, which the caller keeps to move its clock.
 pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
+    let roles = iam::NewRoles::default();
     vec![
         Box::new(tables),
+        Box::new(iam::RoleCreation {
+            roles: roles.clone(),
+        }),
+        Box::new(lambda::RoleNotYetAssumable { roles }),
         Box::new(apigw::Stages::default()),
         Box::new(domain::DomainTargets),
         Box::new(partition::ChinaEndpoints),

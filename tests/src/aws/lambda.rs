@@ -1,0 +1,179 @@
+//! Lambda behaviours moto lacks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::iam::NewRoles;
+use crate::proxy::{Behaviour, Call, Exchange, Reply};
+
+/// What a Lambda REST call acts on: `("POST", None, None)` for CreateFunction,
+/// `("PUT", Some(name), Some("configuration"))` for UpdateFunctionConfiguration, and so on.
+fn route(call: &Call) -> Option<(&str, Option<&str>, Option<&str>)> {
+    if call.service != "lambda" {
+        return None;
+    }
+    let (method, path) = call.operation.split_once(' ')?;
+    let rest = path.strip_prefix("/2015-03-31/functions")?;
+    let mut parts = rest.trim_start_matches('/').split('/');
+    let name = parts.next().filter(|n| !n.is_empty());
+    Some((method, name, parts.next()))
+}
+
+/// CreateFunction and UpdateFunctionConfiguration naming a role IAM created moments ago fail
+/// as Lambda fails them: 400 InvalidParameterValueException "The role defined for the function
+/// cannot be assumed by Lambda." (Lambda API reference, CreateFunction and
+/// UpdateFunctionConfiguration, Errors; the role is not yet visible to Lambda because IAM is
+/// eventually consistent). Roles come from [`super::iam::RoleCreation`].
+pub struct RoleNotYetAssumable {
+    pub roles: NewRoles,
+}
+
+impl Behaviour for RoleNotYetAssumable {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        let names_role = matches!(
+            route(call)?,
+            ("POST", None, None) | ("PUT", Some(_), Some("configuration"))
+        );
+        let role = req.json()["Role"].as_str().map(str::to_string)?;
+        (names_role && self.roles.propagating(&role)).then(|| {
+            Reply::error(
+                400,
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+            )
+        })
+    }
+}
+
+/// How long an update of an idle function stays `InProgress` here.
+const UPDATE: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Idle,
+    /// Updated at this moment; `LastUpdateStatus` is `InProgress` for [`UPDATE`].
+    Updated(Instant),
+}
+
+/// Functions a test has marked idle: Lambda reclaimed their resources, so GetFunction and
+/// GetFunctionConfiguration report `State: Inactive`, `StateReasonCode: Idle` ("Lambda
+/// function states", Lambda developer guide: a function becomes inactive when it has been idle
+/// long enough for Lambda to reclaim the external resources configured for it).
+///
+/// An update is accepted ("functions can only be updated if they are in the Active or Inactive
+/// state", AWS Compute Blog, "Tracking the state of AWS Lambda functions") and runs with
+/// `LastUpdateStatus: InProgress` (other updates refused with ResourceConflictException
+/// meanwhile), then `Successful`; the state stays `Inactive`: per the developer guide it is an
+/// invocation that sends an inactive function to `Pending` while Lambda re-creates its
+/// resources, and wsctl invokes nothing. Counts the state reads of marked functions, so a test
+/// can tell a prompt deploy from one that polled until its timeout.
+#[derive(Clone, Default)]
+pub struct Idle {
+    functions: Arc<Mutex<HashMap<String, Phase>>>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl Idle {
+    /// Makes `function` inactive from now on.
+    pub fn mark(&self, function: &str) {
+        self.functions
+            .lock()
+            .unwrap()
+            .insert(function.to_string(), Phase::Idle);
+    }
+
+    /// GetFunction and GetFunctionConfiguration calls on marked functions so far.
+    pub fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    fn phase(&self, function: &str) -> Option<Phase> {
+        self.functions.lock().unwrap().get(function).copied()
+    }
+}
+
+/// Sets the state fields of a FunctionConfiguration (a reply's top level, or GetFunction's
+/// `Configuration`).
+fn set_state(
+    reply: &mut Reply,
+    configuration: impl Fn(&mut Value) -> Option<&mut Value>,
+    in_progress: bool,
+) {
+    let Ok(mut body) = serde_json::from_slice::<Value>(&reply.body) else {
+        return;
+    };
+    if let Some(Value::Object(c)) = configuration(&mut body) {
+        c.insert("State".into(), "Inactive".into());
+        c.insert("StateReason".into(), "The function is idle.".into());
+        c.insert("StateReasonCode".into(), "Idle".into());
+        c.insert(
+            "LastUpdateStatus".into(),
+            if in_progress {
+                "InProgress"
+            } else {
+                "Successful"
+            }
+            .into(),
+        );
+    }
+    reply.body = Bytes::from(body.to_string());
+}
+
+impl Behaviour for Idle {
+    fn answer(&self, call: &Call, _req: &Exchange) -> Option<Reply> {
+        let ("PUT", Some(name), Some("code" | "configuration")) = route(call)? else {
+            return None;
+        };
+        match self.phase(name)? {
+            Phase::Updated(at) if at.elapsed() < UPDATE => Some(Reply::error(
+                409,
+                "ResourceConflictException",
+                &format!(
+                    "The operation cannot be performed at this time. An update is in progress for resource: {name}"
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    fn rewrite(&self, call: &Call, _req: &Exchange, reply: &mut Reply) {
+        let Some((method, Some(name), what)) = route(call) else {
+            return;
+        };
+        let Some(phase) = self.phase(name) else {
+            return;
+        };
+        if reply.status != 200 {
+            return;
+        }
+        match (method, what) {
+            ("PUT", Some("code" | "configuration")) => {
+                self.functions
+                    .lock()
+                    .unwrap()
+                    .insert(name.to_string(), Phase::Updated(Instant::now()));
+                set_state(reply, |b| Some(b), true);
+            }
+            ("GET", None | Some("configuration")) => {
+                self.polls.fetch_add(1, Ordering::SeqCst);
+                let in_progress = matches!(phase, Phase::Updated(at) if at.elapsed() < UPDATE);
+                if what.is_none() {
+                    set_state(reply, |b| b.get_mut("Configuration"), in_progress);
+                } else {
+                    set_state(reply, |b| Some(b), in_progress);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reset(&self) {
+        self.functions.lock().unwrap().clear();
+        self.polls.store(0, Ordering::SeqCst);
+    }
+}
