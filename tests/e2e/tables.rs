@@ -14,8 +14,13 @@ use wsctl_tests::*;
 /// The tag in which wsctl records when it last changed a table's TTL.
 const TTL_CHANGED: &str = "wsctl:ttl-changed";
 
+/// With `--yes`: replacing a table deletes its items, which deploy otherwise asks about
+/// (that question is tested in `stage.rs`).
 fn deploy(project: &Project, endpoint: &str) -> std::process::Output {
-    let out = project.wsctl(endpoint, &["deploy", "--no-build", "--no-progress"]);
+    let out = project.wsctl(
+        endpoint,
+        &["deploy", "--yes", "--no-build", "--no-progress"],
+    );
     assert!(out.status.success(), "deploy failed:\n{}", text(&out));
     out
 }
@@ -59,7 +64,8 @@ fn replacing_a_table_waits_until_its_name_is_free() {
     );
     let shown = plan(&project, &proxy.url());
     assert!(
-        shown.contains("-/+ table fixture-test-connections\n      partition_key: ")
+        shown.contains("-/+ table fixture-test-connections (!)\n")
+            && shown.contains("\n      partition_key: ")
             && shown
                 .contains("{\"name\":\"pk\",\"type\":\"S\"} -> {\"name\":\"id\",\"type\":\"S\"}"),
         "{shown}"

@@ -74,10 +74,18 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .await
             .unwrap();
         let c = got.configuration.unwrap();
+        // Statements in Sid order: a policy's statements form a set, and parallel
+        // AddPermission calls append them in whatever order they land.
         let policy = match lambda.get_policy().function_name(&name).send().await {
-            Ok(p) => serde_json::from_str::<Value>(&p.policy.unwrap_or_default())
-                .unwrap_or(Value::Null)["Statement"]
-                .clone(),
+            Ok(p) => {
+                let mut statements = serde_json::from_str::<Value>(&p.policy.unwrap_or_default())
+                    .unwrap_or(Value::Null)["Statement"]
+                    .clone();
+                if let Some(list) = statements.as_array_mut() {
+                    list.sort_by_key(|s| s["Sid"].as_str().unwrap_or_default().to_string());
+                }
+                statements
+            }
             Err(_) => Value::Null,
         };
         functions.insert(
@@ -307,7 +315,20 @@ pub async fn snapshot(endpoint: &str) -> Value {
     for (n, id) in ids.iter().enumerate() {
         text = text.replace(id.as_str(), &format!("<api-{n}>"));
     }
-    serde_json::from_str(&text).unwrap()
+    // So are authorizer ids, which a permission's source ARN names (`…/authorizers/ID`).
+    let mut named = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("/authorizers/") {
+        let (head, tail) = rest.split_at(at + "/authorizers/".len());
+        named.push_str(head);
+        named.push_str("<authorizer>");
+        let end = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    named.push_str(rest);
+    serde_json::from_str(&named).unwrap()
 }
 
 /// IAM policy documents arrive URL-encoded.

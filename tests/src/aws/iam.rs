@@ -1,31 +1,27 @@
 //! IAM behaviours moto lacks.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::proxy::{Behaviour, Call, Exchange, Reply};
 
-/// How long a new role stays invisible to Lambda here. On AWS it is seconds, unbounded in
-/// principle: "changes that you make in IAM take time to become visible" (IAM User Guide,
-/// "Troubleshooting IAM": changes I make are not always immediately visible).
-pub const PROPAGATION: Duration = Duration::from_secs(2);
-
-/// Roles by name, with when CreateRole made each: shared with the Lambda behaviour that refuses
-/// them until they have propagated ([`super::lambda::RoleNotYetAssumable`]).
+/// Roles CreateRole made that Lambda has not seen yet: shared with the Lambda behaviour that
+/// refuses them ([`super::lambda::RoleNotYetAssumable`]).
+///
+/// On AWS a new role stays invisible to Lambda for some seconds, unbounded in principle:
+/// "changes that you make in IAM take time to become visible" (IAM User Guide, "Troubleshooting
+/// IAM"). Here the first call naming a new role is refused and the next one accepted, whatever
+/// the time between them: the code under test must retry either way, and a deploy then makes
+/// the same number of calls on every run, which the kill-at-every-call sweep relies on.
 #[derive(Clone, Default)]
-pub struct NewRoles(Arc<Mutex<HashMap<String, Instant>>>);
+pub struct NewRoles(Arc<Mutex<HashSet<String>>>);
 
 impl NewRoles {
-    /// True while the role an ARN names (`arn:aws:iam::ACCOUNT:role/PATH/NAME`) was created
-    /// less than [`PROPAGATION`] ago.
+    /// True for the first call naming the role an ARN names (`arn:aws:iam::ACCOUNT:role/PATH/
+    /// NAME`) since CreateRole made it.
     pub fn propagating(&self, role_arn: &str) -> bool {
         let name = role_arn.rsplit('/').next().unwrap_or(role_arn);
-        self.0
-            .lock()
-            .unwrap()
-            .get(name)
-            .is_some_and(|created| created.elapsed() < PROPAGATION)
+        self.0.lock().unwrap().remove(name)
     }
 }
 
@@ -41,7 +37,7 @@ impl Behaviour for RoleCreation {
             && reply.status == 200
             && let Some(name) = req.form("RoleName")
         {
-            self.roles.0.lock().unwrap().insert(name, Instant::now());
+            self.roles.0.lock().unwrap().insert(name);
         }
     }
 
