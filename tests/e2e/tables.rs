@@ -151,9 +151,12 @@ fn ttl_changed(rt: &tokio::runtime::Runtime, dynamodb: &aws_sdk_dynamodb::Client
         .unwrap()
         .tags
         .unwrap_or_default();
+    // "If you try to add an existing tag (same key), the existing tag value is updated to the
+    // new value" (DynamoDB Developer Guide, Tagging restrictions); moto appends a second entry
+    // instead, so the value AWS would hold is the last one.
     let tag = tags
         .iter()
-        .find(|t| t.key == TTL_CHANGED)
+        .rfind(|t| t.key == TTL_CHANGED)
         .unwrap_or_else(|| panic!("no {TTL_CHANGED} tag among {tags:?}"));
     DateTime::from_str(&tag.value, DateTimeFormat::DateTime)
         .unwrap_or_else(|e| panic!("{TTL_CHANGED}={}: {e}", tag.value))
@@ -242,7 +245,7 @@ fn switching_the_ttl_attribute_makes_one_change_an_hour_and_says_when_the_next_o
         proxy.mutations()
     );
     let changed = ttl_changed(&rt, &direct);
-    assert!(changed >= now - 5, "the change was recorded");
+    assert!(changed >= now, "the change was recorded by this deploy");
     let note = format!(
         "TTL on `gone_at` can be enabled after {} UTC (DynamoDB allows one TTL change per table per hour); items do not expire until then; re-run deploy then",
         minute_after(changed + 3600)

@@ -1,6 +1,6 @@
 //! DynamoDB's table life cycle where moto makes every change at once: a deleted table's name
 //! stays taken for a while, TTL changes once an hour and takes a while to settle, and a global
-//! secondary index is built (or removed) one at a time.
+//! secondary index is built (or removed) one at a time. A tag written twice holds one value.
 //!
 //! AWS's own waits are seconds to an hour; here they last [`SETTLE`], except the TTL hour,
 //! which is real: a test moves past it with [`Tables::age`], never by waiting.
@@ -180,6 +180,18 @@ impl Behaviour for Tables {
                 state.indexes.remove(&table);
                 state.seen.remove(&table);
                 body["TableDescription"] = description;
+            }
+            // "If you try to add an existing tag (same key), the existing tag value is updated
+            // to the new value" (Developer Guide, Tagging restrictions); moto's TagResource
+            // appends a second entry, so the listing keeps the last value of each key.
+            "ListTagsOfResource" => {
+                let tags = body["Tags"].as_array().cloned().unwrap_or_default();
+                let mut kept: Vec<Value> = Vec::new();
+                for tag in tags {
+                    kept.retain(|t| t["Key"] != tag["Key"]);
+                    kept.push(tag);
+                }
+                body["Tags"] = json!(kept);
             }
             // ListTables lists a table until it is gone.
             "ListTables" => {
