@@ -41,6 +41,10 @@ pub enum Error {
     Conflict(Vec<ResourceId>),
     #[error("{} change(s) failed:\n{}\nhint: fix the cause and re-run; every step is idempotent and the next run continues from here", .0.len(), failures(.0))]
     Partial(Vec<(ResourceId, AwsError)>),
+    #[error(
+        "access_logs: API Gateway in {region} has no CloudWatch Logs role in its account settings, and a stage writes access logs only through it; nothing was changed\nhint: add `account_role: create` under `access_logs` to have wsctl create {role} and set it (every API of the account in {region} then logs through it), or `account_role: arn:aws:iam::ACCOUNT:role/NAME` to set a role you have"
+    )]
+    NoLoggingRole { region: String, role: &'static str },
     #[error("aborted: nothing was changed")]
     Declined,
     /// A confirmation was needed and nobody could give it (no terminal, no `--yes`).
@@ -74,7 +78,7 @@ fn failures(f: &[(ResourceId, AwsError)]) -> String {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage { .. } => exit::USAGE,
+            Error::Config(_) | Error::Usage { .. } | Error::NoLoggingRole { .. } => exit::USAGE,
             Error::Aws(e) if e.is_setup() => exit::CREDENTIALS,
             Error::Aws(_) => exit::AWS,
             Error::Partial(f) if f.iter().all(|(_, e)| e.is_setup()) => exit::CREDENTIALS,

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `wsctl` binary against a moto server per test.
 
+mod access_logs;
 mod build;
 mod config_errors;
 mod demo;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_apigatewayv2::types::{
-    AuthorizationType, AuthorizerType, DeploymentStatus, IntegrationType, ProtocolType,
-    RouteSettings,
+    AccessLogSettings, AuthorizationType, AuthorizerType, DeploymentStatus, IntegrationType,
+    ProtocolType, RouteSettings,
 };
 use serde::Serialize;
 
@@ -277,6 +277,13 @@ impl Resource for ApiSpec {
                 auto_deploy: s.auto_deploy.unwrap_or(false),
                 throttling_burst: settings.throttling_burst_limit.unwrap_or_default(),
                 throttling_rate: settings.throttling_rate_limit.unwrap_or_default(),
+                access_log: s.access_log_settings.and_then(|a| {
+                    Some(AccessLog {
+                        destination_arn: a.destination_arn.filter(|d| !d.is_empty())?,
+                        format: a.format.unwrap_or_default(),
+                        role: String::new(),
+                    })
+                }),
                 tags: s.tags.map(|t| t.into_iter().collect()).unwrap_or_default(),
             };
             let name = s.stage_name.unwrap_or_default();
@@ -414,32 +421,73 @@ async fn update_api(
         return Ok(());
     };
     let arn = api_resource_arn(&clients.region, api_id);
+    retag(clients, &arn, change, &spec.name, false).await?;
+    Ok(())
+}
+
+/// Applies a tag change to an API Gateway resource (an API, a stage, a domain name) by its ARN
+/// (API reference, "Tags": `/v2/tags/{resource-arn}`). With `lenient`, an emulator lacking the
+/// calls is answered `Ok(false)` rather than an error, for the caller to fall back.
+pub async fn retag(
+    clients: &Clients,
+    arn: &str,
+    change: TagChange<'_>,
+    name: &str,
+    lenient: bool,
+) -> Result<bool, AwsError> {
+    let lacking = std::sync::atomic::AtomicBool::new(false);
+    let lenient = lenient && emulated(clients);
+    let config = || {
+        if lenient {
+            attempts(clients)
+        } else {
+            aws_sdk_apigatewayv2::config::Builder::default()
+        }
+    };
     change
         .apply(
             async |keys| {
-                clients
+                let sent = clients
                     .apigw
                     .untag_resource()
-                    .resource_arn(&arn)
+                    .resource_arn(arn)
                     .set_tag_keys(Some(keys))
+                    .customize()
+                    .config_override(config())
                     .send()
-                    .await
-                    .ctx("UntagResource", &spec.name)
-                    .map(drop)
+                    .await;
+                match sent {
+                    Err(e) if lenient && unimplemented(&e) => {
+                        lacking.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    }
+                    other => other.ctx("UntagResource", name).map(drop),
+                }
             },
             async |tags| {
-                clients
+                if lacking.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let sent = clients
                     .apigw
                     .tag_resource()
-                    .resource_arn(&arn)
+                    .resource_arn(arn)
                     .set_tags(Some(tags.clone().into_iter().collect()))
+                    .customize()
+                    .config_override(config())
                     .send()
-                    .await
-                    .ctx("TagResource", &spec.name)
-                    .map(drop)
+                    .await;
+                match sent {
+                    Err(e) if lenient && unimplemented(&e) => {
+                        lacking.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    }
+                    other => other.ctx("TagResource", name).map(drop),
+                }
             },
         )
-        .await
+        .await?;
+    Ok(!lacking.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -688,7 +736,34 @@ pub struct StageSpec {
     pub auto_deploy: bool,
     pub throttling_burst: i32,
     pub throttling_rate: f64,
+    pub access_log: Option<AccessLog>,
     pub tags: Tags,
+}
+
+/// Where and how the stage writes its access log (API reference, AccessLogSettings).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccessLog {
+    /// The log group's ARN, without the `:*` of its streams.
+    pub destination_arn: String,
+    pub format: String,
+    /// The account's CloudWatch Logs role API Gateway writes through: said in the plan, never
+    /// compared (it is the account's setting, planned on its own).
+    #[serde(skip)]
+    pub role: String,
+}
+
+impl AccessLog {
+    fn settings(access_log: Option<&AccessLog>) -> AccessLogSettings {
+        // An empty AccessLogSettings turns access logging off.
+        let builder = AccessLogSettings::builder();
+        match access_log {
+            Some(a) => builder
+                .destination_arn(&a.destination_arn)
+                .format(&a.format)
+                .build(),
+            None => builder.build(),
+        }
+    }
 }
 
 /// The stage's ARN for API Gateway's tagging calls ("Tags" in the API Gateway V2 API reference:
@@ -735,9 +810,11 @@ impl StageSpec {
     /// its connected clients. `Ok(false)` when the endpoint lacks one of the calls.
     async fn update_in_place(&self, current: &StageSpec, cx: &Cx<'_>) -> Result<bool, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
+        let logs_changed = self.access_log != current.access_log;
         let settings_changed = self.auto_deploy != current.auto_deploy
             || self.throttling_burst != current.throttling_burst
-            || self.throttling_rate != current.throttling_rate;
+            || self.throttling_rate != current.throttling_rate
+            || logs_changed;
         if settings_changed {
             let sent = clients
                 .apigw
@@ -745,6 +822,9 @@ impl StageSpec {
                 .api_id(api_id)
                 .stage_name(&self.name)
                 .auto_deploy(self.auto_deploy)
+                .set_access_log_settings(
+                    logs_changed.then(|| AccessLog::settings(self.access_log.as_ref())),
+                )
                 .default_route_settings(
                     RouteSettings::builder()
                         .throttling_burst_limit(self.throttling_burst)
@@ -771,51 +851,7 @@ impl StageSpec {
             return Ok(true);
         };
         let arn = stage_resource_arn(&clients.region, api_id, &self.name);
-        let lacking = std::sync::atomic::AtomicBool::new(false);
-        change
-            .apply(
-                async |keys| {
-                    let sent = clients
-                        .apigw
-                        .untag_resource()
-                        .resource_arn(&arn)
-                        .set_tag_keys(Some(keys))
-                        .customize()
-                        .config_override(attempts(clients))
-                        .send()
-                        .await;
-                    match sent {
-                        Err(e) if emulated(clients) && unimplemented(&e) => {
-                            lacking.store(true, std::sync::atomic::Ordering::Relaxed);
-                            Ok(())
-                        }
-                        other => other.ctx("UntagResource", &self.name).map(drop),
-                    }
-                },
-                async |tags| {
-                    if lacking.load(std::sync::atomic::Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    let sent = clients
-                        .apigw
-                        .tag_resource()
-                        .resource_arn(&arn)
-                        .set_tags(Some(tags.clone().into_iter().collect()))
-                        .customize()
-                        .config_override(attempts(clients))
-                        .send()
-                        .await;
-                    match sent {
-                        Err(e) if emulated(clients) && unimplemented(&e) => {
-                            lacking.store(true, std::sync::atomic::Ordering::Relaxed);
-                            Ok(())
-                        }
-                        other => other.ctx("TagResource", &self.name).map(drop),
-                    }
-                },
-            )
-            .await?;
-        if lacking.load(std::sync::atomic::Ordering::Relaxed) {
+        if !retag(clients, &arn, change, &self.name, true).await? {
             cx.reporter.note(
                 "the endpoint does not implement tagging a stage; replacing the stage instead",
             );
@@ -846,6 +882,11 @@ impl Resource for StageSpec {
                     .throttling_burst_limit(self.throttling_burst)
                     .throttling_rate_limit(self.throttling_rate)
                     .build(),
+            )
+            .set_access_log_settings(
+                self.access_log
+                    .as_ref()
+                    .map(|a| AccessLog::settings(Some(a))),
             )
             .set_tags(Some(self.tags.clone().into_iter().collect()))
             .description("managed by wsctl")
@@ -886,6 +927,22 @@ impl Resource for StageSpec {
 
     fn goes_with(_name: &str, other: &ResourceId) -> bool {
         goes_with_the_api(other)
+    }
+
+    fn note(&self, current: Option<&Self>) -> Option<String> {
+        let a = self.access_log.as_ref()?;
+        if current.is_some_and(|c| c.access_log.is_some()) || a.role.is_empty() {
+            return None;
+        }
+        let group = a
+            .destination_arn
+            .rsplit("log-group:")
+            .next()
+            .unwrap_or_default();
+        Some(format!(
+            "API Gateway writes the stage's access log to log group {group}, through the account's CloudWatch Logs role {}",
+            a.role
+        ))
     }
 }
 

@@ -160,30 +160,7 @@ impl Resource for DomainSpec {
         }
         let arn = physical_id.unwrap_or_default();
         if let Some(change) = TagChange::between(Some(&current.tags), &self.tags) {
-            change
-                .apply(
-                    async |keys| {
-                        apigw
-                            .untag_resource()
-                            .resource_arn(arn)
-                            .set_tag_keys(Some(keys))
-                            .send()
-                            .await
-                            .ctx("UntagResource", &self.name)
-                            .map(drop)
-                    },
-                    async |tags| {
-                        apigw
-                            .tag_resource()
-                            .resource_arn(arn)
-                            .set_tags(Some(tags.clone().into_iter().collect()))
-                            .send()
-                            .await
-                            .ctx("TagResource", &self.name)
-                            .map(drop)
-                    },
-                )
-                .await?;
+            super::apigw::retag(cx.clients, arn, change, &self.name, false).await?;
         }
         Ok(physical_id.map(str::to_string))
     }

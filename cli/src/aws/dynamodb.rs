@@ -244,8 +244,8 @@ impl Resource for TableSpec {
         Ok(Some(arn))
     }
 
-    fn note(&self, current: &Self) -> Option<String> {
-        ttl_plan(self, current, now()).note
+    fn note(&self, current: Option<&Self>) -> Option<String> {
+        ttl_plan(self, current?, now()).note
     }
 
     async fn update(

@@ -4,25 +4,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, LastUpdateStatus, Runtime, State};
-use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 use serde_json::Value;
 use wsctl_functions::partition::Partition;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, found, tag_map, while_role_propagates};
 use crate::engine::desired::{
     AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid,
 };
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 
-/// How long a new role may take to become assumable by Lambda (IAM is eventually consistent).
-const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
-/// The first wait for a role; doubled each time, up to [`ROLE_RETRY_MAX`].
-const ROLE_RETRY_FIRST: Duration = Duration::from_secs(2);
-const ROLE_RETRY_MAX: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,7 +149,7 @@ impl Resource for FunctionSpec {
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let zip = zip_bytes(self)?;
-        let created = while_role_propagates("CreateFunction", &self.name, || {
+        let created = while_role_propagates("CreateFunction", &self.name, role_not_ready, || {
             clients
                 .lambda
                 .create_function()
@@ -246,19 +239,24 @@ fn update_steps(current: &FunctionSpec, spec: &FunctionSpec) -> Vec<Step> {
 
 /// A new role (or one just re-created) is refused here exactly as by CreateFunction.
 async fn update_configuration(clients: &Clients, spec: &FunctionSpec) -> Result<(), AwsError> {
-    while_role_propagates("UpdateFunctionConfiguration", &spec.name, || {
-        clients
-            .lambda
-            .update_function_configuration()
-            .function_name(&spec.name)
-            .role(&spec.role)
-            .runtime(Runtime::from(spec.runtime.as_str()))
-            .handler(&spec.handler)
-            .memory_size(spec.memory)
-            .timeout(spec.timeout)
-            .environment(environment(spec))
-            .send()
-    })
+    while_role_propagates(
+        "UpdateFunctionConfiguration",
+        &spec.name,
+        role_not_ready,
+        || {
+            clients
+                .lambda
+                .update_function_configuration()
+                .function_name(&spec.name)
+                .role(&spec.role)
+                .runtime(Runtime::from(spec.runtime.as_str()))
+                .handler(&spec.handler)
+                .memory_size(spec.memory)
+                .timeout(spec.timeout)
+                .environment(environment(spec))
+                .send()
+        },
+    )
     .await?;
     wait_ready(clients, &spec.name).await
 }
@@ -460,40 +458,12 @@ async fn set_concurrency(
     Ok(())
 }
 
-/// Sends a call naming a role until Lambda accepts the role. IAM is eventually consistent: a
-/// role created (or re-created) seconds ago may not be visible to Lambda yet, and CreateFunction
+/// A role created (or re-created) seconds ago may not be visible to Lambda yet: CreateFunction
 /// and UpdateFunctionConfiguration then fail with InvalidParameterValueException "The role
 /// defined for the function cannot be assumed by Lambda." (Lambda API reference, errors of both
-/// actions; IAM User Guide, "Troubleshooting IAM": changes take time to propagate). Waits grow
-/// from 2 s, for up to [`ROLE_PROPAGATION`].
-async fn while_role_propagates<T, E, R, F>(
-    op: &'static str,
-    function: &str,
-    mut send: impl FnMut() -> F,
-) -> Result<T, AwsError>
-where
-    F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let started = Instant::now();
-    let mut wait = ROLE_RETRY_FIRST;
-    loop {
-        match send().await {
-            Err(e) if role_not_ready(&e) && started.elapsed() < ROLE_PROPAGATION => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(ROLE_RETRY_MAX);
-            }
-            other => return other.ctx(op, function),
-        }
-    }
-}
-
-fn role_not_ready<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    is_code(e, &["InvalidParameterValueException"])
-        && e.as_service_error()
-            .and_then(|s| s.message())
-            .is_some_and(|m| m.contains("cannot be assumed"))
+/// actions).
+fn role_not_ready(code: &str, message: &str) -> bool {
+    code == "InvalidParameterValueException" && message.contains("cannot be assumed")
 }
 
 /// Applies only what differs: code (and architecture, which travels with it) and

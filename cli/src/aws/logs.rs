@@ -1,4 +1,5 @@
-//! Each function's log group, created up front so its retention is ours and not "never expire".
+//! Each function's log group, created up front so its retention is ours and not "never expire",
+//! and the stage's access log.
 
 use serde::Serialize;
 
@@ -27,20 +28,21 @@ impl Resource for LogGroupSpec {
         expected: &[String],
         live: &mut LiveState,
     ) -> Result<(), AwsError> {
-        let prefix = format!("/aws/lambda/{}", names.prefix());
         let mut groups = Vec::new();
-        let mut pages = clients
-            .logs
-            .describe_log_groups()
-            .log_group_name_prefix(&prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            groups.extend(
-                page.ctx("DescribeLogGroups", format!("{prefix}*"))?
-                    .log_groups
-                    .unwrap_or_default(),
-            );
+        for prefix in [names.log_group(""), names.access_log_group()] {
+            let mut pages = clients
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                groups.extend(
+                    page.ctx("DescribeLogGroups", format!("{prefix}*"))?
+                        .log_groups
+                        .unwrap_or_default(),
+                );
+            }
         }
         for group in groups {
             let Some(name) = group.log_group_name else {

@@ -2,6 +2,7 @@
 //! the fix. One module per service declares the specs of the kinds it holds and implements
 //! [`Resource`](crate::engine::kinds::Resource) for each.
 
+pub mod account;
 pub mod apigw;
 pub mod domain;
 pub mod dynamodb;
@@ -292,6 +293,8 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub apigw: aws_sdk_apigatewayv2::Client,
+    /// API Gateway's first API: only its account settings (the CloudWatch role) are used.
+    pub apigateway: aws_sdk_apigateway::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
@@ -343,6 +346,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
             apigw: aws_sdk_apigatewayv2::Client::new(sdk),
+            apigateway: aws_sdk_apigateway::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
@@ -431,6 +435,48 @@ impl<'a> TagChange<'a> {
             untag(self.remove).await?;
         }
         tag(self.set).await
+    }
+}
+
+/// How long a new role may take to become usable by the service it is passed to.
+const ROLE_PROPAGATION: Duration = Duration::from_secs(90);
+/// The first wait for a role; doubled each time, up to [`ROLE_RETRY_MAX`].
+const ROLE_RETRY_FIRST: Duration = Duration::from_secs(2);
+const ROLE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Sends a call naming a role until the service accepts the role. IAM is eventually
+/// consistent ("changes that you make in IAM take time to become visible", IAM User Guide,
+/// "Troubleshooting IAM"): a service refuses a role made seconds ago, each with its own error,
+/// which `not_ready(code, message)` recognises. Waits grow from 2 s, for up to
+/// [`ROLE_PROPAGATION`].
+pub async fn while_role_propagates<T, E, R, F>(
+    op: &'static str,
+    resource: &str,
+    not_ready: fn(&str, &str) -> bool,
+    mut send: impl FnMut() -> F,
+) -> Result<T, AwsError>
+where
+    F: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let started = std::time::Instant::now();
+    let mut wait = ROLE_RETRY_FIRST;
+    loop {
+        match send().await {
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    not_ready(
+                        s.code().unwrap_or_default(),
+                        s.message().unwrap_or_default(),
+                    )
+                }) && started.elapsed() < ROLE_PROPAGATION =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(ROLE_RETRY_MAX);
+            }
+            other => return other.ctx(op, resource),
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 
 use serde_json::{Value, json};
 
-use super::{AwsArgs, AwsError, Clients};
-use crate::config::Config;
+use super::{AwsArgs, AwsError, Clients, account};
+use crate::config::{AccessLogsConfig, AccountRole, Config};
 use crate::engine::desired::{Names, Target};
 use crate::error::Error;
 use crate::output::Printer;
@@ -52,6 +52,16 @@ pub struct Grant {
     /// `(operator, key, value)`: the value is a service name whose principal fills it in.
     pub condition: Option<(&'static str, &'static str, &'static str)>,
 }
+
+const LOG_GROUP_ACTIONS: &[&str] = &[
+    "logs:CreateLogGroup",
+    "logs:DeleteLogGroup",
+    "logs:DeleteRetentionPolicy",
+    "logs:ListTagsForResource",
+    "logs:PutRetentionPolicy",
+    "logs:TagResource",
+    "logs:UntagResource",
+];
 
 /// What wsctl calls, per service, and where.
 pub const GRANTS: &[Grant] = &[
@@ -140,15 +150,7 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         sid: "StackLogGroups",
-        actions: &[
-            "logs:CreateLogGroup",
-            "logs:DeleteLogGroup",
-            "logs:DeleteRetentionPolicy",
-            "logs:ListTagsForResource",
-            "logs:PutRetentionPolicy",
-            "logs:TagResource",
-            "logs:UntagResource",
-        ],
+        actions: LOG_GROUP_ACTIONS,
         scope: Scope::LogGroups,
         condition: None,
     },
@@ -251,7 +253,69 @@ pub fn deployer_policy(config: &Config, target: &Target) -> Value {
             ],
         }));
     }
+    if let Some(logs) = &config.access_logs {
+        statements.extend(access_log_statements(logs, &names, target));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The stage's access log group, API Gateway's account settings (read always; written, and the
+/// role passed to API Gateway, only when the config names or creates the role), and the role
+/// wsctl creates when asked to.
+fn access_log_statements(logs: &AccessLogsConfig, names: &Names, target: &Target) -> Vec<Value> {
+    let partition = target.partition();
+    let group = names.access_log_group();
+    let mut out = vec![json!({
+        "Sid": "AccessLogGroup",
+        "Effect": "Allow",
+        "Action": LOG_GROUP_ACTIONS,
+        "Resource": [target.arn("logs", &format!("log-group:{group}")), target.log_group_arn(&group)],
+    })];
+    let account = partition.arn("apigateway", &target.region, "", "/account");
+    let passed = match logs.account_role() {
+        AccountRole::Existing => None,
+        AccountRole::Arn(arn) => Some(arn.to_string()),
+        AccountRole::Create => Some(account::logging_role_arn(target)),
+    };
+    let Some(role) = passed else {
+        out.push(json!({
+            "Sid": "ApiGatewayAccountSettings",
+            "Effect": "Allow",
+            "Action": ["apigateway:GET"],
+            "Resource": [account],
+        }));
+        return out;
+    };
+    out.push(json!({
+        "Sid": "ApiGatewayAccountSettings",
+        "Effect": "Allow",
+        "Action": ["apigateway:GET", "apigateway:PATCH"],
+        "Resource": [account],
+    }));
+    // UpdateAccount passes the role to API Gateway.
+    out.push(json!({
+        "Sid": "PassLoggingRoleToApiGateway",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": [role],
+        "Condition": {"StringEquals": {"iam:PassedToService": partition.service_principal("apigateway")}},
+    }));
+    if logs.account_role() == AccountRole::Create {
+        out.push(json!({
+            "Sid": "LoggingRole",
+            "Effect": "Allow",
+            "Action": ["iam:CreateRole", "iam:GetRole"],
+            "Resource": [role],
+        }));
+        out.push(json!({
+            "Sid": "LoggingRolePolicy",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy"],
+            "Resource": [role],
+            "Condition": {"ArnEquals": {"iam:PolicyARN": account::push_to_cloudwatch_arn(partition)}},
+        }));
+    }
+    out
 }
 
 /// `wsctl deploy --print-policy`: the account comes from STS (the one call made); without
@@ -265,6 +329,7 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
                 region: clients.region,
                 api_id: None,
                 authorizer_id: None,
+                logging_role: None,
             }
         }
         Err(AwsError::NoCredentials(_)) => {
@@ -281,6 +346,7 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
                 region,
                 api_id: None,
                 authorizer_id: None,
+                logging_role: None,
             }
         }
         Err(e) => return Err(e.into()),
@@ -311,6 +377,7 @@ mod tests {
             region: region.into(),
             api_id: None,
             authorizer_id: None,
+            logging_role: None,
         }
     }
 
@@ -359,5 +426,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn access_logs_read_the_account_settings_and_pass_only_the_logging_role_to_api_gateway() {
+        let statement = |policy: &Value, sid: &str| -> Option<Value> {
+            policy["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == sid)
+                .cloned()
+        };
+        let mut config = template();
+        config.access_logs = Some(AccessLogsConfig {
+            retention_days: None,
+            format: None,
+            account_role: None,
+        });
+        let policy = deployer_policy(&config, &target("eu-west-1"));
+        assert_eq!(
+            statement(&policy, "ApiGatewayAccountSettings").unwrap()["Action"],
+            json!(["apigateway:GET"]),
+            "the account's role is only read"
+        );
+        assert!(statement(&policy, "PassLoggingRoleToApiGateway").is_none());
+        assert_eq!(
+            statement(&policy, "AccessLogGroup").unwrap()["Resource"],
+            json!([
+                "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/apigateway/chat-dev/access",
+                "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/apigateway/chat-dev/access:*"
+            ])
+        );
+
+        config.access_logs.as_mut().unwrap().account_role = Some("create".into());
+        let policy = deployer_policy(&config, &target("eu-west-1"));
+        let role = "arn:aws:iam::123456789012:role/wsctl/wsctl-apigateway-cloudwatch";
+        let pass = statement(&policy, "PassLoggingRoleToApiGateway").unwrap();
+        assert_eq!(pass["Resource"], json!([role]));
+        assert_eq!(
+            pass["Condition"],
+            json!({"StringEquals": {"iam:PassedToService": "apigateway.amazonaws.com"}})
+        );
+        assert_eq!(
+            statement(&policy, "LoggingRolePolicy").unwrap()["Condition"],
+            json!({"ArnEquals": {"iam:PolicyARN": "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}})
+        );
+        assert_eq!(
+            statement(&policy, "ApiGatewayAccountSettings").unwrap()["Resource"],
+            json!(["arn:aws:apigateway:eu-west-1::/account"])
+        );
     }
 }

@@ -55,7 +55,11 @@ pub async fn run(
             ))
         })
     };
-    let (_, done) = engine::converge(config, clients, target, &artifacts, printer, confirm).await?;
+    let serving = engine::Serving::Checked;
+    let (_, done) = engine::converge(
+        config, clients, target, &artifacts, printer, serving, confirm,
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     // The deploy is done: a failed lookup of its URLs is said, not turned into a failure.
     let (url, connections) = match stack.find_gateway().await {

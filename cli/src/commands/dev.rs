@@ -35,7 +35,12 @@ pub async fn run(
         arch: Some(Arch::Host),
         no_build: args.no_build,
     };
-    let config = super::load(config_path, &build)?;
+    let mut config = super::load(config_path, &build)?;
+    // The local gateway keeps no access log, and the emulator's account has no logging role to
+    // ask for: the stage would be refused for a log nobody writes.
+    if config.access_logs.take().is_some() {
+        printer.note("access_logs: not used by wsctl dev (its gateway writes no access log)");
+    }
     local::raise_fd_limit();
     let started = Instant::now();
 
@@ -75,11 +80,21 @@ pub async fn run(
         region: region.clone(),
         api_id: None,
         authorizer_id: None,
+        logging_role: None,
     };
-    // No question: the emulator's stack is this machine's scratch copy, rebuilt at will, and
-    // no client connects through its stage (the local gateway serves them).
-    let (target, _) =
-        engine::converge(&config, &clients, target, &artifacts, printer, |_| Ok(())).await?;
+    // No question, and no deployment to check: the emulator's stack is this machine's scratch
+    // copy, rebuilt at will, and no client connects through its stage (the local gateway
+    // serves them).
+    let (target, _) = engine::converge(
+        &config,
+        &clients,
+        target,
+        &artifacts,
+        printer,
+        engine::Serving::NotChecked,
+        |_| Ok(()),
+    )
+    .await?;
 
     // What runs is what the control plane now says, not what the config says.
     let names = Names::new(&config);

@@ -19,9 +19,7 @@ pub async fn run(
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
     let live = engine::read(clients, config, &probe).await?;
-    if !live.foreign.is_empty() {
-        return Err(Error::Conflict(live.foreign));
-    }
+    engine::refuse(config, &target, &live)?;
     target.locate(&live);
     let plan = engine::full_plan(config, &target, &artifacts, &live);
     if printer.json() {

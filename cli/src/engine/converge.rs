@@ -11,27 +11,36 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
 
+/// What a deploy makes sure of once the changes are applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Serving {
+    /// That the stage serves what changed (a deployment of it), as on AWS.
+    Checked,
+    /// Nothing: no client connects through the stage (`wsctl dev` serves its own gateway from
+    /// the control plane).
+    NotChecked,
+}
+
 /// Makes the account match the config: read, refuse on foreign namesakes, let `confirm` see
-/// the plan (and refuse it), apply, and check the stage serves what changed. Returns the
-/// target with the API's id and the changes made.
+/// the plan (and refuse it), apply, and check the stage serves what changed as `serving`
+/// says. Returns the target with the API's id and the changes made.
 pub async fn converge(
     config: &Config,
     clients: &Clients,
     mut target: Target,
     artifacts: &BTreeMap<String, Artifact>,
     printer: &Printer,
+    serving: Serving,
     confirm: impl FnOnce(&Plan) -> Result<(), Error>,
 ) -> Result<(Target, Vec<Change>), Error> {
     let probe = super::desired::desired(config, &target, artifacts);
     let live = super::read(clients, config, &probe).await?;
     // Refuse before the first change, so a conflict never leaves a half-made stack.
-    if !live.foreign.is_empty() {
-        return Err(Error::Conflict(live.foreign));
-    }
+    super::refuse(config, &target, &live)?;
     target.locate(&live);
     let plan = super::full_plan(config, &target, artifacts, &live);
     confirm(&plan)?;
-    let deploys = plan.changes.iter().any(needs_deployment);
+    let deploys = serving == Serving::Checked && plan.changes.iter().any(needs_deployment);
     let before = match live.api_id() {
         Some(api) if deploys => apigw::served(clients, api, &config.stage).await?,
         _ => apigw::Served::default(),
@@ -57,6 +66,7 @@ pub async fn converge(
         return Err(Error::Partial(applied.failed));
     }
     if let Some(api) = target.api_id.as_deref()
+        && serving == Serving::Checked
         && applied.done.iter().any(needs_deployment)
     {
         apigw::confirm_deployment(clients, api, &config.stage, &before, &|n| printer.note(n))

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use wsctl_functions::layout;
 
 use super::model::*;
+use crate::aws::apigw::AccessLog;
 use crate::build::Artifact;
-use crate::config::{Access, Config, KeyAttr};
+use crate::config::{Access, AccountRole, Config, KeyAttr};
 use wsctl_functions::partition::Partition;
 
 /// Tag every resource of a stack carries; nothing without it is ever changed or deleted.
@@ -41,6 +42,9 @@ pub struct Target {
     pub api_id: Option<String>,
     /// The id of the stack's authorizer, once it exists: its function's permission names it.
     pub authorizer_id: Option<String>,
+    /// The CloudWatch Logs role API Gateway's account settings name in the region, once read
+    /// (only for a stack with access logs).
+    pub logging_role: Option<String>,
 }
 
 impl Target {
@@ -59,10 +63,12 @@ impl Target {
             .arn(service, &self.region, &self.account, resource)
     }
 
-    /// Takes the ids the live stack has (its API's and its authorizer's) for the ARNs.
+    /// Takes the ids the live stack has (its API's and its authorizer's) for the ARNs, and the
+    /// account's logging role.
     pub fn locate(&mut self, live: &LiveState) {
         self.api_id = live.api_id().map(str::to_string);
         self.authorizer_id = live.authorizer_id().map(str::to_string);
+        self.logging_role = live.logging_role().map(str::to_string);
     }
 
     pub fn function_arn(&self, function: &str) -> String {
@@ -109,6 +115,11 @@ impl Target {
         self.arn("dynamodb", &format!("table/{table}"))
     }
 
+    /// A log group's own ARN, as an access log destination names it (`…:log-group:NAME`).
+    pub fn log_group_destination(&self, group: &str) -> String {
+        self.arn("logs", &format!("log-group:{group}"))
+    }
+
     /// The ARN IAM policies use for a log group's streams (`…:log-group:NAME:*`).
     pub fn log_group_arn(&self, group: &str) -> String {
         self.arn("logs", &format!("log-group:{group}:*"))
@@ -152,6 +163,10 @@ impl Names {
     }
     pub fn log_group(&self, function: &str) -> String {
         format!("/aws/lambda/{}", self.function(function))
+    }
+    /// The stage's access log.
+    pub fn access_log_group(&self) -> String {
+        format!("/aws/apigateway/{}/access", self.api())
     }
     pub fn secret(&self) -> String {
         format!("/wsctl/{}/{}/token-secret", self.stack, self.stage)
@@ -334,11 +349,38 @@ pub fn desired(
             authorizer,
         }));
     }
+    let access_log = config.access_logs.as_ref().map(|logs| {
+        let group = names.access_log_group();
+        out.push(Spec::LogGroup(LogGroupSpec {
+            name: group.clone(),
+            retention_days: Some(logs.retention_days.unwrap_or(config.log_retention_days)),
+            tags: tags.clone(),
+        }));
+        let (role, create_role) = match logs.account_role() {
+            AccountRole::Arn(arn) => (arn.to_string(), false),
+            AccountRole::Create => match &target.logging_role {
+                Some(role) => (role.clone(), false),
+                None => (crate::aws::account::logging_role_arn(target), true),
+            },
+            AccountRole::Existing => (target.logging_role.clone().unwrap_or_default(), false),
+        };
+        out.push(Spec::Account(AccountSpec {
+            name: target.region.clone(),
+            cloudwatch_role_arn: role.clone(),
+            create_role,
+        }));
+        AccessLog {
+            destination_arn: target.log_group_destination(&group),
+            format: logs.format().to_string(),
+            role,
+        }
+    });
     out.push(Spec::Stage(StageSpec {
         name: config.stage.clone(),
         auto_deploy: true,
         throttling_burst: config.throttling.burst,
         throttling_rate: config.throttling.rate,
+        access_log,
         tags: tags.clone(),
     }));
     if let Some(domain) = &config.domain {
@@ -458,6 +500,7 @@ pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
             .unwrap_or_else(|| "cn-northwest-1".into()),
         api_id: Some("a".repeat(10)),
         authorizer_id: None,
+        logging_role: None,
     };
     let names = Names::new(config);
     config
@@ -565,6 +608,7 @@ mod tests {
             region: "eu-west-1".into(),
             api_id: Some("abc".into()),
             authorizer_id: None,
+            logging_role: None,
         };
         let specs = desired(&config, &target, &BTreeMap::new());
         let function = |name: &str| {
@@ -619,6 +663,7 @@ mod tests {
             region: "eu-west-1".into(),
             api_id: Some("abc".into()),
             authorizer_id: None,
+            logging_role: None,
         };
         let specs = desired(&config, &target, &BTreeMap::new());
         let mut started = 0;

@@ -67,9 +67,10 @@ pub trait Resource {
         self.create(cx).await
     }
 
-    /// A sentence for the plan and the deploy when `current` cannot become `self` in one go
-    /// (a service limit spaces the steps out in time): what happens now, what later, and when.
-    fn note(&self, _current: &Self) -> Option<String> {
+    /// A sentence for the plan and the deploy about creating `self` or changing `current` into
+    /// it: what the change reaches beyond the stack, or, when it cannot happen in one go (a
+    /// service limit spaces the steps out in time), what happens now, what later, and when.
+    fn note(&self, _current: Option<&Self>) -> Option<String> {
         None
     }
 
@@ -167,10 +168,11 @@ macro_rules! kinds {
                 }
             }
 
-            /// The kind's [`Resource::note`] on changing `current` into this.
-            pub fn note(&self, current: &Spec) -> Option<String> {
+            /// The kind's [`Resource::note`] on creating this, or changing `current` into it.
+            pub fn note(&self, current: Option<&Spec>) -> Option<String> {
                 match (self, current) {
-                    $((Spec::$kind(s), Spec::$kind(c)) => s.note(c),)+
+                    $((Spec::$kind(s), Some(Spec::$kind(c))) => s.note(Some(c)),)+
+                    $((Spec::$kind(s), None) => s.note(None),)+
                     _ => None,
                 }
             }
@@ -197,13 +199,15 @@ macro_rules! kinds {
 // holds needs the functions; the permission of the authorizer's function names the
 // authorizer's id; routes need the integrations and the authorizer, and come after the
 // permissions so that no route is live before API Gateway may invoke its function; a custom
-// domain's API mapping needs the stage.
+// domain's API mapping needs the stage; a stage that writes access logs needs the account's
+// logging role.
 kinds! {
     Secret => ssm::SecretSpec,
     Table => dynamodb::TableSpec,
     LogGroup => logs::LogGroupSpec,
     Api => apigw::ApiSpec,
     Role => iam::RoleSpec,
+    Account => account::AccountSpec,
     Function => lambda::FunctionSpec,
     Integration => apigw::IntegrationSpec,
     Authorizer => apigw::AuthorizerSpec,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use futures::future;
 
 pub use apply::{Applied, apply, delete};
-pub use converge::converge;
+pub use converge::{Serving, converge};
 
 use crate::aws::{AwsError, Clients};
 use crate::build::Artifact;
@@ -52,6 +52,30 @@ pub async fn read(
         live.foreign.extend(part.foreign);
     }
     Ok(live)
+}
+
+/// Refuses, before the first change, a stack the account cannot take as it is: resources
+/// with the stack's names but not its tags, or access logs without the account's logging role
+/// (which the config did not ask wsctl to set).
+pub fn refuse(
+    config: &Config,
+    target: &Target,
+    live: &LiveState,
+) -> Result<(), crate::error::Error> {
+    use crate::config::AccountRole;
+    if !live.foreign.is_empty() {
+        return Err(crate::error::Error::Conflict(live.foreign.clone()));
+    }
+    if let Some(logs) = &config.access_logs
+        && logs.account_role() == AccountRole::Existing
+        && live.logging_role().is_none()
+    {
+        return Err(crate::error::Error::NoLoggingRole {
+            region: target.region.clone(),
+            role: crate::aws::account::LOGGING_ROLE,
+        });
+    }
+    Ok(())
 }
 
 /// Plan for the whole stack (all kinds at once), as `plan` and `status` show it.

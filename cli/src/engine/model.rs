@@ -81,6 +81,16 @@ impl LiveState {
             .and_then(|(_, l)| l.physical_id.as_deref())
     }
 
+    /// The CloudWatch Logs role of API Gateway's account settings, when it was read and is set.
+    pub fn logging_role(&self) -> Option<&str> {
+        self.resources
+            .iter()
+            .find_map(|(id, l)| match (&id.kind, &l.spec) {
+                (Kind::Account, Spec::Account(a)) => Some(a.cloudwatch_role_arn.as_str()),
+                _ => None,
+            })
+    }
+
     pub fn api_id(&self) -> Option<&str> {
         self.resources
             .iter()

@@ -127,9 +127,10 @@ pub fn diff(desired: &[Spec], live: &LiveState, kinds: &[Kind]) -> Plan {
             Some(current) => compare(spec, current),
         };
         if let Some(action) = action {
-            let note = current
-                .filter(|_| matches!(action, Action::Update(_)))
-                .and_then(|c| spec.note(c));
+            let note = match action {
+                Action::Create | Action::Update(_) => spec.note(current),
+                _ => None,
+            };
             let mut change = Change::new(id.clone(), action, Some((*spec).clone()));
             change.note = note;
             changes.push(change);
@@ -267,6 +268,7 @@ mod tests {
             auto_deploy: true,
             throttling_burst: burst,
             throttling_rate: 100.0,
+            access_log: None,
             tags: Tags::new(),
         })
     }
@@ -370,6 +372,7 @@ mod tests {
             auto_deploy: true,
             throttling_burst: 10,
             throttling_rate: 100.0,
+            access_log: None,
             tags: Tags::new(),
         };
         tagged.tags.insert("team".into(), "b".into());
@@ -440,6 +443,7 @@ mod tests {
             auto_deploy: true,
             throttling_burst: 1,
             throttling_rate: 1000.0,
+            access_log: None,
             tags: Tags::new(),
         };
         let desired = vec![Spec::Stage(rate.clone()), route("a", "f")];

@@ -126,6 +126,7 @@ impl<'c> Stack<'c> {
             region: clients.region.clone(),
             api_id: None,
             authorizer_id: None,
+            logging_role: None,
         };
         // AWS_ENDPOINT_URL counts as much as the flag.
         let endpoint_url = aws

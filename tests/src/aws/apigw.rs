@@ -30,7 +30,8 @@ pub enum AutoDeploy {
 /// Stages and deployments as API Gateway V2 has them, over moto.
 ///
 /// - UpdateStage (API reference, "Stage": PATCH `/v2/apis/{apiId}/stages/{stageName}`) changes
-///   `autoDeploy` and `defaultRouteSettings` in place and answers the stage.
+///   `autoDeploy`, `defaultRouteSettings` and `accessLogSettings` (an empty one turns access
+///   logging off) in place and answers the stage.
 /// - TagResource / UntagResource (API reference, "Tags": `/v2/tags/{resource-arn}`) accept a
 ///   stage's ARN `arn:aws:apigateway:REGION::/apis/API/stages/STAGE`; GetStage's `tags` show it.
 /// - Auto-deployment (developer guide, "Stages for HTTP APIs": "If you enable automatic
@@ -61,6 +62,8 @@ struct State {
 struct Stage {
     auto_deploy: Option<bool>,
     route_settings: serde_json::Map<String, Value>,
+    /// Set by UpdateStage: the new settings, or `None` once an empty object turned them off.
+    access_log: Option<Option<Value>>,
     tags_set: BTreeMap<String, Value>,
     tags_removed: BTreeSet<String>,
     deployment_id: Option<String>,
@@ -212,6 +215,15 @@ impl State {
             tags.extend(s.tags_set.clone());
             stage["tags"] = Value::Object(tags);
         }
+        match &s.access_log {
+            Some(Some(settings)) => stage["accessLogSettings"] = settings.clone(),
+            Some(None) => {
+                if let Some(stage) = stage.as_object_mut() {
+                    stage.remove("accessLogSettings");
+                }
+            }
+            None => {}
+        }
         if let Some(id) = &s.deployment_id {
             stage["deploymentId"] = json!(id);
         }
@@ -268,6 +280,10 @@ impl Behaviour for Stages {
                 }
                 if let Some(settings) = body["defaultRouteSettings"].as_object() {
                     s.route_settings.extend(settings.clone());
+                }
+                if let Some(settings) = body["accessLogSettings"].as_object() {
+                    let on = settings.get("destinationArn").is_some_and(|d| d != "");
+                    s.access_log = Some(on.then(|| Value::Object(settings.clone())));
                 }
                 let mut reply =
                     json!({"stageName": percent_decode(stage), "lastUpdatedDate": now_iso()});

@@ -2,6 +2,7 @@
 //! one service's API reference and cites it; [`behaviours`] is the set every proxy plays unless
 //! a test asks for moto as it is.
 
+pub mod account;
 pub mod apigw;
 mod domain;
 pub mod dynamodb;
@@ -28,7 +29,11 @@ pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
         Box::new(iam::RoleCreation {
             roles: roles.clone(),
         }),
-        Box::new(lambda::RoleNotYetAssumable { roles }),
+        Box::new(lambda::RoleNotYetAssumable {
+            roles: roles.clone(),
+        }),
+        // Before the stages: it refuses some of the stage calls those would answer.
+        Box::new(account::AccountSettings::new(roles)),
         Box::new(apigw::Stages::default()),
         Box::new(domain::DomainTargets),
         Box::new(partition::ChinaEndpoints),
