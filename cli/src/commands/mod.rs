@@ -1,6 +1,7 @@
 //! One module per command. Each loads what it needs and returns an [`Error`] on failure.
 
 mod build;
+mod completions;
 mod connect;
 mod connections;
 mod deploy;
@@ -27,6 +28,10 @@ use crate::output::Printer;
 pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
     match cli.command {
         Command::Init { force } => init::run(&cli.config, force, &printer),
+        Command::Completions { shell } => {
+            completions::run(shell, &mut std::io::stdout().lock());
+            Ok(())
+        }
         Command::Build(args) => build::run(&load(&cli.config, &args)?, &args, &printer).await,
         Command::Plan(args) => {
             plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
