@@ -1398,3 +1398,48 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         assert_eq!(status, 400, "{user}: {body}");
     }
 }
+
+/// `status` and `plan` pointed at `wsctl dev` compare the stack with the build `wsctl dev`
+/// deployed (this machine's architecture), not with the config's Lambda architecture, and say
+/// where the stack is served: an arm64 config on an x86_64 machine is in sync, with its local
+/// `ws://` URLs.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_plan_against_dev_show_its_urls_and_no_drift() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let other = if cfg!(target_arch = "aarch64") {
+        "x86_64"
+    } else {
+        "arm64"
+    };
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen("architecture: x86_64", &format!("architecture: {other}"), 1);
+    assert!(text.contains(&format!("architecture: {other}")));
+    std::fs::write(&config, text).unwrap();
+    let dev = Dev::start(&config, &[]);
+    let url = dev.field("url").to_string();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+
+    let (code, out, err) = wsctl(&dev, &config, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("  WebSocket URL:    {url}\n"))
+            && out.contains("In sync with the config."),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains(&format!("is served by wsctl dev at {url}")),
+        "{err}"
+    );
+
+    let (code, out, err) = wsctl(&dev, &config, &["plan", "--no-build"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("No changes: the stack matches the config."),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains(&format!("is served by wsctl dev at {url}")),
+        "{err}"
+    );
+}

@@ -93,12 +93,36 @@ fn confirm(
 fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
     let mut config = Config::load(path)?;
     if let Some(arch) = args.arch {
-        config.architecture = arch;
-        for f in config.functions.values_mut() {
-            f.architecture = Some(arch);
-        }
+        with_arch(&mut config, arch);
     }
     Ok(config)
+}
+
+fn with_arch(config: &mut Config, arch: crate::config::Arch) {
+    config.architecture = arch;
+    for f in config.functions.values_mut() {
+        f.architecture = Some(arch);
+    }
+}
+
+/// The config and build profile a live stack is compared with: `wsctl dev` deploys its own
+/// build (this machine's architecture, the local profile), so a stack it serves is compared
+/// with that, not reported as drifted from the config's Lambda architecture.
+async fn as_served(
+    config: &Config,
+    stack: &crate::stack::Stack<'_>,
+    printer: &Printer,
+) -> Result<(Config, Profile), Error> {
+    let mut config = config.clone();
+    let Some(gateway) = stack.local_gateway().await? else {
+        return Ok((config, Profile::Lambda));
+    };
+    printer.note(format!(
+        "{}/{} is served by wsctl dev at {}: comparing with its build for this machine",
+        config.stack, config.stage, gateway.websocket
+    ));
+    with_arch(&mut config, crate::config::Arch::Host);
+    Ok((config, Profile::Local))
 }
 
 /// Builds (or, with `--no-build`, finds) every function's zip.

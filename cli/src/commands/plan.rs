@@ -1,7 +1,6 @@
 use serde_json::json;
 
 use crate::args::BuildArgs;
-use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
 use crate::error::Error;
@@ -14,8 +13,9 @@ pub async fn run(
     args: &BuildArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let artifacts = super::artifacts(config, args, Profile::Lambda, printer).await?;
     let stack = Stack::open(config, aws).await?;
+    let (config, profile) = &super::as_served(config, &stack, printer).await?;
+    let artifacts = super::artifacts(config, args, *profile, printer).await?;
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
     let live = engine::read(clients, config, &probe).await?;

@@ -14,8 +14,9 @@ pub async fn run(
     aws: &crate::aws::AwsArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    let mut artifacts = crate::build::existing(config, crate::build::Profile::Lambda);
     let stack = Stack::open(config, aws).await?;
+    let (config, profile) = &super::as_served(config, &stack, printer).await?;
+    let mut artifacts = crate::build::existing(config, *profile);
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let probe = engine::desired::desired(config, &target, &artifacts);
     let live = engine::read(clients, config, &probe).await?;

@@ -202,6 +202,19 @@ impl<'c> Stack<'c> {
             .map(|endpoint| Gateway::at(&endpoint, &self.config.stage)))
     }
 
+    /// The local gateway serving the stack, when it is `wsctl dev`'s: a plain `ws://` server on
+    /// this machine behind an emulator's AWS endpoint, which API Gateway never is. Such a stack
+    /// runs `wsctl dev`'s own build (this machine's architecture, the local profile).
+    pub async fn local_gateway(&self) -> Result<Option<Gateway>, Error> {
+        if self.endpoint_url.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .find_gateway()
+            .await?
+            .filter(|g| is_local_ws(&g.websocket)))
+    }
+
     /// The stage behind its custom domain, when the config has one and it exists. Its
     /// `@connections` URL carries the API mapping's path, as any request through the domain
     /// does (API Gateway routes a custom domain's requests by that path).
@@ -275,6 +288,22 @@ impl<'c> Stack<'c> {
     }
 }
 
+/// Whether `url` is a `ws://` URL of this machine (a loopback address or `localhost`).
+fn is_local_ws(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `url`'s host is an AWS endpoint, of any partition.
 fn is_aws_url(url: &str) -> bool {
     let host = url.split("://").last().unwrap_or(url);
@@ -285,6 +314,26 @@ fn is_aws_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plain_websocket_server_of_this_machine_is_local() {
+        for url in [
+            "ws://127.0.0.1:8080/dev",
+            "ws://localhost:9000/dev",
+            "ws://[::1]:8080/dev",
+            "ws://127.0.0.2/dev",
+        ] {
+            assert!(is_local_ws(url), "{url}");
+        }
+        for url in [
+            "wss://127.0.0.1:8080/dev",
+            "ws://10.0.0.5:8080/dev",
+            "wss://abc.execute-api.eu-west-1.amazonaws.com/dev",
+            "ws://localhost.example.com/dev",
+        ] {
+            assert!(!is_local_ws(url), "{url}");
+        }
+    }
 
     #[test]
     fn a_gateway_is_found_from_its_base_url() {
