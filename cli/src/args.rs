@@ -142,6 +142,10 @@ pub struct DevArgs {
     /// Use the zips of the last build instead of building.
     #[arg(long)]
     pub no_build: bool,
+    /// How often expired items (past their table's TTL attribute) are deleted, as DynamoDB's
+    /// TTL does; `0` never deletes them.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub ttl_sweep: std::time::Duration,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.

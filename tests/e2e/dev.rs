@@ -780,7 +780,9 @@ fn gc(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, Value) {
 async fn gc_sweeps_exactly_the_zombies() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dev_config(dir.path());
-    let dev = Dev::start(&config, &[]);
+    // An item past its TTL stays until DynamoDB gets to it (within days, "Working with Time to
+    // Live"): without the local sweep, as on AWS before that, gc meets such items.
+    let dev = Dev::start(&config, &["--ttl-sweep", "0"]);
     let token = dev.token("load").await;
     let url = format!("{}?token={token}", dev.field("url"));
     use futures::StreamExt;
@@ -1441,5 +1443,88 @@ async fn status_and_plan_against_dev_show_its_urls_and_no_drift() {
     assert!(
         err.contains(&format!("is served by wsctl dev at {url}")),
         "{err}"
+    );
+}
+
+/// The items live in DynamoDB Local, Amazon's own engine, not in moto: a connection's row is
+/// read back through the dev endpoint and is absent from moto. And items expire as DynamoDB's
+/// TTL makes them: a row whose `ttl` (epoch seconds) has passed is deleted by the sweep, while
+/// one not yet expired and one whose attribute is not a number stay ("Working with Time to
+/// Live": only a Number attribute holding an epoch time in seconds expires).
+#[tokio::test(flavor = "multi_thread")]
+async fn items_live_in_dynamodb_local_and_expire_by_their_ttl() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let (_dir, dev) = dev();
+    let mut ana = dev.connect("ana").await;
+    ana.send(json!({"action": "subscribe", "channel": "ttl-1"}))
+        .await;
+    ana.expect("subscribed", is("subscribed"), T).await;
+    let rows = scan_all(&dev, "chat-dev-connections").await;
+    assert!(
+        rows.iter().any(|r| s(r, "user") == "ana"),
+        "ana's row through the dev endpoint: {rows:?}"
+    );
+    let moto = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(dev.field("moto"))
+            .build(),
+    );
+    let in_moto = moto
+        .scan()
+        .table_name("chat-dev-connections")
+        .send()
+        .await
+        .expect("the table exists in moto, the control plane")
+        .count;
+    assert_eq!(in_moto, 0, "no item goes to moto");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let db = dynamodb(&dev);
+    for (pk, ttl) in [
+        ("expired", V::N((now - 60).to_string())),
+        ("later", V::N((now + 3600).to_string())),
+        ("not-a-number", V::S((now - 60).to_string())),
+    ] {
+        db.put_item()
+            .table_name("chat-dev-connections")
+            .item("pk", V::S(format!("ttl-test#{pk}")))
+            .item("ttl", ttl)
+            .send()
+            .await
+            .expect("put");
+    }
+    let left = |rows: &[std::collections::HashMap<String, V>]| -> Vec<String> {
+        let mut keys: Vec<String> = rows
+            .iter()
+            .map(|r| s(r, "pk"))
+            .filter(|k| k.starts_with("ttl-test#"))
+            .collect();
+        keys.sort();
+        keys
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys = left(&scan_all(&dev, "chat-dev-connections").await);
+        if keys == ["ttl-test#later", "ttl-test#not-a-number"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired row is not swept within 30 s: {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let rows = scan_all(&dev, "chat-dev-connections").await;
+    assert!(
+        rows.iter().any(|r| s(r, "user") == "ana"),
+        "a live connection's row stays: {rows:?}"
     );
 }

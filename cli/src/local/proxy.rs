@@ -1,6 +1,7 @@
 //! Every other AWS call that reaches the gateway goes on to the emulator, so the gateway's URL
 //! is a complete local AWS endpoint: `wsctl --endpoint-url http://127.0.0.1:8080 publish …`
-//! invokes functions here and reads DynamoDB and SSM from moto, like any SDK client would.
+//! invokes functions here, reads and writes items in DynamoDB Local, and the rest (tables,
+//! SSM) in moto, like any SDK client would.
 //! The API's `apiEndpoint` is answered with the gateway's own address, as API Gateway answers
 //! with the stage's host, so a client finds the stage the same way on AWS and here.
 
@@ -16,6 +17,8 @@ use super::http::{Body, collect, json_response};
 
 pub struct Upstream {
     base: String,
+    /// DynamoDB Local: the items of every table (see [`super::dynamodb`]).
+    data_plane: String,
     /// The API this gateway serves (its id), and what GetApi and GetApis report as its
     /// endpoint: the gateway, `ws://host:port`. Other APIs of the emulator keep theirs.
     api_id: String,
@@ -24,9 +27,10 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(base: &str, api_id: &str, api_endpoint: &str) -> Upstream {
+    pub fn new(base: &str, data_plane: &str, api_id: &str, api_endpoint: &str) -> Upstream {
         Upstream {
             base: base.trim_end_matches('/').to_string(),
+            data_plane: data_plane.trim_end_matches('/').to_string(),
             api_id: api_id.to_string(),
             api_endpoint: api_endpoint.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -40,7 +44,15 @@ impl Upstream {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let Ok(uri) = format!("{}{path}", self.base).parse::<hyper::Uri>() else {
+        // DynamoDB's JSON protocol names the call in X-Amz-Target: `DynamoDB_20120810.GetItem`.
+        let items = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+            .is_some_and(|op| super::dynamodb::DATA_PLANE.contains(&op));
+        let base = if items { &self.data_plane } else { &self.base };
+        let Ok(uri) = format!("{base}{path}").parse::<hyper::Uri>() else {
             return json_response(
                 StatusCode::BAD_REQUEST,
                 &serde_json::json!({"message": "bad request path"}),
@@ -83,7 +95,7 @@ impl Upstream {
             }
             Err(e) => json_response(
                 StatusCode::BAD_GATEWAY,
-                &serde_json::json!({"message": format!("the AWS emulator at {} did not answer: {e}", self.base)}),
+                &serde_json::json!({"message": format!("the AWS emulator at {base} did not answer: {e}")}),
             ),
         }
     }
