@@ -146,6 +146,16 @@ pub struct DevArgs {
     /// TTL does; `0` never deletes them.
     #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
     pub ttl_sweep: std::time::Duration,
+    /// Where the items live: `local` is DynamoDB Local (Amazon's engine; needs Java 17+),
+    /// `moto` the control plane's emulator (no Java; slower, laxer).
+    #[arg(long, value_enum, default_value = "local")]
+    pub dynamodb: DataPlane,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum DataPlane {
+    Local,
+    Moto,
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, or plain seconds.

@@ -3,7 +3,9 @@
 //! reach 1,000 subscribers — next to a bare tokio broadcast server on the same machine.
 //!
 //! `cargo bench -p wsctl-tests --bench dev` (release wsctl, the repository's wsctl.yaml, its own
-//! moto). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (1000), `BENCH_ROUNDS` (5).
+//! moto), once per data plane: `--dynamodb moto`, then `--dynamodb local` (`BENCH_DYNAMODB`,
+//! default `moto,local`). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (1000),
+//! `BENCH_ROUNDS` (5).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,8 +222,36 @@ async fn run() {
     let idle_n = env("BENCH_IDLE", 10_000);
     let subs_n = env("BENCH_SUBSCRIBERS", 1_000);
     let rounds = env("BENCH_ROUNDS", 5);
+    let stores = std::env::var("BENCH_DYNAMODB").unwrap_or_else(|_| "moto,local".into());
+    for store in stores.split(',') {
+        println!("== wsctl dev --dynamodb {store}");
+        measure(store, idle_n, subs_n, rounds).await;
+    }
 
-    let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
+    // Baseline in the same run.
+    let bare = broadcast_server().await;
+    let (subs, _) = open(&bare, subs_n, 64).await;
+    let mut arrivals = readers(subs, |t| {
+        serde_json::from_str::<Value>(t).ok()?["round"].as_u64()
+    });
+    let mut publisher = connect(&bare).await;
+    let times = fanout_rounds(
+        &mut publisher,
+        |round| json!({ "round": round }).to_string(),
+        &mut arrivals,
+        subs_n,
+        rounds,
+    )
+    .await;
+    println!(
+        "publish → all {subs_n} subscribers (bare tokio broadcast server): median {} of {}",
+        ms(median(times.clone())),
+        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
+}
+
+async fn measure(store: &str, idle_n: usize, subs_n: usize, rounds: usize) {
+    let dev = Dev::start(&root().join("wsctl.yaml"), &["--dynamodb", store]);
     let pid = dev.pid();
     let url = format!("{}?token={}", dev.field("url"), dev.token("bench").await);
     let base_rss = rss_mb(pid);
@@ -287,27 +317,13 @@ async fn run() {
         times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
     );
     drop(conns);
-
-    // Baseline in the same run.
-    let bare = broadcast_server().await;
-    let (subs, _) = open(&bare, subs_n, 64).await;
-    let mut arrivals = readers(subs, |t| {
-        serde_json::from_str::<Value>(t).ok()?["round"].as_u64()
-    });
-    let mut publisher = connect(&bare).await;
-    let times = fanout_rounds(
-        &mut publisher,
-        |round| json!({ "round": round }).to_string(),
-        &mut arrivals,
-        subs_n,
-        rounds,
-    )
-    .await;
-    println!(
-        "publish → all {subs_n} subscribers (bare tokio broadcast server): median {} of {}",
-        ms(median(times.clone())),
-        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
-    );
+    // The engines' own memory: moto's and DynamoDB Local's processes.
+    let engines: f64 = descendants_matching(pid, "moto_server")
+        .into_iter()
+        .chain(descendants_matching(pid, "DynamoDbLoopback"))
+        .map(rss_mb)
+        .sum();
+    println!("emulators' RSS at the end: {engines:.0} MB");
 }
 
 fn main() {

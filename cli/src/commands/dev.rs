@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::args::{BuildArgs, DevArgs};
+use crate::args::{BuildArgs, DataPlane, DevArgs};
 use crate::aws::{AwsArgs, Clients};
 use crate::build::Profile;
 use crate::config::Arch;
@@ -58,7 +58,15 @@ pub async fn run(
     let base = format!("http://{addr}");
 
     // Java takes seconds to start: the engine starts while moto starts and the functions build.
-    let data_plane = tokio::spawn(local::dynamodb::DynamoDbLocal::start());
+    let data_plane = tokio::spawn({
+        let wanted = args.dynamodb == DataPlane::Local;
+        async move {
+            match wanted {
+                true => local::dynamodb::DynamoDbLocal::start().await.map(Some),
+                false => Ok(None),
+            }
+        }
+    });
     let (moto, endpoint) = match &aws.endpoint_url {
         Some(url) => (None, url.clone()),
         None => {
@@ -105,6 +113,7 @@ pub async fn run(
     let ddb = data_plane
         .await
         .map_err(|e| Error::Io(format!("starting DynamoDB Local: {e}")))??;
+    let items = ddb.as_ref().map_or(endpoint.clone(), |d| d.url.clone());
     let tables: Vec<_> = live
         .resources
         .values()
@@ -113,8 +122,10 @@ pub async fn run(
             _ => None,
         })
         .collect();
-    let data = Clients::local(&ddb.url, &region).dynamodb;
-    local::dynamodb::mirror(&data, &tables).await?;
+    let data = Clients::local(&items, &region).dynamodb;
+    if ddb.is_some() {
+        local::dynamodb::mirror(&data, &tables).await?;
+    }
     let sweeper = tokio::spawn(sweep(data, tables, args.ttl_sweep, printer.verbosity));
     let stage = live
         .resources
@@ -127,7 +138,7 @@ pub async fn run(
     let connections_url = format!("{base}/{stage}");
     let env: BTreeMap<String, String> = [
         ("AWS_ENDPOINT_URL", endpoint.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", ddb.url.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", items.clone()),
         // Lambda's Invoke is served by the gateway: moto cannot run functions.
         ("AWS_ENDPOINT_URL_LAMBDA", base.clone()),
         ("AWS_REGION", region.clone()),
@@ -187,7 +198,7 @@ pub async fn run(
         stop: stop.clone(),
         upstream: local::proxy::Upstream::new(
             &endpoint,
-            &ddb.url,
+            &items,
             live.api_id().unwrap_or_default(),
             &format!("ws://{addr}"),
         ),
@@ -206,7 +217,7 @@ pub async fn run(
             json!({
                 "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
                 "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
-                "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "dynamodb": ddb.url, "functions": functions, "routes": routes,
+                "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "dynamodb": items, "functions": functions, "routes": routes,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );
@@ -217,12 +228,15 @@ pub async fn run(
              Connect with:     {connect_url}\n  \
              @connections URL: {connections_url}/@connections\n  \
              Demo page:        {base}/\n  \
-             AWS endpoint:     {base}  (Lambda here, DynamoDB's items to DynamoDB Local at {}, every other call to {endpoint}{})\n  \
+             AWS endpoint:     {base}  (Lambda here, DynamoDB's items to {}, every other call to {endpoint}{})\n  \
              Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {base} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             config.stack,
             started.elapsed().as_secs_f64(),
-            ddb.url,
+            match &ddb {
+                Some(d) => format!("DynamoDB Local at {}", d.url),
+                None => items.clone(),
+            },
             if moto.is_some() { ", the moto wsctl dev started" } else { "" },
         ));
     }
@@ -235,7 +249,9 @@ pub async fn run(
     // Give connections a moment to send their close frames and pools to reap their processes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     sweeper.abort();
-    ddb.stop().await;
+    if let Some(ddb) = ddb {
+        ddb.stop().await;
+    }
     if let Some(moto) = moto {
         moto.stop().await;
     }

@@ -335,7 +335,7 @@ pub async fn sweep(
                     .iter()
                     .filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone())))
                     .collect();
-                client
+                let sent = client
                     .delete_item()
                     .table_name(&table.name)
                     .set_key(Some(key))
@@ -344,12 +344,14 @@ pub async fn sweep(
                     .expression_attribute_names("#t", ttl)
                     .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
                     .send()
-                    .await
-                    .map(|_| deleted += 1)
-                    .or_else(|e| match e.as_service_error() {
-                        Some(s) if s.is_conditional_check_failed_exception() => Ok(()),
-                        _ => Err(e),
-                    })?;
+                    .await;
+                match sent {
+                    Ok(_) => deleted += 1,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             start = page.last_evaluated_key;
             if start.is_none() {

