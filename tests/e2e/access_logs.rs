@@ -186,7 +186,8 @@ fn access_logs_set_the_accounts_logging_role_only_when_asked() {
         .unwrap()
         .role
         .unwrap();
-    let trust = urlencoding_decode(role.assume_role_policy_document.as_deref().unwrap());
+    let trust =
+        wsctl_tests::dev::percent_decode(role.assume_role_policy_document.as_deref().unwrap());
     assert!(trust.contains("apigateway.amazonaws.com"), "{trust}");
     let attached = rt
         .block_on(
@@ -328,24 +329,4 @@ fn the_accounts_role_is_used_or_replaced_and_logging_turns_off() {
     proxy.clear();
     let out = deploy(&project, &proxy.url());
     assert_eq!(proxy.mutations(), vec![], "{}", text(&out));
-}
-
-fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -277,21 +277,20 @@ fn access_log_statements(logs: &AccessLogsConfig, names: &Names, target: &Target
         AccountRole::Arn(arn) => Some(arn.to_string()),
         AccountRole::Create => Some(account::logging_role_arn(target)),
     };
-    let Some(role) = passed else {
-        out.push(json!({
-            "Sid": "ApiGatewayAccountSettings",
-            "Effect": "Allow",
-            "Action": ["apigateway:GET"],
-            "Resource": [account],
-        }));
-        return out;
+    // Reading the setting is every deploy's; writing it only when the config names the role.
+    let actions = match passed {
+        None => json!(["apigateway:GET"]),
+        Some(_) => json!(["apigateway:GET", "apigateway:PATCH"]),
     };
     out.push(json!({
         "Sid": "ApiGatewayAccountSettings",
         "Effect": "Allow",
-        "Action": ["apigateway:GET", "apigateway:PATCH"],
+        "Action": actions,
         "Resource": [account],
     }));
+    let Some(role) = passed else {
+        return out;
+    };
     // UpdateAccount passes the role to API Gateway.
     out.push(json!({
         "Sid": "PassLoggingRoleToApiGateway",

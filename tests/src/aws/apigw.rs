@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::dev::percent_decode;
 use crate::proxy::{Behaviour, Call, Exchange, Reply};
 
 /// How long a played auto-deployment takes (AWS: seconds).
@@ -89,27 +90,6 @@ impl Stages {
 fn under_api(path: &str) -> Option<(&str, &str)> {
     let rest = path.split('?').next()?.strip_prefix("/v2/apis/")?;
     Some(rest.split_once('/').unwrap_or((rest, "")))
-}
-
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A stage's tagging URL → (api, stage).
