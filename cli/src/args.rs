@@ -150,6 +150,10 @@ pub struct DevArgs {
     /// `moto` the control plane's emulator (no Java; slower, laxer).
     #[arg(long, value_enum, default_value = "local")]
     pub dynamodb: DataPlane,
+    /// Serve every call of the functions, as if their roles granted everything. By default a
+    /// call the function's role does not allow is refused with AWS's AccessDeniedException.
+    #[arg(long)]
+    pub no_iam: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]

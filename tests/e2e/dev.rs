@@ -1528,3 +1528,71 @@ async fn items_live_in_dynamodb_local_and_expire_by_their_ttl() {
         "a live connection's row stays: {rows:?}"
     );
 }
+
+/// moto serves any call, so without a check a function whose role lacks a grant works here
+/// and fails on AWS. The `caller` fixture (a user's own function) may read the connections
+/// table only: its read of another table is refused as AWS refuses it, with the
+/// AccessDeniedException naming its role's session, the action and the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_the_functions_role_does_not_allow_fails_as_on_aws() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let caller = wsctl_tests::root().join("tests/fixtures/caller");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(
+            "functions:\n",
+            &format!(
+                "functions:\n  caller:\n    crate: {}\n    tables: {{ connections: read }}\n",
+                caller.display()
+            ),
+        )
+        .replace("routes:\n", "routes:\n  call: caller\n");
+    std::fs::write(&config, text).expect("write");
+
+    let get = |table: &'static str| {
+        let key = match table {
+            "chat-dev-subscriptions" => json!({"channel": "room-1", "connection": "c"}),
+            _ => json!({"pk": "c"}),
+        };
+        json!({"action": "call", "get": table, "key": key})
+    };
+    let answer = |table: &'static str| move |l: &str| l.contains(&format!("caller get {table}: "));
+    let mut dev = Dev::start(&config, &[]);
+    assert_eq!(dev.info["iam"], true);
+    let mut ana = dev.connect("ana").await;
+    ana.send(get("chat-dev-connections")).await;
+    let granted = dev.wait_log("the granted read", answer("chat-dev-connections"), T);
+    assert!(granted.ends_with(": ok"), "{granted}");
+    ana.send(get("chat-dev-subscriptions")).await;
+    let refused = dev.wait_log("the refused read", answer("chat-dev-subscriptions"), T);
+    let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/chat-dev-subscriptions";
+    assert!(
+        refused.ends_with(&format!(
+            "caller get chat-dev-subscriptions: AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/chat-dev-caller/chat-dev-caller is not authorized to perform: dynamodb:GetItem on resource: {arn} because no identity-based policy allows the dynamodb:GetItem action"
+        )),
+        "{refused}"
+    );
+    dev.wait_log(
+        "the gateway's note",
+        |l| l.contains("refused: User:") && l.contains(arn),
+        T,
+    );
+    // The bundled functions, whose roles grant what they use, work beside it.
+    ana.send(json!({"action": "subscribe", "channel": "room-1"}))
+        .await;
+    ana.expect("subscribed", is("subscribed"), T).await;
+    ana.send(json!({"action": "publish", "channel": "room-1", "data": "hi"}))
+        .await;
+    ana.expect("the message", is("message"), T).await;
+    dev.stop();
+
+    // The same read with the check off is served: what `--no-iam` is for, and why it is not
+    // the default.
+    let dev = Dev::start(&config, &["--no-iam"]);
+    assert_eq!(dev.info["iam"], false);
+    let mut ana = dev.connect("ana").await;
+    ana.send(get("chat-dev-subscriptions")).await;
+    let served = dev.wait_log("the unchecked read", answer("chat-dev-subscriptions"), T);
+    assert!(served.ends_with(": ok"), "{served}");
+}

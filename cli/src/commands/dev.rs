@@ -136,15 +136,18 @@ pub async fn run(
         })
         .unwrap_or_else(|| config.stage.clone());
     let connections_url = format!("{base}/{stage}");
+    // Checked calls go through the gateway, which knows whose credentials signed them.
+    let (aws_url, items_url) = match args.no_iam {
+        true => (endpoint.clone(), items.clone()),
+        false => (base.clone(), base.clone()),
+    };
     let env: BTreeMap<String, String> = [
-        ("AWS_ENDPOINT_URL", endpoint.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", items.clone()),
+        ("AWS_ENDPOINT_URL", aws_url),
+        ("AWS_ENDPOINT_URL_DYNAMODB", items_url),
         // Lambda's Invoke is served by the gateway: moto cannot run functions.
         ("AWS_ENDPOINT_URL_LAMBDA", base.clone()),
         ("AWS_REGION", region.clone()),
         ("AWS_DEFAULT_REGION", region.clone()),
-        ("AWS_ACCESS_KEY_ID", "local".into()),
-        ("AWS_SECRET_ACCESS_KEY", "local".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ]
     .into_iter()
@@ -202,6 +205,7 @@ pub async fn run(
             live.api_id().unwrap_or_default(),
             &format!("ws://{addr}"),
         ),
+        iam: (!args.no_iam).then_some(stack.principals),
     });
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
 
@@ -218,7 +222,7 @@ pub async fn run(
                 "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
                 "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
                 "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "dynamodb": items, "functions": functions, "routes": routes,
-                "seconds": started.elapsed().as_secs_f64(),
+                "iam": !args.no_iam, "seconds": started.elapsed().as_secs_f64(),
             })
         );
     } else {
@@ -229,6 +233,7 @@ pub async fn run(
              @connections URL: {connections_url}/@connections\n  \
              Demo page:        {base}/\n  \
              AWS endpoint:     {base}  (Lambda here, DynamoDB's items to {}, every other call to {endpoint}{})\n  \
+             IAM:              {}\n  \
              Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {base} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             config.stack,
@@ -238,6 +243,10 @@ pub async fn run(
                 None => items.clone(),
             },
             if moto.is_some() { ", the moto wsctl dev started" } else { "" },
+            match args.no_iam {
+                false => "each function's calls are checked against its role (--no-iam serves them all)",
+                true => "not checked (--no-iam): a call a role does not allow works here and fails on AWS",
+            },
         ));
     }
     let _ = std::io::stdout().flush();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -20,8 +21,8 @@ use tokio::net::TcpListener;
 pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
-use super::http::{Body, collect, message, percent_decode};
-use super::{connections, endpoints, guard, invoke, session};
+use super::http::{Body, collect, message, percent_decode, query_pairs};
+use super::{connections, endpoints, guard, iam, invoke, session};
 
 /// Serves until `stop` turns true.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
@@ -63,30 +64,79 @@ async fn route(
         gw.note(&format!("refused {} {path}: {why}", req.method()));
         return Ok(message(StatusCode::FORBIDDEN, &why));
     }
+    if websocket {
+        return Ok(session::handshake(gw, req, peer).await);
+    }
+    let (parts, body) = req.into_parts();
+    let body = collect(body).await;
+    if let Some(refused) = iam_refusal(&gw, &parts, &segments, &body) {
+        return Ok(refused);
+    }
     Ok(match segments.as_slice() {
-        [s] | [s, ""] if *s == stage && upgrade => session::handshake(gw, req, peer).await,
         [s] | [s, ""] if *s == stage => message(
             StatusCode::UPGRADE_REQUIRED,
             "this is a WebSocket endpoint: connect with a WebSocket client",
         ),
         [s, "@connections", id] if *s == stage => {
-            let id = percent_decode(id);
-            let method = req.method().clone();
-            let body = collect(req.into_body()).await;
-            connections::api(&gw.conns, &method, &id, body)
+            connections::api(&gw.conns, &parts.method, &percent_decode(id), body)
         }
         ["2015-03-31", "functions", name, "invocations"] => {
-            let name = percent_decode(name);
-            invoke::handle(&gw, req, &name).await
+            invoke::handle(&gw, &parts, body, &percent_decode(name)).await
         }
-        [""] | ["index.html"] if req.method() == Method::GET => endpoints::page(&gw.page),
+        [""] | ["index.html"] if parts.method == Method::GET => endpoints::page(&gw.page),
         ["_wsctl", rest @ ..] => endpoints::dev(
-            req.method(),
+            &parts.method,
             rest,
-            req.uri().query(),
+            parts.uri.query(),
             gw.minter.as_ref(),
             &gw.conns,
         ),
-        _ => gw.upstream.forward(req).await,
+        _ => gw.upstream.forward(parts, body).await,
     })
+}
+
+/// A function's call its role does not allow, answered as the service would; `None` to serve
+/// it. Calls not signed with a function's credentials (the CLI's, a browser's) pass.
+fn iam_refusal(
+    gw: &Gateway,
+    parts: &Parts,
+    segments: &[&str],
+    body: &[u8],
+) -> Option<Response<Body>> {
+    let me = gw.iam.as_ref()?.signer(&parts.headers)?;
+    let api = &gw.api;
+    let scope = iam::Scope {
+        region: &api.region,
+        account: &api.account,
+    };
+    let (service, asks) = match segments {
+        [s, "@connections", id] if *s == api.stage => (
+            iam::Service::ExecuteApi,
+            scope.manage_connections(
+                &api.api_id,
+                &api.stage,
+                parts.method.as_str(),
+                &percent_decode(id),
+            ),
+        ),
+        ["2015-03-31", "functions", name, "invocations"] => {
+            let name = percent_decode(name);
+            let qualifier = query_pairs(parts.uri.query())
+                .into_iter()
+                .find(|(k, _)| k == "Qualifier")
+                .map(|(_, v)| v)
+                .or_else(|| invoke::qualifier(&name).map(str::to_string));
+            (
+                iam::Service::Lambda,
+                scope.invoke(invoke::function_name(&name), qualifier.as_deref()),
+            )
+        }
+        _ => {
+            let target = parts.headers.get("x-amz-target")?.to_str().ok()?;
+            scope.json_call(target, body)?
+        }
+    };
+    let denied = me.check(&asks).err()?;
+    gw.note(&format!("refused: {}", denied.0));
+    Some(iam::refusal(service, &denied))
 }

@@ -3,27 +3,37 @@
 //! the result, or the error document with `X-Amz-Function-Error`; `Event` queues and answers 202.
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
-use hyper::{Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
 use serde_json::json;
 use wsctl_functions::partition::Partition;
 
 use super::events;
-use super::http::{Body, collect, json_response, respond};
+use super::http::{Body, json_response, respond};
 use super::state::Gateway;
 
 /// Lambda's limits on a request's payload.
 const MAX_SYNC: usize = 6 * 1024 * 1024;
 const MAX_ASYNC: usize = 1024 * 1024;
 
-/// `name`, `name:qualifier`, `123456789012:function:name` or a full ARN → the name.
-pub fn function_name(id: &str) -> &str {
-    let rest = match id.find("function:") {
+/// `name`, `name:qualifier`, `123456789012:function:name` or a full ARN → `name:qualifier`.
+fn after_function(id: &str) -> &str {
+    match id.find("function:") {
         Some(i) => &id[i + "function:".len()..],
         None => id,
-    };
+    }
+}
+
+/// The function's name in any of the forms Invoke takes.
+pub fn function_name(id: &str) -> &str {
+    let rest = after_function(id);
     rest.split(':').next().unwrap_or(rest)
+}
+
+/// The version or alias the id names, if any.
+pub fn qualifier(id: &str) -> Option<&str> {
+    after_function(id).split_once(':').map(|(_, q)| q)
 }
 
 fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
@@ -33,7 +43,7 @@ fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
     r
 }
 
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Response<Body> {
     let name = function_name(id);
     let Some(pool) = gw.api.functions.get(name).cloned() else {
         let arn = Partition::of(&gw.api.region).arn(
@@ -49,12 +59,11 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, id: &str) -> Response<
         );
     };
     let kind = req
-        .headers()
+        .headers
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse")
         .to_string();
-    let payload = collect(req.into_body()).await;
     let payload = if payload.is_empty() {
         Bytes::from_static(b"{}")
     } else {
@@ -134,6 +143,13 @@ mod tests {
         assert_eq!(
             function_name("123456789012:function:chat-dev-publish:1"),
             "chat-dev-publish"
+        );
+        use super::qualifier;
+        assert_eq!(qualifier("chat-dev-publish"), None);
+        assert_eq!(qualifier("chat-dev-publish:live"), Some("live"));
+        assert_eq!(
+            qualifier("arn:aws:lambda:us-east-1:123456789012:function:chat-dev-publish:1"),
+            Some("1")
         );
     }
 }

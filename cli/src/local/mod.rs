@@ -16,6 +16,7 @@ pub mod events;
 pub mod gateway;
 mod guard;
 mod http;
+pub mod iam;
 mod integration;
 pub mod invoke;
 pub mod moto;
@@ -82,6 +83,8 @@ pub enum LocalError {
 pub struct Stack {
     pub api: Api,
     pub pools: Vec<Pool>,
+    /// Each function's credentials and the role they act with.
+    pub principals: iam::Principals,
 }
 
 /// Settings of the local runtime.
@@ -121,6 +124,18 @@ impl Stack {
         let mut routes = Vec::new();
         let mut authorizer = None;
         let prefix = names.prefix();
+        let mut principals = iam::Principals::default();
+        let roles: HashMap<&str, Vec<serde_json::Value>> = live
+            .resources
+            .values()
+            .filter_map(|r| match &r.spec {
+                Spec::Role(role) => Some((
+                    role.name.as_str(),
+                    role.policies.values().cloned().collect(),
+                )),
+                _ => None,
+            })
+            .collect();
         for resource in live.resources.values() {
             match &resource.spec {
                 Spec::Api(a) => {
@@ -153,6 +168,10 @@ impl Stack {
                         );
                     }
                     env.extend(lambda_env(&f.name, f.memory, &f.handler, &bootstrap));
+                    // A role that cannot be read grants nothing, as a deleted one would.
+                    let role = f.role.rsplit('/').next().unwrap_or_default();
+                    let policies = roles.get(role).cloned().unwrap_or_default();
+                    env.extend(principals.issue(&f.name, &f.role, policies, region, account));
                     let def = FunctionDef {
                         key: key.clone(),
                         arn,
@@ -222,7 +241,11 @@ impl Stack {
             );
         }
         let pools = by_key.into_values().collect();
-        Ok(Stack { api, pools })
+        Ok(Stack {
+            api,
+            pools,
+            principals,
+        })
     }
 }
 

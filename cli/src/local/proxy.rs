@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -37,8 +37,7 @@ impl Upstream {
         }
     }
 
-    pub async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
+    pub async fn forward(&self, parts: Parts, body: Bytes) -> Response<Body> {
         let path = parts
             .uri
             .path_and_query()
@@ -58,7 +57,6 @@ impl Upstream {
                 &serde_json::json!({"message": "bad request path"}),
             );
         };
-        let body = collect(body).await;
         let mut out = Request::builder().method(parts.method).uri(uri);
         for (k, v) in &parts.headers {
             out = out.header(k, v);

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use super::api::Api;
 use super::connections::Registry;
 use super::endpoints::Minter;
+use super::iam::Principals;
 use super::proxy::Upstream;
 use super::runtime::LogSink;
 
@@ -22,6 +23,8 @@ pub struct Gateway {
     pub stop: watch::Receiver<bool>,
     /// Where other AWS calls go (moto).
     pub upstream: Upstream,
+    /// The functions' credentials, when their calls are checked against their roles.
+    pub iam: Option<Principals>,
 }
 
 /// How long connections may live.
