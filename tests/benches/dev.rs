@@ -1,11 +1,13 @@
 //! `wsctl dev` under load: connections accepted per second (through the authorizer and the
-//! `$connect` function), memory with 10,000 idle connections, and the time for one publish to
-//! reach 1,000 subscribers — next to a bare tokio broadcast server on the same machine.
+//! `$connect` function), memory with 10,000 idle connections, the time for one publish to reach
+//! 1,000, 5,000 and 10,000 subscribers (and where the publish function spent it), and how long
+//! `$disconnect` takes for 5,000 clients cut at once — next to a bare tokio broadcast server on
+//! the same machine.
 //!
 //! `cargo bench -p wsctl-tests --bench dev` (release wsctl, the repository's wsctl.yaml, its own
 //! moto), once per data plane: `--dynamodb moto`, then `--dynamodb local` (`BENCH_DYNAMODB`,
-//! default `moto,local`). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (1000),
-//! `BENCH_ROUNDS` (5).
+//! default `moto,local`). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (`1000,5000,10000`),
+//! `BENCH_ROUNDS` (5), `BENCH_CUT` (5000).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,15 +124,17 @@ async fn recv_json(ws: &mut Ws) -> Value {
     }
 }
 
-/// Spawns a reader per subscriber that reports when each frame satisfying `is_hit` arrives.
-fn readers(
+/// One reader task per subscriber, reporting to `tx`; aborting a task drops its socket without
+/// a close frame.
+fn spawn_readers(
     subscribers: Vec<Ws>,
     is_hit: fn(&str) -> Option<u64>,
-) -> mpsc::UnboundedReceiver<(u64, Instant)> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    tx: &mpsc::UnboundedSender<(u64, Instant)>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
     for mut ws in subscribers {
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Text(t) = m
                     && let Some(round) = is_hit(t.as_str())
@@ -138,30 +142,36 @@ fn readers(
                     let _ = tx.send((round, Instant::now()));
                 }
             }
-        });
+        }));
     }
-    rx
+    tasks
 }
 
-/// Publish → the last of `n` subscribers has it, per round.
+/// Rounds `first..first + rounds`: publish → the last of `n` subscribers has it, and, when the
+/// server acknowledges a publish (`wsctl dev`'s message function does), publish → the ack.
 async fn fanout_rounds(
     publisher: &mut Ws,
     frame: impl Fn(u64) -> String,
     arrivals: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
     n: usize,
-    rounds: usize,
-) -> Vec<Duration> {
-    let mut out = Vec::new();
-    for round in 1..=rounds as u64 {
+    rounds: std::ops::Range<u64>,
+    acked: bool,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut out, mut acks) = (Vec::new(), Vec::new());
+    for round in rounds {
         let t0 = Instant::now();
         publisher
             .send(Message::text(frame(round)))
             .await
             .expect("publish");
+        if acked {
+            while recv_json(publisher).await["type"] != "ack" {}
+            acks.push(t0.elapsed());
+        }
         let mut got = 0;
         let mut last = t0;
         while got < n {
-            let (r, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+            let (r, at) = tokio::time::timeout(Duration::from_secs(60), arrivals.recv())
                 .await
                 .expect("every subscriber in time")
                 .expect("readers alive");
@@ -173,7 +183,7 @@ async fn fanout_rounds(
         out.push(last - t0);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    out
+    (out, acks)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -218,39 +228,71 @@ async fn broadcast_server() -> String {
     format!("ws://{addr}/")
 }
 
+fn sizes(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+fn summary(times: &[Duration]) -> String {
+    format!(
+        "median {} of {}",
+        ms(median(times.to_vec())),
+        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    )
+}
+
 async fn run() {
     let idle_n = env("BENCH_IDLE", 10_000);
-    let subs_n = env("BENCH_SUBSCRIBERS", 1_000);
-    let rounds = env("BENCH_ROUNDS", 5);
+    let subs = sizes("BENCH_SUBSCRIBERS", "1000,5000,10000");
+    let rounds = env("BENCH_ROUNDS", 5) as u64;
+    let cut = env("BENCH_CUT", 5_000);
     let stores = std::env::var("BENCH_DYNAMODB").unwrap_or_else(|_| "moto,local".into());
     for store in stores.split(',') {
         println!("== wsctl dev --dynamodb {store}");
-        measure(store, idle_n, subs_n, rounds).await;
+        measure(store, idle_n, &subs, rounds, cut).await;
     }
 
     // Baseline in the same run.
+    println!("== bare tokio broadcast server");
     let bare = broadcast_server().await;
-    let (subs, _) = open(&bare, subs_n, 64).await;
-    let mut arrivals = readers(subs, |t| {
-        serde_json::from_str::<Value>(t).ok()?["round"].as_u64()
-    });
+    let (tx, mut arrivals) = mpsc::unbounded_channel();
     let mut publisher = connect(&bare).await;
-    let times = fanout_rounds(
-        &mut publisher,
-        |round| json!({ "round": round }).to_string(),
-        &mut arrivals,
-        subs_n,
-        rounds,
-    )
-    .await;
-    println!(
-        "publish → all {subs_n} subscribers (bare tokio broadcast server): median {} of {}",
-        ms(median(times.clone())),
-        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
-    );
+    let (mut open_n, mut round) = (0, 1);
+    for &n in &subs {
+        let (more, _) = open(&bare, n - open_n, 64).await;
+        spawn_readers(
+            more,
+            |t| serde_json::from_str::<Value>(t).ok()?["round"].as_u64(),
+            &tx,
+        );
+        open_n = n;
+        let (times, _) = fanout_rounds(
+            &mut publisher,
+            |round| json!({ "round": round }).to_string(),
+            &mut arrivals,
+            n,
+            round..round + rounds,
+            false,
+        )
+        .await;
+        round += rounds;
+        println!("publish → all {n} subscribers: {}", summary(&times));
+    }
 }
 
-async fn measure(store: &str, idle_n: usize, subs_n: usize, rounds: usize) {
+/// RSS of `pid` and everything below it (functions, moto, DynamoDB Local), in MB.
+fn tree_rss(pid: u32) -> f64 {
+    rss_mb(pid)
+        + descendants_matching(pid, "")
+            .into_iter()
+            .map(rss_mb)
+            .sum::<f64>()
+}
+
+async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: usize) {
     let dev = Dev::start(&root().join("wsctl.yaml"), &["--dynamodb", store]);
     let pid = dev.pid();
     let url = format!("{}?token={}", dev.field("url"), dev.token("bench").await);
@@ -260,7 +302,7 @@ async fn measure(store: &str, idle_n: usize, subs_n: usize, rounds: usize) {
         dev.info["seconds"].as_f64().unwrap_or(0.0)
     );
 
-    // 1. Handshakes per second, each through the authorizer and $connect (moto behind both).
+    // 1. Handshakes per second, each through the authorizer and $connect.
     let warm = 200.min(idle_n);
     let (mut conns, _) = open(&url, warm, 32).await;
     let measured = 2_000.min(idle_n.saturating_sub(warm));
@@ -288,33 +330,140 @@ async fn measure(store: &str, idle_n: usize, subs_n: usize, rounds: usize) {
         functions.len()
     );
 
-    // 3. One publish to `subs_n` subscribers of a channel.
-    let mut subscribers: Vec<Ws> = conns.drain(..subs_n).collect();
-    let subscribed =
-        futures::stream::iter(subscribers.iter_mut()).for_each_concurrent(32, |ws| async move {
-            ws.send(Message::text(
-                json!({"action": "subscribe", "channel": "bench"}).to_string(),
-            ))
-            .await
-            .unwrap();
-            while recv_json(ws).await["type"] != "subscribed" {}
-        });
-    subscribed.await;
-    let mut arrivals = readers(subscribers, |t| {
-        let v: Value = serde_json::from_str(t).ok()?;
-        (v["type"] == "message")
-            .then(|| v["data"]["round"].as_u64())
-            .flatten()
-    });
+    // 3. One publish to each size of channel: more of the idle connections subscribe each time.
+    let (tx, mut arrivals) = mpsc::unbounded_channel();
+    let mut readers = Vec::new();
     let mut publisher = connect(&url).await;
-    let publish = |round: u64| {
-        json!({"action": "publish", "channel": "bench", "data": {"round": round}}).to_string()
+    let (mut subscribed, mut round) = (0, 1);
+    for &n in subs.iter().filter(|&&n| n <= conns.len() + subscribed) {
+        let started = Instant::now();
+        let mut batch: Vec<Ws> = conns.drain(..n - subscribed).collect();
+        futures::stream::iter(batch.iter_mut())
+            .for_each_concurrent(64, |ws| async move {
+                ws.send(Message::text(
+                    json!({"action": "subscribe", "channel": "bench"}).to_string(),
+                ))
+                .await
+                .unwrap();
+                while recv_json(ws).await["type"] != "subscribed" {}
+            })
+            .await;
+        println!(
+            "{} more subscribed in {:.1} s",
+            n - subscribed,
+            started.elapsed().as_secs_f64()
+        );
+        subscribed = n;
+        readers.extend(spawn_readers(
+            batch,
+            |t| {
+                let v: Value = serde_json::from_str(t).ok()?;
+                (v["type"] == "message")
+                    .then(|| v["data"]["round"].as_u64())
+                    .flatten()
+            },
+            &tx,
+        ));
+        let logged = dev.logs.lock().unwrap().len();
+        let (times, acks) = fanout_rounds(
+            &mut publisher,
+            |round| {
+                json!({"action": "publish", "channel": "bench", "data": {"round": round}})
+                    .to_string()
+            },
+            &mut arrivals,
+            n,
+            round..round + rounds,
+            true,
+        )
+        .await;
+        round += rounds;
+        println!("publish → all {n} subscribers: {}", summary(&times));
+        println!(
+            "  publish → its ack (message function: store, hand-off): {}",
+            summary(&acks)
+        );
+        // Where the publish function's time went, as it logs each fan-out.
+        let lines: Vec<String> = dev.logs.lock().unwrap()[logged..]
+            .iter()
+            .filter(|l| l.contains("fan-out") && l.contains("collect_ms"))
+            .cloned()
+            .collect();
+        let field = |l: &str, k: &str| -> u64 {
+            l.split(&format!("\"{k}\":"))
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let invocations: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} posts: read {} ms + post {} ms",
+                    field(l, "delivered"),
+                    field(l, "collect_ms"),
+                    field(l, "post_ms")
+                )
+            })
+            .collect();
+        println!(
+            "  publish function, {} invocations: {}",
+            invocations.len(),
+            invocations.join("; ")
+        );
+    }
+
+    // 4. `cut` clients vanish at once (no close frame): how long until every `$disconnect` has
+    // run (its row gone from the connections table), and the peak RSS of everything wsctl dev
+    // runs meanwhile.
+    let db = dev.dynamodb();
+    let table = format!("{}-{}-connections", dev.field("stack"), dev.field("stage"));
+    let rows = || async {
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let page = db
+                .scan()
+                .table_name(&table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            count += page.count as usize;
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return count;
+            }
+        }
     };
-    let times = fanout_rounds(&mut publisher, publish, &mut arrivals, subs_n, rounds).await;
+    let before = rows().await;
+    let cut = cut.min(readers.len() + conns.len());
+    let from_readers = cut.min(readers.len());
+    let started = Instant::now();
+    for task in readers.drain(..from_readers) {
+        task.abort();
+    }
+    conns.drain(..cut - from_readers);
+    let mut peak = tree_rss(pid);
+    let mut left = before;
+    while started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(tree_rss(pid));
+        left = rows().await.saturating_sub(before - cut);
+        if left == 0 {
+            break;
+        }
+    }
     println!(
-        "publish → all {subs_n} subscribers (wsctl dev): median {} of {}",
-        ms(median(times.clone())),
-        times.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        "{cut} clients cut at once: {} in {:.1} s; peak RSS of wsctl dev and all it runs {peak:.0} MB",
+        if left == 0 {
+            "every $disconnect done".to_string()
+        } else {
+            format!("{left} rows still there")
+        },
+        started.elapsed().as_secs_f64()
     );
     drop(conns);
     // The engines' own memory: moto's and DynamoDB Local's processes.

@@ -716,24 +716,12 @@ async fn publish_and_token_from_the_command_line() {
 }
 
 /// DynamoDB in the emulator, through the dev gateway's AWS endpoint.
-fn dynamodb(dev: &Dev) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(dev.base())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
-}
-
 /// Items of the stack's `table` in the emulator.
 async fn scan_all(
     dev: &Dev,
     table: &str,
 ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-    let db = dynamodb(dev);
+    let db = dev.dynamodb();
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -832,7 +820,7 @@ async fn gc_sweeps_exactly_the_zombies() {
     );
     // A live connection whose item is past its TTL is asked about, not deleted.
     let live = ids[1999].clone();
-    dynamodb(&dev)
+    dev.dynamodb()
         .update_item()
         .table_name("chat-dev-connections")
         .key(
@@ -1487,7 +1475,7 @@ async fn items_live_in_dynamodb_local_and_expire_by_their_ttl() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let db = dynamodb(&dev);
+    let db = dev.dynamodb();
     for (pk, ttl) in [
         ("expired", V::N((now - 60).to_string())),
         ("later", V::N((now + 3600).to_string())),

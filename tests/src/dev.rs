@@ -99,6 +99,19 @@ impl Dev {
         self.field("lambda_endpoint")
     }
 
+    /// A DynamoDB client on the dev server's AWS endpoint (its items are DynamoDB Local's).
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(self.base())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
     /// A token for `user`, minted by the dev server with the stack's secret.
     pub async fn token(&self, user: &str) -> String {
         let body = http_get(&format!("{}/_wsctl/token?user={user}", self.base())).await;

@@ -149,9 +149,12 @@ async fn deliver(
     start: Option<Key>,
     hop: Hop,
 ) -> Result<(Report, bool), String> {
+    // Timed by phase, so the log says where a slow fan-out spent its time.
+    let started = std::time::Instant::now();
     let (targets, next) = fanout::collect(&ctx.store, channel, start, ctx.fanout_per_invocation)
         .await
         .map_err(|e| e.to_string())?;
+    let collect_ms = started.elapsed().as_millis() as u64;
     let continued = next.is_some();
     if let Some(next) = next {
         let job = FanoutJob {
@@ -173,6 +176,7 @@ async fn deliver(
         ctx.fanout_concurrency,
     )
     .await;
+    let post_ms = started.elapsed().as_millis() as u64 - collect_ms;
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
         for (channel, leave) in crate::fanout::leave_frames(&connection, present) {
@@ -187,6 +191,8 @@ async fn deliver(
         gone = report.gone,
         failed = report.failed,
         continued,
+        collect_ms,
+        post_ms,
         "fan-out"
     );
     Ok((report, continued))
