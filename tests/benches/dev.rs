@@ -16,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
+use wsctl_tests::count_items;
 use wsctl_tests::dev::Dev;
 use wsctl_tests::root;
 
@@ -29,7 +30,8 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn raise_fd_limit() {
+/// Raises the soft limit on open files to the hard one; the new limit.
+fn raise_fd_limit() -> u64 {
     unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
@@ -39,6 +41,7 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        lim.rlim_cur as u64
     }
 }
 
@@ -250,7 +253,7 @@ async fn run() {
     let rounds = env("BENCH_ROUNDS", 5) as u64;
     let cut = env("BENCH_CUT", 5_000);
     let stores = std::env::var("BENCH_DYNAMODB").unwrap_or_else(|_| "moto,local".into());
-    for store in stores.split(',') {
+    for store in stores.split(',').filter(|s| !s.is_empty()) {
         println!("== wsctl dev --dynamodb {store}");
         measure(store, idle_n, &subs, rounds, cut).await;
     }
@@ -261,7 +264,16 @@ async fn run() {
     let (tx, mut arrivals) = mpsc::unbounded_channel();
     let mut publisher = connect(&bare).await;
     let (mut open_n, mut round) = (0, 1);
+    let fds = raise_fd_limit() as usize;
     for &n in &subs {
+        // Server and clients share this process: two descriptors per connection.
+        if 2 * n + 256 > fds {
+            println!(
+                "publish → all {n} subscribers: not measured (needs {} open files in one process; the limit is {fds})",
+                2 * n + 256
+            );
+            continue;
+        }
         let (more, _) = open(&bare, n - open_n, 64).await;
         spawn_readers(
             more,
@@ -335,7 +347,8 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: u
     let mut readers = Vec::new();
     let mut publisher = connect(&url).await;
     let (mut subscribed, mut round) = (0, 1);
-    for &n in subs.iter().filter(|&&n| n <= conns.len() + subscribed) {
+    let total = conns.len();
+    for &n in subs.iter().filter(|&&n| n <= total) {
         let started = Instant::now();
         let mut batch: Vec<Ws> = conns.drain(..n - subscribed).collect();
         futures::stream::iter(batch.iter_mut())
@@ -419,26 +432,7 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: u
     // runs meanwhile.
     let db = dev.dynamodb();
     let table = format!("{}-{}-connections", dev.field("stack"), dev.field("stage"));
-    let rows = || async {
-        let mut count = 0;
-        let mut start = None;
-        loop {
-            let page = db
-                .scan()
-                .table_name(&table)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            count += page.count as usize;
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return count;
-            }
-        }
-    };
-    let before = rows().await;
+    let before = count_items(&db, &table).await as usize;
     let cut = cut.min(readers.len() + conns.len());
     let from_readers = cut.min(readers.len());
     let started = Instant::now();
@@ -451,7 +445,7 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: u
     while started.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak = peak.max(tree_rss(pid));
-        left = rows().await.saturating_sub(before - cut);
+        left = (count_items(&db, &table).await as usize).saturating_sub(before - cut);
         if left == 0 {
             break;
         }
@@ -466,6 +460,10 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: u
         started.elapsed().as_secs_f64()
     );
     drop(conns);
+    // The rest go too, so the next run has the file descriptors.
+    for task in readers {
+        task.abort();
+    }
     // The engines' own memory: moto's and DynamoDB Local's processes.
     let engines: f64 = descendants_matching(pid, "moto_server")
         .into_iter()

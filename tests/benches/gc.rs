@@ -27,7 +27,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use wsctl_tests::dev::Dev;
-use wsctl_tests::{die_with_parent, free_port, isolate, root, wait_for_port, wsctl_bin};
+use wsctl_tests::{
+    count_items, die_with_parent, free_port, isolate, root, wait_for_port, wsctl_bin,
+};
 
 const DYNALITE: &str = "dynalite@3.2.2";
 const TABLES: [&str; 2] = ["chat-dev-connections", "chat-dev-subscriptions"];
@@ -293,27 +295,6 @@ async fn stub(moto: String, dynamo: String, live: Arc<HashSet<String>>, rtt: Dur
     format!("http://{addr}")
 }
 
-/// Items in a table, by a paginated `Select=COUNT` scan.
-async fn count(db: &aws_sdk_dynamodb::Client, table: &str) -> u64 {
-    let mut total = 0;
-    let mut start = None;
-    loop {
-        let out = db
-            .scan()
-            .table_name(table)
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("count scan");
-        total += out.count as u64;
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return total;
-        }
-    }
-}
-
 /// After a sweep, exactly the live half is left, in both tables.
 async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usize, live: usize) {
     assert_eq!(
@@ -323,7 +304,7 @@ async fn assert_swept(db: &aws_sdk_dynamodb::Client, summary: &Value, stale: usi
     );
     for table in TABLES {
         assert_eq!(
-            count(db, table).await,
+            count_items(db, table).await,
             live as u64,
             "{table} holds exactly the live connections"
         );

@@ -260,3 +260,24 @@ pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// Items in a table, by a paginated `Select=COUNT` scan.
+pub async fn count_items(db: &aws_sdk_dynamodb::Client, table: &str) -> u64 {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let out = db
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("count scan");
+        total += out.count as u64;
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return total;
+        }
+    }
+}

@@ -176,23 +176,19 @@ fn applies(statement: &Value, ask: &Ask) -> bool {
     // Action names are case-insensitive; resource ARNs are not.
     let action = |p: &str| glob(&p.to_ascii_lowercase(), &ask.action.to_ascii_lowercase());
     let resource = |p: &str| glob(p, &ask.resource);
-    let actions = match (
-        patterns(statement.get("Action")),
-        patterns(statement.get("NotAction")),
+    covers(statement, "Action", action) && covers(statement, "Resource", resource)
+}
+
+/// Whether `Key` (any pattern matches) or `NotKey` (none does) takes in what `matches` tests.
+fn covers(statement: &Value, key: &str, matches: impl Fn(&str) -> bool) -> bool {
+    match (
+        patterns(statement.get(key)),
+        patterns(statement.get(format!("Not{key}").as_str())),
     ) {
-        (Some(ps), _) => ps.into_iter().any(action),
-        (None, Some(ps)) => !ps.into_iter().any(action),
+        (Some(ps), _) => ps.into_iter().any(matches),
+        (None, Some(ps)) => !ps.into_iter().any(matches),
         (None, None) => false,
-    };
-    let resources = match (
-        patterns(statement.get("Resource")),
-        patterns(statement.get("NotResource")),
-    ) {
-        (Some(ps), _) => ps.into_iter().any(resource),
-        (None, Some(ps)) => !ps.into_iter().any(resource),
-        (None, None) => false,
-    };
-    actions && resources
+    }
 }
 
 /// IAM's wildcards: `*` any run of characters (`/` and `:` included), `?` any one.
