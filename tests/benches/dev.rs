@@ -31,7 +31,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// Raises the soft limit on open files to the hard one; the new limit.
-fn raise_fd_limit() -> u64 {
+fn raise_fd_limit() -> usize {
     unsafe {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
@@ -41,7 +41,7 @@ fn raise_fd_limit() -> u64 {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
-        lim.rlim_cur as u64
+        lim.rlim_cur as usize
     }
 }
 
@@ -264,7 +264,7 @@ async fn run() {
     let (tx, mut arrivals) = mpsc::unbounded_channel();
     let mut publisher = connect(&bare).await;
     let (mut open_n, mut round) = (0, 1);
-    let fds = raise_fd_limit() as usize;
+    let fds = raise_fd_limit();
     for &n in &subs {
         // Server and clients share this process: two descriptors per connection.
         if 2 * n + 256 > fds {
