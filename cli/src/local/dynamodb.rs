@@ -77,35 +77,26 @@ async fn install(dir: &Path) -> Result<(), LocalError> {
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).map_err(|e| missing(e.to_string()))?;
     let work = tempfile::tempdir_in(parent).map_err(|e| missing(e.to_string()))?;
-    let packed = Command::new("npm")
-        .args(["pack", "--silent", PACKAGE, "--pack-destination"])
-        .arg(work.path())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| missing(format!("npm: {e}")))?;
-    if !packed.status.success() {
-        return Err(missing(format!(
-            "npm pack {PACKAGE}: {}",
-            String::from_utf8_lossy(&packed.stderr).trim()
-        )));
-    }
+    let packed = run(
+        Command::new("npm")
+            .args(["pack", "--silent", PACKAGE, "--pack-destination"])
+            .arg(work.path()),
+        &format!("npm pack {PACKAGE}"),
+    )
+    .await
+    .map_err(missing)?;
     let tgz = String::from_utf8_lossy(&packed.stdout).trim().to_string();
-    let unpacked = Command::new("tar")
-        .arg("xzf")
-        .arg(work.path().join(&tgz))
-        .arg("-C")
-        .arg(work.path())
-        .arg("package/emulator")
-        .output()
-        .await
-        .map_err(|e| missing(format!("tar: {e}")))?;
-    if !unpacked.status.success() {
-        return Err(missing(format!(
-            "tar: {}",
-            String::from_utf8_lossy(&unpacked.stderr).trim()
-        )));
-    }
+    run(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(work.path().join(&tgz))
+            .arg("-C")
+            .arg(work.path())
+            .arg("package/emulator"),
+        "tar",
+    )
+    .await
+    .map_err(missing)?;
     let emulator = work.path().join("package/emulator");
     std::fs::write(emulator.join("DynamoDbLoopback.java"), LAUNCHER)
         .map_err(|e| missing(e.to_string()))?;
@@ -115,6 +106,22 @@ async fn install(dir: &Path) -> Result<(), LocalError> {
         Err(_) if dir.join("DynamoDBLocal.jar").exists() => Ok(()),
         Err(e) => Err(missing(e.to_string())),
     }
+}
+
+/// Runs `cmd` to the end; its output, or why it failed (prefixed with `what`).
+async fn run(cmd: &mut Command, what: &str) -> Result<std::process::Output, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out)
 }
 
 impl DynamoDbLocal {

@@ -66,17 +66,16 @@ enum Decision {
 }
 
 impl Principals {
-    /// New credentials for `function`, acting with `role`'s `policies`; the variables Lambda
-    /// sets for them.
+    /// New credentials for `function`, acting with role `role` (its name) and its `policies`;
+    /// the variables Lambda sets for them.
     pub fn issue(
         &mut self,
         function: &str,
-        role_arn: &str,
+        role: &str,
         policies: Vec<Value>,
         region: &str,
         account: &str,
     ) -> Vec<(String, String)> {
-        let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
         let arn = Partition::of(region).arn(
             "sts",
             "",
@@ -132,9 +131,10 @@ impl Principal {
     }
 
     fn decide(&self, ask: &Ask) -> Decision {
+        let action = ask.action.to_ascii_lowercase();
         let mut allowed = false;
         for statement in self.policies.iter().flat_map(statements) {
-            if !applies(statement, ask) {
+            if !applies(statement, &action, &ask.resource) {
                 continue;
             }
             let conditional = statement
@@ -172,11 +172,12 @@ fn patterns(v: Option<&Value>) -> Option<Vec<&str>> {
     }
 }
 
-fn applies(statement: &Value, ask: &Ask) -> bool {
+/// Whether a statement is about `action` (lower-cased) on `resource`.
+fn applies(statement: &Value, action: &str, resource: &str) -> bool {
     // Action names are case-insensitive; resource ARNs are not.
-    let action = |p: &str| glob(&p.to_ascii_lowercase(), &ask.action.to_ascii_lowercase());
-    let resource = |p: &str| glob(p, &ask.resource);
-    covers(statement, "Action", action) && covers(statement, "Resource", resource)
+    covers(statement, "Action", |p| {
+        glob(&p.to_ascii_lowercase(), action)
+    }) && covers(statement, "Resource", |p| glob(p, resource))
 }
 
 /// Whether `Key` (any pattern matches) or `NotKey` (none does) takes in what `matches` tests.
@@ -346,42 +347,33 @@ impl Scope<'_> {
 /// The answer each service gives a refused call.
 pub fn refusal(service: Service, denied: &Denied) -> Response<Body> {
     let text = denied.0.as_str();
-    let (status, body, kind) = match service {
-        // DynamoDB's JSON protocol: the type in the body, HTTP 400.
+    // DynamoDB and SSM (JSON protocol) name the error in the body; Lambda and API Gateway in
+    // `x-amzn-ErrorType`.
+    let (status, body, header) = match service {
         Service::DynamoDb => (
             StatusCode::BAD_REQUEST,
             json!({"__type": "com.amazon.coral.service#AccessDeniedException", "Message": text}),
-            None,
+            ("content-type", "application/x-amz-json-1.0"),
         ),
         Service::Ssm => (
             StatusCode::BAD_REQUEST,
             json!({"__type": "AccessDeniedException", "message": text}),
-            None,
+            ("content-type", "application/x-amz-json-1.1"),
         ),
         Service::Lambda => (
             StatusCode::FORBIDDEN,
             json!({"Type": "User", "Message": text}),
-            Some("AccessDeniedException"),
+            ("x-amzn-errortype", "AccessDeniedException"),
         ),
         Service::ExecuteApi => (
             StatusCode::FORBIDDEN,
             json!({"Message": text}),
-            Some("AccessDeniedException"),
+            ("x-amzn-errortype", "AccessDeniedException"),
         ),
     };
     let mut r = json_response(status, &body);
-    if let Some(kind) = kind {
-        r.headers_mut()
-            .insert("x-amzn-errortype", HeaderValue::from_static(kind));
-    }
-    if matches!(service, Service::DynamoDb | Service::Ssm) {
-        let content = match service {
-            Service::DynamoDb => "application/x-amz-json-1.0",
-            _ => "application/x-amz-json-1.1",
-        };
-        r.headers_mut()
-            .insert("content-type", HeaderValue::from_static(content));
-    }
+    r.headers_mut()
+        .insert(header.0, HeaderValue::from_static(header.1));
     r
 }
 
@@ -393,7 +385,7 @@ mod tests {
         let mut p = Principals::default();
         let env = p.issue(
             "chat-dev-message",
-            "arn:aws:iam::123456789012:role/wsctl/chat-dev-message",
+            "chat-dev-message",
             policies,
             "us-east-1",
             "123456789012",
@@ -411,6 +403,14 @@ mod tests {
         region: "us-east-1",
         account: "123456789012",
     };
+
+    /// What a JSON-protocol call with `body` asks for.
+    fn call(target: &str, body: &Value) -> Vec<Ask> {
+        SCOPE
+            .json_call(target, body.to_string().as_bytes())
+            .expect("a checked service")
+            .1
+    }
 
     fn table_policy() -> Value {
         json!({"Version": "2012-10-17", "Statement": [
@@ -448,10 +448,7 @@ mod tests {
             if let Some(i) = index {
                 body["IndexName"] = i.into();
             }
-            SCOPE
-                .json_call("DynamoDB_20120810.Query", body.to_string().as_bytes())
-                .unwrap()
-                .1
+            call("DynamoDB_20120810.Query", &body)
         };
         assert_eq!(me.check(&get("chat-dev-history", None)), Ok(()));
         assert_eq!(
@@ -462,13 +459,10 @@ mod tests {
         assert!(me.check(&get("chat-dev-history", Some("by-x"))).is_err());
         assert!(me.check(&get("chat-dev-history2", None)).is_err());
         // The action is part of the grant.
-        let delete = SCOPE
-            .json_call(
-                "DynamoDB_20120810.DeleteItem",
-                br#"{"TableName":"chat-dev-history"}"#,
-            )
-            .unwrap()
-            .1;
+        let delete = call(
+            "DynamoDB_20120810.DeleteItem",
+            &json!({"TableName": "chat-dev-history"}),
+        );
         assert!(me.check(&delete).is_err());
         // @connections: any id, every method, this stage only.
         assert_eq!(
@@ -492,13 +486,10 @@ mod tests {
         let (p, headers) = principal(vec![table_policy()]);
         let me = p.signer(&headers).unwrap();
         let transact = |items: Value| {
-            SCOPE
-                .json_call(
-                    "DynamoDB_20120810.TransactWriteItems",
-                    json!({ "TransactItems": items }).to_string().as_bytes(),
-                )
-                .unwrap()
-                .1
+            call(
+                "DynamoDB_20120810.TransactWriteItems",
+                &json!({ "TransactItems": items }),
+            )
         };
         let put = json!({"Put": {"TableName": "chat-dev-history"}});
         assert_eq!(me.check(&transact(json!([put]))), Ok(()));
@@ -508,13 +499,10 @@ mod tests {
             ))
             .unwrap_err();
         assert!(denied.0.contains("dynamodb:UpdateItem"), "{denied:?}");
-        let batch = SCOPE
-            .json_call(
-                "DynamoDB_20120810.BatchGetItem",
-                br#"{"RequestItems":{"chat-dev-history":{}}}"#,
-            )
-            .unwrap()
-            .1;
+        let batch = call(
+            "DynamoDB_20120810.BatchGetItem",
+            &json!({"RequestItems": {"chat-dev-history": {}}}),
+        );
         assert_eq!(
             batch,
             vec![Ask {
@@ -536,18 +524,17 @@ mod tests {
         ]});
         let (p, headers) = principal(vec![policy]);
         let me = p.signer(&headers).unwrap();
-        let call = |target: &str, body: &str| SCOPE.json_call(target, body.as_bytes()).unwrap().1;
         assert_eq!(
             me.check(&call(
                 "DynamoDB_20120810.DeleteItem",
-                r#"{"TableName":"chat-x1-counters"}"#
+                &json!({"TableName": "chat-x1-counters"})
             )),
             Ok(())
         );
         let denied = me
             .check(&call(
                 "DynamoDB_20120810.DeleteItem",
-                r#"{"TableName":"chat-dev-history"}"#,
+                &json!({"TableName": "chat-dev-history"}),
             ))
             .unwrap_err();
         assert!(
@@ -559,7 +546,7 @@ mod tests {
         // The conditional allow is not taken; NotAction still grants ssm outside prod.
         let ssm = call(
             "AmazonSSM.GetParameter",
-            r#"{"Name":"/wsctl/chat/dev/secret"}"#,
+            &json!({"Name": "/wsctl/chat/dev/secret"}),
         );
         assert_eq!(
             ssm[0].resource,

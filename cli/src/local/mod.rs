@@ -171,7 +171,7 @@ impl Stack {
                     // A role that cannot be read grants nothing, as a deleted one would.
                     let role = f.role.rsplit('/').next().unwrap_or_default();
                     let policies = roles.get(role).cloned().unwrap_or_default();
-                    env.extend(principals.issue(&f.name, &f.role, policies, region, account));
+                    env.extend(principals.issue(&f.name, role, policies, region, account));
                     let def = FunctionDef {
                         key: key.clone(),
                         arn,
