@@ -14,7 +14,7 @@ use wsctl_functions::auth::SecretKeys;
 use wsctl_functions::handlers::authorizer::{Authorizer, Fetch, secret_cache};
 use wsctl_functions::handlers::{self, authorizer, publish};
 use wsctl_functions::store::Store;
-use wsctl_functions::{Ctx, Invoker, Settings, fanout::Connections, layout};
+use wsctl_functions::{Ctx, Invoker, Settings, connections::Connections, layout};
 use wsctl_tests::connections::ConnectionsServer;
 use wsctl_tests::*;
 
@@ -116,9 +116,6 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         vars.get(k).cloned()
     })
     .unwrap();
-    let mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
-        .endpoint_url(server.url())
-        .build();
     let slot: Arc<OnceLock<Ctx>> = Arc::new(OnceLock::new());
     let inflight = Arc::new(AtomicUsize::new(0));
     let (copies, failing) = (
@@ -164,9 +161,7 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
             tables: settings.tables,
             history_ttl: Duration::from_secs(3600),
         },
-        connections: Connections {
-            client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt),
-        },
+        connections: Connections::new(&sdk, &server.url()),
         publish: invoker,
         fanout_per_invocation: per_invocation,
         fanout_concurrency: 32,

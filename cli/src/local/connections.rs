@@ -11,7 +11,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::events::{self, Origin};
 use super::http::{Body, json_response, respond};
@@ -161,9 +161,9 @@ pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response
                     &format!("{} bytes is over the 128 KB message limit", body.len()),
                 );
             }
-            let frame = match String::from_utf8(body.to_vec()) {
-                Ok(text) => Message::text(text),
-                Err(_) => Message::binary(body),
+            let frame = match Utf8Bytes::try_from(body.clone()) {
+                Ok(text) => Message::Text(text),
+                Err(_) => Message::Binary(body),
             };
             // Never wait on a slow reader: its queue full is the caller's problem to retry.
             match conn.tx.try_send(Out::Frame(frame)) {

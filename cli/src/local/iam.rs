@@ -29,7 +29,35 @@ use super::http::{Body, json_response};
 pub struct Principal {
     /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/FUNCTION`.
     pub arn: String,
-    policies: Vec<Value>,
+    /// Its role's statements, read once: every `@connections` post of a fan-out is checked.
+    statements: Vec<Statement>,
+}
+
+/// One policy statement, as evaluation needs it.
+#[derive(Debug)]
+struct Statement {
+    effect: Effect,
+    /// A `Condition` this evaluator does not read.
+    conditional: bool,
+    /// Lower-cased: action names are case-insensitive; resource ARNs are not.
+    actions: Patterns,
+    resources: Patterns,
+}
+
+#[derive(Debug, PartialEq)]
+enum Effect {
+    Allow,
+    Deny,
+    /// Neither: the statement has no effect.
+    Other,
+}
+
+/// `Key` (any pattern matches), `NotKey` (none does), or neither (nothing matches).
+#[derive(Debug)]
+enum Patterns {
+    Any(Vec<String>),
+    NoneOf(Vec<String>),
+    Absent,
 }
 
 /// The functions' credentials, by access key id.
@@ -84,7 +112,9 @@ impl Principals {
         );
         // Temporary credentials start with ASIA, as the ones Lambda gives do.
         let key = format!("ASIA{}", random(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
-        self.by_key.insert(key.clone(), Principal { arn, policies });
+        let statements = policies.iter().flat_map(statements).collect();
+        self.by_key
+            .insert(key.clone(), Principal { arn, statements });
         let chars = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         vec![
             ("AWS_ACCESS_KEY_ID".into(), key),
@@ -133,16 +163,13 @@ impl Principal {
     fn decide(&self, ask: &Ask) -> Decision {
         let action = ask.action.to_ascii_lowercase();
         let mut allowed = false;
-        for statement in self.policies.iter().flat_map(statements) {
-            if !applies(statement, &action, &ask.resource) {
+        for statement in &self.statements {
+            if !(statement.actions.cover(&action) && statement.resources.cover(&ask.resource)) {
                 continue;
             }
-            let conditional = statement
-                .get("Condition")
-                .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()));
-            match statement.get("Effect").and_then(Value::as_str) {
-                Some("Deny") => return Decision::ExplicitDeny,
-                Some("Allow") if !conditional => allowed = true,
+            match statement.effect {
+                Effect::Deny => return Decision::ExplicitDeny,
+                Effect::Allow if !statement.conditional => allowed = true,
                 _ => {}
             }
         }
@@ -155,64 +182,87 @@ impl Principal {
 }
 
 /// A policy's statements: `Statement` is one object or a list of them.
-fn statements(policy: &Value) -> Vec<&Value> {
-    match policy.get("Statement") {
+fn statements(policy: &Value) -> Vec<Statement> {
+    let list = match policy.get("Statement") {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
         _ => Vec::new(),
+    };
+    list.into_iter()
+        .map(|s| Statement {
+            effect: match s.get("Effect").and_then(Value::as_str) {
+                Some("Allow") => Effect::Allow,
+                Some("Deny") => Effect::Deny,
+                _ => Effect::Other,
+            },
+            conditional: s
+                .get("Condition")
+                .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty())),
+            actions: Patterns::of(s, "Action", |p| p.to_ascii_lowercase()),
+            resources: Patterns::of(s, "Resource", str::to_string),
+        })
+        .collect()
+}
+
+impl Patterns {
+    fn of(statement: &Value, key: &str, norm: fn(&str) -> String) -> Patterns {
+        // A string or a list of strings; anything else matches nothing.
+        let list = |v: &Value| match v {
+            Value::String(s) => vec![norm(s)],
+            Value::Array(list) => list.iter().filter_map(Value::as_str).map(norm).collect(),
+            _ => Vec::new(),
+        };
+        match (
+            statement.get(key),
+            statement.get(format!("Not{key}").as_str()),
+        ) {
+            (Some(v), _) => Patterns::Any(list(v)),
+            (None, Some(v)) => Patterns::NoneOf(list(v)),
+            (None, None) => Patterns::Absent,
+        }
+    }
+
+    fn cover(&self, text: &str) -> bool {
+        match self {
+            Patterns::Any(ps) => ps.iter().any(|p| glob(p, text)),
+            Patterns::NoneOf(ps) => !ps.iter().any(|p| glob(p, text)),
+            Patterns::Absent => false,
+        }
     }
 }
 
-/// A string or a list of strings.
-fn patterns(v: Option<&Value>) -> Option<Vec<&str>> {
-    match v? {
-        Value::String(s) => Some(vec![s.as_str()]),
-        Value::Array(list) => Some(list.iter().filter_map(Value::as_str).collect()),
-        _ => Some(Vec::new()),
-    }
-}
-
-/// Whether a statement is about `action` (lower-cased) on `resource`.
-fn applies(statement: &Value, action: &str, resource: &str) -> bool {
-    // Action names are case-insensitive; resource ARNs are not.
-    covers(statement, "Action", |p| {
-        glob(&p.to_ascii_lowercase(), action)
-    }) && covers(statement, "Resource", |p| glob(p, resource))
-}
-
-/// Whether `Key` (any pattern matches) or `NotKey` (none does) takes in what `matches` tests.
-fn covers(statement: &Value, key: &str, matches: impl Fn(&str) -> bool) -> bool {
-    match (
-        patterns(statement.get(key)),
-        patterns(statement.get(format!("Not{key}").as_str())),
-    ) {
-        (Some(ps), _) => ps.into_iter().any(matches),
-        (None, Some(ps)) => !ps.into_iter().any(matches),
-        (None, None) => false,
-    }
-}
-
-/// IAM's wildcards: `*` any run of characters (`/` and `:` included), `?` any one.
+/// IAM's wildcards: `*` any run of characters (`/` and `:` included), `?` any one. Walks the
+/// bytes, stepping whole characters where a wildcard takes one.
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let width = |i: usize| match t[i] {
+        b if b < 0x80 => 1,
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        _ => 2,
+    };
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && p[pi] == b'?' {
+            pi += 1;
+            ti += width(ti);
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
+            let next = st + width(st);
             pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
+            ti = next;
+            star = Some((sp, next));
         } else {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// Where the stack lives, to build the ARNs of what a call touches.
@@ -569,6 +619,12 @@ mod tests {
         assert!(!glob("arn:*:table/t", "arn:aws:dynamodb:r:1:table/t2"));
         assert!(!glob("a?", "a"));
         assert!(glob("**x", "abcx"));
+        // `?` is one character, however many bytes it takes.
+        assert!(glob("t?ble/*", "t\u{fc}ble/x"));
+        assert!(!glob("a?b", "a\u{fc}\u{fc}b"));
+        assert!(glob("a*\u{fc}", "aa\u{fc}\u{fc}"));
+        assert!(glob("a*c", "a\u{1F600}c"));
+        assert!(!glob("a*\u{fc}", "a\u{fd}"));
     }
 
     #[test]

@@ -2,14 +2,12 @@
 //! page, with bounded concurrency. A 410 Gone removes *that* connection and its subscriptions.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use aws_sdk_apigatewaymanagement::Client;
-use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::connections::{Connections, Frame, PostError};
 use crate::protocol::{Member, PresenceEvent, ServerFrame};
 use crate::store::{Key, Store, StoreError, Subscriber};
 
@@ -25,43 +23,6 @@ impl std::ops::AddAssign for Report {
         self.delivered += o.delivered;
         self.gone += o.gone;
         self.failed += o.failed;
-    }
-}
-
-#[derive(Debug, PartialEq)]
-pub enum PostError {
-    /// The connection is closed or unknown.
-    Gone,
-    Other(String),
-}
-
-/// The stage's `@connections` API.
-#[derive(Clone)]
-pub struct Connections {
-    pub client: Client,
-}
-
-impl Connections {
-    pub async fn post(&self, connection: &str, data: &str) -> Result<(), PostError> {
-        let sent = self
-            .client
-            .post_to_connection()
-            .connection_id(connection)
-            .data(Blob::new(data.as_bytes().to_vec()))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
-                Err(PostError::Gone)
-            }
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) => {
-                Err(PostError::Gone)
-            }
-            Err(e) => Err(PostError::Other(
-                format!("{e:?}").chars().take(200).collect(),
-            )),
-        }
     }
 }
 
@@ -117,7 +78,7 @@ pub async fn post_all(
     frame: &str,
     concurrency: usize,
 ) -> (Report, Removed) {
-    let frame: Arc<str> = Arc::from(frame);
+    let frame = Frame::new(frame.to_string());
     let outcomes: Vec<(String, Result<(), PostError>)> = stream::iter(targets)
         .map(|connection| {
             let frame = frame.clone();

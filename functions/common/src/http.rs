@@ -20,23 +20,47 @@ const AMAZON_ROOTS: &str = include_str!("amazon-roots.pem");
 /// does not hold: an `AWS_ENDPOINT_URL*` over HTTPS to another host (an emulator with its own
 /// certificate), or a partition other than `aws` (China's regions).
 pub fn aws_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(tls_context(&[]))
+        .build_https()
+}
+
+/// The same HTTPS stack as [`aws_client`], as a bare connector for requests the functions sign
+/// themselves (see `connections`); `extra` is an endpoint beyond the `AWS_ENDPOINT_URL*` ones.
+pub fn aws_connector(extra: &str) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
+    // The SDK's default for Lambda (behavior version 2023-11-09 and later).
+    let settings = HttpConnectorSettings::builder()
+        .connect_timeout(Duration::from_millis(3100))
+        .build();
+    SharedHttpConnector::new(
+        aws_smithy_http_client::Connector::builder()
+            .connector_settings(settings)
+            .enable_tcp_nodelay(true)
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(tls_context(&[extra.to_string()]))
+            .build(),
+    )
+}
+
+fn tls_context(extra: &[String]) -> aws_smithy_http_client::tls::TlsContext {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
     let endpoints: Vec<String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL"))
         .map(|(_, v)| v)
+        .chain(extra.iter().cloned())
         .collect();
     let region = std::env::var("AWS_REGION").unwrap_or_default();
     let trust = TrustStore::empty()
         .with_native_roots(needs_system_roots(&endpoints, &region))
         .with_pem_certificate(AMAZON_ROOTS.as_bytes());
-    let context = TlsContext::builder()
+    TlsContext::builder()
         .with_trust_store(trust)
         .build()
-        .expect("a trust store of valid certificates");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
+        .expect("a trust store of valid certificates")
 }
 
 /// Whether the SDK may meet a certificate that is not Amazon's.

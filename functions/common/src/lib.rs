@@ -4,6 +4,7 @@
 //! `@connections` server.
 
 pub mod auth;
+pub mod connections;
 pub mod fanout;
 #[cfg(test)]
 mod fuzz;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use fanout::Connections;
+use connections::Connections;
 use store::{Store, Tables, TtlAttributes};
 
 /// Hands a payload to an asynchronous invocation of a function (the publish function).
@@ -162,10 +163,6 @@ impl Ctx {
     /// The clients for `settings`. AWS endpoints come from the standard `AWS_ENDPOINT_URL*`.
     pub async fn new(settings: Settings) -> Ctx {
         let sdk = sdk_config().await;
-        let mut mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk);
-        if let Some(url) = settings.connections_url {
-            mgmt = mgmt.endpoint_url(url);
-        }
         let publish = match settings.publish {
             Some(function) => Invoker::Lambda {
                 client: aws_sdk_lambda::Client::new(&sdk),
@@ -179,9 +176,7 @@ impl Ctx {
                 tables: settings.tables,
                 history_ttl: settings.history_ttl,
             },
-            connections: Connections {
-                client: aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
-            },
+            connections: Connections::new(&sdk, settings.connections_url.as_deref().unwrap_or("")),
             publish,
             fanout_per_invocation: settings.fanout_per_invocation,
             fanout_concurrency: settings.fanout_concurrency,

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::Ctx;
 use crate::auth::{Capabilities, Op};
+use crate::connections::Frame;
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
 };
@@ -41,7 +42,11 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
         },
     };
     for frame in frames {
-        if let Err(e) = ctx.connections.post(&connection, &frame.to_json()).await {
+        if let Err(e) = ctx
+            .connections
+            .post(&connection, &Frame::new(frame.to_json()))
+            .await
+        {
             tracing::warn!(error = ?e, "reply to sender failed");
         }
     }
