@@ -413,10 +413,10 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: u
             .iter()
             .map(|l| {
                 format!(
-                    "{} posts: read {} ms + post {} ms",
+                    "{} posts: all read at {} ms, all posted at {} ms",
                     field(l, "delivered"),
                     field(l, "collect_ms"),
-                    field(l, "post_ms")
+                    field(l, "done_ms")
                 )
             })
             .collect();

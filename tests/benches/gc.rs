@@ -1,20 +1,20 @@
 //! `wsctl gc` over a large connections table, half of it stale, next to a sequential sweep
 //! (`--concurrency 1`) over the same store in the same run.
 //!
-//! `cargo bench -p wsctl-tests --bench gc` (release wsctl; needs node and npm). A `wsctl dev`
-//! deploys the stack; its two tables are recreated, same keys and indexes, in dynalite (a
-//! DynamoDB emulator on LevelDB, installed under `target/bench-tools`), because moto's
-//! index queries read the whole table and would make the store, not gc, the figure. A stub in
-//! this process answers `@connections` (200 for the live half, 410 for the rest), sends
-//! DynamoDB calls to dynalite and everything else to moto. What is timed is gc's own work:
-//! scan, checks, batched deletes.
-//! Size: `BENCH_CONNECTIONS` (100000), each with one subscription. `BENCH_RTT_MS` (0) holds
+//! `cargo bench -p wsctl-tests --bench gc` (release wsctl). A `wsctl dev` runs the stack, its
+//! items in DynamoDB Local (the default data plane), and gc sweeps its tables. A stub in this
+//! process answers `@connections` (200 for the live half, 410 for the rest) and passes every
+//! other call on to `wsctl dev`'s AWS endpoint: 50,000 live WebSocket clients and their
+//! gateway would need 100,000 open files on this machine, five times its limit. What is timed
+//! is gc's own work: scan, checks, batched deletes.
+//! Size: `BENCH_CONNECTIONS` (10000), each with one subscription. DynamoDB Local answers one
+//! call at a time, and its index queries take longer as the table grows (50 ms each at 100,000
+//! rows), so 100,000 rows take most of an hour per sweep. `BENCH_RTT_MS` (0) holds
 //! every answer that long, as the network round trip to AWS would.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,111 +27,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use wsctl_tests::dev::Dev;
-use wsctl_tests::{
-    count_items, die_with_parent, free_port, isolate, root, wait_for_port, wsctl_bin,
-};
+use wsctl_tests::{count_items, isolate, root, wsctl_bin};
 
-const DYNALITE: &str = "dynalite@3.2.2";
 const TABLES: [&str; 2] = ["chat-dev-connections", "chat-dev-subscriptions"];
-
-/// dynalite on a loopback port, in memory, stopped when dropped.
-struct Dynalite {
-    url: String,
-    child: Child,
-}
-
-impl Dynalite {
-    fn start() -> Dynalite {
-        let tools = root().join("target/bench-tools");
-        let module: PathBuf = tools.join("node_modules/dynalite");
-        if !module.exists() {
-            let status = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&tools)
-                .arg(DYNALITE)
-                .status()
-                .expect("npm is needed to install dynalite for this benchmark");
-            assert!(status.success(), "npm install {DYNALITE} failed");
-        }
-        let port = free_port();
-        // The library call, not the CLI: the CLI binds every interface.
-        let script = format!(
-            "require({:?})({{createTableMs: 0, deleteTableMs: 0}}).listen({port}, '127.0.0.1')",
-            module.display().to_string()
-        );
-        let mut cmd = Command::new("node");
-        cmd.args(["-e", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("node is needed to run dynalite");
-        wait_for_port(port, "dynalite");
-        Dynalite {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-        }
-    }
-}
-
-impl Drop for Dynalite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Creates in `to` the tables `wsctl dev` deployed into `from`: keys, attributes and indexes.
-async fn copy_tables(from: &aws_sdk_dynamodb::Client, to: &aws_sdk_dynamodb::Client) {
-    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection, ProjectionType};
-    for name in TABLES {
-        let table = from
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .expect("describe table")
-            .table
-            .expect("table");
-        let indexes: Vec<GlobalSecondaryIndex> = table
-            .global_secondary_indexes()
-            .iter()
-            .map(|g| {
-                let projection = g.projection().cloned().unwrap_or_else(|| {
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build()
-                });
-                GlobalSecondaryIndex::builder()
-                    .index_name(g.index_name().expect("index name"))
-                    .set_key_schema(g.key_schema.clone())
-                    .projection(projection)
-                    .build()
-                    .expect("index")
-            })
-            .collect();
-        to.create_table()
-            .table_name(name)
-            .set_key_schema(table.key_schema)
-            .set_attribute_definitions(table.attribute_definitions)
-            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("create table in dynalite");
-    }
-}
-
-fn db(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "bench",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
-}
 
 /// Writes `ids` as connections with one subscription each, as `$connect` and `subscribe` would.
 async fn populate(db: &aws_sdk_dynamodb::Client, ids: &[String]) {
@@ -206,22 +104,20 @@ async fn populate(db: &aws_sdk_dynamodb::Client, ids: &[String]) {
         .await;
 }
 
-/// `@connections` GET for the live set, 200; any other id, 410; DynamoDB calls to dynalite;
-/// every other call to moto.
-async fn stub(moto: String, dynamo: String, live: Arc<HashSet<String>>, rtt: Duration) -> String {
+/// `@connections` GET for the live set, 200; any other id, 410; every other call to `upstream`.
+async fn stub(upstream: String, live: Arc<HashSet<String>>, rtt: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
-            let (moto, dynamo, live, client) =
-                (moto.clone(), dynamo.clone(), live.clone(), client.clone());
+            let (upstream, live, client) = (upstream.clone(), live.clone(), client.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: Request<hyper::body::Incoming>| {
-                        let (moto, dynamo, live, client) =
-                            (moto.clone(), dynamo.clone(), live.clone(), client.clone());
+                        let (upstream, live, client) =
+                            (upstream.clone(), live.clone(), client.clone());
                         async move {
                             if !rtt.is_zero() {
                                 tokio::time::sleep(rtt).await;
@@ -248,12 +144,6 @@ async fn stub(moto: String, dynamo: String, live: Arc<HashSet<String>>, rtt: Dur
                                     .insert("content-type", "application/json".parse().unwrap());
                                 return Ok::<_, Infallible>(r);
                             }
-                            let to_dynamo = req
-                                .headers()
-                                .get("x-amz-target")
-                                .and_then(|t| t.to_str().ok())
-                                .is_some_and(|t| t.starts_with("DynamoDB_"));
-                            let upstream = if to_dynamo { &dynamo } else { &moto };
                             let (parts, body) = req.into_parts();
                             let body = body
                                 .collect()
@@ -372,18 +262,16 @@ async fn run() {
     let total: usize = std::env::var("BENCH_CONNECTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(10_000);
     let rtt = Duration::from_millis(
         std::env::var("BENCH_RTT_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
     );
-    let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
-    let moto = dev.field("moto");
-    let dynalite = Dynalite::start();
-    let db = db(&dynalite.url);
-    copy_tables(&self::db(&moto), &db).await;
+    // On AWS an item past its TTL stays until DynamoDB gets to it; gc meets such rows.
+    let dev = Dev::start(&root().join("wsctl.yaml"), &["--ttl-sweep", "0"]);
+    let db = dev.dynamodb();
     let ids: Vec<String> = (0..total).map(|i| format!("bench{i:010}=")).collect();
     let live: Arc<HashSet<String>> = Arc::new(ids.iter().step_by(2).cloned().collect());
     let stale: Vec<String> = ids.iter().filter(|i| !live.contains(*i)).cloned().collect();
@@ -394,7 +282,7 @@ async fn run() {
         "populated {total} connections + {total} subscriptions in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let endpoint = stub(moto.clone(), dynalite.url.clone(), live.clone(), rtt).await;
+    let endpoint = stub(dev.base(), live.clone(), rtt).await;
 
     let endpoint2 = endpoint.clone();
     let (parallel, p_secs, p_rss) = tokio::task::spawn_blocking(move || gc(&endpoint2, "32"))

@@ -380,6 +380,41 @@ async fn publish_reaches_live_subscribers_and_removes_exactly_the_gone_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_fills_the_budget_exactly_takes_one_invocation() {
+    let rig = rig(10).await;
+    let ids = rig.subscribers("full", "f", 10).await;
+    for id in &ids {
+        rig.server.connect(id);
+    }
+    let once = publish::handle(&rig.ctx, json!({"channel": "full", "data": 1}), "r1")
+        .await
+        .unwrap();
+    assert_eq!(once.report.delivered, 10);
+    assert!(
+        !once.continued,
+        "nothing is left after the tenth subscriber"
+    );
+
+    // One more, and the eleventh is handed on.
+    let more = rig.subscribers("full", "g", 1).await;
+    rig.server.connect(&more[0]);
+    let twice = publish::handle(&rig.ctx, json!({"channel": "full", "data": 2}), "r2")
+        .await
+        .unwrap();
+    assert_eq!(twice.report.delivered, 10);
+    assert!(twice.continued);
+    rig.settle().await;
+    for id in ids.iter().chain(&more) {
+        let got: Vec<u64> = frames(&rig.server, id)
+            .iter()
+            .filter_map(|f| f["data"].as_u64())
+            .collect();
+        let want: &[u64] = if id == &more[0] { &[2] } else { &[1, 2] };
+        assert_eq!(got, want, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_client_id_gives_one_serial_and_one_delivery() {
     let rig = rig(5000).await;
     let ids = rig.subscribers("room", "s", 3).await;

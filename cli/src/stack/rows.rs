@@ -94,8 +94,10 @@ fn row(item: &HashMap<String, AttributeValue>, ttl: &str) -> Option<Row> {
 
 /// The connection ids subscribed to `channel`, every page of them.
 pub async fn subscriber_ids(store: &Store, channel: &str) -> Result<BTreeSet<String>, Error> {
-    let (ids, _) = wsctl_functions::fanout::collect(store, channel, None, usize::MAX)
+    use futures::StreamExt;
+    let (tx, found) = futures::channel::mpsc::unbounded();
+    wsctl_functions::fanout::read(store, channel, None, usize::MAX, tx)
         .await
         .map_err(|e| Error::Io(e.to_string()))?;
-    Ok(ids.into_iter().collect())
+    Ok(found.collect().await)
 }

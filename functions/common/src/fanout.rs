@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use futures::stream::{self, StreamExt};
+use futures::channel::mpsc::UnboundedSender;
+use futures::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::connections::{Connections, Frame, PostError};
@@ -39,29 +40,47 @@ pub fn key_from_json(key: &HashMap<String, String>) -> Key {
         .collect()
 }
 
-/// Reads up to `budget` subscribers of `channel` from `start`; returns them and where the
-/// next invocation should continue. Reading first lets the caller hand the rest of a large
-/// channel on before it starts posting, so invocations work in parallel.
-pub async fn collect(
+/// Subscribers per Query page after the first.
+const PAGE: usize = 1000;
+/// The first page is small, so the first posts go out after one short read while the rest
+/// of the channel is still being read.
+const FIRST_PAGE: usize = 100;
+
+/// Reads up to `budget` listening subscribers of `channel` from `start`, page by page, and
+/// sends each to `out` as its page arrives; returns where the next invocation should continue,
+/// if anything is left. Reading ahead of the posts lets the caller hand the rest of a large
+/// channel on before its own posts are done, so invocations work in parallel.
+pub async fn read(
     store: &Store,
     channel: &str,
     mut start: Option<Key>,
     budget: usize,
-) -> Result<(Vec<String>, Option<Key>), StoreError> {
-    let mut out = Vec::new();
+    out: UnboundedSender<String>,
+) -> Result<Option<Key>, StoreError> {
+    let mut sent = 0;
+    let mut page_size = FIRST_PAGE.min(budget).max(1);
     loop {
-        let page_size = (budget - out.len()).clamp(1, 1000) as i32;
-        let (subscribers, next) = store.subscribers(channel, start.take(), page_size).await?;
+        let (subscribers, next) = store
+            .subscribers(channel, start.take(), page_size as i32)
+            .await?;
         // A member that is present without being subscribed gets none of the channel's traffic.
-        out.extend(
-            subscribers
-                .into_iter()
-                .filter(|s| s.listening)
-                .map(|s| s.connection),
-        );
+        for s in subscribers.into_iter().filter(|s| s.listening) {
+            sent += 1;
+            // The posting side only stops early if it is gone, and then nothing is to be sent.
+            let _ = out.unbounded_send(s.connection);
+        }
         match next {
-            Some(key) if out.len() < budget => start = Some(key),
-            next => return Ok((out, next)),
+            Some(key) if sent < budget => {
+                start = Some(key);
+                page_size = (budget - sent).clamp(1, PAGE);
+            }
+            Some(key) => {
+                // A page that ends exactly at the budget still carries a LastEvaluatedKey: look
+                // one item ahead rather than start an invocation that would find nothing.
+                let (ahead, more) = store.subscribers(channel, Some(key.clone()), 1).await?;
+                return Ok((!ahead.is_empty() || more.is_some()).then_some(key));
+            }
+            None => return Ok(None),
         }
     }
 }
@@ -70,16 +89,16 @@ pub async fn collect(
 /// `Store::remove_connection` returns them), so their presence `leave` can be announced.
 pub type Removed = Vec<(String, Vec<(String, Subscriber)>)>;
 
-/// Posts `frame` to each connection, `concurrency` at a time.
+/// Posts `frame` to each connection as it arrives, `concurrency` at a time.
 pub async fn post_all(
     store: &Store,
     connections: &Connections,
-    targets: Vec<String>,
+    targets: impl Stream<Item = String>,
     frame: &str,
     concurrency: usize,
 ) -> (Report, Removed) {
     let frame = Frame::new(frame.to_string());
-    let outcomes: Vec<(String, Result<(), PostError>)> = stream::iter(targets)
+    let outcomes: Vec<(String, Result<(), PostError>)> = targets
         .map(|connection| {
             let frame = frame.clone();
             async move {

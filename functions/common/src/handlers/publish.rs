@@ -149,34 +149,45 @@ async fn deliver(
     start: Option<Key>,
     hop: Hop,
 ) -> Result<(Report, bool), String> {
-    // Timed by phase, so the log says where a slow fan-out spent its time.
+    // Timed, so the log says where a slow fan-out spent its time: reading and posting
+    // overlap, and both are measured from the start.
     let started = std::time::Instant::now();
-    let (targets, next) = fanout::collect(&ctx.store, channel, start, ctx.fanout_per_invocation)
+    let (targets, found) = futures::channel::mpsc::unbounded();
+    let reading = async {
+        let next = fanout::read(
+            &ctx.store,
+            channel,
+            start,
+            ctx.fanout_per_invocation,
+            targets,
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let collect_ms = started.elapsed().as_millis() as u64;
-    let continued = next.is_some();
-    if let Some(next) = next {
-        let job = FanoutJob {
-            channel: channel.into(),
-            frame: frame.into(),
-            start: Some(fanout::key_to_json(&next)),
-            job: Some(hop.job.clone()),
-            hop: hop.number + 1,
-        };
-        // Failing here fails the invocation, so Lambda retries it: the subscribers of this
-        // page may get the frame twice (clients drop serials they have), none lose it.
-        invoke_with_retry(&ctx.publish, &job).await?;
-    }
-    let (report, removed) = fanout::post_all(
+        let collect_ms = started.elapsed().as_millis() as u64;
+        let continued = next.is_some();
+        if let Some(next) = next {
+            let job = FanoutJob {
+                channel: channel.into(),
+                frame: frame.into(),
+                start: Some(fanout::key_to_json(&next)),
+                job: Some(hop.job.clone()),
+                hop: hop.number + 1,
+            };
+            // Failing here fails the invocation, so Lambda retries it: the subscribers of this
+            // page may get the frame twice (clients drop serials they have), none lose it.
+            invoke_with_retry(&ctx.publish, &job).await?;
+        }
+        Ok::<_, String>((continued, collect_ms))
+    };
+    let posting = fanout::post_all(
         &ctx.store,
         &ctx.connections,
-        targets,
+        found,
         frame,
         ctx.fanout_concurrency,
-    )
-    .await;
-    let post_ms = started.elapsed().as_millis() as u64 - collect_ms;
+    );
+    let (read, (report, removed)) = tokio::join!(reading, posting);
+    let done_ms = started.elapsed().as_millis() as u64;
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
         for (channel, leave) in crate::fanout::leave_frames(&connection, present) {
@@ -185,6 +196,7 @@ async fn deliver(
             }
         }
     }
+    let (continued, collect_ms) = read?;
     tracing::info!(
         channel,
         delivered = report.delivered,
@@ -192,7 +204,7 @@ async fn deliver(
         failed = report.failed,
         continued,
         collect_ms,
-        post_ms,
+        done_ms,
         "fan-out"
     );
     Ok((report, continued))
