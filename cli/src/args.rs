@@ -83,6 +83,8 @@ pub enum Command {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Print the JSON Schema of wsctl.yaml (editors complete and check the file with it).
+    Schema,
     /// Print the completion script of a shell for every command and flag.
     Completions {
         #[arg(value_enum)]

@@ -50,7 +50,17 @@ pub const LAMBDA_ENV_BYTES: usize = 4 * 1024;
 pub const MAX_TAGS: usize = 50;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
@@ -91,7 +101,9 @@ impl fmt::Display for Arch {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Access {
     Read,
@@ -99,12 +111,14 @@ pub enum Access {
     ReadWrite,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Lower-case name shared by every resource of the stack.
+    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z][a-z0-9-]*$"))]
     pub stack: String,
     #[serde(default = "default_stage")]
+    #[schemars(length(min = 1, max = 16), regex(pattern = r"^[a-z][a-z0-9-]*$"))]
     pub stage: String,
     /// Falls back to the credential chain's region (profile, `AWS_REGION`).
     #[serde(default)]
@@ -122,7 +136,9 @@ pub struct Config {
     pub tables: BTreeMap<String, TableConfig>,
     #[serde(default)]
     pub throttling: Throttling,
+    /// Days the functions' logs are kept: one of the periods CloudWatch Logs accepts.
     #[serde(default = "default_retention")]
+    #[schemars(extend("enum" = LOG_RETENTION_DAYS))]
     pub log_retention_days: u32,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -138,7 +154,7 @@ pub struct Config {
 /// the account's API Gateway settings of the region ("Set up CloudWatch logging for REST APIs
 /// in API Gateway": the role is an account-level setting; without it CreateStage/UpdateStage
 /// answer "CloudWatch Logs role ARN must be set in account settings to enable logging").
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogsConfig {
     /// Days the access log keeps its lines; default: `log_retention_days`.
@@ -259,7 +275,7 @@ impl AccessLogsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
     /// The host clients connect to, e.g. `ws.example.com`.
@@ -280,7 +296,7 @@ impl DomainConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionConfig {
     /// Directory of the function's crate, relative to the config file.
@@ -293,9 +309,13 @@ pub struct FunctionConfig {
     /// functions are one binary that serves the role it names. Default `bootstrap`.
     #[serde(default)]
     pub handler: Option<String>,
+    /// MB, 128 to 10,240.
     #[serde(default = "default_memory")]
+    #[schemars(range(min = 128, max = 10240))]
     pub memory: u32,
+    /// Seconds, 1 to 900.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 900))]
     pub timeout: u32,
     #[serde(default)]
     pub architecture: Option<Arch>,
@@ -318,7 +338,7 @@ pub struct FunctionConfig {
     pub reserved_concurrency: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizerConfig {
     pub function: String,
@@ -332,7 +352,7 @@ pub struct AuthorizerConfig {
     pub oidc: Option<OidcConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The `iss` of its tokens, e.g. `https://id.example.com/`; required in every token.
@@ -351,7 +371,7 @@ pub struct OidcConfig {
     pub default_capabilities: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
     /// `name` (string) or `name:N` / `name:B`.
@@ -364,7 +384,7 @@ pub struct TableConfig {
     pub indexes: BTreeMap<String, IndexConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexConfig {
     pub partition_key: String,
@@ -372,7 +392,7 @@ pub struct IndexConfig {
     pub sort_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Throttling {
     #[serde(default = "default_burst")]
@@ -388,6 +408,19 @@ impl Default for Throttling {
             rate: default_rate(),
         }
     }
+}
+
+/// The file `wsctl init` writes beside the config, and the template's first line points editors
+/// to (the YAML language server reads `# yaml-language-server: $schema=…`).
+pub const SCHEMA_FILE: &str = "wsctl.schema.json";
+
+/// The JSON Schema of wsctl.yaml, derived from the types it is parsed into: the keys an
+/// editor completes are the keys wsctl accepts. Checks beyond one field's shape (names that
+/// must exist, grants a function needs) stay with `wsctl plan`.
+pub fn json_schema() -> String {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Config)).expect("a schema is JSON");
+    schema["title"] = "wsctl.yaml".into();
+    serde_json::to_string_pretty(&schema).expect("a schema is JSON") + "\n"
 }
 
 fn default_stage() -> String {

@@ -7,7 +7,7 @@
 //! `cargo bench -p wsctl-tests --bench dev` (release wsctl, the repository's wsctl.yaml, its own
 //! moto), once per data plane: `--dynamodb moto`, then `--dynamodb local` (`BENCH_DYNAMODB`,
 //! default `moto,local`). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (`1000,5000,10000`),
-//! `BENCH_ROUNDS` (5), `BENCH_CUT` (5000).
+//! `BENCH_ROUNDS` (5), `BENCH_CUT` (5000); `BENCH_DEV_ARGS` adds flags to `wsctl dev`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -305,7 +305,11 @@ fn tree_rss(pid: u32) -> f64 {
 }
 
 async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: u64, cut: usize) {
-    let dev = Dev::start(&root().join("wsctl.yaml"), &["--dynamodb", store]);
+    // `BENCH_DEV_ARGS`: more flags for `wsctl dev` (`--no-iam` to see the IAM check's share).
+    let extra = std::env::var("BENCH_DEV_ARGS").unwrap_or_default();
+    let mut args = vec!["--dynamodb", store];
+    args.extend(extra.split_whitespace());
+    let dev = Dev::start(&root().join("wsctl.yaml"), &args);
     let pid = dev.pid();
     let url = format!("{}?token={}", dev.field("url"), dev.token("bench").await);
     let base_rss = rss_mb(pid);

@@ -124,6 +124,13 @@ fn init_writes_a_config_that_loads_and_never_overwrites() {
     assert!(run(&["init"]).status.success());
     let text_written = std::fs::read_to_string(&path).unwrap();
     assert!(text_written.contains("stack: chat") && text_written.contains("$connect: connect"));
+    // The schema its first line names is beside it, the same `wsctl schema` prints.
+    assert!(text_written.starts_with("# yaml-language-server: $schema=wsctl.schema.json\n"));
+    let schema = std::fs::read_to_string(dir.path().join("wsctl.schema.json")).unwrap();
+    let printed = run(&["schema"]);
+    assert!(printed.status.success(), "{}", text(&printed));
+    assert_eq!(schema, String::from_utf8_lossy(&printed.stdout));
+    assert!(schema.contains(r#""additionalProperties": false"#));
     let again = run(&["init"]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));

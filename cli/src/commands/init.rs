@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use crate::config;
 use crate::error::Error;
 use crate::output::Printer;
 
@@ -17,9 +18,14 @@ pub fn run(path: &Path, force: bool, printer: &Printer) -> Result<(), Error> {
     }
     std::fs::write(path, TEMPLATE)
         .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
+    // The schema the template's first line names, beside it; generated, so always rewritten.
+    let schema = path.with_file_name(config::SCHEMA_FILE);
+    std::fs::write(&schema, config::json_schema())
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", schema.display())))?;
     printer.note(format!(
-        "Wrote {}. Edit it, then run `wsctl plan` and `wsctl deploy`.",
-        path.display()
+        "Wrote {} and {} (its schema, for editors). Edit it, then run `wsctl plan` and `wsctl deploy`.",
+        path.display(),
+        schema.display()
     ));
     Ok(())
 }

@@ -11,6 +11,7 @@ mod gc;
 mod init;
 mod plan;
 mod publish;
+mod schema;
 mod secret;
 mod status;
 mod tail;
@@ -32,6 +33,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             completions::run(shell, &mut std::io::stdout().lock());
             Ok(())
         }
+        Command::Schema => schema::run(&mut std::io::stdout().lock())
+            .map_err(|e| Error::Io(format!("cannot write the schema: {e}"))),
         Command::Build(args) => build::run(&load(&cli.config, &args)?, &args, &printer).await,
         Command::Plan(args) => {
             plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
