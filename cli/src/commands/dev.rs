@@ -208,6 +208,7 @@ pub async fn run(
         iam: (!args.no_iam).then_some(stack.principals),
     });
     let server = tokio::spawn(gateway::serve(gw.clone(), listener));
+    local::release_free_memory();
 
     let ws_url = format!("ws://{addr}/{stage}");
     let connect_url = token

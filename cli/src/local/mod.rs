@@ -37,7 +37,7 @@ use crate::engine::model::{LiveState, Spec};
 use api::Api;
 use authorizer::Authorizer;
 use integration::{INTEGRATION_TIMEOUT, Integration};
-pub use os::raise_fd_limit;
+pub use os::{raise_fd_limit, release_free_memory};
 use runtime::{FunctionDef, LogSink, Pool};
 
 #[derive(Debug, thiserror::Error)]
