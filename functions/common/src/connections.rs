@@ -53,6 +53,8 @@ const ATTEMPTS: u32 = 3;
 /// One attempt's limit: API Gateway answers a post in milliseconds, and a fan-out must not
 /// wait out the function's timeout on one stuck connection.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of an error answer's body that is read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Credentials closer than this to their expiry are fetched again.
 const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
@@ -143,12 +145,15 @@ impl Connections {
             .signed(connection, frame)
             .await
             .map_err(Failure::Final)?;
-        let response = self
-            .inner
-            .http
-            .call(request)
-            .await
-            .map_err(|e| Failure::Transient(format!("PostToConnection: {e}")))?;
+        let response = self.inner.http.call(request).await.map_err(|e| {
+            let text = format!("PostToConnection: {e}");
+            // A request the connector cannot send (a bad URL, say) fails the same way again.
+            if e.is_user() {
+                Failure::Final(PostError::Other(text))
+            } else {
+                Failure::Transient(text)
+            }
+        })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             // Read to the end, so the connection goes back to the pool.
@@ -161,8 +166,8 @@ impl Connections {
             .get("x-amzn-errortype")
             .map(|v| v.split(':').next().unwrap_or_default().to_string())
             .unwrap_or_default();
-        let body = response
-            .into_body()
+        // An error's body is a short JSON document; read no more than that needs.
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ERROR_BODY)
             .collect()
             .await
             .map(|b| b.to_bytes())
@@ -280,6 +285,7 @@ mod tests {
         HttpClient, HttpConnectorFuture, HttpConnectorSettings,
     };
     use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
     use super::*;
@@ -346,16 +352,30 @@ mod tests {
         }
     }
 
+    /// Fails every request with a connector error of one kind.
+    #[derive(Debug, Clone)]
+    struct Failing {
+        error: fn() -> ConnectorError,
+        calls: Arc<Mutex<u32>>,
+    }
+
+    impl HttpConnector for Failing {
+        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+            *self.calls.lock().unwrap() += 1;
+            HttpConnectorFuture::ready(Err((self.error)()))
+        }
+    }
+
     fn credentials() -> Credentials {
         Credentials::new("ASIAEXAMPLE", "secret", Some("token".into()), None, "test")
     }
 
-    fn client(script: &Script) -> Connections {
+    fn client(http: &(impl HttpConnector + Clone + 'static)) -> Connections {
         Connections::with_connector(
             URL,
             "eu-west-1".into(),
             Some(SharedCredentialsProvider::new(credentials())),
-            SharedHttpConnector::new(script.clone()),
+            SharedHttpConnector::new(http.clone()),
             || SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         )
     }
@@ -455,6 +475,20 @@ mod tests {
             e.contains("HTTP 403 AccessDeniedException: User: arn:aws:sts"),
             "{e}"
         );
+
+        // A connection that fails is tried again; a request that cannot be sent is not.
+        let reset: fn() -> ConnectorError = || ConnectorError::io("connection reset".into());
+        let unsendable: fn() -> ConnectorError = || ConnectorError::user("bad request".into());
+        for (error, calls) in [(reset, 3), (unsendable, 1)] {
+            let failing = Failing {
+                error,
+                calls: Arc::default(),
+            };
+            let Err(PostError::Other(e)) = client(&failing).post("a", &frame).await else {
+                panic!("a failed send is an error");
+            };
+            assert_eq!(*failing.calls.lock().unwrap(), calls, "{e}");
+        }
 
         let script = Script::answering(&[(500, "", "a"), (502, "", "b"), (504, "", "c")]);
         let Err(PostError::Other(e)) = client(&script).post("a", &frame).await else {
