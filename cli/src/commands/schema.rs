@@ -37,11 +37,8 @@ mod tests {
     #[test]
     fn the_template_and_every_config_in_the_repository_validate() {
         let v = validator();
-        for file in [
-            "templates/wsctl.yaml",
-            "wsctl.yaml",
-            "tests/fixtures/stack.yaml",
-        ] {
+        // The root wsctl.yaml is a link to the template.
+        for file in ["templates/wsctl.yaml", "tests/fixtures/stack.yaml"] {
             let text = std::fs::read_to_string(root().join(file)).unwrap();
             assert_eq!(errors(&v, &yaml(&text)), Vec::<String>::new(), "{file}");
             // And wsctl itself loads it: the schema accepts nothing wsctl refuses to parse.

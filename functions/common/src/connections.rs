@@ -370,13 +370,25 @@ mod tests {
         Credentials::new("ASIAEXAMPLE", "secret", Some("token".into()), None, "test")
     }
 
+    /// The tests' clock: 2026-11-18 11:06:40 UTC.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+    }
+
     fn client(http: &(impl HttpConnector + Clone + 'static)) -> Connections {
+        client_with(http, credentials())
+    }
+
+    fn client_with(
+        http: &(impl HttpConnector + Clone + 'static),
+        credentials: impl ProvideCredentials + 'static,
+    ) -> Connections {
         Connections::with_connector(
             URL,
             "eu-west-1".into(),
-            Some(SharedCredentialsProvider::new(credentials())),
+            Some(SharedCredentialsProvider::new(credentials)),
             SharedHttpConnector::new(http.clone()),
-            || SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            now,
         )
     }
 
@@ -518,38 +530,19 @@ mod tests {
                 ))
             }
         }
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let fetched = Arc::new(Mutex::new(0));
-        let script = Script::default();
-        let lasting = Connections::with_connector(
-            URL,
-            "eu-west-1".into(),
-            Some(SharedCredentialsProvider::new(Counting(
-                fetched.clone(),
-                now + Duration::from_secs(3600),
-            ))),
-            SharedHttpConnector::new(script.clone()),
-            || SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
-        );
-        for _ in 0..3 {
-            lasting.post("a", &Frame::new("x")).await.unwrap();
+        /// How often three posts fetch credentials that last `lifetime` from now.
+        async fn fetches(lifetime: Duration) -> u32 {
+            let fetched = Arc::new(Mutex::new(0));
+            let client = client_with(
+                &Script::default(),
+                Counting(fetched.clone(), now() + lifetime),
+            );
+            for _ in 0..3 {
+                client.post("a", &Frame::new("x")).await.unwrap();
+            }
+            *fetched.lock().unwrap()
         }
-        assert_eq!(*fetched.lock().unwrap(), 1);
-
-        let fetched = Arc::new(Mutex::new(0));
-        let expiring = Connections::with_connector(
-            URL,
-            "eu-west-1".into(),
-            Some(SharedCredentialsProvider::new(Counting(
-                fetched.clone(),
-                now + Duration::from_secs(60),
-            ))),
-            SharedHttpConnector::new(script),
-            || SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
-        );
-        for _ in 0..3 {
-            expiring.post("a", &Frame::new("x")).await.unwrap();
-        }
-        assert_eq!(*fetched.lock().unwrap(), 3);
+        assert_eq!(fetches(Duration::from_secs(3600)).await, 1);
+        assert_eq!(fetches(Duration::from_secs(60)).await, 3);
     }
 }
