@@ -74,6 +74,9 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
+    /// Load-test the stage (deployed, or `wsctl dev` with --endpoint-url): connections ramped at
+    /// a rate, publishes, every delivery timed and checked for loss, duplicates and order.
+    Bench(BenchArgs),
     /// Manage the stack's token secret.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -297,4 +300,92 @@ pub struct TailArgs {
     /// How often the tables are read, e.g. 500ms, 2s.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub interval: std::time::Duration,
+}
+
+/// API Gateway's default quota is 500 new connections a second per account and Region, shared
+/// by every client of the account: a bench stays under it unless told the quota was raised.
+pub const ACCOUNT_CONNECT_RATE: f64 = 500.0;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Subscriber connections to open (at most 100,000).
+    #[arg(long, short = 'n', default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// New connections a second, 0.1-10000. Against AWS at most 450 (the account's default
+    /// quota is 500/s) unless --raised-quota.
+    #[arg(long, default_value_t = 50.0, value_parser = parse_connect_rate)]
+    pub rate: f64,
+    /// Handshakes (each with its subscribe) in flight at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub in_flight: u16,
+    /// Channels the subscribers spread over (connection i joins channel i mod C).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub channels: u32,
+    /// Publisher connections (not subscribed); publishes take turns among them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub publishers: u16,
+    /// Fan-out rounds: one publish at a time, timed until every subscriber of its channel has
+    /// it (the default load: 5 rounds).
+    #[arg(long, conflicts_with_all = ["publish_rate", "duration"], value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub rounds: Option<u64>,
+    /// Steady load instead of rounds: publishes a second, 0.1-10000, spread over the channels.
+    #[arg(long, value_parser = parse_publish_rate)]
+    pub publish_rate: Option<f64>,
+    /// With --publish-rate: how long to publish, at most 1h.
+    #[arg(long, requires = "publish_rate", value_parser = parse_bench_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Bytes of padding in each message's data (at most 120 KB, the protocol's limit).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=120 * 1024))]
+    pub size: u32,
+    /// Keep the connections idle this long between the ramp and the first publish, e.g. 30s.
+    #[arg(long, default_value = "0s", value_parser = parse_bench_duration)]
+    pub hold: std::time::Duration,
+    /// After the last publish, the longest wait for deliveries (also each round's limit).
+    #[arg(long, default_value = "30s", value_parser = parse_bench_duration)]
+    pub drain: std::time::Duration,
+    /// How the connections end: with a close frame, or dropped without one (as a lost network
+    /// drops them, which the gateway notices on its own).
+    #[arg(long, value_enum, default_value = "close")]
+    pub end: crate::bench::End,
+    /// The stage's WebSocket URL: this machine's, or the stack's own deployed stage (anything
+    /// else is refused). Default: the deployed stage, or `wsctl dev`'s with --endpoint-url.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The token every connection presents; default: one minted with the stack's secret.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The account's quota of new connections a second was raised: allow --rate above 450,
+    /// and a publish rate whose fan-out is above 5,000 `@connections` calls a second.
+    #[arg(long)]
+    pub raised_quota: bool,
+    /// Also write a self-contained HTML report (latency histogram, connections and deliveries
+    /// over time) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_connect_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.1..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s:?}: give new connections a second between 0.1 and 10000"
+        )),
+    }
+}
+
+fn parse_publish_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.1..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s:?}: give publishes a second between 0.1 and 10000"
+        )),
+    }
+}
+
+fn parse_bench_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d > std::time::Duration::from_secs(3600) {
+        return Err(format!("{s:?}: a bench phase lasts at most 1h"));
+    }
+    Ok(d)
 }

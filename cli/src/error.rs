@@ -25,6 +25,8 @@ pub mod exit {
     pub const LOCAL: i32 = 8;
     /// `gc` did part of its work: some calls failed or it stopped at `--max-duration`.
     pub const UNFINISHED: i32 = 9;
+    /// `bench` ran, but connections failed or messages were lost, duplicated or out of order.
+    pub const DEGRADED: i32 = 10;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,9 @@ pub enum Error {
     Local(#[from] crate::local::LocalError),
     #[error("{0}")]
     Io(String),
+    /// `bench` finished, and what it measured is not all clean.
+    #[error("{0}")]
+    Degraded(String),
 }
 
 fn list(ids: &[ResourceId]) -> String {
@@ -90,6 +95,7 @@ impl Error {
             Error::Unfinished(_) => exit::UNFINISHED,
             Error::Refused(_) => exit::CREDENTIALS,
             Error::Io(_) => exit::INTERNAL,
+            Error::Degraded(_) => exit::DEGRADED,
         }
     }
 }

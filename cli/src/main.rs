@@ -2,6 +2,7 @@
 
 mod args;
 mod aws;
+mod bench;
 mod build;
 mod commands;
 mod config;

@@ -1,5 +1,6 @@
 //! One module per command. Each loads what it needs and returns an [`Error`] on failure.
 
+mod bench;
 mod build;
 mod completions;
 mod connect;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await
         }
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Bench(args) => bench::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => {
             destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await

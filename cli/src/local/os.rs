@@ -20,8 +20,9 @@ pub fn own_child(cmd: &mut tokio::process::Command) {
     }
 }
 
-/// 10,000 connections need as many descriptors; the soft limit is often 1,024.
-pub fn raise_fd_limit() {
+/// 10,000 connections need as many descriptors; the soft limit is often 1,024. Returns the
+/// limit now in force (`None` where it cannot be read).
+pub fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     unsafe {
         // SAFETY: plain syscalls on a stack-allocated struct.
@@ -33,7 +34,12 @@ pub fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every Unix
+            return Some(lim.rlim_cur as u64);
+        }
     }
+    None
 }
 
 /// Gives the heap that start-up left free (the deploy's SDK clients and answers, the build's

@@ -289,7 +289,7 @@ impl<'c> Stack<'c> {
 }
 
 /// Whether `url` is a `ws://` URL of this machine (a loopback address or `localhost`).
-fn is_local_ws(url: &str) -> bool {
+pub fn is_local_ws(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("ws://") else {
         return false;
     };

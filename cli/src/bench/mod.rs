@@ -1,0 +1,789 @@
+//! Load on a stage: connections ramped at a rate, each subscribed to one of the channels, then
+//! publishes from publisher connections (one per round, timed until its last subscriber has
+//! it, or at a steady rate for a duration). Every delivery is timed from its publish and checked
+//! by serial: lost, duplicated, out of order. The same code runs against API Gateway and
+//! against `wsctl dev`; nothing here knows which.
+
+pub mod histogram;
+pub mod report;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use histogram::Histogram;
+pub use report::Report;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// API Gateway integrations time out at 29 s: a handshake or an answer slower than this is lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between rounds, so one round's stragglers do not count against the next.
+const ROUND_GAP: Duration = Duration::from_millis(200);
+/// How long each connection waits for the server's answer to its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `ws://` or `wss://` URL of the stage, without the token.
+    pub url: String,
+    pub token: String,
+    pub connections: usize,
+    /// New connections a second.
+    pub rate: f64,
+    /// Handshakes (and subscribes) in flight at once.
+    pub in_flight: usize,
+    pub channels: usize,
+    /// Channel `i` is `{prefix}-{i}`.
+    pub channel_prefix: String,
+    pub publishers: usize,
+    pub load: Load,
+    /// Bytes of padding in each published message's data.
+    pub size: usize,
+    /// Idle time between the ramp and the first publish.
+    pub hold: Duration,
+    /// After the last publish (or in a round), the longest wait for deliveries.
+    pub drain: Duration,
+    pub end: End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// One publish at a time, to channel `round % channels`, each timed until every subscriber
+    /// of the channel has it.
+    Rounds(u64),
+    /// Publishes spread over the channels and publishers at this rate, for this long.
+    Rate { per_second: f64, duration: Duration },
+}
+
+impl Load {
+    pub fn publishes(&self) -> u64 {
+        match *self {
+            Load::Rounds(n) => n,
+            Load::Rate {
+                per_second,
+                duration,
+            } => (per_second * duration.as_secs_f64()).round().max(1.0) as u64,
+        }
+    }
+}
+
+/// How the connections end: with a close frame, or dropped as a lost network drops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    Close,
+    Drop,
+}
+
+/// What the bench is doing now, for progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Ramp,
+    Hold,
+    Publish,
+    Drain,
+    End,
+}
+
+/// Counters progress reads while the bench runs.
+pub struct Live {
+    phase: AtomicU8,
+    pub opened: AtomicU64,
+    pub failed: AtomicU64,
+    pub open_now: AtomicI64,
+    pub published: AtomicU64,
+    pub acked: AtomicU64,
+    /// First receipts of this run's messages.
+    pub delivered: AtomicU64,
+    pub started: Instant,
+}
+
+impl Live {
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Relaxed) {
+            0 => Phase::Ramp,
+            1 => Phase::Hold,
+            2 => Phase::Publish,
+            3 => Phase::Drain,
+            _ => Phase::End,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        self.phase.store(phase as u8, Relaxed);
+    }
+}
+
+/// Per publish: deliveries so far and the latest one, in µs since the start.
+#[derive(Default)]
+struct Arrivals {
+    count: AtomicU64,
+    last_us: AtomicU64,
+    sent_us: AtomicU64,
+}
+
+/// What every task records into.
+struct Shared {
+    live: Arc<Live>,
+    run: String,
+    channels: Vec<String>,
+    subscribers: Vec<AtomicU64>,
+    arrivals: Vec<Arrivals>,
+    delivery: Histogram,
+    handshake: Histogram,
+    ack: Histogram,
+    /// Serials acknowledged per channel.
+    acked: Mutex<Vec<Vec<u64>>>,
+    handshake_failures: Mutex<BTreeMap<String, u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    closes: Mutex<BTreeMap<String, u64>>,
+}
+
+fn bump(map: &Mutex<BTreeMap<String, u64>>, key: String) {
+    *map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default() += 1;
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.live.started.elapsed().as_micros() as u64
+    }
+
+    /// A frame that is not this run's message or ack: an error frame (ours or API Gateway's).
+    fn other_frame(&self, frame: &Incoming) {
+        match (frame.kind.as_deref(), &frame.code, &frame.message) {
+            (Some("error"), Some(code), _) => bump(&self.errors, format!("error: {code}")),
+            // API Gateway's own frames: {"message": "Limit Exceeded" | "Forbidden" |
+            // "Internal server error", "connectionId": …, "requestId": …}.
+            (None, _, Some(message)) => bump(&self.errors, format!("gateway: {message}")),
+            _ => {}
+        }
+    }
+
+    /// A close frame from the server; one without a status code reads as 1005 (RFC 6455 7.1.5).
+    fn closed(&self, code: Option<u16>) {
+        let code = code.unwrap_or(1005);
+        bump(&self.closes, format!("{code} {}", close_name(code)));
+    }
+}
+
+fn close_name(code: u16) -> &'static str {
+    match code {
+        1000 => "normal",
+        1001 => "going away (idle timeout or lifetime)",
+        1005 => "no status code",
+        1006 => "abnormal",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1011 => "server error",
+        1012 => "service restart",
+        _ => "other",
+    }
+}
+
+/// The fields of a server frame the bench reads.
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    channel: Option<String>,
+    serial: Option<u64>,
+    data: Option<Payload>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// The data of a bench message: the run, the publish's number and when it was sent.
+#[derive(Deserialize)]
+struct Payload {
+    run: Option<String>,
+    n: Option<u64>,
+    t: Option<u64>,
+}
+
+/// One subscriber's view of its channel, kept by its own task.
+struct Seen {
+    channel: usize,
+    /// The channel's serial when the subscription took effect: later serials are expected.
+    base: u64,
+    bits: Vec<u64>,
+    max: u64,
+    duplicates: u64,
+    out_of_order: u64,
+}
+
+impl Seen {
+    fn new(channel: usize, base: u64) -> Seen {
+        Seen {
+            channel,
+            base,
+            bits: Vec::new(),
+            max: 0,
+            duplicates: 0,
+            out_of_order: 0,
+        }
+    }
+
+    /// Records a serial; whether it is the first receipt.
+    fn record(&mut self, serial: u64) -> bool {
+        if serial <= self.base {
+            return false;
+        }
+        let i = (serial - self.base - 1) as usize;
+        if i / 64 >= self.bits.len() {
+            self.bits.resize(i / 64 + 1, 0);
+        }
+        let bit = 1u64 << (i % 64);
+        if self.bits[i / 64] & bit != 0 {
+            self.duplicates += 1;
+            return false;
+        }
+        self.bits[i / 64] |= bit;
+        if serial < self.max {
+            self.out_of_order += 1;
+        }
+        self.max = self.max.max(serial);
+        true
+    }
+
+    fn has(&self, serial: u64) -> bool {
+        if serial <= self.base {
+            return false;
+        }
+        let i = (serial - self.base - 1) as usize;
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+}
+
+/// Runs the plan; `live` is updated as it goes.
+pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
+    let publishes = plan.load.publishes() as usize;
+    let channels: Vec<String> = (0..plan.channels)
+        .map(|i| format!("{}-{i}", plan.channel_prefix))
+        .collect();
+    let shared = Arc::new(Shared {
+        live: live.clone(),
+        run: plan.channel_prefix.clone(),
+        subscribers: channels.iter().map(|_| AtomicU64::new(0)).collect(),
+        acked: Mutex::new(vec![Vec::new(); channels.len()]),
+        channels,
+        arrivals: (0..publishes).map(|_| Arrivals::default()).collect(),
+        delivery: Histogram::default(),
+        handshake: Histogram::default(),
+        ack: Histogram::default(),
+        handshake_failures: Mutex::default(),
+        errors: Mutex::default(),
+        closes: Mutex::default(),
+    });
+    let full_url = format!(
+        "{}{}token={}",
+        plan.url,
+        if plan.url.contains('?') { '&' } else { '?' },
+        plan.token
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    let timeline = tokio::spawn(sample(shared.clone(), stop.clone()));
+
+    // The ramp: connection i starts at i / rate, with at most `in_flight` handshakes at once.
+    live.set(Phase::Ramp);
+    let ramp_started = Instant::now();
+    let permits = Arc::new(Semaphore::new(plan.in_flight.max(1)));
+    let mut subscribers = Vec::with_capacity(plan.connections);
+    for i in 0..plan.connections {
+        let due = ramp_started + Duration::from_secs_f64(i as f64 / plan.rate);
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        subscribers.push(tokio::spawn(subscriber(
+            shared.clone(),
+            full_url.clone(),
+            i % plan.channels.max(1),
+            permit,
+            stop.clone(),
+            plan.end,
+        )));
+    }
+    // The ramp ends when the last handshake and subscribe have answered.
+    let _ = permits.acquire_many(plan.in_flight.max(1) as u32).await;
+    let ramp_seconds = ramp_started.elapsed().as_secs_f64();
+
+    let mut publishers = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..plan.publishers {
+        let (tx, rx) = mpsc::channel::<(u64, usize)>(1024);
+        match open(&shared, &full_url).await {
+            Some(ws) => {
+                publishers.push(tokio::spawn(publisher(
+                    shared.clone(),
+                    ws,
+                    rx,
+                    plan.size,
+                    stop.clone(),
+                )));
+                senders.push(tx);
+            }
+            None => continue,
+        }
+    }
+
+    live.set(Phase::Hold);
+    tokio::time::sleep(plan.hold).await;
+
+    live.set(Phase::Publish);
+    let publish_started = Instant::now();
+    let mut rounds = Vec::new();
+    let mut handed = 0u64;
+    if !senders.is_empty() {
+        match plan.load {
+            Load::Rounds(n) => {
+                for round in 0..n {
+                    rounds.push(fan_out(&shared, &senders, round, plan.drain).await);
+                    handed += 1;
+                    tokio::time::sleep(ROUND_GAP).await;
+                }
+            }
+            Load::Rate { per_second, .. } => {
+                for n in 0..publishes as u64 {
+                    let due = publish_started + Duration::from_secs_f64(n as f64 / per_second);
+                    tokio::time::sleep_until(due.into()).await;
+                    let to = &senders[n as usize % senders.len()];
+                    if to
+                        .send((n, n as usize % shared.channels.len()))
+                        .await
+                        .is_ok()
+                    {
+                        handed += 1;
+                    }
+                }
+            }
+        }
+    }
+    let publish_seconds = publish_started.elapsed().as_secs_f64();
+
+    // Until every acknowledged publish has reached every subscriber of its channel.
+    live.set(Phase::Drain);
+    let drain_started = Instant::now();
+    while drain_started.elapsed() < plan.drain {
+        if acks_settled(&shared, handed) && live.delivered.load(Relaxed) >= expected(&shared) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    live.set(Phase::End);
+    let _ = stop_tx.send(true);
+    let mut seen = Vec::new();
+    for task in subscribers {
+        if let Ok(Some(s)) = task.await {
+            seen.push(s);
+        }
+    }
+    for task in publishers {
+        let _ = task.await;
+    }
+    let timeline = timeline.await.unwrap_or_default();
+    report::build(
+        &plan,
+        &shared_view(&shared),
+        seen,
+        rounds,
+        timeline,
+        report::Times {
+            ramp_seconds,
+            publish_seconds,
+            total_seconds: live.started.elapsed().as_secs_f64(),
+        },
+    )
+}
+
+/// Deliveries owed: each acknowledged serial to each subscriber of its channel.
+fn expected(shared: &Shared) -> u64 {
+    let acked = shared.acked.lock().unwrap_or_else(|e| e.into_inner());
+    acked
+        .iter()
+        .zip(&shared.subscribers)
+        .map(|(serials, subs)| serials.len() as u64 * subs.load(Relaxed))
+        .sum()
+}
+
+/// Every publish handed to a publisher was sent and has its ack or its error.
+fn acks_settled(shared: &Shared, handed: u64) -> bool {
+    let live = &shared.live;
+    let errors: u64 = shared
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .sum();
+    let published = live.published.load(Relaxed);
+    published >= handed && live.acked.load(Relaxed) + errors >= published
+}
+
+/// One round: publish `round` to its channel, wait until every subscriber has it.
+async fn fan_out(
+    shared: &Shared,
+    senders: &[mpsc::Sender<(u64, usize)>],
+    round: u64,
+    timeout: Duration,
+) -> report::Round {
+    let channel = round as usize % shared.channels.len();
+    let subscribers = shared.subscribers[channel].load(Relaxed);
+    let arrivals = &shared.arrivals[round as usize];
+    let _ = senders[round as usize % senders.len()]
+        .send((round, channel))
+        .await;
+    let started = Instant::now();
+    while arrivals.count.load(Relaxed) < subscribers && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let delivered = arrivals.count.load(Relaxed);
+    let sent = arrivals.sent_us.load(Relaxed);
+    report::Round {
+        channel: shared.channels[channel].clone(),
+        subscribers,
+        delivered,
+        all_ms: (delivered >= subscribers && subscribers > 0)
+            .then(|| arrivals.last_us.load(Relaxed).saturating_sub(sent) as f64 / 1000.0),
+    }
+}
+
+/// Every 250 ms: connections open, publishes and deliveries so far.
+async fn sample(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Vec<report::Sample> {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        let live = &shared.live;
+        samples.push(report::Sample {
+            t: live.started.elapsed().as_secs_f64(),
+            open: live.open_now.load(Relaxed).max(0) as u64,
+            published: live.published.load(Relaxed),
+            delivered: live.delivered.load(Relaxed),
+            failed: live.failed.load(Relaxed),
+        });
+        if *stop.borrow() {
+            return samples;
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// A connection through the authorizer; failures are counted by kind.
+async fn open(shared: &Shared, url: &str) -> Option<Ws> {
+    let started = Instant::now();
+    let attempt = tokio_tungstenite::connect_async_with_config(url, None, true);
+    let failure = match tokio::time::timeout(ANSWER_TIMEOUT, attempt).await {
+        Ok(Ok((ws, _))) => {
+            shared.handshake.record(started.elapsed());
+            shared.live.open_now.fetch_add(1, Relaxed);
+            return Some(ws);
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => match resp.status().as_u16() {
+            429 => "429 too many requests (LimitExceeded)".to_string(),
+            401 => "401 unauthorized (no token reached the authorizer)".to_string(),
+            403 => "403 forbidden (the token was refused)".to_string(),
+            code => format!("{code} {}", resp.status().canonical_reason().unwrap_or("")),
+        },
+        Ok(Err(tungstenite::Error::Io(e))) => format!("network: {}", e.kind()),
+        Ok(Err(e)) => format!("handshake: {e}"),
+        Err(_) => format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()),
+    };
+    shared.live.failed.fetch_add(1, Relaxed);
+    bump(&shared.handshake_failures, failure);
+    None
+}
+
+/// One subscriber: connects, subscribes, then reads until told to stop.
+async fn subscriber(
+    shared: Arc<Shared>,
+    url: String,
+    channel: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+    end: End,
+) -> Option<Seen> {
+    let mut ws = open(&shared, &url).await?;
+    let name = &shared.channels[channel];
+    let subscribe = json!({"action": "subscribe", "channel": name}).to_string();
+    if let Err(e) = ws.send(Message::text(subscribe)).await {
+        bump(
+            &shared.handshake_failures,
+            format!("subscribe not sent: {e}"),
+        );
+        shared.live.failed.fetch_add(1, Relaxed);
+        shared.live.open_now.fetch_sub(1, Relaxed);
+        return None;
+    }
+    let base = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            let Message::Text(text) = frame else { continue };
+            let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
+                continue;
+            };
+            if frame.kind.as_deref() == Some("subscribed") && frame.channel.as_ref() == Some(name) {
+                return Some(frame.serial.unwrap_or(0));
+            }
+            shared.other_frame(&frame);
+        }
+        None
+    })
+    .await;
+    let Ok(Some(base)) = base else {
+        bump(&shared.handshake_failures, "no answer to subscribe".into());
+        shared.live.failed.fetch_add(1, Relaxed);
+        shared.live.open_now.fetch_sub(1, Relaxed);
+        return None;
+    };
+    shared.subscribers[channel].fetch_add(1, Relaxed);
+    shared.live.opened.fetch_add(1, Relaxed);
+    drop(permit);
+
+    let mut seen = Seen::new(channel, base);
+    let mut ended_by_server = false;
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => receive(&shared, &mut seen, text.as_str()),
+                Some(Ok(Message::Close(close))) => {
+                    shared.closed(close.map(|c| u16::from(c.code)));
+                    ended_by_server = true;
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    bump(&shared.closes, format!("lost: {e}"));
+                    ended_by_server = true;
+                    break;
+                }
+                None => {
+                    bump(&shared.closes, "lost: the connection ended without a close frame".into());
+                    ended_by_server = true;
+                    break;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    shared.live.open_now.fetch_sub(1, Relaxed);
+    if !ended_by_server {
+        finish(ws, end).await;
+    }
+    Some(seen)
+}
+
+fn receive(shared: &Shared, seen: &mut Seen, text: &str) {
+    let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
+        bump(&shared.errors, "not JSON".into());
+        return;
+    };
+    let mine = frame.kind.as_deref() == Some("message")
+        && frame.data.as_ref().and_then(|d| d.run.as_deref()) == Some(shared.run.as_str());
+    if !mine {
+        shared.other_frame(&frame);
+        return;
+    }
+    let now = shared.now_us();
+    let (Some(serial), Some(data)) = (frame.serial, frame.data) else {
+        return;
+    };
+    if !seen.record(serial) {
+        return;
+    }
+    shared.live.delivered.fetch_add(1, Relaxed);
+    if let Some(t) = data.t {
+        shared.delivery.record_us(now.saturating_sub(t));
+    }
+    if let Some(arrivals) = data.n.and_then(|n| shared.arrivals.get(n as usize)) {
+        arrivals.count.fetch_add(1, Relaxed);
+        arrivals.last_us.fetch_max(now, Relaxed);
+    }
+}
+
+async fn finish(mut ws: Ws, end: End) {
+    match end {
+        // The TCP connection closes without a WebSocket close frame: the gateway sees the
+        // client vanish, as when a phone loses its network.
+        End::Drop => drop(ws),
+        End::Close => {
+            let _ = ws.close(None).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+        }
+    }
+}
+
+/// One publisher: sends what it is given, matches acks to sends per channel, in order.
+async fn publisher(
+    shared: Arc<Shared>,
+    ws: Ws,
+    mut jobs: mpsc::Receiver<(u64, usize)>,
+    size: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut sink, mut stream) = ws.split();
+    let pending: Arc<Mutex<Vec<VecDeque<u64>>>> =
+        Arc::new(Mutex::new(vec![VecDeque::new(); shared.channels.len()]));
+    let reader = {
+        let shared = shared.clone();
+        let pending = pending.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                match frame {
+                    Message::Text(text) => {
+                        let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
+                            continue;
+                        };
+                        if frame.kind.as_deref() != Some("ack") {
+                            shared.other_frame(&frame);
+                            continue;
+                        }
+                        let Some(c) = frame
+                            .channel
+                            .as_ref()
+                            .and_then(|c| shared.channels.iter().position(|n| n == c))
+                        else {
+                            continue;
+                        };
+                        let sent = pending.lock().unwrap_or_else(|e| e.into_inner())[c].pop_front();
+                        if let Some(sent) = sent {
+                            shared.ack.record_us(shared.now_us().saturating_sub(sent));
+                        }
+                        if let Some(serial) = frame.serial {
+                            shared.acked.lock().unwrap_or_else(|e| e.into_inner())[c].push(serial);
+                        }
+                        shared.live.acked.fetch_add(1, Relaxed);
+                    }
+                    // The answer to the bench's own close is not the server ending it.
+                    Message::Close(close) => {
+                        if !*stop.borrow() {
+                            shared.closed(close.map(|c| u16::from(c.code)));
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let pad = "x".repeat(size);
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = stop.changed() => None,
+        };
+        let Some((n, channel)) = job else { break };
+        let sent = shared.now_us();
+        let data = json!({"run": shared.run, "n": n, "t": sent, "pad": pad});
+        let frame = json!({"action": "publish", "channel": shared.channels[channel], "data": data});
+        pending.lock().unwrap_or_else(|e| e.into_inner())[channel].push_back(sent);
+        if let Some(a) = shared.arrivals.get(n as usize) {
+            a.sent_us.store(sent, Relaxed);
+        }
+        if sink.send(Message::text(frame.to_string())).await.is_err() {
+            bump(&shared.errors, "publisher connection lost".into());
+            break;
+        }
+        shared.live.published.fetch_add(1, Relaxed);
+    }
+    // Acks may still be on their way: the connection stays until the bench ends.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+    let _ = sink.close().await;
+    shared.live.open_now.fetch_sub(1, Relaxed);
+    let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
+}
+
+/// A read-only view of the shared counters, for the report.
+fn shared_view(shared: &Shared) -> report::Counts<'_> {
+    report::Counts {
+        live: &shared.live,
+        channels: &shared.channels,
+        subscribers: shared.subscribers.iter().map(|s| s.load(Relaxed)).collect(),
+        acked: shared
+            .acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        delivery: &shared.delivery,
+        handshake: &shared.handshake,
+        ack: &shared.ack,
+        handshake_failures: shared
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        errors: shared
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        closes: shared
+            .closes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    }
+}
+
+impl Live {
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live {
+            phase: AtomicU8::new(0),
+            opened: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            open_now: AtomicI64::new(0),
+            published: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_counts_each_serial_once_and_notices_disorder() {
+        let mut s = Seen::new(0, 10);
+        assert!(!s.record(10), "at or before the subscription: not expected");
+        assert!(s.record(11));
+        assert!(s.record(13));
+        assert!(s.record(12), "late, but a first receipt");
+        assert!(!s.record(13), "a duplicate");
+        assert!(s.record(200));
+        assert_eq!((s.duplicates, s.out_of_order), (1, 1));
+        assert!(s.has(11) && s.has(12) && s.has(13) && s.has(200));
+        assert!(!s.has(14) && !s.has(10) && !s.has(1000));
+    }
+
+    #[test]
+    fn a_steady_load_publishes_its_rate_times_its_duration() {
+        let load = Load::Rate {
+            per_second: 20.0,
+            duration: Duration::from_secs(3),
+        };
+        assert_eq!(load.publishes(), 60);
+        assert_eq!(Load::Rounds(5).publishes(), 5);
+    }
+}

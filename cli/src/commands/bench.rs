@@ -1,0 +1,325 @@
+//! `wsctl bench`: load on the stage, deployed or served by `wsctl dev`, with the same code.
+//! This module decides what may be loaded and how hard (only this machine or the stack's own
+//! stage; under the account's connection quota), mints the token, shows progress, and writes
+//! the report; `crate::bench` runs the load.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wsctl_functions::auth::Capabilities;
+
+use crate::args::{ACCOUNT_CONNECT_RATE, BenchArgs};
+use crate::aws::AwsArgs;
+use crate::bench::{self, End, Live, Load, Phase, Plan};
+use crate::config::Config;
+use crate::error::Error;
+use crate::output::Printer;
+use crate::stack::{Stack, is_local_ws};
+
+/// A steady load without --duration.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Rounds without --rounds or --publish-rate.
+const DEFAULT_ROUNDS: u64 = 5;
+/// Publishes one run may make: each one's deliveries are tracked.
+const MAX_PUBLISHES: u64 = 1_000_000;
+/// Below the account's quota, so the bench leaves room for the account's other clients.
+const SAFE_CONNECT_RATE: f64 = 450.0;
+/// API Gateway's account throttle is 10,000 requests a second with a burst of 5,000, shared by
+/// the `@connections` posts of every fan-out.
+const SAFE_POSTS_PER_SECOND: f64 = 5_000.0;
+
+pub async fn run(
+    config_path: &Path,
+    aws: &AwsArgs,
+    args: &BenchArgs,
+    printer: &Printer,
+) -> Result<(), Error> {
+    let load = load(args)?;
+    let connections = args.connections as usize;
+    let needed = (connections + args.publishers as usize + 64) as u64;
+    if let Some(limit) = crate::local::raise_fd_limit()
+        && limit < needed
+    {
+        return Err(usage(format!(
+            "{connections} connections need {needed} open files, and this process may open {limit}\nhint: raise the hard limit (`ulimit -Hn`, or LimitNOFILE for a service) or pass fewer --connections"
+        )));
+    }
+    let channel_prefix = format!("bench-{:08x}", rand::random::<u32>());
+    // The token outlives the whole run, whatever its phases take.
+    let lifetime = Duration::from_secs(3600)
+        + args.hold
+        + args.drain
+        + args.duration.unwrap_or_default()
+        + Duration::from_secs_f64(connections as f64 / args.rate);
+    let target = target(config_path, aws, args, lifetime).await?;
+    if target.remote {
+        within_quota(args, load, connections)?;
+    }
+    let plan = Plan {
+        url: target.url,
+        token: target.token,
+        connections,
+        rate: args.rate,
+        in_flight: args.in_flight as usize,
+        channels: args.channels as usize,
+        channel_prefix,
+        publishers: args.publishers as usize,
+        load,
+        size: args.size as usize,
+        hold: args.hold,
+        drain: args.drain,
+        end: args.end,
+    };
+    printer.note(describe(&plan, target.remote));
+    let live = Live::new();
+    let progress = tokio::spawn(show_progress(
+        live.clone(),
+        connections as u64,
+        load.publishes(),
+        *printer,
+    ));
+    let report = bench::run(plan, live).await;
+    let _ = progress.await;
+
+    if let Some(path) = &args.report {
+        std::fs::write(path, report.html()).map_err(|e| {
+            Error::Io(format!(
+                "cannot write the report to {}: {e}\nhint: pass a --report path in a folder you can write to",
+                path.display()
+            ))
+        })?;
+        printer.note(format!("report written to {}", path.display()));
+    }
+    if printer.json() {
+        printer.result_json(&serde_json::to_value(&report).unwrap_or_default());
+    } else {
+        printer.result(report.text());
+    }
+    let refused = report
+        .connections
+        .failures
+        .keys()
+        .any(|k| k.starts_with("401") || k.starts_with("403"));
+    if report.connections.opened == 0 && refused {
+        return Err(Error::Refused(
+            "the stage refused every connection's token\nhint: mint one with `wsctl token` for this stack, or leave out --token".into(),
+        ));
+    }
+    if !report.clean {
+        return Err(Error::Degraded(
+            "the bench ran, but not everything went through (see the figures above)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn usage(text: String) -> Error {
+    Error::Usage { usage: text }
+}
+
+fn load(args: &BenchArgs) -> Result<Load, Error> {
+    let load = match (args.publish_rate, args.rounds) {
+        (Some(per_second), _) => Load::Rate {
+            per_second,
+            duration: args.duration.unwrap_or(DEFAULT_DURATION),
+        },
+        (None, Some(n)) => Load::Rounds(n),
+        (None, None) => Load::Rounds(DEFAULT_ROUNDS),
+    };
+    if let Load::Rate { duration, .. } = load
+        && duration.is_zero()
+    {
+        return Err(usage(
+            "--duration 0 publishes nothing\nhint: give a duration such as 30s, or --rounds for fan-out rounds".into(),
+        ));
+    }
+    if load.publishes() > MAX_PUBLISHES {
+        return Err(usage(format!(
+            "--publish-rate × --duration is {} publishes; a run tracks at most {MAX_PUBLISHES}\nhint: lower the rate or the duration",
+            load.publishes()
+        )));
+    }
+    Ok(load)
+}
+
+/// Against AWS the account's quotas are shared with production: stay under them unless told.
+fn within_quota(args: &BenchArgs, load: Load, connections: usize) -> Result<(), Error> {
+    if args.raised_quota {
+        return Ok(());
+    }
+    if args.rate > SAFE_CONNECT_RATE {
+        return Err(usage(format!(
+            "--rate {} is above {SAFE_CONNECT_RATE}: API Gateway allows {ACCOUNT_CONNECT_RATE} new connections a second per account and Region by default, shared with every other client of the account, and throttles the rest with 429\nhint: lower --rate, or pass --raised-quota if the account's quota was raised",
+            args.rate
+        )));
+    }
+    if let Load::Rate { per_second, .. } = load {
+        let per_channel = connections.div_ceil(args.channels as usize) as f64;
+        let posts = per_second * per_channel;
+        if posts > SAFE_POSTS_PER_SECOND {
+            return Err(usage(format!(
+                "--publish-rate {per_second} to about {per_channel:.0} subscribers a channel is about {posts:.0} @connections calls a second: API Gateway's account throttle is 10,000 requests a second (burst 5,000), shared with the account's other APIs\nhint: lower --publish-rate, spread over more --channels, or pass --raised-quota"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Target {
+    url: String,
+    token: String,
+    /// Not this machine: the stack's stage on AWS.
+    remote: bool,
+}
+
+/// Where the load goes and with what token. Only this machine or the stack's own stage: the
+/// bench must not become a way to load someone else's server.
+async fn target(
+    config_path: &Path,
+    aws: &AwsArgs,
+    args: &BenchArgs,
+    lifetime: Duration,
+) -> Result<Target, Error> {
+    if let (Some(url), Some(token)) = (&args.url, &args.token)
+        && is_local_ws(url)
+    {
+        return Ok(Target {
+            url: url.clone(),
+            token: token.clone(),
+            remote: false,
+        });
+    }
+    let config = Config::load(config_path)?;
+    let stack = Stack::open(&config, aws).await?;
+    let (url, remote) = match &args.url {
+        Some(url) if is_local_ws(url) => (url.clone(), false),
+        Some(url) => {
+            let mut own = vec![stack.gateway().await?.websocket];
+            if let Some(domain) = stack.custom_domain().await? {
+                own.push(domain.gateway.websocket);
+            }
+            let same = |a: &str| a.trim_end_matches('/') == url.trim_end_matches('/');
+            if !own.iter().any(|o| same(o)) {
+                return Err(usage(format!(
+                    "refusing to load {url}: a bench goes only to this machine (ws://127.0.0.1…, ws://localhost…) or to the stack's own stage ({})\nhint: leave out --url to load the stage in {}",
+                    own.join(" or "),
+                    config_path.display()
+                )));
+            }
+            (url.clone(), true)
+        }
+        None => {
+            let gateway = stack.gateway().await?;
+            let remote = !is_local_ws(&gateway.websocket);
+            (gateway.websocket, remote)
+        }
+    };
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => {
+            stack
+                .mint("bench", Capabilities::everything(), lifetime)
+                .await?
+                .0
+        }
+    };
+    Ok(Target { url, token, remote })
+}
+
+fn describe(plan: &Plan, remote: bool) -> String {
+    let load = match plan.load {
+        Load::Rounds(n) => format!("{n} fan-out rounds"),
+        Load::Rate {
+            per_second,
+            duration,
+        } => format!(
+            "{per_second} publishes a second for {:.0} s",
+            duration.as_secs_f64()
+        ),
+    };
+    format!(
+        "bench {}{}: {} connections at {}/s over {} channel{}, {load} of {} bytes from {} publisher{}; ending with {}",
+        plan.url,
+        if remote { " (AWS)" } else { "" },
+        plan.connections,
+        plan.rate,
+        plan.channels,
+        if plan.channels == 1 { "" } else { "s" },
+        plan.size,
+        plan.publishers,
+        if plan.publishers == 1 { "" } else { "s" },
+        match plan.end {
+            End::Close => "a close frame",
+            End::Drop => "the connections dropped (no close frame)",
+        }
+    )
+}
+
+/// A bar on a terminal; otherwise a line a second and one at each phase.
+async fn show_progress(live: Arc<Live>, connections: u64, publishes: u64, printer: Printer) {
+    let bar = printer.progress.then(|| {
+        let bar = ProgressBar::new(connections);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:<12} [{bar:30}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let lines = bar.is_none() && printer.verbosity >= 0;
+    let mut phase = live.phase();
+    let mut tick = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tick += 1;
+        let now = live.phase();
+        let opened = live.opened.load(std::sync::atomic::Ordering::Relaxed);
+        let failed = live.failed.load(std::sync::atomic::Ordering::Relaxed);
+        let published = live.published.load(std::sync::atomic::Ordering::Relaxed);
+        let delivered = live.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        let seconds = live.started.elapsed().as_secs_f64();
+        let status = match now {
+            Phase::Ramp => format!("ramp: {opened}/{connections} open, {failed} failed"),
+            Phase::Hold => format!("hold: {opened} open and idle"),
+            Phase::Publish => {
+                format!("publish: {published}/{publishes} sent, {delivered} delivered")
+            }
+            Phase::Drain => format!("drain: {delivered} delivered"),
+            Phase::End => format!("end: {delivered} delivered"),
+        };
+        if now != phase {
+            if let Some(bar) = &bar {
+                bar.println(format!("{seconds:>6.1} s  {status}"));
+                bar.set_position(0);
+                bar.set_length(if now == Phase::Publish {
+                    publishes
+                } else {
+                    connections
+                });
+            } else if lines {
+                eprintln!("{seconds:>6.1} s  {status}");
+            }
+            phase = now;
+        } else if lines && tick.is_multiple_of(10) {
+            eprintln!("{seconds:>6.1} s  {status}");
+        }
+        if let Some(bar) = &bar {
+            let (name, pos) = match now {
+                Phase::Ramp => ("connecting", opened + failed),
+                Phase::Hold => ("holding", opened),
+                Phase::Publish => ("publishing", published),
+                Phase::Drain | Phase::End => ("delivering", published),
+            };
+            bar.set_message(name);
+            bar.set_position(pos);
+        }
+        if now == Phase::End {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            return;
+        }
+    }
+}
