@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `wsctl` binary against a moto server per test.
 
 mod access_logs;
+mod bench;
+mod browser;
 mod build;
 mod config_errors;
 mod demo;

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod dev;
 pub mod inventory;
 pub mod proxy;
+pub mod pubsub;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -196,19 +196,28 @@ async fn target(
     let (url, remote) = match &args.url {
         Some(url) if is_local_ws(url) => (url.clone(), false),
         Some(url) => {
-            let mut own = vec![stack.gateway().await?.websocket];
+            let mut own: Vec<String> = stack
+                .find_gateway()
+                .await?
+                .into_iter()
+                .map(|g| g.websocket)
+                .collect();
             if let Some(domain) = stack.custom_domain().await? {
                 own.push(domain.gateway.websocket);
             }
             let same = |a: &str| a.trim_end_matches('/') == url.trim_end_matches('/');
             if !own.iter().any(|o| same(o)) {
+                let stage = if own.is_empty() {
+                    format!("{} is not deployed", stack.names.api())
+                } else {
+                    format!("its stage is {}", own.join(" or "))
+                };
                 return Err(usage(format!(
-                    "refusing to load {url}: a bench goes only to this machine (ws://127.0.0.1…, ws://localhost…) or to the stack's own stage ({})\nhint: leave out --url to load the stage in {}",
-                    own.join(" or "),
+                    "refusing to load {url}: a bench goes only to this machine (ws://127.0.0.1…, ws://localhost…) or to the stack's own stage, and {stage}\nhint: leave out --url to load the stage of {}",
                     config_path.display()
                 )));
             }
-            (url.clone(), true)
+            (url.clone(), !is_local_ws(url))
         }
         None => {
             let gateway = stack.gateway().await?;
