@@ -332,3 +332,87 @@ async fn show_progress(live: Arc<Live>, connections: u64, publishes: u64, printe
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn args(line: &[&str]) -> BenchArgs {
+        let cli = Cli::try_parse_from([&["wsctl", "bench"], line].concat()).expect("parses");
+        match cli.command {
+            Command::Bench(args) => args,
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
+    fn refusal(line: &[&str]) -> String {
+        let a = args(line);
+        let load = load(&a).expect("a valid load");
+        match within_quota(&a, load, a.connections as usize) {
+            Err(Error::Usage { usage }) => usage,
+            other => panic!("{line:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn against_aws_the_connection_rate_stays_under_the_account_quota_unless_told() {
+        let why = refusal(&["--rate", "600"]);
+        assert!(
+            why.contains("500 new connections a second") && why.contains("--raised-quota"),
+            "{why}"
+        );
+        for ok in [&["--rate", "450"][..], &["--rate", "600", "--raised-quota"]] {
+            let a = args(ok);
+            assert!(within_quota(&a, load(&a).unwrap(), 100).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn against_aws_a_fan_out_above_the_account_throttle_is_refused_unless_told() {
+        let why = refusal(&["-n", "10000", "--channels", "100", "--publish-rate", "100"]);
+        assert!(
+            why.contains("10,000 requests a second") && why.contains("--channels"),
+            "{why}"
+        );
+        let a = args(&["-n", "10000", "--channels", "1000", "--publish-rate", "100"]);
+        assert!(within_quota(&a, load(&a).unwrap(), 10_000).is_ok());
+    }
+
+    #[test]
+    fn loads_are_bounded_and_default_to_rounds() {
+        assert_eq!(load(&args(&[])).unwrap(), Load::Rounds(DEFAULT_ROUNDS));
+        assert_eq!(
+            load(&args(&["--publish-rate", "5"])).unwrap(),
+            Load::Rate {
+                per_second: 5.0,
+                duration: DEFAULT_DURATION
+            }
+        );
+        for bad in [
+            &["--publish-rate", "1000", "--duration", "1h"][..],
+            &["--publish-rate", "5", "--duration", "0s"],
+        ] {
+            assert!(
+                matches!(load(&args(bad)), Err(Error::Usage { .. })),
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            &["--connections", "0"][..],
+            &["--connections", "100001"],
+            &["--rate", "0"],
+            &["--rate", "20000"],
+            &["--duration", "2h", "--publish-rate", "1"],
+            &["--rounds", "3", "--publish-rate", "1"],
+            &["--size", "200000"],
+        ] {
+            assert!(
+                Cli::try_parse_from([&["wsctl", "bench"], bad].concat()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}
