@@ -318,8 +318,9 @@ pub struct BenchArgs {
     /// Handshakes (each with its subscribe) in flight at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub in_flight: u16,
-    /// Channels the subscribers spread over (connection i joins channel i mod C).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Channels the subscribers spread over (connection i joins channel i mod C); 0 opens
+    /// bare connections that subscribe to nothing, for handshake rates and idle memory.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub channels: u32,
     /// Publisher connections (not subscribed); publishes take turns among them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]

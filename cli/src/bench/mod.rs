@@ -312,7 +312,7 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
         subscribers.push(tokio::spawn(subscriber(
             shared.clone(),
             full_url.clone(),
-            i % plan.channels.max(1),
+            (plan.channels > 0).then(|| i % plan.channels),
             permit,
             stop.clone(),
             plan.end,
@@ -324,7 +324,8 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
 
     let mut publishers = Vec::new();
     let mut senders = Vec::new();
-    for _ in 0..plan.publishers {
+    let publishing = plan.channels > 0 && publishes > 0;
+    for _ in 0..if publishing { plan.publishers } else { 0 } {
         let (tx, rx) = mpsc::channel::<(u64, usize)>(1024);
         match open(&shared, &full_url).await {
             Some(ws) => {
@@ -510,57 +511,37 @@ async fn open(shared: &Shared, url: &str) -> Option<Ws> {
     None
 }
 
-/// One subscriber: connects, subscribes, then reads until told to stop.
+/// One connection: connects, subscribes to `channel` (none: stays a bare connection), then
+/// reads until told to stop.
 async fn subscriber(
     shared: Arc<Shared>,
     url: String,
-    channel: usize,
+    channel: Option<usize>,
     permit: tokio::sync::OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
     end: End,
 ) -> Option<Seen> {
     let mut ws = open(&shared, &url).await?;
-    let name = &shared.channels[channel];
-    let subscribe = json!({"action": "subscribe", "channel": name}).to_string();
-    if let Err(e) = ws.send(Message::text(subscribe)).await {
-        bump(
-            &shared.handshake_failures,
-            format!("subscribe not sent: {e}"),
-        );
-        shared.live.failed.fetch_add(1, Relaxed);
-        shared.live.open_now.fetch_sub(1, Relaxed);
-        return None;
-    }
-    let base = tokio::time::timeout(ANSWER_TIMEOUT, async {
-        while let Some(Ok(frame)) = ws.next().await {
-            let Message::Text(text) = frame else { continue };
-            let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
-                continue;
-            };
-            if frame.kind.as_deref() == Some("subscribed") && frame.channel.as_ref() == Some(name) {
-                return Some(frame.serial.unwrap_or(0));
+    let mut seen = match channel {
+        Some(channel) => match subscribe(&shared, &mut ws, channel).await {
+            Ok(base) => Some(Seen::new(channel, base)),
+            Err(why) => {
+                bump(&shared.handshake_failures, why);
+                shared.live.failed.fetch_add(1, Relaxed);
+                shared.live.open_now.fetch_sub(1, Relaxed);
+                return None;
             }
-            shared.other_frame(&frame);
-        }
-        None
-    })
-    .await;
-    let Ok(Some(base)) = base else {
-        bump(&shared.handshake_failures, "no answer to subscribe".into());
-        shared.live.failed.fetch_add(1, Relaxed);
-        shared.live.open_now.fetch_sub(1, Relaxed);
-        return None;
+        },
+        None => None,
     };
-    shared.subscribers[channel].fetch_add(1, Relaxed);
     shared.live.opened.fetch_add(1, Relaxed);
     drop(permit);
 
-    let mut seen = Seen::new(channel, base);
     let mut ended_by_server = false;
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => receive(&shared, &mut seen, text.as_str()),
+                Some(Ok(Message::Text(text))) => receive(&shared, seen.as_mut(), text.as_str()),
                 Some(Ok(Message::Close(close))) => {
                     shared.closed(close.map(|c| u16::from(c.code)));
                     ended_by_server = true;
@@ -585,20 +566,49 @@ async fn subscriber(
     if !ended_by_server {
         finish(ws, end).await;
     }
-    Some(seen)
+    seen
 }
 
-fn receive(shared: &Shared, seen: &mut Seen, text: &str) {
+/// Subscribes; the channel's serial when the subscription took effect.
+async fn subscribe(shared: &Shared, ws: &mut Ws, channel: usize) -> Result<u64, String> {
+    let name = &shared.channels[channel];
+    let subscribe = json!({"action": "subscribe", "channel": name}).to_string();
+    ws.send(Message::text(subscribe))
+        .await
+        .map_err(|e| format!("subscribe not sent: {e}"))?;
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            let Message::Text(text) = frame else { continue };
+            let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
+                continue;
+            };
+            if frame.kind.as_deref() == Some("subscribed") && frame.channel.as_ref() == Some(name) {
+                return Some(frame.serial.unwrap_or(0));
+            }
+            shared.other_frame(&frame);
+        }
+        None
+    })
+    .await;
+    let base = answer
+        .ok()
+        .flatten()
+        .ok_or_else(|| "no answer to subscribe".to_string())?;
+    shared.subscribers[channel].fetch_add(1, Relaxed);
+    Ok(base)
+}
+
+fn receive(shared: &Shared, seen: Option<&mut Seen>, text: &str) {
     let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
         bump(&shared.errors, "not JSON".into());
         return;
     };
     let mine = frame.kind.as_deref() == Some("message")
         && frame.data.as_ref().and_then(|d| d.run.as_deref()) == Some(shared.run.as_str());
-    if !mine {
+    let Some(seen) = seen.filter(|_| mine) else {
         shared.other_frame(&frame);
         return;
-    }
+    };
     let now = shared.now_us();
     let (Some(serial), Some(data)) = (frame.serial, frame.data) else {
         return;

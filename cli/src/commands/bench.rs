@@ -126,8 +126,14 @@ fn load(args: &BenchArgs) -> Result<Load, Error> {
             duration: args.duration.unwrap_or(DEFAULT_DURATION),
         },
         (None, Some(n)) => Load::Rounds(n),
+        (None, None) if args.channels == 0 => Load::Rounds(0),
         (None, None) => Load::Rounds(DEFAULT_ROUNDS),
     };
+    if args.channels == 0 && load.publishes() > 0 {
+        return Err(usage(
+            "--channels 0 opens connections that subscribe to nothing, so there is nothing to publish to\nhint: drop --rounds / --publish-rate, or give --channels 1 or more".into(),
+        ));
+    }
     if let Load::Rate { duration, .. } = load
         && duration.is_zero()
     {
@@ -156,7 +162,7 @@ fn within_quota(args: &BenchArgs, load: Load, connections: usize) -> Result<(), 
         )));
     }
     if let Load::Rate { per_second, .. } = load {
-        let per_channel = connections.div_ceil(args.channels as usize) as f64;
+        let per_channel = connections.div_ceil(args.channels.max(1) as usize) as f64;
         let posts = per_second * per_channel;
         if posts > SAFE_POSTS_PER_SECOND {
             return Err(usage(format!(
@@ -384,6 +390,7 @@ mod tests {
     #[test]
     fn loads_are_bounded_and_default_to_rounds() {
         assert_eq!(load(&args(&[])).unwrap(), Load::Rounds(DEFAULT_ROUNDS));
+        assert_eq!(load(&args(&["--channels", "0"])).unwrap(), Load::Rounds(0));
         assert_eq!(
             load(&args(&["--publish-rate", "5"])).unwrap(),
             Load::Rate {
@@ -394,6 +401,7 @@ mod tests {
         for bad in [
             &["--publish-rate", "1000", "--duration", "1h"][..],
             &["--publish-rate", "5", "--duration", "0s"],
+            &["--channels", "0", "--rounds", "1"],
         ] {
             assert!(
                 matches!(load(&args(bad)), Err(Error::Usage { .. })),
