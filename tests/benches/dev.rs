@@ -83,6 +83,22 @@ fn tree_rss(pid: u32) -> f64 {
             .sum::<f64>()
 }
 
+/// Waits (at most 90 s) until the connections table is back to `rows`: the `$disconnect`s of
+/// the last run done, so they do not slow the next measure. Says when they were not.
+async fn settle(db: &aws_sdk_dynamodb::Client, table: &str, rows: u64) {
+    let started = Instant::now();
+    let mut left = count_items(db, table).await.saturating_sub(rows);
+    while left > 0 && started.elapsed() < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = count_items(db, table).await.saturating_sub(rows);
+    }
+    if left > 0 {
+        println!(
+            "  ({left} $disconnects of the last run still pending after 90 s; measuring anyway)"
+        );
+    }
+}
+
 /// A running `wsctl bench`: its progress lines as they come, its JSON report at the end.
 struct Bench {
     child: std::process::Child,
@@ -267,6 +283,10 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: usize, cut:
         dev.info["seconds"].as_f64().unwrap_or(0.0)
     );
 
+    let db = dev.dynamodb();
+    let table = format!("{}-{}-connections", dev.field("stack"), dev.field("stage"));
+    let rows = count_items(&db, &table).await;
+
     // Warm-up: every function's processes started once.
     bench(
         &format!("{store}-warm"),
@@ -274,6 +294,7 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: usize, cut:
         &["-n", "200", "--rate", "10000", "--rounds", "2"],
     )
     .report();
+    settle(&db, &table, rows).await;
 
     // 1 and 2. Handshakes a second, each through the authorizer and $connect, and the
     // gateway's memory once `idle_n` connections are open and idle.
@@ -313,6 +334,8 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: usize, cut:
         (gateway - base_rss) * 1024.0 / c["opened"].as_f64().unwrap_or(1.0),
         functions.len()
     );
+
+    settle(&db, &table, rows).await;
 
     // 3. One publish to each size of channel.
     for &n in subs {
@@ -372,13 +395,12 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: usize, cut:
             invocations.len(),
             invocations.join("; ")
         );
+        settle(&db, &table, rows).await;
     }
 
     // 4. `cut` subscribers vanish at once (no close frame): how long until every `$disconnect`
     // has run (its row gone from the connections table), and the peak RSS of everything wsctl
     // dev runs meanwhile.
-    let db = dev.dynamodb();
-    let table = format!("{}-{}-connections", dev.field("stack"), dev.field("stage"));
     let before = count_items(&db, &table).await as usize;
     let run = bench(
         &format!("{store}-cut"),

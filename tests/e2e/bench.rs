@@ -130,6 +130,35 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // A publish the stage refuses (data over the protocol's 120 KB once the bench's own fields
+    // are added) is counted by its error code, and the run is not clean. The message reaches
+    // the function at all because it is sent in frames of 32 KB: API Gateway closes a
+    // connection that sends a larger frame (1009).
+    let out = wsctl(&[
+        "--endpoint-url",
+        &endpoint,
+        "--output",
+        "json",
+        "bench",
+        "--connections",
+        "2",
+        "--rounds",
+        "1",
+        "--size",
+        "122880",
+        "--drain",
+        "2s",
+    ]);
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    let r = stdout_json(&out);
+    assert_eq!(
+        (n(&r["publishes"]["sent"]), n(&r["publishes"]["rejected"])),
+        (1, 1),
+        "{r:#}"
+    );
+    assert_eq!(r["errors"]["error: too_large"], 1, "{r:#}");
+    assert_eq!(r["closes"], serde_json::json!({}), "no 1009: {r:#}");
+
     // What it refuses: another host, a forged token.
     for url in ["ws://203.0.113.9/dev", "wss://example.com/dev"] {
         let out = wsctl(&[

@@ -103,6 +103,8 @@ pub struct Live {
     pub open_now: AtomicI64,
     pub published: AtomicU64,
     pub acked: AtomicU64,
+    /// Publishes answered with an error frame.
+    pub rejected: AtomicU64,
     /// First receipts of this run's messages.
     pub delivered: AtomicU64,
     pub started: Instant,
@@ -203,6 +205,8 @@ struct Incoming {
     data: Option<Payload>,
     code: Option<String>,
     message: Option<String>,
+    /// Of an error frame: the action it refuses.
+    action: Option<String>,
 }
 
 /// The data of a bench message: the run, the publish's number and when it was sent.
@@ -303,12 +307,16 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
     let ramp_started = Instant::now();
     let permits = Arc::new(Semaphore::new(plan.in_flight.max(1)));
     let mut subscribers = Vec::with_capacity(plan.connections);
+    let interval = Duration::from_secs_f64(1.0 / plan.rate);
+    let mut due = ramp_started;
     for i in 0..plan.connections {
-        let due = ramp_started + Duration::from_secs_f64(i as f64 / plan.rate);
         tokio::time::sleep_until(due.into()).await;
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
+        // Late (all handshakes in flight were slow): go on from now rather than catch up in a
+        // burst, so the rate never goes above the one asked for.
+        due = (due + interval).max(Instant::now());
         subscribers.push(tokio::spawn(subscriber(
             shared.clone(),
             full_url.clone(),
@@ -425,14 +433,8 @@ fn expected(shared: &Shared) -> u64 {
 /// Every publish handed to a publisher was sent and has its ack or its error.
 fn acks_settled(shared: &Shared, handed: u64) -> bool {
     let live = &shared.live;
-    let errors: u64 = shared
-        .errors
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .sum();
     let published = live.published.load(Relaxed);
-    published >= handed && live.acked.load(Relaxed) + errors >= published
+    published >= handed && live.acked.load(Relaxed) + live.rejected.load(Relaxed) >= published
 }
 
 /// One round: publish `round` to its channel, wait until every subscriber has it.
@@ -663,17 +665,24 @@ async fn publisher(
                         let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
                             continue;
                         };
-                        if frame.kind.as_deref() != Some("ack") {
-                            shared.other_frame(&frame);
-                            continue;
-                        }
-                        let Some(c) = frame
+                        let c = frame
                             .channel
                             .as_ref()
-                            .and_then(|c| shared.channels.iter().position(|n| n == c))
-                        else {
+                            .and_then(|c| shared.channels.iter().position(|n| n == c));
+                        let refused = frame.kind.as_deref() == Some("error")
+                            && frame.action.as_deref() == Some("publish");
+                        if frame.kind.as_deref() != Some("ack") {
+                            shared.other_frame(&frame);
+                            if refused {
+                                shared.live.rejected.fetch_add(1, Relaxed);
+                                if let Some(c) = c {
+                                    pending.lock().unwrap_or_else(|e| e.into_inner())[c]
+                                        .pop_front();
+                                }
+                            }
                             continue;
-                        };
+                        }
+                        let Some(c) = c else { continue };
                         let sent = pending.lock().unwrap_or_else(|e| e.into_inner())[c].pop_front();
                         if let Some(sent) = sent {
                             shared.ack.record_us(shared.now_us().saturating_sub(sent));
@@ -709,7 +718,14 @@ async fn publisher(
         if let Some(a) = shared.arrivals.get(n as usize) {
             a.sent_us.store(sent, Relaxed);
         }
-        if sink.send(Message::text(frame.to_string())).await.is_err() {
+        let mut sent_all = true;
+        for part in fragments(frame.to_string()) {
+            if sink.feed(part).await.is_err() {
+                sent_all = false;
+                break;
+            }
+        }
+        if !sent_all || sink.flush().await.is_err() {
             bump(&shared.errors, "publisher connection lost".into());
             break;
         }
@@ -720,6 +736,27 @@ async fn publisher(
     let _ = sink.close().await;
     shared.live.open_now.fetch_sub(1, Relaxed);
     let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
+}
+
+/// API Gateway closes a connection that sends a frame over 32 KB (1009), though a message may
+/// be 128 KB: a larger message goes out as a text frame and continuation frames.
+const MAX_FRAME: usize = 32 * 1024;
+
+fn fragments(text: String) -> Vec<Message> {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    if text.len() <= MAX_FRAME {
+        return vec![Message::text(text)];
+    }
+    let bytes = bytes::Bytes::from(text);
+    let count = bytes.len().div_ceil(MAX_FRAME);
+    (0..count)
+        .map(|i| {
+            let part = bytes.slice(i * MAX_FRAME..((i + 1) * MAX_FRAME).min(bytes.len()));
+            let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+            Message::Frame(Frame::message(part, opcode, i + 1 == count))
+        })
+        .collect()
 }
 
 /// A read-only view of the shared counters, for the report.
@@ -763,6 +800,7 @@ impl Live {
             open_now: AtomicI64::new(0),
             published: AtomicU64::new(0),
             acked: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             started: Instant::now(),
         })
@@ -785,6 +823,24 @@ mod tests {
         assert_eq!((s.duplicates, s.out_of_order), (1, 1));
         assert!(s.has(11) && s.has(12) && s.has(13) && s.has(200));
         assert!(!s.has(14) && !s.has(10) && !s.has(1000));
+    }
+
+    #[test]
+    fn a_message_over_32_kb_goes_out_in_frames_of_32_kb() {
+        assert_eq!(fragments("small".into()).len(), 1);
+        let big = "x".repeat(100 * 1024);
+        let parts = fragments(big.clone());
+        assert_eq!(parts.len(), 4);
+        let mut joined = Vec::new();
+        for (i, p) in parts.into_iter().enumerate() {
+            let Message::Frame(f) = p else {
+                panic!("a raw frame")
+            };
+            assert!(f.len() <= MAX_FRAME + 14, "frame {i} is {} bytes", f.len());
+            assert_eq!(f.header().is_final, i == 3);
+            joined.extend_from_slice(&f.into_payload());
+        }
+        assert_eq!(joined, big.as_bytes());
     }
 
     #[test]

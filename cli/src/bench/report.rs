@@ -66,6 +66,8 @@ pub struct Connections {
 pub struct Publishes {
     pub sent: u64,
     pub acked: u64,
+    /// Answered with an error frame instead of an ack (counted in `errors` by code too).
+    pub rejected: u64,
     pub rate: f64,
     /// Publish sent → its ack.
     pub ack: Percentiles,
@@ -247,6 +249,7 @@ pub(super) fn build(
         publishes: Publishes {
             sent,
             acked,
+            rejected: counts.live.rejected.load(Relaxed),
             rate: per_second(sent, times.publish_seconds),
             ack: counts.ack.percentiles(),
         },
@@ -322,10 +325,11 @@ impl Report {
         let p = &self.publishes;
         let _ = writeln!(
             out,
-            "publishes     {} sent ({:.1}/s), {} acknowledged; ack {}",
+            "publishes     {} sent ({:.1}/s), {} acknowledged, {} refused; ack {}",
             p.sent,
             p.rate,
             p.acked,
+            p.rejected,
             percentiles_line(&p.ack)
         );
         let d = &self.delivery;

@@ -107,6 +107,18 @@ pub async fn run(
             "the stage refused every connection's token\nhint: mint one with `wsctl token` for this stack, or leave out --token".into(),
         ));
     }
+    if report.connections.opened == 0 {
+        let why: Vec<&str> = report
+            .connections
+            .failures
+            .keys()
+            .map(String::as_str)
+            .collect();
+        return Err(Error::Degraded(format!(
+            "no connection opened ({})\nhint: check that the stage is up: `wsctl status`, or that `wsctl dev` is running",
+            why.join("; ")
+        )));
+    }
     if !report.clean {
         return Err(Error::Degraded(
             "the bench ran, but not everything went through (see the figures above)".into(),
@@ -254,14 +266,17 @@ fn describe(plan: &Plan, remote: bool) -> String {
             duration.as_secs_f64()
         ),
     };
+    let channels = match plan.channels {
+        0 => "subscribed to nothing".to_string(),
+        1 => "on 1 channel".to_string(),
+        n => format!("over {n} channels"),
+    };
     format!(
-        "bench {}{}: {} connections at {}/s over {} channel{}, {load} of {} bytes from {} publisher{}; ending with {}",
+        "bench {}{}: {} connections at {}/s {channels}, {load} of {} bytes from {} publisher{}; ending with {}",
         plan.url,
         if remote { " (AWS)" } else { "" },
         plan.connections,
         plan.rate,
-        plan.channels,
-        if plan.channels == 1 { "" } else { "s" },
         plan.size,
         plan.publishers,
         if plan.publishers == 1 { "" } else { "s" },
