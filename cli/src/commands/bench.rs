@@ -46,6 +46,13 @@ pub async fn run(
             "{connections} connections need {needed} open files, and this process may open {limit}\nhint: raise the hard limit (`ulimit -Hn`, or LimitNOFILE for a service) or pass fewer --connections"
         )));
     }
+    if let Some(ports) = local_ports()
+        && ports < needed - 64
+    {
+        return Err(usage(format!(
+            "{connections} connections from this machine to one address need as many local ports, and its range (net.ipv4.ip_local_port_range) holds {ports}\nhint: widen the range (`sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`), or run several benches from several machines"
+        )));
+    }
     let channel_prefix = format!("bench-{:08x}", rand::random::<u32>());
     // The token outlives the whole run, whatever its phases take.
     let lifetime = Duration::from_secs(3600)
@@ -125,6 +132,15 @@ pub async fn run(
         ));
     }
     Ok(())
+}
+
+/// How many ephemeral ports this machine gives its outgoing connections: each connection to
+/// one address and port takes one.
+fn local_ports() -> Option<u64> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = range.split_whitespace().map(|p| p.parse::<u64>().ok());
+    let (low, high) = (bounds.next()??, bounds.next()??);
+    Some(high.saturating_sub(low) + 1)
 }
 
 fn usage(text: String) -> Error {
