@@ -184,6 +184,20 @@ impl Bench {
     }
 }
 
+/// `wsctl bench`'s fan-out: `n` subscribers of one channel, as fast as they come, `rounds`
+/// publishes.
+fn fan_out(n: usize, rounds: usize) -> [String; 6] {
+    [
+        "-n",
+        &n.to_string(),
+        "--rate",
+        "10000",
+        "--rounds",
+        &rounds.to_string(),
+    ]
+    .map(String::from)
+}
+
 fn ms(v: &Value) -> String {
     format!("{:.1} ms", v.as_f64().unwrap_or(f64::NAN))
 }
@@ -248,17 +262,10 @@ fn main() {
             &format!("bare-{n}"),
             None,
             &[
-                "--url",
-                &url,
-                "--token",
-                "none",
-                "-n",
-                &n.to_string(),
-                "--rate",
-                "10000",
-                "--rounds",
-                &rounds.to_string(),
-            ],
+                &["--url", &url, "--token", "none"][..],
+                &fan_out(n, rounds).each_ref().map(String::as_str),
+            ]
+            .concat(),
         )
         .report();
         println!(
@@ -343,14 +350,7 @@ async fn measure(store: &str, idle_n: usize, subs: &[usize], rounds: usize, cut:
         let report = bench(
             &format!("{store}-fanout-{n}"),
             endpoint,
-            &[
-                "-n",
-                &n.to_string(),
-                "--rate",
-                "10000",
-                "--rounds",
-                &rounds.to_string(),
-            ],
+            &fan_out(n, rounds).each_ref().map(String::as_str),
         )
         .report();
         println!(

@@ -25,6 +25,17 @@ fn wsctl(args: &[&str]) -> Output {
     cmd.output().expect("run wsctl")
 }
 
+/// `wsctl --endpoint-url ENDPOINT --output json bench ARGS`.
+fn bench(endpoint: &str, args: &[&str]) -> Output {
+    wsctl(
+        &[
+            &["--endpoint-url", endpoint, "--output", "json", "bench"],
+            args,
+        ]
+        .concat(),
+    )
+}
+
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
@@ -37,25 +48,23 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
     let _ = std::fs::remove_file(&report_file);
 
     // Fan-out rounds: 60 subscribers over 3 channels, 6 rounds from 2 publishers.
-    let out = wsctl(&[
-        "--endpoint-url",
+    let out = bench(
         &endpoint,
-        "--output",
-        "json",
-        "bench",
-        "--connections",
-        "60",
-        "--rate",
-        "300",
-        "--channels",
-        "3",
-        "--publishers",
-        "2",
-        "--rounds",
-        "6",
-        "--report",
-        report_file.to_str().unwrap(),
-    ]);
+        &[
+            "--connections",
+            "60",
+            "--rate",
+            "300",
+            "--channels",
+            "3",
+            "--publishers",
+            "2",
+            "--rounds",
+            "6",
+            "--report",
+            report_file.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let r = stdout_json(&out);
     assert_eq!(r["clean"], true, "{r:#}");
@@ -93,25 +102,23 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
 
     // A steady rate, connections then dropped without a close frame: every `$disconnect`
     // still runs, as API Gateway's does when a client vanishes.
-    let out = wsctl(&[
-        "--endpoint-url",
+    let out = bench(
         &endpoint,
-        "--output",
-        "json",
-        "bench",
-        "--connections",
-        "40",
-        "--rate",
-        "300",
-        "--channels",
-        "2",
-        "--publish-rate",
-        "10",
-        "--duration",
-        "2s",
-        "--end",
-        "drop",
-    ]);
+        &[
+            "--connections",
+            "40",
+            "--rate",
+            "300",
+            "--channels",
+            "2",
+            "--publish-rate",
+            "10",
+            "--duration",
+            "2s",
+            "--end",
+            "drop",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let r = stdout_json(&out);
     let d = &r["delivery"];
@@ -134,21 +141,19 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
     // are added) is counted by its error code, and the run is not clean. The message reaches
     // the function at all because it is sent in frames of 32 KB: API Gateway closes a
     // connection that sends a larger frame (1009).
-    let out = wsctl(&[
-        "--endpoint-url",
+    let out = bench(
         &endpoint,
-        "--output",
-        "json",
-        "bench",
-        "--connections",
-        "2",
-        "--rounds",
-        "1",
-        "--size",
-        "122880",
-        "--drain",
-        "2s",
-    ]);
+        &[
+            "--connections",
+            "2",
+            "--rounds",
+            "1",
+            "--size",
+            "122880",
+            "--drain",
+            "2s",
+        ],
+    );
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     let r = stdout_json(&out);
     assert_eq!(
