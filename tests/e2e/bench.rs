@@ -164,6 +164,16 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
     assert_eq!(r["errors"]["error: too_large"], 1, "{r:#}");
     assert_eq!(r["closes"], serde_json::json!({}), "no 1009: {r:#}");
 
+    // A report it could not write is said before any load.
+    let out = bench(&endpoint, &["--report", "/nonexistent/dir/report.html"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot write the report to /nonexistent"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty(), "no run: {}", text(&out));
+
     // What it refuses: another host, a forged token.
     for url in ["ws://203.0.113.9/dev", "wss://example.com/dev"] {
         let out = wsctl(&[

@@ -53,6 +53,20 @@ pub async fn run(
             "{connections} connections from this machine to one address need as many local ports, and its range (net.ipv4.ip_local_port_range) holds {ports}\nhint: widen the range (`sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`), or run several benches from several machines"
         )));
     }
+    // Opened before the run, so a path that cannot be written is said before the load, not
+    // after it.
+    let report_file = match &args.report {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                usage(format!(
+                    "cannot write the report to {}: {e}\nhint: pass a --report path in a folder you can write to",
+                    path.display()
+                ))
+            })?,
+        )),
+        None => None,
+    };
     let channel_prefix = format!("bench-{:08x}", rand::random::<u32>());
     // The token outlives the whole run, whatever its phases take.
     let lifetime = Duration::from_secs(3600)
@@ -90,19 +104,20 @@ pub async fn run(
     let report = bench::run(plan, live).await;
     let _ = progress.await;
 
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.html()).map_err(|e| {
-            Error::Io(format!(
-                "cannot write the report to {}: {e}\nhint: pass a --report path in a folder you can write to",
-                path.display()
-            ))
-        })?;
-        printer.note(format!("report written to {}", path.display()));
-    }
     if printer.json() {
         printer.result_json(&serde_json::to_value(&report).unwrap_or_default());
     } else {
         printer.result(report.text());
+    }
+    if let Some((path, mut file)) = report_file {
+        use std::io::Write;
+        file.write_all(report.html().as_bytes()).map_err(|e| {
+            Error::Io(format!(
+                "cannot write the report to {}: {e}",
+                path.display()
+            ))
+        })?;
+        printer.note(format!("report written to {}", path.display()));
     }
     let refused = report
         .connections
