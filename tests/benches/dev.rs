@@ -8,7 +8,8 @@
 //! moto), once per data plane: `--dynamodb moto`, then `--dynamodb local` (`BENCH_DYNAMODB`,
 //! default `moto,local`). Sizes: `BENCH_IDLE` (10000), `BENCH_SUBSCRIBERS` (`1000,5000,10000`),
 //! `BENCH_ROUNDS` (5), `BENCH_CUT` (5000); `BENCH_DEV_ARGS` adds flags to `wsctl dev`.
-//! Each `wsctl bench` run's HTML report is kept under `target/bench-dev/`.
+//! Each `wsctl bench` run's HTML report is kept under `target/bench-dev/` (in the target
+//! directory).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -109,7 +110,7 @@ struct Bench {
 /// Starts `wsctl --output json bench ARGS` (against `endpoint`, `wsctl dev`'s AWS endpoint,
 /// when given), writing its HTML report as `target/bench-dev/NAME.html`.
 fn bench(name: &str, endpoint: Option<&str>, args: &[&str]) -> Bench {
-    let dir = root().join("target/bench-dev");
+    let dir = wsctl_tests::target_dir().join("bench-dev");
     std::fs::create_dir_all(&dir).expect("report dir");
     let mut cmd = Command::new(wsctl_bin());
     cmd.arg("--config").arg(root().join("wsctl.yaml"));

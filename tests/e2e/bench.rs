@@ -44,7 +44,7 @@ fn n(v: &Value) -> u64 {
 async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in_chromium() {
     let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
     let endpoint = dev.base();
-    let report_file = root().join("target/bench-report.html");
+    let report_file = wsctl_tests::target_dir().join("bench-report.html");
     let _ = std::fs::remove_file(&report_file);
 
     // Fan-out rounds: 60 subscribers over 3 channels, 6 rounds from 2 publishers.

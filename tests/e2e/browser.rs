@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wsctl_tests::dev::http_get;
-use wsctl_tests::{die_with_parent, root};
+use wsctl_tests::{die_with_parent, target_dir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -162,7 +162,7 @@ impl Page {
         }
     }
 
-    /// A screenshot under target/, for people reading the test output.
+    /// A screenshot in the target directory, for people reading the test output.
     pub async fn screenshot(&mut self, name: &str) {
         let shot = self
             .call(
@@ -175,7 +175,7 @@ impl Page {
             let png = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .expect("PNG");
-            let _ = std::fs::write(root().join("target").join(name), png);
+            let _ = std::fs::write(target_dir().join(name), png);
         }
     }
 }

@@ -54,6 +54,17 @@ pub fn wsctl_bin() -> PathBuf {
     .clone()
 }
 
+/// The build's target directory (`CARGO_TARGET_DIR` or the repository's `target/`), as the
+/// running test binary sits in its `<profile>/deps`: where tests leave files for people to look
+/// at (screenshots, reports).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<binary>")
+        .to_path_buf()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
