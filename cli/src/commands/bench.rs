@@ -353,11 +353,9 @@ async fn show_progress(live: Arc<Live>, connections: u64, publishes: u64, printe
         if now != phase {
             if let Some(bar) = &bar {
                 bar.println(format!("{seconds:>6.1} s  {status}"));
-                bar.set_position(0);
-                bar.set_length(if now == Phase::Publish {
-                    publishes
-                } else {
-                    connections
+                bar.set_length(match now {
+                    Phase::Ramp | Phase::Hold => connections,
+                    Phase::Publish | Phase::Drain | Phase::End => publishes,
                 });
             } else if lines {
                 eprintln!("{seconds:>6.1} s  {status}");
