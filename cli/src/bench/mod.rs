@@ -111,6 +111,20 @@ pub struct Live {
 }
 
 impl Live {
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live {
+            phase: AtomicU8::new(0),
+            opened: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            open_now: AtomicI64::new(0),
+            published: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
     pub fn phase(&self) -> Phase {
         match self.phase.load(Relaxed) {
             0 => Phase::Ramp,
@@ -303,12 +317,7 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
         errors: Mutex::default(),
         closes: Mutex::default(),
     });
-    let full_url = format!(
-        "{}{}token={}",
-        plan.url,
-        if plan.url.contains('?') { '&' } else { '?' },
-        plan.token
-    );
+    let full_url = crate::stack::with_token(&plan.url, &plan.token);
     let (stop_tx, stop) = watch::channel(false);
     let timeline = tokio::spawn(sample(shared.clone(), stop.clone()));
 
@@ -810,22 +819,6 @@ fn shared_view(shared: &Shared) -> report::Counts<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
-    }
-}
-
-impl Live {
-    pub fn new() -> Arc<Live> {
-        Arc::new(Live {
-            phase: AtomicU8::new(0),
-            opened: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            open_now: AtomicI64::new(0),
-            published: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            started: Instant::now(),
-        })
     }
 }
 

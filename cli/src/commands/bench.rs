@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -336,10 +337,10 @@ async fn show_progress(live: Arc<Live>, connections: u64, publishes: u64, printe
         tokio::time::sleep(Duration::from_millis(100)).await;
         tick += 1;
         let now = live.phase();
-        let opened = live.opened.load(std::sync::atomic::Ordering::Relaxed);
-        let failed = live.failed.load(std::sync::atomic::Ordering::Relaxed);
-        let published = live.published.load(std::sync::atomic::Ordering::Relaxed);
-        let delivered = live.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        let opened = live.opened.load(Relaxed);
+        let failed = live.failed.load(Relaxed);
+        let published = live.published.load(Relaxed);
+        let delivered = live.delivered.load(Relaxed);
         let seconds = live.started.elapsed().as_secs_f64();
         let status = match now {
             Phase::Ramp => format!("ramp: {opened}/{connections} open, {failed} failed"),

@@ -15,6 +15,7 @@ use wsctl_functions::store::{Store, Tables, TtlAttributes};
 use wsctl_functions::{Invoker, layout};
 
 pub use rows::{rows, scan, subscriber_ids};
+pub use socket::with_token;
 
 use crate::aws::domain::DnsTarget;
 use crate::aws::{AwsArgs, Clients, Ctx};

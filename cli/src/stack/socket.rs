@@ -32,11 +32,7 @@ impl Stack<'_> {
                     .0
             }
         };
-        let full = format!(
-            "{url}{}token={token}",
-            if url.contains('?') { '&' } else { '?' }
-        );
-        match tokio_tungstenite::connect_async(full.as_str()).await {
+        match tokio_tungstenite::connect_async(with_token(&url, &token)).await {
             Ok((ws, _)) => Ok(ws),
             Err(WsError::Http(resp)) => {
                 let why = match resp.status().as_u16() {
@@ -54,4 +50,10 @@ impl Stack<'_> {
             ))),
         }
     }
+}
+
+/// `url` with `token` as its `token` query parameter, where the stage's authorizer reads it.
+pub fn with_token(url: &str, token: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}token={token}")
 }
