@@ -306,6 +306,12 @@ pub struct TailArgs {
 /// by every client of the account: a bench stays under it unless told the quota was raised.
 pub const ACCOUNT_CONNECT_RATE: f64 = 500.0;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PublishVia {
+    Socket,
+    Function,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Subscriber connections to open (at most 100,000).
@@ -322,9 +328,16 @@ pub struct BenchArgs {
     /// bare connections that subscribe to nothing, for handshake rates and idle memory.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub channels: u32,
-    /// Publisher connections (not subscribed); publishes take turns among them.
+    /// Publishers; publishes take turns among them. With --via socket each is a connection
+    /// (not subscribed); with --via function, an invocation in flight.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub publishers: u16,
+    /// How publishes reach the stage: `socket`, as clients publish (publish frames, acked by
+    /// the message function); `function`, as `wsctl publish --channel` does (the publish
+    /// function invoked and waited for, whose answers count its posts: delivered, 410 Gone,
+    /// failed).
+    #[arg(long, value_enum, default_value = "socket")]
+    pub via: PublishVia,
     /// Fan-out rounds: one publish at a time, timed until every subscriber of its channel has
     /// it (the default load: 5 rounds).
     #[arg(long, conflicts_with_all = ["publish_rate", "duration"], value_parser = clap::value_parser!(u64).range(0..=10_000))]

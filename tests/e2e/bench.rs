@@ -2,18 +2,19 @@
 //! Chromium; against a server that loses, repeats and reorders on purpose: each fault caught;
 //! and the targets and tokens it must refuse.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wsctl_tests::dev::Dev;
+use wsctl_tests::dev::{Dev, http};
 use wsctl_tests::pubsub::{Faults, pubsub_server};
 use wsctl_tests::{isolate, root, stdout_json, text, wsctl_bin};
 
 use crate::browser::chromium;
 
-/// `wsctl ARGS` with the repository's wsctl.yaml and throwaway credentials.
-fn wsctl(args: &[&str]) -> Output {
+/// `wsctl ARGS` with the repository's wsctl.yaml and throwaway credentials, not started.
+fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(wsctl_bin());
     cmd.arg("--config")
         .arg(root().join("wsctl.yaml"))
@@ -22,7 +23,11 @@ fn wsctl(args: &[&str]) -> Output {
     cmd.env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_REGION", "us-east-1");
-    cmd.output().expect("run wsctl")
+    cmd
+}
+
+fn wsctl(args: &[&str]) -> Output {
+    command(args).output().expect("run wsctl")
 }
 
 /// `wsctl --endpoint-url ENDPOINT --output json bench ARGS`.
@@ -99,6 +104,11 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
         "every round reached all its subscribers: {rounds:?}"
     );
     assert_eq!(n(&r["publishes"]["acked"]), 6);
+    assert_eq!(r["plan"]["via"], "socket");
+    assert!(
+        r["posts"].is_null() && r["limits"]["gone"].is_null(),
+        "publisher connections never see a post's answer: {r:#}"
+    );
 
     // A steady rate, connections then dropped without a close frame: every `$disconnect`
     // still runs, as API Gateway's does when a client vanishes.
@@ -241,6 +251,108 @@ async fn a_bench_against_wsctl_dev_counts_every_delivery_and_its_report_opens_in
         .await;
     assert_eq!(timeline, 2, "connections and deliveries over time");
     page.screenshot("bench-report.png").await;
+}
+
+/// A subscriber whose connection ends without `$disconnect` (API Gateway delivers it on a
+/// best-effort basis) stays listed until a post to it is answered 410 Gone: the publish
+/// function counts each such answer, removes the connection, and the bench reports the sum.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bench_through_the_publish_function_counts_its_posts_and_the_410s_of_lost_subscribers() {
+    let dev = Dev::start(&root().join("wsctl.yaml"), &[]);
+    let endpoint = dev.base();
+    let before = dev.connection_ids().await;
+    let mut child = command(&[
+        "--endpoint-url",
+        &endpoint,
+        "--output",
+        "json",
+        "bench",
+        "--via",
+        "function",
+        "--connections",
+        "30",
+        "--rate",
+        "300",
+        "--rounds",
+        "3",
+        "--hold",
+        "8s",
+        "--drain",
+        "3s",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start wsctl bench");
+    // Progress lines go to stderr; the hold starts once every subscribe has been answered.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    let started = Instant::now();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains("hold:") => break,
+            Ok(_) => {}
+            Err(e) => panic!("no hold phase after {:?}: {e}", started.elapsed()),
+        }
+    }
+    let subscribers: Vec<String> = dev
+        .connection_ids()
+        .await
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(subscribers.len(), 30, "{subscribers:?}");
+    for id in &subscribers[..3] {
+        let (status, body) = http(
+            &format!("{endpoint}/_wsctl/connections/{id}/drop"),
+            "POST",
+            b"",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .expect("wsctl bench");
+    let err = reader.join().unwrap();
+    let shown = format!("{}\n{err}", String::from_utf8_lossy(&out.stdout));
+    // Three subscribers lost their connection: not clean, exit 10.
+    assert_eq!(out.status.code(), Some(10), "{shown}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {shown}"));
+    assert_eq!(r["plan"]["via"], "function");
+    let p = &r["publishes"];
+    assert_eq!((n(&p["sent"]), n(&p["acked"])), (3, 3), "{r:#}");
+    // 410 once per lost subscriber: the first post removes it, the next publishes skip it.
+    let posts = &r["posts"];
+    assert_eq!(
+        (
+            n(&posts["delivered"]),
+            n(&posts["gone"]),
+            n(&posts["failed"])
+        ),
+        (3 * 27, 3, 0),
+        "{r:#}"
+    );
+    assert_eq!(r["limits"]["gone"], 3, "{r:#}");
+    let d = &r["delivery"];
+    assert_eq!(
+        (n(&d["delivered"]), n(&d["lost"]), n(&d["duplicated"])),
+        (3 * 27, 3 * 3, 0),
+        "the function's count is what the subscribers received: {r:#}"
+    );
+    let closes: u64 = r["closes"].as_object().unwrap().values().map(n).sum();
+    assert_eq!(closes, 3, "{r:#}");
+    assert!(shown.contains("through the publish function"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,10 @@
 //! Load on a stage: connections ramped at a rate, each subscribed to one of the channels, then
 //! publishes from publisher connections (one per round, timed until its last subscriber has
 //! it, or at a steady rate for a duration). Every delivery is timed from its publish and checked
-//! by serial: lost, duplicated, out of order. The same code runs against API Gateway and
-//! against `wsctl dev`; nothing here knows which.
+//! by serial: lost, duplicated, out of order. Publishes go out over publisher connections, or
+//! through the stack's publish function, whose answers count the fan-out's own posts (410s
+//! included). The same code runs against API Gateway and against `wsctl dev`; nothing here
+//! knows which.
 
 pub mod histogram;
 pub mod report;
@@ -20,6 +22,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use histogram::Histogram;
 pub use report::Report;
+
+use crate::stack::PublishFunction;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -53,6 +57,27 @@ pub struct Plan {
     /// After the last publish (or in a round), the longest wait for deliveries.
     pub drain: Duration,
     pub end: End,
+    pub via: Via,
+}
+
+/// How publishes reach the stage.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// `publish` frames from publisher connections, as clients publish. The message function
+    /// acknowledges each and hands its fan-out on: the posts' outcomes stay in its logs.
+    Socket,
+    /// Invocations of the stack's publish function, `--publishers` at a time, as `wsctl
+    /// publish --channel` makes them: each answer counts its fan-out's posts, 410s included.
+    Function(PublishFunction),
+}
+
+impl Via {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Via::Socket => "socket",
+            Via::Function(_) => "function",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,6 +188,19 @@ struct Shared {
     handshake_failures: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
     closes: Mutex<BTreeMap<String, u64>>,
+    /// What the publish function's answers counted (with [`Via::Function`]).
+    posts: Posts,
+}
+
+/// The publish function's own counts of its `@connections` posts, summed over its answers.
+#[derive(Default)]
+struct Posts {
+    delivered: AtomicU64,
+    gone: AtomicU64,
+    failed: AtomicU64,
+    /// Answers whose channel was partly handed to further invocations, whose counts are
+    /// not in any answer.
+    continued: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: String) {
@@ -316,6 +354,7 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
         handshake_failures: Mutex::default(),
         errors: Mutex::default(),
         closes: Mutex::default(),
+        posts: Posts::default(),
     });
     let full_url = crate::stack::with_token(&plan.url, &plan.token);
     let (stop_tx, stop) = watch::channel(false);
@@ -354,19 +393,23 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
     let publishing = plan.channels > 0 && publishes > 0;
     for _ in 0..if publishing { plan.publishers } else { 0 } {
         let (tx, rx) = mpsc::channel::<(u64, usize)>(1024);
-        match open(&shared, &full_url).await {
-            Some(ws) => {
-                publishers.push(tokio::spawn(publisher(
-                    shared.clone(),
-                    ws,
-                    rx,
-                    plan.size,
-                    stop.clone(),
-                )));
-                senders.push(tx);
-            }
-            None => continue,
-        }
+        let task = match &plan.via {
+            Via::Socket => match open(&shared, &full_url).await {
+                Some(ws) => {
+                    tokio::spawn(publisher(shared.clone(), ws, rx, plan.size, stop.clone()))
+                }
+                None => continue,
+            },
+            Via::Function(function) => tokio::spawn(function_publisher(
+                shared.clone(),
+                function.clone(),
+                rx,
+                plan.size,
+                stop.clone(),
+            )),
+        };
+        publishers.push(task);
+        senders.push(tx);
     }
 
     live.set(Phase::Hold);
@@ -427,7 +470,7 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
     let timeline = timeline.await.unwrap_or_default();
     report::build(
         &plan,
-        &shared_view(&shared),
+        &shared_view(&shared, &plan.via),
         seen,
         rounds,
         timeline,
@@ -769,6 +812,55 @@ async fn publisher(
     let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
 }
 
+/// One publisher through the publish function: one invocation at a time, each answered with
+/// its serial (the ack) and its fan-out's counts.
+async fn function_publisher(
+    shared: Arc<Shared>,
+    function: PublishFunction,
+    mut jobs: mpsc::Receiver<(u64, usize)>,
+    size: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pad = "x".repeat(size);
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = stop.changed() => None,
+        };
+        let Some((n, channel)) = job else { break };
+        let sent = shared.now_us();
+        let data = json!({"run": shared.run, "n": n, "t": sent, "pad": pad});
+        if let Some(a) = shared.arrivals.get(n as usize) {
+            a.sent_us.store(sent, Relaxed);
+        }
+        shared.live.published.fetch_add(1, Relaxed);
+        match function
+            .publish(&shared.channels[channel], &data, None)
+            .await
+        {
+            Ok(answer) => {
+                shared.ack.record_us(shared.now_us().saturating_sub(sent));
+                if let Some(serial) = answer.serial {
+                    shared.acked.lock().unwrap_or_else(|e| e.into_inner())[channel].push(serial);
+                }
+                shared.live.acked.fetch_add(1, Relaxed);
+                let posts = &shared.posts;
+                posts.delivered.fetch_add(answer.report.delivered, Relaxed);
+                posts.gone.fetch_add(answer.report.gone, Relaxed);
+                posts.failed.fetch_add(answer.report.failed, Relaxed);
+                posts
+                    .continued
+                    .fetch_add(u64::from(answer.continued), Relaxed);
+            }
+            Err(e) => {
+                shared.live.rejected.fetch_add(1, Relaxed);
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                bump(&shared.errors, format!("function: {first}"));
+            }
+        }
+    }
+}
+
 /// API Gateway closes a connection that sends a frame over 32 KB (1009), though a message may
 /// be 128 KB: a larger message goes out as a text frame and continuation frames.
 const MAX_FRAME: usize = 32 * 1024;
@@ -791,7 +883,7 @@ fn fragments(text: String) -> Vec<Message> {
 }
 
 /// A read-only view of the shared counters, for the report.
-fn shared_view(shared: &Shared) -> report::Counts<'_> {
+fn shared_view<'a>(shared: &'a Shared, via: &Via) -> report::Counts<'a> {
     report::Counts {
         live: &shared.live,
         channels: &shared.channels,
@@ -819,6 +911,12 @@ fn shared_view(shared: &Shared) -> report::Counts<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
+        posts: matches!(via, Via::Function(_)).then(|| report::Posts {
+            delivered: shared.posts.delivered.load(Relaxed),
+            gone: shared.posts.gone.load(Relaxed),
+            failed: shared.posts.failed.load(Relaxed),
+            continued: shared.posts.continued.load(Relaxed),
+        }),
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Report {
     pub connections: Connections,
     pub publishes: Publishes,
     pub delivery: Delivery,
+    /// The publish function's counts of its `@connections` posts, from its answers (with
+    /// `--via function`; a client publishing over its connection never sees them).
+    pub posts: Option<Posts>,
     /// Fan-out rounds (with `--rounds`): publish → the last subscriber has it.
     pub rounds: Vec<Round>,
     pub channels: Vec<ChannelCounts>,
@@ -47,6 +50,8 @@ pub struct PlanSummary {
     pub size: usize,
     pub hold_seconds: f64,
     pub end: End,
+    /// `socket` (publisher connections) or `function` (the publish function).
+    pub via: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +92,18 @@ pub struct Delivery {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct Posts {
+    pub delivered: u64,
+    /// Answered 410 Gone: the subscriber's connection had ended without its `$disconnect`
+    /// (the function removes it).
+    pub gone: u64,
+    pub failed: u64,
+    /// Publishes whose channel was partly handed to further invocations: those parts' posts
+    /// are counted in the function's logs, not here.
+    pub continued: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Round {
     pub channel: String,
     pub subscribers: u64,
@@ -115,6 +132,9 @@ pub struct Limits {
     pub limit_exceeded_frames: u64,
     /// Connections closed with 1009 (a message over 128 KB or a frame over 32 KB).
     pub message_too_big: u64,
+    /// `@connections` posts answered 410 Gone; only publishes through the publish function
+    /// see these answers (`--via function`), so `null` otherwise.
+    pub gone: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +163,7 @@ pub(super) struct Counts<'a> {
     pub handshake_failures: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub closes: BTreeMap<String, u64>,
+    pub posts: Option<Posts>,
 }
 
 pub(super) fn build(
@@ -205,6 +226,7 @@ pub(super) fn build(
         throttled_handshakes: errors_matching(&counts.handshake_failures, "429"),
         limit_exceeded_frames: errors_matching(&counts.errors, "Limit Exceeded"),
         message_too_big: errors_matching(&counts.closes, "1009"),
+        gone: counts.posts.as_ref().map(|p| p.gone),
     };
     let clean = failed == 0
         && opened as usize == plan.connections
@@ -214,7 +236,8 @@ pub(super) fn build(
         && delivery.duplicated == 0
         && delivery.out_of_order == 0
         && counts.errors.is_empty()
-        && counts.closes.is_empty();
+        && counts.closes.is_empty()
+        && counts.posts.as_ref().is_none_or(|p| p.failed == 0);
     let (rounds_n, publish_rate, duration) = match plan.load {
         Load::Rounds(n) => (Some(n), None, None),
         Load::Rate {
@@ -236,6 +259,7 @@ pub(super) fn build(
             size: plan.size,
             hold_seconds: plan.hold.as_secs_f64(),
             end: plan.end,
+            via: plan.via.name(),
         },
         connections: Connections {
             requested: plan.connections,
@@ -254,6 +278,7 @@ pub(super) fn build(
             ack: counts.ack.percentiles(),
         },
         delivery,
+        posts: counts.posts.clone(),
         rounds,
         channels,
         errors: counts.errors.clone(),
@@ -364,12 +389,31 @@ impl Report {
                 times.join(", ")
             );
         }
+        if let Some(posts) = &self.posts {
+            let _ = writeln!(
+                out,
+                "posts         the publish function's answers: {} delivered, {} gone (410), {} failed{}",
+                posts.delivered,
+                posts.gone,
+                posts.failed,
+                match posts.continued {
+                    0 => String::new(),
+                    n => format!(
+                        " (for {n} publishes part of the channel went to further invocations, counted in the function's logs)"
+                    ),
+                }
+            );
+        }
         let _ = writeln!(out, "error frames  {}", kinds(&self.errors));
         let _ = writeln!(out, "closed early  {}", kinds(&self.closes));
         let l = &self.limits;
+        let gone = match l.gone {
+            Some(n) => format!("{n} posts answered 410 Gone"),
+            None => "410s not seen by publisher connections (--via function counts them)".into(),
+        };
         let _ = writeln!(
             out,
-            "limits        {} handshakes throttled (429), {} Limit Exceeded frames, {} closed for size (1009)",
+            "limits        {} handshakes throttled (429), {} Limit Exceeded frames, {} closed for size (1009), {gone}",
             l.throttled_handshakes, l.limit_exceeded_frames, l.message_too_big
         );
         let _ = write!(

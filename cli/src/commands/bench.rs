@@ -11,13 +11,13 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use wsctl_functions::auth::Capabilities;
 
-use crate::args::{ACCOUNT_CONNECT_RATE, BenchArgs};
+use crate::args::{ACCOUNT_CONNECT_RATE, BenchArgs, PublishVia};
 use crate::aws::AwsArgs;
-use crate::bench::{self, End, Live, Load, Phase, Plan};
+use crate::bench::{self, End, Live, Load, Phase, Plan, Via};
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
-use crate::stack::{Stack, is_local_ws};
+use crate::stack::{PublishFunction, Stack, is_local_ws};
 
 /// A steady load without --duration.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -93,6 +93,10 @@ pub async fn run(
         hold: args.hold,
         drain: args.drain,
         end: args.end,
+        via: match target.function {
+            Some(function) => Via::Function(function),
+            None => Via::Socket,
+        },
     };
     printer.note(describe(&plan, target.remote));
     let live = Live::new();
@@ -222,6 +226,8 @@ struct Target {
     token: String,
     /// Not this machine: the stack's stage on AWS.
     remote: bool,
+    /// With --via function: the stack's publish function.
+    function: Option<PublishFunction>,
 }
 
 /// Where the load goes and with what token. Only this machine or the stack's own stage: the
@@ -232,13 +238,14 @@ async fn target(
     args: &BenchArgs,
     lifetime: Duration,
 ) -> Result<Target, Error> {
-    if let (Some(url), Some(token)) = (&args.url, &args.token)
+    if let (Some(url), Some(token), PublishVia::Socket) = (&args.url, &args.token, args.via)
         && is_local_ws(url)
     {
         return Ok(Target {
             url: url.clone(),
             token: token.clone(),
             remote: false,
+            function: None,
         });
     }
     let config = Config::load(config_path)?;
@@ -284,7 +291,13 @@ async fn target(
                 .0
         }
     };
-    Ok(Target { url, token, remote })
+    let function = (args.via == PublishVia::Function).then(|| stack.publish_function());
+    Ok(Target {
+        url,
+        token,
+        remote,
+        function,
+    })
 }
 
 fn describe(plan: &Plan, remote: bool) -> String {
@@ -303,15 +316,23 @@ fn describe(plan: &Plan, remote: bool) -> String {
         1 => "on 1 channel".to_string(),
         n => format!("over {n} channels"),
     };
+    let publishers = match (&plan.via, plan.publishers) {
+        (Via::Socket, 1) => "from 1 publisher connection".to_string(),
+        (Via::Socket, n) => format!("from {n} publisher connections"),
+        (Via::Function(_), n) => {
+            format!(
+                "through the publish function, {n} invocation{} at a time",
+                if n == 1 { "" } else { "s" }
+            )
+        }
+    };
     format!(
-        "bench {}{}: {} connections at {}/s {channels}, {load} of {} bytes from {} publisher{}; ending with {}",
+        "bench {}{}: {} connections at {}/s {channels}, {load} of {} bytes {publishers}; ending with {}",
         plan.url,
         if remote { " (AWS)" } else { "" },
         plan.connections,
         plan.rate,
         plan.size,
-        plan.publishers,
-        if plan.publishers == 1 { "" } else { "s" },
         match plan.end {
             End::Close => "a close frame",
             End::Drop => "the connections dropped (no close frame)",

@@ -9,11 +9,11 @@ use aws_sdk_apigatewaymanagement as mgmt;
 use serde_json::{Value, json};
 
 use crate::args::PublishArgs;
-use crate::aws::{AwsArgs, AwsError, Ctx};
+use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
-use crate::stack::Stack;
+use crate::stack::{PublishFunction, Stack};
 
 pub async fn run(
     config: &Config,
@@ -29,6 +29,7 @@ pub async fn run(
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
     let mut results = Vec::new();
+    let function = stack.publish_function();
     let connections = match &args.connection {
         Some(_) => Some(stack.connections().await?),
         None => None,
@@ -46,7 +47,7 @@ pub async fn run(
                         id.clone()
                     }
                 });
-                to_channel(&stack, channel, &data, id).await?
+                to_channel(&function, channel, &data, id).await?
             }
             (None, Some(id), Some(api)) => to_connection(api, id, &data).await?,
             _ => unreachable!("clap requires --channel or --connection"),
@@ -89,50 +90,22 @@ fn data(args: &PublishArgs) -> Result<Value, Error> {
 }
 
 async fn to_channel(
-    stack: &Stack<'_>,
+    function: &PublishFunction,
     channel: &str,
     data: &Value,
     id: Option<String>,
 ) -> Result<Value, Error> {
-    let function = stack.names.function("publish");
-    let payload = json!({"channel": channel, "data": data, "id": id, "from": "server"});
-    let out = stack
-        .clients
-        .lambda
-        .invoke()
-        .function_name(&function)
-        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
-        .send()
-        .await
-        .ctx("Invoke", &function)?;
-    let body: Value = out
-        .payload
-        .map(|p| serde_json::from_slice(p.as_ref()).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
-    if let Some(kind) = out.function_error {
-        let message = body
-            .get("errorMessage")
-            .and_then(Value::as_str)
-            .unwrap_or("no message")
-            .to_string();
-        return Err(Error::Aws(AwsError::Other {
-            op: "Invoke",
-            resource: function,
-            detail: format!("the publish function failed ({kind}): {message}"),
-        }));
-    }
-    let mut result = json!({"channel": channel});
-    for key in [
-        "serial",
-        "duplicate",
-        "delivered",
-        "gone",
-        "failed",
-        "continued",
-    ] {
-        if let Some(v) = body.get(key) {
-            result[key] = v.clone();
-        }
+    let answer = function.publish(channel, data, id.as_deref()).await?;
+    let mut result = json!({
+        "channel": channel,
+        "duplicate": answer.duplicate,
+        "delivered": answer.report.delivered,
+        "gone": answer.report.gone,
+        "failed": answer.report.failed,
+        "continued": answer.continued,
+    });
+    if let Some(serial) = answer.serial {
+        result["serial"] = serial.into();
     }
     Ok(result)
 }
