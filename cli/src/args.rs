@@ -252,6 +252,19 @@ pub struct GcArgs {
     /// while a `$connect` is still running (up to 29 s), so younger rows may be live.
     #[arg(long, default_value = "1m", value_parser = parse_duration_or_zero)]
     pub older_than: std::time::Duration,
+    /// How a stale connection's subscriptions are found: `index`, one Query of the
+    /// by-connection index per connection, as it is found; `scan`, one Scan of the
+    /// subscriptions table for all of them after the checks; `auto`, the first thousand by
+    /// index, the rest by one scan when they are at least 1 in 20 of the rows checked.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub lookup: GcLookup,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GcLookup {
+    Auto,
+    Index,
+    Scan,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -893,7 +893,8 @@ async fn gc_sweeps_exactly_the_zombies() {
         .await;
     assert_eq!(received, 1000);
 
-    // Two sweeps at once: together they delete exactly the new zombies, never a live id.
+    // Two sweeps at once, one finding the zombies' subscriptions by index and one by a scan of
+    // the subscriptions table: together they delete exactly the new zombies, never a live id.
     let ids = dev.connection_ids().await;
     let zombies: std::collections::BTreeSet<String> = ids[..300].iter().cloned().collect();
     for id in &zombies {
@@ -905,8 +906,8 @@ async fn gc_sweeps_exactly_the_zombies() {
         .await;
     }
     let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8"]));
-        let b = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8"]));
+        let a = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8", "--lookup", "index"]));
+        let b = scope.spawn(|| gc(&dev, &config, &["--concurrency", "8", "--lookup", "scan"]));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!((a.0, b.0), (0, 0), "{} {}", a.1, b.1);
@@ -922,6 +923,12 @@ async fn gc_sweeps_exactly_the_zombies() {
         dev.connection_ids().await.into_iter().collect(),
         "every live id kept"
     );
+    let subs: std::collections::BTreeSet<String> = scan_all(&dev, "chat-dev-subscriptions")
+        .await
+        .iter()
+        .map(|i| s(i, "connection"))
+        .collect();
+    assert_eq!(subs, left, "exactly the live ids' subscriptions kept");
 
     // A sweep cut short by --max-duration says so and exits 9; the next one finishes the job.
     let zombies = &dev.connection_ids().await[..5];
@@ -991,7 +998,8 @@ async fn gc_sweeps_exactly_the_zombies() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (code, run) = gc(&dev, &config, &[]);
+    // Found by the scan of the subscriptions table, its presence too.
+    let (code, run) = gc(&dev, &config, &["--lookup", "scan"]);
     assert_eq!((code, &run["deleted"]), (0, &json!(1)), "{run}");
     let left = watcher
         .expect(

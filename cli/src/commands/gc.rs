@@ -4,10 +4,17 @@
 //! deleted in batches, and its presence `leave` is announced. An id that answers 200 is never
 //! touched; deletes are idempotent, so two sweeps at once are safe.
 //!
+//! A stale id's subscriptions are found with the by-connection index, one Query each, as the
+//! id is found. When a sweep finds many (a stage that lost its `$disconnect`s for a while),
+//! the rest are kept and removed together after the checks, with one Scan of the
+//! subscriptions table: cheaper in read units and calls than a Query per id once they are a
+//! fair share of the table (see `--lookup`).
+//!
 //! `@connections` also answers 410 for a connection whose `$connect` is still running, so rows
 //! younger than `--older-than` (default a minute, above API Gateway's 29 s integration
 //! timeout) are left alone.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -20,12 +27,27 @@ use wsctl_functions::auth::now;
 use wsctl_functions::fanout::leave_frames;
 use wsctl_functions::handlers::publish::fan_out_later;
 
-use crate::args::GcArgs;
+use crate::args::{GcArgs, GcLookup};
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::{Stack, rows};
+use wsctl_functions::Invoker;
+use wsctl_functions::store::{Store, Subscriber};
+
+/// With `--lookup auto`: stale ids removed one by one as they are found, before the rest are
+/// kept for one scan of the subscriptions table.
+const REMOVE_AS_FOUND: u64 = 1_000;
+/// With `--lookup auto`: a scan reads every subscription, so it is chosen when at least one
+/// row checked in this many is stale. Read units: a Query costs at least 0.5, a Scan 0.5 per
+/// 4 KB, about 25 subscription items.
+const SCAN_SHARE: u64 = 20;
+/// Stale ids kept for the scan at most (about 60 bytes each); past this many, the rest are
+/// removed as found, so memory stays bounded however many are stale.
+const MAX_PENDING: usize = 1_000_000;
+/// Scan segments of the subscriptions table read at once.
+const SCAN_SEGMENTS: u32 = 4;
 
 #[derive(Default)]
 struct Tally {
@@ -52,6 +74,8 @@ pub async fn run(
 
     let tally = Tally::default();
     let cut_short = AtomicBool::new(false);
+    // Stale ids left for one scan of the subscriptions table (see `--lookup`).
+    let pending: Mutex<HashSet<String>> = Mutex::default();
     // The first failed Scan page; that segment stops, the others go on.
     let scan_error = Mutex::new(None);
     let bar = printer.counter("checked");
@@ -61,7 +85,8 @@ pub async fn run(
         None => printer.note(text),
     };
     // Rows are checked while the scan goes on, so memory stays flat however big the table
-    // is, and --max-duration stops the reading too.
+    // is (but for the stale ids kept for one scan, at most MAX_PENDING), and --max-duration
+    // stops the reading too. What was found stale by then is still removed.
     rows(&store)
         .filter_map(|row| {
             future::ready(match row {
@@ -78,8 +103,8 @@ pub async fn run(
             future::ready(!over)
         })
         .for_each_concurrent(args.concurrency as usize, |row| {
-            let (store, api, publish, tally, bar, say) =
-                (&store, &api, &publish, &tally, &bar, &say);
+            let (store, api, publish, tally, bar, say, pending) =
+                (&store, &api, &publish, &tally, &bar, &say, &pending);
             async move {
                 tally.scanned.fetch_add(1, Ordering::Relaxed);
                 if let Some(bar) = bar {
@@ -100,29 +125,42 @@ pub async fn run(
                     tally.live.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                tally.stale.fetch_add(1, Ordering::Relaxed);
+                let nth = tally.stale.fetch_add(1, Ordering::Relaxed) + 1;
                 if args.dry_run {
                     return;
                 }
-                let present = match store.remove_connection(&row.id).await {
-                    Ok(present) => present,
-                    Err(e) => {
-                        say(format!("deleting {}: {e}", row.id));
-                        tally.errors.fetch_add(1, Ordering::Relaxed);
+                let keep = match args.lookup {
+                    GcLookup::Index => false,
+                    GcLookup::Scan => true,
+                    GcLookup::Auto => nth > REMOVE_AS_FOUND,
+                };
+                if keep {
+                    let mut pending = pending.lock().expect("pending lock");
+                    if pending.len() < MAX_PENDING {
+                        pending.insert(row.id);
                         return;
                     }
-                };
-                tally.deleted.fetch_add(1, Ordering::Relaxed);
-                // As `$disconnect` would have: whoever watches the channel sees the member go.
-                for (channel, frame) in leave_frames(&row.id, present) {
-                    if let Err(e) = fan_out_later(publish, &channel, &frame, None).await {
-                        say(format!("announcing {} left {channel}: {e}", row.id));
-                        tally.errors.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
+                remove_one(store, publish, tally, say, &row.id).await;
             }
         })
         .await;
+
+    let pending = pending.into_inner().expect("pending lock");
+    let scanned = tally.scanned.load(Ordering::Relaxed);
+    let scan = args.lookup == GcLookup::Scan || pending.len() as u64 * SCAN_SHARE >= scanned;
+    if scan && !pending.is_empty() {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("removing {} stale in one scan", pending.len()));
+        }
+        remove_many(&store, &publish, &tally, &say, &pending).await;
+    } else {
+        futures::stream::iter(&pending)
+            .for_each_concurrent(args.concurrency as usize, |id| {
+                remove_one(&store, &publish, &tally, &say, id)
+            })
+            .await;
+    }
 
     if let Some(bar) = &bar {
         bar.finish_and_clear();
@@ -171,6 +209,66 @@ pub async fn run(
         )));
     }
     Ok(())
+}
+
+/// Removes one stale connection (its subscriptions found by index) and announces its leaves.
+async fn remove_one(
+    store: &Store,
+    publish: &Invoker,
+    tally: &Tally,
+    say: &(impl Fn(String) + Sync),
+    id: &str,
+) {
+    match store.remove_connection(id).await {
+        Ok(present) => {
+            tally.deleted.fetch_add(1, Ordering::Relaxed);
+            announce(publish, tally, say, id, present).await;
+        }
+        Err(e) => {
+            say(format!("deleting {id}: {e}"));
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Removes many stale connections with one scan of the subscriptions table, then announces
+/// their leaves.
+async fn remove_many(
+    store: &Store,
+    publish: &Invoker,
+    tally: &Tally,
+    say: &(impl Fn(String) + Sync),
+    ids: &HashSet<String>,
+) {
+    match store.remove_connections(ids, SCAN_SEGMENTS).await {
+        Ok(mut present) => {
+            tally.deleted.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            for id in ids {
+                let channels = present.remove(id).unwrap_or_default();
+                announce(publish, tally, say, id, channels).await;
+            }
+        }
+        Err(e) => {
+            say(format!("deleting {} stale connections: {e}", ids.len()));
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// As `$disconnect` would have: whoever watches a channel sees the member go.
+async fn announce(
+    publish: &Invoker,
+    tally: &Tally,
+    say: &(impl Fn(String) + Sync),
+    id: &str,
+    present: Vec<(String, Subscriber)>,
+) {
+    for (channel, frame) in leave_frames(id, present) {
+        if let Err(e) = fan_out_later(publish, &channel, &frame, None).await {
+            say(format!("announcing {id} left {channel}: {e}"));
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Whether API Gateway still knows the connection: 200 yes, 410 no, anything else an error.
