@@ -23,9 +23,11 @@ use aws_sdk_apigatewaymanagement as mgmt;
 use futures::future;
 use futures::stream::StreamExt;
 use serde_json::json;
+use wsctl_functions::Invoker;
 use wsctl_functions::auth::now;
 use wsctl_functions::fanout::leave_frames;
 use wsctl_functions::handlers::publish::fan_out_later;
+use wsctl_functions::store::{Store, Subscriber};
 
 use crate::args::{GcArgs, GcLookup};
 use crate::aws::AwsArgs;
@@ -33,8 +35,6 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::{Stack, rows};
-use wsctl_functions::Invoker;
-use wsctl_functions::store::{Store, Subscriber};
 
 /// With `--lookup auto`: stale ids removed one by one as they are found, before the rest are
 /// kept for one scan of the subscriptions table.
