@@ -215,6 +215,18 @@ impl Shared {
         self.live.started.elapsed().as_micros() as u64
     }
 
+    /// Publish `n`'s data, stamped with its send time, which is also kept as its start.
+    fn stamp(&self, n: u64, pad: &str) -> (u64, serde_json::Value) {
+        let sent = self.now_us();
+        if let Some(a) = self.arrivals.get(n as usize) {
+            a.sent_us.store(sent, Relaxed);
+        }
+        (
+            sent,
+            json!({"run": self.run, "n": n, "t": sent, "pad": pad}),
+        )
+    }
+
     /// The index of one of this run's channels, `{run}-{i}`.
     fn channel_index(&self, name: &str) -> Option<usize> {
         let i: usize = name
@@ -776,19 +788,10 @@ async fn publisher(
         })
     };
     let pad = "x".repeat(size);
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = stop.changed() => None,
-        };
-        let Some((n, channel)) = job else { break };
-        let sent = shared.now_us();
-        let data = json!({"run": shared.run, "n": n, "t": sent, "pad": pad});
+    while let Some((n, channel)) = next_job(&mut jobs, &mut stop).await {
+        let (sent, data) = shared.stamp(n, &pad);
         let frame = json!({"action": "publish", "channel": shared.channels[channel], "data": data});
         pending.lock().unwrap_or_else(|e| e.into_inner())[channel].push_back(sent);
-        if let Some(a) = shared.arrivals.get(n as usize) {
-            a.sent_us.store(sent, Relaxed);
-        }
         let mut sent_all = true;
         for part in fragments(frame.to_string()) {
             if sink.feed(part).await.is_err() {
@@ -812,6 +815,17 @@ async fn publisher(
     let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
 }
 
+/// A publisher's next job, or `None` once the jobs end or the bench stops.
+async fn next_job(
+    jobs: &mut mpsc::Receiver<(u64, usize)>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(u64, usize)> {
+    tokio::select! {
+        job = jobs.recv() => job,
+        _ = stop.changed() => None,
+    }
+}
+
 /// One publisher through the publish function: one invocation at a time, each answered with
 /// its serial (the ack) and its fan-out's counts.
 async fn function_publisher(
@@ -822,17 +836,8 @@ async fn function_publisher(
     mut stop: watch::Receiver<bool>,
 ) {
     let pad = "x".repeat(size);
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = stop.changed() => None,
-        };
-        let Some((n, channel)) = job else { break };
-        let sent = shared.now_us();
-        let data = json!({"run": shared.run, "n": n, "t": sent, "pad": pad});
-        if let Some(a) = shared.arrivals.get(n as usize) {
-            a.sent_us.store(sent, Relaxed);
-        }
+    while let Some((n, channel)) = next_job(&mut jobs, &mut stop).await {
+        let (sent, data) = shared.stamp(n, &pad);
         shared.live.published.fetch_add(1, Relaxed);
         match function
             .publish(&shared.channels[channel], &data, None)
