@@ -291,6 +291,16 @@ async fn target(
                 .0
         }
     };
+    // The function fans out to the subscribers of its own stage: the bench's connections
+    // must be there, or every post would go to another stage.
+    if args.via == PublishVia::Function && !remote {
+        let own = stack.gateway().await?.websocket;
+        if !is_local_ws(&own) {
+            return Err(usage(format!(
+                "--via function publishes through the stack's publish function, whose subscribers are on {own}, not on {url}\nhint: pass the --endpoint-url of the wsctl dev that serves {url}, or leave out --via function"
+            )));
+        }
+    }
     let function = (args.via == PublishVia::Function).then(|| stack.publish_function());
     Ok(Target {
         url,

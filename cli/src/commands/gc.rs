@@ -148,15 +148,26 @@ pub async fn run(
 
     let pending = pending.into_inner().expect("pending lock");
     let scanned = tally.scanned.load(Ordering::Relaxed);
-    let scan = args.lookup == GcLookup::Scan || pending.len() as u64 * SCAN_SHARE >= scanned;
-    if scan && !pending.is_empty() {
-        if let Some(bar) = &bar {
-            bar.set_message(format!("removing {} stale in one scan", pending.len()));
+    let concurrency = args.concurrency as usize;
+    if cut_short.load(Ordering::Relaxed) {
+        // The time budget is spent, and how large the table is beyond the rows checked is
+        // unknown: the next run finds these again.
+        if !pending.is_empty() {
+            say(format!(
+                "{} stale ids found are left for the next run (--max-duration)",
+                pending.len()
+            ));
         }
-        remove_many(&store, &publish, &tally, &say, &pending).await;
+    } else if args.lookup == GcLookup::Scan || pending.len() as u64 * SCAN_SHARE >= scanned {
+        if !pending.is_empty() {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("removing {} stale in one scan", pending.len()));
+            }
+            remove_many(&store, &publish, &tally, &say, &pending, concurrency).await;
+        }
     } else {
         futures::stream::iter(&pending)
-            .for_each_concurrent(args.concurrency as usize, |id| {
+            .for_each_concurrent(concurrency, |id| {
                 remove_one(&store, &publish, &tally, &say, id)
             })
             .await;
@@ -239,18 +250,32 @@ async fn remove_many(
     tally: &Tally,
     say: &(impl Fn(String) + Sync),
     ids: &HashSet<String>,
+    concurrency: usize,
 ) {
-    match store.remove_connections(ids, SCAN_SEGMENTS).await {
-        Ok(mut present) => {
+    let (mut present, outcome) = store.remove_connections(ids, SCAN_SEGMENTS).await;
+    // Members found present are gone either way: their leaves are announced whatever
+    // happened next.
+    futures::stream::iter(ids)
+        .for_each_concurrent(concurrency, |id| {
+            let channels = present.remove(id).unwrap_or_default();
+            announce(publish, tally, say, id, channels)
+        })
+        .await;
+    match outcome {
+        Ok(()) => {
             tally.deleted.fetch_add(ids.len() as u64, Ordering::Relaxed);
-            for id in ids {
-                let channels = present.remove(id).unwrap_or_default();
-                announce(publish, tally, say, id, channels).await;
-            }
         }
+        // A Scan or a BatchWriteItem the identity may not make, say: every connection item
+        // is still there, so each is finished the way the first ones were. A member whose
+        // subscription the scan had not deleted yet may hear its leave twice.
         Err(e) => {
-            say(format!("deleting {} stale connections: {e}", ids.len()));
-            tally.errors.fetch_add(1, Ordering::Relaxed);
+            say(format!(
+                "removing {} stale connections with one scan failed ({e}); removing them one by one",
+                ids.len()
+            ));
+            futures::stream::iter(ids)
+                .for_each_concurrent(concurrency, |id| remove_one(store, publish, tally, say, id))
+                .await;
         }
     }
 }

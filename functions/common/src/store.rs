@@ -1,5 +1,5 @@
 //! The DynamoDB data model (documented in `functions/DATA-MODEL.md`). Hot paths are single-item
-//! writes and Queries; nothing here Scans.
+//! writes and Queries; only `wsctl gc`'s removal of many stale connections at once Scans.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -24,11 +24,11 @@ const HISTORY_CHANNEL: &str = HISTORY.partition_key.name;
 const HISTORY_SERIAL: &str = HISTORY.sort_key_name();
 const COUNTER_KEY: &str = COUNTERS.partition_key.name;
 
-/// API Gateway closes a connection after 2 h; an item outlives that by an hour, so a
-/// connection whose `$disconnect` never ran expires on its own.
 /// BatchWriteItem's limit of requests a call.
 const BATCH: usize = 25;
 
+/// API Gateway closes a connection after 2 h; an item outlives that by an hour, so a
+/// connection whose `$disconnect` never ran expires on its own.
 pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
 
 pub type Key = HashMap<String, AttributeValue>;
@@ -487,48 +487,65 @@ impl Store {
     /// goes; the connection items follow, also in batches, once every subscription is gone.
     /// Reading a table once is cheaper than querying the index for each of many connections
     /// (a Query costs at least 0.5 read unit, a Scan 0.5 per 4 KB read), and it is a handful of
-    /// calls instead of one per connection. Returns, per connection, the channels where it
-    /// was present.
+    /// calls instead of one per connection.
+    ///
+    /// Returns, per connection, the channels where it was present, found so far even when the
+    /// removal then failed: those members are gone either way, and their `leave` is due. After
+    /// a failure the connection items are all still there (and some subscriptions may be), so
+    /// [`Store::remove_connection`] can finish each one.
     pub async fn remove_connections(
         &self,
         connections: &HashSet<String>,
         segments: u32,
-    ) -> Result<HashMap<String, Vec<(String, Subscriber)>>, StoreError> {
+    ) -> (
+        HashMap<String, Vec<(String, Subscriber)>>,
+        Result<(), StoreError>,
+    ) {
         let segments = segments.clamp(1, 64) as i32;
-        let found = futures::future::try_join_all(
+        let scans = futures::future::join_all(
             (0..segments).map(|segment| self.remove_subscriptions(connections, segment, segments)),
         )
-        .await?;
+        .await;
         let mut present: HashMap<String, Vec<(String, Subscriber)>> = HashMap::new();
-        for (channel, subscriber) in found.into_iter().flatten() {
-            present
-                .entry(subscriber.connection.clone())
-                .or_default()
-                .push((channel, subscriber));
+        let mut failed = None;
+        for (found, outcome) in scans {
+            for (channel, subscriber) in found {
+                present
+                    .entry(subscriber.connection.clone())
+                    .or_default()
+                    .push((channel, subscriber));
+            }
+            if let Err(e) = outcome {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return (present, Err(e));
         }
         let keys: Vec<_> = connections
             .iter()
             .map(|id| HashMap::from([(CONNECTION_ID.to_string(), s(id))]))
             .collect();
         let c = &self.tables.connections;
-        stream::iter(
+        let deleted = stream::iter(
             keys.chunks(BATCH)
                 .map(|chunk| self.delete_keys(c, chunk.to_vec())),
         )
         .buffer_unordered(segments as usize)
         .try_collect::<Vec<()>>()
-        .await?;
-        Ok(present)
+        .await
+        .map(|_| ());
+        (present, deleted)
     }
 
     /// One segment of [`Store::remove_connections`]'s scan: deletes the subscriptions of
-    /// `connections` it meets and returns those with presence.
+    /// `connections` it meets; returns those with presence, and whether it got to the end.
     async fn remove_subscriptions(
         &self,
         connections: &HashSet<String>,
         segment: i32,
         segments: i32,
-    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
+    ) -> (Vec<(String, Subscriber)>, Result<(), StoreError>) {
         let t = &self.tables.subscriptions;
         let mut present = Vec::new();
         let mut doomed = Vec::new();
@@ -542,10 +559,16 @@ impl Store {
                 .total_segments(segments)
                 // Pages of a thousand keep memory flat however large the table is.
                 .limit(1000)
+                // A subscription written just before the scan reaches it is read too.
+                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(err("Scan", t))?;
+                .map_err(err("Scan", t));
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => return (present, Err(e)),
+            };
             for item in page.items.unwrap_or_default() {
                 let sub = subscriber(&item);
                 if !connections.contains(&sub.connection) {
@@ -559,16 +582,18 @@ impl Store {
             }
             // Deleting behind the scan does not disturb it: the next page starts after the
             // last key read, whether or not that item is still there.
-            if doomed.len() >= BATCH {
-                self.delete_keys(t, std::mem::take(&mut doomed)).await?;
+            if doomed.len() >= BATCH
+                && let Err(e) = self.delete_keys(t, std::mem::take(&mut doomed)).await
+            {
+                return (present, Err(e));
             }
             match page.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(k) => start = Some(k),
                 None => break,
             }
         }
-        self.delete_keys(t, doomed).await?;
-        Ok(present)
+        let outcome = self.delete_keys(t, doomed).await;
+        (present, outcome)
     }
 
     /// Deletes `keys` from `table`, 25 to a BatchWriteItem (its limit), sending again what
