@@ -148,18 +148,7 @@ impl DynamoDbLocal {
             "-Djava.library.path={}",
             dir.join("DynamoDBLocal_lib").display()
         ))
-        // C1 only: the JVM's optimising compiler (C2) took a quarter of a 2-core machine for
-        // the first minutes of a stack, when 3,000 handshakes ran at 274/s against 416/s once
-        // it was done. With C1 alone they run at 419/s from the start; the engine's less
-        // optimised code costs more of its own CPU (9 % of the machine during fan-outs, 2 %
-        // with C2), far less than the compiler took (BENCHMARKS.md).
-        .args([
-            "-Xss1m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-cp",
-            &classpath,
-        ])
+        .args(["-Xss1m", "-XX:+UseSerialGC", "-cp", &classpath])
         .arg(&launcher)
         .arg("0")
         .stdin(Stdio::null())
