@@ -3,8 +3,9 @@
 //! `@connections` server (see `functions.rs`); what a client can do through `wsctl dev` is in
 //! `dev.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wsctl_functions::handlers::{self, publish};
@@ -527,24 +528,19 @@ async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publishers_numbered_burst_is_stored_in_its_order() {
-    let rig = rig(5000).await;
-    rig.server.connect("fast");
-    // 100 numbered publishes from one connection, handled concurrently and started in a
-    // scrambled order, as API Gateway may invoke them.
-    let mut order: Vec<u64> = (1..=100).collect();
-    order.sort_by_key(|n| (n * 37) % 101);
-    let handles: Vec<_> = order
-        .into_iter()
-        .map(|seq| {
+/// Handles numbered publishes of `connection` concurrently, as API Gateway may invoke them.
+async fn publish_numbered(rig: &Rig, connection: &str, channel: &str, seqs: &[u64]) {
+    let handles: Vec<_> = seqs
+        .iter()
+        .map(|&seq| {
             let ctx = rig.ctx.clone();
-            let body = json!({"action": "publish", "channel": "ordered", "data": seq, "seq": seq})
+            let body = json!({"action": "publish", "channel": channel, "data": seq, "seq": seq})
                 .to_string();
+            let connection = connection.to_string();
             tokio::spawn(async move {
                 handlers::message::handle(
                     &ctx,
-                    &event("$default", "MESSAGE", "fast", Some(&body), ALL),
+                    &event("$default", "MESSAGE", &connection, Some(&body), ALL),
                 )
                 .await
             })
@@ -553,21 +549,159 @@ async fn a_publishers_numbered_burst_is_stored_in_its_order() {
     for h in handles {
         h.await.unwrap();
     }
-    let stored = rig
-        .ctx
+}
+
+async fn stored_data(rig: &Rig, channel: &str) -> Vec<u64> {
+    rig.ctx
         .store
-        .history("ordered", Some(0), None, 1000, 1 << 20)
+        .history(channel, Some(0), None, 1000, 1 << 20)
         .await
         .unwrap()
-        .messages;
-    let data: Vec<u64> = stored.iter().map(|m| m.data.as_u64().unwrap()).collect();
+        .messages
+        .iter()
+        .map(|m| m.data.as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_numbered_burst_is_stored_in_its_order() {
+    let rig = rig(5000).await;
+    rig.server.connect("fast");
+    // 96 numbered publishes from one connection, as a client that keeps eight unacknowledged
+    // sends them: each eight handled concurrently and started in a scrambled order.
+    for window in (1..=96u64).collect::<Vec<_>>().chunks(8) {
+        let mut order = window.to_vec();
+        order.sort_by_key(|n| (n * 37) % 11);
+        publish_numbered(&rig, "fast", "ordered", &order).await;
+    }
     assert_eq!(
-        data,
-        (1..=100).collect::<Vec<_>>(),
+        stored_data(&rig, "ordered").await,
+        (1..=96).collect::<Vec<_>>(),
         "serials follow the publisher's numbering"
     );
-    let serials: HashSet<u64> = stored.iter().map(|m| m.serial).collect();
-    assert_eq!(serials.len(), 100);
+    let refused: Vec<Value> = of_type(&rig, "fast", "error");
+    assert!(refused.is_empty(), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_numbered_publish_far_ahead_is_refused_at_once_and_takes_no_turn() {
+    let rig = rig(5000).await;
+    rig.server.connect("pinner");
+    // With the rig's 30 s patience, a wait would show as an ack after 30 s.
+    for seq in [1_000_000u64, 65] {
+        send(
+            &rig,
+            "pinner",
+            &json!({"action": "publish", "channel": "c", "data": seq, "seq": seq, "id": format!("far-{seq}")}),
+            ALL,
+        )
+        .await;
+        let answer = last(&rig, "pinner");
+        assert_eq!(answer["code"], "bad_request", "{answer}");
+        assert_eq!(answer["id"], format!("far-{seq}"), "{answer}");
+        let text = answer["message"].as_str().unwrap();
+        assert!(
+            text.contains("more than 64 ahead") && text.contains("(0)"),
+            "{text}"
+        );
+    }
+    // The window moves with what is stored.
+    publish_numbered(&rig, "pinner", "c", &[1]).await;
+    send(
+        &rig,
+        "pinner",
+        &json!({"action": "publish", "channel": "c", "data": 66, "seq": 66}),
+        ALL,
+    )
+    .await;
+    let answer = last(&rig, "pinner");
+    assert_eq!(answer["code"], "bad_request", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("(1)"),
+        "{answer}"
+    );
+    assert_eq!(
+        stored_data(&rig, "c").await,
+        vec![1],
+        "refusals store nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_publish_gives_up_at_its_own_deadline_whatever_the_connection_does() {
+    let rig = rig(5000).await;
+    rig.server.connect("stretcher");
+    let mut ctx = rig.ctx.clone();
+    ctx.seq_patience = Duration::from_secs(2);
+    // Seq 5 waits for 4, which never comes; meanwhile the connection stores 1 and 2 within its
+    // first second and 3 half a second after its patience. Counted from its arrival, 5's wait
+    // ends between 2 and 3; counted from the connection's last progress (3 comes before that
+    // has stood still for 2 s), it would end after 3.
+    let waiting = {
+        let ctx = ctx.clone();
+        let body = json!({"action": "publish", "channel": "s", "data": 5, "seq": 5}).to_string();
+        tokio::spawn(async move {
+            handlers::message::handle(
+                &ctx,
+                &event("$default", "MESSAGE", "stretcher", Some(&body), ALL),
+            )
+            .await
+        })
+    };
+    for seq in 1..=3u64 {
+        tokio::time::sleep(Duration::from_millis([500, 500, 1500][seq as usize - 1])).await;
+        let body = json!({"action": "publish", "channel": "s", "data": seq, "seq": seq});
+        handlers::message::handle(
+            &ctx,
+            &event(
+                "$default",
+                "MESSAGE",
+                "stretcher",
+                Some(&body.to_string()),
+                ALL,
+            ),
+        )
+        .await;
+    }
+    waiting.await.unwrap();
+    assert_eq!(stored_data(&rig, "s").await, vec![1, 2, 5, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_has_at_most_eight_publishes_waiting() {
+    let rig = rig(5000).await;
+    rig.server.connect("gappy");
+    // Eleven publishes after a gap at 1, started one after another: eight wait (for the rig's
+    // 30 s patience), the other three are refused at once and have no effect.
+    let mut waiting = Vec::new();
+    for seq in 2..=12u64 {
+        let ctx = rig.ctx.clone();
+        let body =
+            json!({"action": "publish", "channel": "g", "data": seq, "seq": seq}).to_string();
+        waiting.push(tokio::spawn(async move {
+            handlers::message::handle(
+                &ctx,
+                &event("$default", "MESSAGE", "gappy", Some(&body), ALL),
+            )
+            .await
+        }));
+        // Each one reads the numbering and counts itself in before the next arrives.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let refused = of_type(&rig, "gappy", "error");
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for r in &refused {
+        assert_eq!(r["code"], "rate_limited", "{r}");
+        assert!(r["retry_after_ms"].as_u64().unwrap() > 0, "{r}");
+    }
+    publish_numbered(&rig, "gappy", "g", &[1]).await;
+    for w in waiting {
+        w.await.unwrap();
+    }
+    assert_eq!(stored_data(&rig, "g").await, (1..=9).collect::<Vec<_>>());
+    // The three refused go through when sent again, in their turn.
+    publish_numbered(&rig, "gappy", "g", &[10, 11, 12]).await;
+    assert_eq!(stored_data(&rig, "g").await, (1..=12).collect::<Vec<_>>());
 }
 
 /// An identity provider on loopback: its discovery document and key set, which the test can

@@ -190,6 +190,9 @@ pub struct ErrorFrame {
     pub channel: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// With `rate_limited`: how long to wait before sending this frame again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +208,9 @@ pub enum ErrorCode {
     TooLarge,
     /// The token's capabilities do not allow this action on this channel.
     Forbidden,
+    /// Over one of the stage's limits (`retry_after_ms` says when to send it again); the
+    /// frame had no effect.
+    RateLimited,
     /// The server failed; retrying later may work.
     Internal,
 }
@@ -217,6 +223,7 @@ impl ServerFrame {
             action: None,
             channel: None,
             id: None,
+            retry_after_ms: None,
         })
     }
 
@@ -320,6 +327,7 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         action: None,
         channel: None,
         id: None,
+        retry_after_ms: None,
     })?;
     let action = value
         .get("action")
@@ -341,6 +349,7 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
                 action,
                 channel: None,
                 id: None,
+                retry_after_ms: None,
             });
         }
     }
@@ -355,6 +364,7 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         action: action.clone(),
         channel: channel.clone(),
         id: id.clone(),
+        retry_after_ms: None,
     })?;
     let refuse = |(code, message): (ErrorCode, String)| ErrorFrame {
         code,
@@ -362,6 +372,7 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
         action: action.clone(),
         channel: channel.clone(),
         id: id.clone(),
+        retry_after_ms: None,
     };
     if let Some(name) = frame.channel() {
         check_channel(name).map_err(refuse)?;

@@ -27,6 +27,22 @@ const COUNTER_KEY: &str = COUNTERS.partition_key.name;
 /// BatchWriteItem's limit of requests a call.
 const BATCH: usize = 25;
 
+/// How far ahead of the connection's last stored publish a numbered publish may be.
+pub const SEQ_WINDOW: u64 = 64;
+/// Numbered publishes of one connection that may wait for their predecessors at once.
+pub const MAX_WAITING: u64 = 8;
+
+/// When a numbered publish may be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Its predecessors are stored, or its wait is over.
+    Go,
+    /// More than [`SEQ_WINDOW`] ahead of `last`, the connection's last stored number.
+    TooFar { last: u64 },
+    /// [`MAX_WAITING`] of the connection's publishes are waiting already.
+    Busy,
+}
+
 /// API Gateway closes a connection after 2 h; an item outlives that by an hour, so a
 /// connection whose `$disconnect` never ran expires on its own.
 pub const CONNECTION_TTL_SECS: u64 = 3 * 3600;
@@ -64,6 +80,12 @@ fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
+}
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
 }
 fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
@@ -694,10 +716,7 @@ impl Store {
             .as_ref()
             .and_then(|a| get_n(a, "serial"))
             .unwrap_or(1);
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
+        let ts = now_ms();
         let message = Message {
             channel: channel.to_string(),
             serial,
@@ -882,19 +901,20 @@ impl Store {
     }
 
     /// Waits until the connection's publishes numbered below `seq` are stored (its `#seq`
-    /// item reached `seq - 1`). It gives up only when the numbering made no progress for
-    /// `patience`: a long burst moves on one by one, a lost frame holds the rest that long.
+    /// item reached `seq - 1`), or until `deadline` (the frame's arrival plus the patience),
+    /// whatever else the connection does meanwhile. A frame more than [`SEQ_WINDOW`] ahead is
+    /// not waited for at all, and at most [`MAX_WAITING`] frames of a connection wait at once:
+    /// a client cannot pin invocations by numbering far ahead or by sending many gaps.
     pub async fn wait_turn(
         &self,
         connection: &str,
         seq: u64,
-        patience: Duration,
-    ) -> Result<(), StoreError> {
+        deadline: tokio::time::Instant,
+    ) -> Result<Turn, StoreError> {
         let t = &self.tables.counters;
-        let mut seen = None;
-        let mut progress = tokio::time::Instant::now();
-        let mut stalls = 0u32;
-        loop {
+        let mut waiting = false;
+        let mut looks = 0u32;
+        let turn = loop {
             let got = self
                 .db
                 .get_item()
@@ -903,25 +923,107 @@ impl Store {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(err("GetItem", t))?;
-            let last = got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0);
+                .map_err(err("GetItem", t));
+            let last = match got {
+                Ok(got) => got.item.and_then(|i| get_n(&i, "serial")).unwrap_or(0),
+                Err(e) if waiting => {
+                    self.stop_waiting(connection).await;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if last + 1 >= seq {
-                return Ok(());
+                break Turn::Go;
             }
-            if seen != Some(last) {
-                seen = Some(last);
-                progress = tokio::time::Instant::now();
-                stalls = 0;
-            } else if progress.elapsed() >= patience {
-                return Ok(());
-            } else {
-                stalls += 1;
+            if !waiting {
+                if seq > last + SEQ_WINDOW {
+                    return Ok(Turn::TooFar { last });
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if !self.start_waiting(connection, left).await? {
+                    return Ok(Turn::Busy);
+                }
+                waiting = true;
             }
-            // Frames far down the line look much less often, and a wait that makes no
-            // progress slows down: a gap left on purpose costs a handful of reads, not hundreds.
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break Turn::Go;
+            }
+            // Frames far down the line look much less often, and a long wait slows down: a
+            // gap left on purpose costs a handful of reads, not hundreds.
             let gap = (seq - last - 1).min(14) as u32;
-            let pause = Duration::from_millis(10) * gap * gap * (1 << stalls.min(6));
-            tokio::time::sleep(pause.min(Duration::from_millis(500))).await;
+            let pause = Duration::from_millis(10) * gap * gap * (1 << looks.min(6));
+            looks += 1;
+            tokio::time::sleep(pause.min(Duration::from_millis(500)).min(deadline - now)).await;
+        };
+        if waiting {
+            self.stop_waiting(connection).await;
+        }
+        Ok(turn)
+    }
+
+    /// Counts one more waiting frame of the connection, unless [`MAX_WAITING`] already wait.
+    /// The count starts over once every earlier waiter's time is up, so a count left behind by
+    /// an invocation that died mid-wait costs at most one patience.
+    async fn start_waiting(
+        &self,
+        connection: &str,
+        patience: Duration,
+    ) -> Result<bool, StoreError> {
+        let t = &self.tables.counters;
+        let now = now_ms();
+        let until = now + patience.as_millis() as u64;
+        for fresh in [true, false] {
+            let req = self
+                .db
+                .update_item()
+                .table_name(t)
+                .key(COUNTER_KEY, s(seq_key(connection)))
+                .expression_attribute_names("#t", &self.tables.ttl.counters)
+                .expression_attribute_values(":u", n(until))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":t", n(now / 1000 + CONNECTION_TTL_SECS));
+            let req = if fresh {
+                req.update_expression("SET waiting = :one, waiting_until = :u, #t = :t")
+                    .condition_expression(
+                        "attribute_not_exists(waiting_until) OR waiting_until < :now",
+                    )
+            } else {
+                req.update_expression("ADD waiting :one SET waiting_until = :u, #t = :t")
+                    .condition_expression("waiting < :max AND waiting_until >= :now")
+                    .expression_attribute_values(":max", n(MAX_WAITING))
+            };
+            match req.send().await {
+                Ok(_) => return Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(err("UpdateItem", t)(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn stop_waiting(&self, connection: &str) {
+        let t = &self.tables.counters;
+        let result = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key(COUNTER_KEY, s(seq_key(connection)))
+            .update_expression("ADD waiting :less")
+            .condition_expression("waiting > :zero")
+            .expression_attribute_values(":less", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        if let Err(e) = result
+            && !e
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(error = %err("UpdateItem", t)(e), "could not count a waiter out");
         }
     }
 

@@ -10,9 +10,11 @@ use crate::connections::Frame;
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
 };
-use crate::store::StoreError;
+use crate::store::{MAX_WAITING, SEQ_WINDOW, StoreError, Turn};
 
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
+/// When a numbered publish refused for too many waiting predecessors may try again.
+const BUSY_RETRY_MS: u64 = 250;
 
 pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
@@ -30,6 +32,7 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
                         action: Some(frame.action().into()),
                         channel: frame.channel().map(str::to_string),
                         id: client_id(&frame),
+                        retry_after_ms: None,
                     })]
                 }),
             Err(e) => {
@@ -110,6 +113,7 @@ pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerF
             action: Some(frame.action().into()),
             channel: Some(channel.to_string()),
             id: client_id(frame),
+            retry_after_ms: None,
         })),
     }
 }
@@ -201,7 +205,34 @@ async fn act(
             seq,
         } => {
             if let Some(seq) = seq {
-                store.wait_turn(connection, *seq, ctx.seq_patience).await?;
+                let deadline = tokio::time::Instant::now() + ctx.seq_patience;
+                let refusal = match store.wait_turn(connection, *seq, deadline).await? {
+                    Turn::Go => None,
+                    Turn::TooFar { last } => Some((
+                        ErrorCode::BadRequest,
+                        format!(
+                            "`seq` {seq} is more than {SEQ_WINDOW} ahead of this connection's last stored publish ({last}); number publishes 1, 2, 3, ... on each connection and keep fewer than {SEQ_WINDOW} unacknowledged"
+                        ),
+                        None,
+                    )),
+                    Turn::Busy => Some((
+                        ErrorCode::RateLimited,
+                        format!(
+                            "{MAX_WAITING} numbered publishes of this connection are already waiting for earlier ones; send this one again once they are acknowledged"
+                        ),
+                        Some(BUSY_RETRY_MS),
+                    )),
+                };
+                if let Some((code, message, retry_after_ms)) = refusal {
+                    return Ok(vec![ServerFrame::Error(ErrorFrame {
+                        code,
+                        message,
+                        action: Some("publish".into()),
+                        channel: Some(channel.clone()),
+                        id: id.clone(),
+                        retry_after_ms,
+                    })]);
+                }
             }
             let appended = store.append(channel, id.as_deref(), user, data).await;
             if let Some(seq) = seq {
@@ -231,6 +262,7 @@ async fn act(
                     action: Some("publish".into()),
                     channel: Some(channel.clone()),
                     id: id.clone(),
+                    retry_after_ms: None,
                 }));
             }
             out
