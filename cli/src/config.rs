@@ -148,6 +148,10 @@ pub struct Config {
     /// The stage's access log: one line per connect, message and disconnect.
     #[serde(default)]
     pub access_logs: Option<AccessLogsConfig>,
+    /// What one connection or one user may use, enforced by the bundled functions (each key
+    /// left out keeps its default).
+    #[serde(default)]
+    pub limits: wsctl_functions::limits::Limits,
 }
 
 /// API Gateway writes a WebSocket stage's access log through one CloudWatch Logs role set in
@@ -975,6 +979,15 @@ impl Config {
         if let Some(logs) = &self.access_logs {
             out.extend(logs.problems());
         }
+        out.extend(
+            self.limits
+                .problems()
+                .into_iter()
+                .map(|(field, message)| Problem {
+                    field: format!("limits.{field}"),
+                    message,
+                }),
+        );
         out.extend(self.bundled_function_problems());
         out
     }

@@ -1308,6 +1308,14 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         .collect();
     assert_eq!(data, (1..=100).collect::<Vec<_>>());
 
+    // A channel name with a space that hides, or in a second spelling, is no channel.
+    for name in ["room\u{00A0}", "room ", "cafe\u{301}"] {
+        ana.send(json!({"action": "subscribe", "channel": name}))
+            .await;
+        let refusal = ana.expect("refusal", is("error"), T).await;
+        assert_eq!(refusal["code"], "bad_request", "{name:?}: {refusal}");
+    }
+
     // A web page elsewhere, or a DNS name rebound to 127.0.0.1, reaches none of the helpers.
     let base = dev.base();
     let token_url = format!("{base}/_wsctl/token?user=x");
@@ -1411,9 +1419,33 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
             other.map(|_| "connected")
         ),
     }
-    for user in ["server", "%E2%80%AEevil"] {
+    for user in [
+        "server",
+        "%E2%80%AEevil",
+        // The reserved name in another case or width, or with a space that hides.
+        "Server",
+        "%EF%BD%93erver",
+        "server%C2%A0",
+        "server%20",
+    ] {
         let (status, body) = http(&format!("{base}/_wsctl/token?user={user}"), "GET", b"").await;
         assert_eq!(status, 400, "{user}: {body}");
+    }
+    // A correctly signed token whose user only looks like the server is refused at the
+    // handshake, as are two spellings of one name.
+    for user in ["SERVER", "ana\u{00A0}", "Jose\u{301}"] {
+        let lookalike = mint(
+            secret.as_bytes(),
+            &Claims::issue(user, Capabilities::everything(), Duration::from_secs(600))
+                .with_audience(Some("chat-app")),
+        );
+        match Client::connect(&format!("{}?token={lookalike}", dev.field("url"))).await {
+            Err(Refused::Status(403)) => {}
+            other => panic!(
+                "a token for {user:?}: expected 403, got {:?}",
+                other.map(|_| "connected")
+            ),
+        }
     }
 }
 

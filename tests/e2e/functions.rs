@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use wsctl_functions::auth::SecretKeys;
 use wsctl_functions::handlers::authorizer::{Authorizer, Fetch, secret_cache};
 use wsctl_functions::handlers::{self, authorizer, publish};
+use wsctl_functions::limits::{self, Limits, Rate};
 use wsctl_functions::store::Store;
 use wsctl_functions::{Ctx, Invoker, Settings, connections::Connections, layout};
 use wsctl_tests::connections::ConnectionsServer;
@@ -168,6 +169,8 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         // A loaded test machine can take longer than a publish on AWS between two numbered
         // publishes; the order, not the give-up time, is what these tests check.
         seq_patience: Duration::from_secs(30),
+        // Out of the way of what these tests check; the limits' own tests set theirs.
+        limits: unlimited(),
     };
     let _ = slot.set(ctx.clone());
     Rig {
@@ -177,6 +180,19 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         inflight,
         copies,
         failing,
+    }
+}
+
+/// Limits no test reaches by accident.
+pub(crate) fn unlimited() -> Limits {
+    let high = Rate::new(1e9, 1_000_000_000);
+    Limits {
+        frames: high,
+        publishes: high,
+        publish_bytes: high,
+        presence: high,
+        connections_per_user: limits::MAX_CONNECTIONS_PER_USER,
+        subscriptions_per_connection: limits::MAX_SUBSCRIPTIONS_PER_CONNECTION,
     }
 }
 

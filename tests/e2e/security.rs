@@ -528,21 +528,87 @@ async fn duplicated_hand_offs_deliver_once_and_a_failed_one_is_reported() {
     );
 }
 
-/// Handles numbered publishes of `connection` concurrently, as API Gateway may invoke them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enter_that_changes_nothing_is_not_announced_again() {
+    let rig = rig(5000).await;
+    for c in ["watcher", "megaphone"] {
+        rig.server.connect(c);
+    }
+    send(
+        &rig,
+        "watcher",
+        &json!({"action": "subscribe", "channel": "room"}),
+        ALL,
+    )
+    .await;
+    // A presence-only token repeating its enter: announced once, then only when the data
+    // changes, and again after a leave.
+    let presence_only = r#"{"room":["presence"]}"#;
+    let enter = |bio: &str| json!({"action": "presence", "channel": "room", "enter": {"bio": bio}});
+    for body in [
+        enter("buy now"),
+        enter("buy now"),
+        enter("buy now"),
+        enter("new"),
+        enter("new"),
+        json!({"action": "presence", "channel": "room", "leave": true}),
+        enter("new"),
+    ] {
+        send(&rig, "megaphone", &body, presence_only).await;
+        // Each fan-out done before the next frame: the order seen is the order sent.
+        rig.settle().await;
+    }
+    let seen: Vec<(String, Value)> = of_type(&rig, "watcher", "presence")
+        .into_iter()
+        .map(|p| {
+            (
+                p["event"].as_str().unwrap().to_string(),
+                p["member"]["data"]["bio"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("enter".to_string(), json!("buy now")),
+            ("enter".to_string(), json!("new")),
+            ("leave".to_string(), Value::Null),
+            ("enter".to_string(), json!("new")),
+        ]
+    );
+}
+
+/// Handles numbered publishes of `connection` concurrently, as API Gateway may invoke them;
+/// each one refused with `rate_limited` is sent again after its `retry_after_ms`, as a client
+/// does (its successors are waiting for it meanwhile).
 async fn publish_numbered(rig: &Rig, connection: &str, channel: &str, seqs: &[u64]) {
     let handles: Vec<_> = seqs
         .iter()
         .map(|&seq| {
-            let ctx = rig.ctx.clone();
-            let body = json!({"action": "publish", "channel": channel, "data": seq, "seq": seq})
-                .to_string();
+            let (ctx, server) = (rig.ctx.clone(), rig.server.clone());
+            let id = format!("n{seq}");
+            let body =
+                json!({"action": "publish", "channel": channel, "data": seq, "seq": seq, "id": id})
+                    .to_string();
             let connection = connection.to_string();
             tokio::spawn(async move {
-                handlers::message::handle(
-                    &ctx,
-                    &event("$default", "MESSAGE", &connection, Some(&body), ALL),
-                )
-                .await
+                for attempt in 1.. {
+                    handlers::message::handle(
+                        &ctx,
+                        &event("$default", "MESSAGE", &connection, Some(&body), ALL),
+                    )
+                    .await;
+                    let refusals: Vec<u64> = frames(&server, &connection)
+                        .iter()
+                        .filter(|f| f["code"] == "rate_limited" && f["id"] == id.as_str())
+                        .map(|f| f["retry_after_ms"].as_u64().unwrap())
+                        .collect();
+                    if refusals.len() < attempt {
+                        break;
+                    }
+                    let wait = refusals[attempt - 1];
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
             })
         })
         .collect();
@@ -579,7 +645,10 @@ async fn a_publishers_numbered_burst_is_stored_in_its_order() {
         (1..=96).collect::<Vec<_>>(),
         "serials follow the publisher's numbering"
     );
-    let refused: Vec<Value> = of_type(&rig, "fast", "error");
+    let refused: Vec<Value> = of_type(&rig, "fast", "error")
+        .into_iter()
+        .filter(|e| e["code"] != "rate_limited")
+        .collect();
     assert!(refused.is_empty(), "{refused:?}");
 }
 
@@ -1113,11 +1182,19 @@ fn no_frame_outside_its_grant_has_an_effect() {
                 case,
                 posts
             );
+            // Its only trace is the frame it cost the connection (every frame counts, refused
+            // ones too): its budget read and written back, nothing else.
+            let others: Vec<_> = proxy
+                .requests()
+                .into_iter()
+                .filter(|r| !budget_of(r, "sender"))
+                .map(|r| r.call)
+                .collect();
             proptest::prop_assert!(
-                proxy.calls().is_empty(),
+                others.is_empty(),
                 "{:?} reached the store: {:?}",
                 case,
-                proxy.calls()
+                others
             );
             proptest::prop_assert!(
                 handed_off.lock().unwrap().is_empty(),
@@ -1132,6 +1209,64 @@ fn no_frame_outside_its_grant_has_an_effect() {
         refused > cases as usize / 4 && allowed > cases as usize / 20,
         "both sides exercised: {refused} refused, {allowed} allowed"
     );
+
+    // Over a limit, no frame has an effect either, whatever its grant and shape: a connection
+    // whose budget is spent (one frame per 1,000 s) gets `rate_limited` for every frame, and
+    // the store is read, never written.
+    let mut spent = ctx.clone();
+    spent.limits.frames = wsctl_functions::limits::Rate::new(0.001, 1);
+    rig.server.connect("spent");
+    let spend = |case: &Case| {
+        let cap = serde_json::to_string(&case.caps).unwrap();
+        let e = event(
+            "$default",
+            "MESSAGE",
+            "spent",
+            Some(&case.frame.to_string()),
+            &cap,
+        );
+        runtime.block_on(handlers::message::handle(&spent, &e));
+    };
+    spend(&Case {
+        caps: Default::default(),
+        frame: json!({"action": "ping"}),
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: cases / 4,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case_strategy(), |case| {
+            rig.server.clear();
+            proxy.clear();
+            handed_off.lock().unwrap().clear();
+            spend(&case);
+            let posts = rig.server.posts();
+            proptest::prop_assert_eq!(posts.len(), 1, "{:?} → {:?}", case, posts);
+            let answer: Value = serde_json::from_str(&posts[0].1).unwrap();
+            proptest::prop_assert_eq!(&answer["code"], &json!("rate_limited"), "{:?}", case);
+            proptest::prop_assert!(answer["retry_after_ms"].as_u64().unwrap() > 0);
+            let requests = proxy.requests();
+            proptest::prop_assert!(
+                requests
+                    .iter()
+                    .all(|r| budget_of(r, "spent") && r.call.operation == "GetItem"),
+                "{:?} reached the store: {:?}",
+                case,
+                proxy.calls()
+            );
+            proptest::prop_assert!(handed_off.lock().unwrap().is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Whether a recorded DynamoDB call is about `connection`'s frame budget.
+fn budget_of(r: &wsctl_tests::proxy::Recorded, connection: &str) -> bool {
+    let key = wsctl_functions::limits::connection_key(connection);
+    ["GetItem", "UpdateItem"].contains(&r.call.operation.as_str())
+        && r.json()["Key"]["channel"]["S"] == key.as_str()
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ struct State {
     posts: Vec<(String, String)>,
 }
 
+#[derive(Clone)]
 pub struct ConnectionsServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,

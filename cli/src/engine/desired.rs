@@ -544,6 +544,17 @@ fn environment(
     if f.read_secret {
         env.insert("WSCTL_SECRET_PARAMETER".into(), names.secret());
     }
+    // The bundled functions that enforce the per-client limits read them here.
+    if f.handler
+        .as_deref()
+        .and_then(layout::role)
+        .is_some_and(|r| r.enforces_limits)
+    {
+        env.insert(
+            wsctl_functions::limits::LIMITS_ENV.into(),
+            serde_json::to_string(&config.limits).expect("limits are JSON"),
+        );
+    }
     if let Some(auth) = config.authorizer.as_ref().filter(|a| a.function == logical) {
         if let Some(aud) = &auth.audience {
             env.insert("TOKEN_AUDIENCE".into(), aud.clone());

@@ -451,8 +451,8 @@ fn check_jwk(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> Result<(), TokenEr
 
 /// A user id: 1-128 printable characters, and never the name server-side publishes use.
 pub fn check_user(user: &str) -> Result<(), String> {
-    crate::protocol::check_name("`sub`", user, MAX_USER_CHARS, "")?;
-    if user == crate::protocol::SERVER_USER {
+    crate::protocol::check_identifier("`sub`", user, MAX_USER_CHARS, "")?;
+    if crate::protocol::is_server_lookalike(user) {
         return Err(format!(
             "`sub` `{user}` is reserved for server-side publishes"
         ));
@@ -677,6 +677,20 @@ mod tests {
             ("a\u{202E}b", false),
             ("a\u{200B}", false),
             ("tab\there", false),
+            ("Ana Lima", true),
+            ("José", true),
+            // One identity, one spelling: the reserved name in any case or width, spaces
+            // that hide, and a second spelling of the same letters are all refused.
+            ("Server", false),
+            ("SERVER", false),
+            ("\u{FF53}\u{FF45}\u{FF52}\u{FF56}\u{FF45}\u{FF52}", false),
+            ("\u{017F}erver", false),
+            ("server ", false),
+            (" ana", false),
+            ("server\u{00A0}", false),
+            ("ana\u{3000}lima", false),
+            ("Jose\u{0301}", false),
+            ("servers", true),
         ] {
             let mut c = claims(600);
             c.sub = sub.into();

@@ -106,7 +106,7 @@ pub const HISTORY: Table = Table {
     indexes: &[],
 };
 
-/// Per-channel serials, publish ids, publish order and fan-out claims.
+/// Per-channel serials, publish ids, publish order, fan-out claims, and the limits' state.
 pub const COUNTERS: Table = Table {
     name: "counters",
     partition_key: Attr::s("channel"),
@@ -133,14 +133,18 @@ pub struct Role {
     pub invokes_publish: bool,
     /// Posts to the stage's `@connections` API.
     pub manages_connections: bool,
+    /// Enforces the per-client limits, which reach it in [`crate::limits::LIMITS_ENV`].
+    pub enforces_limits: bool,
 }
 
 pub const ROLES: [Role; 4] = [
     Role {
         handler: "connect",
-        tables: &[(&CONNECTIONS, Use::Write)],
+        // Counts each user's open connections (`limits.connections_per_user`).
+        tables: &[(&CONNECTIONS, Use::Write), (&COUNTERS, Use::ReadWrite)],
         invokes_publish: false,
         manages_connections: false,
+        enforces_limits: true,
     },
     Role {
         handler: "disconnect",
@@ -148,9 +152,12 @@ pub const ROLES: [Role; 4] = [
             (&CONNECTIONS, Use::Write),
             // Its subscriptions are found through the index, then deleted.
             (&SUBSCRIPTIONS, Use::ReadWrite),
+            // Frees its place among its user's open connections.
+            (&COUNTERS, Use::Write),
         ],
         invokes_publish: true,
         manages_connections: false,
+        enforces_limits: false,
     },
     Role {
         handler: "message",
@@ -162,6 +169,7 @@ pub const ROLES: [Role; 4] = [
         ],
         invokes_publish: true,
         manages_connections: true,
+        enforces_limits: true,
     },
     Role {
         handler: "publish",
@@ -174,6 +182,7 @@ pub const ROLES: [Role; 4] = [
         ],
         invokes_publish: true,
         manages_connections: true,
+        enforces_limits: false,
     },
 ];
 

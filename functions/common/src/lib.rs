@@ -11,6 +11,7 @@ mod fuzz;
 pub mod handlers;
 pub mod http;
 pub mod layout;
+pub mod limits;
 pub mod partition;
 pub mod protocol;
 pub mod store;
@@ -74,6 +75,8 @@ pub struct Ctx {
     /// How long a numbered publish waits, without progress, for its predecessor to be stored
     /// before going ahead (a predecessor that never arrives must not block the connection).
     pub seq_patience: Duration,
+    /// What one connection or user may use (`limits:` in wsctl.yaml).
+    pub limits: limits::Limits,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -103,13 +106,15 @@ pub struct Settings {
     pub fanout_per_invocation: usize,
     pub fanout_concurrency: usize,
     pub seq_patience: Duration,
+    pub limits: limits::Limits,
 }
 
 impl Settings {
     /// From the environment wsctl deploys: `WSCTL_TABLE_*` and `WSCTL_TTL_ATTRIBUTE_*` for each
     /// table, `WSCTL_CONNECTIONS_URL`, `WSCTL_FUNCTION_PUBLISH` (see [`layout::needed_env`]:
     /// the first one `role` needs and lacks is the error); tunables `HISTORY_TTL_SECONDS`,
-    /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`.
+    /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`; the limits in
+    /// `WSCTL_LIMITS`.
     pub fn from_env(role: &layout::Role) -> Result<Settings, MissingVariable> {
         Settings::from_vars(role, env)
     }
@@ -155,6 +160,7 @@ impl Settings {
             fanout_per_invocation: num("FANOUT_PER_INVOCATION", 5000) as usize,
             fanout_concurrency: num("FANOUT_CONCURRENCY", 64) as usize,
             seq_patience: Duration::from_millis(num("SEQ_PATIENCE_MS", 2000)),
+            limits: limits::Limits::from_var(var(limits::LIMITS_ENV).as_deref()),
         })
     }
 }
@@ -181,6 +187,7 @@ impl Ctx {
             fanout_per_invocation: settings.fanout_per_invocation,
             fanout_concurrency: settings.fanout_concurrency,
             seq_patience: settings.seq_patience,
+            limits: settings.limits,
         }
     }
 }
@@ -272,11 +279,15 @@ mod tests {
     fn a_role_needs_only_its_own_tables_and_gets_the_configured_ttl_attributes() {
         let vars: HashMap<String, String> = deployed()
             .into_iter()
-            .filter(|(k, _)| k.ends_with("_CONNECTIONS") && k.starts_with("WSCTL_T"))
+            .filter(|(k, _)| {
+                (k.ends_with("_CONNECTIONS") || k.ends_with("_COUNTERS"))
+                    && k.starts_with("WSCTL_T")
+            })
             .collect();
         let s = settings("connect", &vars).unwrap();
         assert_eq!(s.tables.connections, "chat-dev-connections");
         assert_eq!(s.tables.ttl.connections, "expires_at");
+        assert_eq!(s.tables.counters, "chat-dev-counters");
         assert_eq!(s.tables.subscriptions, "");
         assert!(settings("disconnect", &vars).is_err());
 

@@ -208,9 +208,12 @@ pub enum ErrorCode {
     TooLarge,
     /// The token's capabilities do not allow this action on this channel.
     Forbidden,
-    /// Over one of the stage's limits (`retry_after_ms` says when to send it again); the
+    /// Over one of the stage's rate limits (`retry_after_ms` says when to send it again); the
     /// frame had no effect.
     RateLimited,
+    /// Over one of the stage's limits on what a connection holds (its channels): waiting does
+    /// not help, releasing something does. The frame had no effect.
+    LimitExceeded,
     /// The server failed; retrying later may work.
     Internal,
 }
@@ -259,10 +262,44 @@ pub fn check_name(what: &str, name: &str, max: usize, extra: &str) -> Result<(),
     Ok(())
 }
 
+/// A name that identifies (a channel, a user): a [`check_name`] with one spelling only. It is
+/// in Unicode normalization form C (so `é` as one code point and as `e` + U+0301 are not two
+/// names), neither starts nor ends with a space, and its only space is the ASCII one (a
+/// no-break or ideographic space looks like it).
+pub fn check_identifier(what: &str, name: &str, max: usize, extra: &str) -> Result<(), String> {
+    check_name(what, name, max, extra)?;
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(format!(
+            "{what} starts or ends with a space; remove it{extra}"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() && *c != ' ') {
+        return Err(format!(
+            "{what} contains the space U+{:04X}, which looks like another; use the ASCII space{extra}",
+            c as u32
+        ));
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    if !nfc.is_normalized(name) {
+        return Err(format!(
+            "{what} is not in Unicode normalization form C; send it as {:?} (its NFC form){extra}",
+            nfc.normalize(name)
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `user` is the server's own name in any case or width (`Server`, `ＳＥＲＶＥＲ`,
+/// `ſerver`): compared after NFKC and lower-casing, so no token's user looks like it.
+pub fn is_server_lookalike(user: &str) -> bool {
+    let folded = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(user);
+    folded.to_lowercase() == SERVER_USER
+}
+
 /// A channel name: 1-128 printable characters without `#` (which the store uses in keys).
 pub fn check_channel(channel: &str) -> Result<(), (ErrorCode, String)> {
     let rule = " without `#`";
-    check_name("the channel name", channel, MAX_CHANNEL_CHARS, rule)
+    check_identifier("the channel name", channel, MAX_CHANNEL_CHARS, rule)
         .map_err(|m| (ErrorCode::BadRequest, m))?;
     if channel.contains('#') {
         return Err((
@@ -503,6 +540,38 @@ mod tests {
         let big = json!({"action":"publish","channel":"c","data":"x".repeat(MAX_DATA_BYTES + 1)})
             .to_string();
         assert_eq!(parse(&big).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn a_channel_has_one_spelling() {
+        for (name, ok) in [
+            ("room-1", true),
+            ("room 1", true),
+            ("caf\u{E9}", true),
+            ("\u{4F1A}\u{8B70}\u{5BA4}", true),
+            // `é` as `e` + a combining accent: the same name as above to a reader.
+            ("cafe\u{301}", false),
+            ("room-1 ", false),
+            (" room-1", false),
+            ("room\u{00A0}1", false),
+            ("room\u{2007}1", false),
+            ("room\u{3000}1", false),
+        ] {
+            let frame = json!({"action": "subscribe", "channel": name}).to_string();
+            match parse(&frame) {
+                Ok(_) => assert!(ok, "{name:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{name:?} refused: {}", e.message);
+                    assert_eq!(e.code, ErrorCode::BadRequest);
+                }
+            }
+        }
+        let e = parse(r#"{"action":"subscribe","channel":"cafe\u0301"}"#).unwrap_err();
+        assert!(
+            e.message.contains("\"caf\u{e9}\""),
+            "names the form to send: {}",
+            e.message
+        );
     }
 
     #[test]

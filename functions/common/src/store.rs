@@ -57,7 +57,7 @@ pub struct StoreError {
     pub message: String,
 }
 
-fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
+pub(crate) fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
     op: &'static str,
     table: &'a str,
 ) -> impl FnOnce(
@@ -93,7 +93,7 @@ fn n(v: u64) -> AttributeValue {
 fn get_s(item: &Key, k: &str) -> Option<String> {
     item.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
-fn get_n(item: &Key, k: &str) -> Option<u64> {
+pub(crate) fn get_n(item: &Key, k: &str) -> Option<u64> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
@@ -236,15 +236,17 @@ impl Store {
     }
 
     /// Enters a channel's presence set with `member` data. A connection that is not
-    /// subscribed stays so: presence alone never receives the channel's messages.
+    /// subscribed stays so: presence alone never receives the channel's messages. False when
+    /// the connection was present with the same data already: nothing to announce.
     pub async fn enter_presence(
         &self,
         channel: &str,
         connection: &str,
         user: &str,
         member: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let t = &self.tables.subscriptions;
+        let member_json = member.to_string();
         // An existing item keeps whatever it says of `listening` (absent: subscribed); only a
         // new one is created as presence alone.
         for new_item in [false, true] {
@@ -261,7 +263,7 @@ impl Store {
                 .expression_attribute_values(":u", s(user))
                 .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
                 .expression_attribute_values(":p", AttributeValue::Bool(true))
-                .expression_attribute_values(":m", s(member.to_string()));
+                .expression_attribute_values(":m", s(&member_json));
             if new_item {
                 // A subscribe that created the item meanwhile wins: `if_not_exists` keeps it.
                 update.push_str(", #l = if_not_exists(#l, :f)");
@@ -273,8 +275,18 @@ impl Store {
                     .condition_expression("attribute_exists(#c)")
                     .expression_attribute_names("#c", SUB_CONNECTION);
             }
-            match req.update_expression(update).send().await {
-                Ok(_) => return Ok(()),
+            match req
+                .update_expression(update)
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let old = out.attributes.unwrap_or_default();
+                    let unchanged = old.get("present").is_some_and(|p| p.as_bool() == Ok(&true))
+                        && get_s(&old, "member").as_deref() == Some(member_json.as_str());
+                    return Ok(!unchanged);
+                }
                 Err(e)
                     if !new_item
                         && e.as_service_error()
@@ -282,7 +294,7 @@ impl Store {
                 Err(e) => return Err(err("UpdateItem", t)(e)),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Leaves the presence set; true when the connection was present. The item of a

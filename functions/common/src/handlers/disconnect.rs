@@ -1,5 +1,6 @@
-//! `$disconnect`: removes the connection and all its subscriptions, and announces a presence
-//! `leave` in every channel it was present in.
+//! `$disconnect`: removes the connection and all its subscriptions, announces a presence
+//! `leave` in every channel it was present in, and frees its place among its user's
+//! connections.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
@@ -17,6 +18,11 @@ pub async fn handle(
         if let Err(e) = super::publish::hand_off(ctx, &channel, &frame, None).await {
             tracing::error!(channel, error = %e, "presence leave hand-off failed");
         }
+    }
+    // The authorizer's context reaches `$disconnect` too. A place not freed (this event is
+    // best-effort) lapses at API Gateway's 2-hour connection limit.
+    if let Some((user, _)) = super::identity(&event.request_context) {
+        ctx.store.close_connection(&user, &connection).await?;
     }
     tracing::info!("disconnected");
     Ok(super::ok())

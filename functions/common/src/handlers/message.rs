@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::Ctx;
 use crate::auth::{Capabilities, Op};
 use crate::connections::Frame;
+use crate::limits::{self, Refusal};
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
 };
@@ -20,21 +21,17 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
     let frames = match protocol::parse(body) {
-        Err(e) => vec![ServerFrame::Error(e)],
+        // A malformed frame costs an invocation like any other: it counts against the
+        // connection's frames.
+        Err(e) => match admit(ctx, &connection, None).await {
+            Ok(Ok(())) => vec![ServerFrame::Error(e)],
+            Ok(Err(refusal)) => vec![rate_limited(refusal, e.action, e.channel, e.id)],
+            Err(e) => vec![internal(None, &e)],
+        },
         Ok(frame) => match identity(ctx, event, &connection).await {
-            Ok((user, caps)) => act(ctx, &connection, &user, &caps, &frame)
+            Ok(sender) => answer(ctx, &sender, &frame)
                 .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, action = frame.action(), "store failed");
-                    vec![ServerFrame::Error(ErrorFrame {
-                        code: ErrorCode::Internal,
-                        message: "the server could not complete this action; retry".into(),
-                        action: Some(frame.action().into()),
-                        channel: frame.channel().map(str::to_string),
-                        id: client_id(&frame),
-                        retry_after_ms: None,
-                    })]
-                }),
+                .unwrap_or_else(|e| vec![internal(Some(&frame), &e)]),
             Err(e) => {
                 tracing::error!(error = %e, "identity lookup failed");
                 vec![ServerFrame::error(
@@ -56,21 +53,106 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
     super::ok()
 }
 
+/// Who sent a frame.
+struct Sender {
+    connection: String,
+    user: String,
+    caps: Capabilities,
+    /// The user comes from a verified token, so per-user limits apply to it. Without an
+    /// authorizer every connection is `anonymous`, and only per-connection limits apply.
+    verified: bool,
+}
+
 async fn identity(
     ctx: &Ctx,
     event: &ApiGatewayWebsocketProxyRequest,
     connection: &str,
-) -> Result<(String, Capabilities), StoreError> {
+) -> Result<Sender, StoreError> {
+    let sender = |(user, caps), verified| Sender {
+        connection: connection.to_string(),
+        user,
+        caps,
+        verified,
+    };
     if let Some(id) = super::identity(&event.request_context) {
-        return Ok(id);
+        return Ok(sender(id, true));
     }
     // No authorizer context (a stack without an authorizer): what `$connect` stored.
-    Ok(ctx
+    let stored = ctx
         .store
         .get_connection(connection)
         .await?
         .map(|c| (c.user, c.capabilities))
-        .unwrap_or_else(|| ("anonymous".into(), Capabilities::default())))
+        .unwrap_or_else(|| ("anonymous".into(), Capabilities::default()));
+    Ok(sender(stored, false))
+}
+
+/// The frame's place in the connection's budget, then the frame itself.
+async fn answer(
+    ctx: &Ctx,
+    sender: &Sender,
+    frame: &ClientFrame,
+) -> Result<Vec<ServerFrame>, StoreError> {
+    if let Err(refusal) = admit(ctx, &sender.connection, Some((frame, &sender.caps))).await? {
+        return Ok(vec![rate_limited(
+            refusal,
+            Some(frame.action().into()),
+            frame.channel().map(str::to_string),
+            client_id(frame),
+        )]);
+    }
+    act(ctx, sender, frame).await
+}
+
+/// Takes one frame from the connection's budget, and one presence update for an `enter` or
+/// `leave` its grant allows (a refused one changes no presence, so it costs none).
+async fn admit(
+    ctx: &Ctx,
+    connection: &str,
+    frame: Option<(&ClientFrame, &Capabilities)>,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let limits = &ctx.limits;
+    let mut buckets = vec![("frames", limits.frames, 1)];
+    if let Some((f @ ClientFrame::Presence { enter, leave, .. }, caps)) = frame
+        && (enter.is_some() || *leave == Some(true))
+        && authorize(caps, f).is_ok()
+    {
+        buckets.push(("presence", limits.presence, 1));
+    }
+    ctx.store
+        .take(&limits::connection_key(connection), &buckets)
+        .await
+}
+
+fn rate_limited(
+    refusal: Refusal,
+    action: Option<String>,
+    channel: Option<String>,
+    id: Option<String>,
+) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame {
+        code: ErrorCode::RateLimited,
+        message: format!(
+            "over this stage's `limits.{}`; nothing was done: send it again in {} ms",
+            refusal.limit, refusal.retry_after_ms
+        ),
+        action,
+        channel,
+        id,
+        retry_after_ms: Some(refusal.retry_after_ms),
+    })
+}
+
+fn internal(frame: Option<&ClientFrame>, e: &StoreError) -> ServerFrame {
+    tracing::error!(error = %e, action = frame.map(ClientFrame::action), "store failed");
+    ServerFrame::Error(ErrorFrame {
+        code: ErrorCode::Internal,
+        message: "the server could not complete this action; retry".into(),
+        action: frame.map(|f| f.action().into()),
+        channel: frame.and_then(|f| f.channel().map(str::to_string)),
+        id: frame.and_then(client_id),
+        retry_after_ms: None,
+    })
 }
 
 fn client_id(frame: &ClientFrame) -> Option<String> {
@@ -121,11 +203,14 @@ pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerF
 /// The frames to send back to the sender, in order.
 async fn act(
     ctx: &Ctx,
-    connection: &str,
-    user: &str,
-    caps: &Capabilities,
+    sender: &Sender,
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
+    let (connection, user, caps) = (
+        sender.connection.as_str(),
+        sender.user.as_str(),
+        &sender.caps,
+    );
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `Ctx::seq_patience` once and goes on.
     if let Err(refused) = authorize(caps, frame) {
@@ -139,6 +224,9 @@ async fn act(
             since,
             rewind,
         } => {
+            if let Some(refused) = hold_channel(ctx, frame, connection, channel).await? {
+                return Ok(vec![refused]);
+            }
             // Subscribe first, then replay: a message published meanwhile is in the replay or
             // arrives live (clients drop serials they already have).
             store.subscribe(channel, connection, user).await?;
@@ -234,6 +322,24 @@ async fn act(
                     })]);
                 }
             }
+            // The user's publishes and bytes, over all of their connections: what one user may
+            // write to history and fan out, whatever their grant.
+            if sender.verified {
+                let limits = &ctx.limits;
+                let bytes = data.to_string().len() as u64;
+                let budget = [
+                    ("publishes", limits.publishes, 1),
+                    ("publish_bytes", limits.publish_bytes, bytes),
+                ];
+                if let Err(refusal) = store.take(&limits::user_key(user), &budget).await? {
+                    return Ok(vec![rate_limited(
+                        refusal,
+                        Some("publish".into()),
+                        Some(channel.clone()),
+                        id.clone(),
+                    )]);
+                }
+            }
             let appended = store.append(channel, id.as_deref(), user, data).await;
             if let Some(seq) = seq {
                 advance(ctx, connection, *seq).await;
@@ -309,10 +415,17 @@ async fn act(
                 } else {
                     data.clone()
                 };
-                store
+                if let Some(refused) = hold_channel(ctx, frame, connection, channel).await? {
+                    return Ok(vec![refused]);
+                }
+                // An enter that changes nothing is not announced again: presence is no way to
+                // push content to a channel's subscribers.
+                if store
                     .enter_presence(channel, connection, user, &data)
-                    .await?;
-                announce(ctx, channel, PresenceEvent::Enter, member(data)).await;
+                    .await?
+                {
+                    announce(ctx, channel, PresenceEvent::Enter, member(data)).await;
+                }
                 vec![]
             } else if leave == &Some(true) {
                 if store.leave_presence(channel, connection).await? {
@@ -331,6 +444,30 @@ async fn act(
             }
         }
     })
+}
+
+/// `Some(refusal)` when the connection already holds `subscriptions_per_connection` channels
+/// other than `channel`.
+async fn hold_channel(
+    ctx: &Ctx,
+    frame: &ClientFrame,
+    connection: &str,
+    channel: &str,
+) -> Result<Option<ServerFrame>, StoreError> {
+    let max = ctx.limits.subscriptions_per_connection;
+    if ctx.store.may_hold_channel(connection, channel, max).await? {
+        return Ok(None);
+    }
+    Ok(Some(ServerFrame::Error(ErrorFrame {
+        code: ErrorCode::LimitExceeded,
+        message: format!(
+            "this connection is in {max} channels, this stage's `limits.subscriptions_per_connection`; unsubscribe from one (or leave its presence) first"
+        ),
+        action: Some(frame.action().into()),
+        channel: Some(channel.into()),
+        id: None,
+        retry_after_ms: None,
+    })))
 }
 
 /// Marks a numbered publish as done (stored or refused), so the next one goes ahead.
