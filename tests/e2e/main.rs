@@ -13,6 +13,7 @@ mod domain;
 mod function_states;
 mod functions;
 mod interrupt;
+mod limits;
 mod partition;
 mod permissions;
 mod policy;

@@ -39,7 +39,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 pub struct Plan {
     /// `ws://` or `wss://` URL of the stage, without the token.
     pub url: String,
-    pub token: String,
+    /// Connection `i` uses token `i` modulo their number (publishers after the subscribers).
+    pub tokens: Vec<String>,
     pub connections: usize,
     /// New connections a second.
     pub rate: f64,
@@ -368,7 +369,8 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
         closes: Mutex::default(),
         posts: Posts::default(),
     });
-    let full_url = crate::stack::with_token(&plan.url, &plan.token);
+    let url_of =
+        |i: usize| crate::stack::with_token(&plan.url, &plan.tokens[i % plan.tokens.len()]);
     let (stop_tx, stop) = watch::channel(false);
     let timeline = tokio::spawn(sample(shared.clone(), stop.clone()));
 
@@ -389,7 +391,7 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
         due = (due + interval).max(Instant::now());
         subscribers.push(tokio::spawn(subscriber(
             shared.clone(),
-            full_url.clone(),
+            url_of(i),
             (plan.channels > 0).then(|| i % plan.channels),
             permit,
             stop.clone(),
@@ -403,10 +405,10 @@ pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
     let mut publishers = Vec::new();
     let mut senders = Vec::new();
     let publishing = plan.channels > 0 && publishes > 0;
-    for _ in 0..if publishing { plan.publishers } else { 0 } {
+    for p in 0..if publishing { plan.publishers } else { 0 } {
         let (tx, rx) = mpsc::channel::<(u64, usize)>(1024);
         let task = match &plan.via {
-            Via::Socket => match open(&shared, &full_url).await {
+            Via::Socket => match open(&shared, &url_of(plan.connections + p)).await {
                 Some(ws) => {
                     tokio::spawn(publisher(shared.clone(), ws, rx, plan.size, stop.clone()))
                 }

@@ -81,7 +81,7 @@ pub async fn run(
     }
     let plan = Plan {
         url: target.url,
-        token: target.token,
+        tokens: target.tokens,
         connections,
         rate: args.rate,
         in_flight: args.in_flight as usize,
@@ -223,7 +223,9 @@ fn within_quota(args: &BenchArgs, load: Load, connections: usize) -> Result<(), 
 
 struct Target {
     url: String,
-    token: String,
+    /// Connection `i` uses token `i` (modulo their number); publishers come after the
+    /// subscribers.
+    tokens: Vec<String>,
     /// Not this machine: the stack's stage on AWS.
     remote: bool,
     /// With --via function: the stack's publish function.
@@ -243,7 +245,7 @@ async fn target(
     {
         return Ok(Target {
             url: url.clone(),
-            token: token.clone(),
+            tokens: vec![token.clone()],
             remote: false,
             function: None,
         });
@@ -282,13 +284,21 @@ async fn target(
             (gateway.websocket, remote)
         }
     };
-    let token = match &args.token {
-        Some(token) => token.clone(),
+    // One user per connection, as real clients are: the stage's per-user limits
+    // (`limits.connections_per_user`, publishes a second) then bound each one, not the run.
+    let tokens = match &args.token {
+        Some(token) => vec![token.clone()],
         None => {
+            let users: Vec<String> = (0..args.connections as u64 + u64::from(args.publishers))
+                .map(|i| format!("bench-{i}"))
+                .collect();
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
             stack
-                .mint("bench", Capabilities::everything(), lifetime)
+                .mint_many(&users, Capabilities::everything(), lifetime)
                 .await?
-                .0
+                .into_iter()
+                .map(|(token, _)| token)
+                .collect()
         }
     };
     // The function fans out to the subscribers of its own stage: the bench's connections
@@ -304,7 +314,7 @@ async fn target(
     let function = (args.via == PublishVia::Function).then(|| stack.publish_function());
     Ok(Target {
         url,
-        token,
+        tokens,
         remote,
         function,
     })

@@ -280,14 +280,30 @@ impl<'c> Stack<'c> {
         cap: Capabilities,
         ttl: Duration,
     ) -> Result<(String, Claims), Error> {
+        let mut minted = self.mint_many(&[user], cap, ttl).await?;
+        Ok(minted.remove(0))
+    }
+
+    /// A token for each of `users` with the same grant, the keys read once.
+    pub async fn mint_many(
+        &self,
+        users: &[&str],
+        cap: Capabilities,
+        ttl: Duration,
+    ) -> Result<Vec<(String, Claims)>, Error> {
         let keys = self.keys().await?;
         let audience = self
             .config
             .authorizer
             .as_ref()
             .and_then(|a| a.audience.as_deref());
-        let claims = Claims::issue(user, cap, ttl).with_audience(audience);
-        Ok((mint(&keys.current, &claims), claims))
+        Ok(users
+            .iter()
+            .map(|user| {
+                let claims = Claims::issue(user, cap.clone(), ttl).with_audience(audience);
+                (mint(&keys.current, &claims), claims)
+            })
+            .collect())
     }
 }
 
