@@ -1447,6 +1447,78 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
             ),
         }
     }
+
+    // The client that uses its grant too much, at the template's limits. A user holds 50
+    // connections at most; the 51st handshake is refused with 429, and a closed one frees its
+    // place (its `$disconnect` ran).
+    let hoarder = dev.token("hoarder").await;
+    let hoarder_url = format!("{}?token={hoarder}", dev.field("url"));
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(
+            Client::connect(&hoarder_url)
+                .await
+                .expect("within the limit"),
+        );
+    }
+    match Client::connect(&hoarder_url).await {
+        Err(Refused::Status(429)) => {}
+        other => panic!(
+            "the 51st connection: expected 429, got {:?}",
+            other.map(|_| "connected")
+        ),
+    }
+    let mut bob = dev.connect("bob").await;
+    // Dropped without a close frame: the gateway still runs its `$disconnect`.
+    drop(held.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        match Client::connect(&hoarder_url).await {
+            Ok(c) => {
+                reopened = Some(c);
+                break;
+            }
+            Err(Refused::Status(429)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(reopened.is_some(), "a closed connection frees its place");
+
+    // A connection flooding frames: past its burst of 20 it gets `rate_limited`, and another
+    // user's frames are answered as usual meanwhile.
+    let flooder = held.last_mut().unwrap();
+    for i in 0..40 {
+        flooder.send(json!({"action": "ping", "id": i})).await;
+    }
+    bob.send(json!({"action": "ping", "id": "bob"})).await;
+    assert_eq!(bob.expect("bob's pong", is("pong"), T).await["id"], "bob");
+    let mut answers = Vec::new();
+    while answers.len() < 40 {
+        answers.push(
+            flooder
+                .expect(
+                    "an answer",
+                    |v| v["type"] == "pong" || v["type"] == "error",
+                    T,
+                )
+                .await,
+        );
+    }
+    let limited: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["code"] == "rate_limited")
+        .collect();
+    let pongs = answers.iter().filter(|a| a["type"] == "pong").count();
+    assert!(
+        pongs >= 20 && limited.len() >= 5,
+        "{pongs} pongs, {} refused",
+        limited.len()
+    );
+    assert!(
+        limited
+            .iter()
+            .all(|a| a["retry_after_ms"].as_u64().unwrap() > 0)
+    );
 }
 
 /// `status` and `plan` pointed at `wsctl dev` compare the stack with the build `wsctl dev`
