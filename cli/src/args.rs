@@ -378,7 +378,9 @@ pub struct BenchArgs {
     /// else is refused). Default: the deployed stage, or `wsctl dev`'s with --endpoint-url.
     #[arg(long)]
     pub url: Option<String>,
-    /// The token every connection presents; default: one minted with the stack's secret.
+    /// The token every connection presents (one user for all: the stage's per-user limits then
+    /// bound the whole run); default: one minted per connection with the stack's secret, each
+    /// for a user of its own.
     #[arg(long)]
     pub token: Option<String>,
     /// The account's quota of new connections a second was raised: allow --rate above 450,

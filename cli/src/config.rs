@@ -1644,9 +1644,21 @@ tables:
             ),
             ("    handler: publish\n", "", "functions.publish.handler"),
             (
-                "    tables: { connections: read-write, subscriptions: read-write }\n    invoke: [publish]",
-                "    tables: { connections: read-write, subscriptions: read-write }",
+                "    tables: { connections: read-write, subscriptions: read-write, counters: read-write }\n    invoke: [publish]",
+                "    tables: { connections: read-write, subscriptions: read-write, counters: read-write }",
                 "functions.disconnect.invoke",
+            ),
+            // A wsctl.yaml written before the per-client limits: `$connect` counts each user's
+            // connections in `counters`, and `$disconnect` frees the place.
+            (
+                "tables: { connections: read-write, counters: read-write }",
+                "tables: { connections: read-write }",
+                "functions.connect.tables.counters",
+            ),
+            (
+                "subscriptions: read-write, counters: read-write }\n    invoke",
+                "subscriptions: read-write }\n    invoke",
+                "functions.disconnect.tables.counters",
             ),
             (
                 "    read_secret: true",
