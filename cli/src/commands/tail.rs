@@ -81,43 +81,50 @@ pub async fn run(
             }
         });
     }
+    let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
+    // The first read is the baseline: only changes after it are printed, so the note that
+    // says tail is running comes after it.
+    let (mut old_conns, mut old_subs) = snapshot(&store, &channels).await?;
     printer.note(format!(
         "tailing {}/{} (every {} ms); Ctrl-C stops",
         config.stack,
         config.stage,
         args.interval.as_millis()
     ));
-    let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
-    let mut known: Option<Snapshot> = None;
     let mut tick = tokio::time::interval(args.interval);
+    tick.tick().await;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let conns: BTreeMap<String, String> = scan(&store)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.user))
-            .collect();
-        let subs = subscriptions(&store, &channels).await?;
-        // The first read is the baseline: only changes after it are printed.
-        if let Some((old_conns, old_subs)) = &known {
-            for (id, user) in conns.iter().filter(|(id, _)| !old_conns.contains_key(*id)) {
-                emit(json!({"event": "connect", "connection": id, "user": user}));
-            }
-            for (id, user) in old_conns.iter().filter(|(id, _)| !conns.contains_key(*id)) {
-                emit(json!({"event": "disconnect", "connection": id, "user": user}));
-            }
-            for (channel, id) in subs.difference(old_subs) {
-                emit(json!({"event": "subscribe", "connection": id, "channel": channel}));
-            }
-            for (channel, id) in old_subs.difference(&subs) {
-                emit(json!({"event": "unsubscribe", "connection": id, "channel": channel}));
-            }
+        let (conns, subs) = snapshot(&store, &channels).await?;
+        for (id, user) in conns.iter().filter(|(id, _)| !old_conns.contains_key(*id)) {
+            emit(json!({"event": "connect", "connection": id, "user": user}));
         }
-        known = Some((conns, subs));
+        for (id, user) in old_conns.iter().filter(|(id, _)| !conns.contains_key(*id)) {
+            emit(json!({"event": "disconnect", "connection": id, "user": user}));
+        }
+        for (channel, id) in subs.difference(&old_subs) {
+            emit(json!({"event": "subscribe", "connection": id, "channel": channel}));
+        }
+        for (channel, id) in old_subs.difference(&subs) {
+            emit(json!({"event": "unsubscribe", "connection": id, "channel": channel}));
+        }
+        (old_conns, old_subs) = (conns, subs);
     }
+}
+
+async fn snapshot(
+    store: &wsctl_functions::store::Store,
+    channels: &BTreeSet<String>,
+) -> Result<Snapshot, Error> {
+    let conns = scan(store)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.user))
+        .collect();
+    Ok((conns, subscriptions(store, channels).await?))
 }
 
 /// Connection id → user, and `(channel, connection)` pairs, as last read.
