@@ -74,6 +74,10 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
+    /// Refuse every token of a user issued before now, and close the user's open connections.
+    Revoke(RevokeArgs),
+    /// Close connections (their `$disconnect` runs) without revoking any token.
+    Disconnect(DisconnectArgs),
     /// Load-test the stage (deployed, or `wsctl dev` with --endpoint-url): connections ramped at
     /// a rate, publishes, every delivery timed and checked for loss, duplicates and order.
     Bench(BenchArgs),
@@ -274,6 +278,24 @@ fn parse_rate(s: &str) -> Result<f64, String> {
             "{s:?}: give a number of publishes per second between 0.01 and 10000"
         )),
     }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    /// The user (`sub`) whose tokens stop passing: new handshakes, renewals and the frames of
+    /// connections still open. Tokens issued from now on pass.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DisconnectArgs {
+    /// A connection id (repeatable), as `wsctl connections` lists them.
+    #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+    pub connection: Vec<String>,
+    /// Every open connection of this user.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

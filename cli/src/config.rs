@@ -1133,6 +1133,18 @@ impl Config {
                         .into(),
                 );
             }
+            if f.is_bundled(BUNDLED_AUTHORIZER) {
+                used.push(&layout::COUNTERS);
+                if !f.tables.contains_key(layout::COUNTERS.name) {
+                    bad(
+                        format!("{at}.tables.{}", layout::COUNTERS.name),
+                        format!(
+                            "the bundled authorizer reads revocations (`wsctl revoke`) from it; add `tables: {{ {}: read }}`",
+                            layout::COUNTERS.name
+                        ),
+                    );
+                }
+            }
             if !f.is_bundled(BUNDLED_PUBSUB) {
                 continue;
             }

@@ -1725,3 +1725,147 @@ async fn a_call_the_functions_role_does_not_allow_fails_as_on_aws() {
     let served = dev.wait_log("the unchecked read", answer("chat-dev-subscriptions"), T);
     assert!(served.ends_with(": ok"), "{served}");
 }
+
+/// A token minted by `wsctl token` against the dev stack.
+fn minted(dev: &Dev, config: &std::path::Path, user: &str, ttl: &str, allow: &[&str]) -> String {
+    let mut args = vec!["--output", "json", "token", "--user", user, "--ttl", ttl];
+    for a in allow {
+        args.extend(["--allow", a]);
+    }
+    let (code, out, err) = wsctl(dev, config, &args);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("token JSON");
+    v["token"].as_str().expect("token").to_string()
+}
+
+async fn open(dev: &Dev, token: &str) -> Result<Client, Refused> {
+    Client::connect(&format!("{}?token={token}", dev.field("url"))).await
+}
+
+fn error(code: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == "error" && v["code"] == code
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_ends_a_renewal_replaces_it_and_revoke_and_disconnect_close() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+    let all = ["room-*:subscribe,publish,presence,history"];
+
+    // A connection lives no longer than its token: the first frame after the expiry is
+    // answered `token_expired`, and the server closes the socket.
+    let short = minted(&dev, &config, "tina", "3s", &all);
+    let mut c = match open(&dev, &short).await {
+        Ok(c) => c,
+        Err(e) => panic!("connect: {e:?}\n{}", dev.logs.lock().unwrap().join("\n")),
+    };
+    c.send(json!({"action": "subscribe", "channel": "room-1"}))
+        .await;
+    c.expect("subscribed", is("subscribed"), T).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.send(json!({"action": "publish", "channel": "room-1", "data": "late"}))
+        .await;
+    c.expect("token_expired", error("token_expired"), T).await;
+    assert!(c.closed(T).await, "the server closes the connection");
+
+    // A renewal before the expiry keeps the connection, under the new token's grants only:
+    // a channel it no longer allows is left at once.
+    let short = minted(&dev, &config, "tina", "4s", &all);
+    let mut c = open(&dev, &short).await.expect("connect");
+    let mut listener = dev.connect("lena").await;
+    for room in ["room-1", "room-2"] {
+        c.send(json!({"action": "subscribe", "channel": room}))
+            .await;
+        c.expect("subscribed", is("subscribed"), T).await;
+        listener
+            .send(json!({"action": "subscribe", "channel": room}))
+            .await;
+        listener.expect("subscribed", is("subscribed"), T).await;
+    }
+    let narrow = minted(&dev, &config, "tina", "1h", &["room-1:subscribe,publish"]);
+    c.send(json!({"action": "auth", "token": narrow})).await;
+    let renewed = c.expect("authenticated", is("authenticated"), T).await;
+    assert_eq!(renewed["user"], "tina");
+    assert_eq!(renewed["dropped"], json!(["room-2"]));
+    assert!(renewed["expires"].as_u64().unwrap() > wsctl_functions::auth::now() + 3000);
+    c.send(json!({"action": "history", "channel": "room-1"}))
+        .await;
+    c.expect("forbidden", error("forbidden"), T).await;
+    listener
+        .send(json!({"action": "publish", "channel": "room-2", "data": "not for tina"}))
+        .await;
+    listener
+        .send(json!({"action": "publish", "channel": "room-1", "data": "for tina"}))
+        .await;
+    let got = c
+        .expect("room-1's message", |v| v["type"] == "message", T)
+        .await;
+    assert_eq!(got["data"], "for tina", "room-2 is no longer delivered");
+    // Past the first token's expiry, the renewed one holds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.send(json!({"action": "ping", "id": 1})).await;
+    c.expect("pong", is("pong"), T).await;
+
+    // A renewal never changes the user, nor accepts a forged token.
+    let bob = minted(&dev, &config, "bob", "1h", &all);
+    c.send(json!({"action": "auth", "token": bob})).await;
+    c.expect("forbidden", error("forbidden"), T).await;
+    let forged = format!("{}x", &narrow[..narrow.len() - 1]);
+    c.send(json!({"action": "auth", "token": forged})).await;
+    c.expect("unauthorized", error("unauthorized"), T).await;
+    c.send(json!({"action": "publish", "channel": "room-1", "data": "still here"}))
+        .await;
+    c.expect("ack", is("ack"), T).await;
+
+    // `wsctl disconnect --user` closes without revoking: the same token connects again.
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &["--output", "json", "disconnect", "--user", "tina"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("disconnect JSON");
+    assert_eq!(v["closed"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(c.closed(T).await, "closed");
+    let mut again = open(&dev, &narrow).await.expect("the token still passes");
+    again.send(json!({"action": "ping"})).await;
+    again.expect("pong", is("pong"), T).await;
+
+    // `wsctl revoke --user` closes every open connection of the user and refuses the tokens
+    // issued before it, at the handshake and in renewals; a token issued after passes.
+    let leaked = minted(&dev, &config, "mallory", "1h", &all);
+    let mut m1 = open(&dev, &leaked).await.expect("connect");
+    let mut m2 = open(&dev, &leaked).await.expect("connect");
+    m1.send(json!({"action": "ping"})).await;
+    m1.expect("pong", is("pong"), T).await;
+    // Tokens carry whole seconds: a token issued in the second of the revocation passes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &["--output", "json", "revoke", "--user", "mallory"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("revoke JSON");
+    assert_eq!(v["user"], "mallory");
+    assert_eq!(v["closed"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(m1.closed(T).await, "closed");
+    assert!(m2.closed(T).await, "closed");
+    assert!(
+        matches!(open(&dev, &leaked).await, Err(Refused::Status(403))),
+        "a revoked token is refused at the handshake"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = minted(&dev, &config, "mallory", "1h", &all);
+    let mut m3 = open(&dev, &fresh)
+        .await
+        .expect("a token issued since passes");
+    m3.send(json!({"action": "auth", "token": leaked})).await;
+    m3.expect("unauthorized", error("unauthorized"), T).await;
+    m3.send(json!({"action": "ping"})).await;
+    m3.expect("pong", is("pong"), T).await;
+    // The other users were never touched.
+    again.send(json!({"action": "ping"})).await;
+    again.expect("pong", is("pong"), T).await;
+}

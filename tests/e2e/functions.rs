@@ -171,6 +171,8 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         seq_patience: Duration::from_secs(30),
         // Out of the way of what these tests check; the limits' own tests set theirs.
         limits: unlimited(),
+        tokens: None,
+        revocations: Default::default(),
     };
     let _ = slot.set(ctx.clone());
     Rig {
@@ -881,6 +883,7 @@ pub fn authorizer_with(secret: &'static [u8], audience: Option<&str>) -> Authori
         secrets: secret_cache(fetch),
         audience: audience.map(str::to_string),
         oidc: None,
+        revocations: None,
     }
 }
 

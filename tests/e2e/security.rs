@@ -870,6 +870,7 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
                 Duration::from_millis(300),
             ),
         )),
+        revocations: None,
     };
     let sign = |kid: &str, pem: &str, extra: Value| {
         let mut claims = json!({"sub": "ana@idp", "exp": wsctl_functions::auth::now() + 600, "iss": provider.url, "aud": ["chat-app", "other"]});
@@ -1292,6 +1293,7 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
         secrets: KeyCache::new(fetch, Duration::from_secs(3600), Duration::from_millis(200)),
         audience: None,
         oidc: None,
+        revocations: None,
     };
     let token = |key: &str| {
         mint(

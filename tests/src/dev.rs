@@ -363,6 +363,19 @@ impl Client {
         got
     }
 
+    /// Reads (and drops) frames until the server closes the connection: whether it did
+    /// within `timeout`.
+    pub async fn closed(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Reads until the server closes; the close code, if a close frame came.
     pub async fn close_code(&mut self, timeout: Duration) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + timeout;

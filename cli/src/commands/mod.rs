@@ -8,10 +8,12 @@ mod connections;
 mod deploy;
 mod destroy;
 mod dev;
+mod disconnect;
 mod gc;
 mod init;
 mod plan;
 mod publish;
+mod revoke;
 mod schema;
 mod secret;
 mod status;
@@ -63,6 +65,12 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await
         }
         Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Revoke(args) => {
+            revoke::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
+        Command::Disconnect(args) => {
+            disconnect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+        }
         Command::Bench(args) => bench::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => {

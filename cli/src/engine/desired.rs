@@ -555,7 +555,13 @@ fn environment(
             serde_json::to_string(&config.limits).expect("limits are JSON"),
         );
     }
-    if let Some(auth) = config.authorizer.as_ref().filter(|a| a.function == logical) {
+    // The authorizer, and a function that verifies renewed tokens (`read_secret`), accept
+    // the same tokens.
+    if let Some(auth) = config
+        .authorizer
+        .as_ref()
+        .filter(|a| a.function == logical || f.read_secret)
+    {
         if let Some(aud) = &auth.audience {
             env.insert("TOKEN_AUDIENCE".into(), aud.clone());
         }
@@ -650,12 +656,22 @@ mod tests {
             Some(r#"{"room-*":["subscribe"]}"#)
         );
         assert!(!env.contains_key("OIDC_JWKS_URL"), "discovery by default");
+        // The message function verifies renewed tokens: it accepts what the authorizer does.
+        let message = function("-message").environment;
+        for k in [
+            "TOKEN_AUDIENCE",
+            "OIDC_ISSUER",
+            "OIDC_AUDIENCE",
+            "OIDC_CAPABILITIES_CLAIM",
+        ] {
+            assert_eq!(message.get(k), env.get(k), "{k}");
+        }
         assert!(
-            !function("-message")
+            !function("-publish")
                 .environment
                 .keys()
                 .any(|k| k.starts_with("OIDC_") || k == "TOKEN_AUDIENCE"),
-            "only the authorizer"
+            "only the functions that verify tokens"
         );
         assert_eq!(function("-publish").reserved_concurrency, Some(100));
         assert_eq!(function("-message").reserved_concurrency, None);

@@ -3,6 +3,7 @@
 //! secret and the gateway that serves its stage. Every command that talks to a running
 //! stack starts here, so none of them builds an endpoint or a client of its own.
 
+mod close;
 mod publish;
 mod rows;
 mod socket;
@@ -15,6 +16,7 @@ use wsctl_functions::partition::Partition;
 use wsctl_functions::store::{Store, Tables, TtlAttributes};
 use wsctl_functions::{Invoker, layout};
 
+pub use close::close_connections;
 pub use publish::PublishFunction;
 pub use rows::{rows, scan, subscriber_ids};
 pub use socket::with_token;

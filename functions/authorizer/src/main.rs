@@ -19,6 +19,13 @@ async fn main() -> Result<(), Error> {
             std::process::exit(2);
         }
     };
+    if authorizer.revocations.is_none() {
+        eprintln!(
+            "authorizer: {} is not set: the authorizer reads revocations from the counters table; in wsctl.yaml give it `tables: {{ counters: read }}` and deploy again",
+            wsctl_functions::layout::table_env(wsctl_functions::layout::COUNTERS.name)
+        );
+        std::process::exit(2);
+    }
     wsctl_functions::init_logging();
     // Fail the cold start, with the reason in the log, rather than deny every client.
     authorizer.secrets.get().await?;

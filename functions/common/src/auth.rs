@@ -158,6 +158,10 @@ impl Claims {
 pub struct Identity {
     pub user: String,
     pub capabilities: Capabilities,
+    /// The token's `exp` (seconds since the epoch): a connection it opened ends there.
+    pub expires: u64,
+    /// The token's `iat`, which a revocation compares with; `None` when it carries none.
+    pub issued: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -363,6 +367,8 @@ impl Verifier {
                 Identity {
                     user: claims.sub,
                     capabilities: claims.cap,
+                    expires: claims.exp,
+                    issued: claims.iat,
                 }
             }
             alg @ (Algorithm::RS256 | Algorithm::ES256) => {
@@ -399,7 +405,14 @@ impl Verifier {
                     Some(value) => capabilities_from_claim(value).map_err(TokenError::Invalid)?,
                     None => oidc.default_capabilities.clone(),
                 };
-                Identity { user, capabilities }
+                let time = |k: &str| claims.get(k).and_then(serde_json::Value::as_u64);
+                Identity {
+                    user,
+                    capabilities,
+                    // Required and validated above.
+                    expires: time("exp").unwrap_or_default(),
+                    issued: time("iat"),
+                }
             }
             other => return Err(TokenError::Algorithm(format!("{other:?}"))),
         };
@@ -568,12 +581,15 @@ mod tests {
     #[test]
     fn hs256_tokens() {
         let v = hs(None);
-        let good = mint(SECRET, &claims(600));
+        let minted = claims(600);
+        let good = mint(SECRET, &minted);
         assert_eq!(
             v.verify(&good, None).unwrap(),
             Identity {
                 user: "ana".into(),
-                capabilities: caps()
+                capabilities: caps(),
+                expires: minted.exp,
+                issued: minted.iat,
             }
         );
         assert_eq!(

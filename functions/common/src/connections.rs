@@ -115,16 +115,33 @@ impl Connections {
     /// Posts `frame` to `connection`; throttling, 5xx answers and lost requests are retried
     /// with the SDK's standard backoff (full jitter, 1 s doubling), a 410 is [`PostError::Gone`].
     pub async fn post(&self, connection: &str, frame: &Frame) -> Result<(), PostError> {
+        self.call("POST", connection, frame).await
+    }
+
+    /// Closes `connection` as API Gateway's `DeleteConnection` does (its `$disconnect` runs),
+    /// retried like a post; a connection already gone is [`PostError::Gone`].
+    pub async fn delete(&self, connection: &str) -> Result<(), PostError> {
+        self.call("DELETE", connection, &Frame::new(Bytes::new()))
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: &'static str,
+        connection: &str,
+        frame: &Frame,
+    ) -> Result<(), PostError> {
         let mut attempt = 1;
         loop {
-            let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(connection, frame))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failure::Transient(format!(
-                        "no answer within {} s",
-                        ATTEMPT_TIMEOUT.as_secs()
-                    )))
-                });
+            let outcome =
+                tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(method, connection, frame))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::Transient(format!(
+                            "no answer within {} s",
+                            ATTEMPT_TIMEOUT.as_secs()
+                        )))
+                    });
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(Failure::Final(e)) => return Err(e),
@@ -140,13 +157,18 @@ impl Connections {
         }
     }
 
-    async fn attempt(&self, connection: &str, frame: &Frame) -> Result<(), Failure> {
+    async fn attempt(
+        &self,
+        method: &'static str,
+        connection: &str,
+        frame: &Frame,
+    ) -> Result<(), Failure> {
         let request = self
-            .signed(connection, frame)
+            .signed(method, connection, frame)
             .await
             .map_err(Failure::Final)?;
         let response = self.inner.http.call(request).await.map_err(|e| {
-            let text = format!("PostToConnection: {e}");
+            let text = format!("{} {e}", operation(method));
             // A request the connector cannot send (a bad URL, say) fails the same way again.
             if e.is_user() {
                 Failure::Final(PostError::Other(text))
@@ -183,7 +205,7 @@ impl Connections {
             .chars()
             .take(200)
             .collect();
-        let text = format!("PostToConnection: HTTP {status} {kind}: {message}");
+        let text = format!("{} HTTP {status} {kind}: {message}", operation(method));
         Err(match status {
             410 => Failure::Final(PostError::Gone),
             429 | 500 | 502 | 503 | 504 => Failure::Transient(text),
@@ -191,8 +213,13 @@ impl Connections {
         })
     }
 
-    /// `POST {base}/@connections/{id}`, as the SDK builds and signs it.
-    async fn signed(&self, connection: &str, frame: &Frame) -> Result<HttpRequest, PostError> {
+    /// `{method} {base}/@connections/{id}`, as the SDK builds and signs it.
+    async fn signed(
+        &self,
+        method: &'static str,
+        connection: &str,
+        frame: &Frame,
+    ) -> Result<HttpRequest, PostError> {
         if self.inner.base.is_empty() {
             return Err(PostError::Other(format!(
                 "no @connections URL is configured: set {}",
@@ -204,10 +231,11 @@ impl Connections {
             self.inner.base,
             percent_encoding::utf8_percent_encode(connection, LABEL)
         );
-        let mut request = hyper::Request::builder()
-            .method("POST")
-            .uri(&uri)
-            .header("content-type", "application/octet-stream")
+        let mut request = hyper::Request::builder().method(method).uri(&uri);
+        if method == "POST" {
+            request = request.header("content-type", "application/octet-stream");
+        }
+        let mut request = request
             .header("content-length", frame.data.len())
             .body(SdkBody::from(frame.data.clone()))
             .map_err(|e| PostError::Other(format!("connection id {connection:?}: {e}")))?;
@@ -226,7 +254,7 @@ impl Connections {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
         let signable = SignableRequest::new(
-            "POST",
+            method,
             &uri,
             headers,
             SignableBody::Precomputed(frame.sha256.to_string()),
@@ -265,6 +293,14 @@ impl Connections {
             .map_err(|e| PostError::Other(format!("AWS credentials: {e}")))?;
         *self.inner.cached.write().unwrap() = Some(c.clone());
         Ok(c)
+    }
+}
+
+/// The API operation a method is, for messages.
+fn operation(method: &str) -> &'static str {
+    match method {
+        "DELETE" => "DeleteConnection:",
+        _ => "PostToConnection:",
     }
 }
 

@@ -116,6 +116,7 @@ fn within_documented_bounds(frame: &protocol::ClientFrame) -> bool {
                 i.is_number() || i.as_str().is_some_and(|s| s.chars().count() <= 128)
             }),
             Unsubscribe { .. } => true,
+            Auth { token } => (1..=8 * 1024).contains(&token.len()),
         }
 }
 
@@ -133,6 +134,7 @@ fn fuzz_frame_parser_never_panics() {
         br#"{"action":"subscribe","channel":"room-1","rewind":10}"#,
         br#"{"action":"publish","channel":"c","data":{"x":[1,2,{"y":null}]},"id":"m1","seq":3}"#,
         br#"{"action":"history","channel":"c","since":1,"limit":5}"#,
+        br#"{"action":"auth","token":"eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}"#,
         br#"{"action":"presence","channel":"lobby","enter":{"name":"Ana"}}"#,
         br#"{"action":"presence","channel":"lobby","after":"Lx0HjcKGIAMCJ-w="}"#,
         br#"{"action":"unsubscribe","channel":"c"}"#,

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod limits;
 pub mod partition;
 pub mod protocol;
+pub mod session;
 pub mod store;
 
 use std::sync::Arc;
@@ -77,6 +78,11 @@ pub struct Ctx {
     pub seq_patience: Duration,
     /// What one connection or user may use (`limits:` in wsctl.yaml).
     pub limits: limits::Limits,
+    /// Verifies `auth` frames' tokens: `None` when the function may not read the token
+    /// secret (`read_secret`), and renewals are then refused.
+    pub tokens: Option<Arc<handlers::authorizer::Authorizer>>,
+    /// Revocation lookups, each used for a few seconds.
+    pub revocations: Arc<session::RevocationCache>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -188,6 +194,20 @@ impl Ctx {
             fanout_concurrency: settings.fanout_concurrency,
             seq_patience: settings.seq_patience,
             limits: settings.limits,
+            tokens: tokens().await,
+            revocations: Default::default(),
+        }
+    }
+}
+
+/// The verifier of renewed tokens, for a function given the token secret.
+async fn tokens() -> Option<Arc<handlers::authorizer::Authorizer>> {
+    env("WSCTL_SECRET_PARAMETER")?;
+    match handlers::authorizer::Authorizer::from_env().await {
+        Ok(a) => Some(Arc::new(a)),
+        Err(e) => {
+            tracing::error!(error = %e, "tokens cannot be renewed");
+            None
         }
     }
 }

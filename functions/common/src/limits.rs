@@ -165,6 +165,9 @@ pub struct Refusal {
     pub retry_after_ms: u64,
 }
 
+/// A limit item's attribute: the item is kept at least until then (epoch seconds).
+pub const KEEP: &str = "keep";
+
 /// How many times a check re-reads when another instance wrote the same item meanwhile.
 const ATTEMPTS: u32 = 5;
 
@@ -191,6 +194,17 @@ impl Store {
         key: &str,
         buckets: &[(&'static str, Rate, u64)],
     ) -> Result<Result<(), Refusal>, StoreError> {
+        Ok(self.take_reading(key, buckets).await?.0)
+    }
+
+    /// As [`Store::take`], with the item as it was read: what else it holds (a connection's
+    /// renewed token, [`crate::session`]) costs no read of its own. The item is kept at least
+    /// until its `keep` attribute.
+    pub async fn take_reading(
+        &self,
+        key: &str,
+        buckets: &[(&'static str, Rate, u64)],
+    ) -> Result<(Result<(), Refusal>, Key), StoreError> {
         let t = &self.tables.counters;
         let key_name = crate::layout::COUNTERS.partition_key.name;
         for _ in 0..ATTEMPTS {
@@ -226,11 +240,13 @@ impl Store {
                 }
             }
             if let Some(r) = refused {
-                return Ok(Err(r));
+                return Ok((Err(r), item));
             }
             let version = num(&item, "v");
-            // The item is of no use once every bucket is full again.
-            let idle = next.iter().map(|(_, tat)| *tat).max().unwrap_or(now) / 1_000_000 + 60;
+            // The item is of no use once every bucket is full again, and what it keeps is
+            // no longer needed.
+            let idle = (next.iter().map(|(_, tat)| *tat).max().unwrap_or(now) / 1_000_000 + 60)
+                .max(num(&item, KEEP));
             let mut update = "SET v = :v1, #t = :t".to_string();
             let mut values: HashMap<String, AttributeValue> = HashMap::from([
                 (":v1".into(), AttributeValue::N((version + 1).to_string())),
@@ -260,16 +276,17 @@ impl Store {
                 .send()
                 .await;
             match written {
-                Ok(_) => return Ok(Ok(())),
+                Ok(_) => return Ok((Ok(()), item)),
                 Err(e) if e.as_service_error().is_some_and(conditional_failed) => continue,
                 Err(e) => return Err(err("UpdateItem", t)(e)),
             }
         }
         // Another instance won every race: this client is sending a great deal at once.
-        Ok(Err(Refusal {
+        let refusal = Refusal {
             limit: buckets.first().map_or("frames", |b| b.0),
             retry_after_ms: 100,
-        }))
+        };
+        Ok((Err(refusal), Key::new()))
     }
 
     /// Records one more open connection of `user`, unless `max` are open. A connection's
@@ -342,6 +359,41 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// The connections `user` holds (opened through the authorizer, not yet closed or past
+    /// API Gateway's 2-hour limit).
+    pub async fn connections_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let t = &self.tables.counters;
+        let item = self
+            .db
+            .get_item()
+            .table_name(t)
+            .key(
+                crate::layout::COUNTERS.partition_key.name,
+                AttributeValue::S(user_connections_key(user)),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err("GetItem", t))?
+            .item
+            .unwrap_or_default();
+        let now = crate::auth::now();
+        let mut ids: Vec<String> = item
+            .get("c")
+            .and_then(|c| c.as_m().ok())
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, exp)| {
+                        exp.as_n().ok().and_then(|n| n.parse::<u64>().ok()) > Some(now)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        Ok(ids)
     }
 
     /// Forgets one of `user`'s open connections.

@@ -21,6 +21,8 @@ pub const MAX_MEMBERS_PER_FRAME: usize = 100;
 pub const MAX_FRAME_BYTES: usize = 127 * 1024;
 /// The user id of server-side publishes (`wsctl publish`); no token may claim it.
 pub const SERVER_USER: &str = "server";
+/// The longest token an `auth` frame may carry (identity providers' JWTs run to a few KB).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
@@ -67,6 +69,11 @@ pub enum ClientFrame {
         #[serde(default)]
         id: Option<Value>,
     },
+    /// A fresh token for this connection, sent before the current one expires: its expiry and
+    /// capabilities replace the current ones, for the same user.
+    Auth {
+        token: String,
+    },
 }
 
 impl ClientFrame {
@@ -78,6 +85,7 @@ impl ClientFrame {
         "history",
         "presence",
         "ping",
+        "auth",
     ];
 
     pub fn action(&self) -> &'static str {
@@ -88,6 +96,7 @@ impl ClientFrame {
             ClientFrame::History { .. } => "history",
             ClientFrame::Presence { .. } => "presence",
             ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Auth { .. } => "auth",
         }
     }
 
@@ -98,7 +107,7 @@ impl ClientFrame {
             | ClientFrame::Publish { channel, .. }
             | ClientFrame::History { channel, .. }
             | ClientFrame::Presence { channel, .. } => Some(channel),
-            ClientFrame::Ping { .. } => None,
+            ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => None,
         }
     }
 }
@@ -162,6 +171,15 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<Value>,
     },
+    /// An `auth` frame's token was accepted.
+    Authenticated {
+        user: String,
+        /// The new token's expiry (seconds since the epoch): renew before it.
+        expires: u64,
+        /// Channels the connection left because the new token does not allow them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<String>,
+    },
     Error(ErrorFrame),
 }
 
@@ -214,6 +232,13 @@ pub enum ErrorCode {
     /// Over one of the stage's limits on what a connection holds (its channels): waiting does
     /// not help, releasing something does. The frame had no effect.
     LimitExceeded,
+    /// An `auth` frame's token was refused; the connection keeps its current token.
+    Unauthorized,
+    /// The connection's token has expired: this frame was not acted on and the server closes
+    /// the connection. Renew with `auth` before the expiry, or reconnect with a fresh token.
+    TokenExpired,
+    /// The connection's token was revoked (`wsctl revoke`): the server closes the connection.
+    TokenRevoked,
     /// The server failed; retrying later may work.
     Internal,
 }
@@ -457,6 +482,12 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
             )
             .map_err(|m| refuse((ErrorCode::BadRequest, m)))?;
         }
+        ClientFrame::Auth { token } if token.is_empty() || token.len() > MAX_TOKEN_BYTES => {
+            return Err(refuse((
+                ErrorCode::BadRequest,
+                format!("an `auth` frame carries one token of 1 to {MAX_TOKEN_BYTES} bytes"),
+            )));
+        }
         ClientFrame::Ping { id: Some(id) }
             if !(id.is_number()
                 || id
@@ -485,6 +516,7 @@ mod tests {
             let frame = json!({"action": action, "channel": "c", "data": 1});
             let frame = match *action {
                 "ping" => json!({"action": "ping"}),
+                "auth" => json!({"action": "auth", "token": "a.b.c"}),
                 "subscribe" | "unsubscribe" | "history" | "presence" => {
                     json!({"action": action, "channel": "c"})
                 }

@@ -21,6 +21,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::auth::{Identity, OidcPolicy, SecretKeys, TokenError, Verifier};
+use crate::session::Session;
+use crate::store::{Store, Tables, TtlAttributes};
 
 pub type Fetch<T> =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, String>> + Send>> + Send + Sync>;
@@ -115,13 +117,16 @@ pub struct Authorizer {
     /// When set, HS256 tokens must carry this audience.
     pub audience: Option<String>,
     pub oidc: Option<(OidcPolicy, KeyCache<JwkSet>)>,
+    /// Where revocations are read (the counters table); `None` checks none.
+    pub revocations: Option<Store>,
 }
 
 impl Authorizer {
     /// From the environment wsctl deploys: `WSCTL_SECRET_PARAMETER` (the SSM parameter of the
     /// stack's secret), `TOKEN_AUDIENCE`, and for an identity provider `OIDC_ISSUER`,
     /// `OIDC_AUDIENCE`, `OIDC_JWKS_URL` (default: the issuer's discovery document),
-    /// `OIDC_CAPABILITIES_CLAIM` and `OIDC_DEFAULT_CAPABILITIES` (JSON).
+    /// `OIDC_CAPABILITIES_CLAIM` and `OIDC_DEFAULT_CAPABILITIES` (JSON), and the counters
+    /// table, where revocations are kept.
     pub async fn from_env() -> Result<Authorizer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let sdk = crate::sdk_config().await;
@@ -171,11 +176,43 @@ impl Authorizer {
             }
             _ => None,
         };
+        let counters = crate::layout::table_env(crate::layout::COUNTERS.name);
+        let revocations = env(&counters).map(|name| Store {
+            db: aws_sdk_dynamodb::Client::new(&sdk),
+            tables: Tables {
+                connections: String::new(),
+                subscriptions: String::new(),
+                history: String::new(),
+                counters: name,
+                ttl: TtlAttributes::default(),
+            },
+            history_ttl: Duration::ZERO,
+        });
         Ok(Authorizer {
             secrets: secret_cache(fetch),
             audience: env("TOKEN_AUDIENCE"),
             oidc,
+            revocations,
         })
+    }
+
+    /// Verifies `token` as the handshake does, revocations included.
+    pub async fn verify_current(&self, token: &str) -> Result<Identity, TokenError> {
+        let identity = self.verify(token).await?;
+        if let Some(store) = &self.revocations {
+            let before = store
+                .revoked_before(&identity.user)
+                .await
+                .map_err(|e| TokenError::Invalid(format!("revocations could not be read: {e}")))?;
+            if Session::of(&identity).revoked_by(before) {
+                return Err(TokenError::Invalid(format!(
+                    "the tokens of `{}` issued before {} were revoked",
+                    identity.user,
+                    before.unwrap_or_default()
+                )));
+            }
+        }
+        Ok(identity)
     }
 
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
@@ -277,14 +314,20 @@ pub async fn handle(
         return Err("Unauthorized".into());
     };
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    match authorizer.verify(token).await {
+    match authorizer.verify_current(token).await {
         Ok(identity) => {
             response.principal_id = Some(identity.user.clone());
             response.policy_document = policy(IamPolicyEffect::Allow, &arn);
-            response.context = json!({
+            let mut context = json!({
                 "user": identity.user,
                 "cap": serde_json::to_string(&identity.capabilities).unwrap_or_default(),
+                // Every frame of the connection is checked against these.
+                "exp": identity.expires,
             });
+            if let Some(iat) = identity.issued {
+                context["iat"] = json!(iat);
+            }
+            response.context = context;
         }
         Err(e) => {
             tracing::info!(reason = %e, "token refused: 403");
@@ -318,6 +361,7 @@ mod tests {
             secrets: secret_cache(fetch),
             audience: None,
             oidc: None,
+            revocations: None,
         }
     }
 

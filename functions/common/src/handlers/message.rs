@@ -5,12 +5,13 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use serde_json::Value;
 
 use crate::Ctx;
-use crate::auth::{Capabilities, Op};
+use crate::auth::{Capabilities, Op, now};
 use crate::connections::Frame;
 use crate::limits::{self, Refusal};
 use crate::protocol::{
     self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
 };
+use crate::session::Session;
 use crate::store::{MAX_WAITING, SEQ_WINDOW, StoreError, Turn};
 
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
@@ -24,12 +25,12 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
         // A malformed frame costs an invocation like any other: it counts against the
         // connection's frames.
         Err(e) => match admit(ctx, &connection, None).await {
-            Ok(Ok(())) => vec![ServerFrame::Error(e)],
-            Ok(Err(refusal)) => vec![rate_limited(refusal, e.action, e.channel, e.id)],
+            Ok((Ok(()), _)) => vec![ServerFrame::Error(e)],
+            Ok((Err(refusal), _)) => vec![rate_limited(refusal, e.action, e.channel, e.id)],
             Err(e) => vec![internal(None, &e)],
         },
         Ok(frame) => match identity(ctx, event, &connection).await {
-            Ok(sender) => answer(ctx, &sender, &frame)
+            Ok(sender) => answer(ctx, sender, &frame)
                 .await
                 .unwrap_or_else(|e| vec![internal(Some(&frame), &e)]),
             Err(e) => {
@@ -41,6 +42,9 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
             }
         },
     };
+    let ends = frames.iter().any(|f| {
+        matches!(f, ServerFrame::Error(e) if matches!(e.code, ErrorCode::TokenExpired | ErrorCode::TokenRevoked))
+    });
     for frame in frames {
         if let Err(e) = ctx
             .connections
@@ -50,6 +54,14 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
             tracing::warn!(error = ?e, "reply to sender failed");
         }
     }
+    if ends {
+        // After the reply, so the client reads why ("DeleteConnection", API Gateway's
+        // `@connections` API: the connection closes and `$disconnect` runs).
+        match ctx.connections.delete(&connection).await {
+            Ok(()) | Err(crate::connections::PostError::Gone) => {}
+            Err(e) => tracing::warn!(error = ?e, "closing the connection failed"),
+        }
+    }
     super::ok()
 }
 
@@ -57,7 +69,8 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
 struct Sender {
     connection: String,
     user: String,
-    caps: Capabilities,
+    /// The token it acts under: its expiry and capabilities.
+    session: Session,
     /// The user comes from a verified token, so per-user limits apply to it. Without an
     /// authorizer every connection is `anonymous`, and only per-connection limits apply.
     verified: bool,
@@ -68,14 +81,19 @@ async fn identity(
     event: &ApiGatewayWebsocketProxyRequest,
     connection: &str,
 ) -> Result<Sender, StoreError> {
-    let sender = |(user, caps), verified| Sender {
+    let sender = |(user, caps), (expires, issued), verified| Sender {
         connection: connection.to_string(),
         user,
-        caps,
+        session: Session {
+            expires,
+            issued,
+            caps,
+        },
         verified,
     };
     if let Some(id) = super::identity(&event.request_context) {
-        return Ok(sender(id, true));
+        let times = super::token_times(&event.request_context);
+        return Ok(sender(id, times, true));
     }
     // No authorizer context (a stack without an authorizer): what `$connect` stored.
     let stored = ctx
@@ -84,16 +102,18 @@ async fn identity(
         .await?
         .map(|c| (c.user, c.capabilities))
         .unwrap_or_else(|| ("anonymous".into(), Capabilities::default()));
-    Ok(sender(stored, false))
+    Ok(sender(stored, (None, None), false))
 }
 
-/// The frame's place in the connection's budget, then the frame itself.
+/// The frame's place in the connection's budget, its token, then the frame itself.
 async fn answer(
     ctx: &Ctx,
-    sender: &Sender,
+    mut sender: Sender,
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
-    if let Err(refusal) = admit(ctx, &sender.connection, Some((frame, &sender.caps))).await? {
+    let (admitted, item) =
+        admit(ctx, &sender.connection, Some((frame, &sender.session.caps))).await?;
+    if let Err(refusal) = admitted {
         return Ok(vec![rate_limited(
             refusal,
             Some(frame.action().into()),
@@ -101,7 +121,113 @@ async fn answer(
             client_id(frame),
         )]);
     }
-    act(ctx, sender, frame).await
+    if let Some(renewed) = Session::from_item(&item) {
+        sender.session = renewed;
+    }
+    if sender.verified {
+        let ending = |code, message: &str| {
+            Ok(vec![ServerFrame::Error(ErrorFrame {
+                code,
+                message: message.into(),
+                action: Some(frame.action().into()),
+                channel: frame.channel().map(str::to_string),
+                id: client_id(frame),
+                retry_after_ms: None,
+            })])
+        };
+        if sender.session.expired(now()) {
+            return ending(
+                ErrorCode::TokenExpired,
+                "this connection's token has expired, so nothing was done and the connection closes; renew with an `auth` frame before the expiry, or reconnect with a fresh token",
+            );
+        }
+        let before = ctx.revocations.before(&ctx.store, &sender.user).await?;
+        if sender.session.revoked_by(before) {
+            return ending(
+                ErrorCode::TokenRevoked,
+                "this connection's token was revoked, so nothing was done and the connection closes; reconnect with a token issued since",
+            );
+        }
+    }
+    act(ctx, &sender, frame).await
+}
+
+/// An `auth` frame: the fresh token replaces the connection's, for the same user. Channels
+/// the new token does not allow are left first, so nothing reaches the connection that its
+/// token does not grant.
+async fn renew(ctx: &Ctx, sender: &Sender, token: &str) -> Result<Vec<ServerFrame>, StoreError> {
+    let refuse = |code, message: String| {
+        Ok(vec![ServerFrame::Error(ErrorFrame {
+            code,
+            message,
+            action: Some("auth".into()),
+            channel: None,
+            id: None,
+            retry_after_ms: None,
+        })])
+    };
+    let Some(tokens) = ctx.tokens.as_ref().filter(|_| sender.verified) else {
+        return refuse(
+            ErrorCode::BadRequest,
+            "this stage does not renew tokens (its message function may not read the token secret: give it `read_secret: true` in wsctl.yaml and deploy); reconnect with a fresh token instead".into(),
+        );
+    };
+    let identity = match tokens.verify_current(token).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::info!(reason = %e, "renewal refused");
+            return refuse(
+                ErrorCode::Unauthorized,
+                format!("{e}; the connection keeps its current token"),
+            );
+        }
+    };
+    if identity.user != sender.user {
+        return refuse(
+            ErrorCode::Forbidden,
+            format!(
+                "this token is for another user than the connection's `{}`; a connection keeps its user: open a new connection for another",
+                sender.user
+            ),
+        );
+    }
+    let session = Session::of(&identity);
+    if session.expired(now()) {
+        return refuse(
+            ErrorCode::Unauthorized,
+            "this token has already expired; the connection keeps its current token".into(),
+        );
+    }
+    let mut dropped = Vec::new();
+    for (channel, held) in ctx.store.subscriptions_of(&sender.connection).await? {
+        let allowed = (!held.listening || session.caps.allows(&channel, Op::Subscribe))
+            && (!held.present || session.caps.allows(&channel, Op::Presence));
+        if allowed {
+            continue;
+        }
+        if let Some(old) = ctx.store.unsubscribe(&channel, &sender.connection).await?
+            && old.present
+        {
+            let member = Member {
+                user: sender.user.clone(),
+                connection: sender.connection.clone(),
+                data: old.member,
+            };
+            announce(ctx, &channel, PresenceEvent::Leave, member).await;
+        }
+        dropped.push(channel);
+    }
+    ctx.store.renew(&sender.connection, &session).await?;
+    tracing::info!(
+        expires = identity.expires,
+        dropped = dropped.len(),
+        "token renewed"
+    );
+    Ok(vec![ServerFrame::Authenticated {
+        user: identity.user,
+        expires: identity.expires,
+        dropped,
+    }])
 }
 
 /// Takes one frame from the connection's budget, and one presence update for an `enter` or
@@ -110,7 +236,7 @@ async fn admit(
     ctx: &Ctx,
     connection: &str,
     frame: Option<(&ClientFrame, &Capabilities)>,
-) -> Result<Result<(), Refusal>, StoreError> {
+) -> Result<(Result<(), Refusal>, crate::store::Key), StoreError> {
     let limits = &ctx.limits;
     let mut buckets = vec![("frames", limits.frames, 1)];
     if let Some((f @ ClientFrame::Presence { enter, leave, .. }, caps)) = frame
@@ -120,7 +246,7 @@ async fn admit(
         buckets.push(("presence", limits.presence, 1));
     }
     ctx.store
-        .take(&limits::connection_key(connection), &buckets)
+        .take_reading(&limits::connection_key(connection), &buckets)
         .await
 }
 
@@ -175,7 +301,9 @@ pub fn needs(frame: &ClientFrame) -> Vec<Op> {
         ClientFrame::Publish { .. } => vec![Op::Publish],
         ClientFrame::History { .. } => vec![Op::History],
         ClientFrame::Presence { .. } => vec![Op::Presence],
-        ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } => vec![],
+        ClientFrame::Unsubscribe { .. } | ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => {
+            vec![]
+        }
     }
 }
 
@@ -209,7 +337,7 @@ async fn act(
     let (connection, user, caps) = (
         sender.connection.as_str(),
         sender.user.as_str(),
-        &sender.caps,
+        &sender.session.caps,
     );
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `Ctx::seq_patience` once and goes on.
@@ -219,6 +347,7 @@ async fn act(
     let store = &ctx.store;
     Ok(match frame {
         ClientFrame::Ping { id } => vec![ServerFrame::Pong { id: id.clone() }],
+        ClientFrame::Auth { token } => return renew(ctx, sender, token).await,
         ClientFrame::Subscribe {
             channel,
             since,

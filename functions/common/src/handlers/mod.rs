@@ -30,6 +30,17 @@ pub fn identity(rc: &ApiGatewayWebsocketProxyRequestContext) -> Option<(String, 
     Some((user, cap))
 }
 
+/// The handshake token's `exp` and `iat`, as the authorizer put them in the context (API
+/// Gateway may hand a number on as a string).
+pub fn token_times(rc: &ApiGatewayWebsocketProxyRequestContext) -> (Option<u64>, Option<u64>) {
+    let a = &rc.authorizer;
+    let field = |k: &str| {
+        let v = a.other.get(k).or_else(|| a.fields.get(k))?;
+        v.as_u64().or_else(|| v.as_str()?.parse().ok())
+    };
+    (field("exp"), field("iat"))
+}
+
 pub fn connection_id(rc: &ApiGatewayWebsocketProxyRequestContext) -> String {
     rc.connection_id.clone().unwrap_or_default()
 }
