@@ -204,7 +204,8 @@ pub struct TokenArgs {
     #[arg(long, default_value = "dev")]
     pub user: String,
     /// What the token allows, as CHANNEL-GLOB:OPERATION,… (repeatable), e.g. 'room-*:subscribe,publish'.
-    /// Operations: subscribe, publish, presence, history. Default: all of them on every channel.
+    /// Operations: subscribe, publish, presence, history. Required for a deployed stage; on
+    /// `wsctl dev` the default is all of them on every channel.
     #[arg(long = "allow", value_name = "GLOB:OPS")]
     pub allow: Vec<String>,
     /// How long the token is valid, e.g. 30m, 24h.

@@ -27,7 +27,8 @@ async fn readme_run_command_and_demo_page_in_chromium() {
 
     let page_url = dev.field("page");
     assert!(http_get(&page_url).await.contains("wsctl dev"));
-    let browser = chromium(&page_url);
+    // Tokens of 8 s: the page must renew its token (an `auth` frame) to stay connected.
+    let browser = chromium(&format!("{page_url}?ttl=8"));
     let mut page = browser.page().await;
 
     page.wait_for(
@@ -104,6 +105,31 @@ async fn readme_run_command_and_demo_page_in_chromium() {
         vec![format!("{} second", n + 1), format!("{} third", n + 2)],
         "in serial order, once each: {texts:?}"
     );
+
+    // The page renewed its token before each expiry and never lost its connection.
+    page.wait_for(
+        "a token renewal",
+        "document.querySelector('#messages li.renewed') !== null",
+        SHOWN,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    page.eval("document.getElementById('text').value = 'after the first token'; document.getElementById('sendButton').click(); true").await;
+    page.wait_for(
+        "a message sent after the first token's expiry",
+        "[...document.querySelectorAll('#messages li.message')].some(l => l.innerText.includes('after the first token'))",
+        SHOWN,
+    )
+    .await;
+    let log = page
+        .eval("document.getElementById('messages').innerText")
+        .await;
+    let log = log.as_str().unwrap_or_default();
+    assert!(
+        !log.contains("connection lost") && !log.contains("token_expired"),
+        "the connection outlived its first token: {log}"
+    );
+    assert!(log.matches("token renewed").count() >= 2, "{log}");
 
     page.screenshot("demo-page.png").await;
 }

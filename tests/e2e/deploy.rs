@@ -564,10 +564,11 @@ fn an_emulator_that_reports_an_aws_host_sends_no_client_to_aws() {
     let moto = Moto::start();
     let project = Project::new();
     deploy(&project, &moto.url());
-    let commands: [&[&str]; 3] = [
+    let commands: [&[&str]; 4] = [
         &["connect", "--user", "x"],
         &["publish", "--connection", "abc", "--data", "1"],
         &["gc"],
+        &["disconnect", "--connection", "abc"],
     ];
     for args in commands {
         let out = project.wsctl(&moto.url(), args);
@@ -578,4 +579,35 @@ fn an_emulator_that_reports_an_aws_host_sends_no_client_to_aws() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// A token of a deployed stage grants what `--allow` names; none is refused rather than
+/// minting one that may do everything (`wsctl dev` keeps that default).
+#[test]
+fn a_token_of_a_deployed_stage_needs_its_grants_named() {
+    build_fixture();
+    let moto = Moto::start();
+    let project = Project::new();
+    deploy(&project, &moto.url());
+    let out = project.wsctl(&moto.url(), &["token", "--user", "ana"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow is required"), "{err}");
+    let out = project.wsctl(
+        &moto.url(),
+        &[
+            "--output",
+            "json",
+            "token",
+            "--user",
+            "ana",
+            "--allow",
+            "room-*:subscribe",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        stdout_json(&out)["cap"],
+        serde_json::json!({"room-*": ["subscribe"]})
+    );
 }

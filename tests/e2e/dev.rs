@@ -710,6 +710,47 @@ async fn publish_and_token_from_the_command_line() {
         err.contains("at least 32") && err.contains("wsctl secret rotate"),
         "{err}"
     );
+    // Of two rotations that read the same version, the one that claimed it goes on; the
+    // other is refused and writes nothing (SSM has no conditional write of its own).
+    let read = |ssm: aws_sdk_ssm::Client| async move {
+        let p = ssm
+            .get_parameter()
+            .name("/wsctl/chat/dev/token-secret")
+            .with_decryption(true)
+            .send()
+            .await
+            .expect("read")
+            .parameter
+            .expect("parameter");
+        (p.value.unwrap_or_default(), p.version)
+    };
+    let (_, version) = read(ssm.clone()).await;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    dev.dynamodb()
+        .put_item()
+        .table_name("chat-dev-counters")
+        .item("channel", AttributeValue::S("#secret-rotation".into()))
+        .item("version", AttributeValue::N(version.to_string()))
+        .item(
+            "claimed_at",
+            AttributeValue::N(wsctl_functions::auth::now().to_string()),
+        )
+        .send()
+        .await
+        .expect("the other rotation's claim");
+    let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "0s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another rotation"), "{err}");
+    assert_eq!(read(ssm.clone()).await, ("too-short".to_string(), version));
+    // The other rotation's write lands; a rotation from what it wrote goes ahead.
+    ssm.put_parameter()
+        .name("/wsctl/chat/dev/token-secret")
+        .value("too-short")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("overwrite");
     let (code, _, err) = wsctl(&dev, &config, &["secret", "rotate", "--grace", "0s"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(wsctl(&dev, &config, &["token"]).0, 0);
@@ -1214,13 +1255,14 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         .unwrap()
         .lines()
         .map(|l| {
-            let verbose = l.trim_start().starts_with("read_secret: true")
+            // The authorizer's, not the message function's (which verifies renewals).
+            let verbose = (l.trim_start().starts_with("read_secret: true") && l.contains("SSM"))
                 || l.trim_start().starts_with("handler: connect");
             if verbose {
                 format!("{l}\n    environment: {{ RUST_LOG: trace }}\n")
             } else if l.trim_start().starts_with("handler: message") {
                 // A loaded machine may take longer than AWS between two numbered publishes.
-                format!("{l}\n    environment: {{ SEQ_PATIENCE_MS: \"30000\" }}\n")
+                format!("{l}\n    environment: {{ SEQ_PATIENCE_MS: \"30000\", RUST_LOG: trace }}\n")
             } else if l.starts_with("  function: authorizer") {
                 // Tokens must carry this audience: every token wsctl mints has to say so.
                 format!("{l}\n  audience: chat-app\n")
@@ -1229,7 +1271,7 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
             }
         })
         .collect();
-    assert_eq!(text.matches("RUST_LOG").count(), 2, "{text}");
+    assert_eq!(text.matches("RUST_LOG").count(), 3, "{text}");
     assert!(text.contains("  audience: chat-app"), "{text}");
     std::fs::write(&config, text).unwrap();
     let dev = Dev::start(&config, &[]);
@@ -1306,9 +1348,13 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         tokio::time::sleep(Duration::from_millis(v["retry_after_ms"].as_u64().unwrap())).await;
         ana.send(publish(seq)).await;
     }
-    ana.send(json!({"action": "history", "channel": "burst", "since": 0, "limit": 1000}))
-        .await;
-    let history = ana.expect("history", is("history"), T).await;
+    // The burst spent the connection's frames: a client waits as `rate_limited` says.
+    let history = ask(
+        &mut ana,
+        json!({"action": "history", "channel": "burst", "since": 0, "limit": 1000}),
+    )
+    .await;
+    assert_eq!(history["type"], "history", "{history}");
     let data: Vec<u64> = history["messages"]
         .as_array()
         .unwrap()
@@ -1319,9 +1365,7 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
 
     // A channel name with a space that hides, or in a second spelling, is no channel.
     for name in ["room\u{00A0}", "room ", "cafe\u{301}"] {
-        ana.send(json!({"action": "subscribe", "channel": name}))
-            .await;
-        let refusal = ana.expect("refusal", is("error"), T).await;
+        let refusal = ask(&mut ana, json!({"action": "subscribe", "channel": name})).await;
         assert_eq!(refusal["code"], "bad_request", "{name:?}: {refusal}");
     }
 
@@ -1370,6 +1414,27 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
     )
     .await;
     assert_eq!(status, 403, "@connections");
+    // moto's own port lets no other origin read its answers (CORS off): a rebound name could
+    // otherwise read the stack's secret from it.
+    let answer = wsctl_tests::dev::http_raw(
+        &format!("{}/", dev.field("moto")),
+        "POST",
+        &[
+            ("Host", "evil.example.com"),
+            ("Origin", "https://evil.example.com"),
+            ("X-Amz-Target", "AmazonSSM.GetParameter"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ],
+        ssm,
+    )
+    .await;
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{head}"
+    );
     // Its own page and plain clients still work.
     assert!(
         wsctl_tests::dev::http_get(&token_url)
@@ -1868,4 +1933,78 @@ async fn a_token_ends_a_renewal_replaces_it_and_revoke_and_disconnect_close() {
     // The other users were never touched.
     again.send(json!({"action": "ping"})).await;
     again.expect("pong", is("pong"), T).await;
+}
+
+/// A `history` frame reads about what it sends: ten messages of 120 KB, read from the start,
+/// come one per frame, each frame's reads at most 64 read units as DynamoDB Local reports
+/// them with `ReturnConsumedCapacity` (a page of 100 would read about 3,000).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_history_frame_reads_about_what_it_sends() {
+    use wsctl_functions::store::{Store, Tables, TtlAttributes};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(&config, &[]);
+    let store = Store {
+        db: dev.dynamodb(),
+        tables: Tables {
+            connections: "chat-dev-connections".into(),
+            subscriptions: "chat-dev-subscriptions".into(),
+            history: "chat-dev-history".into(),
+            counters: "chat-dev-counters".into(),
+            ttl: TtlAttributes::default(),
+        },
+        history_ttl: Duration::from_secs(3600),
+    };
+    let big = json!("x".repeat(wsctl_functions::protocol::MAX_DATA_BYTES - 16));
+    for _ in 0..10 {
+        store
+            .append("big", None, "ana", &big)
+            .await
+            .expect("append");
+    }
+    let (mut since, mut frames) = (0, 0);
+    loop {
+        let page = store
+            .history(
+                "big",
+                Some(since),
+                None,
+                wsctl_functions::protocol::MAX_HISTORY_LIMIT,
+                wsctl_functions::protocol::MAX_FRAME_BYTES,
+            )
+            .await
+            .expect("history");
+        assert_eq!(page.messages.len(), 1, "one 120 KB message per frame");
+        assert!(
+            page.read_units > 0.0 && page.read_units <= 64.0,
+            "frame {frames} read {} units",
+            page.read_units
+        );
+        since = page.messages[0].serial;
+        frames += 1;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!((frames, since), (10, 10));
+}
+
+/// Sends `frame` and returns the answer, sending it again after each `rate_limited`.
+async fn ask(c: &mut Client, frame: Value) -> Value {
+    loop {
+        c.send(frame.clone()).await;
+        let answer = c
+            .expect(
+                "an answer",
+                |v| v["type"] != "message" && v["type"] != "presence",
+                T,
+            )
+            .await;
+        match answer["retry_after_ms"].as_u64() {
+            Some(ms) if answer["code"] == "rate_limited" => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            _ => return answer,
+        }
+    }
 }

@@ -204,6 +204,21 @@ pub async fn http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let text = http_raw(url, method, headers, body).await;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The whole answer, status line and headers included.
+pub async fn http_raw(url: &str, method: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
@@ -248,17 +263,7 @@ pub async fn http_with(
             break;
         }
     }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 type Ws =

@@ -155,12 +155,8 @@ pub async fn read_keys(
     }))
 }
 
-/// Makes a new key current; the current one keeps passing for `grace`. Returns the new keys.
-pub async fn rotate(
-    clients: &Clients,
-    name: &str,
-    grace: std::time::Duration,
-) -> Result<SecretKeys, AwsError> {
+/// The parameter's value and version, as a rotation reads them.
+pub async fn read_versioned(clients: &Clients, name: &str) -> Result<(String, i64), AwsError> {
     let got = clients
         .ssm
         .get_parameter()
@@ -169,9 +165,22 @@ pub async fn rotate(
         .send()
         .await
         .ctx("GetParameter", name)?;
-    let value = got.parameter.and_then(|p| p.value).unwrap_or_default();
+    let p = got
+        .parameter
+        .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().name(name).build());
+    Ok((p.value.unwrap_or_default(), p.version))
+}
+
+/// Makes a new key current over `value` (the parameter as read); the current key keeps
+/// passing for `grace`. Returns the new keys.
+pub async fn rotate(
+    clients: &Clients,
+    name: &str,
+    value: &str,
+    grace: std::time::Duration,
+) -> Result<SecretKeys, AwsError> {
     // A current key too short to keep is replaced without a grace period.
-    let next = match SecretKeys::parse(&value) {
+    let next = match SecretKeys::parse(value) {
         Ok(keys) => keys.rotate(&new_key(), grace),
         Err(_) => Ok(new_key()),
     }

@@ -45,7 +45,26 @@ pub async fn run(
             ),
         });
     }
-    let keys = crate::aws::ssm::rotate(clients, &name, *grace).await?;
+    // SSM has no conditional write: the version read is claimed in the counters table first,
+    // so of two rotations that read the same version one goes on and the other is refused
+    // (without the claim, the second would overwrite the key the first just minted).
+    let (value, version) = crate::aws::ssm::read_versioned(clients, &name).await?;
+    let counters = stack.store().tables.counters;
+    if !claim(&stack.clients.dynamodb, &counters, version).await? {
+        return Err(Error::Usage {
+            usage: format!(
+                "another rotation of {name} is under way (or just ran): version {version} was already rotated\nhint: run `wsctl secret rotate` again to rotate the key it made"
+            ),
+        });
+    }
+    let keys = match crate::aws::ssm::rotate(clients, &name, &value, *grace).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            // Nothing was rotated: the next rotation may claim this version again.
+            let _ = release(&stack.clients.dynamodb, &counters, version).await;
+            return Err(e.into());
+        }
+    };
     let key_id = wsctl_functions::auth::key_id(&keys.current);
     let until = keys.previous.as_ref().map(|(_, until)| *until);
     if printer.json() {
@@ -62,5 +81,63 @@ pub async fn run(
         };
         printer.result(format!("rotated {name}: new key {key_id}; {previous}"));
     }
+    Ok(())
+}
+
+/// The counters item recording the last parameter version a rotation started from.
+const ROTATION: &str = "#secret-rotation";
+/// A claim older than this is taken to be of a rotation that died before its write.
+const STALE_CLAIM_SECS: u64 = 300;
+
+/// Claims the rotation of parameter version `version`: false when another rotation claimed
+/// it (or a later one) within the last few minutes.
+async fn claim(db: &aws_sdk_dynamodb::Client, table: &str, version: i64) -> Result<bool, Error> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let result = db
+        .update_item()
+        .table_name(table)
+        .key(
+            wsctl_functions::layout::COUNTERS.partition_key.name,
+            AttributeValue::S(ROTATION.into()),
+        )
+        .update_expression("SET #v = :v, #at = :now")
+        .condition_expression("attribute_not_exists(#v) OR #v < :v OR #at < :stale")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#at", "claimed_at")
+        .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+        .expression_attribute_values(":now", AttributeValue::N(now().to_string()))
+        .expression_attribute_values(
+            ":stale",
+            AttributeValue::N(now().saturating_sub(STALE_CLAIM_SECS).to_string()),
+        )
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(crate::aws::classify(e, "UpdateItem", table).into()),
+    }
+}
+
+/// Gives a claim back after a failed write.
+async fn release(db: &aws_sdk_dynamodb::Client, table: &str, version: i64) -> Result<(), Error> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    db.delete_item()
+        .table_name(table)
+        .key(
+            wsctl_functions::layout::COUNTERS.partition_key.name,
+            AttributeValue::S(ROTATION.into()),
+        )
+        .condition_expression("#v = :v")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+        .send()
+        .await
+        .map_err(|e| crate::aws::classify(e, "DeleteItem", table))?;
     Ok(())
 }

@@ -24,6 +24,16 @@ pub async fn run(
         usage: format!("--user: {why}\nhint: pick another user id"),
     })?;
     let stack = Stack::open(config, aws).await?;
+    // Everything on every channel is a fine default on this machine, and never what a
+    // deployed stage's token should carry by accident.
+    if args.allow.is_empty() && stack.local_gateway().await?.is_none() {
+        return Err(Error::Usage {
+            usage: format!(
+                "--allow is required for a token of the deployed stage {}/{}: without it the token may do everything on every channel\nhint: grant what the client needs, e.g. --allow 'room-*:subscribe,publish'; --allow '*:subscribe,publish,presence,history' if you do mean everything",
+                config.stack, config.stage
+            ),
+        });
+    }
     let (token, claims) = stack.mint(&args.user, cap, args.ttl).await?;
     if printer.json() {
         printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));

@@ -19,10 +19,15 @@ pub struct Minter {
 
 impl Minter {
     pub fn token(&self, user: &str, ttl: Duration) -> String {
+        self.token_until(user, ttl).0
+    }
+
+    /// A token and its `exp`.
+    pub fn token_until(&self, user: &str, ttl: Duration) -> (String, u64) {
         use wsctl_functions::auth::{Capabilities, Claims, mint};
         let claims = Claims::issue(user, Capabilities::everything(), ttl)
             .with_audience(self.audience.as_deref());
-        mint(&self.secret, &claims)
+        (mint(&self.secret, &claims), claims.exp)
     }
 }
 
@@ -65,21 +70,39 @@ pub fn dev(
     }
 }
 
+/// The shortest token the dev endpoint mints.
+const MIN_TTL: u64 = 5;
+
 fn token(minter: Option<&Minter>, query: Option<&str>) -> Response<Body> {
     let Some(minter) = minter else {
         return message(StatusCode::NOT_FOUND, "this stack has no token secret");
     };
-    let user = query_pairs(query)
-        .into_iter()
-        .find(|(k, _)| k == "user")
-        .map(|(_, v)| v)
-        .filter(|u| !u.is_empty());
-    let user = user.unwrap_or_else(|| "dev".into());
+    let pairs = query_pairs(query);
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let user = param("user").unwrap_or_else(|| "dev".into());
     if let Err(why) = wsctl_functions::auth::check_user(&user) {
         return message(StatusCode::BAD_REQUEST, &format!("user: {why}"));
     }
+    // `ttl` (seconds) makes short tokens, to try renewals and expiry.
+    let ttl = match param("ttl").map(|t| t.parse::<u64>()) {
+        None => 24 * 3600,
+        Some(Ok(t)) if (MIN_TTL..=24 * 3600).contains(&t) => t,
+        Some(_) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                &format!("ttl: a number of seconds from {MIN_TTL} to 86400"),
+            );
+        }
+    };
+    let (token, expires_at) = minter.token_until(&user, Duration::from_secs(ttl));
     json_response(
         StatusCode::OK,
-        &json!({ "user": user, "token": minter.token(&user, Duration::from_secs(24 * 3600)) }),
+        &json!({ "user": user, "token": token, "expires_at": expires_at }),
     )
 }

@@ -21,6 +21,10 @@ impl Moto {
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            // moto answers every origin by default (`Access-Control-Allow-Origin: *`): a web
+            // page whose name is rebound to 127.0.0.1 could read the stack's secret from it.
+            // Browsers then refuse to hand its answers to any page.
+            .env("MOTO_DISABLE_GLOBAL_CORS", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -159,6 +159,8 @@ pub struct HistoryPage {
     pub messages: Vec<Message>,
     /// The read stopped at its count or size limit with more messages left.
     pub more: bool,
+    /// Read capacity the read consumed, as DynamoDB reports it.
+    pub read_units: f64,
 }
 
 #[derive(Clone)]
@@ -839,6 +841,12 @@ impl Store {
 
     /// Messages after `since`, oldest first, at most `limit` and about `max_bytes` of frame;
     /// or, with `rewind`, the last N within the same bounds.
+    ///
+    /// Reads are sized by bytes, not only by count: a query reads whole items (a strongly
+    /// consistent read costs one unit per 4 KB of them, "Read consumption for Query",
+    /// DynamoDB Developer Guide), so it asks for about as many as the bytes still free in the
+    /// frame hold at the sizes seen so far, starting from one. A frame of large messages then
+    /// reads at most one message it cannot send, not a page of a hundred.
     pub async fn history(
         &self,
         channel: &str,
@@ -858,11 +866,16 @@ impl Store {
         } as usize;
         // Room for the frame's own envelope.
         let mut bytes = 256;
+        let (mut seen, mut seen_bytes) = (0usize, 0usize);
         'pages: loop {
             let remaining = want - out.messages.len();
             if remaining == 0 {
                 break;
             }
+            let fits = match seen {
+                0 => 1,
+                _ => max_bytes.saturating_sub(bytes) / seen_bytes.div_ceil(seen).max(1),
+            };
             let page = self
                 .db
                 .query()
@@ -877,20 +890,27 @@ impl Store {
                 )
                 .scan_index_forward(!newest_first)
                 .consistent_read(true)
-                // Small pages: a page of large messages is read no further than it is used.
-                .limit(remaining.min(100) as i32)
+                .limit(remaining.min(fits.clamp(1, 100)) as i32)
+                .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(err("Query", t))?;
+            out.read_units += page
+                .consumed_capacity
+                .as_ref()
+                .and_then(|c| c.capacity_units)
+                .unwrap_or_default();
             let next = page.last_evaluated_key.filter(|k| !k.is_empty());
             let items = page.items.unwrap_or_default();
             let count = items.len();
             for (i, item) in items.iter().enumerate() {
                 let m = message(channel, item);
-                bytes += serde_json::to_string(&m)
+                let size = serde_json::to_string(&m)
                     .map(|m| m.len() + 1)
                     .unwrap_or_default();
+                (seen, seen_bytes) = (seen + 1, seen_bytes + size);
+                bytes += size;
                 if bytes > max_bytes {
                     out.more = true;
                     break 'pages;
