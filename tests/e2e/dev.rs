@@ -1593,6 +1593,44 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
             .iter()
             .all(|a| a["retry_after_ms"].as_u64().unwrap() > 0)
     );
+
+    // One that keeps sending regardless is closed: its refusals would still take invocations
+    // and the stage's throttle from everyone. The others go on.
+    let mut flooding = None;
+    'rounds: for round in 0..10 {
+        for i in 0..200 {
+            if futures::SinkExt::send(
+                &mut flooder.ws,
+                tokio_tungstenite::tungstenite::Message::text(
+                    json!({"action": "ping", "id": round * 1000 + i}).to_string(),
+                ),
+            )
+            .await
+            .is_err()
+            {
+                break 'rounds;
+            }
+        }
+        while let Some(v) = flooder.recv(Duration::from_millis(500)).await {
+            if v["code"] == "flooding" {
+                flooding = Some(v);
+                break 'rounds;
+            }
+        }
+    }
+    let flooding = flooding.expect("the flooding connection is told why it closes");
+    assert!(
+        flooding["message"]
+            .as_str()
+            .unwrap()
+            .contains("kept sending")
+    );
+    assert!(flooder.closed(T).await, "and closed");
+    bob.send(json!({"action": "ping", "id": "bob again"})).await;
+    assert_eq!(
+        bob.expect("bob's pong", is("pong"), T).await["id"],
+        "bob again"
+    );
 }
 
 /// `status` and `plan` pointed at `wsctl dev` compare the stack with the build `wsctl dev`

@@ -173,6 +173,7 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         limits: unlimited(),
         tokens: None,
         revocations: Default::default(),
+        floods: Default::default(),
     };
     let _ = slot.set(ctx.clone());
     Rig {

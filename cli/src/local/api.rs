@@ -21,6 +21,8 @@ pub struct Api {
     pub authorizer: Option<Authorizer>,
     /// Every function of the stack by name, for the Invoke endpoint.
     pub functions: HashMap<String, Pool>,
+    /// The stage's throttle, over every frame of every client.
+    pub throttle: Option<super::throttle::Throttle>,
 }
 
 impl Api {

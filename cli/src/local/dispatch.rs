@@ -82,6 +82,14 @@ pub fn message(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) 
         ));
         return;
     };
+    if gw.api.throttle.as_ref().is_some_and(|t| !t.take()) {
+        let _ = conn.tx.try_send(error_frame(
+            "Too Many Requests",
+            &conn.origin.connection_id,
+            &events::request_id(),
+        ));
+        return;
+    }
     // Queued here, in the order the frames arrived; only the wait for the answer is spawned.
     let mut call = route.call(|stamp| {
         events::message(

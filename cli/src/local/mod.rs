@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod runtime;
 mod session;
 mod state;
+mod throttle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -118,6 +119,7 @@ impl Stack {
             .to_string();
         let mut selection = None;
         let mut stage = None;
+        let mut throttle = None;
         let mut functions = HashMap::new();
         let mut by_key = HashMap::new();
         let mut integration_timeout = HashMap::new();
@@ -141,7 +143,10 @@ impl Stack {
                 Spec::Api(a) => {
                     selection = Some(Api::selection_path(&a.route_selection_expression))
                 }
-                Spec::Stage(s) => stage = Some(s.name.clone()),
+                Spec::Stage(s) => {
+                    stage = Some(s.name.clone());
+                    throttle = throttle::Throttle::new(s.throttling_rate, s.throttling_burst);
+                }
                 Spec::Integration(i) => {
                     integration_timeout.insert(
                         i.function.clone(),
@@ -196,6 +201,7 @@ impl Stack {
             routes: HashMap::new(),
             authorizer: None,
             functions,
+            throttle,
         };
         for route in routes {
             let Some(function) = &route.function else {

@@ -83,6 +83,8 @@ pub struct Ctx {
     pub tokens: Option<Arc<handlers::authorizer::Authorizer>>,
     /// Revocation lookups, each used for a few seconds.
     pub revocations: Arc<session::RevocationCache>,
+    /// Refused frames per connection, to close the ones that keep sending.
+    pub floods: Arc<limits::FloodWatch>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -196,6 +198,7 @@ impl Ctx {
             limits: settings.limits,
             tokens: tokens().await,
             revocations: Default::default(),
+            floods: Default::default(),
         }
     }
 }

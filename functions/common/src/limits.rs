@@ -165,6 +165,49 @@ pub struct Refusal {
     pub retry_after_ms: u64,
 }
 
+/// Refused frames of one connection, as one instance saw them: a client that keeps sending
+/// after `rate_limited` is closed rather than served refusals, since each refusal still costs
+/// an invocation and a share of the stage's throttle that the other clients need.
+#[derive(Default)]
+pub struct FloodWatch {
+    seen: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
+}
+
+/// The window refusals are counted in.
+pub const FLOOD_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections one instance keeps counts for.
+const WATCHED: usize = 10_000;
+
+impl FloodWatch {
+    /// Counts one refused frame of `connection`: whether it has now been refused more than
+    /// `max` times within [`FLOOD_WINDOW`].
+    pub fn refused(&self, connection: &str, max: u32) -> bool {
+        let mut seen = self.seen.lock().unwrap();
+        if seen.len() >= WATCHED && !seen.contains_key(connection) {
+            seen.retain(|_, (_, since)| since.elapsed() < FLOOD_WINDOW);
+            if seen.len() >= WATCHED {
+                seen.clear();
+            }
+        }
+        let entry = seen
+            .entry(connection.to_string())
+            .or_insert((0, std::time::Instant::now()));
+        if entry.1.elapsed() >= FLOOD_WINDOW {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 += 1;
+        entry.0 > max
+    }
+}
+
+impl Limits {
+    /// Refused frames within [`FLOOD_WINDOW`] past which a connection is closed: far more
+    /// than a client waiting `retry_after_ms` with a few frames in flight is ever refused.
+    pub fn flood_refusals(&self) -> u32 {
+        (self.frames.burst.saturating_mul(5)).clamp(50, 10_000) as u32
+    }
+}
+
 /// A limit item's attribute: the item is kept at least until then (epoch seconds).
 pub const KEEP: &str = "keep";
 

@@ -239,6 +239,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// The connection's token was revoked (`wsctl revoke`): the server closes the connection.
     TokenRevoked,
+    /// The connection kept sending after `rate_limited` (many refused frames in a few
+    /// seconds): the server closes it. Reconnect and wait `retry_after_ms` when told to.
+    Flooding,
     /// The server failed; retrying later may work.
     Internal,
 }

@@ -26,7 +26,14 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
         // connection's frames.
         Err(e) => match admit(ctx, &connection, None).await {
             Ok((Ok(()), _)) => vec![ServerFrame::Error(e)],
-            Ok((Err(refusal), _)) => vec![rate_limited(refusal, e.action, e.channel, e.id)],
+            Ok((Err(refusal), _)) => vec![rate_limited(
+                ctx,
+                &connection,
+                refusal,
+                e.action,
+                e.channel,
+                e.id,
+            )],
             Err(e) => vec![internal(None, &e)],
         },
         Ok(frame) => match identity(ctx, event, &connection).await {
@@ -43,7 +50,7 @@ pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGa
         },
     };
     let ends = frames.iter().any(|f| {
-        matches!(f, ServerFrame::Error(e) if matches!(e.code, ErrorCode::TokenExpired | ErrorCode::TokenRevoked))
+        matches!(f, ServerFrame::Error(e) if matches!(e.code, ErrorCode::TokenExpired | ErrorCode::TokenRevoked | ErrorCode::Flooding))
     });
     for frame in frames {
         if let Err(e) = ctx
@@ -115,6 +122,8 @@ async fn answer(
         admit(ctx, &sender.connection, Some((frame, &sender.session.caps))).await?;
     if let Err(refusal) = admitted {
         return Ok(vec![rate_limited(
+            ctx,
+            &sender.connection,
             refusal,
             Some(frame.action().into()),
             frame.channel().map(str::to_string),
@@ -251,11 +260,28 @@ async fn admit(
 }
 
 fn rate_limited(
+    ctx: &Ctx,
+    connection: &str,
     refusal: Refusal,
     action: Option<String>,
     channel: Option<String>,
     id: Option<String>,
 ) -> ServerFrame {
+    if refusal.limit == "frames" && ctx.floods.refused(connection, ctx.limits.flood_refusals()) {
+        tracing::info!("closed: kept sending past limits.frames");
+        return ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Flooding,
+            message: format!(
+                "this connection kept sending after `rate_limited` (over {} refused frames in {} s), so the server closes it; wait `retry_after_ms` when told to",
+                ctx.limits.flood_refusals(),
+                limits::FLOOD_WINDOW.as_secs()
+            ),
+            action,
+            channel,
+            id,
+            retry_after_ms: Some(refusal.retry_after_ms),
+        });
+    }
     ServerFrame::Error(ErrorFrame {
         code: ErrorCode::RateLimited,
         message: format!(
@@ -462,6 +488,8 @@ async fn act(
                 ];
                 if let Err(refusal) = store.take(&limits::user_key(user), &budget).await? {
                     return Ok(vec![rate_limited(
+                        ctx,
+                        connection,
                         refusal,
                         Some("publish".into()),
                         Some(channel.clone()),
