@@ -373,6 +373,11 @@ pub struct OidcConfig {
     /// What users whose token lacks that claim may do: glob → operations.
     #[serde(default)]
     pub default_capabilities: BTreeMap<String, Vec<String>>,
+    /// Put before the provider's `sub` with a `|` to make the user id (default: the issuer's
+    /// host and path, e.g. `id.example.com|ana`), so that no provider user shares an id with
+    /// a user of the stack's own tokens. `""` keeps `sub` as it is.
+    #[serde(default)]
+    pub user_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -830,6 +835,16 @@ impl Config {
                         "authorizer.oidc.capabilities_claim".into(),
                         "must not be empty; omit it to give every user `default_capabilities`"
                             .into(),
+                    );
+                }
+                if let Some(prefix) = &oidc.user_prefix
+                    && (prefix.contains('|') || prefix.chars().count() > 64)
+                {
+                    bad(
+                        "authorizer.oidc.user_prefix".into(),
+                        format!(
+                            "`{prefix}` must be at most 64 characters without `|` (the separator before `sub`)"
+                        ),
                     );
                 }
                 for (glob, ops) in &oidc.default_capabilities {

@@ -962,3 +962,76 @@ async fn the_authorizer_allows_valid_tokens_only() {
         "no token → 401"
     );
 }
+
+/// Answers the next `left` `TransactWriteItems` as DynamoDB does when a transaction's item is
+/// over its partition's or table's throughput: `TransactionCanceledException` with the
+/// cancellation reason `ThrottlingError` ("TransactWriteItems", DynamoDB API Reference).
+struct ThrottleTransactions {
+    left: AtomicUsize,
+}
+
+impl wsctl_tests::proxy::Behaviour for ThrottleTransactions {
+    fn answer(
+        &self,
+        call: &wsctl_tests::proxy::Call,
+        _req: &wsctl_tests::proxy::Exchange,
+    ) -> Option<wsctl_tests::proxy::Reply> {
+        if call.operation != "TransactWriteItems"
+            || self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+        {
+            return None;
+        }
+        let kind = "com.amazonaws.dynamodb.v20120810#TransactionCanceledException";
+        let mut reply = wsctl_tests::proxy::Reply::json(
+            400,
+            &json!({
+                "__type": kind,
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons [ThrottlingError]",
+                "CancellationReasons": [{"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity for your table or index."}]
+            }),
+        );
+        reply.headers = vec![
+            ("x-amzn-errortype".into(), kind.into()),
+            ("content-type".into(), "application/x-amz-json-1.0".into()),
+        ];
+        Some(reply)
+    }
+}
+
+/// A throttled history write is transient for the store: the publish waits and stores its
+/// message, so the serial it took is not lost and the next publish takes the next one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_history_write_loses_no_serial() {
+    let rig = rig(5000).await;
+    let throttle = Arc::new(ThrottleTransactions {
+        left: AtomicUsize::new(4),
+    });
+    let proxy = wsctl_tests::proxy::Proxy::with(&rig.moto_url(), vec![Box::new(throttle.clone())]);
+    let mut store = rig.ctx.store.clone();
+    store.db = aws_sdk_dynamodb::Client::new(&wsctl_tests::sdk(&proxy.url()).await);
+    let (first, _) = store
+        .append("throttled", Some("a"), "ana", &json!(1))
+        .await
+        .expect("a throttled write is written once the throttle passes");
+    assert_eq!(throttle.left.load(Ordering::SeqCst), 0, "it was throttled");
+    let (second, _) = store
+        .append("throttled", None, "ana", &json!(2))
+        .await
+        .expect("append");
+    assert_eq!((first.serial, second.serial), (1, 2));
+    let page = store
+        .history(
+            "throttled",
+            Some(0),
+            None,
+            100,
+            wsctl_functions::protocol::MAX_FRAME_BYTES,
+        )
+        .await
+        .expect("history");
+    let serials: Vec<u64> = page.messages.iter().map(|m| m.serial).collect();
+    assert_eq!(serials, [1, 2], "no gap");
+}

@@ -853,6 +853,7 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
         audience: "chat-app".into(),
         capabilities_claim: Some("wsctl".into()),
         default_capabilities: serde_json::from_value(json!({"lobby": ["subscribe"]})).unwrap(),
+        user_prefix: wsctl_functions::auth::default_user_prefix(&provider.url),
     };
     let fetch: Fetch<SecretKeys> = std::sync::Arc::new(|| {
         Box::pin(async { SecretKeys::new("0123456789abcdef0123456789abcdef") })
@@ -915,7 +916,13 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
     let (effect, ctx) = context(sign("rsa-1", old_pem, json!({}))).await;
     assert_eq!(
         (effect.as_str(), &ctx["user"]),
-        ("Allow", &json!("ana@idp"))
+        (
+            "Allow",
+            &json!(format!(
+                "{}|ana@idp",
+                provider.url.trim_start_matches("http://")
+            ))
+        )
     );
     assert_eq!(
         ctx["cap"],
@@ -1184,11 +1191,12 @@ fn no_frame_outside_its_grant_has_an_effect() {
                 posts
             );
             // Its only trace is the frame it cost the connection (every frame counts, refused
-            // ones too): its budget read and written back, nothing else.
+            // ones too): its budget read and written back, nothing else. (Whether the user's
+            // tokens were revoked is read too, at most every 10 s: a read, not an effect.)
             let others: Vec<_> = proxy
                 .requests()
                 .into_iter()
-                .filter(|r| !budget_of(r, "sender"))
+                .filter(|r| !budget_of(r, "sender") && !revocation_of(r, "ana"))
                 .map(|r| r.call)
                 .collect();
             proptest::prop_assert!(
@@ -1213,7 +1221,8 @@ fn no_frame_outside_its_grant_has_an_effect() {
 
     // Over a limit, no frame has an effect either, whatever its grant and shape: a connection
     // whose budget is spent (one frame per 1,000 s) gets `rate_limited` for every frame, and
-    // the store is read, never written.
+    // the store is read, never written. Past 50 refusals in 10 s the answer is `flooding` and
+    // the connection is closed: that, and nothing else, is then done.
     let mut spent = ctx.clone();
     spent.limits.frames = wsctl_functions::limits::Rate::new(0.001, 1);
     rig.server.connect("spent");
@@ -1232,6 +1241,7 @@ fn no_frame_outside_its_grant_has_an_effect() {
         caps: Default::default(),
         frame: json!({"action": "ping"}),
     });
+    let flooded = std::sync::atomic::AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config {
         cases: cases / 4,
         failure_persistence: None,
@@ -1240,13 +1250,21 @@ fn no_frame_outside_its_grant_has_an_effect() {
     runner
         .run(&case_strategy(), |case| {
             rig.server.clear();
+            rig.server.connect("spent");
             proxy.clear();
             handed_off.lock().unwrap().clear();
+            let closed_before = rig.server.deleted().len();
             spend(&case);
             let posts = rig.server.posts();
             proptest::prop_assert_eq!(posts.len(), 1, "{:?} → {:?}", case, posts);
             let answer: Value = serde_json::from_str(&posts[0].1).unwrap();
-            proptest::prop_assert_eq!(&answer["code"], &json!("rate_limited"), "{:?}", case);
+            let closed = rig.server.deleted().len() - closed_before;
+            match answer["code"].as_str() {
+                Some("rate_limited") => proptest::prop_assert_eq!(closed, 0),
+                Some("flooding") => proptest::prop_assert_eq!(closed, 1),
+                _ => proptest::prop_assert!(false, "{:?} → {}", case, answer),
+            }
+            flooded.fetch_add(usize::from(closed > 0), Ordering::Relaxed);
             proptest::prop_assert!(answer["retry_after_ms"].as_u64().unwrap() > 0);
             let requests = proxy.requests();
             proptest::prop_assert!(
@@ -1261,9 +1279,21 @@ fn no_frame_outside_its_grant_has_an_effect() {
             Ok(())
         })
         .unwrap();
+    if cases / 4 > 60 {
+        assert!(
+            flooded.into_inner() > 0,
+            "a connection refused on and on is closed"
+        );
+    }
 }
 
 /// Whether a recorded DynamoDB call is about `connection`'s frame budget.
+/// A read of whether `user`'s tokens were revoked.
+fn revocation_of(r: &wsctl_tests::proxy::Recorded, user: &str) -> bool {
+    let key = wsctl_functions::session::revocation_key(user);
+    r.call.operation == "GetItem" && r.json()["Key"]["channel"]["S"] == key.as_str()
+}
+
 fn budget_of(r: &wsctl_tests::proxy::Recorded, connection: &str) -> bool {
     let key = wsctl_functions::limits::connection_key(connection);
     ["GetItem", "UpdateItem"].contains(&r.call.operation.as_str())

@@ -1,5 +1,6 @@
 //! A local `@connections` API for function tests: POST to a live id is recorded and answers
-//! 200; an unknown or closed id answers 410 GoneException, as API Gateway does.
+//! 200, DELETE closes it (204); an unknown or closed id answers 410 GoneException, as API
+//! Gateway does.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use hyper_util::rt::TokioIo;
 struct State {
     live: HashSet<String>,
     posts: Vec<(String, String)>,
+    deleted: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -41,10 +43,17 @@ impl ConnectionsServer {
                             let state = state.clone();
                             async move {
                                 let path = req.uri().path().to_string();
+                                let delete = req.method() == hyper::Method::DELETE;
                                 let body = req.into_body().collect().await?.to_bytes();
                                 let id = path.rsplit('/').next().unwrap_or_default().to_string();
                                 let mut s = state.lock().unwrap();
-                                let resp = if s.live.contains(&id) {
+                                let resp = if delete && s.live.remove(&id) {
+                                    s.deleted.push(id);
+                                    Response::builder()
+                                        .status(204)
+                                        .body(Full::new(Bytes::new()))
+                                        .unwrap()
+                                } else if !delete && s.live.contains(&id) {
                                     s.posts
                                         .push((id, String::from_utf8_lossy(&body).into_owned()));
                                     Response::builder()
@@ -80,6 +89,11 @@ impl ConnectionsServer {
 
     pub fn connect(&self, id: &str) {
         self.state.lock().unwrap().live.insert(id.to_string());
+    }
+
+    /// Ids closed with DELETE, in order.
+    pub fn deleted(&self) -> Vec<String> {
+        self.state.lock().unwrap().deleted.clone()
     }
 
     pub fn posts(&self) -> Vec<(String, String)> {

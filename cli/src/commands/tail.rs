@@ -68,6 +68,35 @@ pub async fn run(
                 .await
                 .map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
         }
+        // Subscribed before the baseline is read: tail's own subscriptions are not events.
+        let mut waiting: BTreeSet<&String> = args.channel.iter().collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !waiting.is_empty() {
+            let frame = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .map_err(|_| {
+                    Error::Io("the stage did not confirm tail's subscriptions within 30 s".into())
+                })?;
+            let Some(Ok(Message::Text(t))) = frame else {
+                return Err(Error::Io(
+                    "the stage closed tail's connection while it subscribed".into(),
+                ));
+            };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+            match v["type"].as_str() {
+                Some("subscribed") => {
+                    waiting.retain(|c| v["channel"] != c.as_str());
+                }
+                Some("error") => {
+                    return Err(Error::Io(format!(
+                        "subscribing to {}: {}",
+                        v["channel"].as_str().unwrap_or_default(),
+                        v["message"].as_str().unwrap_or_default()
+                    )));
+                }
+                _ => {}
+            }
+        }
         tokio::spawn(async move {
             while let Some(Ok(frame)) = ws.next().await {
                 if let Message::Text(t) = frame

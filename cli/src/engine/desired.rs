@@ -571,6 +571,15 @@ fn environment(
             if let Some(url) = &oidc.jwks_url {
                 env.insert("OIDC_JWKS_URL".into(), url.clone());
             }
+            match oidc.user_prefix.as_deref() {
+                Some("") => {
+                    env.insert("OIDC_SUB_AS_USER".into(), "true".into());
+                }
+                Some(prefix) => {
+                    env.insert("OIDC_USER_PREFIX".into(), prefix.into());
+                }
+                None => {}
+            }
             if let Some(claim) = &oidc.capabilities_claim {
                 env.insert("OIDC_CAPABILITIES_CLAIM".into(), claim.clone());
             }
@@ -619,6 +628,7 @@ mod tests {
                 "room-*".to_string(),
                 vec!["subscribe".to_string()],
             )]),
+            user_prefix: Some("idp".into()),
         });
         let target = Target {
             account: "123456789012".into(),
@@ -656,6 +666,7 @@ mod tests {
             Some(r#"{"room-*":["subscribe"]}"#)
         );
         assert!(!env.contains_key("OIDC_JWKS_URL"), "discovery by default");
+        assert_eq!(env.get("OIDC_USER_PREFIX").map(String::as_str), Some("idp"));
         // The message function verifies renewed tokens: it accepts what the authorizer does.
         let message = function("-message").environment;
         for k in [

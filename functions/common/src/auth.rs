@@ -293,6 +293,16 @@ pub struct OidcPolicy {
     /// string, or a list of `glob:op,op` rules); users without it get `default_capabilities`.
     pub capabilities_claim: Option<String>,
     pub default_capabilities: Capabilities,
+    /// Put before the provider's `sub` with a `|`, so that its users never share an id with
+    /// the stack's own (HS256) users, whose ids cannot contain `|`; empty: `sub` as it is.
+    pub user_prefix: String,
+}
+
+/// The user prefix of an issuer's users when the config names none: its host and path,
+/// `https://id.example.com/` → `id.example.com`.
+pub fn default_user_prefix(issuer: &str) -> String {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+    rest.trim_end_matches('/').to_string()
 }
 
 /// Verifies tokens against keys it is given; the async key caching lives in
@@ -364,6 +374,11 @@ impl Verifier {
                 let claims = claims.ok_or_else(|| {
                     TokenError::Invalid(last.map(|e| e.to_string()).unwrap_or_default())
                 })?;
+                if claims.sub.contains('|') {
+                    return Err(TokenError::Invalid(
+                        "`sub` contains `|`, which sets an identity provider's users apart from the stack's own".into(),
+                    ));
+                }
                 Identity {
                     user: claims.sub,
                     capabilities: claims.cap,
@@ -392,11 +407,14 @@ impl Verifier {
                 let claims = decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v)
                     .map_err(|e| TokenError::Invalid(e.to_string()))?
                     .claims;
-                let user = claims
+                let sub = claims
                     .get("sub")
                     .and_then(|s| s.as_str())
-                    .unwrap_or_default()
-                    .to_string();
+                    .unwrap_or_default();
+                let user = match oidc.user_prefix.as_str() {
+                    "" => sub.to_string(),
+                    prefix => format!("{prefix}|{sub}"),
+                };
                 let capabilities = match oidc
                     .capabilities_claim
                     .as_deref()
@@ -750,6 +768,7 @@ mod tests {
             audience: "chat-app".into(),
             capabilities_claim: claim.map(str::to_string),
             default_capabilities: default,
+            user_prefix: default_user_prefix("https://id.example.com/"),
         };
         Verifier::new(SecretKeys::new(SECRET).unwrap(), None, Some(policy))
     }
@@ -781,8 +800,8 @@ mod tests {
             let id = v.verify(&signed(alg, kid, pem, &c), Some(&jwks)).unwrap();
             assert_eq!(
                 (id.user.as_str(), &id.capabilities),
-                ("ana", &caps()),
-                "{alg:?}: the default capabilities"
+                ("id.example.com|ana", &caps()),
+                "{alg:?}: the default capabilities, the user under its issuer's prefix"
             );
             let with = |k: &str, value: serde_json::Value| {
                 let mut c = c.clone();

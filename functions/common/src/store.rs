@@ -766,8 +766,12 @@ impl Store {
                 .expect("table and item set");
             items.push(TransactWriteItem::builder().put(dedupe).build());
         }
-        // Transactions on one channel conflict under concurrent publishes (and DynamoDB may
-        // answer 5xx); both are safe to retry, the condition keeps a retry from duplicating.
+        // Transactions on one channel conflict under concurrent publishes, DynamoDB throttles
+        // a partition or table over its throughput (a `ThrottlingError` cancellation reason,
+        // or a throttling error of the call: "TransactWriteItems", DynamoDB API Reference) and
+        // may answer 5xx. All are safe to retry, the condition keeps a retry from duplicating,
+        // and the serial this publish took is only kept if its message is written: so it is
+        // retried, with jittered backoff up to about five seconds in all, rather than lost.
         let mut attempt = 0u32;
         let written = loop {
             let result = self
@@ -779,18 +783,33 @@ impl Store {
             let transient = match &result {
                 Err(e) => {
                     let reasons = cancellation_codes(e);
+                    let throttled = reasons
+                        .iter()
+                        .any(|c| c == "ThrottlingError" || c == "ProvisionedThroughputExceeded")
+                        || e.as_service_error()
+                            .and_then(|s| s.code())
+                            .is_some_and(|c| {
+                                matches!(
+                                    c,
+                                    "ThrottlingException"
+                                        | "ProvisionedThroughputExceededException"
+                                        | "RequestLimitExceeded"
+                                )
+                            });
                     !reasons.iter().any(|c| c == "ConditionalCheckFailed")
-                        && (reasons.iter().any(|c| c == "TransactionConflict")
+                        && (throttled
+                            || reasons.iter().any(|c| c == "TransactionConflict")
                             || e.raw_response()
                                 .is_some_and(|r| r.status().is_server_error()))
                 }
                 Ok(_) => false,
             };
-            if !transient || attempt >= 6 {
+            if !transient || attempt >= 10 {
                 break result;
             }
             attempt += 1;
-            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            let ceiling = Duration::from_millis((10u64 << attempt).min(1000));
+            tokio::time::sleep(ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
         };
         match written {
             Ok(_) => Ok((message, false)),

@@ -163,7 +163,16 @@ impl Authorizer {
                         .map_err(|e| format!("OIDC_DEFAULT_CAPABILITIES: {e}"))?,
                     None => Default::default(),
                 };
+                // `OIDC_SUB_AS_USER` is `user_prefix: ""` in wsctl.yaml: the provider's ids as
+                // they are.
+                let user_prefix = if env("OIDC_SUB_AS_USER").as_deref() == Some("true") {
+                    String::new()
+                } else {
+                    env("OIDC_USER_PREFIX")
+                        .unwrap_or_else(|| crate::auth::default_user_prefix(&issuer))
+                };
                 let policy = OidcPolicy {
+                    user_prefix,
                     issuer: issuer.clone(),
                     audience,
                     capabilities_claim: env("OIDC_CAPABILITIES_CLAIM"),
