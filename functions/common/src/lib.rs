@@ -196,7 +196,7 @@ impl Ctx {
             fanout_concurrency: settings.fanout_concurrency,
             seq_patience: settings.seq_patience,
             limits: settings.limits,
-            tokens: tokens().await,
+            tokens: tokens(&sdk),
             revocations: Default::default(),
             floods: Default::default(),
         }
@@ -204,9 +204,9 @@ impl Ctx {
 }
 
 /// The verifier of renewed tokens, for a function given the token secret.
-async fn tokens() -> Option<Arc<handlers::authorizer::Authorizer>> {
+fn tokens(sdk: &aws_config::SdkConfig) -> Option<Arc<handlers::authorizer::Authorizer>> {
     env("WSCTL_SECRET_PARAMETER")?;
-    match handlers::authorizer::Authorizer::from_env().await {
+    match handlers::authorizer::Authorizer::from_env_with(sdk) {
         Ok(a) => Some(Arc::new(a)),
         Err(e) => {
             tracing::error!(error = %e, "tokens cannot be renewed");

@@ -344,27 +344,8 @@ impl Store {
         let key_name = crate::layout::COUNTERS.partition_key.name;
         let key = user_connections_key(user);
         for _ in 0..ATTEMPTS {
-            let item = self
-                .db
-                .get_item()
-                .table_name(t)
-                .key(key_name, AttributeValue::S(key.clone()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(err("GetItem", t))?
-                .item
-                .unwrap_or_default();
+            let (item, open) = self.user_connections(user).await?;
             let now = crate::auth::now();
-            let open: HashMap<String, u64> = item
-                .get("c")
-                .and_then(|c| c.as_m().ok())
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(id, exp)| Some((id.clone(), exp.as_n().ok()?.parse().ok()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
             let mut live: HashMap<String, AttributeValue> = open
                 .iter()
                 .filter(|(_, exp)| **exp > now)
@@ -407,6 +388,23 @@ impl Store {
     /// The connections `user` holds (opened through the authorizer, not yet closed or past
     /// API Gateway's 2-hour limit).
     pub async fn connections_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let now = crate::auth::now();
+        let (_, open) = self.user_connections(user).await?;
+        let mut ids: Vec<String> = open
+            .into_iter()
+            .filter(|(_, exp)| *exp > now)
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// `user`'s connection list as stored (strongly consistent): the item, and each entry's
+    /// connection id with the time it lapses.
+    async fn user_connections(
+        &self,
+        user: &str,
+    ) -> Result<(Key, HashMap<String, u64>), StoreError> {
         let t = &self.tables.counters;
         let item = self
             .db
@@ -422,21 +420,16 @@ impl Store {
             .map_err(err("GetItem", t))?
             .item
             .unwrap_or_default();
-        let now = crate::auth::now();
-        let mut ids: Vec<String> = item
+        let open = item
             .get("c")
             .and_then(|c| c.as_m().ok())
             .map(|m| {
                 m.iter()
-                    .filter(|(_, exp)| {
-                        exp.as_n().ok().and_then(|n| n.parse::<u64>().ok()) > Some(now)
-                    })
-                    .map(|(id, _)| id.clone())
+                    .filter_map(|(id, exp)| Some((id.clone(), exp.as_n().ok()?.parse().ok()?)))
                     .collect()
             })
             .unwrap_or_default();
-        ids.sort();
-        Ok(ids)
+        Ok((item, open))
     }
 
     /// Forgets one of `user`'s open connections.

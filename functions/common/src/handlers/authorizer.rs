@@ -128,12 +128,17 @@ impl Authorizer {
     /// `OIDC_CAPABILITIES_CLAIM` and `OIDC_DEFAULT_CAPABILITIES` (JSON), and the counters
     /// table, where revocations are kept.
     pub async fn from_env() -> Result<Authorizer, String> {
+        Authorizer::from_env_with(&crate::sdk_config().await)
+    }
+
+    /// As [`Authorizer::from_env`], with AWS clients from `sdk` (a function that has its
+    /// configuration loaded already does not load it twice).
+    pub fn from_env_with(sdk: &aws_config::SdkConfig) -> Result<Authorizer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let sdk = crate::sdk_config().await;
         let name = env("WSCTL_SECRET_PARAMETER").ok_or(
             "WSCTL_SECRET_PARAMETER is not set: the authorizer needs the name of the token secret's SSM parameter; in wsctl.yaml give it `read_secret: true` (wsctl then sets the variable) and deploy again",
         )?;
-        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let ssm = aws_sdk_ssm::Client::new(sdk);
         let fetch: Fetch<SecretKeys> = Arc::new(move || {
             let (ssm, name) = (ssm.clone(), name.clone());
             Box::pin(async move {
@@ -187,7 +192,7 @@ impl Authorizer {
         };
         let counters = crate::layout::table_env(crate::layout::COUNTERS.name);
         let revocations = env(&counters).map(|name| Store {
-            db: aws_sdk_dynamodb::Client::new(&sdk),
+            db: aws_sdk_dynamodb::Client::new(sdk),
             tables: Tables {
                 connections: String::new(),
                 subscriptions: String::new(),
