@@ -125,9 +125,13 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     /// Print the IAM policy the deploying identity needs for this stack (JSON) and exit; the
-    /// only AWS call is STS's, for the account id.
+    /// only AWS calls read the account id (STS) and the stack's API id, if it exists.
     #[arg(long)]
     pub print_policy: bool,
+    /// Print the permissions boundary every role of this stack carries (JSON) and exit: the
+    /// managed policy an administrator creates once, or names with `permissions_boundary:`.
+    #[arg(long, conflicts_with = "print_policy")]
+    pub print_boundary: bool,
     /// Make changes that drop connected clients or delete data (marked `(!)` in the plan)
     /// without asking.
     #[arg(long, short = 'y')]

@@ -152,6 +152,12 @@ pub struct Config {
     /// left out keeps its default).
     #[serde(default)]
     pub limits: wsctl_functions::limits::Limits,
+    /// The ARN of a managed policy your administrator made, set as the permissions boundary
+    /// of every role of the stack. Left out, wsctl creates and keeps the stack's own boundary
+    /// (`policy/wsctl/STACK/STAGE/STACK-STAGE-boundary`).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/.+$"))]
+    pub permissions_boundary: Option<String>,
 }
 
 /// API Gateway writes a WebSocket stage's access log through one CloudWatch Logs role set in
@@ -192,6 +198,15 @@ pub const ACCESS_LOG_FORMAT: &str = concat!(
     r#""error":"$context.error.message","#,
     r#""authorizerError":"$context.authorizer.error"}"#
 );
+
+/// `arn:PARTITION:iam::ACCOUNT:policy/PATH/NAME`, the form IAM accepts as a boundary.
+fn is_policy_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && (*account == "aws" || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+            && resource.strip_prefix("policy/").is_some_and(|name| !name.is_empty() && !name.ends_with('/')))
+}
 
 /// What `access_logs.account_role` asks of the account's API Gateway settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -994,6 +1009,16 @@ impl Config {
         if let Some(logs) = &self.access_logs {
             out.extend(logs.problems());
         }
+        if let Some(arn) = &self.permissions_boundary
+            && !is_policy_arn(arn)
+        {
+            out.push(Problem {
+                field: "permissions_boundary".into(),
+                message: format!(
+                    "`{arn}` is not a managed policy's ARN (arn:aws:iam::ACCOUNT:policy/NAME): name the policy your administrator made, or leave the key out and wsctl keeps the stack's own boundary"
+                ),
+            });
+        }
         out.extend(
             self.limits
                 .problems()
@@ -1719,6 +1744,32 @@ tables:
         );
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
         assert!(KeyAttr::parse(":N").is_err());
+    }
+
+    #[test]
+    fn a_named_boundary_must_be_a_managed_policys_arn() {
+        let with = |arn: &str| format!("{GOOD}permissions_boundary: \"{arn}\"\n");
+        for good in [
+            "arn:aws:iam::123456789012:policy/org/app-boundary",
+            "arn:aws-cn:iam::123456789012:policy/b",
+        ] {
+            let config = Config::parse(Path::new("wsctl.yaml"), &with(good)).unwrap();
+            assert_eq!(config.permissions_boundary.as_deref(), Some(good));
+        }
+        for bad in [
+            "arn:aws:iam::123456789012:role/b",
+            "arn:aws:iam::12345:policy/b",
+            "app-boundary",
+            "arn:aws:iam::123456789012:policy/",
+        ] {
+            let found = problems(&with(bad));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert_eq!(found[0].field, "permissions_boundary");
+            assert!(
+                found[0].message.contains("not a managed policy's ARN"),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `wsctl deploy --print-policy`: the policy it prints allows every call a deploy, a second
-//! deploy with edits, `status` and `destroy` make, on the resources they touch, and gives `*`
-//! only to the actions that have no resource type.
+//! deploy with edits, `status` and `destroy` make, on the resources they touch, once an
+//! administrator has made the stack's permissions boundary (from `--print-boundary`); every
+//! role it creates carries that boundary; it gives `*` only to the actions that have no
+//! resource type.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ const ACCOUNT: &str = "123456789012";
 /// only grant them on `*`: the list calls wsctl finds the stack's resources with.
 const RESOURCE_LESS: &[&str] = &[
     "dynamodb:ListTables",
+    "iam:ListPolicies",
     "iam:ListRoles",
     "lambda:ListFunctions",
 ];
@@ -39,8 +42,10 @@ fn authorization(
             if op == "CreateRole" {
                 role_paths.insert(role.clone(), r.form("Path").unwrap_or("/".into()));
             }
-            let resource = if op == "ListRoles" {
+            let resource = if op == "ListRoles" || op == "ListPolicies" {
                 "*".to_string()
+            } else if let Some(policy) = r.form("PolicyArn") {
+                policy
             } else {
                 let role_path = role_paths.get(&role).cloned().unwrap_or("/".into());
                 format!("arn:aws:iam::{ACCOUNT}:role{role_path}{role}")
@@ -181,7 +186,11 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
     assert!(out.status.success(), "{}", text(&out));
     let policy = stdout_json(&out);
     let ops: Vec<String> = proxy.calls().into_iter().map(|c| c.operation).collect();
-    assert_eq!(ops, ["GetCallerIdentity"], "only the account is asked for");
+    assert_eq!(
+        ops,
+        ["GetCallerIdentity", "GET /v2/apis"],
+        "only the account and the stack's API are asked for"
+    );
 
     for (what, resource) in policy["Statement"]
         .as_array()
@@ -204,6 +213,34 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
             );
         }
     }
+
+    // The administrator's part: the boundary, made as `--print-boundary` prints it.
+    let out = project.wsctl(&moto.url(), &["deploy", "--print-boundary"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let boundary_doc = String::from_utf8(out.stdout).unwrap();
+    let boundary =
+        format!("arn:aws:iam::{ACCOUNT}:policy/wsctl/fixture/test/fixture-test-boundary");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let iam = aws_sdk_iam::Client::new(&sdk(&moto.url()).await);
+        let tag = |k: &str, v: &str| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .unwrap()
+        };
+        let made = iam
+            .create_policy()
+            .policy_name("fixture-test-boundary")
+            .path("/wsctl/fixture/test/")
+            .policy_document(boundary_doc)
+            .tags(tag("wsctl:stack", "fixture"))
+            .tags(tag("wsctl:stage", "test"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.policy.unwrap().arn.unwrap(), boundary);
+    });
 
     proxy.clear();
     let run = |args: &[&str]| {
@@ -247,6 +284,26 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         if allowing(&policy, &action, &resource).is_empty() {
             refused.push(format!("{action} on {resource}"));
         }
+        // The conditions the policy puts on these hold for the calls wsctl makes.
+        if action == "iam:CreateRole" {
+            assert_eq!(
+                r.form("PermissionsBoundary").as_deref(),
+                Some(boundary.as_str())
+            );
+        }
+        if action == "apigateway:POST" && resource.ends_with("::/apis") {
+            assert_eq!(r.json()["tags"]["wsctl:stack"], "fixture", "{}", r.json());
+            assert_eq!(r.json()["tags"]["wsctl:stage"], "test", "{}", r.json());
+        }
+        assert!(
+            ![
+                "iam:CreatePolicy",
+                "iam:CreatePolicyVersion",
+                "iam:DeleteRolePermissionsBoundary"
+            ]
+            .contains(&action.as_str()),
+            "the deployer called {action}"
+        );
         // Giving a function its role is also iam:PassRole on that role, to Lambda only.
         if let Some(role) = r.json()["Role"].as_str() {
             let passing = allowing(&policy, "iam:PassRole", role);

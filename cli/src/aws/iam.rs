@@ -1,4 +1,6 @@
-//! IAM roles: one per function, under the stack's path, with one inline policy.
+//! IAM roles: one per function, under the stack's path, with one inline policy and the
+//! stack's permissions boundary; and that boundary, a managed policy wsctl keeps unless the
+//! config names one.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,8 @@ pub struct RoleSpec {
     pub assume_role_policy: Value,
     /// Inline policies by name; wsctl writes exactly one.
     pub policies: BTreeMap<String, Value>,
+    /// The managed policy that caps what the role may do, whatever its own policy says.
+    pub permissions_boundary: Option<String>,
     pub tags: Tags,
 }
 
@@ -87,6 +91,17 @@ impl Resource for RoleSpec {
                     .ctx("GetRolePolicy", &name)?;
                 policies.insert(policy, decode_policy(&got.policy_document));
             }
+            // ListRoles leaves the boundary out (IAM API reference, ListRoles).
+            let permissions_boundary = clients
+                .iam
+                .get_role()
+                .role_name(&name)
+                .send()
+                .await
+                .ctx("GetRole", &name)?
+                .role
+                .and_then(|r| r.permissions_boundary)
+                .and_then(|b| b.permissions_boundary_arn);
             let spec = RoleSpec {
                 name: name.clone(),
                 path: role.path,
@@ -94,6 +109,7 @@ impl Resource for RoleSpec {
                     role.assume_role_policy_document.as_deref().unwrap_or(""),
                 ),
                 policies,
+                permissions_boundary,
                 tags,
             };
             live.resources.insert(
@@ -133,15 +149,10 @@ impl Resource for RoleSpec {
             .role_name(&self.name)
             .path(&self.path)
             .assume_role_policy_document(self.assume_role_policy.to_string())
+            .set_permissions_boundary(self.permissions_boundary.clone())
             .description("Lambda execution role managed by wsctl");
         for (k, v) in &self.tags {
-            req = req.tags(
-                aws_sdk_iam::types::Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .expect("key and value set"),
-            );
+            req = req.tags(iam_tag(k, v));
         }
         let created = req.send().await.ctx("CreateRole", &self.name)?;
         for (policy, doc) in &self.policies {
@@ -191,6 +202,246 @@ impl Resource for RoleSpec {
     }
 }
 
+/// The stack's permissions boundary, a customer managed policy under the roles' path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BoundarySpec {
+    pub name: String,
+    pub path: String,
+    pub document: Value,
+    pub tags: Tags,
+}
+
+/// IAM keeps at most five versions of a managed policy (IAM quotas).
+const POLICY_VERSIONS: usize = 5;
+
+impl Resource for BoundarySpec {
+    const LABEL: &'static str = "boundary";
+    const WAVE: u8 = 0;
+    const IMMUTABLE_FIELDS: &'static [&'static str] = &["path"];
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Found by listing the path: reading needs no account id, and a policy of the same name
+    /// elsewhere is not the stack's.
+    async fn read(
+        clients: &Clients,
+        names: &Names,
+        _expected: &[String],
+        live: &mut LiveState,
+    ) -> Result<(), AwsError> {
+        let path = names.role_path();
+        let mut pages = clients
+            .iam
+            .list_policies()
+            .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+            .path_prefix(&path)
+            .into_paginator()
+            .send();
+        let mut found_policy = None;
+        while let Some(page) = pages.next().await {
+            let page = page.ctx("ListPolicies", &path)?;
+            found_policy = found_policy.or(page
+                .policies
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| p.policy_name.as_deref() == Some(&names.boundary())));
+        }
+        let Some(policy) = found_policy else {
+            return Ok(());
+        };
+        let arn = policy.arn.unwrap_or_default();
+        let tags = tag_map(
+            clients
+                .iam
+                .list_policy_tags()
+                .policy_arn(&arn)
+                .send()
+                .await
+                .ctx("ListPolicyTags", &arn)?
+                .tags
+                .into_iter()
+                .map(|t| (t.key, t.value)),
+        );
+        let id = ResourceId {
+            kind: Kind::Boundary,
+            name: names.boundary(),
+        };
+        if !names.owns(&tags) {
+            live.foreign.push(id);
+            return Ok(());
+        }
+        let version = clients
+            .iam
+            .get_policy_version()
+            .policy_arn(&arn)
+            .version_id(policy.default_version_id.unwrap_or_default())
+            .send()
+            .await
+            .ctx("GetPolicyVersion", &arn)?;
+        let document = decode_policy(
+            version
+                .policy_version
+                .and_then(|v| v.document)
+                .as_deref()
+                .unwrap_or(""),
+        );
+        live.resources.insert(
+            id,
+            Live {
+                spec: Spec::Boundary(BoundarySpec {
+                    name: names.boundary(),
+                    path: policy.path.unwrap_or(path),
+                    document,
+                    tags,
+                }),
+                physical_id: Some(arn),
+            },
+        );
+        Ok(())
+    }
+
+    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+        let mut req = cx
+            .clients
+            .iam
+            .create_policy()
+            .policy_name(&self.name)
+            .path(&self.path)
+            .policy_document(self.document.to_string())
+            .description("Permissions boundary of the stack's roles, managed by wsctl");
+        for (k, v) in &self.tags {
+            req = req.tags(iam_tag(k, v));
+        }
+        let created = for_admin(req.send().await.ctx("CreatePolicy", &self.name))?;
+        Ok(created.policy.and_then(|p| p.arn))
+    }
+
+    async fn update(
+        &self,
+        current: &Self,
+        physical_id: Option<&str>,
+        cx: &Cx<'_>,
+    ) -> Result<Option<String>, AwsError> {
+        let Some(arn) = physical_id else {
+            return self.create(cx).await;
+        };
+        let iam = &cx.clients.iam;
+        if current.document != self.document {
+            // A full history leaves no room for the new version: the oldest one goes.
+            let versions = iam
+                .list_policy_versions()
+                .policy_arn(arn)
+                .send()
+                .await
+                .ctx("ListPolicyVersions", arn)?
+                .versions
+                .unwrap_or_default();
+            if versions.len() >= POLICY_VERSIONS
+                && let Some(oldest) = versions
+                    .iter()
+                    .filter(|v| !v.is_default_version)
+                    .min_by_key(|v| v.create_date.map(|d| d.secs()))
+            {
+                for_admin(
+                    iam.delete_policy_version()
+                        .policy_arn(arn)
+                        .set_version_id(oldest.version_id.clone())
+                        .send()
+                        .await
+                        .ctx("DeletePolicyVersion", arn),
+                )?;
+            }
+            for_admin(
+                iam.create_policy_version()
+                    .policy_arn(arn)
+                    .policy_document(self.document.to_string())
+                    .set_as_default(true)
+                    .send()
+                    .await
+                    .ctx("CreatePolicyVersion", arn),
+            )?;
+        }
+        if let Some(change) = TagChange::between(Some(&current.tags), &self.tags) {
+            change
+                .apply(
+                    async |keys| {
+                        iam.untag_policy()
+                            .policy_arn(arn)
+                            .set_tag_keys(Some(keys))
+                            .send()
+                            .await
+                            .ctx("UntagPolicy", arn)
+                            .map(drop)
+                    },
+                    async |tags| {
+                        iam.tag_policy()
+                            .policy_arn(arn)
+                            .set_tags(Some(tags.iter().map(|(k, v)| iam_tag(k, v)).collect()))
+                            .send()
+                            .await
+                            .ctx("TagPolicy", arn)
+                            .map(drop)
+                    },
+                )
+                .await?;
+        }
+        Ok(Some(arn.to_string()))
+    }
+
+    /// Its older versions first: IAM deletes a policy only when it has no other version.
+    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+        let Some(arn) = physical_id else {
+            return Ok(());
+        };
+        let iam = &cx.clients.iam;
+        let Some(listed) = found(iam.list_policy_versions().policy_arn(arn).send().await)
+            .ctx("ListPolicyVersions", name)?
+        else {
+            return Ok(());
+        };
+        for version in listed.versions.unwrap_or_default() {
+            if !version.is_default_version {
+                found(
+                    iam.delete_policy_version()
+                        .policy_arn(arn)
+                        .set_version_id(version.version_id)
+                        .send()
+                        .await,
+                )
+                .ctx("DeletePolicyVersion", name)?;
+            }
+        }
+        found(iam.delete_policy().policy_arn(arn).send().await).ctx("DeletePolicy", name)?;
+        Ok(())
+    }
+}
+
+/// Only an administrator creates or changes the boundary: a refusal says so and how.
+fn for_admin<T>(result: Result<T, AwsError>) -> Result<T, AwsError> {
+    result.map_err(|e| match e {
+        AwsError::AccessDenied {
+            op,
+            resource,
+            message,
+        } => AwsError::BoundaryNeedsAdmin {
+            op,
+            resource,
+            message,
+        },
+        other => other,
+    })
+}
+
+fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag {
+    aws_sdk_iam::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("key and value set")
+}
+
 fn spec_id(name: &str) -> ResourceId {
     ResourceId {
         kind: Kind::Role,
@@ -199,6 +450,19 @@ fn spec_id(name: &str) -> ResourceId {
 }
 
 async fn update(clients: &Clients, spec: &RoleSpec, current: &RoleSpec) -> Result<(), AwsError> {
+    // First: a deployer may change a role's policy only once the role carries the boundary.
+    if let Some(boundary) = &spec.permissions_boundary
+        && current.permissions_boundary.as_ref() != Some(boundary)
+    {
+        clients
+            .iam
+            .put_role_permissions_boundary()
+            .role_name(&spec.name)
+            .permissions_boundary(boundary)
+            .send()
+            .await
+            .ctx("PutRolePermissionsBoundary", &spec.name)?;
+    }
     if current.assume_role_policy != spec.assume_role_policy {
         clients
             .iam
@@ -245,13 +509,7 @@ async fn update(clients: &Clients, spec: &RoleSpec, current: &RoleSpec) -> Resul
                     .map(drop)
             },
             async |tags| {
-                let tags = tags.iter().map(|(k, v)| {
-                    aws_sdk_iam::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build()
-                        .expect("key and value set")
-                });
+                let tags = tags.iter().map(|(k, v)| iam_tag(k, v));
                 clients
                     .iam
                     .tag_role()

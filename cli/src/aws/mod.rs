@@ -71,6 +71,14 @@ pub enum AwsError {
         message: String,
     },
     #[error(
+        "{op} {resource}: access denied ({message})\nhint: the deploying identity may not create or change the stack's permissions boundary, by design (it could widen its own roles otherwise): run `wsctl deploy` once with an administrator's credentials (iam:CreatePolicy, iam:CreatePolicyVersion), or set `permissions_boundary:` in wsctl.yaml to a policy your administrator made from `wsctl deploy --print-boundary`"
+    )]
+    BoundaryNeedsAdmin {
+        op: &'static str,
+        resource: String,
+        message: String,
+    },
+    #[error(
         "{op} {resource}: cannot reach the AWS endpoint ({detail})\nhint: check the network, the region and --endpoint-url / AWS_ENDPOINT_URL"
     )]
     Unreachable {
@@ -119,6 +127,7 @@ impl AwsError {
                 | AwsError::NoCredentials(_)
                 | AwsError::BadCredentials { .. }
                 | AwsError::AccessDenied { .. }
+                | AwsError::BoundaryNeedsAdmin { .. }
         )
     }
 }

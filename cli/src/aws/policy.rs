@@ -6,8 +6,23 @@
 //! the stack, the grant names it (its roles by their path, its functions, tables and log groups
 //! by the `STACK-STAGE-` prefix, its SSM parameter exactly); `*` only stands for the resource
 //! of actions whose Service Authorization Reference entry has no resource type (the list calls
-//! wsctl uses to find the stack's resources again). API Gateway assigns an API's id at
-//! creation, so its grants cover the region's `/apis` paths.
+//! wsctl uses to find the stack's resources again).
+//!
+//! The policy cannot be used to escalate: every role it may create or give a policy carries
+//! the stack's permissions boundary (`iam:PermissionsBoundary` on `CreateRole`, `PutRolePolicy`
+//! and `PutRolePermissionsBoundary`, the IAM actions whose Service Authorization Reference
+//! entry has that key); the boundary itself is only read (an administrator makes and changes
+//! it); `DeleteRolePermissionsBoundary`, `AttachRolePolicy` on the stack's roles and
+//! `CreatePolicy` are never granted. `UpdateAssumeRolePolicy` has no such key: a trust policy
+//! it writes reaches a role whose boundary lets only the stack's functions act.
+//!
+//! API Gateway assigns an API's id at creation. An API and its stages carry the stack's tags,
+//! and API Gateway evaluates `aws:ResourceTag` and `aws:RequestTag` for them (API Gateway
+//! Developer Guide, "Using tags to control access" and "API Gateway resources that can be
+//! tagged"): creating, changing, deleting and tagging them is conditioned on those tags. Routes,
+//! integrations and authorizers of an HTTP or WebSocket API inherit no tags (inheritance is a
+//! V1 API feature, same page), so their paths name the stack's API id once it exists (printed
+//! with credentials after the first deploy), and any API's before.
 //!
 //! `sts:GetCallerIdentity` is absent on purpose: it needs no permission (STS API reference).
 
@@ -15,7 +30,7 @@ use serde_json::{Value, json};
 
 use super::{AwsArgs, AwsError, Clients, account};
 use crate::config::{AccessLogsConfig, AccountRole, Config};
-use crate::engine::desired::{Names, Target};
+use crate::engine::desired::{Names, STACK_TAG, STAGE_TAG, Target, boundary_arn};
 use crate::error::Error;
 use crate::output::Printer;
 
@@ -31,6 +46,16 @@ pub enum Scope {
     Functions,
     /// API Gateway's management paths of the region's APIs, and the tagging path.
     Apis,
+    /// The collection CreateApi posts to.
+    ApiCollection,
+    /// The stack's API itself and its stage.
+    StackApi,
+    /// The paths under the stack's API (under any API while its id is not known).
+    StackApiParts,
+    /// API Gateway's tagging path.
+    ApiTags,
+    /// The stack's own permissions boundary.
+    Boundary,
     /// The stack's tables and their indexes.
     Tables,
     /// The stack's log groups.
@@ -44,13 +69,25 @@ pub enum Scope {
     Any,
 }
 
+/// What must hold for a grant to apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    /// The role is passed to this service (its principal, by partition).
+    PassedTo(&'static str),
+    /// The role carries the stack's permissions boundary.
+    Boundary,
+    /// The request tags the new resource with the stack and stage.
+    RequestTags,
+    /// The resource is tagged with the stack and stage.
+    ResourceTags,
+}
+
 /// Actions on one scope, with an optional IAM condition.
 pub struct Grant {
     pub sid: &'static str,
     pub actions: &'static [&'static str],
     pub scope: Scope,
-    /// `(operator, key, value)`: the value is a service name whose principal fills it in.
-    pub condition: Option<(&'static str, &'static str, &'static str)>,
+    pub condition: Option<Condition>,
 }
 
 const LOG_GROUP_ACTIONS: &[&str] = &[
@@ -68,19 +105,42 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         sid: "StackRoles",
         actions: &[
-            "iam:CreateRole",
             "iam:DeleteRole",
             "iam:DeleteRolePolicy",
             "iam:GetRole",
             "iam:GetRolePolicy",
             "iam:ListRolePolicies",
             "iam:ListRoleTags",
-            "iam:PutRolePolicy",
             "iam:TagRole",
             "iam:UntagRole",
             "iam:UpdateAssumeRolePolicy",
         ],
         scope: Scope::Roles,
+        condition: None,
+    },
+    Grant {
+        sid: "StackRolesWithinBoundary",
+        actions: &[
+            "iam:CreateRole",
+            "iam:PutRolePermissionsBoundary",
+            "iam:PutRolePolicy",
+        ],
+        scope: Scope::Roles,
+        condition: Some(Condition::Boundary),
+    },
+    // Read, and deleted with the stack; never created or changed (see the module's comment).
+    Grant {
+        sid: "StackBoundary",
+        actions: &[
+            "iam:DeletePolicy",
+            "iam:DeletePolicyVersion",
+            "iam:GetPolicyVersion",
+            "iam:ListPolicyTags",
+            "iam:ListPolicyVersions",
+            "iam:TagPolicy",
+            "iam:UntagPolicy",
+        ],
+        scope: Scope::Boundary,
         condition: None,
     },
     Grant {
@@ -94,7 +154,7 @@ pub const GRANTS: &[Grant] = &[
         sid: "PassStackRolesToLambda",
         actions: &["iam:PassRole"],
         scope: Scope::Roles,
-        condition: Some(("StringEquals", "iam:PassedToService", "lambda")),
+        condition: Some(Condition::PassedTo("lambda")),
     },
     Grant {
         sid: "StackFunctions",
@@ -122,15 +182,34 @@ pub const GRANTS: &[Grant] = &[
     // Guide, "Control access to the API Gateway management API"); tagging an API or a stage is
     // a call on `/tags/ARN`.
     Grant {
-        sid: "WebSocketApi",
-        actions: &[
-            "apigateway:DELETE",
-            "apigateway:GET",
-            "apigateway:PATCH",
-            "apigateway:POST",
-        ],
+        sid: "ReadApis",
+        actions: &["apigateway:GET"],
         scope: Scope::Apis,
         condition: None,
+    },
+    Grant {
+        sid: "CreateStackApi",
+        actions: &["apigateway:POST"],
+        scope: Scope::ApiCollection,
+        condition: Some(Condition::RequestTags),
+    },
+    Grant {
+        sid: "StackApi",
+        actions: &["apigateway:DELETE", "apigateway:PATCH"],
+        scope: Scope::StackApi,
+        condition: Some(Condition::ResourceTags),
+    },
+    Grant {
+        sid: "StackApiParts",
+        actions: &["apigateway:DELETE", "apigateway:PATCH", "apigateway:POST"],
+        scope: Scope::StackApiParts,
+        condition: None,
+    },
+    Grant {
+        sid: "TagStackApi",
+        actions: &["apigateway:DELETE", "apigateway:POST"],
+        scope: Scope::ApiTags,
+        condition: Some(Condition::ResourceTags),
     },
     Grant {
         sid: "StackTables",
@@ -179,6 +258,7 @@ pub const GRANTS: &[Grant] = &[
         sid: "FindStackResources",
         actions: &[
             "dynamodb:ListTables",
+            "iam:ListPolicies",
             "iam:ListRoles",
             "lambda:ListFunctions",
         ],
@@ -187,11 +267,12 @@ pub const GRANTS: &[Grant] = &[
     },
 ];
 
-/// The ARN patterns of `scope` for this stack.
+/// The ARN patterns of `scope` for this stack (`target.api_id` names its API once known).
 pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
     let prefix = names.prefix();
     let region = &target.region;
     let apigateway = |path: &str| target.partition().arn("apigateway", region, "", path);
+    let api = target.api_id.as_deref();
     match scope {
         Scope::Roles => vec![target.role_arn(&names.role_path(), "*")],
         Scope::RoleNamesakes => vec![target.role_arn("/", &format!("*{prefix}*"))],
@@ -201,6 +282,19 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
             apigateway("/apis/*"),
             apigateway("/tags/*"),
         ],
+        Scope::ApiCollection => vec![apigateway("/apis")],
+        // Unnamed, any path under `/apis`: only the API and its stages carry tags, so the
+        // tag condition leaves the rest to `StackApiParts`.
+        Scope::StackApi => match api {
+            Some(id) => vec![
+                apigateway(&format!("/apis/{id}")),
+                apigateway(&format!("/apis/{id}/stages/{}", names.stage)),
+            ],
+            None => vec![apigateway("/apis/*")],
+        },
+        Scope::StackApiParts => vec![apigateway(&format!("/apis/{}/*", api.unwrap_or("*")))],
+        Scope::ApiTags => vec![apigateway("/tags/*")],
+        Scope::Boundary => vec![target.policy_arn(&names.role_path(), &names.boundary())],
         Scope::Tables => vec![target.table_arn(&format!("{prefix}*"))],
         Scope::LogGroups => {
             vec![target.arn("logs", &format!("log-group:{}*", names.log_group("")))]
@@ -215,8 +309,11 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
 pub fn deployer_policy(config: &Config, target: &Target) -> Value {
     let names = Names::new(config);
     let partition = target.partition();
+    let boundary = boundary_arn(config, target);
     let statements: Vec<Value> = GRANTS
         .iter()
+        // A boundary the config names is its administrator's, not the stack's to delete.
+        .filter(|grant| grant.scope != Scope::Boundary || config.permissions_boundary.is_none())
         .map(|grant| {
             let mut statement = json!({
                 "Sid": grant.sid,
@@ -224,10 +321,23 @@ pub fn deployer_policy(config: &Config, target: &Target) -> Value {
                 "Action": grant.actions,
                 "Resource": resources(grant.scope, &names, target),
             });
-            if let Some((operator, key, service)) = grant.condition {
-                statement["Condition"] =
-                    json!({ operator: { key: partition.service_principal(service) } });
-            }
+            let tags = |kind: &str| {
+                json!({"StringEquals": {
+                    format!("aws:{kind}/{STACK_TAG}"): names.stack,
+                    format!("aws:{kind}/{STAGE_TAG}"): names.stage,
+                }})
+            };
+            statement["Condition"] = match grant.condition {
+                None => return statement,
+                Some(Condition::PassedTo(service)) => json!({"StringEquals": {
+                    "iam:PassedToService": partition.service_principal(service)
+                }}),
+                Some(Condition::Boundary) => {
+                    json!({"StringEquals": {"iam:PermissionsBoundary": boundary}})
+                }
+                Some(Condition::RequestTags) => tags("RequestTag"),
+                Some(Condition::ResourceTags) => tags("ResourceTag"),
+            };
             statement
         })
         .collect::<Vec<Value>>();
@@ -317,16 +427,37 @@ fn access_log_statements(logs: &AccessLogsConfig, names: &Names, target: &Target
     out
 }
 
-/// `wsctl deploy --print-policy`: the account comes from STS (the one call made); without
-/// credentials it is `*`, and a note says so.
-pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<(), Error> {
+/// Which policy `wsctl deploy` prints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Printed {
+    /// `--print-policy`: the deploying identity's.
+    Deployer,
+    /// `--print-boundary`: the stack's roles' permissions boundary.
+    Boundary,
+}
+
+/// `wsctl deploy --print-policy` / `--print-boundary`: the account comes from STS and the
+/// API's id from API Gateway (the only calls made); without credentials both are `*`, and a
+/// note says so.
+pub async fn print(
+    config: &Config,
+    aws: &AwsArgs,
+    which: Printed,
+    printer: &Printer,
+) -> Result<(), Error> {
     let target = match Clients::connect(aws, config.region.as_deref()).await {
         Ok(clients) => {
             let account = clients.account().await?;
+            let api_id = super::apigw::find_api(&clients, &Names::new(config)).await?;
+            if api_id.is_none() && which == Printed::Deployer {
+                printer.note(
+                    "the stack's API does not exist yet, so its routes, integrations and authorizer are granted on any API of the region; print the policy again after the first deploy to name it",
+                );
+            }
             Target {
                 account,
                 region: clients.region,
-                api_id: None,
+                api_id,
                 authorizer_id: None,
                 logging_role: None,
             }
@@ -350,7 +481,10 @@ pub async fn print(config: &Config, aws: &AwsArgs, printer: &Printer) -> Result<
         }
         Err(e) => return Err(e.into()),
     };
-    let policy = deployer_policy(config, &target);
+    let policy = match which {
+        Printed::Deployer => deployer_policy(config, &target),
+        Printed::Boundary => crate::engine::desired::boundary_policy(&Names::new(config), &target),
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&policy).expect("a JSON value prints")
@@ -394,6 +528,259 @@ mod tests {
         assert_eq!(
             shown, printed,
             "README's policy differs from `wsctl deploy --print-policy` for the template: paste the printed one"
+        );
+    }
+
+    /// The printed policy, evaluated by `wsctl dev`'s IAM evaluator: what a deploy and a
+    /// destroy call is allowed; every way its holder could reach beyond the stack is not.
+    #[test]
+    fn the_printed_policy_deploys_the_stack_and_refuses_every_escalation() {
+        use crate::engine::desired::boundary_policy;
+        use crate::local::iam::{Ask, Principal};
+
+        let config = template();
+        let mut t = target("eu-west-1");
+        let before_api = Principal::new(
+            "arn:aws:iam::123456789012:role/ci",
+            &[deployer_policy(&config, &t)],
+            None,
+        );
+        t.api_id = Some("a1b2c3d4e5".into());
+        let deployer = Principal::new(
+            "arn:aws:iam::123456789012:role/ci",
+            &[deployer_policy(&config, &t)],
+            None,
+        );
+        let names = Names::new(&config);
+        let boundary = boundary_arn(&config, &t);
+        assert_eq!(
+            boundary,
+            "arn:aws:iam::123456789012:policy/wsctl/chat/dev/chat-dev-boundary"
+        );
+        let role = |name: &str| t.role_arn(&names.role_path(), name);
+        let apigw = |path: &str| t.partition().arn("apigateway", "eu-west-1", "", path);
+        let bounded = |ask: Ask| ask.with("iam:PermissionsBoundary", &boundary);
+        let tagged = |ask: Ask, kind: &str, stack: &str| {
+            ask.with(&format!("aws:{kind}/wsctl:stack"), stack)
+                .with(&format!("aws:{kind}/wsctl:stage"), "dev")
+        };
+        let ours = |ask: Ask| tagged(ask, "ResourceTag", "chat");
+
+        let deploy_and_destroy = vec![
+            Ask::new("iam:ListPolicies", "*"),
+            Ask::new("iam:GetPolicyVersion", &boundary),
+            bounded(Ask::new("iam:CreateRole", role("chat-dev-message"))),
+            bounded(Ask::new("iam:PutRolePolicy", role("chat-dev-message"))),
+            bounded(Ask::new(
+                "iam:PutRolePermissionsBoundary",
+                role("chat-dev-message"),
+            )),
+            Ask::new("iam:PassRole", role("chat-dev-message"))
+                .with("iam:PassedToService", "lambda.amazonaws.com"),
+            Ask::new("lambda:CreateFunction", t.function_arn("chat-dev-message")),
+            tagged(
+                Ask::new("apigateway:POST", apigw("/apis")),
+                "RequestTag",
+                "chat",
+            ),
+            ours(Ask::new("apigateway:PATCH", apigw("/apis/a1b2c3d4e5"))),
+            ours(Ask::new(
+                "apigateway:PATCH",
+                apigw("/apis/a1b2c3d4e5/stages/dev"),
+            )),
+            Ask::new("apigateway:POST", apigw("/apis/a1b2c3d4e5/routes")),
+            Ask::new(
+                "apigateway:PATCH",
+                apigw("/apis/a1b2c3d4e5/integrations/x1"),
+            ),
+            ours(Ask::new(
+                "apigateway:POST",
+                apigw("/tags/arn:aws:apigateway:eu-west-1::/apis/a1b2c3d4e5"),
+            )),
+            Ask::new("dynamodb:CreateTable", t.table_arn("chat-dev-history")),
+            ours(Ask::new("apigateway:DELETE", apigw("/apis/a1b2c3d4e5"))),
+            Ask::new("iam:DeleteRole", role("chat-dev-message")),
+            Ask::new("iam:DeletePolicyVersion", &boundary),
+            Ask::new("iam:DeletePolicy", &boundary),
+        ];
+        assert_eq!(deployer.check(&deploy_and_destroy), Ok(()));
+        assert_eq!(before_api.check(&deploy_and_destroy), Ok(()));
+
+        let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+        let theirs = |ask: Ask| tagged(ask, "ResourceTag", "billing");
+        let escalations = [
+            (
+                "a role without the boundary",
+                Ask::new("iam:CreateRole", role("chat-dev-evil")),
+            ),
+            (
+                "a role with another boundary",
+                Ask::new("iam:CreateRole", role("chat-dev-evil"))
+                    .with("iam:PermissionsBoundary", admin),
+            ),
+            (
+                "a policy on a role without the boundary",
+                Ask::new("iam:PutRolePolicy", role("chat-dev-message")),
+            ),
+            (
+                "a managed policy attached",
+                bounded(Ask::new("iam:AttachRolePolicy", role("chat-dev-message")))
+                    .with("iam:PolicyARN", admin),
+            ),
+            (
+                "the boundary removed",
+                bounded(Ask::new(
+                    "iam:DeleteRolePermissionsBoundary",
+                    role("chat-dev-message"),
+                )),
+            ),
+            (
+                "the boundary swapped",
+                Ask::new("iam:PutRolePermissionsBoundary", role("chat-dev-message"))
+                    .with("iam:PermissionsBoundary", admin),
+            ),
+            (
+                "the boundary widened",
+                Ask::new("iam:CreatePolicyVersion", &boundary),
+            ),
+            (
+                "an older boundary restored",
+                Ask::new("iam:SetDefaultPolicyVersion", &boundary),
+            ),
+            (
+                "a policy of its own",
+                Ask::new(
+                    "iam:CreatePolicy",
+                    t.policy_arn(&names.role_path(), "chat-dev-admin"),
+                ),
+            ),
+            (
+                "a role outside the stack's path",
+                bounded(Ask::new("iam:CreateRole", t.role_arn("/", "admin"))),
+            ),
+            (
+                "a stack role passed to another service",
+                Ask::new("iam:PassRole", role("chat-dev-message"))
+                    .with("iam:PassedToService", "ec2.amazonaws.com"),
+            ),
+            (
+                "another team's API changed",
+                theirs(Ask::new("apigateway:PATCH", apigw("/apis/zz9yy8xx7w"))),
+            ),
+            (
+                "another team's API deleted",
+                theirs(Ask::new("apigateway:DELETE", apigw("/apis/zz9yy8xx7w"))),
+            ),
+            (
+                "an untagged API deleted",
+                Ask::new("apigateway:DELETE", apigw("/apis/zz9yy8xx7w")),
+            ),
+            (
+                "another team's stage changed",
+                theirs(Ask::new(
+                    "apigateway:PATCH",
+                    apigw("/apis/zz9yy8xx7w/stages/dev"),
+                )),
+            ),
+            (
+                "another team's API tagged as the stack's",
+                tagged(
+                    theirs(Ask::new(
+                        "apigateway:POST",
+                        apigw("/tags/arn:aws:apigateway:eu-west-1::/apis/zz9yy8xx7w"),
+                    )),
+                    "RequestTag",
+                    "chat",
+                ),
+            ),
+            (
+                "an API created for another stack",
+                tagged(
+                    Ask::new("apigateway:POST", apigw("/apis")),
+                    "RequestTag",
+                    "billing",
+                ),
+            ),
+            (
+                "another team's routes, once the stack's API is named",
+                Ask::new("apigateway:POST", apigw("/apis/zz9yy8xx7w/routes")),
+            ),
+        ];
+        for (what, ask) in escalations {
+            assert!(
+                deployer.check(std::slice::from_ref(&ask)).is_err(),
+                "{what} is allowed: {ask:?}"
+            );
+        }
+
+        // The role a rewritten trust policy reaches: whatever policy it is given, its
+        // boundary keeps it to the stack's resources, called from the stack's functions.
+        let anything = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+        let boundary_doc = boundary_policy(&names, &t);
+        let session = Principal::new(
+            "arn:aws:sts::123456789012:assumed-role/chat-dev-message/s",
+            &[anything],
+            Some(&boundary_doc),
+        );
+        let from = |function: &str, ask: Ask| {
+            ask.with("lambda:SourceFunctionArn", t.function_arn(function))
+        };
+        let history = || Ask::new("dynamodb:GetItem", t.table_arn("chat-dev-history"));
+        let post = || {
+            Ask::new(
+                "execute-api:ManageConnections",
+                t.arn("execute-api", "a1b2c3d4e5/dev/POST/@connections/abc="),
+            )
+        };
+        assert_eq!(
+            session.check(&[
+                from("chat-dev-message", history()),
+                from("chat-dev-publish", post())
+            ]),
+            Ok(())
+        );
+        let outside = [
+            ("another account assuming the role", history()),
+            (
+                "a function of another stack",
+                from("billing-dev-x", history()),
+            ),
+            (
+                "another team's table",
+                from(
+                    "chat-dev-message",
+                    Ask::new("dynamodb:GetItem", t.table_arn("billing-dev-invoices")),
+                ),
+            ),
+            (
+                "IAM",
+                from("chat-dev-message", Ask::new("iam:CreateUser", "*")),
+            ),
+        ];
+        for (what, ask) in outside {
+            let denied = session.check(std::slice::from_ref(&ask)).unwrap_err();
+            assert!(
+                denied.0.contains("no permissions boundary allows"),
+                "{what}: {denied:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_named_boundary_is_required_and_never_deleted() {
+        let mut config = template();
+        config.permissions_boundary =
+            Some("arn:aws:iam::123456789012:policy/org/app-boundary".into());
+        let policy = deployer_policy(&config, &target("eu-west-1"));
+        let statements = policy["Statement"].as_array().unwrap();
+        assert!(statements.iter().all(|s| s["Sid"] != "StackBoundary"));
+        let within = statements
+            .iter()
+            .find(|s| s["Sid"] == "StackRolesWithinBoundary")
+            .unwrap();
+        assert_eq!(
+            within["Condition"],
+            json!({"StringEquals": {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/org/app-boundary"}})
         );
     }
 

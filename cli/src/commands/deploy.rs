@@ -17,8 +17,13 @@ pub async fn run(
     args: &DeployArgs,
     printer: &Printer,
 ) -> Result<(), Error> {
-    if args.print_policy {
-        return crate::aws::policy::print(config, aws, printer).await;
+    if args.print_policy || args.print_boundary {
+        let which = if args.print_boundary {
+            crate::aws::policy::Printed::Boundary
+        } else {
+            crate::aws::policy::Printed::Deployer
+        };
+        return crate::aws::policy::print(config, aws, which, printer).await;
     }
     let artifacts = super::artifacts(config, &args.build, Profile::Lambda, printer).await?;
     let started = Instant::now();

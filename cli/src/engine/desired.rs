@@ -111,6 +111,11 @@ impl Target {
             .arn("iam", "", &self.account, &format!("role{path}{role}"))
     }
 
+    /// A customer managed policy's ARN; `path` starts and ends with `/`.
+    pub fn policy_arn(&self, path: &str, name: &str) -> String {
+        self.partition()
+            .arn("iam", "", &self.account, &format!("policy{path}{name}"))
+    }
     pub fn table_arn(&self, table: &str) -> String {
         self.arn("dynamodb", &format!("table/{table}"))
     }
@@ -160,6 +165,10 @@ impl Names {
     }
     pub fn role_path(&self) -> String {
         format!("/wsctl/{}/{}/", self.stack, self.stage)
+    }
+    /// The name of the managed policy that bounds the stack's roles (under [`Self::role_path`]).
+    pub fn boundary(&self) -> String {
+        format!("{}-{}-boundary", self.stack, self.stage)
     }
     pub fn log_group(&self, function: &str) -> String {
         format!("/aws/lambda/{}", self.function(function))
@@ -264,6 +273,14 @@ pub fn desired(
             tags: tags.clone(),
         }));
     }
+    if config.permissions_boundary.is_none() {
+        out.push(Spec::Boundary(BoundarySpec {
+            name: names.boundary(),
+            path: names.role_path(),
+            document: boundary_policy(&names, target),
+            tags: tags.clone(),
+        }));
+    }
     out.push(Spec::Api(ApiSpec {
         name: names.api(),
         route_selection_expression: config.route_selection_expression.clone(),
@@ -285,6 +302,7 @@ pub fn desired(
                 POLICY_NAME.to_string(),
                 role_policy(config, &names, target, logical),
             )]),
+            permissions_boundary: Some(boundary_arn(config, target)),
             tags: tags.clone(),
         }));
         let artifact = artifacts.get(logical);
@@ -408,6 +426,80 @@ pub fn assume_role_policy(partition: Partition) -> Value {
             "Action": "sts:AssumeRole"
         }]
     })
+}
+
+/// The permissions boundary every role of the stack carries: the one the config names, or the
+/// stack's own.
+pub fn boundary_arn(config: &Config, target: &Target) -> String {
+    let names = Names::new(config);
+    config
+        .permissions_boundary
+        .clone()
+        .unwrap_or_else(|| target.policy_arn(&names.role_path(), &names.boundary()))
+}
+
+/// The most any role of the stack may do, whatever its own policy says: the data-plane calls
+/// the bundled functions make, on the stack's own resources, from the stack's own functions.
+///
+/// `lambda:SourceFunctionArn` is in the request context of every call made from a function's
+/// execution environment, and of the log writes Lambda makes for it ("Using source function
+/// ARN to control function access behavior", Lambda Developer Guide). Requiring it means the
+/// role's credentials are worth nothing outside the stack's functions: a trust policy that lets
+/// another account assume the role (IAM cannot condition `UpdateAssumeRolePolicy` on the
+/// boundary; Service Authorization Reference, IAM) gives that account nothing.
+///
+/// The API's id is not known when the boundary has to exist (before the first role), so
+/// `@connections` is bounded by the stage's name in the account and region; each role's own
+/// policy names the API.
+pub fn boundary_policy(names: &Names, target: &Target) -> Value {
+    let prefix = names.prefix();
+    let from_stack = json!({"ArnLike": {"lambda:SourceFunctionArn": target.function_arn(&format!("{prefix}*"))}});
+    let statement = |sid: &str, actions: Vec<&str>, resource: String| {
+        json!({
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": [resource],
+            "Condition": from_stack,
+        })
+    };
+    json!({"Version": "2012-10-17", "Statement": [
+        statement(
+            "StackTables",
+            READ_ACTIONS.iter().chain(WRITE_ACTIONS).copied().collect(),
+            target.table_arn(&format!("{prefix}*")),
+        ),
+        statement(
+            "StackFunctionLogs",
+            vec!["logs:CreateLogStream", "logs:PutLogEvents"],
+            target.arn("logs", &format!("log-group:{}*", names.log_group(""))),
+        ),
+        statement(
+            "InvokeStackFunctions",
+            vec!["lambda:InvokeFunction"],
+            target.function_arn(&format!("{prefix}*")),
+        ),
+        statement(
+            "StageConnections",
+            vec!["execute-api:ManageConnections"],
+            target.arn("execute-api", &format!("*/{}/*/@connections/*", names.stage)),
+        ),
+        statement(
+            "ReadTokenSecret",
+            vec!["ssm:GetParameter"],
+            target.parameter_arn(&names.secret()),
+        ),
+        // The secret is a SecureString under the account's `aws/ssm` key: SSM decrypts it
+        // with the caller's permissions, which the boundary also caps. SSM makes that call,
+        // not the function, so it carries no source function ARN; it is bounded to SSM.
+        json!({
+            "Sid": "DecryptTokenSecretThroughSsm",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": [target.arn("kms", "key/*")],
+            "Condition": {"StringEquals": {"kms:ViaService": format!("ssm.{}.{}", target.region, target.partition().dns_suffix())}},
+        }),
+    ]})
 }
 
 const READ_ACTIONS: &[&str] = &[

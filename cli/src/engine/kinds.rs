@@ -195,7 +195,7 @@ macro_rules! kinds {
 }
 
 // Creation order: a kind comes after every kind it needs, and its wave is not lower. Roles need
-// the API's id (their policy names its stage); functions need roles; everything API Gateway
+// the API's id (their policy names its stage) and their boundary; functions need roles; everything API Gateway
 // holds needs the functions; the permission of the authorizer's function names the
 // authorizer's id; routes need the integrations and the authorizer, and come after the
 // permissions so that no route is live before API Gateway may invoke its function; a custom
@@ -206,6 +206,7 @@ kinds! {
     Table => dynamodb::TableSpec,
     LogGroup => logs::LogGroupSpec,
     Api => apigw::ApiSpec,
+    Boundary => iam::BoundarySpec,
     Role => iam::RoleSpec,
     Account => account::AccountSpec,
     Function => lambda::FunctionSpec,

@@ -11,9 +11,14 @@
 //!   APIs).
 //!
 //! Evaluation follows the IAM User Guide's "Policy evaluation logic" for one account with
-//! identity-based policies only: an explicit `Deny` wins, then an `Allow`, else the implicit deny.
-//! A statement with a `Condition` is not evaluated here; to stay on the safe side, it never
-//! allows and always denies. Calls to other services pass unchecked.
+//! identity-based policies and a permissions boundary: an explicit `Deny` in either wins; else
+//! the call needs an `Allow` from the identity's policies and, when the role has a boundary,
+//! from the boundary too. Conditions are evaluated against the request context as the "IAM
+//! JSON policy elements: Condition operators" page defines the string, ARN, `Bool` and `Null`
+//! operators, their `IfExists` forms and the `ForAnyValue`/`ForAllValues` qualifiers; a key
+//! absent from the context fails a positive operator and passes a negated one. An operator it
+//! does not know never allows and always denies. A function's calls carry
+//! `lambda:SourceFunctionArn`, as Lambda adds it. Calls to other services pass unchecked.
 
 use std::collections::HashMap;
 
@@ -25,23 +30,69 @@ use wsctl_functions::partition::Partition;
 
 use super::http::{Body, json_response};
 
-/// Who a function's calls act as: its role's session, as Lambda names it.
+/// Who calls act as: a function's role session, as Lambda names it, or any identity whose
+/// policies are known.
 pub struct Principal {
     /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/FUNCTION`.
     pub arn: String,
     /// Its role's statements, read once: every `@connections` post of a fan-out is checked.
     statements: Vec<Statement>,
+    /// Its permissions boundary's statements, if it has one.
+    boundary: Option<Vec<Statement>>,
+    /// Context keys every call of this principal carries.
+    context: Vec<(String, String)>,
 }
 
 /// One policy statement, as evaluation needs it.
 #[derive(Debug)]
 struct Statement {
     effect: Effect,
-    /// A `Condition` this evaluator does not read.
-    conditional: bool,
+    /// All must hold for the statement to apply.
+    conditions: Vec<Condition>,
     /// Lower-cased: action names are case-insensitive; resource ARNs are not.
     actions: Patterns,
     resources: Patterns,
+}
+
+/// One key of one operator of a `Condition` block.
+#[derive(Debug)]
+struct Condition {
+    op: Operator,
+    /// `…IfExists`: a key absent from the context passes.
+    if_exists: bool,
+    set: SetQualifier,
+    /// Lower-cased: condition key names are case-insensitive.
+    key: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Operator {
+    StringEquals,
+    StringEqualsIgnoreCase,
+    StringLike,
+    ArnLike,
+    Bool,
+    Null,
+    /// The negation of the positive operator inside.
+    Not(Positive),
+    Unknown,
+}
+
+/// The operators a `Not` form negates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Positive {
+    StringEquals,
+    StringEqualsIgnoreCase,
+    StringLike,
+    ArnLike,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SetQualifier {
+    Single,
+    ForAnyValue,
+    ForAllValues,
 }
 
 #[derive(Debug, PartialEq)]
@@ -66,11 +117,30 @@ pub struct Principals {
     by_key: HashMap<String, Principal>,
 }
 
-/// One action on one resource, as IAM evaluates a request.
+/// One action on one resource, as IAM evaluates a request, with the request's context keys
+/// (a key may repeat: a multivalued key such as `aws:TagKeys`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ask {
     pub action: String,
     pub resource: String,
+    pub context: Vec<(String, String)>,
+}
+
+impl Ask {
+    pub fn new(action: &str, resource: impl Into<String>) -> Ask {
+        Ask {
+            action: action.to_string(),
+            resource: resource.into(),
+            context: Vec::new(),
+        }
+    }
+
+    /// With context key `key` set to `value` (once more, for a multivalued key).
+    #[cfg(test)]
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Ask {
+        self.context.push((key.to_string(), value.into()));
+        self
+    }
 }
 
 /// Which API refused, for the shape of its error.
@@ -90,31 +160,36 @@ pub struct Denied(pub String);
 enum Decision {
     Allow,
     ImplicitDeny,
+    /// The identity allows it; its permissions boundary does not.
+    OutsideBoundary,
     ExplicitDeny,
 }
 
 impl Principals {
-    /// New credentials for `function`, acting with role `role` (its name) and its `policies`;
-    /// the variables Lambda sets for them.
+    /// New credentials for `function`, acting with role `role` (its name), its `policies` and
+    /// its permissions `boundary`; the variables Lambda sets for them.
     pub fn issue(
         &mut self,
         function: &str,
         role: &str,
         policies: Vec<Value>,
+        boundary: Option<Value>,
         region: &str,
         account: &str,
     ) -> Vec<(String, String)> {
-        let arn = Partition::of(region).arn(
+        let partition = Partition::of(region);
+        let arn = partition.arn(
             "sts",
             "",
             account,
             &format!("assumed-role/{role}/{function}"),
         );
+        let source = partition.arn("lambda", region, account, &format!("function:{function}"));
         // Temporary credentials start with ASIA, as the ones Lambda gives do.
         let key = format!("ASIA{}", random(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
-        let statements = policies.iter().flat_map(statements).collect();
-        self.by_key
-            .insert(key.clone(), Principal { arn, statements });
+        let principal = Principal::new(&arn, &policies, boundary.as_ref())
+            .with("lambda:SourceFunctionArn", &source);
+        self.by_key.insert(key.clone(), principal);
         let chars = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         vec![
             ("AWS_ACCESS_KEY_ID".into(), key),
@@ -139,6 +214,22 @@ fn random(n: usize, chars: &[u8]) -> String {
 }
 
 impl Principal {
+    /// An identity with `policies` and, if it has one, a permissions `boundary`.
+    pub fn new(arn: &str, policies: &[Value], boundary: Option<&Value>) -> Principal {
+        Principal {
+            arn: arn.to_string(),
+            statements: policies.iter().flat_map(statements).collect(),
+            boundary: boundary.map(statements),
+            context: Vec::new(),
+        }
+    }
+
+    /// Every call carries context key `key` = `value`.
+    pub fn with(mut self, key: &str, value: &str) -> Principal {
+        self.context.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// The first ask the role does not allow, with AWS's message for it.
     pub fn check(&self, asks: &[Ask]) -> Result<(), Denied> {
         for ask in asks {
@@ -146,6 +237,10 @@ impl Principal {
                 Decision::Allow => continue,
                 Decision::ImplicitDeny => format!(
                     "because no identity-based policy allows the {} action",
+                    ask.action
+                ),
+                Decision::OutsideBoundary => format!(
+                    "because no permissions boundary allows the {} action",
                     ask.action
                 ),
                 Decision::ExplicitDeny => {
@@ -162,22 +257,159 @@ impl Principal {
 
     fn decide(&self, ask: &Ask) -> Decision {
         let action = ask.action.to_ascii_lowercase();
-        let mut allowed = false;
-        for statement in &self.statements {
-            if !(statement.actions.cover(&action) && statement.resources.cover(&ask.resource)) {
-                continue;
+        let context: Vec<(String, &str)> = self
+            .context
+            .iter()
+            .chain(&ask.context)
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+            .collect();
+        let identity = evaluate(&self.statements, &action, &ask.resource, &context);
+        let boundary = self
+            .boundary
+            .as_ref()
+            .map(|b| evaluate(b, &action, &ask.resource, &context));
+        match (identity, boundary) {
+            (Decision::ExplicitDeny, _) | (_, Some(Decision::ExplicitDeny)) => {
+                Decision::ExplicitDeny
             }
-            match statement.effect {
-                Effect::Deny => return Decision::ExplicitDeny,
-                Effect::Allow if !statement.conditional => allowed = true,
-                _ => {}
+            (Decision::Allow, None | Some(Decision::Allow)) => Decision::Allow,
+            (Decision::Allow, Some(_)) => Decision::OutsideBoundary,
+            _ => Decision::ImplicitDeny,
+        }
+    }
+}
+
+/// One policy set's answer: a matching `Deny` whose conditions hold (or cannot be read), else
+/// a matching `Allow` whose conditions hold.
+fn evaluate(
+    statements: &[Statement],
+    action: &str,
+    resource: &str,
+    context: &[(String, &str)],
+) -> Decision {
+    let mut allowed = false;
+    for statement in statements {
+        if !(statement.actions.cover(action) && statement.resources.cover(resource)) {
+            continue;
+        }
+        match statement.effect {
+            Effect::Deny
+                if statement
+                    .conditions
+                    .iter()
+                    .all(|c| c.holds(context) != Some(false)) =>
+            {
+                return Decision::ExplicitDeny;
+            }
+            Effect::Allow
+                if statement
+                    .conditions
+                    .iter()
+                    .all(|c| c.holds(context) == Some(true)) =>
+            {
+                allowed = true
+            }
+            _ => {}
+        }
+    }
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::ImplicitDeny
+    }
+}
+
+impl Condition {
+    /// The `Condition` block of a statement: operators, each with keys, each with values;
+    /// `None` for a block that is not an object of objects.
+    fn parse(block: &Value) -> Option<Vec<Condition>> {
+        let mut out = Vec::new();
+        for (operator, keys) in block.as_object()? {
+            let (set, name) = match operator.split_once(':') {
+                Some(("ForAnyValue", rest)) => (SetQualifier::ForAnyValue, rest),
+                Some(("ForAllValues", rest)) => (SetQualifier::ForAllValues, rest),
+                Some(_) => (SetQualifier::Single, ""),
+                None => (SetQualifier::Single, operator.as_str()),
+            };
+            let (name, if_exists) = match name.strip_suffix("IfExists") {
+                Some(base) if name != "Null" => (base, true),
+                _ => (name, false),
+            };
+            let op = match name {
+                "StringEquals" => Operator::StringEquals,
+                "StringEqualsIgnoreCase" => Operator::StringEqualsIgnoreCase,
+                "StringLike" => Operator::StringLike,
+                "ArnEquals" | "ArnLike" => Operator::ArnLike,
+                "StringNotEquals" => Operator::Not(Positive::StringEquals),
+                "StringNotEqualsIgnoreCase" => Operator::Not(Positive::StringEqualsIgnoreCase),
+                "StringNotLike" => Operator::Not(Positive::StringLike),
+                "ArnNotEquals" | "ArnNotLike" => Operator::Not(Positive::ArnLike),
+                "Bool" => Operator::Bool,
+                "Null" => Operator::Null,
+                _ => Operator::Unknown,
+            };
+            for (key, values) in keys.as_object()? {
+                let scalar = |v: &Value| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+                let values = match values {
+                    Value::Array(list) => list.iter().filter_map(scalar).collect(),
+                    one => scalar(one).into_iter().collect(),
+                };
+                out.push(Condition {
+                    op,
+                    if_exists,
+                    set,
+                    key: key.to_ascii_lowercase(),
+                    values,
+                });
             }
         }
-        if allowed {
-            Decision::Allow
-        } else {
-            Decision::ImplicitDeny
+        Some(out)
+    }
+
+    /// Whether the condition holds for `context`; `None` when the operator is unknown.
+    fn holds(&self, context: &[(String, &str)]) -> Option<bool> {
+        let present: Vec<&str> = context
+            .iter()
+            .filter(|(k, _)| *k == self.key)
+            .map(|(_, v)| *v)
+            .collect();
+        let (positive, negated) = match self.op {
+            Operator::Unknown => return None,
+            Operator::Null => {
+                let wants_absent = self.values.iter().any(|v| v == "true");
+                return Some(present.is_empty() == wants_absent);
+            }
+            Operator::Not(p) => (p, true),
+            Operator::StringEquals => (Positive::StringEquals, false),
+            Operator::StringEqualsIgnoreCase => (Positive::StringEqualsIgnoreCase, false),
+            Operator::StringLike => (Positive::StringLike, false),
+            Operator::ArnLike => (Positive::ArnLike, false),
+            Operator::Bool => (Positive::StringEqualsIgnoreCase, false),
+        };
+        if present.is_empty() {
+            return Some(match self.set {
+                SetQualifier::ForAllValues => true,
+                SetQualifier::ForAnyValue => false,
+                SetQualifier::Single => self.if_exists || negated,
+            });
         }
+        let matches = |value: &str| {
+            self.values.iter().any(|wanted| match positive {
+                Positive::StringEquals => wanted == value,
+                Positive::StringEqualsIgnoreCase => wanted.eq_ignore_ascii_case(value),
+                Positive::StringLike | Positive::ArnLike => glob(wanted, value),
+            })
+        };
+        let hit = |value: &&str| matches(value) != negated;
+        Some(match self.set {
+            SetQualifier::ForAllValues => present.iter().all(hit),
+            SetQualifier::ForAnyValue | SetQualifier::Single => present.iter().any(hit),
+        })
     }
 }
 
@@ -195,9 +427,18 @@ fn statements(policy: &Value) -> Vec<Statement> {
                 Some("Deny") => Effect::Deny,
                 _ => Effect::Other,
             },
-            conditional: s
-                .get("Condition")
-                .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty())),
+            conditions: match s.get("Condition") {
+                None => Vec::new(),
+                Some(block) => Condition::parse(block).unwrap_or_else(|| {
+                    vec![Condition {
+                        op: Operator::Unknown,
+                        if_exists: false,
+                        set: SetQualifier::Single,
+                        key: String::new(),
+                        values: Vec::new(),
+                    }]
+                }),
+            },
             actions: Patterns::of(s, "Action", |p| p.to_ascii_lowercase()),
             resources: Patterns::of(s, "Resource", str::to_string),
         })
@@ -278,13 +519,13 @@ impl Scope<'_> {
 
     /// `@connections/{id}` of `api`'s `stage`, by `method`.
     pub fn manage_connections(&self, api: &str, stage: &str, method: &str, id: &str) -> Vec<Ask> {
-        vec![Ask {
-            action: "execute-api:ManageConnections".into(),
-            resource: self.arn(
+        vec![Ask::new(
+            "execute-api:ManageConnections",
+            self.arn(
                 "execute-api",
                 &format!("{api}/{stage}/{method}/@connections/{id}"),
             ),
-        }]
+        )]
     }
 
     /// Lambda's Invoke of `function` (a name), at `qualifier` if one is named.
@@ -293,10 +534,10 @@ impl Scope<'_> {
             Some(q) => format!("function:{function}:{q}"),
             None => format!("function:{function}"),
         };
-        vec![Ask {
-            action: "lambda:InvokeFunction".into(),
-            resource: self.arn("lambda", &resource),
-        }]
+        vec![Ask::new(
+            "lambda:InvokeFunction",
+            self.arn("lambda", &resource),
+        )]
     }
 
     /// A JSON-protocol call (`X-Amz-Target`) to DynamoDB or SSM; `None` for other services.
@@ -320,10 +561,8 @@ impl Scope<'_> {
     }
 
     fn dynamodb(&self, op: &str, body: &Value) -> Vec<Ask> {
-        let ask = |action: &str, resource: String| Ask {
-            action: format!("dynamodb:{action}"),
-            resource,
-        };
+        let ask =
+            |action: &str, resource: String| Ask::new(&format!("dynamodb:{action}"), resource);
         let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
         match op {
             "BatchGetItem" | "BatchWriteItem" => body
@@ -386,10 +625,7 @@ impl Scope<'_> {
         };
         names
             .into_iter()
-            .map(|resource| Ask {
-                action: format!("ssm:{op}"),
-                resource,
-            })
+            .map(|resource| Ask::new(&format!("ssm:{op}"), resource))
             .collect()
     }
 }
@@ -437,6 +673,7 @@ mod tests {
             "chat-dev-message",
             "chat-dev-message",
             policies,
+            None,
             "us-east-1",
             "123456789012",
         );
@@ -555,10 +792,10 @@ mod tests {
         );
         assert_eq!(
             batch,
-            vec![Ask {
-                action: "dynamodb:BatchGetItem".into(),
-                resource: "arn:aws:dynamodb:us-east-1:123456789012:table/chat-dev-history".into()
-            }]
+            vec![Ask::new(
+                "dynamodb:BatchGetItem",
+                "arn:aws:dynamodb:us-east-1:123456789012:table/chat-dev-history"
+            )]
         );
         assert!(me.check(&batch).is_err());
     }
@@ -609,6 +846,188 @@ mod tests {
                 .is_err()
         );
         assert!(SCOPE.json_call("AWSCognito.X", b"{}").is_none());
+    }
+
+    #[test]
+    fn conditions_follow_iams_operators_and_absent_keys() {
+        let allow = |condition: Value| {
+            Principal::new(
+                "arn:aws:iam::123456789012:role/ci",
+                &[
+                    json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": condition}]}),
+                ],
+                None,
+            )
+        };
+        let ask = || Ask::new("iam:CreateRole", "arn:aws:iam::123456789012:role/x");
+        let ok = |p: &Principal, a: Ask| p.check(&[a]).is_ok();
+
+        let equals =
+            allow(json!({"StringEquals": {"iam:PermissionsBoundary": ["arn:b1", "arn:b2"]}}));
+        assert!(ok(&equals, ask().with("iam:PermissionsBoundary", "arn:b2")));
+        assert!(!ok(
+            &equals,
+            ask().with("iam:PermissionsBoundary", "arn:B2")
+        ));
+        assert!(
+            !ok(&equals, ask()),
+            "an absent key fails a positive operator"
+        );
+        // Key names are case-insensitive.
+        assert!(ok(&equals, ask().with("IAM:permissionsboundary", "arn:b1")));
+
+        let not = allow(json!({"StringNotEquals": {"aws:RequestTag/team": "billing"}}));
+        assert!(ok(&not, ask()), "an absent key passes a negated operator");
+        assert!(!ok(&not, ask().with("aws:RequestTag/team", "billing")));
+
+        let if_exists = allow(json!({"StringEqualsIfExists": {"aws:RequestTag/team": "chat"}}));
+        assert!(ok(&if_exists, ask()));
+        assert!(!ok(
+            &if_exists,
+            ask().with("aws:RequestTag/team", "billing")
+        ));
+
+        let like = allow(
+            json!({"ArnLike": {"lambda:SourceFunctionArn": "arn:aws:lambda:*:*:function:chat-dev-*"}}),
+        );
+        assert!(ok(
+            &like,
+            ask().with(
+                "lambda:SourceFunctionArn",
+                "arn:aws:lambda:eu-west-1:1:function:chat-dev-message"
+            )
+        ));
+        assert!(!ok(
+            &like,
+            ask().with(
+                "lambda:SourceFunctionArn",
+                "arn:aws:lambda:eu-west-1:1:function:billing"
+            )
+        ));
+
+        let null = allow(json!({"Null": {"aws:RequestTag/team": "true"}}));
+        assert!(ok(&null, ask()));
+        assert!(!ok(&null, ask().with("aws:RequestTag/team", "x")));
+
+        // Two keys of one operator, and two operators, must all hold.
+        let both = allow(json!({
+            "StringEquals": {"aws:ResourceTag/wsctl:stack": "chat", "aws:ResourceTag/wsctl:stage": "dev"},
+            "Bool": {"aws:SecureTransport": true},
+        }));
+        let tagged = ask()
+            .with("aws:ResourceTag/wsctl:stack", "chat")
+            .with("aws:ResourceTag/wsctl:stage", "dev");
+        assert!(ok(
+            &both,
+            tagged.clone().with("aws:SecureTransport", "true")
+        ));
+        assert!(!ok(&both, tagged.clone()));
+        assert!(!ok(
+            &both,
+            ask()
+                .with("aws:ResourceTag/wsctl:stack", "chat")
+                .with("aws:SecureTransport", "true")
+        ));
+
+        let all = allow(
+            json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["wsctl:stack", "wsctl:stage"]}}),
+        );
+        assert!(ok(
+            &all,
+            ask()
+                .with("aws:TagKeys", "wsctl:stack")
+                .with("aws:TagKeys", "wsctl:stage")
+        ));
+        assert!(!ok(
+            &all,
+            ask()
+                .with("aws:TagKeys", "wsctl:stack")
+                .with("aws:TagKeys", "owner")
+        ));
+        assert!(
+            ok(&all, ask()),
+            "ForAllValues holds for an absent key, as IAM's does"
+        );
+        let any = allow(json!({"ForAnyValue:StringEquals": {"aws:TagKeys": "owner"}}));
+        assert!(ok(
+            &any,
+            ask()
+                .with("aws:TagKeys", "wsctl:stack")
+                .with("aws:TagKeys", "owner")
+        ));
+        assert!(!ok(&any, ask()));
+
+        // What it cannot read never allows, and always denies.
+        let unknown =
+            allow(json!({"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}));
+        assert!(!ok(&unknown, ask()));
+        let denied_anyway = Principal::new(
+            "arn:aws:iam::123456789012:role/ci",
+            &[json!({"Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"NumericLessThan": {"aws:MultiFactorAuthAge": "3600"}}},
+            ]})],
+            None,
+        );
+        assert!(!ok(&denied_anyway, ask()));
+    }
+
+    #[test]
+    fn a_boundary_caps_and_its_refusal_says_so() {
+        let everything =
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+        let boundary = json!({"Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}]});
+        let bounded = Principal::new(
+            "arn:aws:sts::1:assumed-role/r/f",
+            &[everything],
+            Some(&boundary),
+        );
+        assert_eq!(
+            bounded.check(&call(
+                "DynamoDB_20120810.GetItem",
+                &json!({"TableName": "t"})
+            )),
+            Ok(())
+        );
+        let denied = bounded
+            .check(&call(
+                "DynamoDB_20120810.PutItem",
+                &json!({"TableName": "t"}),
+            ))
+            .unwrap_err();
+        assert!(
+            denied
+                .0
+                .ends_with("because no permissions boundary allows the dynamodb:PutItem action"),
+            "{denied:?}"
+        );
+        // The boundary grants nothing by itself.
+        let nothing = Principal::new("arn:aws:sts::1:assumed-role/r/f", &[], Some(&boundary));
+        assert!(
+            nothing
+                .check(&call(
+                    "DynamoDB_20120810.GetItem",
+                    &json!({"TableName": "t"})
+                ))
+                .unwrap_err()
+                .0
+                .contains("no identity-based policy")
+        );
+    }
+
+    #[test]
+    fn a_functions_calls_carry_its_source_arn() {
+        let policy = json!({"Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*",
+            "Condition": {"ArnLike": {"lambda:SourceFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:chat-dev-*"}}}]});
+        let (p, headers) = principal(vec![policy]);
+        let me = p.signer(&headers).unwrap();
+        assert_eq!(
+            me.check(&call(
+                "DynamoDB_20120810.GetItem",
+                &json!({"TableName": "t"})
+            )),
+            Ok(())
+        );
     }
 
     #[test]

@@ -127,14 +127,25 @@ impl Stack {
         let mut authorizer = None;
         let prefix = names.prefix();
         let mut principals = iam::Principals::default();
-        let roles: HashMap<&str, Vec<serde_json::Value>> = live
+        let roles: HashMap<&str, (Vec<serde_json::Value>, Option<&str>)> = live
             .resources
             .values()
             .filter_map(|r| match &r.spec {
                 Spec::Role(role) => Some((
                     role.name.as_str(),
-                    role.policies.values().cloned().collect(),
+                    (
+                        role.policies.values().cloned().collect(),
+                        role.permissions_boundary.as_deref(),
+                    ),
                 )),
+                _ => None,
+            })
+            .collect();
+        let boundaries: HashMap<&str, &serde_json::Value> = live
+            .resources
+            .values()
+            .filter_map(|r| match (&r.spec, &r.physical_id) {
+                (Spec::Boundary(b), Some(arn)) => Some((arn.as_str(), &b.document)),
                 _ => None,
             })
             .collect();
@@ -175,8 +186,17 @@ impl Stack {
                     env.extend(lambda_env(&f.name, f.memory, &f.handler, &bootstrap));
                     // A role that cannot be read grants nothing, as a deleted one would.
                     let role = f.role.rsplit('/').next().unwrap_or_default();
-                    let policies = roles.get(role).cloned().unwrap_or_default();
-                    env.extend(principals.issue(&f.name, role, policies, region, account));
+                    let (policies, boundary) = roles.get(role).cloned().unwrap_or_default();
+                    // A boundary that cannot be read allows nothing, as IAM would refuse it.
+                    let boundary = boundary.map(|arn| {
+                        boundaries
+                            .get(arn)
+                            .map(|doc| (*doc).clone())
+                            .unwrap_or_else(|| serde_json::json!({"Statement": []}))
+                    });
+                    env.extend(
+                        principals.issue(&f.name, role, policies, boundary, region, account),
+                    );
                     let def = FunctionDef {
                         key: key.clone(),
                         arn,
