@@ -1973,11 +1973,13 @@ async fn a_token_ends_a_renewal_replaces_it_and_revoke_and_disconnect_close() {
     again.expect("pong", is("pong"), T).await;
 }
 
-/// A `history` frame reads about what it sends: ten messages of 120 KB, read from the start,
-/// come one per frame, each frame's reads at most 64 read units as DynamoDB Local reports
-/// them with `ReturnConsumedCapacity` (a page of 100 would read about 3,000).
+/// Reads pay for what they send, as DynamoDB Local reports them with `ReturnConsumedCapacity`.
+/// A `history` frame: ten messages of 120 KB, read from the start, come one per frame, each
+/// frame's reads at most 64 read units (a page of 100 would read about 3,000). A fan-out: the
+/// members' data of a channel is not in the partition its publishes read, so 30 subscribers
+/// present with 2 KB each cost a fan-out one read unit, not eight.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_history_frame_reads_about_what_it_sends() {
+async fn history_and_fan_out_reads_pay_for_what_they_send() {
     use wsctl_functions::store::{Store, Tables, TtlAttributes};
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dev_config(dir.path());
@@ -2025,6 +2027,82 @@ async fn a_history_frame_reads_about_what_it_sends() {
         }
     }
     assert_eq!((frames, since), (10, 10));
+
+    let bio = json!({"bio": "x".repeat(1900)});
+    for i in 0..30 {
+        let id = format!("conn{i:02}");
+        store
+            .subscribe("room", &id, "ana")
+            .await
+            .expect("subscribe");
+        assert!(
+            store
+                .enter_presence("room", &id, "ana", &bio)
+                .await
+                .expect("enter")
+        );
+    }
+    // Present without subscribing: listed as a member, never a subscriber.
+    store
+        .enter_presence("room", "lurker", "bob", &bio)
+        .await
+        .expect("enter");
+    let (subscribers, _) = store.subscribers("room", None, 1000).await.expect("read");
+    assert_eq!(subscribers.len(), 30);
+    assert!(
+        subscribers
+            .iter()
+            .all(|s| s.listening && s.connection != "lurker")
+    );
+    let fan_out = dev
+        .dynamodb()
+        .query()
+        .table_name("chat-dev-subscriptions")
+        .key_condition_expression("#c = :c")
+        .expression_attribute_names("#c", "channel")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::S("room".into()),
+        )
+        .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .expect("query");
+    let units = fan_out
+        .consumed_capacity
+        .and_then(|c| c.capacity_units)
+        .unwrap_or_default();
+    assert!(
+        units > 0.0 && units <= 1.0,
+        "the fan-out's read took {units} units"
+    );
+    let (members, next) = store.members("room", None, 100).await.expect("members");
+    assert_eq!((members.len(), next), (31, None));
+    assert!(members.iter().all(|m| m.data == bio));
+    // Unsubscribing leaves presence too; what a connection holds is one entry per channel.
+    let held = store.subscriptions_of("conn00").await.expect("held");
+    assert_eq!(held.len(), 1);
+    assert!(held[0].1.listening && held[0].1.present && held[0].1.member == bio);
+    let gone = store
+        .unsubscribe("room", "conn00")
+        .await
+        .expect("unsubscribe")
+        .unwrap();
+    assert!(gone.present && gone.member == bio);
+    assert!(
+        store
+            .subscriptions_of("conn00")
+            .await
+            .expect("held")
+            .is_empty()
+    );
+    assert!(store.leave_presence("room", "lurker").await.expect("leave"));
+    assert!(!store.leave_presence("room", "lurker").await.expect("leave"));
+    let removed = store.remove_connection("conn01").await.expect("remove");
+    assert_eq!(removed.len(), 1, "present in one channel: {removed:?}");
+    assert_eq!(removed[0].0, "room");
+    let (members, _) = store.members("room", None, 100).await.expect("members");
+    assert_eq!(members.len(), 28);
 }
 
 /// Sends `frame` and returns the answer, sending it again after each `rate_limited`.

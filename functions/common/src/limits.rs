@@ -459,9 +459,10 @@ impl Store {
 
 impl Store {
     /// Whether `connection` may hold one more channel (subscribed or present) besides the ones
-    /// it has: fewer than `max` so far, or `channel` is one of them already. Counted through
-    /// the by-connection index, which reads at most `max` small keys: only `subscribe` and
-    /// presence `enter` pay for it.
+    /// it has: fewer than `max` so far, or `channel` is one of them already. Read through the
+    /// by-connection index, which holds a subscription item and a member item per channel at
+    /// most: `2 × max` keys are enough to answer, and only `subscribe` and presence `enter`
+    /// pay for them.
     pub async fn may_hold_channel(
         &self,
         connection: &str,
@@ -470,8 +471,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         use crate::layout::{BY_CONNECTION, SUBSCRIPTIONS};
         let t = &self.tables.subscriptions;
-        let mut held = 0usize;
-        let mut start = None;
+        let cap = 2 * max as usize;
+        let mut held = std::collections::BTreeSet::new();
+        let (mut read, mut start) = (0usize, None);
         loop {
             let page = self
                 .db
@@ -480,38 +482,28 @@ impl Store {
                 .index_name(BY_CONNECTION.name)
                 .key_condition_expression("#c = :c")
                 .expression_attribute_names("#c", BY_CONNECTION.partition_key.name)
+                .expression_attribute_names("#ch", SUBSCRIPTIONS.partition_key.name)
                 .expression_attribute_values(":c", AttributeValue::S(connection.into()))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .limit(max as i32 - held as i32)
+                .projection_expression("#ch")
+                .limit((cap - read).max(1) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(err("Query", t))?;
-            held += page.count as usize;
+            for item in page.items.unwrap_or_default() {
+                read += 1;
+                if let Some(AttributeValue::S(partition)) =
+                    item.get(SUBSCRIPTIONS.partition_key.name)
+                {
+                    held.insert(crate::store::channel_of(partition).to_string());
+                }
+            }
             match page.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(k) if held < max as usize => start = Some(k),
+                Some(k) if read < cap => start = Some(k),
                 _ => break,
             }
         }
-        if held < max as usize {
-            return Ok(true);
-        }
-        let existing = self
-            .db
-            .get_item()
-            .table_name(t)
-            .key(
-                SUBSCRIPTIONS.partition_key.name,
-                AttributeValue::S(channel.into()),
-            )
-            .key(
-                SUBSCRIPTIONS.sort_key_name(),
-                AttributeValue::S(connection.into()),
-            )
-            .send()
-            .await
-            .map_err(err("GetItem", t))?;
-        Ok(existing.item.is_some())
+        Ok(held.contains(channel) || held.len() < max as usize)
     }
 }
 

@@ -237,9 +237,10 @@ impl Store {
         Ok(())
     }
 
-    /// Enters a channel's presence set with `member` data. A connection that is not
-    /// subscribed stays so: presence alone never receives the channel's messages. False when
-    /// the connection was present with the same data already: nothing to announce.
+    /// Enters a channel's presence set with `member` data. The member's item lives in the
+    /// channel's presence partition ([`presence_partition`]), apart from its subscribers: a
+    /// fan-out reads none of it, and presence alone never receives the channel's messages.
+    /// False when the connection was present with the same data already: nothing to announce.
     pub async fn enter_presence(
         &self,
         channel: &str,
@@ -249,59 +250,67 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let t = &self.tables.subscriptions;
         let member_json = member.to_string();
-        // An existing item keeps whatever it says of `listening` (absent: subscribed); only a
-        // new one is created as presence alone.
-        for new_item in [false, true] {
-            let mut update = "SET #u = :u, #t = :t, present = :p, #m = :m".to_string();
-            let mut req = self
-                .db
-                .update_item()
-                .table_name(t)
-                .key(SUB_CHANNEL, s(channel))
-                .key(SUB_CONNECTION, s(connection))
-                .expression_attribute_names("#u", "user")
-                .expression_attribute_names("#t", &self.tables.ttl.subscriptions)
-                .expression_attribute_names("#m", "member")
-                .expression_attribute_values(":u", s(user))
-                .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
-                .expression_attribute_values(":p", AttributeValue::Bool(true))
-                .expression_attribute_values(":m", s(&member_json));
-            if new_item {
-                // A subscribe that created the item meanwhile wins: `if_not_exists` keeps it.
-                update.push_str(", #l = if_not_exists(#l, :f)");
-                req = req
-                    .expression_attribute_names("#l", "listening")
-                    .expression_attribute_values(":f", AttributeValue::Bool(false));
-            } else {
-                req = req
-                    .condition_expression("attribute_exists(#c)")
-                    .expression_attribute_names("#c", SUB_CONNECTION);
-            }
-            match req
-                .update_expression(update)
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    let old = out.attributes.unwrap_or_default();
-                    let unchanged = old.get("present").is_some_and(|p| p.as_bool() == Ok(&true))
-                        && get_s(&old, "member").as_deref() == Some(member_json.as_str());
-                    return Ok(!unchanged);
-                }
-                Err(e)
-                    if !new_item
-                        && e.as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(err("UpdateItem", t)(e)),
-            }
-        }
-        Ok(true)
+        let out = self
+            .db
+            .update_item()
+            .table_name(t)
+            .key(SUB_CHANNEL, s(presence_partition(channel)))
+            .key(SUB_CONNECTION, s(connection))
+            .update_expression("SET #u = :u, #t = :t, present = :p, #l = :f, #m = :m")
+            .expression_attribute_names("#u", "user")
+            .expression_attribute_names("#t", &self.tables.ttl.subscriptions)
+            .expression_attribute_names("#l", "listening")
+            .expression_attribute_names("#m", "member")
+            .expression_attribute_values(":u", s(user))
+            .expression_attribute_values(":t", n(now() + CONNECTION_TTL_SECS))
+            .expression_attribute_values(":p", AttributeValue::Bool(true))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .expression_attribute_values(":m", s(&member_json))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(err("UpdateItem", t))?;
+        let old = out.attributes.unwrap_or_default();
+        Ok(get_s(&old, "member").as_deref() != Some(member_json.as_str()))
     }
 
-    /// Leaves the presence set; true when the connection was present. The item of a
-    /// connection that was present without being subscribed goes entirely.
+    /// Leaves the presence set; true when the connection was present.
     pub async fn leave_presence(
+        &self,
+        channel: &str,
+        connection: &str,
+    ) -> Result<bool, StoreError> {
+        if self.delete_member(channel, connection).await?.is_some() {
+            return Ok(true);
+        }
+        self.leave_legacy_presence(channel, connection).await
+    }
+
+    /// Deletes the connection's member item of `channel`; returns it as it was.
+    async fn delete_member(
+        &self,
+        channel: &str,
+        connection: &str,
+    ) -> Result<Option<Subscriber>, StoreError> {
+        let t = &self.tables.subscriptions;
+        let old = self
+            .db
+            .delete_item()
+            .table_name(t)
+            .key(SUB_CHANNEL, s(presence_partition(channel)))
+            .key(SUB_CONNECTION, s(connection))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(err("DeleteItem", t))?;
+        Ok(old.attributes.map(|item| subscriber(&item)))
+    }
+
+    /// Presence entered before member data had items of its own was a flag on the
+    /// subscription item (a connection lives two hours at most, so such items are gone two
+    /// hours after an upgrade). The item of a connection that was present without being
+    /// subscribed goes entirely.
+    async fn leave_legacy_presence(
         &self,
         channel: &str,
         connection: &str,
@@ -360,7 +369,8 @@ impl Store {
         }
     }
 
-    /// Removes one subscription; returns it as it was (to announce a presence leave).
+    /// Removes one subscription and the connection's presence in the channel; returns what
+    /// it held there, `None` when nothing (to announce a presence leave).
     pub async fn unsubscribe(
         &self,
         channel: &str,
@@ -377,7 +387,9 @@ impl Store {
             .send()
             .await
             .map_err(err("DeleteItem", t))?;
-        Ok(old.attributes.map(|item| subscriber(&item)))
+        let held = old.attributes.map(|item| subscriber(&item));
+        let member = self.delete_member(channel, connection).await?;
+        Ok(merged(held, member))
     }
 
     /// One page of a channel's subscribers, in connection-id order.
@@ -430,8 +442,12 @@ impl Store {
                 (SUB_CONNECTION.to_string(), s(a)),
             ])
         });
+        let partition = presence_partition(channel);
+        if let Some(k) = start.as_mut() {
+            k.insert(SUB_CHANNEL.to_string(), s(&partition));
+        }
         for _ in 0..PAGES {
-            let (page, next) = self.subscribers(channel, start.take(), 1000).await?;
+            let (page, next) = self.subscribers(&partition, start.take(), 1000).await?;
             for sub in page {
                 if !sub.present {
                     continue;
@@ -458,11 +474,9 @@ impl Store {
         Ok((out, start.and_then(|k| get_s(&k, SUB_CONNECTION))))
     }
 
-    /// The channels a connection is subscribed to (through the [`BY_CONNECTION`] index).
-    pub async fn subscriptions_of(
-        &self,
-        connection: &str,
-    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
+    /// A connection's items of the subscriptions table, by partition (a channel, or a
+    /// channel's presence partition), through the [`BY_CONNECTION`] index.
+    async fn items_of(&self, connection: &str) -> Result<Vec<(String, Subscriber)>, StoreError> {
         let t = &self.tables.subscriptions;
         let mut out = Vec::new();
         let mut start = None;
@@ -492,17 +506,26 @@ impl Store {
         }
     }
 
+    /// What `connection` holds in each channel: its subscription and its presence, merged.
+    pub async fn subscriptions_of(
+        &self,
+        connection: &str,
+    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
+        Ok(by_channel(self.items_of(connection).await?))
+    }
+
     /// Removes a connection and every subscription it holds (batched deletes). Returns the
     /// channels where it was present, so a `leave` can be announced there.
     pub async fn remove_connection(
         &self,
         connection: &str,
     ) -> Result<Vec<(String, Subscriber)>, StoreError> {
-        let subs = self.subscriptions_of(connection).await?;
-        let keys = subs
+        let items = self.items_of(connection).await?;
+        let keys = items
             .iter()
-            .map(|(channel, _)| subscription_key(channel, connection))
+            .map(|(partition, _)| subscription_key(partition, connection))
             .collect();
+        let subs = by_channel(items);
         self.delete_keys(&self.tables.subscriptions, keys).await?;
         // The connection item goes last and on its own: until it is gone, a run cut short
         // half-way leaves the id findable by the next sweep instead of orphaning subscriptions.
@@ -610,10 +633,10 @@ impl Store {
                 if !connections.contains(&sub.connection) {
                     continue;
                 }
-                let channel = get_s(&item, SUB_CHANNEL).unwrap_or_default();
-                doomed.push(subscription_key(&channel, &sub.connection));
+                let partition = get_s(&item, SUB_CHANNEL).unwrap_or_default();
+                doomed.push(subscription_key(&partition, &sub.connection));
                 if sub.present {
-                    present.push((channel, sub));
+                    present.push((channel_of(&partition).to_string(), sub));
                 }
             }
             // Deleting behind the scan does not disturb it: the next page starts after the
@@ -1158,6 +1181,47 @@ fn cancellation_codes(
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The partition of the subscriptions table that holds `channel`'s presence members: no
+/// channel name contains `#`, so it is no channel's own partition.
+pub fn presence_partition(channel: &str) -> String {
+    format!("{channel}#presence")
+}
+
+/// The channel a partition of the subscriptions table belongs to.
+pub fn channel_of(partition: &str) -> &str {
+    partition.strip_suffix("#presence").unwrap_or(partition)
+}
+
+/// A subscription item and a member item of one channel, as one holding.
+fn merged(held: Option<Subscriber>, member: Option<Subscriber>) -> Option<Subscriber> {
+    match (held, member) {
+        (held, None) => held,
+        (None, Some(member)) => Some(member),
+        (Some(held), Some(member)) => Some(Subscriber {
+            present: true,
+            member: member.member,
+            ..held
+        }),
+    }
+}
+
+/// Items by partition, as holdings by channel, in channel order.
+fn by_channel(items: Vec<(String, Subscriber)>) -> Vec<(String, Subscriber)> {
+    let mut out: std::collections::BTreeMap<String, Subscriber> = Default::default();
+    for (partition, item) in items {
+        let channel = channel_of(&partition).to_string();
+        let is_member = channel.len() < partition.len();
+        let held = out.remove(&channel);
+        let joined = if is_member {
+            merged(held, Some(item))
+        } else {
+            merged(Some(item), held)
+        };
+        out.insert(channel, joined.expect("one side is there"));
+    }
+    out.into_iter().collect()
 }
 
 fn subscription_key(channel: &str, connection: &str) -> Key {
