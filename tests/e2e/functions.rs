@@ -131,6 +131,9 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
             failing.clone(),
         );
         let requests = Arc::new(AtomicUsize::new(0));
+        // As a function's reserved concurrency would: moto serves one call at a time, and a
+        // thousand invocations at once would only queue on it until they time out.
+        let gate = Arc::new(tokio::sync::Semaphore::new(16));
         Invoker::Local(Arc::new(move |payload: Value| {
             if failing.load(Ordering::SeqCst) {
                 return Err("Lambda answered 503 ServiceException".into());
@@ -146,7 +149,9 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
             let requests: Vec<String> = (0..copies.load(Ordering::SeqCst))
                 .map(|_| format!("req-{}", requests.fetch_add(1, Ordering::SeqCst)))
                 .collect();
+            let gate = gate.clone();
             tokio::spawn(async move {
+                let _turn = gate.acquire().await.expect("never closed");
                 for request in requests {
                     let result = publish::handle(&ctx, payload.clone(), &request).await;
                     assert!(result.is_ok(), "{result:?}");
@@ -524,6 +529,7 @@ async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
     handlers::disconnect::handle(
         &rig.ctx,
         &event("$disconnect", "DISCONNECT", "phone", None, ALL),
+        None,
     )
     .await
     .unwrap();
@@ -651,6 +657,7 @@ async fn every_client_action_and_error_case() {
     handlers::disconnect::handle(
         &rig.ctx,
         &event("$disconnect", "DISCONNECT", "ana-1", None, ALL),
+        None,
     )
     .await
     .unwrap();
@@ -1034,4 +1041,134 @@ async fn a_throttled_history_write_loses_no_serial() {
         .expect("history");
     let serials: Vec<u64> = page.messages.iter().map(|m| m.serial).collect();
     assert_eq!(serials, [1, 2], "no gap");
+}
+
+/// Stores `holder` subscribed and present in `channels`, with `watcher` subscribed to each.
+async fn hold(rig: &Rig, holder: &str, watcher: &str, channels: &[String]) {
+    let item = |pairs: Vec<(&str, AttributeValue)>| {
+        let mut put = PutRequest::builder();
+        for (k, v) in pairs {
+            put = put.item(k, v);
+        }
+        WriteRequest::builder()
+            .put_request(put.build().unwrap())
+            .build()
+    };
+    let (ch, conn) = (
+        layout::SUBSCRIPTIONS.partition_key.name,
+        layout::SUBSCRIPTIONS.sort_key_name(),
+    );
+    let s = |v: &str| AttributeValue::S(v.into());
+    let mut items = Vec::new();
+    for c in channels {
+        items.push(item(vec![(ch, s(c)), (conn, s(holder)), ("user", s("u"))]));
+        items.push(item(vec![(ch, s(c)), (conn, s(watcher)), ("user", s("w"))]));
+        items.push(item(vec![
+            (ch, s(&wsctl_functions::store::presence_partition(c))),
+            (conn, s(holder)),
+            ("user", s("u")),
+            ("present", AttributeValue::Bool(true)),
+            ("listening", AttributeValue::Bool(false)),
+            ("member", s(r#"{"name":"hoarder"}"#)),
+        ]));
+    }
+    for chunk in items.chunks(25) {
+        rig.ctx
+            .store
+            .db
+            .batch_write_item()
+            .request_items("subscriptions", chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+    for id in [holder, watcher] {
+        rig.ctx
+            .store
+            .db
+            .put_item()
+            .table_name("connections")
+            .item(layout::CONNECTIONS.partition_key.name, s(id))
+            .item("user", s("u"))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The presence leaves `watcher` got from `holder`, by channel.
+fn leaves(rig: &Rig, watcher: &str, holder: &str) -> Vec<String> {
+    let mut out: Vec<String> = frames(&rig.server, watcher)
+        .into_iter()
+        .filter(|f| f["event"] == "leave" && f["member"]["connection"] == holder)
+        .map(|f| f["channel"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// A connection holding the most channels a stage allows (1,000, subscribed and present in
+/// each) disconnects: every item goes and every leave is announced once. One whose `$disconnect`
+/// has no time left announces nothing and keeps its member items and its connection item, so
+/// that the next `wsctl gc` finds it, announces the leaves and finishes: nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_holding_the_most_channels_finishes_or_leaves_the_rest_to_gc() {
+    let rig = rig(1000).await;
+    let max = limits::MAX_SUBSCRIPTIONS_PER_CONNECTION as usize;
+    let channels: Vec<String> = (0..max).map(|i| format!("room-{i:04}")).collect();
+    hold(&rig, "hoarder", "watcher", &channels).await;
+    rig.server.connect("watcher");
+
+    let started = std::time::Instant::now();
+    handlers::disconnect::handle(
+        &rig.ctx,
+        &event("$disconnect", "DISCONNECT", "hoarder", None, ALL),
+        None,
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "$disconnect of {max} channels (subscribed and present) took {:?} against moto",
+        started.elapsed()
+    );
+    rig.settle().await;
+    assert_eq!(leaves(&rig, "watcher", "hoarder"), channels);
+    let store = &rig.ctx.store;
+    assert!(store.subscriptions_of("hoarder").await.unwrap().is_empty());
+    assert!(store.get_connection("hoarder").await.unwrap().is_none());
+
+    let few = &channels[..50];
+    hold(&rig, "late", "watcher", few).await;
+    rig.server.clear();
+    handlers::disconnect::handle(
+        &rig.ctx,
+        &event("$disconnect", "DISCONNECT", "late", None, ALL),
+        Some(tokio::time::Instant::now()),
+    )
+    .await
+    .unwrap();
+    rig.settle().await;
+    assert!(leaves(&rig, "watcher", "late").is_empty());
+    assert!(
+        store.get_connection("late").await.unwrap().is_some(),
+        "gc finds it by this item"
+    );
+    let held = store.subscriptions_of("late").await.unwrap();
+    assert_eq!(held.len(), 50);
+    assert!(
+        held.iter().all(|(_, h)| h.present && !h.listening),
+        "only its presence is left"
+    );
+
+    // What `wsctl gc` does for a stale id.
+    let present = store.remove_connection("late").await.unwrap();
+    for (channel, frame) in wsctl_functions::fanout::leave_frames("late", present) {
+        publish::hand_off(&rig.ctx, &channel, &frame, None)
+            .await
+            .unwrap();
+    }
+    rig.settle().await;
+    assert_eq!(leaves(&rig, "watcher", "late"), few);
+    assert!(store.subscriptions_of("late").await.unwrap().is_empty());
+    assert!(store.get_connection("late").await.unwrap().is_none());
 }

@@ -318,6 +318,7 @@ async fn a_user_holds_at_most_its_connections_and_a_disconnect_frees_one() {
     disconnect::handle(
         &ctx,
         &from("hoarder", "$disconnect", "DISCONNECT", "h-1", None),
+        None,
     )
     .await
     .unwrap();

@@ -26,6 +26,8 @@ const COUNTER_KEY: &str = COUNTERS.partition_key.name;
 
 /// BatchWriteItem's limit of requests a call.
 const BATCH: usize = 25;
+/// BatchWriteItem calls in flight at once when deleting many keys.
+const BATCHES_AT_ONCE: usize = 8;
 
 /// How far ahead of the connection's last stored publish a numbered publish may be.
 pub const SEQ_WINDOW: u64 = 64;
@@ -520,13 +522,62 @@ impl Store {
         &self,
         connection: &str,
     ) -> Result<Vec<(String, Subscriber)>, StoreError> {
+        let present = self.delete_holdings(connection, true).await?;
+        self.delete_connection_item(connection).await?;
+        Ok(present)
+    }
+
+    /// The first half of a `$disconnect`: deletes the connection's subscriptions, so that no
+    /// fan-out posts to it any more, and returns the channels where it is present, whose
+    /// member items stay until [`Store::remove_presence`] (after their `leave` went out).
+    pub async fn drop_subscriptions(
+        &self,
+        connection: &str,
+    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
+        self.delete_holdings(connection, false).await
+    }
+
+    /// Deletes the connection's subscription items, and its member items too if `members`;
+    /// returns the channels where it was present.
+    async fn delete_holdings(
+        &self,
+        connection: &str,
+        members: bool,
+    ) -> Result<Vec<(String, Subscriber)>, StoreError> {
         let items = self.items_of(connection).await?;
         let keys = items
             .iter()
+            .filter(|(partition, _)| members || channel_of(partition).len() == partition.len())
             .map(|(partition, _)| subscription_key(partition, connection))
             .collect();
-        let subs = by_channel(items);
         self.delete_keys(&self.tables.subscriptions, keys).await?;
+        Ok(by_channel(items)
+            .into_iter()
+            .filter(|(_, held)| held.present)
+            .collect())
+    }
+
+    /// The second half: deletes the connection's member items of `channels`, and then, if
+    /// `last`, the connection's item. Until that item is gone, `wsctl gc` finds the connection
+    /// and finishes what a `$disconnect` left.
+    pub async fn remove_presence(
+        &self,
+        connection: &str,
+        channels: impl IntoIterator<Item = &str>,
+        last: bool,
+    ) -> Result<(), StoreError> {
+        let keys = channels
+            .into_iter()
+            .map(|c| subscription_key(&presence_partition(c), connection))
+            .collect();
+        self.delete_keys(&self.tables.subscriptions, keys).await?;
+        if last {
+            self.delete_connection_item(connection).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_connection_item(&self, connection: &str) -> Result<(), StoreError> {
         // The connection item goes last and on its own: until it is gone, a run cut short
         // half-way leaves the id findable by the next sweep instead of orphaning subscriptions.
         let c = &self.tables.connections;
@@ -537,7 +588,7 @@ impl Store {
             .send()
             .await
             .map_err(err("DeleteItem", c))?;
-        Ok(subs.into_iter().filter(|(_, s)| s.present).collect())
+        Ok(())
     }
 
     /// Removes many connections at once, as [`Store::remove_connection`] does one: their
@@ -662,37 +713,50 @@ impl Store {
         table: &str,
         keys: Vec<HashMap<String, AttributeValue>>,
     ) -> Result<(), StoreError> {
-        for chunk in keys.chunks(BATCH) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|key| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key.clone()))
-                                .build()
-                                .expect("key set"),
-                        )
-                        .build()
-                })
-                .collect();
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                let out = self
-                    .db
-                    .batch_write_item()
-                    .request_items(table, requests)
-                    .send()
-                    .await
-                    .map_err(err("BatchWriteItem", table))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(table))
-                    .unwrap_or_default();
-                attempt += 1;
-                if !requests.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                }
+        // Owned batches: a closure over borrowed chunks is not `Send` for every lifetime.
+        let batches: Vec<Vec<Key>> = keys.chunks(BATCH).map(<[Key]>::to_vec).collect();
+        stream::iter(
+            batches
+                .into_iter()
+                .map(|chunk| self.delete_batch(table, chunk)),
+        )
+        .buffer_unordered(BATCHES_AT_ONCE)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(drop)
+    }
+
+    /// One BatchWriteItem of at most 25 deletes, until DynamoDB has processed them all.
+    async fn delete_batch(&self, table: &str, chunk: Vec<Key>) -> Result<(), StoreError> {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|key| {
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .expect("key set"),
+                    )
+                    .build()
+            })
+            .collect();
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let out = self
+                .db
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(err("BatchWriteItem", table))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            attempt += 1;
+            if !requests.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
             }
         }
         Ok(())

@@ -72,6 +72,14 @@ async fn main() -> ExitCode {
 }
 
 async fn handle(role: Role, ctx: &Ctx, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    // Lambda's deadline is wall-clock milliseconds; the handlers count on the monotonic clock.
+    let left = event.context.deadline.saturating_sub(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default(),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(left);
     let request = event.context.request_id;
     if let Role::Publish = role {
         let span = tracing::info_span!("event", request = %request);
@@ -90,7 +98,7 @@ async fn handle(role: Role, ctx: &Ctx, event: LambdaEvent<Value>) -> Result<Valu
     let response = async {
         Ok::<_, Error>(match role {
             Role::Connect => connect::handle(ctx, &event).await?,
-            Role::Disconnect => disconnect::handle(ctx, &event).await?,
+            Role::Disconnect => disconnect::handle(ctx, &event, Some(deadline)).await?,
             _ => message::handle(ctx, &event).await,
         })
     }
