@@ -45,6 +45,8 @@ pub const LAMBDA_RESERVED_ENV: &[&str] = &[
 ];
 /// Lambda: "the total size of all environment variables doesn't exceed 4 KB" (Lambda quotas).
 pub const LAMBDA_ENV_BYTES: usize = 4 * 1024;
+/// Lambda's quota for a function's resource-based policy ("Lambda quotas"), not adjustable.
+pub const LAMBDA_POLICY_BYTES: usize = 20 * 1024;
 /// Tags per resource: 50 on API Gateway (the strictest of the services wsctl tags; Lambda,
 /// DynamoDB, IAM, CloudWatch Logs and SSM allow 50 as well).
 pub const MAX_TAGS: usize = 50;
@@ -1003,6 +1005,17 @@ impl Config {
                 );
             }
         }
+        for (name, size) in crate::engine::desired::policy_sizes(self) {
+            if size > LAMBDA_POLICY_BYTES {
+                let routes = self.routes.values().filter(|f| **f == name).count();
+                bad(
+                    "routes".into(),
+                    format!(
+                        "function `{name}` serves {routes} routes; their invoke permissions make a resource-based policy of {size} bytes, and Lambda allows {LAMBDA_POLICY_BYTES} per function (Lambda quotas, not adjustable): serve some of these routes with another function"
+                    ),
+                );
+            }
+        }
         if let Some(domain) = &self.domain {
             out.extend(domain.problems(self.region.as_deref()));
         }
@@ -1744,6 +1757,31 @@ tables:
         );
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
         assert!(KeyAttr::parse(":N").is_err());
+    }
+
+    #[test]
+    fn a_function_may_serve_only_the_routes_its_policy_can_hold() {
+        let with_routes = |n: usize| {
+            let extra: String = (0..n)
+                .map(|i| format!("  action-number-{i:03}: message\n"))
+                .collect();
+            GOOD.replace("routes:\n", &format!("routes:\n{extra}"))
+        };
+        let config = Config::parse(Path::new("wsctl.yaml"), &with_routes(10)).unwrap();
+        let sizes = crate::engine::desired::policy_sizes(&config);
+        let message = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
+        // Twelve statements of a few hundred bytes each.
+        assert!((12 * 300..12 * 600).contains(&message), "{sizes:?}");
+        let found = problems(&with_routes(60));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "routes");
+        assert!(
+            found[0]
+                .message
+                .contains("function `message` serves 62 routes")
+                && found[0].message.contains("20480"),
+            "{found:?}"
+        );
     }
 
     #[test]

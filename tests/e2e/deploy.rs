@@ -611,3 +611,56 @@ fn a_token_of_a_deployed_stage_needs_its_grants_named() {
         serde_json::json!({"room-*": ["subscribe"]})
     );
 }
+
+/// A function serving three routes (and the authorizer's function its own permission) gets
+/// its permissions added in parallel; Lambda serialises changes to one function and refuses
+/// the overlapping ones with 409 (played by [`wsctl_tests::aws::lambda::BusyFunctions`]): the
+/// deploy sends them again until each is in, and the function's policy holds every route.
+#[test]
+fn a_function_serving_three_routes_gets_every_permission_through_lambdas_409s() {
+    build_fixture();
+    let moto = Moto::start();
+    let busy = wsctl_tests::aws::lambda::BusyFunctions::default();
+    let proxy = Proxy::with(
+        &moto.url(),
+        wsctl_tests::aws::playing(Default::default(), busy.clone()),
+    );
+    let project = Project::new();
+    project.write_config(&project.read_config().replacen(
+        "  subscribe: message\n",
+        "  subscribe: message\n  unsubscribe: message\n",
+        1,
+    ));
+    deploy(&project, &proxy.url());
+    assert!(
+        busy.refused() > 0,
+        "no call overlapped: the test proves nothing"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let policy = rt.block_on(async {
+        let lambda = aws_sdk_lambda::Client::new(&sdk(&moto.url()).await);
+        lambda
+            .get_policy()
+            .function_name("fixture-test-message")
+            .send()
+            .await
+            .unwrap()
+            .policy
+            .unwrap()
+    });
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    let routes: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
+        .map(|arn| arn.rsplit('/').next().unwrap())
+        .collect();
+    let mut routes = routes;
+    routes.sort();
+    assert_eq!(routes, ["$default", "subscribe", "unsubscribe"]);
+
+    proxy.clear();
+    deploy(&project, &proxy.url());
+    assert_eq!(proxy.mutations(), vec![], "a second deploy changes nothing");
+}

@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use wsctl_functions::partition::Partition;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, tag_map, while_role_propagates};
+use super::{
+    AwsError, Clients, Ctx, Pace, ROLE_PROPAGATION, TagChange, found, tag_map, while_refused,
+    while_role_propagates,
+};
 use crate::engine::desired::{
     AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid,
 };
@@ -239,10 +242,11 @@ fn update_steps(current: &FunctionSpec, spec: &FunctionSpec) -> Vec<Step> {
 
 /// A new role (or one just re-created) is refused here exactly as by CreateFunction.
 async fn update_configuration(clients: &Clients, spec: &FunctionSpec) -> Result<(), AwsError> {
-    while_role_propagates(
+    while_refused(
         "UpdateFunctionConfiguration",
         &spec.name,
-        role_not_ready,
+        ROLE_PROPAGATION,
+        role_not_ready_or_busy,
         || {
             clients
                 .lambda
@@ -303,17 +307,19 @@ impl Resource for PermissionSpec {
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
-        cx.clients
-            .lambda
-            .add_permission()
-            .function_name(&self.function)
-            .statement_id(&self.statement_id)
-            .action("lambda:InvokeFunction")
-            .principal(Partition::of(&cx.clients.region).service_principal("apigateway"))
-            .source_arn(&self.source_arn)
-            .send()
-            .await
-            .ctx("AddPermission", &self.name)?;
+        let principal = Partition::of(&cx.clients.region).service_principal("apigateway");
+        while_refused("AddPermission", &self.name, BUSY, function_busy, || {
+            cx.clients
+                .lambda
+                .add_permission()
+                .function_name(&self.function)
+                .statement_id(&self.statement_id)
+                .action("lambda:InvokeFunction")
+                .principal(&principal)
+                .source_arn(&self.source_arn)
+                .send()
+        })
+        .await?;
         Ok(Some(self.statement_id.clone()))
     }
 
@@ -325,16 +331,18 @@ impl Resource for PermissionSpec {
             None if source == AUTHORIZER_LABEL => AUTHORIZER_SID.to_string(),
             None => route_sid(source),
         };
-        found(
-            cx.clients
-                .lambda
-                .remove_permission()
-                .function_name(function)
-                .statement_id(&statement_id)
-                .send()
-                .await,
-        )
-        .ctx("RemovePermission", name)?;
+        while_refused("RemovePermission", name, BUSY, function_busy, || async {
+            found(
+                cx.clients
+                    .lambda
+                    .remove_permission()
+                    .function_name(function)
+                    .statement_id(&statement_id)
+                    .send()
+                    .await,
+            )
+        })
+        .await?;
         Ok(())
     }
 
@@ -436,23 +444,37 @@ async fn set_concurrency(
         (want, have) if want == have => {}
         (None, None) => {}
         (Some(n), _) => {
-            clients
-                .lambda
-                .put_function_concurrency()
-                .function_name(&spec.name)
-                .reserved_concurrent_executions(n)
-                .send()
-                .await
-                .ctx("PutFunctionConcurrency", &spec.name)?;
+            while_refused(
+                "PutFunctionConcurrency",
+                &spec.name,
+                BUSY,
+                function_busy,
+                || {
+                    clients
+                        .lambda
+                        .put_function_concurrency()
+                        .function_name(&spec.name)
+                        .reserved_concurrent_executions(n)
+                        .send()
+                },
+            )
+            .await?;
         }
         (None, Some(_)) => {
-            clients
-                .lambda
-                .delete_function_concurrency()
-                .function_name(&spec.name)
-                .send()
-                .await
-                .ctx("DeleteFunctionConcurrency", &spec.name)?;
+            while_refused(
+                "DeleteFunctionConcurrency",
+                &spec.name,
+                BUSY,
+                function_busy,
+                || {
+                    clients
+                        .lambda
+                        .delete_function_concurrency()
+                        .function_name(&spec.name)
+                        .send()
+                },
+            )
+            .await?;
         }
     }
     Ok(())
@@ -465,6 +487,29 @@ async fn set_concurrency(
 fn role_not_ready(code: &str, message: &str) -> bool {
     code == "InvalidParameterValueException" && message.contains("cannot be assumed")
 }
+
+/// Lambda serialises the mutating control-plane calls of one function: one that arrives while
+/// another is in progress gets ResourceConflictException (409) "The operation cannot be
+/// performed at this time. An update is in progress for resource: …" (Lambda API reference,
+/// Errors of AddPermission, RemovePermission, UpdateFunctionCode, UpdateFunctionConfiguration,
+/// PutFunctionConcurrency, DeleteFunctionConcurrency, TagResource, UntagResource: "the resource
+/// already exists, or another operation is in progress"). A statement id that already exists
+/// is the same code and is no passing state.
+fn function_busy(code: &str, message: &str) -> bool {
+    code == "ResourceConflictException" && !message.contains("already exists")
+}
+
+fn role_not_ready_or_busy(code: &str, message: &str) -> bool {
+    role_not_ready(code, message) || function_busy(code, message)
+}
+
+/// A function's updates follow one another within seconds; a window of a minute outlasts
+/// the slowest (a code update's `InProgress`).
+const BUSY: Pace = Pace {
+    first: Duration::from_millis(250),
+    max: Duration::from_secs(4),
+    window: Duration::from_secs(60),
+};
 
 /// Applies only what differs: code (and architecture, which travels with it) and
 /// configuration, then tags. Configuration goes first when the handler changes: new code that
@@ -485,15 +530,23 @@ async fn update(
         match step {
             Step::Configuration => update_configuration(clients, spec).await?,
             Step::Code => {
-                clients
-                    .lambda
-                    .update_function_code()
-                    .function_name(&spec.name)
-                    .zip_file(Blob::new(zip_bytes(spec)?))
-                    .architectures(Architecture::from(spec.architecture.as_str()))
-                    .send()
-                    .await
-                    .ctx("UpdateFunctionCode", &spec.name)?;
+                let zip = Blob::new(zip_bytes(spec)?);
+                while_refused(
+                    "UpdateFunctionCode",
+                    &spec.name,
+                    BUSY,
+                    function_busy,
+                    || {
+                        clients
+                            .lambda
+                            .update_function_code()
+                            .function_name(&spec.name)
+                            .zip_file(zip.clone())
+                            .architectures(Architecture::from(spec.architecture.as_str()))
+                            .send()
+                    },
+                )
+                .await?;
                 wait_ready(clients, &spec.name).await?;
             }
         }

@@ -327,8 +327,6 @@ pub fn desired(
     let mut integrated: Vec<&String> = config.routes.values().collect();
     integrated.sort();
     integrated.dedup();
-    // API Gateway may invoke each function only as what it is for: each route it serves on
-    // this stage, and the authorizer (not any route, stage or authorizer of the API).
     if let Some(auth) = &config.authorizer {
         out.push(Spec::Authorizer(AuthorizerSpec {
             name: names.authorizer(),
@@ -336,21 +334,8 @@ pub fn desired(
             uri: target.invoke_uri(&names.function(&auth.function)),
             identity_source: auth.identity_source.clone(),
         }));
-        out.push(Spec::Permission(PermissionSpec::new(
-            &names.function(&auth.function),
-            AUTHORIZER_SID,
-            target.authorizer_arn(),
-            None,
-        )));
     }
-    for (key, logical) in &config.routes {
-        out.push(Spec::Permission(PermissionSpec::new(
-            &names.function(logical),
-            &route_sid(key),
-            target.route_arn(&config.stage, key),
-            Some(key),
-        )));
-    }
+    out.extend(permissions(config, &names, target).map(Spec::Permission));
     for logical in integrated {
         out.push(Spec::Integration(IntegrationSpec {
             function: logical.clone(),
@@ -415,6 +400,32 @@ pub fn desired(
         )));
     }
     out
+}
+
+/// API Gateway may invoke each function only as what it is for: each route it serves on this
+/// stage, and the authorizer (not any route, stage or authorizer of the API).
+fn permissions<'a>(
+    config: &'a Config,
+    names: &'a Names,
+    target: &'a Target,
+) -> impl Iterator<Item = PermissionSpec> + 'a {
+    let authorizer = config.authorizer.iter().map(|auth| {
+        PermissionSpec::new(
+            &names.function(&auth.function),
+            AUTHORIZER_SID,
+            target.authorizer_arn(),
+            None,
+        )
+    });
+    let routes = config.routes.iter().map(|(key, logical)| {
+        PermissionSpec::new(
+            &names.function(logical),
+            &route_sid(key),
+            target.route_arn(&config.stage, key),
+            Some(key),
+        )
+    });
+    authorizer.chain(routes)
 }
 
 pub fn assume_role_policy(partition: Partition) -> Value {
@@ -584,16 +595,7 @@ fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -
 /// known: one of the length API Gateway assigns (10 characters) stands in for it, and where the
 /// config names no region, the longest region name of the partition with the longest domain.
 pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
-    let target = Target {
-        account: "000000000000".into(),
-        region: config
-            .region
-            .clone()
-            .unwrap_or_else(|| "cn-northwest-1".into()),
-        api_id: Some("a".repeat(10)),
-        authorizer_id: None,
-        logging_role: None,
-    };
+    let target = stand_in_target(config);
     let names = Names::new(config);
     config
         .functions
@@ -601,6 +603,60 @@ pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
         .map(|logical| {
             let env = environment(config, &names, &target, logical);
             let bytes = env.iter().map(|(k, v)| k.len() + v.len()).sum();
+            (logical.clone(), bytes)
+        })
+        .collect()
+}
+
+/// Before the first deploy: ids of the length API Gateway assigns (10 characters for an API,
+/// 6 for an authorizer), and the longest region of the partition with the longest domain where
+/// the config names none.
+fn stand_in_target(config: &Config) -> Target {
+    Target {
+        account: "000000000000".into(),
+        region: config
+            .region
+            .clone()
+            .unwrap_or_else(|| "cn-northwest-1".into()),
+        api_id: Some("a".repeat(10)),
+        authorizer_id: Some("a".repeat(6)),
+        logging_role: None,
+    }
+}
+
+/// The bytes of each function's resource-based policy as Lambda keeps it (GetPolicy's
+/// document: one statement per route the function serves, and the authorizer's), computed
+/// from the permissions a deploy adds. Lambda allows 20 KB ("Lambda quotas": function
+/// resource-based policy), which about 40 routes on one function reach.
+pub fn policy_sizes(config: &Config) -> Vec<(String, usize)> {
+    let target = stand_in_target(config);
+    let names = Names::new(config);
+    let mut statements: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for p in permissions(config, &names, &target) {
+        statements
+            .entry(p.function.clone())
+            .or_default()
+            .push(json!({
+                "Sid": p.statement_id,
+                "Effect": "Allow",
+                "Principal": {"Service": target.partition().service_principal("apigateway")},
+                "Action": "lambda:InvokeFunction",
+                "Resource": target.function_arn(&p.function),
+                "Condition": {"ArnLike": {"AWS:SourceArn": p.source_arn}},
+            }));
+    }
+    config
+        .functions
+        .keys()
+        .map(|logical| {
+            let bytes = statements
+                .remove(&names.function(logical))
+                .map(|list| {
+                    json!({"Version": "2012-10-17", "Id": "default", "Statement": list})
+                        .to_string()
+                        .len()
+                })
+                .unwrap_or_default();
             (logical.clone(), bytes)
         })
         .collect()

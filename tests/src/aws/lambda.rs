@@ -177,3 +177,65 @@ impl Behaviour for Idle {
         self.polls.store(0, Ordering::SeqCst);
     }
 }
+
+/// How long a function stays busy here after a mutating control-plane call.
+const BUSY: Duration = Duration::from_millis(300);
+
+/// Lambda serialises the mutating control-plane calls of one function: a call that arrives
+/// while another is in progress gets 409 ResourceConflictException "The operation cannot be
+/// performed at this time. An update is in progress for resource: ARN" (Lambda API reference,
+/// AddPermission, RemovePermission, UpdateFunctionCode, UpdateFunctionConfiguration,
+/// PutFunctionConcurrency, DeleteFunctionConcurrency: Errors, ResourceConflictException "…or
+/// another operation is in progress"; reported by terraform-provider-aws #5154 and #789, sst
+/// #6923 and #6933). Here each such call keeps its function busy for [`BUSY`]; one arriving
+/// meanwhile is refused, and counted.
+#[derive(Clone, Default)]
+pub struct BusyFunctions {
+    last: Arc<Mutex<HashMap<String, Instant>>>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl BusyFunctions {
+    /// Calls refused with 409 so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Behaviour for BusyFunctions {
+    fn answer(&self, call: &Call, _req: &Exchange) -> Option<Reply> {
+        let mutating = matches!(
+            route(call)?,
+            ("POST" | "DELETE", Some(_), Some("policy"))
+                | (
+                    "PUT",
+                    Some(_),
+                    Some("code" | "configuration" | "concurrency")
+                )
+                | ("DELETE", Some(_), Some("concurrency"))
+        );
+        let (_, Some(name), _) = route(call)? else {
+            return None;
+        };
+        if !mutating {
+            return None;
+        }
+        let mut last = self.last.lock().unwrap();
+        if last.get(name).is_some_and(|at| at.elapsed() < BUSY) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Some(Reply::error(
+                409,
+                "ResourceConflictException",
+                &format!(
+                    "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:{name}"
+                ),
+            ));
+        }
+        last.insert(name.to_string(), Instant::now());
+        None
+    }
+
+    fn reset(&self) {
+        self.last.lock().unwrap().clear();
+    }
+}

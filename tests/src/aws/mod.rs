@@ -23,6 +23,14 @@ pub fn behaviours() -> Vec<Box<dyn Behaviour>> {
 
 /// Every behaviour, DynamoDB's being `tables`, which the caller keeps to move its clock.
 pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
+    playing(tables, lambda::BusyFunctions::default())
+}
+
+/// Every behaviour, with `tables` and `busy` kept by the caller.
+pub fn playing(
+    tables: Arc<dynamodb::Tables>,
+    busy: lambda::BusyFunctions,
+) -> Vec<Box<dyn Behaviour>> {
     let roles = iam::NewRoles::default();
     vec![
         Box::new(tables),
@@ -32,6 +40,7 @@ pub fn with_tables(tables: Arc<dynamodb::Tables>) -> Vec<Box<dyn Behaviour>> {
         Box::new(lambda::RoleNotYetAssumable {
             roles: roles.clone(),
         }),
+        Box::new(busy),
         // Before the stages: it refuses some of the stage calls those would answer.
         Box::new(account::AccountSettings::new(roles)),
         Box::new(apigw::Stages::default()),
