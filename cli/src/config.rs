@@ -47,9 +47,14 @@ pub const LAMBDA_RESERVED_ENV: &[&str] = &[
 pub const LAMBDA_ENV_BYTES: usize = 4 * 1024;
 /// Lambda's quota for a function's resource-based policy ("Lambda quotas"), not adjustable.
 pub const LAMBDA_POLICY_BYTES: usize = 20 * 1024;
-/// Tags per resource: 50 on API Gateway (the strictest of the services wsctl tags; Lambda,
-/// DynamoDB, IAM, CloudWatch Logs and SSM allow 50 as well).
+/// Tags per resource: 50 on API Gateway, Lambda, DynamoDB ("The maximum number of tags per
+/// resource is 50", "Tagging restrictions in DynamoDB"), IAM, CloudWatch Logs and SSM.
 pub const MAX_TAGS: usize = 50;
+/// Tags wsctl puts on a table besides the stack's (`wsctl:ttl-changed`): they count too.
+const TABLE_OWN_TAGS: usize = 1;
+/// "Access log template size: 3 KB", not adjustable ("Amazon API Gateway quotas for
+/// configuring and running a WebSocket API").
+pub const ACCESS_LOG_FORMAT_BYTES: usize = 3 * 1024;
 
 #[derive(
     Debug,
@@ -263,6 +268,15 @@ impl AccessLogsConfig {
                     "must contain `$context.requestId` or `$context.extendedRequestId` (API Gateway's rule); leave it out for wsctl's JSON line".into(),
                 );
             }
+            if format.len() > ACCESS_LOG_FORMAT_BYTES {
+                bad(
+                    "format",
+                    format!(
+                        "is {} bytes; API Gateway's access log template size is at most 3 KB ({ACCESS_LOG_FORMAT_BYTES} bytes, not adjustable): leave out some fields",
+                        format.len()
+                    ),
+                );
+            }
             if format.contains('\n') || format.contains('\r') {
                 bad(
                     "format",
@@ -408,6 +422,32 @@ pub struct TableConfig {
     pub ttl_attribute: String,
     #[serde(default)]
     pub indexes: BTreeMap<String, IndexConfig>,
+    /// Point-in-time recovery: DynamoDB keeps continuous backups from which the table can be
+    /// restored to any second of the last 35 days (billed per GB-month of table size).
+    /// Default: on for `history` (what clients cannot send again), off for the others.
+    #[serde(default)]
+    pub point_in_time_recovery: Option<bool>,
+    /// Deletion protection: DynamoDB refuses to delete the table, so neither `wsctl destroy`
+    /// nor a replacement can until it is turned off here and deployed. Default: on for
+    /// `history` on a stage named like production (`prod`, `production`, `live`, or starting
+    /// with `prod-`), off otherwise.
+    #[serde(default)]
+    pub deletion_protection: Option<bool>,
+}
+
+impl TableConfig {
+    /// Whether the table keeps point-in-time backups, `logical` being its key in `tables`.
+    pub fn point_in_time_recovery(&self, logical: &str) -> bool {
+        self.point_in_time_recovery.unwrap_or(logical == "history")
+    }
+
+    /// Whether DynamoDB refuses to delete the table.
+    pub fn deletion_protection(&self, logical: &str, stage: &str) -> bool {
+        let production =
+            matches!(stage, "prod" | "production" | "live") || stage.starts_with("prod-");
+        self.deletion_protection
+            .unwrap_or(logical == "history" && production)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -978,14 +1018,15 @@ impl Config {
                 bad(
                     at,
                     format!(
-                        "{c:?} is not allowed in a tag: use letters, digits, spaces and `_ . : / = + - @` (API Gateway's rule)"
+                        "{c:?} is not allowed in a tag: use letters, digits, spaces and `_ . : / = + -` (DynamoDB's rule, the narrowest of the services wsctl tags: \"letters, white space, and numbers, plus the following special characters: + - = . _ : /\")"
                     ),
                 );
             }
         }
         let tags = crate::engine::desired::Names::new(self).tags(&self.tags);
-        if tags.len() > MAX_TAGS {
-            let own = tags.len() - self.tags.len();
+        // A table carries one tag more than the rest: when its TTL last changed.
+        if tags.len() + TABLE_OWN_TAGS > MAX_TAGS {
+            let own = tags.len() - self.tags.len() + TABLE_OWN_TAGS;
             bad(
                 "tags".into(),
                 format!(
@@ -1323,10 +1364,12 @@ impl Config {
     }
 }
 
-/// A character API Gateway allows in a tag: `^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$` (TagResource,
-/// API reference). Separators (`\p{Z}`) are the whitespace that is not a control character.
+/// A character every service wsctl tags allows: API Gateway's `^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`
+/// (TagResource, API reference; separators `\p{Z}` are the whitespace that is not a control
+/// character) less `@`, which DynamoDB's tag characters ("Tagging restrictions in DynamoDB"), which every table of the
+/// stack carries: API Gateway and Lambda would take `@` as well, DynamoDB does not.
 fn is_tag_char(c: char) -> bool {
-    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-".contains(c)
 }
 
 fn is_name(s: &str, max: usize) -> bool {
@@ -1574,6 +1617,7 @@ tables:
         for (tags, field, says) in [
             ("'team#1': x", "tags.team#1", "'#'"),
             ("team: 'a,b'", "tags.team", "','"),
+            ("owner: 'ana@example.com'", "tags.owner", "DynamoDB"),
             ("'AWS:x': y", "tags.AWS:x", "reserved"),
             ("'wsctl:stack': y", "tags.wsctl:stack", "reserved"),
             (&format!("'{}': y", "k".repeat(129)), "tags.kkk", "1-128"),
@@ -1586,10 +1630,10 @@ tables:
                 "{tags}: {p:?}"
             );
         }
-        let fine = with_tags("'team name': 'Équipe temps-réel', 'a.b:c/d=e+f-g@h_i': '日本 1'");
+        let fine = with_tags("'team name': 'Équipe temps-réel', 'a.b:c/d=e+f-g_i': '日本 1'");
         assert!(Config::parse(Path::new("wsctl.yaml"), &fine).is_ok());
 
-        // wsctl adds its own two: 48 of the user's is the most.
+        // wsctl adds its own two, and a table one more: 47 of the user's is the most.
         let many = |n: usize| {
             with_tags(
                 &(0..n)
@@ -1598,11 +1642,11 @@ tables:
                     .join(", "),
             )
         };
-        assert!(Config::parse(Path::new("wsctl.yaml"), &many(48)).is_ok());
-        let p = fields(&many(49));
+        assert!(Config::parse(Path::new("wsctl.yaml"), &many(47)).is_ok());
+        let p = fields(&many(48));
         assert!(
             p.iter()
-                .any(|(f, m)| f == "tags" && m.contains("50") && m.contains("at most 48")),
+                .any(|(f, m)| f == "tags" && m.contains("50") && m.contains("at most 47")),
             "{p:?}"
         );
     }
@@ -1863,6 +1907,15 @@ tables:
         let bad = fields("{ format: \"$context.requestId\\n$context.status\" }");
         assert!(
             bad[0].starts_with("access_logs.format: must be one line"),
+            "{bad:?}"
+        );
+        let long = format!(
+            "{{ format: '$context.requestId {}' }}",
+            "$context.status ".repeat(200)
+        );
+        let bad = fields(&long);
+        assert!(
+            bad[0].starts_with("access_logs.format: is 3") && bad[0].contains("at most 3 KB"),
             "{bad:?}"
         );
         let unknown = Config::parse(Path::new("wsctl.yaml"), &with("{ retention: 7 }"))

@@ -47,6 +47,17 @@ pub enum Error {
         "access_logs: API Gateway in {region} has no CloudWatch Logs role in its account settings, and a stage writes access logs only through it; nothing was changed\nhint: add `account_role: create` under `access_logs` to have wsctl create {role} and set it (every API of the account in {region} then logs through it), or `account_role: arn:aws:iam::ACCOUNT:role/NAME` to set a role you have"
     )]
     NoLoggingRole { region: String, role: &'static str },
+    #[error(
+        "{} would delete table(s) with DynamoDB's deletion protection on: {}; DynamoDB refuses that, so nothing was changed\nhint: if their items may go, set `deletion_protection: false` for them under `tables:` in wsctl.yaml (a removed table: put it back with that setting) and run `wsctl deploy`, which turns the protection off and changes nothing else; then {}",
+        .doing, .tables.join(", "), .then
+    )]
+    Protected {
+        doing: &'static str,
+        tables: Vec<String>,
+        then: &'static str,
+    },
+    #[error(transparent)]
+    NoRoomToReserve(#[from] crate::aws::lambda::NoRoomToReserve),
     #[error("aborted: nothing was changed")]
     Declined,
     /// A confirmation was needed and nobody could give it (no terminal, no `--yes`).
@@ -83,7 +94,11 @@ fn failures(f: &[(ResourceId, AwsError)]) -> String {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage { .. } | Error::NoLoggingRole { .. } => exit::USAGE,
+            Error::Config(_)
+            | Error::Usage { .. }
+            | Error::NoLoggingRole { .. }
+            | Error::NoRoomToReserve(_)
+            | Error::Protected { .. } => exit::USAGE,
             Error::Aws(e) if e.is_setup() => exit::CREDENTIALS,
             Error::Aws(_) => exit::AWS,
             Error::Partial(f) if f.iter().all(|(_, e)| e.is_setup()) => exit::CREDENTIALS,

@@ -664,3 +664,80 @@ fn a_function_serving_three_routes_gets_every_permission_through_lambdas_409s() 
     deploy(&project, &proxy.url());
     assert_eq!(proxy.mutations(), vec![], "a second deploy changes nothing");
 }
+
+/// Removing the authorizer from the config leaves `$connect` open and the authorizer deleted,
+/// even where a route still names it: UpdateRoute keeps an `AuthorizerId` it is not sent, and
+/// DeleteAuthorizer answers 409 while a route names the authorizer (played by
+/// [`wsctl_tests::aws::apigw::AuthorizerReferences`]).
+#[test]
+fn removing_the_authorizer_clears_the_routes_reference_and_deletes_it() {
+    build_fixture();
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+    deploy(&project, &proxy.url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let apigw = rt.block_on(async { aws_sdk_apigatewayv2::Client::new(&sdk(&moto.url()).await) });
+    let connect = || {
+        rt.block_on(async {
+            let api = apigw.get_apis().send().await.unwrap().items.unwrap()[0]
+                .api_id
+                .clone()
+                .unwrap();
+            let route = apigw
+                .get_routes()
+                .api_id(&api)
+                .send()
+                .await
+                .unwrap()
+                .items
+                .unwrap()
+                .into_iter()
+                .find(|r| r.route_key.as_deref() == Some("$connect"))
+                .unwrap();
+            (api, route)
+        })
+    };
+    let (api, route) = connect();
+    let authorizer = route.authorizer_id.clone().unwrap();
+    // What a change to NONE alone leaves on AWS: the type is gone, the id is not.
+    rt.block_on(
+        apigw
+            .update_route()
+            .api_id(&api)
+            .route_id(route.route_id.clone().unwrap())
+            .authorization_type(AuthorizationType::None)
+            .send(),
+    )
+    .unwrap();
+    let config = project.read_config();
+    let start = config.find("\nauthorizer:\n").unwrap();
+    let end = start + 1 + config[start + 1..].find("\ntables:").unwrap();
+    project.write_config(&format!("{}{}", &config[..start], &config[end..]));
+
+    let plan = project.wsctl(&proxy.url(), &["plan", "--no-build"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(text(&plan).contains("still names"), "{}", text(&plan));
+    deploy(&project, &proxy.url());
+    let (_, route) = connect();
+    assert_eq!(route.authorization_type, Some(AuthorizationType::None));
+    assert!(
+        route
+            .authorizer_id
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty(),
+        "{route:?}"
+    );
+    let gone = rt.block_on(
+        apigw
+            .get_authorizer()
+            .api_id(&api)
+            .authorizer_id(&authorizer)
+            .send(),
+    );
+    assert!(gone.is_err(), "the authorizer is still there: {gone:?}");
+    proxy.clear();
+    deploy(&project, &proxy.url());
+    assert_eq!(proxy.mutations(), vec![], "a second deploy changes nothing");
+}

@@ -12,6 +12,20 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
+    // A function serving three routes (its permissions meet Lambda's 409s) and a table with
+    // deletion protection.
+    let history = "  history: { partition_key: channel, sort_key: \"serial:N\"";
+    project.write_config(
+        &project
+            .read_config()
+            .replacen(
+                "  subscribe: message\n",
+                "  subscribe: message\n  unsubscribe: message\n",
+                1,
+            )
+            .replacen(history, &format!("{history}, deletion_protection: true"), 1),
+    );
+    assert!(project.read_config().contains("deletion_protection: true"));
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     let out = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);

@@ -17,6 +17,7 @@ mod limits;
 mod partition;
 mod permissions;
 mod policy;
+mod quotas;
 mod security;
 mod stage;
 mod tables;

@@ -1381,3 +1381,90 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(effect(token("short")).await, "Deny");
 }
+
+/// A burst of cold authorizers over Parameter Store's 40 reads a second: each sends its read
+/// again with jitter within its budget, so the burst is served as the quota allows, and a
+/// read that still cannot be made is a function error (API Gateway's 500, which clients
+/// retry), never a refused token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_start_burst_over_ssms_quota_is_spread_and_never_refuses_a_good_token() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use wsctl_functions::auth::{Capabilities, Claims, mint};
+    use wsctl_functions::handlers::authorizer::{self, Authorizer, KeyCache, SECRET_READ_BUDGET};
+    use wsctl_tests::aws::ssm::ParameterThroughput;
+
+    const COLD: usize = 200;
+    let moto = wsctl_tests::Moto::start();
+    let throughput = Arc::new(ParameterThroughput::per_second(40));
+    let proxy = wsctl_tests::proxy::Proxy::with(&moto.url(), vec![Box::new(throughput.clone())]);
+    let key = "4444444444444444444444444444444444444444";
+    let name = "/wsctl/burst/test/token-secret";
+    aws_sdk_ssm::Client::new(&wsctl_tests::sdk(&moto.url()).await)
+        .put_parameter()
+        .name(name)
+        .value(key)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let through = wsctl_tests::sdk(&proxy.url()).await;
+    let token = mint(
+        key.as_bytes(),
+        &Claims::issue("ana", Capabilities::everything(), Duration::from_secs(600)),
+    );
+    let event = crate::functions::authorizer_event(Some(&token));
+    let started = std::time::Instant::now();
+    let outcomes = futures::future::join_all((0..COLD).map(|_| {
+        // Each one a new instance: its own empty cache.
+        let auth = Authorizer {
+            secrets: KeyCache::new(
+                authorizer::secret_fetch(&through, name.to_string(), SECRET_READ_BUDGET),
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+            ),
+            audience: None,
+            oidc: None,
+            revocations: None,
+        };
+        let event = event.clone();
+        async move {
+            match authorizer::handle(&auth, &event).await {
+                Ok(r) => {
+                    serde_json::to_value(&r).unwrap()["policyDocument"]["Statement"][0]["Effect"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                }
+                Err(e) => e,
+            }
+        }
+    }))
+    .await;
+    let allowed = outcomes.iter().filter(|o| *o == "Allow").count();
+    let unavailable = outcomes
+        .iter()
+        .filter(|o| o.starts_with("keys unavailable"))
+        .count();
+    assert_eq!(
+        allowed + unavailable,
+        COLD,
+        "a good token was refused: {:?}",
+        outcomes
+            .iter()
+            .filter(|o| *o != "Allow" && !o.starts_with("keys unavailable"))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        throughput.refused() > 0,
+        "SSM never throttled: the test proves nothing"
+    );
+    // 40 at once and 40 a second for the 5 s budget: room for every one of the 200.
+    assert!(
+        allowed >= COLD * 9 / 10,
+        "{allowed} of {COLD} allowed, {unavailable} unavailable, {} reads throttled, in {:?}",
+        throughput.refused(),
+        started.elapsed()
+    );
+}

@@ -280,6 +280,29 @@ fn a_change_the_stage_does_not_deploy_gets_one_create_deployment() {
     assert!(rt_stage(&proxy).deployment_id.is_some());
 }
 
+/// CreateDeployment is allowed once every 5 s per account: a deploy whose CreateDeployment
+/// meets another stack's waits for the next slot instead of failing.
+#[test]
+fn a_create_deployment_beside_another_stacks_waits_for_the_accounts_next_slot() {
+    build_fixture();
+    let moto = Moto::start();
+    let quota = std::sync::Arc::new(wsctl_tests::aws::apigw::DeploymentQuota::default());
+    let proxy = Proxy::with(
+        &moto.url(),
+        vec![
+            Box::new(quota.clone()),
+            Box::new(Stages::new(AutoDeploy::Never)),
+        ],
+    );
+    let project = Project::new();
+    let out = deploy(&project, &proxy.url(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(quota.refused() >= 1, "no CreateDeployment met the quota");
+    let created = ops(&proxy.mutations(), "POST", "/deployments");
+    assert!(created.len() > quota.refused(), "{created:?}");
+    assert!(rt_stage(&proxy).deployment_id.is_some());
+}
+
 /// A failed auto-deployment fails the deploy (exit 4) with API Gateway's own message.
 #[test]
 fn a_failed_deployment_fails_the_deploy_with_the_message_from_aws() {

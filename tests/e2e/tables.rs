@@ -429,3 +429,191 @@ fn indexes_are_added_and_removed_in_place_and_the_data_stays() {
     );
     assert!(plan(&project, &proxy.url()).contains("No changes"));
 }
+
+/// An index an earlier run left building (its wait ran out, or it was added by hand) is not
+/// taken as ready: the plan names it, and the deploy waits until it can be read before it
+/// ships code that queries it, without changing the table.
+#[test]
+fn an_index_still_backfilling_is_waited_for_by_the_next_deploy() {
+    build_fixture();
+    let moto = Moto::start();
+    let tables = Arc::new(Tables::building_indexes_for(Duration::from_secs(8)));
+    let proxy = Proxy::with(&moto.url(), wsctl_tests::aws::with_tables(tables.clone()));
+    let project = Project::new();
+    deploy(&project, &proxy.url());
+    edit(
+        &project,
+        "      by-connection: { partition_key: connection, sort_key: channel }\n",
+        "      by-connection: { partition_key: connection, sort_key: channel }\n      by-user: { partition_key: user }\n",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // What an interrupted deploy leaves: the index is made and still being built.
+    let through = dynamodb(&rt, &proxy.url());
+    rt.block_on(
+        through
+            .update_table()
+            .table_name("fixture-test-subscriptions")
+            .attribute_definitions(
+                aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                    .attribute_name("user")
+                    .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .create(
+                        aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
+                            .index_name("by-user")
+                            .key_schema(
+                                aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                                    .attribute_name("user")
+                                    .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .projection(
+                                aws_sdk_dynamodb::types::Projection::builder()
+                                    .projection_type(aws_sdk_dynamodb::types::ProjectionType::All)
+                                    .build(),
+                            )
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let query = || {
+        rt.block_on(
+            through
+                .query()
+                .table_name("fixture-test-subscriptions")
+                .index_name("by-user")
+                .key_condition_expression("#u = :u")
+                .expression_attribute_names("#u", "user")
+                .expression_attribute_values(":u", AttributeValue::S("u1".into()))
+                .send(),
+        )
+        .map_err(|e| format!("{e:?}"))
+    };
+    let refused = query().unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("backfilling"),
+        "{refused:?}"
+    );
+    let shown = plan(&project, &proxy.url());
+    assert!(
+        shown.contains("building: [\"by-user (backfilling)\"]"),
+        "{shown}"
+    );
+    proxy.clear();
+    deploy(&project, &proxy.url());
+    assert_eq!(calls(&proxy, "UpdateTable"), 0, "the index was made again");
+    query().expect("the index can be read once the deploy is over");
+    assert!(plan(&project, &proxy.url()).contains("No changes"));
+}
+
+/// Point-in-time recovery is on for the history table by default and deletion protection
+/// off on a stage not named like production; both change in place. With protection on,
+/// `destroy` and a replacement are refused before any change, naming the way out; turned
+/// off, both go ahead. (moto refuses DeleteTable on a protected table as DynamoDB does.)
+#[test]
+fn recovery_and_deletion_protection_are_table_settings_that_destroy_respects() {
+    build_fixture();
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url());
+    let project = Project::new();
+    deploy(&project, &proxy.url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let direct = dynamodb(&rt, &moto.url());
+    let recovery = |table: &str| {
+        rt.block_on(
+            direct
+                .describe_continuous_backups()
+                .table_name(table)
+                .send(),
+        )
+        .unwrap()
+        .continuous_backups_description
+        .and_then(|d| d.point_in_time_recovery_description)
+        .and_then(|p| p.point_in_time_recovery_status)
+        .map(|s| s.as_str().to_string())
+    };
+    let protection = |table: &str| {
+        rt.block_on(direct.describe_table().table_name(table).send())
+            .unwrap()
+            .table
+            .unwrap()
+            .deletion_protection_enabled
+            .unwrap_or(false)
+    };
+    assert_eq!(recovery("fixture-test-history").as_deref(), Some("ENABLED"));
+    assert_eq!(
+        recovery("fixture-test-connections").as_deref(),
+        Some("DISABLED")
+    );
+    assert!(!protection("fixture-test-history"));
+
+    const HISTORY: &str = "  history: { partition_key: channel, sort_key: \"serial:N\"";
+    edit(
+        &project,
+        HISTORY,
+        &format!("{HISTORY}, deletion_protection: true, point_in_time_recovery: false"),
+    );
+    let shown = plan(&project, &proxy.url());
+    assert!(
+        shown.contains("~ table fixture-test-history")
+            && shown.contains("deletion_protection: false -> true"),
+        "{shown}"
+    );
+    proxy.clear();
+    deploy(&project, &proxy.url());
+    assert!(
+        calls(&proxy, "CreateTable") + calls(&proxy, "DeleteTable") == 0,
+        "changed in place"
+    );
+    assert!(protection("fixture-test-history"));
+    assert_eq!(
+        recovery("fixture-test-history").as_deref(),
+        Some("DISABLED")
+    );
+
+    proxy.clear();
+    let out = project.wsctl(&proxy.url(), &["destroy", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fixture-test-history")
+            && err.contains("deletion protection")
+            && err.contains("deletion_protection: false"),
+        "{err}"
+    );
+    assert_eq!(proxy.mutations(), vec![], "destroy changed something");
+
+    // A new key replaces the table: refused alike, even with --yes.
+    edit(&project, "sort_key: \"serial:N\"", "sort_key: \"seq:N\"");
+    let out = project.wsctl(
+        &proxy.url(),
+        &["deploy", "--yes", "--no-build", "--no-progress"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deletion protection"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(proxy.mutations(), vec![], "the deploy changed something");
+    edit(&project, "sort_key: \"seq:N\"", "sort_key: \"serial:N\"");
+
+    edit(
+        &project,
+        "deletion_protection: true",
+        "deletion_protection: false",
+    );
+    deploy(&project, &proxy.url());
+    assert!(!protection("fixture-test-history"));
+    let out = project.wsctl(&proxy.url(), &["destroy", "--yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -154,9 +154,21 @@ pub async fn snapshot(endpoint: &str) -> Value {
                 )
             })
             .collect();
+        let recovery = dynamodb
+            .describe_continuous_backups()
+            .table_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .continuous_backups_description
+            .and_then(|d| d.point_in_time_recovery_description)
+            .and_then(|p| p.point_in_time_recovery_status)
+            .map(|s| s.as_str().to_string());
         tables.insert(
             name,
             json!({
+                "recovery": recovery,
+                "deletion_protection": t.deletion_protection_enabled,
                 "keys": keys(t.key_schema()), "indexes": indexes, "billing": t.billing_mode_summary.as_ref().and_then(|b| b.billing_mode.clone()).map(|b| b.as_str().to_string()),
                 "ttl": [ttl.attribute_name, ttl.time_to_live_status.map(|s| s.as_str().to_string())], "tags": tags,
             }),

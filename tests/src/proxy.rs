@@ -156,6 +156,12 @@ pub trait Behaviour: Send + Sync {
         None
     }
 
+    /// What moto is sent instead of `req` (path with query, body), when the behaviour keeps a
+    /// part of the request to itself (e.g. a page token of its own making).
+    fn forward_as(&self, _call: &Call, _req: &Exchange) -> Option<(String, Bytes)> {
+        None
+    }
+
     /// Sees (and may change) moto's reply to a forwarded call.
     fn rewrite(&self, _call: &Call, _req: &Exchange, _reply: &mut Reply) {}
 
@@ -167,6 +173,10 @@ pub trait Behaviour: Send + Sync {
 impl<B: Behaviour> Behaviour for Arc<B> {
     fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
         (**self).answer(call, req)
+    }
+
+    fn forward_as(&self, call: &Call, req: &Exchange) -> Option<(String, Bytes)> {
+        (**self).forward_as(call, req)
     }
 
     fn rewrite(&self, call: &Call, req: &Exchange, reply: &mut Reply) {
@@ -353,11 +363,21 @@ async fn forward(
         }
         return Ok(respond(reply));
     }
-    parts.uri = format!("{}{}", upstream.to_string().trim_end_matches('/'), path)
-        .parse()
-        .expect("upstream path");
+    let (sent_path, sent_body) = state
+        .behaviours
+        .iter()
+        .find_map(|b| b.forward_as(&call, &exchange))
+        .unwrap_or((path, body));
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    parts.uri = format!(
+        "{}{}",
+        upstream.to_string().trim_end_matches('/'),
+        sent_path
+    )
+    .parse()
+    .expect("upstream path");
     let response = client
-        .request(Request::from_parts(parts, Full::new(body)))
+        .request(Request::from_parts(parts, Full::new(sent_body)))
         .await;
     if mutating && limit.is_some_and(|k| state.mutations.load(Ordering::SeqCst) >= k) {
         state.frozen.store(true, Ordering::SeqCst);

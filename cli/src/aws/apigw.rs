@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_config::retry::RetryConfig;
 use aws_sdk_apigatewayv2::types::{
     AccessLogSettings, AuthorizationType, AuthorizerType, DeploymentStatus, IntegrationType,
     ProtocolType, RouteSettings,
@@ -16,7 +15,7 @@ use serde::Serialize;
 
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
-use super::{AwsError, Clients, Ctx, TagChange, found};
+use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
 use crate::engine::desired::Names;
 use crate::engine::model::*;
 
@@ -36,9 +35,7 @@ async fn owned_apis(
     names: &Names,
 ) -> Result<Vec<(aws_sdk_apigatewayv2::types::Api, Tags)>, AwsError> {
     let wanted = names.api();
-    let mut apis = Vec::new();
-    let mut token = None;
-    loop {
+    let apis = all_pages(async |token| {
         let page = clients
             .apigw
             .get_apis()
@@ -46,17 +43,15 @@ async fn owned_apis(
             .send()
             .await
             .ctx("GetApis", &wanted)?;
-        apis.extend(
-            page.items
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|a| a.name.as_deref() == Some(wanted.as_str())),
-        );
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
+        let named = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.name.as_deref() == Some(wanted.as_str()))
+            .collect();
+        Ok((named, page.next_token))
+    })
+    .await?;
     // API names are not unique, so an untagged namesake is no conflict: it is simply not ours.
     let mut ours: Vec<_> = apis
         .into_iter()
@@ -164,8 +159,7 @@ impl Resource for ApiSpec {
         };
 
         let mut integration_function: BTreeMap<String, String> = BTreeMap::new();
-        let mut token = None;
-        loop {
+        let integrations = all_pages(async |token| {
             let page = clients
                 .apigw
                 .get_integrations()
@@ -174,7 +168,11 @@ impl Resource for ApiSpec {
                 .send()
                 .await
                 .ctx("GetIntegrations", &api_id)?;
-            for i in page.items.unwrap_or_default() {
+            Ok((page.items.unwrap_or_default(), page.next_token))
+        })
+        .await?;
+        {
+            for i in integrations {
                 let id = i.integration_id.unwrap_or_default();
                 let uri = i.integration_uri.unwrap_or_default();
                 let function = logical_function(names, &uri).unwrap_or_else(|| uri.clone());
@@ -186,15 +184,9 @@ impl Resource for ApiSpec {
                 };
                 insert(Kind::Integration, function, Spec::Integration(spec), id);
             }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
         }
 
-        let mut routes = Vec::new();
-        let mut token = None;
-        loop {
+        let routes = all_pages(async |token| {
             let page = clients
                 .apigw
                 .get_routes()
@@ -203,17 +195,17 @@ impl Resource for ApiSpec {
                 .send()
                 .await
                 .ctx("GetRoutes", &api_id)?;
-            routes.extend(page.items.unwrap_or_default());
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+            Ok((page.items.unwrap_or_default(), page.next_token))
+        })
+        .await?;
 
         let authorizers = read_authorizers(
             clients,
             &api_id,
-            routes.iter().filter_map(|r| r.authorizer_id.clone()),
+            routes
+                .iter()
+                .filter_map(|r| r.authorizer_id.clone())
+                .filter(|a| !a.is_empty()),
         )
         .await?;
         let mut authorizer_name = BTreeMap::new();
@@ -243,14 +235,17 @@ impl Resource for ApiSpec {
                         .cloned()
                         .unwrap_or_else(|| format!("(missing integration {i})"))
                 });
+            let named = r.authorizer_id.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                authorizer_name
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| format!("(missing authorizer {a})"))
+            });
             let authorizer = match r.authorization_type {
-                Some(AuthorizationType::Custom) => r.authorizer_id.as_ref().map(|a| {
-                    authorizer_name
-                        .get(a)
-                        .cloned()
-                        .unwrap_or_else(|| format!("(missing authorizer {a})"))
-                }),
-                _ => None,
+                Some(AuthorizationType::Custom) => named,
+                // An id left behind by a change to NONE still holds the authorizer: the plan
+                // shows it, and the route update clears it.
+                _ => named.map(|a| format!("(unused, still names {a})")),
             };
             let key = r.route_key.unwrap_or_default();
             let spec = RouteSpec {
@@ -261,14 +256,19 @@ impl Resource for ApiSpec {
             insert(Kind::Route, key, Spec::Route(spec), id);
         }
 
-        let stages = clients
-            .apigw
-            .get_stages()
-            .api_id(&api_id)
-            .send()
-            .await
-            .ctx("GetStages", &api_id)?;
-        for s in stages.items.unwrap_or_default() {
+        let stages = all_pages(async |token| {
+            let page = clients
+                .apigw
+                .get_stages()
+                .api_id(&api_id)
+                .set_next_token(token)
+                .send()
+                .await
+                .ctx("GetStages", &api_id)?;
+            Ok((page.items.unwrap_or_default(), page.next_token))
+        })
+        .await?;
+        for s in stages {
             let settings = s
                 .default_route_settings
                 .unwrap_or_else(|| RouteSettings::builder().build());
@@ -336,30 +336,38 @@ fn goes_with_the_api(other: &ResourceId) -> bool {
     other.kind == Kind::Api && !other.name.contains('#')
 }
 
-/// Lists the authorizers. Where the list call is unavailable, those the routes reference are
-/// read one by one: an authorizer no route uses can then only go with its API.
+/// Lists the authorizers. Where the list call is unavailable (an emulator lacking it), those
+/// the routes reference are read one by one: an authorizer no route uses can then only go with
+/// its API. Throttles (429: the control plane allows 10 requests a second per account, burst
+/// 40, "Amazon API Gateway quotas") are retried as every other call's are.
 async fn read_authorizers(
     clients: &Clients,
     api_id: &str,
     referenced: impl Iterator<Item = String>,
 ) -> Result<Vec<aws_sdk_apigatewayv2::types::Authorizer>, AwsError> {
-    let listed = clients
-        .apigw
-        .get_authorizers()
-        .api_id(api_id)
-        .customize()
-        .config_override(
-            aws_sdk_apigatewayv2::config::Builder::default().retry_config(RetryConfig::disabled()),
-        )
-        .send()
-        .await;
-    match listed {
-        Ok(page) if page.next_token.is_none() => return Ok(page.items.unwrap_or_default()),
-        Ok(_) => {}
-        Err(e)
-            if e.raw_response()
-                .is_some_and(|r| r.status().is_server_error()) => {}
-        Err(e) => return Err(super::classify(e, "GetAuthorizers", api_id)),
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let page = clients
+            .apigw
+            .get_authorizers()
+            .api_id(api_id)
+            .set_next_token(token.clone())
+            .customize()
+            .config_override(attempts())
+            .send()
+            .await;
+        match page {
+            Ok(page) => {
+                listed.extend(page.items.unwrap_or_default());
+                token = page.next_token.filter(|t| !t.is_empty());
+                if token.is_none() {
+                    return Ok(listed);
+                }
+            }
+            Err(e) if token.is_none() && unimplemented(&e) => break,
+            Err(e) => return Err(super::classify(e, "GetAuthorizers", api_id)),
+        }
     }
     let mut ids: Vec<String> = referenced.collect();
     ids.sort();
@@ -439,7 +447,7 @@ pub async fn retag(
     let lenient = lenient && emulated(clients);
     let config = || {
         if lenient {
-            attempts(clients)
+            attempts()
         } else {
             aws_sdk_apigatewayv2::config::Builder::default()
         }
@@ -565,6 +573,13 @@ impl Resource for IntegrationSpec {
     }
 }
 
+/// How long a route's released reference to an authorizer may take to be seen.
+const REFERENCE_RELEASE: super::Pace = super::Pace {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(5),
+    window: Duration::from_secs(60),
+};
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuthorizerSpec {
     pub name: String,
@@ -629,10 +644,29 @@ impl Resource for AuthorizerSpec {
         let Some(id) = physical_id else {
             return Ok(());
         };
-        let request = cx.clients.apigw.delete_authorizer();
-        found(request.api_id(cx.api_id()).authorizer_id(id).send().await)
-            .ctx("DeleteAuthorizer", id)?;
-        Ok(())
+        // Routes let go of it in an earlier step; API Gateway may still see the reference for
+        // a moment (409 "Cannot delete authorizer …, is referenced in route", sst #5586).
+        let referenced: fn(&str, &str) -> bool =
+            |code, message| code == "ConflictException" && message.contains("referenced");
+        let deleted = super::while_refused(
+            "DeleteAuthorizer",
+            id,
+            REFERENCE_RELEASE,
+            referenced,
+            || {
+                cx.clients
+                    .apigw
+                    .delete_authorizer()
+                    .api_id(cx.api_id())
+                    .authorizer_id(id)
+                    .send()
+            },
+        )
+        .await;
+        match deleted {
+            Err(AwsError::Service { code, .. }) if code == "NotFoundException" => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     fn goes_with(_name: &str, other: &ResourceId) -> bool {
@@ -674,7 +708,10 @@ impl RouteSpec {
                 .route_id(id)
                 .set_target(target)
                 .authorization_type(auth_type)
-                .set_authorizer_id(authorizer.map(str::to_string))
+                // UpdateRoute changes only what it is sent: `NONE` alone leaves the old
+                // authorizer's id on the route, which then keeps the authorizer from being
+                // deleted (409 "is referenced in route"; cloudformation-coverage-roadmap #2184).
+                .authorizer_id(authorizer.unwrap_or_default())
                 .send()
                 .await
                 .ctx("UpdateRoute", &self.route_key)?;
@@ -794,14 +831,39 @@ fn unimplemented<E: ProvideErrorMetadata>(
     ) && matches!(status, Some(404 | 405 | 500 | 501))
 }
 
-/// One attempt only on an emulator: a call it lacks fails at once and would only be retried
-/// into a long back-off. On AWS the usual retries apply.
-fn attempts(clients: &Clients) -> aws_sdk_apigatewayv2::config::Builder {
-    let builder = aws_sdk_apigatewayv2::config::Builder::default();
-    if emulated(clients) {
-        builder.retry_config(RetryConfig::disabled())
-    } else {
-        builder
+/// The usual retries, except for an emulator's answer to a call it lacks (404/405/500/501 with
+/// no AWS error code): that would only be retried into a long back-off. AWS itself names every
+/// error it returns (`x-amzn-ErrorType`), so on AWS every retry applies, throttles included.
+fn attempts() -> aws_sdk_apigatewayv2::config::Builder {
+    aws_sdk_apigatewayv2::config::Builder::default().retry_classifier(LackedCall)
+}
+
+#[derive(Debug)]
+struct LackedCall;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for LackedCall {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let lacked = ctx.response().is_some_and(|r| {
+            matches!(r.status().as_u16(), 404 | 405 | 500 | 501)
+                && r.headers().get("x-amzn-errortype").is_none()
+                && !r
+                    .body()
+                    .bytes()
+                    .is_some_and(|b| b.windows(8).any(|w| w == b"\"__type\""))
+        });
+        if lacked {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "an emulator lacks the call"
     }
 }
 
@@ -832,7 +894,7 @@ impl StageSpec {
                         .build(),
                 )
                 .customize()
-                .config_override(attempts(clients))
+                .config_override(attempts())
                 .send()
                 .await;
             match sent {
@@ -949,6 +1011,12 @@ impl Resource for StageSpec {
 /// How long a deploy waits for the stage's own auto-deployment before deploying it itself, and
 /// then for that deployment to finish. AWS deploys within seconds; these only bound a hang.
 const AUTO_DEPLOY_WAIT: Duration = Duration::from_secs(10);
+/// How CreateDeployment waits for the account's next slot (one every 5 s).
+const DEPLOYMENT_SLOT: super::Pace = super::Pace {
+    first: Duration::from_secs(5),
+    max: Duration::from_secs(10),
+    window: Duration::from_secs(120),
+};
 const DEPLOYMENT_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
 
@@ -1000,7 +1068,7 @@ pub async fn confirm_deployment(
             .api_id(api_id)
             .max_results("1")
             .customize()
-            .config_override(attempts(clients))
+            .config_override(attempts())
             .send()
             .await;
         match probe {
@@ -1040,15 +1108,24 @@ pub async fn confirm_deployment(
         "stage {stage} did not deploy the changes by itself within {} s; deploying them",
         AUTO_DEPLOY_WAIT.as_secs()
     ));
-    let created = clients
-        .apigw
-        .create_deployment()
-        .api_id(api_id)
-        .stage_name(stage)
-        .description("deployed by wsctl")
-        .send()
-        .await
-        .ctx("CreateDeployment", stage)?;
+    // "CreateDeployment: 1 request every 5 seconds per account" ("Amazon API Gateway
+    // quotas"): another stack of the account deploying at the same moment takes the slot.
+    let created = super::while_refused(
+        "CreateDeployment",
+        stage,
+        DEPLOYMENT_SLOT,
+        |code, _| code == "TooManyRequestsException",
+        || {
+            clients
+                .apigw
+                .create_deployment()
+                .api_id(api_id)
+                .stage_name(stage)
+                .description("deployed by wsctl")
+                .send()
+        },
+    )
+    .await?;
     let id = created.deployment_id.unwrap_or_default();
     match created.deployment_status {
         Some(DeploymentStatus::Failed) => Err(not_deployed(

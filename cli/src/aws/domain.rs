@@ -7,7 +7,7 @@
 use aws_sdk_apigatewayv2::types::{DomainNameConfiguration, EndpointType, SecurityPolicy};
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, found};
+use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
 use crate::engine::desired::Names;
 use crate::engine::model::*;
 
@@ -45,9 +45,7 @@ impl Resource for DomainSpec {
         expected: &[String],
         live: &mut LiveState,
     ) -> Result<(), AwsError> {
-        let mut domains = Vec::new();
-        let mut token = None;
-        loop {
+        let domains = all_pages(async |token| {
             let page = clients
                 .apigw
                 .get_domain_names()
@@ -55,12 +53,9 @@ impl Resource for DomainSpec {
                 .send()
                 .await
                 .ctx("GetDomainNames", "*")?;
-            domains.extend(page.items.unwrap_or_default());
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+            Ok((page.items.unwrap_or_default(), page.next_token))
+        })
+        .await?;
         for domain in domains {
             let Some(name) = domain.domain_name else {
                 continue;
@@ -96,15 +91,20 @@ impl Resource for DomainSpec {
                     physical_id: domain.domain_name_arn,
                 },
             );
-            let mappings = clients
-                .apigw
-                .get_api_mappings()
-                .domain_name(&name)
-                .send()
-                .await
-                .ctx("GetApiMappings", &name)?;
+            let mappings = all_pages(async |token| {
+                let page = clients
+                    .apigw
+                    .get_api_mappings()
+                    .domain_name(&name)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .ctx("GetApiMappings", &name)?;
+                Ok((page.items.unwrap_or_default(), page.next_token))
+            })
+            .await?;
             // The domain is the stack's own, so every mapping on it is too.
-            for m in mappings.items.unwrap_or_default() {
+            for m in mappings {
                 let spec = ApiMappingSpec::new(
                     &name,
                     m.api_mapping_key.as_deref().unwrap_or_default(),

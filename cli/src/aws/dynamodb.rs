@@ -19,12 +19,13 @@ use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction,
     DeleteGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
-    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
-    TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
+    IndexStatus, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    PointInTimeRecoveryStatus, Projection, ProjectionType, ScalarAttributeType, TableStatus, Tag,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
+use super::{AwsError, Clients, Ctx, TagChange, all_pages, found, is_code, tag_map};
 use crate::config::KeyAttr;
 use crate::engine::desired::Names;
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
@@ -47,6 +48,14 @@ pub struct TableSpec {
     /// [`TTL_CHANGED_TAG`]: not a setting, so never compared.
     #[serde(skip)]
     pub ttl_changed: Option<i64>,
+    /// Continuous backups for point-in-time recovery (UpdateContinuousBackups).
+    pub point_in_time_recovery: bool,
+    /// DynamoDB refuses DeleteTable while this is on.
+    pub deletion_protection: bool,
+    /// Indexes that exist but cannot be read yet: being created, or backfilled from the
+    /// table's items ("Cannot read from backfilling global secondary index"). Always empty in
+    /// the config, so a deploy waits for them before it ships code that queries them.
+    pub building: Vec<String>,
     /// The stack's tags, without [`TTL_CHANGED_TAG`].
     pub tags: Tags,
 }
@@ -111,17 +120,20 @@ impl Resource for TableSpec {
             }
             let arn = table.table_arn.clone().unwrap_or_default();
             let mut tags = tag_map(
-                clients
-                    .dynamodb
-                    .list_tags_of_resource()
-                    .resource_arn(&arn)
-                    .send()
-                    .await
-                    .ctx("ListTagsOfResource", &name)?
-                    .tags
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|t| (t.key, t.value)),
+                all_pages(async |token| {
+                    let page = clients
+                        .dynamodb
+                        .list_tags_of_resource()
+                        .resource_arn(&arn)
+                        .set_next_token(token)
+                        .send()
+                        .await
+                        .ctx("ListTagsOfResource", &name)?;
+                    Ok((page.tags.unwrap_or_default(), page.next_token))
+                })
+                .await?
+                .into_iter()
+                .map(|t| (t.key, t.value)),
             );
             if !names.owns(&tags) {
                 if expected.contains(&name) {
@@ -160,11 +172,35 @@ impl Resource for TableSpec {
                 .map(|a| (a.attribute_name, a.attribute_type.as_str().to_string()))
                 .collect();
             let (partition_key, sort_key) = keys(&table.key_schema.unwrap_or_default(), &types);
-            let indexes = table
-                .global_secondary_indexes
-                .unwrap_or_default()
+            let described = table.global_secondary_indexes.unwrap_or_default();
+            let building = described
+                .iter()
+                .filter_map(|i| {
+                    let state = match (&i.index_status, i.backfilling) {
+                        (Some(IndexStatus::Deleting), _) => return None,
+                        (_, Some(true)) => "backfilling",
+                        (Some(IndexStatus::Active), _) => return None,
+                        (status, _) => status.as_ref().map_or("not ACTIVE", |s| s.as_str()),
+                    };
+                    Some(format!("{} ({state})", i.index_name.as_deref()?))
+                })
+                .collect();
+            let continuous = clients
+                .dynamodb
+                .describe_continuous_backups()
+                .table_name(&name)
+                .send()
+                .await
+                .ctx("DescribeContinuousBackups", &name)?;
+            let point_in_time_recovery = continuous
+                .continuous_backups_description
+                .and_then(|d| d.point_in_time_recovery_description)
+                .and_then(|p| p.point_in_time_recovery_status)
+                == Some(PointInTimeRecoveryStatus::Enabled);
+            let indexes = described
                 .into_iter()
-                // An index being deleted is gone for the plan; one being built is there.
+                // An index being deleted is gone for the plan; one being built is there, and
+                // named in `building` until it can be read.
                 .filter(|i| i.index_status != Some(IndexStatus::Deleting))
                 .filter_map(|i| {
                     let (pk, sk) = keys(&i.key_schema.unwrap_or_default(), &types);
@@ -184,6 +220,9 @@ impl Resource for TableSpec {
                 indexes,
                 ttl_attribute,
                 ttl_changed,
+                point_in_time_recovery,
+                deletion_protection: table.deletion_protection_enabled.unwrap_or(false),
+                building,
                 tags,
             };
             live.resources.insert(
@@ -207,6 +246,7 @@ impl Resource for TableSpec {
             .create_table()
             .table_name(&self.name)
             .billing_mode(BillingMode::PayPerRequest)
+            .deletion_protection_enabled(self.deletion_protection)
             .set_key_schema(Some(schema(&self.partition_key, self.sort_key.as_ref())));
         req = req.set_attribute_definitions(Some(attributes(self, &self.indexes)));
         for (name, index) in &self.indexes {
@@ -240,6 +280,9 @@ impl Resource for TableSpec {
         wait_settled(clients, &self.name).await?;
         if let Some(attribute) = &self.ttl_attribute {
             set_ttl(clients, &self.name, &arn, attribute, true, None).await?;
+        }
+        if self.point_in_time_recovery {
+            set_recovery(clients, &self.name, true).await?;
         }
         Ok(Some(arn))
     }
@@ -497,8 +540,40 @@ async fn set_ttl(
     Ok(())
 }
 
-/// Waits until the table is ACTIVE and so is every index: DynamoDB takes no index change
-/// while another is under way.
+/// Turns point-in-time recovery on or off. A table made moments ago may not take it yet:
+/// `ContinuousBackupsUnavailableException` ("Backups are being enabled for the table…",
+/// DynamoDB API reference, UpdateContinuousBackups) passes by itself.
+async fn set_recovery(clients: &Clients, table: &str, enabled: bool) -> Result<(), AwsError> {
+    let pace = super::Pace {
+        first: Duration::from_secs(2),
+        max: Duration::from_secs(10),
+        window: Duration::from_secs(120),
+    };
+    super::while_refused(
+        "UpdateContinuousBackups",
+        table,
+        pace,
+        |code, _| code == "ContinuousBackupsUnavailableException",
+        || {
+            clients
+                .dynamodb
+                .update_continuous_backups()
+                .table_name(table)
+                .point_in_time_recovery_specification(
+                    PointInTimeRecoverySpecification::builder()
+                        .point_in_time_recovery_enabled(enabled)
+                        .build()
+                        .expect("set"),
+                )
+                .send()
+        },
+    )
+    .await
+    .map(drop)
+}
+
+/// Waits until the table is ACTIVE and so is every index, none of them backfilling: DynamoDB
+/// takes no index change while another is under way, and a backfilling index cannot be read.
 async fn wait_settled(clients: &Clients, table: &str) -> Result<(), AwsError> {
     let started = Instant::now();
     loop {
@@ -514,17 +589,21 @@ async fn wait_settled(clients: &Clients, table: &str) -> Result<(), AwsError> {
         let busy = d
             .iter()
             .flat_map(|t| t.global_secondary_indexes())
-            .find(|i| i.index_status != Some(IndexStatus::Active));
+            .find(|i| i.index_status != Some(IndexStatus::Active) || i.backfilling == Some(true));
         let waiting = match (status, busy) {
             (Some(TableStatus::Active), None) => return Ok(()),
             (_, Some(index)) => format!(
                 "index {} is still {}",
                 index.index_name().unwrap_or_default(),
-                index
-                    .index_status
-                    .as_ref()
-                    .map(|s| s.as_str())
-                    .unwrap_or("changing")
+                if index.backfilling == Some(true) {
+                    "backfilling"
+                } else {
+                    index
+                        .index_status
+                        .as_ref()
+                        .map(|s| s.as_str())
+                        .unwrap_or("changing")
+                }
             ),
             (status, None) => format!(
                 "the table is still {}",
@@ -663,9 +742,27 @@ async fn update(
                 format!("{} (adding index {name})", spec.name),
             )?;
     }
-    if indexes != current.indexes {
-        // Functions query the new indexes as soon as the deploy is over.
+    if indexes != current.indexes || !current.building.is_empty() {
+        // Functions query the indexes as soon as the deploy is over; an index an earlier run
+        // left building is waited for as a new one is.
         wait_settled(clients, &spec.name).await?;
+    }
+    if spec.deletion_protection != current.deletion_protection {
+        clients
+            .dynamodb
+            .update_table()
+            .table_name(&spec.name)
+            .deletion_protection_enabled(spec.deletion_protection)
+            .send()
+            .await
+            .ctx(
+                "UpdateTable",
+                format!("{} (deletion protection)", spec.name),
+            )?;
+        wait_settled(clients, &spec.name).await?;
+    }
+    if spec.point_in_time_recovery != current.point_in_time_recovery {
+        set_recovery(clients, &spec.name, spec.point_in_time_recovery).await?;
     }
     let ttl = ttl_plan(spec, current, now());
     match ttl.now {

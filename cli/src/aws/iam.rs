@@ -73,14 +73,10 @@ impl Resource for RoleSpec {
                 continue;
             }
             let mut policies = BTreeMap::new();
-            let listed = clients
-                .iam
-                .list_role_policies()
-                .role_name(&name)
-                .send()
-                .await
-                .ctx("ListRolePolicies", &name)?;
-            for policy in listed.policy_names {
+            let listed = role_policy_names(&clients.iam, &name)
+                .await?
+                .unwrap_or_default();
+            for policy in listed {
                 let got = clients
                     .iam
                     .get_role_policy()
@@ -173,19 +169,10 @@ impl Resource for RoleSpec {
 
     /// Deletes the role's inline policies first: IAM refuses to delete a role that has any.
     async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
-        let Some(listed) = found(
-            cx.clients
-                .iam
-                .list_role_policies()
-                .role_name(name)
-                .send()
-                .await,
-        )
-        .ctx("ListRolePolicies", name)?
-        else {
+        let Some(listed) = role_policy_names(&cx.clients.iam, name).await? else {
             return Ok(());
         };
-        for policy in listed.policy_names {
+        for policy in listed {
             found(
                 cx.clients
                     .iam
@@ -330,14 +317,7 @@ impl Resource for BoundarySpec {
         let iam = &cx.clients.iam;
         if current.document != self.document {
             // A full history leaves no room for the new version: the oldest one goes.
-            let versions = iam
-                .list_policy_versions()
-                .policy_arn(arn)
-                .send()
-                .await
-                .ctx("ListPolicyVersions", arn)?
-                .versions
-                .unwrap_or_default();
+            let versions = policy_versions(iam, arn).await?.unwrap_or_default();
             if versions.len() >= POLICY_VERSIONS
                 && let Some(oldest) = versions
                     .iter()
@@ -396,12 +376,10 @@ impl Resource for BoundarySpec {
             return Ok(());
         };
         let iam = &cx.clients.iam;
-        let Some(listed) = found(iam.list_policy_versions().policy_arn(arn).send().await)
-            .ctx("ListPolicyVersions", name)?
-        else {
+        let Some(listed) = policy_versions(iam, arn).await? else {
             return Ok(());
         };
-        for version in listed.versions.unwrap_or_default() {
+        for version in listed {
             if !version.is_default_version {
                 found(
                     iam.delete_policy_version()
@@ -569,6 +547,47 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A role's inline policies, every page of them (IAM pages its lists by `Marker` while
+/// `IsTruncated`, IAM API reference, ListRolePolicies); `None` when the role does not exist.
+async fn role_policy_names(
+    iam: &aws_sdk_iam::Client,
+    role: &str,
+) -> Result<Option<Vec<String>>, AwsError> {
+    let mut names = Vec::new();
+    let mut pages = iam
+        .list_role_policies()
+        .role_name(role)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match found(page).ctx("ListRolePolicies", role)? {
+            Some(page) => names.extend(page.policy_names),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(names))
+}
+
+/// A managed policy's versions, every page; `None` when the policy does not exist.
+async fn policy_versions(
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+) -> Result<Option<Vec<aws_sdk_iam::types::PolicyVersion>>, AwsError> {
+    let mut versions = Vec::new();
+    let mut pages = iam
+        .list_policy_versions()
+        .policy_arn(arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match found(page).ctx("ListPolicyVersions", arn)? {
+            Some(page) => versions.extend(page.versions.unwrap_or_default()),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(versions))
 }
 
 #[cfg(test)]

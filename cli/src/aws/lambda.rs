@@ -173,7 +173,8 @@ impl Resource for FunctionSpec {
                 .description("managed by wsctl")
                 .send()
         })
-        .await?;
+        .await
+        .map_err(|e| unsupported_architecture(e, &clients.region))?;
         wait_ready(clients, &self.name).await?;
         set_concurrency(clients, self, None).await?;
         Ok(Some(created.function_arn.unwrap_or_default()))
@@ -412,6 +413,34 @@ async fn read_permissions(
             })
         })
         .collect())
+}
+
+/// Lambda runs arm64 "in most AWS Regions" (Lambda developer guide, "Selecting and
+/// configuring an instruction set architecture"), without a list but the pricing page; a
+/// region without it refuses CreateFunction with `Architecture "arm64" is not supported in
+/// REGION`. That refusal gets the fix, and what the run made stays for the re-run to reuse.
+fn unsupported_architecture(e: AwsError, region: &str) -> AwsError {
+    match e {
+        AwsError::Service {
+            op,
+            resource,
+            code,
+            message,
+            ..
+        } if code == "InvalidParameterValueException"
+            && message.contains("Architecture")
+            && message.contains("is not supported in") =>
+        {
+            AwsError::Other {
+                op,
+                resource,
+                detail: format!(
+                    "{message}\nhint: Lambda does not run arm64 functions in {region}: set `architecture: x86_64` in wsctl.yaml and re-run `wsctl deploy`; the tables and roles this run made are reused"
+                ),
+            }
+        }
+        e => e,
+    }
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {
@@ -715,4 +744,93 @@ mod tests {
         );
         assert_eq!(update_steps(&old, &old), vec![]);
     }
+}
+
+/// A reservation the account cannot hold: Lambda refuses a `PutFunctionConcurrency` that
+/// leaves fewer unreserved executions than its minimum ("as long as you leave at least 100
+/// simultaneous executions unreserved for functions that aren't configured with a
+/// per-function limit", API reference, PutFunctionConcurrency; accounts whose whole limit is
+/// below 100 keep all of it unreserved).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "reserved_concurrency: the stack's functions would reserve {more} more concurrent executions ({functions}), but the account in {region} has {unreserved} unreserved of its limit of {limit}, and Lambda keeps at least {minimum} unreserved; nothing was changed\nhint: lower or remove `reserved_concurrency` (at most {room} more fit), or ask AWS for a higher \"Concurrent executions\" quota for Lambda in the Service Quotas console"
+)]
+pub struct NoRoomToReserve {
+    pub region: String,
+    pub functions: String,
+    pub more: i64,
+    pub limit: i64,
+    pub unreserved: i64,
+    pub minimum: i64,
+    pub room: i64,
+}
+
+/// Checks, before any change, that the reservations `wanted` adds to those `live` has fit the
+/// account (GetAccountSettings). Nothing is read when no reservation grows.
+pub async fn room_to_reserve(
+    clients: &Clients,
+    wanted: &[Spec],
+    live: &LiveState,
+) -> Result<Result<(), NoRoomToReserve>, AwsError> {
+    let mut growing = Vec::new();
+    for spec in wanted {
+        let Spec::Function(f) = spec else { continue };
+        let Some(want) = f.reserved_concurrency else {
+            continue;
+        };
+        let id = ResourceId {
+            kind: Kind::Function,
+            name: f.name.clone(),
+        };
+        let have = match live.resources.get(&id).map(|l| &l.spec) {
+            Some(Spec::Function(l)) => l.reserved_concurrency.unwrap_or(0),
+            _ => 0,
+        };
+        if want > have {
+            growing.push((f.name.clone(), i64::from(want - have)));
+        }
+    }
+    if growing.is_empty() {
+        return Ok(Ok(()));
+    }
+    let settings = clients.lambda.get_account_settings().send().await;
+    let settings = match settings {
+        Ok(s) => s,
+        // An emulator without the call has no account to fill.
+        Err(e)
+            if super::apigw::emulated(clients)
+                && e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 405 | 500 | 501)) =>
+        {
+            return Ok(Ok(()));
+        }
+        Err(e) => return Err(super::classify(e, "GetAccountSettings", "(the account)")),
+    };
+    let limits = settings
+        .account_limit
+        .unwrap_or_else(|| aws_sdk_lambda::types::AccountLimit::builder().build());
+    let limit = i64::from(limits.concurrent_executions);
+    let unreserved = i64::from(
+        limits
+            .unreserved_concurrent_executions
+            .unwrap_or(limits.concurrent_executions),
+    );
+    let minimum = limit.min(100);
+    let more: i64 = growing.iter().map(|(_, n)| n).sum();
+    if unreserved - more >= minimum {
+        return Ok(Ok(()));
+    }
+    Ok(Err(NoRoomToReserve {
+        region: clients.region.clone(),
+        functions: growing
+            .iter()
+            .map(|(name, n)| format!("{name} +{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        more,
+        limit,
+        unreserved,
+        minimum,
+        room: (unreserved - minimum).max(0),
+    }))
 }

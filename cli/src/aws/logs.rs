@@ -205,17 +205,23 @@ async fn update(
 }
 
 async fn arn_of(clients: &Clients, name: &str) -> Result<String, AwsError> {
-    let page = clients
+    // The prefix matches every group whose name starts with this one's: read them all.
+    let mut pages = clients
         .logs
         .describe_log_groups()
         .log_group_name_prefix(name)
-        .send()
-        .await
-        .ctx("DescribeLogGroups", name)?;
-    let group = page
-        .log_groups
-        .unwrap_or_default()
-        .into_iter()
-        .find(|g| g.log_group_name.as_deref() == Some(name));
-    Ok(group_arn(&group.and_then(|g| g.arn).unwrap_or_default()))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let group = page
+            .ctx("DescribeLogGroups", name)?
+            .log_groups
+            .unwrap_or_default()
+            .into_iter()
+            .find(|g| g.log_group_name.as_deref() == Some(name));
+        if let Some(group) = group {
+            return Ok(group_arn(&group.arn.unwrap_or_default()));
+        }
+    }
+    Ok(group_arn(""))
 }

@@ -94,6 +94,16 @@ pub enum AwsError {
         resource: String,
         message: String,
     },
+    #[error(
+        "{op} {resource}: an account quota is reached ({code}: {message})\nhint: this is a limit of the account, not a passing throttle: {}, then re-run; wsctl resumes where it stopped",
+        quota_advice(code)
+    )]
+    Quota {
+        op: &'static str,
+        resource: String,
+        code: String,
+        message: String,
+    },
     #[error("{op} {resource}: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
     Service {
         op: &'static str,
@@ -148,15 +158,71 @@ const DENIED_CODES: &[&str] = &[
     "UnauthorizedOperation",
     "AuthorizationError",
 ];
-const THROTTLE_CODES: &[&str] = &[
+/// Rate limits: they pass by themselves, and the SDK's standard retries wait them out.
+pub(crate) const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
     "TooManyRequestsException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
-    "LimitExceededException",
 ];
+/// Quotas: waiting does not lift them (or only after minutes). DynamoDB's
+/// `LimitExceededException` is its 500 concurrent table operations or 2,500 tables per region
+/// (API reference, "Common errors" / CreateTable); IAM's `LimitExceeded` and CloudWatch Logs'
+/// `LimitExceededException` are "resources beyond the current account limits" (IAM and Logs API
+/// references); `ServiceQuotaExceededException` is the same in newer APIs. The SDK's standard
+/// retry counts `LimitExceededException` as a throttle; [`QuotaIsNotThrottle`] stops that.
+const QUOTA_CODES: &[&str] = &[
+    "LimitExceededException",
+    "LimitExceeded",
+    "ServiceQuotaExceededException",
+];
+
+fn quota_advice(code: &str) -> &'static str {
+    match code {
+        "LimitExceededException" => {
+            "DynamoDB allows 500 table operations at once and 2,500 tables per region by default, CloudWatch Logs 1,000,000 log groups; wait for other table operations to finish or delete unused resources, or ask for a raise in the Service Quotas console"
+        }
+        _ => {
+            "delete unused resources of that kind, or ask for a raise in the Service Quotas console"
+        }
+    }
+}
+
+/// Keeps the SDK from retrying a quota refusal as if it were a throttle: eight attempts spread
+/// over a minute would end in the same refusal.
+#[derive(Debug)]
+pub struct QuotaIsNotThrottle;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for QuotaIsNotThrottle {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let quota = response.status().as_u16() == 400
+            && response.body().bytes().is_some_and(|body| {
+                QUOTA_CODES.iter().any(|code| {
+                    body.windows(code.len() + 1).any(|w| {
+                        w[..code.len()] == *code.as_bytes() && matches!(w[code.len()], b'"' | b'<')
+                    })
+                })
+            });
+        if quota {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "a quota is not a throttle"
+    }
+}
 
 /// Turns an SDK error into an [`AwsError`] naming the operation and the resource.
 pub fn classify<E, R>(err: SdkError<E, R>, op: &'static str, resource: impl Display) -> AwsError
@@ -187,6 +253,13 @@ where
                 AwsError::Throttled {
                     op,
                     resource,
+                    message,
+                }
+            } else if QUOTA_CODES.contains(&code.as_str()) {
+                AwsError::Quota {
+                    op,
+                    resource,
+                    code,
                     message,
                 }
             } else {
@@ -352,13 +425,25 @@ impl Clients {
     fn from_sdk(sdk: &SdkConfig, region: String) -> Clients {
         Clients {
             region,
-            iam: aws_sdk_iam::Client::new(sdk),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(sdk)
+                    .retry_classifier(QuotaIsNotThrottle)
+                    .build(),
+            ),
             lambda: aws_sdk_lambda::Client::new(sdk),
             apigw: aws_sdk_apigatewayv2::Client::new(sdk),
             apigateway: aws_sdk_apigateway::Client::new(sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .retry_classifier(QuotaIsNotThrottle)
+                    .build(),
+            ),
             ssm: aws_sdk_ssm::Client::new(sdk),
-            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                    .retry_classifier(QuotaIsNotThrottle)
+                    .build(),
+            ),
             sts: aws_sdk_sts::Client::new(sdk),
             sdk: sdk.clone(),
         }
@@ -444,6 +529,25 @@ impl<'a> TagChange<'a> {
             untag(self.remove).await?;
         }
         tag(self.set).await
+    }
+}
+
+/// Every item of a list the service pages by a token: `page(token)` reads one page and hands
+/// back its items and the next token. AWS pages every list call, however short the list
+/// usually is; an empty token ends it as no token does.
+pub async fn all_pages<T, F>(mut page: impl FnMut(Option<String>) -> F) -> Result<Vec<T>, AwsError>
+where
+    F: std::future::Future<Output = Result<(Vec<T>, Option<String>), AwsError>>,
+{
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let (items, next) = page(token.take()).await?;
+        out.extend(items);
+        match next {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(out),
+        }
     }
 }
 

@@ -216,11 +216,13 @@ pub const GRANTS: &[Grant] = &[
         actions: &[
             "dynamodb:CreateTable",
             "dynamodb:DeleteTable",
+            "dynamodb:DescribeContinuousBackups",
             "dynamodb:DescribeTable",
             "dynamodb:DescribeTimeToLive",
             "dynamodb:ListTagsOfResource",
             "dynamodb:TagResource",
             "dynamodb:UntagResource",
+            "dynamodb:UpdateContinuousBackups",
             "dynamodb:UpdateTable",
             "dynamodb:UpdateTimeToLive",
         ],
@@ -262,6 +264,13 @@ pub const GRANTS: &[Grant] = &[
             "iam:ListRoles",
             "lambda:ListFunctions",
         ],
+        scope: Scope::Any,
+        condition: None,
+    },
+    // Whether a reservation fits the account's concurrency, checked before any change.
+    Grant {
+        sid: "ReadLambdaAccountLimits",
+        actions: &["lambda:GetAccountSettings"],
         scope: Scope::Any,
         condition: None,
     },
@@ -785,7 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn only_list_calls_get_every_resource_and_pass_role_goes_to_lambda_only() {
+    fn only_list_calls_and_account_limits_get_every_resource_and_pass_role_goes_to_lambda_only() {
         let policy = deployer_policy(&template(), &target("cn-north-1"));
         for s in policy["Statement"].as_array().unwrap() {
             let resources: Vec<&str> = s["Resource"]
@@ -795,7 +804,13 @@ mod tests {
                 .map(|r| r.as_str().unwrap())
                 .collect();
             if resources.contains(&"*") {
-                assert_eq!(s["Sid"], "FindStackResources", "{s}");
+                // GetAccountSettings acts on no resource (Service Authorization Reference,
+                // AWS Lambda: no resource type), so it is granted on `*`.
+                assert!(
+                    s["Sid"] == "FindStackResources"
+                        || s["Action"] == json!(["lambda:GetAccountSettings"]),
+                    "{s}"
+                );
             } else {
                 for r in resources {
                     assert!(r.starts_with("arn:aws-cn:"), "{r}");

@@ -270,6 +270,9 @@ pub fn desired(
                 .collect(),
             ttl_attribute: Some(t.ttl_attribute.clone()),
             ttl_changed: None,
+            point_in_time_recovery: t.point_in_time_recovery(logical),
+            deletion_protection: t.deletion_protection(logical, &config.stage),
+            building: Vec::new(),
             tags: tags.clone(),
         }));
     }
@@ -756,6 +759,42 @@ fn camel(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The longest names the config allows (stack 20, stage 16, functions and tables 24
+    /// characters) fit every service's limit, so no name is refused half-way through a deploy:
+    /// Lambda FunctionName "limited to 64 characters" (CreateFunction), IAM RoleName 64 and
+    /// PolicyName 128 (CreateRole, CreatePolicy), IAM path 512, DynamoDB TableName 3-255
+    /// ("Naming rules"), CloudWatch Logs logGroupName 1-512 (CreateLogGroup), API Gateway
+    /// authorizer name 128 and stage name 128, SSM parameter name 1011 characters and at most
+    /// 15 levels (PutParameter).
+    #[test]
+    fn the_longest_names_the_config_allows_fit_every_service() {
+        let names = Names {
+            stack: "s".repeat(20),
+            stage: "t".repeat(16),
+        };
+        let logical = "f".repeat(24);
+        let checks: [(&str, String, usize); 9] = [
+            ("Lambda function", names.function(&logical), 64),
+            ("IAM role", names.function(&logical), 64),
+            ("IAM managed policy", names.boundary(), 128),
+            ("IAM path", names.role_path(), 512),
+            ("DynamoDB table", names.table(&logical), 255),
+            ("log group", names.log_group(&logical), 512),
+            ("access log group", names.access_log_group(), 512),
+            ("authorizer", names.authorizer(), 128),
+            ("SSM parameter", names.secret(), 1011),
+        ];
+        for (what, name, limit) in checks {
+            assert!(
+                name.chars().count() <= limit,
+                "{what} {name} is {} characters, over {limit}",
+                name.chars().count()
+            );
+        }
+        assert!(names.secret().matches('/').count() <= 15);
+        assert!(names.api().len() <= 128 && names.table(&logical).len() >= 3);
+    }
 
     #[test]
     fn the_authorizer_gets_its_token_settings_and_reserved_concurrency_reaches_the_spec() {

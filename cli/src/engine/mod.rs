@@ -78,6 +78,22 @@ pub fn refuse(
     Ok(())
 }
 
+/// The tables `plan` deletes (or replaces) while DynamoDB's deletion protection is on for
+/// them: DeleteTable would be refused half-way, so the whole run is refused before it starts.
+pub fn protected(plan: &plan::Plan, live: &LiveState) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| matches!(c.action, plan::Action::Delete | plan::Action::Replace(_)))
+        .filter(|c| {
+            matches!(
+                live.resources.get(&c.id).map(|l| &l.spec),
+                Some(model::Spec::Table(t)) if t.deletion_protection
+            )
+        })
+        .map(|c| c.id.name.clone())
+        .collect()
+}
+
 /// Plan for the whole stack (all kinds at once), as `plan` and `status` show it.
 pub fn full_plan(
     config: &Config,

@@ -71,6 +71,15 @@ impl Change {
 /// interrupted create (`name#id`) never served a client.
 fn drops(id: &ResourceId, action: &Action) -> Option<&'static str> {
     let deleted = matches!(action, Action::Delete);
+    if let (Kind::Table, Action::Update(fields)) = (id.kind, action)
+        && fields
+            .iter()
+            .any(|f| f.field == "indexes" && rebuilds_an_index(&f.before, &f.after))
+    {
+        return Some(
+            "rebuilds an index: DynamoDB deletes it, then builds it again from every item (minutes to hours); queries on it fail meanwhile ($disconnect, gc)",
+        );
+    }
     if !deleted && !matches!(action, Action::Replace(_)) {
         return None;
     }
@@ -86,6 +95,18 @@ fn drops(id: &ResourceId, action: &Action) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// An index whose keys change is deleted and created again under its name: DynamoDB cannot
+/// change an index's keys in place (UpdateTable takes Create and Delete, and Update only for
+/// throughput).
+fn rebuilds_an_index(before: &Value, after: &Value) -> bool {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return false;
+    };
+    before
+        .iter()
+        .any(|(name, keys)| after.get(name).is_some_and(|k| !same(k, keys)))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -342,6 +363,9 @@ mod tests {
             indexes: Default::default(),
             ttl_attribute: None,
             ttl_changed: None,
+            point_in_time_recovery: false,
+            deletion_protection: false,
+            building: Vec::new(),
             tags: Tags::new(),
         })
     }
@@ -384,6 +408,48 @@ mod tests {
         assert_eq!(names, ["tags", "throttling_burst"]);
         assert!(plan.dropping().is_empty(), "{plan}");
         assert!(!plan.to_string().contains("(!)"), "{plan}");
+    }
+
+    /// An index whose keys change is deleted and built again: marked; a new index is not.
+    #[test]
+    fn changing_an_index_s_keys_is_marked_and_adding_one_is_not() {
+        let with = |indexes: &[(&str, &str)]| {
+            let Spec::Table(mut t) = table("pk") else {
+                unreachable!()
+            };
+            for (name, key) in indexes {
+                t.indexes.insert(
+                    name.to_string(),
+                    crate::aws::dynamodb::IndexSpec {
+                        partition_key: crate::config::KeyAttr {
+                            name: key.to_string(),
+                            kind: "S".into(),
+                        },
+                        sort_key: None,
+                    },
+                );
+            }
+            Spec::Table(t)
+        };
+        let added = diff(
+            &[with(&[("a", "x"), ("b", "y")])],
+            &live(&[with(&[("a", "x")])]),
+            &Kind::ALL,
+        );
+        assert_eq!(added.changes.len(), 1);
+        assert!(added.dropping().is_empty(), "{added}");
+        let rekeyed = diff(
+            &[with(&[("a", "z")])],
+            &live(&[with(&[("a", "x")])]),
+            &Kind::ALL,
+        );
+        assert!(
+            rekeyed.changes[0]
+                .drops
+                .is_some_and(|d| d.contains("rebuilds an index")),
+            "{rekeyed}"
+        );
+        assert!(rekeyed.to_string().contains("~ table t (!)"), "{rekeyed}");
     }
 
     #[test]

@@ -202,13 +202,14 @@ pub async fn mirror(
     client: &aws_sdk_dynamodb::Client,
     tables: &[TableSpec],
 ) -> Result<(), LocalError> {
-    let existing = client
+    let existing: Vec<String> = client
         .list_tables()
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<_, _>>()
         .await
-        .map_err(|e| LocalError::Incomplete(format!("DynamoDB Local: ListTables: {e}")))?
-        .table_names
-        .unwrap_or_default();
+        .map_err(|e| LocalError::Incomplete(format!("DynamoDB Local: ListTables: {e}")))?;
     for table in tables {
         if existing.contains(&table.name) {
             continue;

@@ -178,6 +178,10 @@ pub enum TokenError {
     UnknownKey(String),
     #[error("token rejected: {0}")]
     Invalid(String),
+    /// The keys (or the revocations) could not be read: nothing is known against the token,
+    /// and the client should try again rather than fetch another.
+    #[error("keys unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// HS256 keys must be at least this long (RFC 7518 §3.2: a key of the hash's size or larger).

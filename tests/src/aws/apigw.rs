@@ -369,3 +369,172 @@ impl Behaviour for Stages {
         *self.state.lock().unwrap() = State::default();
     }
 }
+
+/// API Gateway's control plane throttles reads as well as changes: "Total operations: 10
+/// requests per second with a burst quota of 40 requests per second" per account, shared with
+/// every CI job and console session of the account ("Amazon API Gateway quotas", quotas for
+/// creating, deploying and managing an API). Each distinct read (method, path and query) is
+/// answered 429 `TooManyRequestsException` once before it is served.
+#[derive(Default)]
+pub struct ThrottledReads {
+    seen: Mutex<BTreeSet<String>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl ThrottledReads {
+    /// How many reads were refused.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Behaviour for ThrottledReads {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        if call.service != "apigateway" || req.method != hyper::Method::GET {
+            return None;
+        }
+        if !self.seen.lock().unwrap().insert(req.path.clone()) {
+            return None;
+        }
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(Reply::error(
+            429,
+            "TooManyRequestsException",
+            "Too Many Requests",
+        ))
+    }
+
+    fn reset(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+/// An authorizer stays referenced while a route names it. UpdateRoute changes only the fields
+/// it is sent, so `AuthorizationType: NONE` without `AuthorizerId` leaves the id on the route
+/// (cloudformation-coverage-roadmap #2184: "users need to remove the AuthorizerId and set
+/// AuthorizationType to 'NONE'"), and DeleteAuthorizer then answers 409 `ConflictException`
+/// "Cannot delete authorizer '…', is referenced in route: …" (sst #5586,
+/// terraform-provider-aws #37732). moto keeps the id the same way but deletes the authorizer.
+#[derive(Default)]
+pub struct AuthorizerReferences {
+    /// (api, route id) → (route key, authorizer id).
+    routes: Mutex<HashMap<(String, String), (String, String)>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl AuthorizerReferences {
+    /// How many deletes were refused.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Behaviour for AuthorizerReferences {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        if call.service != "apigateway" || req.method != hyper::Method::DELETE {
+            return None;
+        }
+        let (api, rest) = under_api(&req.path)?;
+        let id = rest.strip_prefix("authorizers/")?;
+        let routes = self.routes.lock().unwrap();
+        let (key, _) = routes
+            .iter()
+            .find(|((a, _), (_, auth))| a == api && auth == id)?
+            .1;
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(Reply::error(
+            409,
+            "ConflictException",
+            &format!("Cannot delete authorizer '{id}', is referenced in route: {key}"),
+        ))
+    }
+
+    fn rewrite(&self, call: &Call, req: &Exchange, reply: &mut Reply) {
+        if call.service != "apigateway" || !(200..300).contains(&reply.status) {
+            return;
+        }
+        let Some((api, rest)) = under_api(&req.path) else {
+            return;
+        };
+        let mut routes = self.routes.lock().unwrap();
+        match (
+            req.method.as_str(),
+            rest.split('/').collect::<Vec<_>>().as_slice(),
+        ) {
+            ("POST", ["routes"]) | ("PATCH", ["routes", _]) => {
+                let route: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+                let (Some(id), Some(key)) = (route["routeId"].as_str(), route["routeKey"].as_str())
+                else {
+                    return;
+                };
+                let slot = (api.to_string(), id.to_string());
+                match route["authorizerId"].as_str().filter(|a| !a.is_empty()) {
+                    Some(auth) => routes.insert(slot, (key.to_string(), auth.to_string())),
+                    None => routes.remove(&slot),
+                };
+            }
+            ("DELETE", ["routes", id]) => {
+                routes.remove(&(api.to_string(), id.to_string()));
+            }
+            ("DELETE", [""]) => routes.retain(|(a, _), _| a != api),
+            _ => {}
+        }
+    }
+
+    fn reset(&self) {
+        self.routes.lock().unwrap().clear();
+    }
+}
+
+/// CreateDeployment's own quota: "1 request every 5 seconds per account", not adjustable
+/// ("Amazon API Gateway quotas", quotas for creating, deploying and managing an API), so two
+/// stacks deploying at once collide. The first CreateDeployment finds the slot just taken (by
+/// another stack of the account) and is refused 429 `TooManyRequestsException`; after that, one
+/// is accepted every 5 s.
+#[derive(Default)]
+pub struct DeploymentQuota {
+    slot: Mutex<Option<Instant>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+/// CreateDeployment's rate: one every this long, per account.
+pub const DEPLOYMENT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl DeploymentQuota {
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Behaviour for DeploymentQuota {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        if call.service != "apigateway" || req.method != hyper::Method::POST {
+            return None;
+        }
+        let (_, rest) = under_api(&req.path)?;
+        if rest != "deployments" {
+            return None;
+        }
+        let mut slot = self.slot.lock().unwrap();
+        let taken = match *slot {
+            None => {
+                *slot = Some(Instant::now());
+                true
+            }
+            Some(at) => at.elapsed() < DEPLOYMENT_INTERVAL,
+        };
+        if taken {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Some(Reply::error(
+                429,
+                "TooManyRequestsException",
+                "Too Many Requests",
+            ));
+        }
+        *slot = Some(Instant::now());
+        None
+    }
+}

@@ -34,6 +34,8 @@ struct State {
     seen: HashMap<String, BTreeMap<String, Value>>,
     /// How far the clock has been moved on by [`Tables::age`].
     aged: Duration,
+    /// How long a new index is built, when not [`SETTLE`].
+    build: Option<Duration>,
 }
 
 struct IndexChange {
@@ -67,6 +69,14 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// New indexes take `build` to be built (and backfilled) instead of [`SETTLE`]: a large
+    /// table's index takes minutes to hours on AWS.
+    pub fn building_indexes_for(build: Duration) -> Tables {
+        let tables = Tables::default();
+        tables.state.lock().unwrap().build = Some(build);
+        tables
+    }
+
     /// Moves the clock on by `by`: TTL changes made before look that much older. The table's
     /// own record of its last change (wsctl's tag) is the test's to age alike.
     pub fn age(&self, by: Duration) {
@@ -157,6 +167,25 @@ impl Behaviour for Tables {
                 }
                 None
             }
+            // "Cannot read from backfilling global secondary index" while an added index is
+            // built (Developer Guide, "Adding a global secondary index to an existing table":
+            // the index is not readable until backfilling completes).
+            "Query" | "Scan" => {
+                let index = req.json()["IndexName"].as_str()?.to_string();
+                state
+                    .index_changes(&table)
+                    .get(&index)
+                    .filter(|c| c.deleted.is_none())
+                    .map(|_| {
+                        Reply::error(
+                            400,
+                            "ValidationException",
+                            &format!(
+                                "Cannot read from backfilling global secondary index: {index}"
+                            ),
+                        )
+                    })
+            }
             _ => None,
         }
     }
@@ -238,7 +267,7 @@ impl Behaviour for Tables {
                     if let Some(name) = update["Create"]["IndexName"].as_str() {
                         let change = IndexChange {
                             deleted: None,
-                            until: now + SETTLE,
+                            until: now + state.build.unwrap_or(SETTLE),
                         };
                         state.index_changes(&table).insert(name.to_string(), change);
                     }
@@ -306,5 +335,23 @@ impl Behaviour for Tables {
 
     fn reset(&self) {
         *self.state.lock().unwrap() = State::default();
+    }
+}
+
+/// An account at its table quota: "There is a soft account quota of 2,500 tables" and "up to
+/// 500 simultaneous table operations are allowed per account" (DynamoDB API Reference,
+/// `LimitExceededException`). Every CreateTable is refused with it; waiting does not help.
+#[derive(Default)]
+pub struct TableQuota;
+
+impl Behaviour for TableQuota {
+    fn answer(&self, call: &Call, _req: &Exchange) -> Option<Reply> {
+        (call.service == "dynamodb" && call.operation == "CreateTable").then(|| {
+            Reply::error(
+                400,
+                "com.amazonaws.dynamodb.v20120810#LimitExceededException",
+                "Subscriber limit exceeded: There is a limit of 2500 tables per subscriber",
+            )
+        })
     }
 }

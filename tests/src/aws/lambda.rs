@@ -18,7 +18,9 @@ fn route(call: &Call) -> Option<(&str, Option<&str>, Option<&str>)> {
         return None;
     }
     let (method, path) = call.operation.split_once(' ')?;
-    let rest = path.strip_prefix("/2015-03-31/functions")?;
+    // Any API version: `/2015-03-31/functions`, `/2017-10-31/functions/NAME/concurrency`.
+    let (_, rest) = path.strip_prefix('/')?.split_once('/')?;
+    let rest = rest.strip_prefix("functions")?;
     let mut parts = rest.trim_start_matches('/').split('/');
     let name = parts.next().filter(|n| !n.is_empty());
     Some((method, name, parts.next()))
@@ -237,5 +239,118 @@ impl Behaviour for BusyFunctions {
 
     fn reset(&self) {
         self.last.lock().unwrap().clear();
+    }
+}
+
+/// The account's concurrency, which moto neither reports nor enforces. GetAccountSettings
+/// (`GET /2016-08-19/account-settings/`) answers `AccountLimit.ConcurrentExecutions` and
+/// `UnreservedConcurrentExecutions` (the limit less every function's reservation), and
+/// PutFunctionConcurrency is refused with 400 InvalidParameterValueException "Specified
+/// ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution
+/// below its minimum value of [100]." when it would leave less than the minimum unreserved
+/// (API reference, PutFunctionConcurrency: "as long as you leave at least 100 simultaneous
+/// executions unreserved"; an account whose limit is below 100 keeps it all).
+#[derive(Clone)]
+pub struct AccountConcurrency {
+    limit: i64,
+    reserved: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl Default for AccountConcurrency {
+    /// Lambda's default quota: 1,000 concurrent executions per region.
+    fn default() -> Self {
+        AccountConcurrency::with_limit(1000)
+    }
+}
+
+impl AccountConcurrency {
+    pub fn with_limit(limit: i64) -> AccountConcurrency {
+        AccountConcurrency {
+            limit,
+            reserved: Arc::default(),
+        }
+    }
+
+    fn unreserved(&self, except: Option<&str>) -> i64 {
+        let reserved = self.reserved.lock().unwrap();
+        self.limit
+            - reserved
+                .iter()
+                .filter(|(f, _)| Some(f.as_str()) != except)
+                .map(|(_, n)| n)
+                .sum::<i64>()
+    }
+}
+
+/// A function named in a path by name or ARN → its name.
+fn function_name(named: &str) -> String {
+    let named = crate::dev::percent_decode(named);
+    match named.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or_default().to_string(),
+        None => named,
+    }
+}
+
+impl Behaviour for AccountConcurrency {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        if call.service != "lambda" {
+            return None;
+        }
+        if req.method == hyper::Method::GET && req.path.contains("/account-settings") {
+            return Some(Reply::json(
+                200,
+                &serde_json::json!({
+                    "AccountLimit": {
+                        "ConcurrentExecutions": self.limit,
+                        "UnreservedConcurrentExecutions": self.unreserved(None),
+                        "TotalCodeSize": 80_530_636_800i64,
+                        "CodeSizeUnzipped": 262_144_000,
+                        "CodeSizeZipped": 52_428_800,
+                    },
+                    "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+                }),
+            ));
+        }
+        let ("PUT", Some(name), Some("concurrency")) = route(call)? else {
+            return None;
+        };
+        let want = req.json()["ReservedConcurrentExecutions"].as_i64()?;
+        let minimum = self.limit.min(100);
+        if self.unreserved(Some(&function_name(name))) - want < minimum {
+            return Some(Reply::error(
+                400,
+                "InvalidParameterValueException",
+                &format!(
+                    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+                ),
+            ));
+        }
+        None
+    }
+
+    fn rewrite(&self, call: &Call, req: &Exchange, reply: &mut Reply) {
+        if !(200..300).contains(&reply.status) {
+            return;
+        }
+        let Some((method, Some(name), what)) = route(call) else {
+            return;
+        };
+        let name = function_name(name);
+        let mut reserved = self.reserved.lock().unwrap();
+        match (method, what) {
+            ("PUT", Some("concurrency")) => {
+                if let Some(n) = req.json()["ReservedConcurrentExecutions"].as_i64() {
+                    reserved.insert(name, n);
+                }
+            }
+            ("DELETE", Some("concurrency")) | ("DELETE", None) => {
+                reserved.remove(&name);
+            }
+            _ => {}
+        }
+    }
+
+    fn reset(&self) {
+        self.reserved.lock().unwrap().clear();
     }
 }

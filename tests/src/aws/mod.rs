@@ -8,7 +8,9 @@ mod domain;
 pub mod dynamodb;
 pub mod iam;
 pub mod lambda;
+pub mod pages;
 pub mod partition;
+pub mod ssm;
 
 use std::sync::Arc;
 
@@ -41,10 +43,14 @@ pub fn playing(
             roles: roles.clone(),
         }),
         Box::new(busy),
+        Box::new(lambda::AccountConcurrency::default()),
         // Before the stages: it refuses some of the stage calls those would answer.
         Box::new(account::AccountSettings::new(roles)),
         Box::new(apigw::Stages::default()),
+        Box::new(apigw::AuthorizerReferences::default()),
         Box::new(domain::DomainTargets),
         Box::new(partition::ChinaEndpoints),
+        // Last: it pages what the others have laid over moto's lists.
+        Box::new(pages::OneItemPages),
     ]
 }

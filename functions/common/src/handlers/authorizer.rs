@@ -138,29 +138,7 @@ impl Authorizer {
         let name = env("WSCTL_SECRET_PARAMETER").ok_or(
             "WSCTL_SECRET_PARAMETER is not set: the authorizer needs the name of the token secret's SSM parameter; in wsctl.yaml give it `read_secret: true` (wsctl then sets the variable) and deploy again",
         )?;
-        let ssm = aws_sdk_ssm::Client::new(sdk);
-        let fetch: Fetch<SecretKeys> = Arc::new(move || {
-            let (ssm, name) = (ssm.clone(), name.clone());
-            Box::pin(async move {
-                let got = ssm
-                    .get_parameter()
-                    .name(&name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        format!("reading {name}: {e:?}")
-                            .chars()
-                            .take(300)
-                            .collect::<String>()
-                    })?;
-                SecretKeys::parse(
-                    &got.parameter
-                        .and_then(|p| p.value)
-                        .ok_or("the token secret parameter is empty")?,
-                )
-            })
-        });
+        let fetch = secret_fetch(sdk, name, SECRET_READ_BUDGET);
         let oidc = match (env("OIDC_ISSUER"), env("OIDC_AUDIENCE")) {
             (Some(issuer), Some(audience)) => {
                 let default_capabilities = match env("OIDC_DEFAULT_CAPABILITIES") {
@@ -214,10 +192,9 @@ impl Authorizer {
     pub async fn verify_current(&self, token: &str) -> Result<Identity, TokenError> {
         let identity = self.verify(token).await?;
         if let Some(store) = &self.revocations {
-            let before = store
-                .revoked_before(&identity.user)
-                .await
-                .map_err(|e| TokenError::Invalid(format!("revocations could not be read: {e}")))?;
+            let before = store.revoked_before(&identity.user).await.map_err(|e| {
+                TokenError::Unavailable(format!("revocations could not be read: {e}"))
+            })?;
             if Session::of(&identity).revoked_by(before) {
                 return Err(TokenError::Invalid(format!(
                     "the tokens of `{}` issued before {} were revoked",
@@ -232,7 +209,7 @@ impl Authorizer {
     pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
         let asymmetric = jsonwebtoken::decode_header(token)
             .is_ok_and(|h| h.alg != jsonwebtoken::Algorithm::HS256);
-        let keys = |e: String| TokenError::Invalid(format!("keys unavailable: {e}"));
+        let keys = TokenError::Unavailable;
         let secrets = self.secrets.get().await.map_err(keys)?;
         let jwks = match &self.oidc {
             Some((_, cache)) if asymmetric => Some(cache.get().await.map_err(keys)?),
@@ -312,8 +289,81 @@ pub fn jwks_cache(
     KeyCache::new(fetch, ttl, min_interval)
 }
 
-/// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403. The token
-/// itself is never logged.
+/// How long a cold authorizer keeps trying to read the secret while SSM throttles it.
+pub const SECRET_READ_BUDGET: Duration = Duration::from_secs(5);
+
+/// Reads the stack's secret from SSM, sending the read again with full jitter while SSM
+/// throttles, for up to `budget`.
+///
+/// Every cold authorizer reads the secret once. Parameter Store's standard throughput is 40
+/// GetParameter transactions a second per account and region, shared by every application
+/// ("AWS Systems Manager endpoints and quotas"; above it: `ThrottlingException: Rate
+/// exceeded`), while API Gateway takes 500 new WebSocket connections a second ("Amazon API
+/// Gateway quotas for configuring and running a WebSocket API") and Lambda starts an instance
+/// for each handshake no warm one is free for. A burst from cold can so ask for many times the
+/// quota in its first second. Spread over the budget with jitter, the reads that fit the quota
+/// succeed; the rest end as a function error (API Gateway answers 500, and the client
+/// reconnects later, when warm authorizers hold the key), never as a refused token. The lasting
+/// fix is the account's: Parameter Store's higher throughput (`aws ssm update-service-setting
+/// --setting-id /ssm/parameter-store/high-throughput-enabled --setting-value true`, billed per
+/// call) or provisioned concurrency on the authorizer.
+pub fn secret_fetch(
+    sdk: &aws_config::SdkConfig,
+    name: String,
+    budget: Duration,
+) -> Fetch<SecretKeys> {
+    // The SDK's own retries (three attempts) would stop well inside the budget.
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(sdk)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    Arc::new(move || {
+        let (ssm, name) = (ssm.clone(), name.clone());
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut ceiling = Duration::from_millis(100);
+            let got = loop {
+                let sent = ssm
+                    .get_parameter()
+                    .name(&name)
+                    .with_decryption(true)
+                    .send()
+                    .await;
+                let throttled = sent.as_ref().err().is_some_and(|e| {
+                    use aws_sdk_ssm::error::ProvideErrorMetadata;
+                    matches!(
+                        e.code(),
+                        Some("ThrottlingException" | "TooManyRequestsException" | "Throttling")
+                    ) || e
+                        .raw_response()
+                        .is_some_and(|r| matches!(r.status().as_u16(), 429 | 500 | 502 | 503))
+                });
+                let wait = Duration::from_millis(fastrand::u64(0..=ceiling.as_millis() as u64));
+                if throttled && started.elapsed() + wait < budget {
+                    tokio::time::sleep(wait).await;
+                    ceiling = (ceiling * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                break sent.map_err(|e| {
+                    format!("reading {name}: {e:?}")
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                })?;
+            };
+            SecretKeys::parse(
+                &got.parameter
+                    .and_then(|p| p.value)
+                    .ok_or("the token secret parameter is empty")?,
+            )
+        })
+    })
+}
+
+/// `Err("Unauthorized")` makes API Gateway answer 401; a Deny policy makes it 403; another
+/// `Err` (the keys could not be read) makes it 500, which clients retry. The token itself is
+/// never logged.
 pub async fn handle(
     authorizer: &Authorizer,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -342,6 +392,10 @@ pub async fn handle(
                 context["iat"] = json!(iat);
             }
             response.context = context;
+        }
+        Err(e @ TokenError::Unavailable(_)) => {
+            tracing::warn!(reason = %e, "token not checked: 500");
+            return Err(e.to_string());
         }
         Err(e) => {
             tracing::info!(reason = %e, "token refused: 403");

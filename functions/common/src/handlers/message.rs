@@ -183,6 +183,13 @@ async fn renew(ctx: &Ctx, sender: &Sender, token: &str) -> Result<Vec<ServerFram
     };
     let identity = match tokens.verify_current(token).await {
         Ok(identity) => identity,
+        Err(e @ crate::auth::TokenError::Unavailable(_)) => {
+            tracing::warn!(reason = %e, "renewal not checked");
+            return refuse(
+                ErrorCode::Internal,
+                format!("{e}; send the `auth` frame again shortly"),
+            );
+        }
         Err(e) => {
             tracing::info!(reason = %e, "renewal refused");
             return refuse(
