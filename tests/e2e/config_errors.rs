@@ -153,11 +153,23 @@ fn a_variable_lambda_reserves() {
 }
 
 #[test]
-fn a_tag_character_api_gateway_refuses() {
+fn a_tag_character_dynamodb_refuses() {
     refused(
         |c| c.replacen("tags: { team: realtime }", "tags: { team: 'real#time' }", 1),
         "tags.team",
-        "API Gateway's rule",
+        "DynamoDB's rule",
+    );
+    // API Gateway and Lambda take `@`; the tables of the stack would not.
+    refused(
+        |c| {
+            c.replacen(
+                "tags: { team: realtime }",
+                "tags: { owner: 'ana@example.com' }",
+                1,
+            )
+        },
+        "tags.owner",
+        "DynamoDB's rule",
     );
 }
 

@@ -18,6 +18,7 @@ const RESOURCE_LESS: &[&str] = &[
     "dynamodb:ListTables",
     "iam:ListPolicies",
     "iam:ListRoles",
+    "lambda:GetAccountSettings",
     "lambda:ListFunctions",
 ];
 
@@ -57,6 +58,7 @@ fn authorization(
             let function = |name: &str| arn("lambda", &format!("function:{name}"));
             let (action, resource) = match (r.method.as_str(), &parts[1..]) {
                 ("GET", ["functions"]) => ("ListFunctions", "*".to_string()),
+                ("GET", ["account-settings"]) => ("GetAccountSettings", "*".to_string()),
                 ("POST", ["functions"]) => (
                     "CreateFunction",
                     function(r.json()["FunctionName"].as_str().unwrap()),

@@ -145,3 +145,76 @@ fn a_reservation_the_account_cannot_hold_is_refused_before_any_change() {
     );
     assert_eq!(proxy.mutations(), vec![], "something was changed");
 }
+
+/// Lambda keeps a function's resource-based policy under 20 KB, one statement per route it
+/// serves (played by [`wsctl_tests::aws::lambda::PolicyLimit`]). The most routes the config
+/// accepts on one function deploy; one more is refused at load, before any call.
+#[test]
+fn the_most_routes_the_config_accepts_on_one_function_fit_its_policy() {
+    build_fixture();
+    let moto = Moto::start();
+    let limit = wsctl_tests::aws::lambda::PolicyLimit::default();
+    let proxy = Proxy::with(&moto.url(), with_first(Box::new(limit.clone())));
+    let project = Project::new();
+    let base = project.read_config();
+    let with_routes = |n: usize| {
+        let extra: String = (0..n)
+            .map(|i| format!("  action-number-{i:03}: message\n"))
+            .collect();
+        project.write_config(&base.replacen("routes:\n", &format!("routes:\n{extra}"), 1));
+    };
+    let accepted = |n: usize| {
+        with_routes(n);
+        let out = project.wsctl(&proxy.url(), &["plan", "--no-build"]);
+        match out.status.code() {
+            Some(0) => true,
+            Some(2) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains("20480"), "{err}");
+                false
+            }
+            _ => panic!("{}", text(&out)),
+        }
+    };
+    // The largest accepted count, between 10 (accepted) and 80 (refused).
+    let (mut ok, mut refused) = (10, 80);
+    assert!(accepted(ok) && !accepted(refused));
+    while refused - ok > 1 {
+        let mid = (ok + refused) / 2;
+        if accepted(mid) {
+            ok = mid;
+        } else {
+            refused = mid;
+        }
+    }
+    proxy.clear();
+    with_routes(refused);
+    let out = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(proxy.calls().is_empty(), "a refused config reached AWS");
+
+    with_routes(ok);
+    let out = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);
+    assert!(out.status.success(), "{ok} routes:\n{}", text(&out));
+    assert_eq!(
+        limit.refused(),
+        0,
+        "Lambda refused a permission of {ok} routes"
+    );
+}
+
+/// Two changes of one thing at once are refused by IAM (`ConcurrentModification`) and SSM
+/// (`TooManyUpdates`) until the other is done; the deploy sends them again.
+#[test]
+fn concurrent_modifications_of_iam_and_ssm_are_sent_again() {
+    build_fixture();
+    let moto = Moto::start();
+    let conflicts = Arc::new(wsctl_tests::aws::ssm::ConcurrentUpdates::default());
+    let proxy = Proxy::with(&moto.url(), with_first(Box::new(conflicts.clone())));
+    let project = Project::new();
+    let out = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut refused = conflicts.refused();
+    refused.sort();
+    assert_eq!(refused, ["PutParameter", "PutRolePolicy"]);
+}

@@ -904,9 +904,20 @@ async fn oidc_keys_come_from_the_provider_and_follow_its_rotation() {
         }
     };
 
-    // A failed fetch denies, and is retried after the short interval, not after the key set's
-    // hour-long lifetime.
-    assert_eq!(context(sign("rsa-1", old_pem, json!({}))).await.0, "Deny");
+    // A failed fetch fails the handshake (a function error: API Gateway's 500, which clients
+    // retry) rather than refusing the token, and is retried after the short interval, not
+    // after the key set's hour-long lifetime.
+    let failed = authorizer::handle(
+        &auth,
+        &crate::functions::authorizer_event(Some(&sign("rsa-1", old_pem, json!({})))),
+    )
+    .await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.starts_with("keys unavailable")),
+        "{failed:?}"
+    );
     assert_eq!(provider.requests(), 2, "discovery, then the key set's 404");
     *provider.jwks.lock().unwrap() = keys["jwks"].clone();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -1375,11 +1386,21 @@ async fn a_rotated_secret_reaches_a_warm_authorizer_and_the_old_key_retires() {
         "Deny",
         "a rotation without grace retires the key at once"
     );
-    // A secret too short to be an HS256 key is never used: the authorizer denies rather than
-    // verify with it.
+    // A secret too short to be an HS256 key is never used: the authorizer fails the
+    // handshake (500) rather than verify with it.
     *stored.lock().unwrap() = "short".into();
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(effect(token("short")).await, "Deny");
+    let failed = authorizer::handle(
+        &auth,
+        &crate::functions::authorizer_event(Some(&token("short"))),
+    )
+    .await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.contains("HS256 needs at least 32")),
+        "{failed:?}"
+    );
 }
 
 /// A burst of cold authorizers over Parameter Store's 40 reads a second: each sends its read
@@ -1446,6 +1467,12 @@ async fn a_cold_start_burst_over_ssms_quota_is_spread_and_never_refuses_a_good_t
         .iter()
         .filter(|o| o.starts_with("keys unavailable"))
         .count();
+    eprintln!(
+        "{COLD} cold authorizers at 40 reads/s: {allowed} allowed, {unavailable} unavailable, {} reads served, {} throttled, in {:?}",
+        throughput.served(),
+        throughput.refused(),
+        started.elapsed()
+    );
     assert_eq!(
         allowed + unavailable,
         COLD,

@@ -409,7 +409,8 @@ fn indexes_are_added_and_removed_in_place_and_the_data_stays() {
     );
     let shown = plan(&project, &proxy.url());
     assert!(
-        shown.contains("  ~ table fixture-test-subscriptions\n      indexes: "),
+        shown.contains("  ~ table fixture-test-subscriptions (!)\n      (!) rebuilds an index")
+            && shown.contains("\n      indexes: "),
         "{shown}"
     );
     proxy.clear();

@@ -707,6 +707,33 @@ async fn wait_ready(clients: &Clients, name: &str) -> Result<(), AwsError> {
 mod tests {
     use super::*;
 
+    /// The refusal of a region without arm64 names the setting that fixes it; other
+    /// refusals pass unchanged.
+    #[test]
+    fn a_region_without_arm64_is_answered_with_the_architecture_setting() {
+        let refusal = |message: &str| AwsError::Service {
+            op: "CreateFunction",
+            resource: "chat-dev-message".into(),
+            code: "InvalidParameterValueException".into(),
+            message: message.into(),
+            request_id: None,
+        };
+        let said = unsupported_architecture(
+            refusal("Architecture \"arm64\" is not supported in eu-west-3. Please select \"x86_64\" or remove the Architectures value from your request and try again"),
+            "eu-west-3",
+        )
+        .to_string();
+        assert!(
+            said.contains("`architecture: x86_64`") && said.contains("eu-west-3"),
+            "{said}"
+        );
+        let other = unsupported_architecture(
+            refusal("The role defined for the function cannot be assumed by Lambda."),
+            "eu-west-3",
+        );
+        assert!(matches!(other, AwsError::Service { .. }));
+    }
+
     fn spec(handler: &str, code: &str, memory: i32) -> FunctionSpec {
         FunctionSpec {
             name: "chat-dev-connect".into(),

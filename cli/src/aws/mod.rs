@@ -190,6 +190,39 @@ fn quota_advice(code: &str) -> &'static str {
     }
 }
 
+/// Refusals that pass by themselves and the SDK does not retry: IAM's
+/// `ConcurrentModification` ("multiple requests to change this object were submitted
+/// simultaneously", IAM API reference, Common errors) and SSM's `TooManyUpdates` ("There are
+/// concurrent updates for a resource that supports one update at a time", PutParameter).
+#[derive(Debug)]
+pub struct PassingConflict;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for PassingConflict {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let passing = ctx.response().is_some_and(|r| {
+            matches!(r.status().as_u16(), 400 | 409)
+                && r.body().bytes().is_some_and(|body| {
+                    [&b"ConcurrentModification"[..], b"TooManyUpdates"]
+                        .iter()
+                        .any(|code| body.windows(code.len()).any(|w| w == *code))
+                })
+        });
+        if passing {
+            RetryAction::transient_error()
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "a conflict that passes"
+    }
+}
+
 /// Keeps the SDK from retrying a quota refusal as if it were a throttle: eight attempts spread
 /// over a minute would end in the same refusal.
 #[derive(Debug)]
@@ -428,6 +461,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(sdk)
                     .retry_classifier(QuotaIsNotThrottle)
+                    .retry_classifier(PassingConflict)
                     .build(),
             ),
             lambda: aws_sdk_lambda::Client::new(sdk),
@@ -438,7 +472,11 @@ impl Clients {
                     .retry_classifier(QuotaIsNotThrottle)
                     .build(),
             ),
-            ssm: aws_sdk_ssm::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(sdk)
+                    .retry_classifier(PassingConflict)
+                    .build(),
+            ),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(
                 aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
                     .retry_classifier(QuotaIsNotThrottle)

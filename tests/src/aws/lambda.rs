@@ -354,3 +354,96 @@ impl Behaviour for AccountConcurrency {
         self.reserved.lock().unwrap().clear();
     }
 }
+
+/// A function's resource-based policy holds at most 20 KB ("Lambda quotas": "Function
+/// resource-based policy: 20 KB", not adjustable); moto takes any number of statements.
+/// AddPermission that would pass it is refused with 400 PolicyLengthExceededException "The
+/// final policy size (N) is bigger than the limit (20480)." (Lambda API reference,
+/// AddPermission, Errors). Sizes are kept from moto's answers (each statement as it stores
+/// it); a new statement is taken to be as long as the function's longest so far.
+#[derive(Clone, Default)]
+pub struct PolicyLimit {
+    /// function → statement id → bytes.
+    statements: Arc<Mutex<HashMap<String, HashMap<String, usize>>>>,
+    refused: Arc<AtomicUsize>,
+}
+
+/// Lambda's limit on a function's policy document.
+pub const POLICY_BYTES: usize = 20 * 1024;
+
+impl PolicyLimit {
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Behaviour for PolicyLimit {
+    fn answer(&self, call: &Call, req: &Exchange) -> Option<Reply> {
+        let ("POST", Some(name), Some("policy")) = route(call)? else {
+            return None;
+        };
+        let statements = self.statements.lock().unwrap();
+        let held = statements.get(&function_name(name));
+        let next = held
+            .and_then(|h| h.values().max().copied())
+            .unwrap_or(req.body.len() + 150);
+        // `{"Version":"2012-10-17","Id":"default","Statement":[…]}` and the commas.
+        let total = 52 + held.map_or(0, |h| h.values().sum::<usize>() + h.len()) + next;
+        if total <= POLICY_BYTES {
+            return None;
+        }
+        self.refused.fetch_add(1, Ordering::SeqCst);
+        Some(Reply::error(
+            400,
+            "PolicyLengthExceededException",
+            &format!("The final policy size ({total}) is bigger than the limit ({POLICY_BYTES})."),
+        ))
+    }
+
+    fn rewrite(&self, call: &Call, req: &Exchange, reply: &mut Reply) {
+        if !(200..300).contains(&reply.status) {
+            return;
+        }
+        let Some((method, Some(name), what)) = route(call) else {
+            return;
+        };
+        let name = function_name(name);
+        let mut statements = self.statements.lock().unwrap();
+        if (method, what) == ("DELETE", None) {
+            statements.remove(&name);
+            return;
+        }
+        if what != Some("policy") {
+            return;
+        }
+        match method {
+            "POST" => {
+                let body: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+                let sid = req.json()["StatementId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                // Measured as Lambda keeps it, without the spaces moto's JSON has.
+                if let Some(statement) = body["Statement"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                {
+                    let bytes = statement.to_string().len();
+                    statements.entry(name).or_default().insert(sid, bytes);
+                }
+            }
+            "DELETE" => {
+                let path = req.path.split('?').next().unwrap_or_default();
+                let sid = crate::dev::percent_decode(path.rsplit('/').next().unwrap_or_default());
+                if let Some(held) = statements.get_mut(&name) {
+                    held.remove(&sid);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn reset(&self) {
+        self.statements.lock().unwrap().clear();
+    }
+}

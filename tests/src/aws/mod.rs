@@ -44,6 +44,7 @@ pub fn playing(
         }),
         Box::new(busy),
         Box::new(lambda::AccountConcurrency::default()),
+        Box::new(lambda::PolicyLimit::default()),
         // Before the stages: it refuses some of the stage calls those would answer.
         Box::new(account::AccountSettings::new(roles)),
         Box::new(apigw::Stages::default()),

@@ -61,3 +61,44 @@ impl Behaviour for ParameterThroughput {
         Some(Reply::error(400, "ThrottlingException", "Rate exceeded"))
     }
 }
+
+/// Changes that meet another change of the same thing: SSM answers PutParameter with
+/// `TooManyUpdates` ("There are concurrent updates for a resource that supports one update at
+/// a time", API reference, PutParameter) and IAM a change with 409 `ConcurrentModification`
+/// ("multiple requests to change this object were submitted simultaneously", IAM API
+/// reference, Common errors). The first PutParameter and the first PutRolePolicy are refused.
+#[derive(Default)]
+pub struct ConcurrentUpdates {
+    refused: Mutex<Vec<String>>,
+}
+
+impl ConcurrentUpdates {
+    /// The operations refused so far.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
+    }
+}
+
+impl Behaviour for ConcurrentUpdates {
+    fn answer(&self, call: &Call, _req: &Exchange) -> Option<Reply> {
+        let reply = match (call.service.as_str(), call.operation.as_str()) {
+            ("ssm", "PutParameter") => Reply::error(
+                400,
+                "TooManyUpdates",
+                "There are concurrent updates for a resource that supports one update at a time.",
+            ),
+            ("iam", "PutRolePolicy") => Reply::xml_error(
+                409,
+                "ConcurrentModification",
+                "Rate exceeded: multiple requests to change this object were submitted simultaneously",
+            ),
+            _ => return None,
+        };
+        let mut refused = self.refused.lock().unwrap();
+        if refused.contains(&call.operation) {
+            return None;
+        }
+        refused.push(call.operation.clone());
+        Some(reply)
+    }
+}
