@@ -387,6 +387,24 @@ fn a_second_deploy_makes_no_mutating_call() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
+    // With a function serving three routes, a reservation and a table with deletion
+    // protection, each read back as it was set (every list read one item a page).
+    let history = "  history: { partition_key: channel, sort_key: \"serial:N\"";
+    project.write_config(
+        &project
+            .read_config()
+            .replacen(
+                "  subscribe: message\n",
+                "  subscribe: message\n  unsubscribe: message\n",
+                1,
+            )
+            .replacen(history, &format!("{history}, deletion_protection: true"), 1)
+            .replacen(
+                "    timeout: 30\n",
+                "    timeout: 30\n    reserved_concurrency: 20\n",
+                1,
+            ),
+    );
     deploy(&project, &proxy.url());
     let first = proxy.mutations().len();
     assert!(
