@@ -92,6 +92,21 @@ impl Resource for ApiSpec {
         &self.name
     }
 
+    /// Deleting the API closes every WebSocket connection to its stages, and a new one has a
+    /// new URL. An API left by an interrupted create (`name#id`) never served a client.
+    fn drops(name: &str, action: &crate::engine::plan::Action) -> Option<&'static str> {
+        if name.contains('#') {
+            return None;
+        }
+        stage_drops(action)
+    }
+
+    /// A change of the API's own settings (its route selection) reaches clients through a
+    /// deployment; its tags do not.
+    fn needs_deployment(action: &crate::engine::plan::Action) -> bool {
+        matches!(action, crate::engine::plan::Action::Update(fields) if fields.iter().any(|f| f.field != "tags"))
+    }
+
     /// Reads the API's integrations, authorizer, routes and stage too: they are found through
     /// it, and a route names its integration and authorizer by ids that only this read maps
     /// back to names.
@@ -330,6 +345,20 @@ impl Resource for ApiSpec {
     }
 }
 
+/// Deleting (or replacing) a stage, or the API holding it, closes every WebSocket connection
+/// to it; a new one has a new URL.
+fn stage_drops(action: &crate::engine::plan::Action) -> Option<&'static str> {
+    match action {
+        crate::engine::plan::Action::Delete => {
+            Some("drops every connected client; the URL stops working")
+        }
+        crate::engine::plan::Action::Replace(_) => {
+            Some("drops every connected client; the URL changes")
+        }
+        _ => None,
+    }
+}
+
 /// Deleting the stack's API deletes everything it holds. Extra APIs (`name#id`, left by an
 /// interrupted create) hold none of the children the stack reads.
 fn goes_with_the_api(other: &ResourceId) -> bool {
@@ -545,6 +574,10 @@ impl Resource for IntegrationSpec {
         &self.function
     }
 
+    fn needs_deployment(_action: &crate::engine::plan::Action) -> bool {
+        true
+    }
+
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
         self.put(cx, None).await
     }
@@ -625,6 +658,10 @@ impl Resource for AuthorizerSpec {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn needs_deployment(_action: &crate::engine::plan::Action) -> bool {
+        true
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
@@ -738,6 +775,10 @@ impl Resource for RouteSpec {
 
     fn name(&self) -> &str {
         &self.route_key
+    }
+
+    fn needs_deployment(_action: &crate::engine::plan::Action) -> bool {
+        true
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
@@ -929,6 +970,18 @@ impl Resource for StageSpec {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn drops(_name: &str, action: &crate::engine::plan::Action) -> Option<&'static str> {
+        stage_drops(action)
+    }
+
+    /// A new stage serves nothing before its first deployment; its settings change in place.
+    fn needs_deployment(action: &crate::engine::plan::Action) -> bool {
+        matches!(
+            action,
+            crate::engine::plan::Action::Create | crate::engine::plan::Action::Replace(_)
+        )
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {

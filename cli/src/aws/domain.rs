@@ -38,6 +38,14 @@ impl Resource for DomainSpec {
         &self.name
     }
 
+    fn drops(_name: &str, action: &crate::engine::plan::Action) -> Option<&'static str> {
+        matches!(
+            action,
+            crate::engine::plan::Action::Delete | crate::engine::plan::Action::Replace(_)
+        )
+        .then_some("the stage's URL on the custom domain stops working")
+    }
+
     /// Reads the stack's domains and their API mappings.
     async fn read(
         clients: &Clients,
@@ -237,6 +245,14 @@ impl Resource for ApiMappingSpec {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn drops(_name: &str, action: &crate::engine::plan::Action) -> Option<&'static str> {
+        matches!(
+            action,
+            crate::engine::plan::Action::Delete | crate::engine::plan::Action::Replace(_)
+        )
+        .then_some("the stage's URL on the custom domain stops working")
     }
 
     async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {

@@ -79,6 +79,26 @@ impl Resource for TableSpec {
         &self.name
     }
 
+    /// Deleting a table deletes its items; an index whose keys change is deleted and built
+    /// again, and cannot be read meanwhile.
+    fn drops(_name: &str, action: &crate::engine::plan::Action) -> Option<&'static str> {
+        match action {
+            crate::engine::plan::Action::Delete | crate::engine::plan::Action::Replace(_) => {
+                Some("deletes the table's items")
+            }
+            crate::engine::plan::Action::Update(fields)
+                if fields
+                    .iter()
+                    .any(|f| f.field == "indexes" && rebuilds_an_index(&f.before, &f.after)) =>
+            {
+                Some(
+                    "rebuilds an index: DynamoDB deletes it, then builds it again from every item (minutes to hours); queries on it fail meanwhile ($disconnect, gc)",
+                )
+            }
+            _ => None,
+        }
+    }
+
     async fn read(
         clients: &Clients,
         names: &Names,
@@ -313,6 +333,18 @@ impl Resource for TableSpec {
         .ctx("DeleteTable", name)?;
         Ok(())
     }
+}
+
+/// An index whose keys change is deleted and created again under its name: DynamoDB cannot
+/// change an index's keys in place (UpdateTable takes Create and Delete, and Update only for
+/// throughput).
+fn rebuilds_an_index(before: &serde_json::Value, after: &serde_json::Value) -> bool {
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return false;
+    };
+    before
+        .iter()
+        .any(|(name, keys)| after.get(name).is_some_and(|k| k != keys))
 }
 
 fn keys(

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::desired::Target;
-use super::model::Kind;
-use super::plan::{Action, Change, Plan};
+use super::plan::{Change, Plan};
 use crate::aws::{Clients, apigw};
 use crate::build::Artifact;
 use crate::config::Config;
@@ -84,14 +83,6 @@ pub async fn converge(
     Ok((target, applied.done))
 }
 
-/// Whether the stage serves `change` only once deployed: everything under the API but the
-/// stage's own settings ("Deploy WebSocket APIs in API Gateway"), and a new stage, which
-/// serves nothing before its first deployment.
 fn needs_deployment(change: &Change) -> bool {
-    match (change.id.kind, &change.action) {
-        (Kind::Route | Kind::Integration | Kind::Authorizer, _) => true,
-        (Kind::Stage, Action::Create | Action::Replace(_)) => true,
-        (Kind::Api, Action::Update(fields)) => fields.iter().any(|f| f.field != "tags"),
-        _ => false,
-    }
+    change.id.kind.needs_deployment(&change.action)
 }

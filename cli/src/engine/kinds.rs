@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::desired::{Names, Target};
 use super::model::{Live, LiveState, ResourceId};
+use super::plan::Action;
 use crate::aws::{AwsError, Clients};
 use crate::output::Reporter;
 
@@ -82,6 +83,18 @@ pub trait Resource {
     fn goes_with(_name: &str, _other: &ResourceId) -> bool {
         false
     }
+
+    /// What `action` on the resource named `name` loses that no re-run brings back (connected
+    /// clients, the URL, stored items), for the plan's `(!)`: `deploy` asks before making it.
+    fn drops(_name: &str, _action: &Action) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether the stage serves `action` only once it is deployed ("Deploy WebSocket APIs in
+    /// API Gateway": every change under the API but the stage's own settings).
+    fn needs_deployment(_action: &Action) -> bool {
+        false
+    }
 }
 
 /// Declares [`Kind`] and [`Spec`] from the list and routes each per-kind question to the
@@ -151,6 +164,18 @@ macro_rules! kinds {
             pub fn goes_with(self, name: &str, other: &ResourceId) -> bool {
                 match self {
                     $(Kind::$kind => <$spec as Resource>::goes_with(name, other)),+
+                }
+            }
+
+            pub fn drops(self, name: &str, action: &Action) -> Option<&'static str> {
+                match self {
+                    $(Kind::$kind => <$spec as Resource>::drops(name, action)),+
+                }
+            }
+
+            pub fn needs_deployment(self, action: &Action) -> bool {
+                match self {
+                    $(Kind::$kind => <$spec as Resource>::needs_deployment(action)),+
                 }
             }
         }

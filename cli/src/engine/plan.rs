@@ -54,7 +54,7 @@ pub struct Change {
 
 impl Change {
     fn new(id: ResourceId, action: Action, after: Option<Spec>) -> Change {
-        let drops = drops(&id, &action);
+        let drops = id.kind.drops(&id.name, &action);
         Change {
             id,
             action,
@@ -63,50 +63,6 @@ impl Change {
             note: None,
         }
     }
-}
-
-/// What replacing or deleting `id` loses. Deleting a stage (or the API holding it) closes
-/// every WebSocket connection to it, and a new one has a new URL; deleting a table deletes its
-/// items; deleting a custom domain or its mapping ends the stage's URL there. An API left by an
-/// interrupted create (`name#id`) never served a client.
-fn drops(id: &ResourceId, action: &Action) -> Option<&'static str> {
-    let deleted = matches!(action, Action::Delete);
-    if let (Kind::Table, Action::Update(fields)) = (id.kind, action)
-        && fields
-            .iter()
-            .any(|f| f.field == "indexes" && rebuilds_an_index(&f.before, &f.after))
-    {
-        return Some(
-            "rebuilds an index: DynamoDB deletes it, then builds it again from every item (minutes to hours); queries on it fail meanwhile ($disconnect, gc)",
-        );
-    }
-    if !deleted && !matches!(action, Action::Replace(_)) {
-        return None;
-    }
-    match id.kind {
-        Kind::Api if id.name.contains('#') => None,
-        Kind::Stage | Kind::Api if deleted => {
-            Some("drops every connected client; the URL stops working")
-        }
-        Kind::Stage | Kind::Api => Some("drops every connected client; the URL changes"),
-        Kind::Table => Some("deletes the table's items"),
-        Kind::Domain | Kind::ApiMapping => {
-            Some("the stage's URL on the custom domain stops working")
-        }
-        _ => None,
-    }
-}
-
-/// An index whose keys change is deleted and created again under its name: DynamoDB cannot
-/// change an index's keys in place (UpdateTable takes Create and Delete, and Update only for
-/// throughput).
-fn rebuilds_an_index(before: &Value, after: &Value) -> bool {
-    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
-        return false;
-    };
-    before
-        .iter()
-        .any(|(name, keys)| after.get(name).is_some_and(|k| !same(k, keys)))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
