@@ -591,6 +591,11 @@ impl KeyAttr {
 
 impl Config {
     /// Reads and validates `path`. Relative crate paths are resolved against its directory.
+    /// The stack's naming scheme.
+    pub fn names(&self) -> crate::names::Names {
+        crate::names::Names::new(&self.stack, &self.stage)
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -1023,7 +1028,7 @@ impl Config {
                 );
             }
         }
-        let tags = crate::engine::desired::Names::new(self).tags(&self.tags);
+        let tags = self.names().tags(&self.tags);
         // A table carries one tag more than the rest: when its TTL last changed.
         if tags.len() + TABLE_OWN_TAGS > MAX_TAGS {
             let own = tags.len() - self.tags.len() + TABLE_OWN_TAGS;

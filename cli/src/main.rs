@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod glibc;
 mod local;
+mod names;
 mod output;
 mod stack;
 

@@ -15,8 +15,8 @@ use serde_json::json;
 use wsctl_functions::partition::Partition;
 
 use super::{AwsError, Clients, Ctx, found, is_code, while_role_propagates};
-use crate::engine::desired::{Names, Target};
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec};
+use crate::names::{Names, Target};
 
 /// The role wsctl creates when asked to (`account_role: create`) and the account has none. One
 /// per account: IAM is global, and every region's setting may name it.

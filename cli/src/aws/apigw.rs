@@ -16,8 +16,8 @@ use serde::Serialize;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
-use crate::engine::desired::Names;
 use crate::engine::model::*;
+use crate::names::Names;
 
 pub fn api_resource_arn(region: &str, api_id: &str) -> String {
     wsctl_functions::partition::Partition::of(region).arn(

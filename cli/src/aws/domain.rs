@@ -8,8 +8,8 @@ use aws_sdk_apigatewayv2::types::{DomainNameConfiguration, EndpointType, Securit
 use serde::Serialize;
 
 use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
-use crate::engine::desired::Names;
 use crate::engine::model::*;
+use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainSpec {

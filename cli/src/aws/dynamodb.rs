@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use super::{AwsError, Clients, Ctx, TagChange, all_pages, found, is_code, tag_map};
 use crate::config::KeyAttr;
-use crate::engine::desired::Names;
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IndexSpec {

@@ -14,10 +14,8 @@ use super::{
     AwsError, Clients, Ctx, Pace, ROLE_PROPAGATION, TagChange, found, tag_map, while_refused,
     while_role_propagates,
 };
-use crate::engine::desired::{
-    AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid,
-};
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::names::{AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 

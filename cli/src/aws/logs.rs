@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::{AwsError, Clients, Ctx, TagChange, found, tag_map};
-use crate::engine::desired::Names;
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogGroupSpec {

@@ -30,8 +30,9 @@ use serde_json::{Value, json};
 
 use super::{AwsArgs, AwsError, Clients, account};
 use crate::config::{AccessLogsConfig, AccountRole, Config};
-use crate::engine::desired::{Names, STACK_TAG, STAGE_TAG, Target, boundary_arn};
+use crate::engine::desired::boundary_arn;
 use crate::error::Error;
+use crate::names::{Names, STACK_TAG, STAGE_TAG, Target};
 use crate::output::Printer;
 
 /// Which ARNs a grant covers.
@@ -316,7 +317,7 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
 
 /// The policy document for `config`'s stack in `target`'s account and region.
 pub fn deployer_policy(config: &Config, target: &Target) -> Value {
-    let names = Names::new(config);
+    let names = config.names();
     let partition = target.partition();
     let boundary = boundary_arn(config, target);
     let statements: Vec<Value> = GRANTS
@@ -457,7 +458,7 @@ pub async fn print(
     let target = match Clients::connect(aws, config.region.as_deref()).await {
         Ok(clients) => {
             let account = clients.account().await?;
-            let api_id = super::apigw::find_api(&clients, &Names::new(config)).await?;
+            let api_id = super::apigw::find_api(&clients, &config.names()).await?;
             if api_id.is_none() && which == Printed::Deployer {
                 printer.note(
                     "the stack's API does not exist yet, so its routes, integrations and authorizer are granted on any API of the region; print the policy again after the first deploy to name it",
@@ -492,7 +493,7 @@ pub async fn print(
     };
     let policy = match which {
         Printed::Deployer => deployer_policy(config, &target),
-        Printed::Boundary => crate::engine::desired::boundary_policy(&Names::new(config), &target),
+        Printed::Boundary => crate::engine::desired::boundary_policy(&config.names(), &target),
     };
     println!(
         "{}",
@@ -560,7 +561,7 @@ mod tests {
             &[deployer_policy(&config, &t)],
             None,
         );
-        let names = Names::new(&config);
+        let names = config.names();
         let boundary = boundary_arn(&config, &t);
         assert_eq!(
             boundary,

@@ -7,8 +7,8 @@ use serde::Serialize;
 use wsctl_functions::auth::SecretKeys;
 
 use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
-use crate::engine::desired::Names;
 use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SecretSpec {

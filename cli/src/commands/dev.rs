@@ -16,11 +16,11 @@ use crate::aws::{AwsArgs, Clients};
 use crate::build::Profile;
 use crate::config::Arch;
 use crate::engine;
-use crate::engine::desired::{Names, Target};
 use crate::error::Error;
 use crate::local::gateway::{self, Gateway, Limits, Minter};
 use crate::local::runtime::LogSink;
 use crate::local::{self, LocalError, RuntimeSettings, Stack};
+use crate::names::Target;
 use crate::output::Printer;
 
 const PAGE: &str = include_str!("../../../templates/demo.html");
@@ -107,7 +107,7 @@ pub async fn run(
     .await?;
 
     // What runs is what the control plane now says, not what the config says.
-    let names = Names::new(&config);
+    let names = config.names();
     let desired = engine::desired::desired(&config, &target, &artifacts);
     let live = engine::read(&clients, &config, &desired).await?;
     let ddb = data_plane

@@ -9,7 +9,6 @@ use wsctl_functions::auth::{SecretKeys, now};
 use crate::args::SecretCommand;
 use crate::aws::AwsArgs;
 use crate::config::Config;
-use crate::engine::desired::Names;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::Stack;
@@ -23,7 +22,7 @@ pub async fn run(
     let SecretCommand::Rotate { grace } = command;
     let stack = Stack::open(config, aws).await?;
     let clients = &stack.clients;
-    let name = Names::new(config).secret();
+    let name = config.names().secret();
     let Some(current) = crate::aws::ssm::read_keys(clients, &name).await? else {
         return Err(Error::Usage {
             usage: format!("the stack has no token secret {name}\nhint: run `wsctl deploy` first"),

@@ -26,7 +26,7 @@ pub async fn run(
         if artifacts.contains_key(logical) {
             continue;
         }
-        let name = engine::desired::Names::new(config).function(logical);
+        let name = config.names().function(logical);
         if let Some(Spec::Function(f)) = live
             .resources
             .get(&engine::model::ResourceId {

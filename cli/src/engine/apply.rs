@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 
-use super::desired::{self, Target};
+use super::desired;
 use super::kinds::Cx;
 use super::model::{Kind, Live, LiveState, ResourceId};
 use super::plan::{self, Action, Change};
 use crate::aws::{AwsError, Clients};
 use crate::build::Artifact;
 use crate::config::Config;
+use crate::names::Target;
 use crate::output::Reporter;
 
 /// How many changes of one wave run at once: enough to overlap latency, few enough not to

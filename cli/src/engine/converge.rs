@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use super::desired::Target;
 use super::plan::{Change, Plan};
 use crate::aws::{Clients, apigw};
 use crate::build::Artifact;
 use crate::config::Config;
 use crate::error::Error;
+use crate::names::Target;
 use crate::output::Printer;
 
 /// What a deploy makes sure of once the changes are applied.

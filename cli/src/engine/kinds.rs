@@ -4,10 +4,10 @@
 
 use serde::Serialize;
 
-use super::desired::{Names, Target};
 use super::model::{Live, LiveState, ResourceId};
 use super::plan::Action;
 use crate::aws::{AwsError, Clients};
+use crate::names::{Names, Target};
 use crate::output::Reporter;
 
 /// What a change can see while it is applied.

@@ -23,7 +23,7 @@ pub use converge::{Serving, converge};
 use crate::aws::{AwsError, Clients};
 use crate::build::Artifact;
 use crate::config::Config;
-use desired::{Names, Target};
+use crate::names::Target;
 use model::{Kind, LiveState, Spec};
 use plan::Plan;
 
@@ -33,7 +33,7 @@ pub async fn read(
     config: &Config,
     desired: &[Spec],
 ) -> Result<LiveState, AwsError> {
-    let names = Names::new(config);
+    let names = config.names();
     let names = &names;
     let parts = future::try_join_all(Kind::ALL.map(|kind| async move {
         let expected: Vec<String> = desired

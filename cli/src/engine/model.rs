@@ -15,7 +15,7 @@ use serde_json::Value;
 pub use super::kinds::*;
 pub use crate::aws::dynamodb::IndexSpec;
 
-pub type Tags = BTreeMap<String, String>;
+pub use crate::names::Tags;
 
 /// A resource's identity within the stack: its kind and its stable (deterministic) name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

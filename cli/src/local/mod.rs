@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::build::Artifact;
-use crate::engine::desired::Names;
 use crate::engine::model::{LiveState, Spec};
+use crate::names::Names;
 use api::Api;
 use authorizer::Authorizer;
 use integration::{INTEGRATION_TIMEOUT, Integration};

@@ -24,8 +24,8 @@ pub use socket::with_token;
 use crate::aws::domain::DnsTarget;
 use crate::aws::{AwsArgs, Clients, Ctx};
 use crate::config::Config;
-use crate::engine::desired::{Names, Target};
 use crate::error::Error;
+use crate::names::{Names, Target};
 
 pub struct Stack<'c> {
     pub config: &'c Config,
@@ -140,7 +140,7 @@ impl<'c> Stack<'c> {
             .or_else(|| clients.sdk.endpoint_url().map(str::to_string));
         Ok(Stack {
             config,
-            names: Names::new(config),
+            names: config.names(),
             clients,
             target,
             gateway_url: aws.gateway_url.clone(),
