@@ -1041,27 +1041,6 @@ impl Config {
                 ),
             );
         }
-        for (name, size) in crate::engine::desired::environment_sizes(self) {
-            if size > LAMBDA_ENV_BYTES {
-                bad(
-                    format!("functions.{name}.environment"),
-                    format!(
-                        "the function's variables (yours and the WSCTL_* ones wsctl sets) take {size} bytes; Lambda allows {LAMBDA_ENV_BYTES} in all: shorten or remove some"
-                    ),
-                );
-            }
-        }
-        for (name, size) in crate::engine::desired::policy_sizes(self) {
-            if size > LAMBDA_POLICY_BYTES {
-                let routes = self.routes.values().filter(|f| **f == name).count();
-                bad(
-                    "routes".into(),
-                    format!(
-                        "function `{name}` serves {routes} routes; their invoke permissions make a resource-based policy of {size} bytes, and Lambda allows {LAMBDA_POLICY_BYTES} per function (Lambda quotas, not adjustable): serve some of these routes with another function"
-                    ),
-                );
-            }
-        }
         if let Some(domain) = &self.domain {
             out.extend(domain.problems(self.region.as_deref()));
         }
@@ -1395,10 +1374,10 @@ fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
 stack: chat
 functions:
   connect: { crate: fn/connect, tables: { connections: read-write } }
@@ -1683,35 +1662,6 @@ tables:
     }
 
     #[test]
-    fn a_functions_whole_environment_fits_lambdas_4_kb() {
-        let with_env = |bytes: usize| {
-            GOOD.replace(
-                "memory: 256 }",
-                &format!(
-                    "memory: 256, environment: {{ BIG: '{}' }} }}",
-                    "x".repeat(bytes)
-                ),
-            )
-        };
-        // The user's 4 KB alone fit; with wsctl's own variables they do not.
-        let p = fields(&with_env(4096 - "BIG".len()));
-        assert!(
-            p.iter().any(|(f, m)| f == "functions.message.environment"
-                && m.contains("4096")
-                && m.contains("WSCTL_")),
-            "{p:?}"
-        );
-        let sizes = crate::engine::desired::environment_sizes(
-            &Config::parse(Path::new("wsctl.yaml"), GOOD).unwrap(),
-        );
-        let own = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
-        assert!(own > 0, "wsctl's variables count: {sizes:?}");
-        assert!(
-            Config::parse(Path::new("wsctl.yaml"), &with_env(4096 - "BIG".len() - own)).is_ok()
-        );
-    }
-
-    #[test]
     fn tables_the_bundled_functions_cannot_use_are_refused_naming_the_field() {
         let template = include_str!("../../templates/wsctl.yaml");
         let renamed = template.replace("    partition_key: pk\n", "    partition_key: id\n");
@@ -1806,31 +1756,6 @@ tables:
         );
         assert_eq!(KeyAttr::parse("n:N").unwrap().kind, "N");
         assert!(KeyAttr::parse(":N").is_err());
-    }
-
-    #[test]
-    fn a_function_may_serve_only_the_routes_its_policy_can_hold() {
-        let with_routes = |n: usize| {
-            let extra: String = (0..n)
-                .map(|i| format!("  action-number-{i:03}: message\n"))
-                .collect();
-            GOOD.replace("routes:\n", &format!("routes:\n{extra}"))
-        };
-        let config = Config::parse(Path::new("wsctl.yaml"), &with_routes(10)).unwrap();
-        let sizes = crate::engine::desired::policy_sizes(&config);
-        let message = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
-        // Twelve statements of a few hundred bytes each.
-        assert!((12 * 300..12 * 600).contains(&message), "{sizes:?}");
-        let found = problems(&with_routes(60));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].field, "routes");
-        assert!(
-            found[0]
-                .message
-                .contains("function `message` serves 62 routes")
-                && found[0].message.contains("20480"),
-            "{found:?}"
-        );
     }
 
     #[test]

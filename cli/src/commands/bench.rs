@@ -14,7 +14,6 @@ use wsctl_functions::auth::Capabilities;
 use crate::args::{ACCOUNT_CONNECT_RATE, BenchArgs, PublishVia};
 use crate::aws::AwsArgs;
 use crate::bench::{self, End, Live, Load, Phase, Plan, Via};
-use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::{PublishFunction, Stack, is_local_ws};
@@ -250,7 +249,7 @@ async fn target(
             function: None,
         });
     }
-    let config = Config::load(config_path)?;
+    let config = crate::engine::load_config(config_path)?;
     let stack = Stack::open(&config, aws).await?;
     let (url, remote) = match &args.url {
         Some(url) if is_local_ws(url) => (url.clone(), false),

@@ -26,6 +26,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::args::{BuildArgs, Cli, Command};
 use crate::build::{Artifact, Profile};
 use crate::config::Config;
+use crate::engine;
 use crate::error::Error;
 use crate::output::Printer;
 
@@ -45,36 +46,94 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Deploy(args) => {
             deploy::run(&load(&cli.config, &args.build)?, &cli.aws, &args, &printer).await
         }
-        Command::Status => status::run(&Config::load(&cli.config)?, &cli.aws, &printer).await,
+        Command::Status => {
+            status::run(&engine::load_config(&cli.config)?, &cli.aws, &printer).await
+        }
         Command::Token(args) => {
-            token::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            token::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Publish(args) => {
-            publish::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            publish::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Tail(args) => {
-            tail::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            tail::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Connect(args) => {
-            connect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            connect::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Connections(args) => {
-            connections::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            connections::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Secret(command) => {
-            secret::run(&Config::load(&cli.config)?, &cli.aws, &command, &printer).await
+            secret::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &command,
+                &printer,
+            )
+            .await
         }
-        Command::Gc(args) => gc::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await,
+        Command::Gc(args) => {
+            gc::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
+        }
         Command::Revoke(args) => {
-            revoke::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            revoke::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Disconnect(args) => {
-            disconnect::run(&Config::load(&cli.config)?, &cli.aws, &args, &printer).await
+            disconnect::run(
+                &engine::load_config(&cli.config)?,
+                &cli.aws,
+                &args,
+                &printer,
+            )
+            .await
         }
         Command::Bench(args) => bench::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
         Command::Destroy { yes } => {
-            destroy::run(&Config::load(&cli.config)?, &cli.aws, yes, &printer).await
+            destroy::run(&engine::load_config(&cli.config)?, &cli.aws, yes, &printer).await
         }
     }
 }
@@ -104,7 +163,7 @@ fn confirm(
 
 /// The config, with `--arch` applied to every function.
 fn load(path: &std::path::Path, args: &BuildArgs) -> Result<Config, Error> {
-    let mut config = Config::load(path)?;
+    let mut config = engine::load_config(path)?;
     if let Some(arch) = args.arch {
         with_arch(&mut config, arch);
     }

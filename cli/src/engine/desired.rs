@@ -11,7 +11,9 @@ use wsctl_functions::layout;
 use super::model::*;
 use crate::aws::apigw::AccessLog;
 use crate::build::Artifact;
-use crate::config::{Access, AccountRole, Config, KeyAttr};
+use crate::config::{
+    Access, AccountRole, Config, KeyAttr, LAMBDA_ENV_BYTES, LAMBDA_POLICY_BYTES, Problem,
+};
 use crate::names::*;
 use wsctl_functions::partition::Partition;
 
@@ -427,6 +429,36 @@ fn stand_in_target(config: &Config) -> Target {
     }
 }
 
+/// The limits only the built stack shows, checked at load with the config's own: each
+/// function's whole environment (the user's variables and wsctl's `WSCTL_*`) within Lambda's
+/// 4 KB, and its resource-based policy (a statement per route) within Lambda's 20 KB.
+pub fn size_problems(config: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut bad = |field: String, message: String| out.push(Problem { field, message });
+    for (name, size) in environment_sizes(config) {
+        if size > LAMBDA_ENV_BYTES {
+            bad(
+                format!("functions.{name}.environment"),
+                format!(
+                    "the function's variables (yours and the WSCTL_* ones wsctl sets) take {size} bytes; Lambda allows {LAMBDA_ENV_BYTES} in all: shorten or remove some"
+                ),
+            );
+        }
+    }
+    for (name, size) in policy_sizes(config) {
+        if size > LAMBDA_POLICY_BYTES {
+            let routes = config.routes.values().filter(|f| **f == name).count();
+            bad(
+                "routes".into(),
+                format!(
+                    "function `{name}` serves {routes} routes; their invoke permissions make a resource-based policy of {size} bytes, and Lambda allows {LAMBDA_POLICY_BYTES} per function (Lambda quotas, not adjustable): serve some of these routes with another function"
+                ),
+            );
+        }
+    }
+    out
+}
+
 /// The bytes of each function's resource-based policy as Lambda keeps it (GetPolicy's
 /// document: one statement per route the function serves, and the authorizer's), computed
 /// from the permissions a deploy adds. Lambda allows 20 KB ("Lambda quotas": function
@@ -559,6 +591,75 @@ fn camel(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::tests::GOOD;
+
+    /// The config's problems with the built stack's: what loading it reports.
+    fn load_problems(text: &str) -> Vec<Problem> {
+        match Config::parse(std::path::Path::new("wsctl.yaml"), text) {
+            Ok(config) => size_problems(&config),
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => problems,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn fields(text: &str) -> Vec<(String, String)> {
+        load_problems(text)
+            .into_iter()
+            .map(|p| (p.field, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_functions_whole_environment_fits_lambdas_4_kb() {
+        let with_env = |bytes: usize| {
+            GOOD.replace(
+                "memory: 256 }",
+                &format!(
+                    "memory: 256, environment: {{ BIG: '{}' }} }}",
+                    "x".repeat(bytes)
+                ),
+            )
+        };
+        // The user's 4 KB alone fit; with wsctl's own variables they do not.
+        let p = fields(&with_env(4096 - "BIG".len()));
+        assert!(
+            p.iter().any(|(f, m)| f == "functions.message.environment"
+                && m.contains("4096")
+                && m.contains("WSCTL_")),
+            "{p:?}"
+        );
+        let sizes =
+            environment_sizes(&Config::parse(std::path::Path::new("wsctl.yaml"), GOOD).unwrap());
+        let own = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
+        assert!(own > 0, "wsctl's variables count: {sizes:?}");
+        assert!(fields(&with_env(4096 - "BIG".len() - own)).is_empty());
+    }
+
+    #[test]
+    fn a_function_may_serve_only_the_routes_its_policy_can_hold() {
+        let with_routes = |n: usize| {
+            let extra: String = (0..n)
+                .map(|i| format!("  action-number-{i:03}: message\n"))
+                .collect();
+            GOOD.replace("routes:\n", &format!("routes:\n{extra}"))
+        };
+        let config = Config::parse(std::path::Path::new("wsctl.yaml"), &with_routes(10)).unwrap();
+        let sizes = policy_sizes(&config);
+        let message = sizes.iter().find(|(f, _)| f == "message").unwrap().1;
+        // Twelve statements of a few hundred bytes each.
+        assert!((12 * 300..12 * 600).contains(&message), "{sizes:?}");
+        let found = load_problems(&with_routes(60));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "routes");
+        assert!(
+            found[0]
+                .message
+                .contains("function `message` serves 62 routes")
+                && found[0].message.contains("20480"),
+            "{found:?}"
+        );
+    }
 
     /// The longest names the config allows (stack 20, stage 16, functions and tables 24
     /// characters) fit every service's limit, so no name is refused half-way through a deploy:

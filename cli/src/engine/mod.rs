@@ -78,6 +78,21 @@ pub fn refuse(
     Ok(())
 }
 
+/// Reads and checks `path` as every command needs it: the config's own rules, then the limits
+/// only the stack built from it shows ([`desired::size_problems`]). Nothing reaches AWS before.
+pub fn load_config(path: &std::path::Path) -> Result<Config, crate::config::ConfigError> {
+    let config = Config::load(path)?;
+    let problems = desired::size_problems(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(crate::config::ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
 /// The tables `plan` deletes (or replaces) while DynamoDB's deletion protection is on for
 /// them: DeleteTable would be refused half-way, so the whole run is refused before it starts.
 pub fn protected(plan: &plan::Plan, live: &LiveState) -> Vec<String> {
