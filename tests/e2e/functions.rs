@@ -15,14 +15,14 @@ use wsctl_functions::handlers::authorizer::{Authorizer, Fetch, secret_cache};
 use wsctl_functions::handlers::{self, authorizer, publish};
 use wsctl_functions::limits::{self, Limits, Rate};
 use wsctl_functions::store::Store;
-use wsctl_functions::{Ctx, Invoker, Settings, connections::Connections, layout};
+use wsctl_functions::{Invoker, Services, Settings, connections::Connections, layout};
 use wsctl_tests::connections::ConnectionsServer;
 use wsctl_tests::*;
 
 pub(crate) struct Rig {
     _moto: Moto,
     pub(crate) server: ConnectionsServer,
-    pub(crate) ctx: Ctx,
+    pub(crate) ctx: Services,
     inflight: Arc<AtomicUsize>,
     /// How many invocations each hand-off makes (1 = as Lambda; more = duplicated hand-offs).
     pub(crate) copies: Arc<AtomicUsize>,
@@ -117,7 +117,7 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         vars.get(k).cloned()
     })
     .unwrap();
-    let slot: Arc<OnceLock<Ctx>> = Arc::new(OnceLock::new());
+    let slot: Arc<OnceLock<Services>> = Arc::new(OnceLock::new());
     let inflight = Arc::new(AtomicUsize::new(0));
     let (copies, failing) = (
         Arc::new(AtomicUsize::new(1)),
@@ -161,7 +161,7 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
             Ok(())
         }))
     };
-    let ctx = Ctx {
+    let ctx = Services {
         store: Store {
             db,
             tables: settings.tables,

@@ -4,7 +4,7 @@
 //! server (see `functions.rs`); the same through `wsctl dev` is in `dev.rs`.
 
 use serde_json::{Value, json};
-use wsctl_functions::Ctx;
+use wsctl_functions::Services;
 use wsctl_functions::handlers::{self, connect, disconnect};
 use wsctl_functions::limits::Rate;
 
@@ -25,7 +25,7 @@ fn from(
     serde_json::from_value(e).unwrap()
 }
 
-async fn send(ctx: &Ctx, user: &str, connection: &str, body: Value) {
+async fn send(ctx: &Services, user: &str, connection: &str, body: Value) {
     handlers::message::handle(
         ctx,
         &from(user, "$default", "MESSAGE", connection, Some(&body)),

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::json;
 use wsctl_functions::partition::Partition;
 
-use super::{AwsError, Clients, Ctx, found, is_code, while_role_propagates};
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec};
+use super::{AwsError, CallContext, Clients, found, is_code, while_role_propagates};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec};
 use crate::names::{Names, Target};
 
 /// The role wsctl creates when asked to (`account_role: create`) and the account has none. One
@@ -89,7 +89,7 @@ impl Resource for AccountSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         if self.create_role {
             create_logging_role(clients, cx.target).await?;
@@ -128,13 +128,17 @@ impl Resource for AccountSpec {
         &self,
         _current: &Self,
         _physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         self.create(cx).await
     }
 
     /// Never deleted: see the module's documentation.
-    async fn delete(_name: &str, _physical_id: Option<&str>, _cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        _physical_id: Option<&str>,
+        _cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         Ok(())
     }
 

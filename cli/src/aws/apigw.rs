@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
-use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
+use super::{AwsError, CallContext, Clients, TagChange, all_pages, found};
 use crate::engine::model::*;
 use crate::names::Names;
 
@@ -307,7 +307,7 @@ impl Resource for ApiSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let created = clients
             .apigw
@@ -327,7 +327,7 @@ impl Resource for ApiSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         let Some(id) = physical_id else {
             return self.create(cx).await;
@@ -337,7 +337,11 @@ impl Resource for ApiSpec {
     }
 
     /// By id: API names are not unique, and an interrupted create may have left a namesake.
-    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let api_id = physical_id.unwrap_or(cx.api_id());
         found(cx.clients.apigw.delete_api().api_id(api_id).send().await)
             .ctx("DeleteApi", api_id)?;
@@ -536,7 +540,11 @@ pub struct IntegrationSpec {
 }
 
 impl IntegrationSpec {
-    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+    async fn put(
+        &self,
+        cx: &Applying<'_>,
+        existing: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         if let Some(id) = existing {
             clients
@@ -578,7 +586,7 @@ impl Resource for IntegrationSpec {
         true
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         self.put(cx, None).await
     }
 
@@ -586,12 +594,16 @@ impl Resource for IntegrationSpec {
         &self,
         _current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         self.put(cx, physical_id).await
     }
 
-    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
         };
@@ -622,7 +634,11 @@ pub struct AuthorizerSpec {
 }
 
 impl AuthorizerSpec {
-    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+    async fn put(
+        &self,
+        cx: &Applying<'_>,
+        existing: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         if let Some(id) = existing {
             clients
@@ -664,7 +680,7 @@ impl Resource for AuthorizerSpec {
         true
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         self.put(cx, None).await
     }
 
@@ -672,12 +688,16 @@ impl Resource for AuthorizerSpec {
         &self,
         _current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         self.put(cx, physical_id).await
     }
 
-    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
         };
@@ -721,7 +741,11 @@ pub struct RouteSpec {
 }
 
 impl RouteSpec {
-    async fn put(&self, cx: &Cx<'_>, existing: Option<&str>) -> Result<Option<String>, AwsError> {
+    async fn put(
+        &self,
+        cx: &Applying<'_>,
+        existing: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         let integration = self
             .function
@@ -781,7 +805,7 @@ impl Resource for RouteSpec {
         true
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         self.put(cx, None).await
     }
 
@@ -789,12 +813,16 @@ impl Resource for RouteSpec {
         &self,
         _current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         self.put(cx, physical_id).await
     }
 
-    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
         };
@@ -911,7 +939,11 @@ impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for Lac
 impl StageSpec {
     /// UpdateStage and stage tagging, in place: the stage keeps its deployment, its URL and
     /// its connected clients. `Ok(false)` when the endpoint lacks one of the calls.
-    async fn update_in_place(&self, current: &StageSpec, cx: &Cx<'_>) -> Result<bool, AwsError> {
+    async fn update_in_place(
+        &self,
+        current: &StageSpec,
+        cx: &Applying<'_>,
+    ) -> Result<bool, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         let logs_changed = self.access_log != current.access_log;
         let settings_changed = self.auto_deploy != current.auto_deploy
@@ -984,7 +1016,7 @@ impl Resource for StageSpec {
         )
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let (clients, api_id) = (cx.clients, cx.api_id());
         clients
             .apigw
@@ -1020,7 +1052,7 @@ impl Resource for StageSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         if physical_id.is_none() {
             return self.create(cx).await;
@@ -1031,7 +1063,11 @@ impl Resource for StageSpec {
         Self::delete(&self.name, physical_id, cx).await?;
         self.create(cx).await
     }
-    async fn delete(_name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        _name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
         };

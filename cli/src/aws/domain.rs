@@ -7,7 +7,7 @@
 use aws_sdk_apigatewayv2::types::{DomainNameConfiguration, EndpointType, SecurityPolicy};
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, all_pages, found};
+use super::{AwsError, CallContext, Clients, TagChange, all_pages, found};
 use crate::engine::model::*;
 use crate::names::Names;
 
@@ -135,7 +135,7 @@ impl Resource for DomainSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let created = cx
             .clients
             .apigw
@@ -153,7 +153,7 @@ impl Resource for DomainSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         let apigw = &cx.clients.apigw;
         if current.certificate_arn != self.certificate_arn {
@@ -174,7 +174,11 @@ impl Resource for DomainSpec {
     }
 
     /// Deleting a domain deletes its API mappings too.
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let request = cx.clients.apigw.delete_domain_name().domain_name(name);
         found(request.send().await).ctx("DeleteDomainName", name)?;
         Ok(())
@@ -255,7 +259,7 @@ impl Resource for ApiMappingSpec {
         .then_some("the stage's URL on the custom domain stops working")
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let created = cx
             .clients
             .apigw
@@ -274,7 +278,7 @@ impl Resource for ApiMappingSpec {
         &self,
         _current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         let Some(id) = physical_id else {
             return self.create(cx).await;
@@ -293,7 +297,11 @@ impl Resource for ApiMappingSpec {
         Ok(Some(id.to_string()))
     }
 
-    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(id) = physical_id else {
             return Ok(());
         };

@@ -25,9 +25,9 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, all_pages, found, is_code, tag_map};
+use super::{AwsError, CallContext, Clients, TagChange, all_pages, found, is_code, tag_map};
 use crate::config::KeyAttr;
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -259,7 +259,7 @@ impl Resource for TableSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let mut req = clients
             .dynamodb
@@ -315,13 +315,17 @@ impl Resource for TableSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         update(cx.clients, self, current, physical_id.unwrap_or_default()).await?;
         Ok(physical_id.map(str::to_string))
     }
 
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         found(
             cx.clients
                 .dynamodb

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, tag_map};
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use super::{AwsError, CallContext, Clients, TagChange, found, tag_map};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,7 +137,7 @@ impl Resource for RoleSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let mut req = clients
             .iam
@@ -161,14 +161,18 @@ impl Resource for RoleSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         update(cx.clients, self, current).await?;
         Ok(physical_id.map(str::to_string))
     }
 
     /// Deletes the role's inline policies first: IAM refuses to delete a role that has any.
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(listed) = role_policy_names(&cx.clients.iam, name).await? else {
             return Ok(());
         };
@@ -289,7 +293,7 @@ impl Resource for BoundarySpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let mut req = cx
             .clients
             .iam
@@ -309,7 +313,7 @@ impl Resource for BoundarySpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         let Some(arn) = physical_id else {
             return self.create(cx).await;
@@ -371,7 +375,11 @@ impl Resource for BoundarySpec {
     }
 
     /// Its older versions first: IAM deletes a policy only when it has no other version.
-    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let Some(arn) = physical_id else {
             return Ok(());
         };

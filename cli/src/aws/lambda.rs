@@ -11,10 +11,10 @@ use serde_json::Value;
 use wsctl_functions::partition::Partition;
 
 use super::{
-    AwsError, Clients, Ctx, Pace, ROLE_PROPAGATION, TagChange, found, tag_map, while_refused,
-    while_role_propagates,
+    AwsError, CallContext, Clients, Pace, ROLE_PROPAGATION, TagChange, found, tag_map,
+    while_refused, while_role_propagates,
 };
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 use crate::names::{AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -147,7 +147,7 @@ impl Resource for FunctionSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let zip = zip_bytes(self)?;
         let created = while_role_propagates("CreateFunction", &self.name, role_not_ready, || {
@@ -182,13 +182,17 @@ impl Resource for FunctionSpec {
         &self,
         current: &Self,
         physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         update(cx.clients, self, current).await?;
         Ok(physical_id.map(str::to_string))
     }
 
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         found(
             cx.clients
                 .lambda
@@ -305,7 +309,7 @@ impl Resource for PermissionSpec {
         &self.name
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let principal = Partition::of(&cx.clients.region).service_principal("apigateway");
         while_refused("AddPermission", &self.name, BUSY, function_busy, || {
             cx.clients
@@ -323,7 +327,11 @@ impl Resource for PermissionSpec {
     }
 
     /// `physical_id` is the statement id, as read or created.
-    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         let (function, source) = name.split_once(' ').unwrap_or((name, ""));
         let statement_id = match physical_id {
             Some(sid) => sid.to_string(),

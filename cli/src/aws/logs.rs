@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, tag_map};
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use super::{AwsError, CallContext, Clients, TagChange, found, tag_map};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,7 +88,7 @@ impl Resource for LogGroupSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let created = clients
             .logs
@@ -118,13 +118,17 @@ impl Resource for LogGroupSpec {
         &self,
         current: &Self,
         _physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         update(cx.clients, self, Some(current)).await?;
         Ok(None)
     }
 
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         found(
             cx.clients
                 .logs

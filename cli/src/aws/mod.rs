@@ -361,11 +361,11 @@ fn short(detail: &str) -> String {
 }
 
 /// `.ctx("CreateRole", &name)` on an SDK result: the error names what was being done.
-pub trait Ctx<T> {
+pub trait CallContext<T> {
     fn ctx(self, op: &'static str, resource: impl Display) -> Result<T, AwsError>;
 }
 
-impl<T, E, R> Ctx<T> for Result<T, SdkError<E, R>>
+impl<T, E, R> CallContext<T> for Result<T, SdkError<E, R>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,

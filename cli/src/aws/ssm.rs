@@ -6,8 +6,8 @@ use rand::RngCore;
 use serde::Serialize;
 use wsctl_functions::auth::SecretKeys;
 
-use super::{AwsError, Clients, Ctx, TagChange, found, is_code, tag_map};
-use crate::engine::model::{Cx, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
+use super::{AwsError, CallContext, Clients, TagChange, found, is_code, tag_map};
+use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
 use crate::names::Names;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,7 +78,7 @@ impl Resource for SecretSpec {
         Ok(())
     }
 
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError> {
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
         let clients = cx.clients;
         let mut req = clients
             .ssm
@@ -113,13 +113,17 @@ impl Resource for SecretSpec {
         &self,
         current: &Self,
         _physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         update_tags(cx.clients, self, &current.tags).await?;
         Ok(None)
     }
 
-    async fn delete(name: &str, _physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError> {
+    async fn delete(
+        name: &str,
+        _physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError> {
         found(cx.clients.ssm.delete_parameter().name(name).send().await)
             .ctx("DeleteParameter", name)?;
         Ok(())

@@ -36,7 +36,7 @@ const ROUND_GAP: Duration = Duration::from_millis(200);
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct BenchPlan {
     /// `ws://` or `wss://` URL of the stage, without the token.
     pub url: String,
     /// Connection `i` uses token `i` modulo their number (publishers after the subscribers).
@@ -122,7 +122,7 @@ pub enum Phase {
 }
 
 /// Counters progress reads while the bench runs.
-pub struct Live {
+pub struct Counters {
     phase: AtomicU8,
     pub opened: AtomicU64,
     pub failed: AtomicU64,
@@ -136,9 +136,9 @@ pub struct Live {
     pub started: Instant,
 }
 
-impl Live {
-    pub fn new() -> Arc<Live> {
-        Arc::new(Live {
+impl Counters {
+    pub fn new() -> Arc<Counters> {
+        Arc::new(Counters {
             phase: AtomicU8::new(0),
             opened: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -176,7 +176,7 @@ struct Arrivals {
 
 /// What every task records into.
 struct Shared {
-    live: Arc<Live>,
+    live: Arc<Counters>,
     run: String,
     channels: Vec<String>,
     subscribers: Vec<AtomicU64>,
@@ -349,7 +349,7 @@ impl Seen {
 }
 
 /// Runs the plan; `live` is updated as it goes.
-pub async fn run(plan: Plan, live: Arc<Live>) -> Report {
+pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
     let publishes = plan.load.publishes() as usize;
     let channels: Vec<String> = (0..plan.channels)
         .map(|i| format!("{}-{i}", plan.channel_prefix))

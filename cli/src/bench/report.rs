@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Serialize;
 
 use super::histogram::{Bucket, Histogram, Percentiles};
-use super::{End, Live, Load, Plan, Seen};
+use super::{BenchPlan, Counters, End, Load, Seen};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -153,7 +153,7 @@ pub(super) struct Times {
 }
 
 pub(super) struct Counts<'a> {
-    pub live: &'a Live,
+    pub live: &'a Counters,
     pub channels: &'a [String],
     pub subscribers: Vec<u64>,
     pub acked: Vec<Vec<u64>>,
@@ -167,7 +167,7 @@ pub(super) struct Counts<'a> {
 }
 
 pub(super) fn build(
-    plan: &Plan,
+    plan: &BenchPlan,
     counts: &Counts,
     seen: Vec<Seen>,
     rounds: Vec<Round>,

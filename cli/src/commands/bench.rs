@@ -13,7 +13,7 @@ use wsctl_functions::auth::Capabilities;
 
 use crate::args::{ACCOUNT_CONNECT_RATE, BenchArgs, PublishVia};
 use crate::aws::AwsArgs;
-use crate::bench::{self, End, Live, Load, Phase, Plan, Via};
+use crate::bench::{self, BenchPlan, Counters, End, Load, Phase, Via};
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::{PublishFunction, Stack, is_local_ws};
@@ -78,7 +78,7 @@ pub async fn run(
     if target.remote {
         within_quota(args, load, connections)?;
     }
-    let plan = Plan {
+    let plan = BenchPlan {
         url: target.url,
         tokens: target.tokens,
         connections,
@@ -98,7 +98,7 @@ pub async fn run(
         },
     };
     printer.note(describe(&plan, target.remote));
-    let live = Live::new();
+    let live = Counters::new();
     let progress = tokio::spawn(show_progress(
         live.clone(),
         connections as u64,
@@ -220,7 +220,7 @@ fn within_quota(args: &BenchArgs, load: Load, connections: usize) -> Result<(), 
     Ok(())
 }
 
-struct Target {
+struct BenchTarget {
     url: String,
     /// Connection `i` uses token `i` (modulo their number); publishers come after the
     /// subscribers.
@@ -238,11 +238,11 @@ async fn target(
     aws: &AwsArgs,
     args: &BenchArgs,
     lifetime: Duration,
-) -> Result<Target, Error> {
+) -> Result<BenchTarget, Error> {
     if let (Some(url), Some(token), PublishVia::Socket) = (&args.url, &args.token, args.via)
         && is_local_ws(url)
     {
-        return Ok(Target {
+        return Ok(BenchTarget {
             url: url.clone(),
             tokens: vec![token.clone()],
             remote: false,
@@ -311,7 +311,7 @@ async fn target(
         }
     }
     let function = (args.via == PublishVia::Function).then(|| stack.publish_function());
-    Ok(Target {
+    Ok(BenchTarget {
         url,
         tokens,
         remote,
@@ -319,7 +319,7 @@ async fn target(
     })
 }
 
-fn describe(plan: &Plan, remote: bool) -> String {
+fn describe(plan: &BenchPlan, remote: bool) -> String {
     let load = match plan.load {
         Load::Rounds(n) => format!("{n} fan-out rounds"),
         Load::Rate {
@@ -360,7 +360,7 @@ fn describe(plan: &Plan, remote: bool) -> String {
 }
 
 /// A bar on a terminal; otherwise a line a second and one at each phase.
-async fn show_progress(live: Arc<Live>, connections: u64, publishes: u64, printer: Printer) {
+async fn show_progress(live: Arc<Counters>, connections: u64, publishes: u64, printer: Printer) {
     let bar = printer.progress.then(|| {
         let bar = ProgressBar::new(connections);
         bar.set_style(

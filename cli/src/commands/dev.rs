@@ -19,7 +19,7 @@ use crate::engine;
 use crate::error::Error;
 use crate::local::gateway::{self, Gateway, Limits, Minter};
 use crate::local::runtime::LogSink;
-use crate::local::{self, LocalError, RuntimeSettings, Stack};
+use crate::local::{self, DevStack, LocalError, RuntimeSettings};
 use crate::names::Target;
 use crate::output::Printer;
 
@@ -169,7 +169,7 @@ pub async fn run(
     };
     let (stop_tx, stop) = watch::channel(false);
     let logs = log_sink(printer);
-    let stack = Stack::from_live(
+    let stack = DevStack::from_live(
         &live,
         &names,
         &artifacts,

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wsctl_functions::layout::SUBSCRIPTIONS;
 
 use crate::args::TailArgs;
-use crate::aws::{AwsArgs, Ctx};
+use crate::aws::{AwsArgs, CallContext};
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;

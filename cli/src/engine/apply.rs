@@ -10,7 +10,7 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 
 use super::desired;
-use super::kinds::Cx;
+use super::kinds::Applying;
 use super::model::{Kind, Live, LiveState, ResourceId};
 use super::plan::{self, Action, Change};
 use crate::aws::{AwsError, Clients};
@@ -112,7 +112,7 @@ async fn run(
     reporter: &Reporter,
     applied: &mut Applied,
 ) {
-    let cx = &Cx {
+    let cx = &Applying {
         clients,
         target,
         live,
@@ -145,7 +145,7 @@ async fn run(
 }
 
 /// Carries out one change; returns the resource as it now is (`None` once deleted).
-async fn apply_change(cx: &Cx<'_>, change: &Change) -> Result<Option<Live>, AwsError> {
+async fn apply_change(cx: &Applying<'_>, change: &Change) -> Result<Option<Live>, AwsError> {
     let current = cx.live.resources.get(&change.id);
     if matches!(change.action, Action::Delete | Action::Replace(_)) {
         let physical_id = current.and_then(|c| c.physical_id.as_deref());

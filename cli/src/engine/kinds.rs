@@ -11,7 +11,7 @@ use crate::names::{Names, Target};
 use crate::output::Reporter;
 
 /// What a change can see while it is applied.
-pub struct Cx<'a> {
+pub struct Applying<'a> {
     pub clients: &'a Clients,
     pub target: &'a Target,
     /// The stack before the current batch of changes: earlier waves' ids are in it.
@@ -20,7 +20,7 @@ pub struct Cx<'a> {
     pub reporter: &'a Reporter,
 }
 
-impl Cx<'_> {
+impl Applying<'_> {
     /// The API's id, empty while it does not exist yet (only wave 0 runs then).
     pub fn api_id(&self) -> &str {
         self.target.api_id.as_deref().unwrap_or_default()
@@ -54,7 +54,7 @@ pub trait Resource {
     }
 
     /// Creates it; returns the id AWS gave it, if the engine needs one later.
-    async fn create(&self, cx: &Cx<'_>) -> Result<Option<String>, AwsError>;
+    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError>;
 
     /// Changes `current` (AWS's id `physical_id`) into `self` in place; returns the id as
     /// `create` does. A kind whose changeable fields are all immutable is never planned as an
@@ -63,7 +63,7 @@ pub trait Resource {
         &self,
         _current: &Self,
         _physical_id: Option<&str>,
-        cx: &Cx<'_>,
+        cx: &Applying<'_>,
     ) -> Result<Option<String>, AwsError> {
         self.create(cx).await
     }
@@ -76,7 +76,11 @@ pub trait Resource {
     }
 
     /// Deletes it; one that is already gone is no error.
-    async fn delete(name: &str, physical_id: Option<&str>, cx: &Cx<'_>) -> Result<(), AwsError>;
+    async fn delete(
+        name: &str,
+        physical_id: Option<&str>,
+        cx: &Applying<'_>,
+    ) -> Result<(), AwsError>;
 
     /// True when deleting `other` deletes this one too: it is then not deleted on its own,
     /// which would fail or race.
@@ -154,7 +158,7 @@ macro_rules! kinds {
                 self,
                 name: &str,
                 physical_id: Option<&str>,
-                cx: &Cx<'_>,
+                cx: &Applying<'_>,
             ) -> Result<(), AwsError> {
                 match self {
                     $(Kind::$kind => <$spec as Resource>::delete(name, physical_id, cx).await),+
@@ -207,7 +211,7 @@ macro_rules! kinds {
             pub async fn put(
                 &self,
                 existing: Option<&Live>,
-                cx: &Cx<'_>,
+                cx: &Applying<'_>,
             ) -> Result<Option<String>, AwsError> {
                 let physical_id = existing.and_then(|l| l.physical_id.as_deref());
                 match (self, existing.map(|l| &l.spec)) {

@@ -2,7 +2,7 @@
 //! and, for what moto cannot run, a gateway with API Gateway's WebSocket semantics, the
 //! `@connections` API, Lambda's Invoke and Runtime APIs, and pools of the real function binaries.
 //!
-//! Nothing here reads wsctl.yaml: [`Stack::from_live`] works from what the deploy left in the
+//! Nothing here reads wsctl.yaml: [`DevStack::from_live`] works from what the deploy left in the
 //! emulated control plane (routes, integrations, authorizer, each function's environment and
 //! code hash), so `wsctl dev` runs what `wsctl deploy` made, the way AWS would run it.
 
@@ -81,7 +81,7 @@ pub enum LocalError {
 }
 
 /// What `wsctl dev` serves, read back from the control plane.
-pub struct Stack {
+pub struct DevStack {
     pub api: Api,
     pub pools: Vec<Pool>,
     /// Each function's credentials and the role they act with.
@@ -103,7 +103,7 @@ pub struct RuntimeSettings {
     pub dir: PathBuf,
 }
 
-impl Stack {
+impl DevStack {
     pub fn from_live(
         live: &LiveState,
         names: &Names,
@@ -111,7 +111,7 @@ impl Stack {
         settings: &RuntimeSettings,
         logs: LogSink,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Stack, LocalError> {
+    ) -> Result<DevStack, LocalError> {
         let (account, region) = (settings.account.as_str(), settings.region.as_str());
         let api_id = live
             .api_id()
@@ -267,7 +267,7 @@ impl Stack {
             );
         }
         let pools = by_key.into_values().collect();
-        Ok(Stack {
+        Ok(DevStack {
             api,
             pools,
             principals,

@@ -22,7 +22,7 @@ pub use rows::{rows, scan, subscriber_ids};
 pub use socket::with_token;
 
 use crate::aws::domain::DnsTarget;
-use crate::aws::{AwsArgs, Clients, Ctx};
+use crate::aws::{AwsArgs, CallContext, Clients};
 use crate::config::Config;
 use crate::error::Error;
 use crate::names::{Names, Target};

@@ -9,7 +9,7 @@ use wsctl_functions::handlers::publish::PublishResult;
 use wsctl_functions::layout;
 
 use super::Stack;
-use crate::aws::{AwsError, Ctx};
+use crate::aws::{AwsError, CallContext};
 use crate::error::Error;
 
 /// A handle that outlives the [`Stack`] it came from, so load can hold it across tasks.

@@ -7,7 +7,7 @@ use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use wsctl_functions::layout::CONNECTIONS;
 use wsctl_functions::store::Store;
 
-use crate::aws::Ctx;
+use crate::aws::CallContext;
 use crate::error::Error;
 
 /// Scan segments read at once.

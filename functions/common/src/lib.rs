@@ -1,5 +1,5 @@
 //! The bundled functions' code. Their binaries (`functions/pubsub`, `functions/authorizer`)
-//! build a [`Ctx`] once per cold start and hand each event to its handler in [`handlers`]; handlers
+//! build a [`Services`] once per cold start and hand each event to its handler in [`handlers`]; handlers
 //! take the context as a parameter, so tests drive them against a local DynamoDB and
 //! `@connections` server.
 
@@ -64,7 +64,7 @@ impl Invoker {
 
 /// Clients and settings, built once per cold start.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Services {
     pub store: Store,
     pub connections: Connections,
     /// The publish function, for fan-out.
@@ -173,9 +173,9 @@ impl Settings {
     }
 }
 
-impl Ctx {
+impl Services {
     /// The clients for `settings`. AWS endpoints come from the standard `AWS_ENDPOINT_URL*`.
-    pub async fn new(settings: Settings) -> Ctx {
+    pub async fn new(settings: Settings) -> Services {
         let sdk = sdk_config().await;
         let publish = match settings.publish {
             Some(function) => Invoker::Lambda {
@@ -184,7 +184,7 @@ impl Ctx {
             },
             None => Invoker::None,
         };
-        Ctx {
+        Services {
             store: Store {
                 db: aws_sdk_dynamodb::Client::new(&sdk),
                 tables: settings.tables,

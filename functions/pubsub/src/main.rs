@@ -14,7 +14,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::Instrument;
 use wsctl_functions::handlers::{connect, disconnect, message, publish};
-use wsctl_functions::{Ctx, Settings, layout};
+use wsctl_functions::{Services, Settings, layout};
 
 #[derive(Clone, Copy)]
 enum Role {
@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         }
     };
     wsctl_functions::init_logging();
-    let ctx = Ctx::new(settings).await;
+    let ctx = Services::new(settings).await;
     let ctx = &ctx;
     match lambda_runtime::run(service_fn(move |event| handle(role, ctx, event))).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,7 +71,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn handle(role: Role, ctx: &Ctx, event: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(role: Role, ctx: &Services, event: LambdaEvent<Value>) -> Result<Value, Error> {
     // Lambda's deadline is wall-clock milliseconds; the handlers count on the monotonic clock.
     let left = event.context.deadline.saturating_sub(
         std::time::SystemTime::now()

@@ -4,12 +4,12 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 
-use crate::Ctx;
+use crate::Services;
 use crate::auth::now;
 use crate::store::{Connection, StoreError};
 
 pub async fn handle(
-    ctx: &Ctx,
+    ctx: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> Result<ApiGatewayProxyResponse, StoreError> {
     let rc = &event.request_context;

@@ -16,7 +16,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use futures::stream::{self, StreamExt};
 use tokio::time::{Duration, Instant};
 
-use crate::Ctx;
+use crate::Services;
 use crate::fanout::leave_frames;
 use crate::store::StoreError;
 
@@ -27,7 +27,7 @@ const MARGIN: Duration = Duration::from_secs(1);
 
 /// `deadline` is the invocation's (Lambda's context), if known.
 pub async fn handle(
-    ctx: &Ctx,
+    ctx: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
     deadline: Option<Instant>,
 ) -> Result<ApiGatewayProxyResponse, StoreError> {

@@ -4,7 +4,7 @@
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use serde_json::Value;
 
-use crate::Ctx;
+use crate::Services;
 use crate::auth::{Capabilities, Op, now};
 use crate::connections::Frame;
 use crate::limits::{self, Refusal};
@@ -18,7 +18,10 @@ const DEFAULT_HISTORY_LIMIT: u32 = 100;
 /// When a numbered publish refused for too many waiting predecessors may try again.
 const BUSY_RETRY_MS: u64 = 250;
 
-pub async fn handle(ctx: &Ctx, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+pub async fn handle(
+    ctx: &Services,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
     let frames = match protocol::parse(body) {
@@ -84,7 +87,7 @@ struct Sender {
 }
 
 async fn identity(
-    ctx: &Ctx,
+    ctx: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
     connection: &str,
 ) -> Result<Sender, StoreError> {
@@ -114,7 +117,7 @@ async fn identity(
 
 /// The frame's place in the connection's budget, its token, then the frame itself.
 async fn answer(
-    ctx: &Ctx,
+    ctx: &Services,
     mut sender: Sender,
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
@@ -164,7 +167,11 @@ async fn answer(
 /// An `auth` frame: the fresh token replaces the connection's, for the same user. Channels
 /// the new token does not allow are left first, so nothing reaches the connection that its
 /// token does not grant.
-async fn renew(ctx: &Ctx, sender: &Sender, token: &str) -> Result<Vec<ServerFrame>, StoreError> {
+async fn renew(
+    ctx: &Services,
+    sender: &Sender,
+    token: &str,
+) -> Result<Vec<ServerFrame>, StoreError> {
     let refuse = |code, message: String| {
         Ok(vec![ServerFrame::Error(ErrorFrame {
             code,
@@ -249,7 +256,7 @@ async fn renew(ctx: &Ctx, sender: &Sender, token: &str) -> Result<Vec<ServerFram
 /// Takes one frame from the connection's budget, and one presence update for an `enter` or
 /// `leave` its grant allows (a refused one changes no presence, so it costs none).
 async fn admit(
-    ctx: &Ctx,
+    ctx: &Services,
     connection: &str,
     frame: Option<(&ClientFrame, &Capabilities)>,
 ) -> Result<(Result<(), Refusal>, crate::store::Key), StoreError> {
@@ -267,7 +274,7 @@ async fn admit(
 }
 
 fn rate_limited(
-    ctx: &Ctx,
+    ctx: &Services,
     connection: &str,
     refusal: Refusal,
     action: Option<String>,
@@ -363,7 +370,7 @@ pub fn authorize(caps: &Capabilities, frame: &ClientFrame) -> Result<(), ServerF
 
 /// The frames to send back to the sender, in order.
 async fn act(
-    ctx: &Ctx,
+    ctx: &Services,
     sender: &Sender,
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
@@ -373,7 +380,7 @@ async fn act(
         &sender.session.caps,
     );
     // A refused frame touches nothing, not even the publish order: a numbered publish after
-    // it waits out `Ctx::seq_patience` once and goes on.
+    // it waits out `Services::seq_patience` once and goes on.
     if let Err(refused) = authorize(caps, frame) {
         return Ok(vec![refused]);
     }
@@ -613,7 +620,7 @@ async fn act(
 /// `Some(refusal)` when the connection already holds `subscriptions_per_connection` channels
 /// other than `channel`.
 async fn hold_channel(
-    ctx: &Ctx,
+    ctx: &Services,
     frame: &ClientFrame,
     connection: &str,
     channel: &str,
@@ -635,13 +642,13 @@ async fn hold_channel(
 }
 
 /// Marks a numbered publish as done (stored or refused), so the next one goes ahead.
-async fn advance(ctx: &Ctx, connection: &str, seq: u64) {
+async fn advance(ctx: &Services, connection: &str, seq: u64) {
     if let Err(e) = ctx.store.advance_seq(connection, seq).await {
         tracing::warn!(error = %e, seq, "could not record the publish order");
     }
 }
 
-async fn announce(ctx: &Ctx, channel: &str, event: PresenceEvent, member: Member) {
+async fn announce(ctx: &Services, channel: &str, event: PresenceEvent, member: Member) {
     let frame = ServerFrame::Presence {
         channel: channel.into(),
         event,

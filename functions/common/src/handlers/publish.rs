@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::fanout::{self, Report};
 use crate::protocol::{self, ServerFrame};
 use crate::store::Key;
-use crate::{Ctx, Invoker};
+use crate::{Invoker, Services};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FanoutJob {
@@ -62,7 +62,7 @@ pub struct PublishResult {
 }
 
 /// `request` is the invocation's request id, which Lambda keeps across its retries.
-pub async fn handle(ctx: &Ctx, event: Value, request: &str) -> Result<PublishResult, String> {
+pub async fn handle(ctx: &Services, event: Value, request: &str) -> Result<PublishResult, String> {
     let event: PublishEvent =
         serde_json::from_value(event).map_err(|e| format!("bad publish event: {e}"))?;
     match event {
@@ -143,7 +143,7 @@ struct Hop {
 }
 
 async fn deliver(
-    ctx: &Ctx,
+    ctx: &Services,
     channel: &str,
     frame: &str,
     start: Option<Key>,
@@ -213,7 +213,7 @@ async fn deliver(
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`,
 /// retrying a failed invocation request; the error says why it could not.
 pub async fn hand_off(
-    ctx: &Ctx,
+    ctx: &Services,
     channel: &str,
     frame: &str,
     start: Option<&Key>,
