@@ -57,6 +57,12 @@ impl Printer {
         );
     }
 
+    /// A result as one JSON line: a log line (`gc` from cron), or one a script reads before
+    /// anything else follows (`wsctl dev` is up).
+    pub fn result_line(&self, value: &serde_json::Value) {
+        println!("{value}");
+    }
+
     /// A counter of work with no known total (a terminal only): `{pos} {unit}, {msg}`.
     pub fn counter(&self, unit: &str) -> Option<ProgressBar> {
         self.progress.then(|| {

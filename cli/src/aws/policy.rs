@@ -495,10 +495,7 @@ pub async fn print(
         Printed::Deployer => deployer_policy(config, &target),
         Printed::Boundary => crate::engine::desired::boundary_policy(&config.names(), &target),
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&policy).expect("a JSON value prints")
-    );
+    printer.result_json(&policy);
     Ok(())
 }
 

@@ -36,11 +36,12 @@ pub async fn run(
         if interactive { ", Ctrl-D to close" } else { "" }
     ));
     let (mut sink, mut stream) = ws.split();
+    let out = *printer;
     let reader = tokio::spawn(async move {
         while let Some(frame) = stream.next().await {
             match frame {
-                Ok(Message::Text(t)) => println!("{}", t.as_str()),
-                Ok(Message::Binary(b)) => println!("(binary, {} bytes)", b.len()),
+                Ok(Message::Text(t)) => out.result(t.as_str()),
+                Ok(Message::Binary(b)) => out.result(format!("(binary, {} bytes)", b.len())),
                 Ok(Message::Close(f)) => {
                     return f.map(|f| (u16::from(f.code), f.reason.to_string()));
                 }

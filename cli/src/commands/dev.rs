@@ -217,15 +217,12 @@ pub async fn run(
         .unwrap_or_else(|| ws_url.clone());
     if printer.json() {
         // One line, so a script can read it before the logs start.
-        println!(
-            "{}",
-            json!({
+        printer.result_line(&json!({
                 "stack": config.stack, "stage": stage, "url": ws_url, "token": token, "connect_url": connect_url,
                 "connections_url": format!("{connections_url}/@connections"), "page": format!("{base}/"),
                 "lambda_endpoint": base, "aws_endpoint": base, "moto": endpoint, "dynamodb": items, "functions": functions, "routes": routes,
                 "iam": !args.no_iam, "seconds": started.elapsed().as_secs_f64(),
-            })
-        );
+            }));
     } else {
         printer.result(format!(
             "wsctl dev: {}/{stage} is up ({functions} functions, {routes} routes) in {:.1} s\n  \

@@ -187,9 +187,8 @@ pub async fn run(
     let seconds = started.elapsed().as_secs_f64();
     let cut_short = cut_short.load(Ordering::Relaxed);
     if printer.json() {
-        println!(
-            "{}",
-            json!({"scanned": scanned, "live": live, "stale": stale, "deleted": deleted, "errors": errors, "seconds": seconds, "dry_run": args.dry_run, "complete": !cut_short})
+        printer.result_line(
+            &json!({"scanned": scanned, "live": live, "stale": stale, "deleted": deleted, "errors": errors, "seconds": seconds, "dry_run": args.dry_run, "complete": !cut_short}),
         );
     } else {
         let action = if args.dry_run {
