@@ -638,8 +638,47 @@ impl Config {
     /// Every problem, not just the first, so one edit can fix them all.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        let mut bad = |field: String, message: String| out.push(Problem { field, message });
+        {
+            let mut bad = |field: String, message: String| out.push(Problem { field, message });
+            self.name_problems(&mut bad);
+            self.function_problems(&mut bad);
+            self.route_problems(&mut bad);
+            self.authorizer_problems(&mut bad);
+            self.table_problems(&mut bad);
+            self.stage_problems(&mut bad);
+            self.tag_problems(&mut bad);
+        }
+        if let Some(domain) = &self.domain {
+            out.extend(domain.problems(self.region.as_deref()));
+        }
+        if let Some(logs) = &self.access_logs {
+            out.extend(logs.problems());
+        }
+        if let Some(arn) = &self.permissions_boundary
+            && !is_policy_arn(arn)
+        {
+            out.push(Problem {
+                field: "permissions_boundary".into(),
+                message: format!(
+                    "`{arn}` is not a managed policy's ARN (arn:aws:iam::ACCOUNT:policy/NAME): name the policy your administrator made, or leave the key out and wsctl keeps the stack's own boundary"
+                ),
+            });
+        }
+        out.extend(
+            self.limits
+                .problems()
+                .into_iter()
+                .map(|(field, message)| Problem {
+                    field: format!("limits.{field}"),
+                    message,
+                }),
+        );
+        out.extend(self.bundled_function_problems());
+        out
+    }
 
+    /// The stack's and stage's names and the region.
+    fn name_problems(&self, bad: &mut impl FnMut(String, String)) {
         if !is_name(&self.stack, 20) {
             bad(
                 "stack".into(),
@@ -670,6 +709,10 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// Each function: its name, memory, timeout, handler, environment, tables and the functions it invokes.
+    fn function_problems(&self, bad: &mut impl FnMut(String, String)) {
         if self.functions.is_empty() {
             bad(
                 "functions".into(),
@@ -761,6 +804,10 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// The routes, and the functions they name.
+    fn route_problems(&self, bad: &mut impl FnMut(String, String)) {
         if self.routes.is_empty() {
             bad(
                 "routes".into(),
@@ -813,6 +860,10 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// The `$connect` authorizer: its function, identity source, audience and identity provider.
+    fn authorizer_problems(&self, bad: &mut impl FnMut(String, String)) {
         if let Some(auth) = &self.authorizer {
             if !self.functions.contains_key(&auth.function) {
                 bad(
@@ -917,6 +968,10 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Each table: its name, keys and indexes.
+    fn table_problems(&self, bad: &mut impl FnMut(String, String)) {
         for (name, t) in &self.tables {
             let at = format!("tables.{name}");
             if !is_name(name, 24) {
@@ -977,6 +1032,10 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// The stage's throttling and the log retention.
+    fn stage_problems(&self, bad: &mut impl FnMut(String, String)) {
         if self.throttling.burst < 0 || self.throttling.burst > 5000 {
             bad(
                 "throttling.burst".into(),
@@ -1005,6 +1064,10 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// The stack's tags, by the narrowest rule of the services that carry them.
+    fn tag_problems(&self, bad: &mut impl FnMut(String, String)) {
         for (key, value) in &self.tags {
             let at = format!("tags.{key}");
             if key.starts_with("wsctl:") || key.to_ascii_lowercase().starts_with("aws:") {
@@ -1041,33 +1104,6 @@ impl Config {
                 ),
             );
         }
-        if let Some(domain) = &self.domain {
-            out.extend(domain.problems(self.region.as_deref()));
-        }
-        if let Some(logs) = &self.access_logs {
-            out.extend(logs.problems());
-        }
-        if let Some(arn) = &self.permissions_boundary
-            && !is_policy_arn(arn)
-        {
-            out.push(Problem {
-                field: "permissions_boundary".into(),
-                message: format!(
-                    "`{arn}` is not a managed policy's ARN (arn:aws:iam::ACCOUNT:policy/NAME): name the policy your administrator made, or leave the key out and wsctl keeps the stack's own boundary"
-                ),
-            });
-        }
-        out.extend(
-            self.limits
-                .problems()
-                .into_iter()
-                .map(|(field, message)| Problem {
-                    field: format!("limits.{field}"),
-                    message,
-                }),
-        );
-        out.extend(self.bundled_function_problems());
-        out
     }
 }
 
