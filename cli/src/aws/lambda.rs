@@ -830,11 +830,7 @@ pub async fn room_to_reserve(
     let settings = match settings {
         Ok(s) => s,
         // An emulator without the call has no account to fill.
-        Err(e)
-            if super::apigw::emulated(clients)
-                && e.raw_response()
-                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 405 | 500 | 501)) =>
-        {
+        Err(e) if super::apigw::emulated(clients) && super::unimplemented(&e) => {
             return Ok(Ok(()));
         }
         Err(e) => return Err(super::classify(e, "GetAccountSettings", "(the account)")),

@@ -190,6 +190,26 @@ fn quota_advice(code: &str) -> &'static str {
     }
 }
 
+/// Whether the response has one of `statuses` and names one of `codes` as its error: the code
+/// whole, as JSON (`"__type":"…#Code"`) and XML (`<Code>Code</Code>`) spell it, before the
+/// SDK has parsed it (a retry classifier sees only the raw response, whatever the operation).
+fn answered_with(
+    ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    statuses: &[u16],
+    codes: &[&str],
+) -> bool {
+    ctx.response().is_some_and(|r| {
+        statuses.contains(&r.status().as_u16())
+            && r.body().bytes().is_some_and(|body| {
+                codes.iter().any(|code| {
+                    body.windows(code.len() + 1).any(|w| {
+                        w[..code.len()] == *code.as_bytes() && matches!(w[code.len()], b'"' | b'<')
+                    })
+                })
+            })
+    })
+}
+
 /// Refusals that pass by themselves and the SDK does not retry: IAM's
 /// `ConcurrentModification` ("multiple requests to change this object were submitted
 /// simultaneously", IAM API reference, Common errors) and SSM's `TooManyUpdates` ("There are
@@ -203,15 +223,11 @@ impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for Pas
         ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
     ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
         use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
-        let passing = ctx.response().is_some_and(|r| {
-            matches!(r.status().as_u16(), 400 | 409)
-                && r.body().bytes().is_some_and(|body| {
-                    [&b"ConcurrentModification"[..], b"TooManyUpdates"]
-                        .iter()
-                        .any(|code| body.windows(code.len()).any(|w| w == *code))
-                })
-        });
-        if passing {
+        if answered_with(
+            ctx,
+            &[400, 409],
+            &["ConcurrentModification", "TooManyUpdates"],
+        ) {
             RetryAction::transient_error()
         } else {
             RetryAction::NoActionIndicated
@@ -234,18 +250,7 @@ impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for Quo
         ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
     ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
         use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
-        let Some(response) = ctx.response() else {
-            return RetryAction::NoActionIndicated;
-        };
-        let quota = response.status().as_u16() == 400
-            && response.body().bytes().is_some_and(|body| {
-                QUOTA_CODES.iter().any(|code| {
-                    body.windows(code.len() + 1).any(|w| {
-                        w[..code.len()] == *code.as_bytes() && matches!(w[code.len()], b'"' | b'<')
-                    })
-                })
-            });
-        if quota {
+        if answered_with(ctx, &[400], QUOTA_CODES) {
             RetryAction::RetryForbidden
         } else {
             RetryAction::NoActionIndicated
@@ -399,6 +404,22 @@ pub fn is_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>, codes: &[&str])
     err.as_service_error()
         .and_then(|e| e.code())
         .is_some_and(|c| codes.contains(&c))
+}
+
+/// The endpoint has no such operation: an emulator answering an unknown URL (404) or a call it
+/// lacks (500/501) without an AWS error code. AWS itself names every error it returns.
+pub(crate) fn unimplemented<E: ProvideErrorMetadata>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
+    let code = err.as_service_error().and_then(|e| e.code());
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    matches!(
+        code,
+        None | Some("NotImplemented" | "NotImplementedException")
+    ) && matches!(status, Some(404 | 405 | 500 | 501))
 }
 
 /// One client per service, built once from a shared config.

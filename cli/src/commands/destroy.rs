@@ -31,14 +31,7 @@ pub async fn run(
         }
         return Ok(());
     }
-    let protected = engine::protected(&plan, &live);
-    if !protected.is_empty() {
-        return Err(Error::Protected {
-            doing: "destroy",
-            tables: protected,
-            then: "run `wsctl destroy` again",
-        });
-    }
+    engine::refuse_protected(&plan, &live, "destroy", "run `wsctl destroy` again")?;
     if !yes {
         let question = format!(
             "{}\nDelete these {} resource(s) of {}/{}?",

@@ -39,14 +39,7 @@ pub async fn converge(
     target.locate(&live);
     let plan = super::full_plan(config, &target, artifacts, &live);
     crate::aws::lambda::room_to_reserve(clients, &probe, &live).await??;
-    let protected = super::protected(&plan, &live);
-    if !protected.is_empty() {
-        return Err(Error::Protected {
-            doing: "the deploy",
-            tables: protected,
-            then: "deploy this change",
-        });
-    }
+    super::refuse_protected(&plan, &live, "the deploy", "deploy this change")?;
     confirm(&plan)?;
     let deploys = serving == Serving::Checked && plan.changes.iter().any(needs_deployment);
     let before = match live.api_id() {

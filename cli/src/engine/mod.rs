@@ -93,10 +93,17 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, crate::config::Conf
     }
 }
 
-/// The tables `plan` deletes (or replaces) while DynamoDB's deletion protection is on for
-/// them: DeleteTable would be refused half-way, so the whole run is refused before it starts.
-pub fn protected(plan: &plan::Plan, live: &LiveState) -> Vec<String> {
-    plan.changes
+/// Refuses `plan` when it deletes (or replaces) a table with DynamoDB's deletion protection
+/// on: DeleteTable would be refused half-way, so the whole run is refused before it starts.
+/// `doing` names the run and `then` what to do once the protection is off.
+pub fn refuse_protected(
+    plan: &plan::Plan,
+    live: &LiveState,
+    doing: &'static str,
+    then: &'static str,
+) -> Result<(), crate::error::Error> {
+    let tables: Vec<String> = plan
+        .changes
         .iter()
         .filter(|c| matches!(c.action, plan::Action::Delete | plan::Action::Replace(_)))
         .filter(|c| {
@@ -106,7 +113,15 @@ pub fn protected(plan: &plan::Plan, live: &LiveState) -> Vec<String> {
             )
         })
         .map(|c| c.id.name.clone())
-        .collect()
+        .collect();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Error::Protected {
+        doing,
+        tables,
+        then,
+    })
 }
 
 /// Plan for the whole stack (all kinds at once), as `plan` and `status` show it.

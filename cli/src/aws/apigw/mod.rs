@@ -27,9 +27,7 @@ use aws_sdk_apigatewayv2::types::{
 };
 use serde::Serialize;
 
-use aws_sdk_sts::error::ProvideErrorMetadata;
-
-use super::{AwsError, CallContext, Clients, TagChange, all_pages, found};
+use super::{AwsError, CallContext, Clients, TagChange, all_pages, found, unimplemented};
 use crate::engine::model::*;
 use crate::names::Names;
 
@@ -132,22 +130,6 @@ pub fn stage_resource_arn(region: &str, api_id: &str, stage: &str) -> String {
 /// only there may a call be missing rather than failing.
 pub fn emulated(clients: &Clients) -> bool {
     clients.sdk.endpoint_url().is_some()
-}
-
-/// The endpoint has no such operation: an emulator answering an unknown URL (404) or a call it
-/// lacks (500/501) without an AWS error code. AWS itself names every error it returns.
-fn unimplemented<E: ProvideErrorMetadata>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> bool {
-    let code = err.as_service_error().and_then(|e| e.code());
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    matches!(
-        code,
-        None | Some("NotImplemented" | "NotImplementedException")
-    ) && matches!(status, Some(404 | 405 | 500 | 501))
 }
 
 /// The usual retries, except for an emulator's answer to a call it lacks (404/405/500/501 with
