@@ -1,10 +1,12 @@
 //! Everything wsctl writes to the terminal goes through here: results on stdout (text or
 //! JSON), progress and notes on stderr, a progress bar only on a terminal.
 
-use std::io::IsTerminal;
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 use crate::engine::plan::{Action, Change};
 
@@ -13,6 +15,49 @@ pub enum Format {
     #[default]
     Text,
     Json,
+}
+
+/// A command's result: one value that is its JSON (`Serialize`) and its text (`Display`).
+/// The command returns it; the printer picks the form `--output` asked for.
+pub trait Report: Serialize + Display {}
+
+impl<T: Serialize + Display> Report for T {}
+
+/// The JSON of a result as wsctl prints it: keys sorted (each object goes through a
+/// `serde_json::Value`, whose maps are ordered by key), two-space indent.
+pub fn pretty(report: &impl Serialize) -> String {
+    serde_json::to_value(report)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
+}
+
+fn compact(report: &impl Serialize) -> String {
+    serde_json::to_value(report)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// Both forms of a result, as `--output json` and the default print them: what tests pin.
+#[cfg(test)]
+pub fn forms(report: &impl Report) -> (String, String) {
+    (pretty(report), report.to_string())
+}
+
+/// Both forms of a stream's line, as [`Printer::line`] prints them.
+#[cfg(test)]
+pub fn line_forms(report: &impl Report) -> (String, String) {
+    (compact(report), report.to_string())
+}
+
+/// A document printed as JSON in either form: the deployer policy, the config's schema.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Document(pub serde_json::Value);
+
+impl Display for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&pretty(&self.0))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +79,35 @@ impl Printer {
         }
     }
 
-    pub fn json(&self) -> bool {
-        self.format == Format::Json
+    /// The command's answer (stdout): its text, or its JSON pretty-printed.
+    pub fn show(&self, report: &impl Report) {
+        match self.format {
+            Format::Text => {
+                let text = report.to_string();
+                if !text.is_empty() {
+                    println!("{text}");
+                }
+            }
+            Format::Json => println!("{}", pretty(report)),
+        }
+    }
+
+    /// One line of a stream (stdout, flushed): `tail`'s events, `gc`'s log line for cron,
+    /// `wsctl dev`'s "up" line a script reads before the logs start. JSON on one line.
+    pub fn line(&self, report: &impl Report) {
+        let mut out = std::io::stdout().lock();
+        let _ = match self.format {
+            Format::Text => writeln!(out, "{report}"),
+            Format::Json => writeln!(out, "{}", compact(report)),
+        };
+        let _ = out.flush();
+    }
+
+    /// What a peer sent, as it sent it, whatever the form: `wsctl connect`'s frames.
+    pub fn verbatim(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
     }
 
     /// A note for a person (stderr), silenced by `-q`.
@@ -43,24 +115,6 @@ impl Printer {
         if self.verbosity >= 0 {
             eprintln!("{}", text.as_ref());
         }
-    }
-
-    /// The command's result (stdout).
-    pub fn result(&self, text: impl AsRef<str>) {
-        println!("{}", text.as_ref());
-    }
-
-    pub fn result_json(&self, value: &serde_json::Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
-    }
-
-    /// A result as one JSON line: a log line (`gc` from cron), or one a script reads before
-    /// anything else follows (`wsctl dev` is up).
-    pub fn result_line(&self, value: &serde_json::Value) {
-        println!("{value}");
     }
 
     /// A counter of work with no known total (a terminal only): `{pos} {unit}, {msg}`.

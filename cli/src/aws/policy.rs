@@ -33,7 +33,7 @@ use crate::config::{AccessLogsConfig, AccountRole, Config};
 use crate::engine::desired::boundary_arn;
 use crate::error::Error;
 use crate::names::{Names, STACK_TAG, STAGE_TAG, Target};
-use crate::output::Printer;
+use crate::output::{Document, Printer};
 
 /// Which ARNs a grant covers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -454,7 +454,7 @@ pub async fn print(
     aws: &AwsArgs,
     which: Printed,
     printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Document, Error> {
     let target = match Clients::connect(aws, config.region.as_deref()).await {
         Ok(clients) => {
             let account = clients.account().await?;
@@ -495,8 +495,7 @@ pub async fn print(
         Printed::Deployer => deployer_policy(config, &target),
         Printed::Boundary => crate::engine::desired::boundary_policy(&config.names(), &target),
     };
-    printer.result_json(&policy);
-    Ok(())
+    Ok(Document(policy))
 }
 
 #[cfg(test)]

@@ -318,6 +318,12 @@ fn kinds(map: &BTreeMap<String, u64>) -> String {
         .join("; ")
 }
 
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
 impl Report {
     /// The fan-out times of the rounds in which every subscriber got the message.
     pub fn round_times(&self) -> Vec<f64> {

@@ -108,11 +108,7 @@ pub async fn run(
     let report = bench::run(plan, live).await;
     let _ = progress.await;
 
-    if printer.json() {
-        printer.result_json(&serde_json::to_value(&report).unwrap_or_default());
-    } else {
-        printer.result(report.text());
-    }
+    printer.show(&report);
     if let Some((path, mut file)) = report_file {
         use std::io::Write;
         file.write_all(report.html().as_bytes()).map_err(|e| {

@@ -40,8 +40,8 @@ pub async fn run(
     let reader = tokio::spawn(async move {
         while let Some(frame) = stream.next().await {
             match frame {
-                Ok(Message::Text(t)) => out.result(t.as_str()),
-                Ok(Message::Binary(b)) => out.result(format!("(binary, {} bytes)", b.len())),
+                Ok(Message::Text(t)) => out.verbatim(t.as_str()),
+                Ok(Message::Binary(b)) => out.verbatim(&format!("(binary, {} bytes)", b.len())),
                 Ok(Message::Close(f)) => {
                     return f.map(|f| (u16::from(f.code), f.reason.to_string()));
                 }

@@ -1,30 +1,23 @@
+use std::fmt::Display;
 use std::time::Instant;
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::args::DeployArgs;
 use crate::build::Profile;
 use crate::config::Config;
 use crate::engine;
-use crate::engine::plan::Plan;
+use crate::engine::plan::{Change, Plan};
 use crate::error::Error;
 use crate::output::Printer;
-use crate::stack::Stack;
+use crate::stack::{CustomDomain, Stack};
 
 pub async fn run(
     config: &Config,
     aws: &crate::aws::AwsArgs,
     args: &DeployArgs,
     printer: &Printer,
-) -> Result<(), Error> {
-    if args.print_policy || args.print_boundary {
-        let which = if args.print_boundary {
-            crate::aws::policy::Printed::Boundary
-        } else {
-            crate::aws::policy::Printed::Deployer
-        };
-        return crate::aws::policy::print(config, aws, which, printer).await;
-    }
+) -> Result<Deployed, Error> {
     let artifacts = super::artifacts(config, &args.build, Profile::Lambda, printer).await?;
     let started = Instant::now();
     let stack = Stack::open(config, aws).await?;
@@ -83,28 +76,100 @@ pub async fn run(
             None
         }
     };
-    if printer.json() {
-        printer.result_json(&json!({
-            "stack": config.stack, "stage": config.stage, "changes": done,
-            "url": url, "connections_url": connections, "seconds": seconds,
-            "domain": domain.as_ref().map(|d| d.json()),
-        }));
-    } else {
-        let what = if done.is_empty() {
+    Ok(Deployed {
+        stack: config.stack.clone(),
+        stage: config.stage.clone(),
+        changes: done,
+        url,
+        connections_url: connections,
+        seconds,
+        domain,
+    })
+}
+
+/// `wsctl deploy`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Deployed {
+    stack: String,
+    stage: String,
+    /// What was done, in the order it finished.
+    changes: Vec<Change>,
+    url: String,
+    connections_url: String,
+    seconds: f64,
+    domain: Option<CustomDomain>,
+}
+
+impl Display for Deployed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.changes.is_empty() {
             "no changes".to_string()
         } else {
-            format!("{} change(s)", done.len())
+            format!("{} change(s)", self.changes.len())
         };
-        printer.result(format!(
-            "Deployed {}/{}: {what} in {seconds:.1} s.",
-            config.stack, config.stage
-        ));
-        printer.result(format!(
-            "  WebSocket URL:    {url}\n  @connections URL: {connections}"
-        ));
-        if let (Some(d), Some(c)) = (&domain, &config.domain) {
-            printer.result(d.lines(&c.name));
+        write!(
+            f,
+            "Deployed {}/{}: {what} in {:.1} s.\n  WebSocket URL:    {}\n  @connections URL: {}",
+            self.stack, self.stage, self.seconds, self.url, self.connections_url
+        )?;
+        if let Some(domain) = &self.domain {
+            write!(f, "\n{domain}")?;
         }
+        Ok(())
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::{Kind, ResourceId};
+    use crate::engine::plan::Action;
+
+    /// `wsctl deploy --output json` as scripts read it.
+    #[test]
+    fn both_forms_are_pinned() {
+        let deployed = Deployed {
+            stack: "chat".into(),
+            stage: "dev".into(),
+            changes: vec![Change {
+                id: ResourceId {
+                    kind: Kind::Table,
+                    name: "chat-dev-connections".into(),
+                },
+                action: Action::Create,
+                drops: None,
+                after: None,
+                note: None,
+            }],
+            url: "wss://abc.execute-api.eu-west-1.amazonaws.com/dev".into(),
+            connections_url: "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections"
+                .into(),
+            seconds: 12.25,
+            domain: None,
+        };
+        let (json, text) = crate::output::forms(&deployed);
+        assert_eq!(
+            json,
+            r#"{
+  "changes": [
+    {
+      "action": "create",
+      "drops": null,
+      "kind": "table",
+      "name": "chat-dev-connections"
+    }
+  ],
+  "connections_url": "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections",
+  "domain": null,
+  "seconds": 12.25,
+  "stack": "chat",
+  "stage": "dev",
+  "url": "wss://abc.execute-api.eu-west-1.amazonaws.com/dev"
+}"#
+        );
+        assert_eq!(
+            text,
+            "Deployed chat/dev: 1 change(s) in 12.2 s.\n  WebSocket URL:    wss://abc.execute-api.eu-west-1.amazonaws.com/dev\n  @connections URL: https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections"
+        );
+    }
 }

@@ -1,8 +1,11 @@
-use serde_json::json;
+use std::fmt::Display;
+
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine;
 use crate::engine::Applied;
+use crate::engine::plan::Change;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::stack::Stack;
@@ -13,23 +16,19 @@ pub async fn run(
     aws: &crate::aws::AwsArgs,
     yes: bool,
     printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Destroyed, Error> {
     let stack = Stack::open(config, aws).await?;
     let (clients, mut target) = (&stack.clients, stack.target.clone());
     let live = engine::read(clients, config, &[]).await?;
     target.locate(&live);
     let plan = engine::plan::diff(&[], &live, &engine::model::Kind::ALL);
+    let destroyed = |deleted| Destroyed {
+        stack: config.stack.clone(),
+        stage: config.stage.clone(),
+        deleted,
+    };
     if plan.is_empty() {
-        if printer.json() {
-            printer
-                .result_json(&json!({"stack": config.stack, "stage": config.stage, "deleted": []}));
-        } else {
-            printer.result(format!(
-                "Nothing to destroy: no resource of {}/{} exists.",
-                config.stack, config.stage
-            ));
-        }
-        return Ok(());
+        return Ok(destroyed(Vec::new()));
     }
     engine::refuse_protected(&plan, &live, "destroy", "run `wsctl destroy` again")?;
     if !yes {
@@ -63,17 +62,47 @@ pub async fn run(
     if !applied.failed.is_empty() {
         return Err(Error::Partial(applied.failed));
     }
-    if printer.json() {
-        printer.result_json(
-            &json!({"stack": config.stack, "stage": config.stage, "deleted": applied.done}),
-        );
-    } else {
-        printer.result(format!(
-            "Destroyed {}/{}: {} resource(s) deleted.",
-            config.stack,
-            config.stage,
-            applied.done.len()
-        ));
+    Ok(destroyed(applied.done))
+}
+
+/// `wsctl destroy`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Destroyed {
+    stack: String,
+    stage: String,
+    deleted: Vec<Change>,
+}
+
+impl Display for Destroyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Destroyed { stack, stage, .. } = self;
+        match self.deleted.len() {
+            0 => write!(
+                f,
+                "Nothing to destroy: no resource of {stack}/{stage} exists."
+            ),
+            n => write!(f, "Destroyed {stack}/{stage}: {n} resource(s) deleted."),
+        }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let nothing = Destroyed {
+            stack: "chat".into(),
+            stage: "dev".into(),
+            deleted: vec![],
+        };
+        assert_eq!(
+            crate::output::forms(&nothing),
+            (
+                "{\n  \"deleted\": [],\n  \"stack\": \"chat\",\n  \"stage\": \"dev\"\n}".into(),
+                "Nothing to destroy: no resource of chat/dev exists.".into()
+            )
+        );
+    }
 }

@@ -1,21 +1,19 @@
 //! `wsctl disconnect --connection ID | --user U`: closes connections as API Gateway's
 //! `DeleteConnection` does; their tokens stay valid (`wsctl revoke` refuses them too).
 
-use serde_json::json;
-
 use crate::args::DisconnectArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
 use crate::output::Printer;
-use crate::stack::{Stack, close_connections};
+use crate::stack::{Closed, Stack, close_connections};
 
 pub async fn run(
     config: &Config,
     aws: &AwsArgs,
     args: &DisconnectArgs,
     printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Closed, Error> {
     let stack = Stack::open(config, aws).await?;
     let ids = match &args.user {
         Some(user) => stack
@@ -26,13 +24,29 @@ pub async fn run(
         None => args.connection.clone(),
     };
     let result = close_connections(&stack.connections().await?, &ids).await?;
-    if printer.json() {
-        printer.result_json(&json!({"closed": result.closed, "gone": result.gone}));
-    } else {
-        printer.result(format!("closed {} connection(s)", result.closed.len()));
-        for id in &result.gone {
-            printer.note(format!("{id} was not open"));
-        }
+    for id in &result.gone {
+        printer.note(format!("{id} was not open"));
     }
-    Ok(())
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let closed = Closed {
+            closed: vec!["abc=".into()],
+            gone: vec!["def=".into()],
+        };
+        assert_eq!(
+            crate::output::forms(&closed),
+            (
+                "{\n  \"closed\": [\n    \"abc=\"\n  ],\n  \"gone\": [\n    \"def=\"\n  ]\n}"
+                    .into(),
+                "closed 1 connection(s)".into()
+            )
+        );
+    }
 }

@@ -15,6 +15,7 @@
 //! timeout) are left alone.
 
 use std::collections::HashSet;
+use std::fmt::Display;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use aws_sdk_apigatewaymanagement as mgmt;
 use futures::future;
 use futures::stream::StreamExt;
-use serde_json::json;
+use serde::Serialize;
 use wsctl_functions::Invoker;
 use wsctl_functions::auth::now;
 use wsctl_functions::fanout::leave_frames;
@@ -177,41 +178,31 @@ pub async fn run(
         bar.finish_and_clear();
     }
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let (scanned, live, stale, deleted, errors) = (
-        get(&tally.scanned),
-        get(&tally.live),
-        get(&tally.stale),
-        get(&tally.deleted),
-        get(&tally.errors),
-    );
-    let seconds = started.elapsed().as_secs_f64();
-    let cut_short = cut_short.load(Ordering::Relaxed);
-    if printer.json() {
-        printer.result_line(
-            &json!({"scanned": scanned, "live": live, "stale": stale, "deleted": deleted, "errors": errors, "seconds": seconds, "dry_run": args.dry_run, "complete": !cut_short}),
-        );
-    } else {
-        let action = if args.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        };
-        let count = if args.dry_run { stale } else { deleted };
-        let partial = if cut_short {
-            " (stopped at --max-duration)"
-        } else {
-            ""
-        };
-        printer.result(format!("gc {}/{}: scanned {scanned}, live {live}, stale {stale}, {action} {count}, errors {errors} in {seconds:.1} s{partial}", config.stack, config.stage));
-    }
+    let swept = Swept {
+        stack: config.stack.clone(),
+        stage: config.stage.clone(),
+        scanned: get(&tally.scanned),
+        live: get(&tally.live),
+        stale: get(&tally.stale),
+        deleted: get(&tally.deleted),
+        errors: get(&tally.errors),
+        seconds: started.elapsed().as_secs_f64(),
+        dry_run: args.dry_run,
+        complete: !cut_short.load(Ordering::Relaxed),
+    };
+    // Printed before any error: cron's log keeps the counts of a sweep that failed part-way.
+    printer.line(&swept);
+    let Swept {
+        errors, complete, ..
+    } = swept;
     // A Scan that failed is an AWS error of its own kind (access denied is not "run it again").
     if let Some(e) = scan_error.into_inner().expect("scan error lock") {
         return Err(e);
     }
-    if errors > 0 || cut_short {
+    if errors > 0 || !complete {
         return Err(Error::Unfinished(format!(
             "gc did not finish: {errors} error(s){}\nhint: run it again; every step is idempotent",
-            if cut_short {
+            if !complete {
                 ", stopped at --max-duration"
             } else {
                 ""
@@ -219,6 +210,54 @@ pub async fn run(
         )));
     }
     Ok(())
+}
+
+/// What a sweep did: one line for cron's log.
+#[derive(Debug, Serialize)]
+struct Swept {
+    #[serde(skip)]
+    stack: String,
+    #[serde(skip)]
+    stage: String,
+    scanned: u64,
+    live: u64,
+    stale: u64,
+    deleted: u64,
+    errors: u64,
+    seconds: f64,
+    dry_run: bool,
+    /// False when `--max-duration` stopped the sweep.
+    complete: bool,
+}
+
+impl Display for Swept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Swept {
+            stack,
+            stage,
+            scanned,
+            live,
+            stale,
+            deleted,
+            errors,
+            seconds,
+            ..
+        } = self;
+        let (action, count) = if self.dry_run {
+            ("would delete", stale)
+        } else {
+            ("deleted", deleted)
+        };
+        let partial = if self.complete {
+            ""
+        } else {
+            " (stopped at --max-duration)"
+        };
+        write!(
+            f,
+            "gc {stack}/{stage}: scanned {scanned}, live {live}, stale {stale}, {action} {count}, errors {errors} in {seconds:.1} s{partial}"
+        )
+    }
 }
 
 /// Removes one stale connection (its subscriptions found by index) and announces its leaves.
@@ -301,5 +340,34 @@ async fn check(api: &mgmt::Client, id: &str) -> Result<bool, String> {
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(false),
         Err(e) => Err(crate::aws::classify(e, "GetConnection", id).to_string()),
+    }
+}
+
+#[cfg(test)]
+mod pinned {
+    use super::*;
+
+    /// cron's log line, as log readers parse it.
+    #[test]
+    fn both_forms_are_pinned() {
+        let swept = Swept {
+            stack: "chat".into(),
+            stage: "dev".into(),
+            scanned: 10,
+            live: 7,
+            stale: 3,
+            deleted: 3,
+            errors: 0,
+            seconds: 1.5,
+            dry_run: false,
+            complete: true,
+        };
+        assert_eq!(
+            crate::output::line_forms(&swept),
+            (
+                r#"{"complete":true,"deleted":3,"dry_run":false,"errors":0,"live":7,"scanned":10,"seconds":1.5,"stale":3}"#.into(),
+                "gc chat/dev: scanned 10, live 7, stale 3, deleted 3, errors 0 in 1.5 s".into()
+            )
+        );
     }
 }

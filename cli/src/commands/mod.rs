@@ -24,118 +24,61 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::args::{BuildArgs, Cli, Command};
+use crate::aws::policy::{self, Printed};
 use crate::build::{Artifact, Profile};
 use crate::config::Config;
 use crate::engine;
 use crate::error::Error;
 use crate::output::Printer;
 
+/// Runs the command and shows its result: each command returns a value, the printer picks
+/// its form.
 pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
-    match cli.command {
-        Command::Init { force } => init::run(&cli.config, force, &printer),
-        Command::Completions { shell } => {
-            completions::run(shell, &mut std::io::stdout().lock());
-            Ok(())
-        }
+    let config = || engine::load_config(&cli.config);
+    match &cli.command {
+        Command::Init { force } => init::run(&cli.config, *force, &printer)?,
+        Command::Completions { shell } => completions::run(*shell, &mut std::io::stdout().lock()),
         Command::Schema => schema::run(&mut std::io::stdout().lock())
-            .map_err(|e| Error::Io(format!("cannot write the schema: {e}"))),
-        Command::Build(args) => build::run(&load(&cli.config, &args)?, &args, &printer).await,
+            .map_err(|e| Error::Io(format!("cannot write the schema: {e}")))?,
+        Command::Build(args) => {
+            printer.show(&build::run(&load(&cli.config, args)?, args, &printer).await?)
+        }
         Command::Plan(args) => {
-            plan::run(&load(&cli.config, &args)?, &cli.aws, &args, &printer).await
+            printer.show(&plan::run(&load(&cli.config, args)?, &cli.aws, args, &printer).await?)
         }
-        Command::Deploy(args) => {
-            deploy::run(&load(&cli.config, &args.build)?, &cli.aws, &args, &printer).await
+        Command::Deploy(args) if args.print_policy || args.print_boundary => {
+            let which = match args.print_boundary {
+                true => Printed::Boundary,
+                false => Printed::Deployer,
+            };
+            let config = load(&cli.config, &args.build)?;
+            printer.show(&policy::print(&config, &cli.aws, which, &printer).await?)
         }
-        Command::Status => {
-            status::run(&engine::load_config(&cli.config)?, &cli.aws, &printer).await
-        }
-        Command::Token(args) => {
-            token::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
-        Command::Publish(args) => {
-            publish::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
-        Command::Tail(args) => {
-            tail::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
-        Command::Connect(args) => {
-            connect::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
+        Command::Deploy(args) => printer
+            .show(&deploy::run(&load(&cli.config, &args.build)?, &cli.aws, args, &printer).await?),
+        Command::Status => printer.show(&status::run(&config()?, &cli.aws, &printer).await?),
+        Command::Token(args) => printer.show(&token::run(&config()?, &cli.aws, args).await?),
+        Command::Publish(args) => printer.show(&publish::run(&config()?, &cli.aws, args).await?),
+        Command::Tail(args) => tail::run(&config()?, &cli.aws, args, &printer).await?,
+        Command::Connect(args) => connect::run(&config()?, &cli.aws, args, &printer).await?,
         Command::Connections(args) => {
-            connections::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
+            printer.show(&connections::run(&config()?, &cli.aws, args).await?)
         }
         Command::Secret(command) => {
-            secret::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &command,
-                &printer,
-            )
-            .await
+            printer.show(&secret::run(&config()?, &cli.aws, command).await?)
         }
-        Command::Gc(args) => {
-            gc::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
-        Command::Revoke(args) => {
-            revoke::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
-        }
+        Command::Gc(args) => gc::run(&config()?, &cli.aws, args, &printer).await?,
+        Command::Revoke(args) => printer.show(&revoke::run(&config()?, &cli.aws, args).await?),
         Command::Disconnect(args) => {
-            disconnect::run(
-                &engine::load_config(&cli.config)?,
-                &cli.aws,
-                &args,
-                &printer,
-            )
-            .await
+            printer.show(&disconnect::run(&config()?, &cli.aws, args, &printer).await?)
         }
-        Command::Bench(args) => bench::run(&cli.config, &cli.aws, &args, &printer).await,
-        Command::Dev(args) => dev::run(&cli.config, &cli.aws, &args, &printer).await,
+        Command::Bench(args) => bench::run(&cli.config, &cli.aws, args, &printer).await?,
+        Command::Dev(args) => dev::run(&cli.config, &cli.aws, args, &printer).await?,
         Command::Destroy { yes } => {
-            destroy::run(&engine::load_config(&cli.config)?, &cli.aws, yes, &printer).await
+            printer.show(&destroy::run(&config()?, &cli.aws, *yes, &printer).await?)
         }
     }
+    Ok(())
 }
 
 /// Asks on the terminal to type the stack's name to go on. Without a terminal nobody can

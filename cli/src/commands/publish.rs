@@ -2,25 +2,22 @@
 //! serial, sent to every subscriber; prints the serial and the delivery counts), or to one
 //! connection straight through `@connections`. `--count`/`--rate` make simple load.
 
+use std::fmt::Display;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use aws_sdk_apigatewaymanagement as mgmt;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
+use wsctl_functions::handlers::publish::PublishResult;
 
 use crate::args::PublishArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::output::Printer;
 use crate::stack::{PublishFunction, Stack};
 
-pub async fn run(
-    config: &Config,
-    aws: &AwsArgs,
-    args: &PublishArgs,
-    printer: &Printer,
-) -> Result<(), Error> {
+pub async fn run(config: &Config, aws: &AwsArgs, args: &PublishArgs) -> Result<Published, Error> {
     let data = data(args)?;
     let stack = Stack::open(config, aws).await?;
     let started = Instant::now();
@@ -52,20 +49,86 @@ pub async fn run(
             (None, Some(id), Some(api)) => to_connection(api, id, &data).await?,
             _ => unreachable!("clap requires --channel or --connection"),
         };
-        if !printer.json() {
-            printer.result(describe(&result));
-        }
         results.push(result);
     }
-    if printer.json() {
-        let seconds = started.elapsed().as_secs_f64();
-        match results.as_slice() {
-            [one] => printer.result_json(one),
-            many => printer
-                .result_json(&json!({"published": many, "count": many.len(), "seconds": seconds})),
+    Ok(Published {
+        sent: results,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `wsctl publish`'s answer: what one publish did, or with `--count`, each one's and the
+/// time they took.
+#[derive(Debug)]
+pub struct Published {
+    sent: Vec<Sent>,
+    seconds: f64,
+}
+
+/// One publish: through the channel's publish function, or to one connection.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Sent {
+    Channel {
+        channel: String,
+        #[serde(flatten)]
+        answer: PublishResult,
+    },
+    Connection {
+        connection: String,
+        delivered: u64,
+        /// 1 when `@connections` answered 410: the connection is gone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gone: Option<u64>,
+    },
+}
+
+impl Serialize for Published {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.sent.as_slice() {
+            [one] => one.serialize(serializer),
+            many => json!({"published": many, "count": many.len(), "seconds": self.seconds})
+                .serialize(serializer),
         }
     }
-    Ok(())
+}
+
+impl Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.sent.iter().map(Sent::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sent::Connection {
+                connection,
+                gone: Some(_),
+                ..
+            } => write!(f, "connection {connection} is gone (410)"),
+            Sent::Connection { connection, .. } => write!(f, "sent to connection {connection}"),
+            Sent::Channel { channel, answer } if answer.duplicate => write!(
+                f,
+                "{channel}: serial {} (duplicate id: already published, not delivered again)",
+                answer.serial.unwrap_or_default()
+            ),
+            Sent::Channel { channel, answer } => write!(
+                f,
+                "{channel}: serial {}; delivered {}, gone {}, failed {}{}",
+                answer.serial.unwrap_or_default(),
+                answer.report.delivered,
+                answer.report.gone,
+                answer.report.failed,
+                if answer.continued {
+                    " (rest of the channel handed to further invocations)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
 }
 
 /// `--data` (JSON, or else text), `--file`, or stdin.
@@ -94,26 +157,23 @@ async fn to_channel(
     channel: &str,
     data: &Value,
     id: Option<String>,
-) -> Result<Value, Error> {
+) -> Result<Sent, Error> {
     let answer = function.publish(channel, data, id.as_deref()).await?;
-    let mut result = json!({
-        "channel": channel,
-        "duplicate": answer.duplicate,
-        "delivered": answer.report.delivered,
-        "gone": answer.report.gone,
-        "failed": answer.report.failed,
-        "continued": answer.continued,
-    });
-    if let Some(serial) = answer.serial {
-        result["serial"] = serial.into();
-    }
-    Ok(result)
+    Ok(Sent::Channel {
+        channel: channel.to_string(),
+        answer,
+    })
 }
 
-async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Value, Error> {
+async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Sent, Error> {
     let bytes = match data {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    };
+    let sent = |delivered, gone| Sent::Connection {
+        connection: id.to_string(),
+        delivered,
+        gone,
     };
     match api
         .post_to_connection()
@@ -122,38 +182,62 @@ async fn to_connection(api: &mgmt::Client, id: &str, data: &Value) -> Result<Val
         .send()
         .await
     {
-        Ok(_) => Ok(json!({"connection": id, "delivered": 1})),
+        Ok(_) => Ok(sent(1, None)),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
-            Ok(json!({"connection": id, "delivered": 0, "gone": 1}))
+            Ok(sent(0, Some(1)))
         }
         Err(e) => Err(Error::Aws(crate::aws::classify(e, "PostToConnection", id))),
     }
 }
 
-fn describe(r: &Value) -> String {
-    let n = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
-    match r.get("connection").and_then(Value::as_str) {
-        Some(id) if n("gone") > 0 => format!("connection {id} is gone (410)"),
-        Some(id) => format!("sent to connection {id}"),
-        None if r.get("duplicate").and_then(Value::as_bool) == Some(true) => {
-            format!(
-                "{}: serial {} (duplicate id: already published, not delivered again)",
-                r["channel"].as_str().unwrap_or_default(),
-                n("serial")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsctl_functions::fanout::Report;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let to_channel = Sent::Channel {
+            channel: "room-1".into(),
+            answer: PublishResult {
+                serial: Some(7),
+                duplicate: false,
+                report: Report {
+                    delivered: 2,
+                    gone: 1,
+                    failed: 0,
+                },
+                continued: false,
+            },
+        };
+        let one = Published {
+            sent: vec![to_channel],
+            seconds: 0.5,
+        };
+        assert_eq!(
+            crate::output::forms(&one),
+            (
+                "{\n  \"channel\": \"room-1\",\n  \"continued\": false,\n  \"delivered\": 2,\n  \"duplicate\": false,\n  \"failed\": 0,\n  \"gone\": 1,\n  \"serial\": 7\n}".into(),
+                "room-1: serial 7; delivered 2, gone 1, failed 0".into()
             )
-        }
-        None => format!(
-            "{}: serial {}; delivered {}, gone {}, failed {}{}",
-            r["channel"].as_str().unwrap_or_default(),
-            n("serial"),
-            n("delivered"),
-            n("gone"),
-            n("failed"),
-            if r.get("continued").and_then(Value::as_bool) == Some(true) {
-                " (rest of the channel handed to further invocations)"
-            } else {
-                ""
-            }
-        ),
+        );
+        let gone = |id: &str| Sent::Connection {
+            connection: id.into(),
+            delivered: 0,
+            gone: Some(1),
+        };
+        let many = Published {
+            sent: vec![gone("a="), gone("b=")],
+            seconds: 0.5,
+        };
+        let (json, text) = crate::output::forms(&many);
+        assert_eq!(
+            json,
+            "{\n  \"count\": 2,\n  \"published\": [\n    {\n      \"connection\": \"a=\",\n      \"delivered\": 0,\n      \"gone\": 1\n    },\n    {\n      \"connection\": \"b=\",\n      \"delivered\": 0,\n      \"gone\": 1\n    }\n  ],\n  \"seconds\": 0.5\n}"
+        );
+        assert_eq!(
+            text,
+            "connection a= is gone (410)\nconnection b= is gone (410)"
+        );
     }
 }

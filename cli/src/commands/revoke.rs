@@ -2,28 +2,23 @@
 //! refuses it at the handshake, the message function at the next frame and in `auth`
 //! renewals), and U's open connections are closed.
 
+use std::fmt::Display;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 use wsctl_functions::auth::now;
 
 use crate::args::RevokeArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::output::Printer;
-use crate::stack::{Stack, close_connections};
+use crate::stack::{Closed, Stack, close_connections};
 
 /// How long after closing the connections it found revoke looks again: a handshake the
 /// authorizer let through just before the revocation stores its connection a moment later.
 const SECOND_LOOK: Duration = Duration::from_secs(2);
 
-pub async fn run(
-    config: &Config,
-    aws: &AwsArgs,
-    args: &RevokeArgs,
-    printer: &Printer,
-) -> Result<(), Error> {
+pub async fn run(config: &Config, aws: &AwsArgs, args: &RevokeArgs) -> Result<Revoked, Error> {
     wsctl_functions::auth::check_user(&args.user).map_err(|e| Error::Usage {
         usage: format!("--user: {e}\nhint: the user id exactly as its tokens' `sub` spells it"),
     })?;
@@ -49,20 +44,55 @@ pub async fn run(
     let again = close_connections(&api, &late).await?;
     result.closed.extend(again.closed);
     result.gone.extend(again.gone);
-    if printer.json() {
-        printer.result_json(&json!({
-            "user": args.user,
-            "revoked_before": before,
-            "closed": result.closed,
-            "gone": result.gone,
-        }));
-    } else {
-        printer.result(format!(
+    Ok(Revoked {
+        user: args.user.clone(),
+        revoked_before: before,
+        closed: result,
+    })
+}
+
+/// `wsctl revoke`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    user: String,
+    /// Epoch seconds: tokens issued at or before it no longer pass.
+    revoked_before: u64,
+    #[serde(flatten)]
+    closed: Closed,
+}
+
+impl Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "revoked the tokens of {} issued before {}; closed {} open connection(s)",
-            args.user,
-            crate::local::events::iso8601(before * 1000),
-            result.closed.len()
-        ));
+            self.user,
+            crate::local::events::iso8601(self.revoked_before * 1000),
+            self.closed.closed.len()
+        )
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let revoked = Revoked {
+            user: "alice".into(),
+            revoked_before: 1_700_000_000,
+            closed: Closed {
+                closed: vec!["abc=".into()],
+                gone: vec![],
+            },
+        };
+        assert_eq!(
+            crate::output::forms(&revoked),
+            (
+                "{\n  \"closed\": [\n    \"abc=\"\n  ],\n  \"gone\": [],\n  \"revoked_before\": 1700000000,\n  \"user\": \"alice\"\n}".into(),
+                "revoked the tokens of alice issued before 2023-11-14T22:13:20.000Z; closed 1 open connection(s)".into()
+            )
+        );
+    }
 }

@@ -3,22 +3,22 @@
 //! authorizers learn the new key the first time a token names it (and within a minute
 //! regardless).
 
-use serde_json::json;
+use std::fmt::Display;
+
+use serde::Serialize;
 use wsctl_functions::auth::{SecretKeys, now};
 
 use crate::args::SecretCommand;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::output::Printer;
 use crate::stack::Stack;
 
 pub async fn run(
     config: &Config,
     aws: &AwsArgs,
     command: &SecretCommand,
-    printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Rotated, Error> {
     let SecretCommand::Rotate { grace } = command;
     let stack = Stack::open(config, aws).await?;
     let clients = &stack.clients;
@@ -66,21 +66,37 @@ pub async fn run(
     };
     let key_id = wsctl_functions::auth::key_id(&keys.current);
     let until = keys.previous.as_ref().map(|(_, until)| *until);
-    if printer.json() {
-        printer.result_json(
-            &json!({"parameter": name, "key_id": key_id, "previous_valid_until": until}),
-        );
-    } else {
-        let previous = match until {
+    Ok(Rotated {
+        parameter: name,
+        key_id,
+        previous_valid_until: until,
+    })
+}
+
+/// `wsctl secret rotate`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Rotated {
+    parameter: String,
+    key_id: String,
+    /// Epoch seconds until which tokens signed with the previous key pass.
+    previous_valid_until: Option<u64>,
+}
+
+impl Display for Rotated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let previous = match self.previous_valid_until {
             Some(t) => format!(
                 "tokens signed with the previous key pass until {} (epoch {t})",
                 crate::local::events::iso8601(t * 1000)
             ),
             None => "tokens signed with older keys stop passing within a minute".into(),
         };
-        printer.result(format!("rotated {name}: new key {key_id}; {previous}"));
+        write!(
+            f,
+            "rotated {}: new key {}; {previous}",
+            self.parameter, self.key_id
+        )
     }
-    Ok(())
 }
 
 /// The counters item recording the last parameter version a rotation started from.
@@ -139,4 +155,25 @@ async fn release(db: &aws_sdk_dynamodb::Client, table: &str, version: i64) -> Re
         .await
         .map_err(|e| crate::aws::classify(e, "DeleteItem", table))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let rotated = Rotated {
+            parameter: "/wsctl/chat/dev/token-secret".into(),
+            key_id: "k1".into(),
+            previous_valid_until: None,
+        };
+        assert_eq!(
+            crate::output::forms(&rotated),
+            (
+                "{\n  \"key_id\": \"k1\",\n  \"parameter\": \"/wsctl/chat/dev/token-secret\",\n  \"previous_valid_until\": null\n}".into(),
+                "rotated /wsctl/chat/dev/token-secret: new key k1; tokens signed with older keys stop passing within a minute".into()
+            )
+        );
+    }
 }

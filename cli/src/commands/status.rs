@@ -1,11 +1,14 @@
-use serde_json::json;
+use std::fmt::Display;
+
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine;
-use crate::engine::model::Spec;
+use crate::engine::model::{Kind, ResourceId, Spec};
+use crate::engine::plan::Plan;
 use crate::error::Error;
 use crate::output::Printer;
-use crate::stack::Stack;
+use crate::stack::{CustomDomain, Stack};
 
 /// What exists, where it answers, and how it differs from the config. Does not build: code
 /// is compared with the last build's zips when there are any.
@@ -13,7 +16,7 @@ pub async fn run(
     config: &Config,
     aws: &crate::aws::AwsArgs,
     printer: &Printer,
-) -> Result<(), Error> {
+) -> Result<Status, Error> {
     let stack = Stack::open(config, aws).await?;
     let (config, profile) = &super::as_served(config, &stack, printer).await?;
     let mut artifacts = crate::build::existing(config, *profile);
@@ -53,65 +56,164 @@ pub async fn run(
         .await?
         .map(|g| (g.websocket.clone(), g.connections_url()));
     let domain = stack.custom_domain().await?;
-    let deployed = !live.resources.is_empty();
-    if printer.json() {
-        let resources: Vec<_> = live
+    Ok(Status {
+        stack: config.stack.clone(),
+        stage: config.stage.clone(),
+        account: target.account,
+        region: target.region,
+        deployed: !live.resources.is_empty(),
+        url: urls.as_ref().map(|u| u.0.clone()),
+        connections_url: urls.map(|u| u.1),
+        resources: live
             .resources
             .iter()
-            .map(|(id, l)| json!({"kind": id.kind, "name": id.name, "id": l.physical_id}))
-            .collect();
-        printer.result_json(&json!({
-            "stack": config.stack, "stage": config.stage, "account": target.account, "region": target.region,
-            "deployed": deployed, "url": urls.as_ref().map(|u| &u.0), "connections_url": urls.as_ref().map(|u| &u.1),
-            "resources": resources, "foreign": live.foreign, "in_sync": plan.is_empty(), "drift": plan.changes,
-            "domain": domain.as_ref().map(|d| d.json()),
-        }));
-        return Ok(());
+            .map(|(id, l)| Resource {
+                kind: id.kind,
+                name: id.name.clone(),
+                id: l.physical_id.clone(),
+            })
+            .collect(),
+        foreign: live.foreign,
+        in_sync: plan.is_empty(),
+        drift: plan,
+        domain,
+    })
+}
+
+/// `wsctl status`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    stack: String,
+    stage: String,
+    account: String,
+    region: String,
+    deployed: bool,
+    url: Option<String>,
+    connections_url: Option<String>,
+    resources: Vec<Resource>,
+    /// Resources with the stack's names but not its tags, left alone.
+    foreign: Vec<ResourceId>,
+    in_sync: bool,
+    #[serde(serialize_with = "Plan::serialize_changes")]
+    drift: Plan,
+    domain: Option<CustomDomain>,
+}
+
+#[derive(Debug, Serialize)]
+struct Resource {
+    kind: Kind,
+    name: String,
+    id: Option<String>,
+}
+
+impl Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Status {
+            stack,
+            stage,
+            account,
+            region,
+            ..
+        } = self;
+        if !self.deployed {
+            return write!(
+                f,
+                "{stack}/{stage} is not deployed in account {account} ({region}). Run `wsctl deploy`."
+            );
+        }
+        write!(
+            f,
+            "{stack}/{stage} in account {account} ({region}): {} resource(s)",
+            self.resources.len()
+        )?;
+        for r in &self.resources {
+            let physical =
+                r.id.as_deref()
+                    .filter(|p| *p != r.name)
+                    .map(|p| format!("  ({p})"))
+                    .unwrap_or_default();
+            write!(f, "\n  {:<12} {}{physical}", r.kind.label(), r.name)?;
+        }
+        if let (Some(url), Some(connections)) = (&self.url, &self.connections_url) {
+            write!(
+                f,
+                "\n  WebSocket URL:    {url}\n  @connections URL: {connections}"
+            )?;
+        }
+        if let Some(domain) = &self.domain {
+            write!(f, "\n{domain}")?;
+        }
+        for foreign in &self.foreign {
+            write!(
+                f,
+                "\n  ! {foreign} exists without this stack's tags (left alone)"
+            )?;
+        }
+        if self.in_sync {
+            write!(f, "\nIn sync with the config.")
+        } else {
+            write!(
+                f,
+                "\nDrifted from the config:\n{}",
+                self.drift.to_string().trim_end()
+            )
+        }
     }
-    if !deployed {
-        printer.result(format!(
-            "{}/{} is not deployed in account {} ({}). Run `wsctl deploy`.",
-            config.stack, config.stage, target.account, target.region
-        ));
-        return Ok(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let status = Status {
+            stack: "chat".into(),
+            stage: "dev".into(),
+            account: "123456789012".into(),
+            region: "eu-west-1".into(),
+            deployed: true,
+            url: Some("wss://abc.execute-api.eu-west-1.amazonaws.com/dev".into()),
+            connections_url: Some(
+                "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections".into(),
+            ),
+            resources: vec![Resource {
+                kind: Kind::Api,
+                name: "chat-dev".into(),
+                id: Some("abc".into()),
+            }],
+            foreign: vec![],
+            in_sync: true,
+            drift: Plan::default(),
+            domain: None,
+        };
+        let (json, text) = crate::output::forms(&status);
+        assert_eq!(
+            json,
+            r#"{
+  "account": "123456789012",
+  "connections_url": "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections",
+  "deployed": true,
+  "domain": null,
+  "drift": [],
+  "foreign": [],
+  "in_sync": true,
+  "region": "eu-west-1",
+  "resources": [
+    {
+      "id": "abc",
+      "kind": "api",
+      "name": "chat-dev"
     }
-    printer.result(format!(
-        "{}/{} in account {} ({}): {} resource(s)",
-        config.stack,
-        config.stage,
-        target.account,
-        target.region,
-        live.resources.len()
-    ));
-    for (id, l) in &live.resources {
-        let physical = l
-            .physical_id
-            .as_deref()
-            .filter(|p| *p != id.name)
-            .map(|p| format!("  ({p})"))
-            .unwrap_or_default();
-        printer.result(format!("  {:<12} {}{physical}", id.kind.label(), id.name));
+  ],
+  "stack": "chat",
+  "stage": "dev",
+  "url": "wss://abc.execute-api.eu-west-1.amazonaws.com/dev"
+}"#
+        );
+        assert_eq!(
+            text,
+            "chat/dev in account 123456789012 (eu-west-1): 1 resource(s)\n  api          chat-dev  (abc)\n  WebSocket URL:    wss://abc.execute-api.eu-west-1.amazonaws.com/dev\n  @connections URL: https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections\nIn sync with the config."
+        );
     }
-    if let Some((url, connections)) = urls {
-        printer.result(format!(
-            "  WebSocket URL:    {url}\n  @connections URL: {connections}"
-        ));
-    }
-    if let (Some(d), Some(c)) = (&domain, &config.domain) {
-        printer.result(d.lines(&c.name));
-    }
-    for f in &live.foreign {
-        printer.result(format!(
-            "  ! {f} exists without this stack's tags (left alone)"
-        ));
-    }
-    if plan.is_empty() {
-        printer.result("In sync with the config.");
-    } else {
-        printer.result(format!(
-            "Drifted from the config:\n{}",
-            plan.to_string().trim_end()
-        ));
-    }
-    Ok(())
 }

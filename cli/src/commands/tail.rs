@@ -4,10 +4,11 @@
 //! them). The same on AWS and on `wsctl dev`: it only uses the tables and the WebSocket API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+use std::fmt::Display;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{SinkExt, StreamExt};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wsctl_functions::layout::SUBSCRIPTIONS;
@@ -30,36 +31,8 @@ pub async fn run(
     }
     let stack = Stack::open(config, aws).await?;
     let store = stack.store();
-    let json = printer.json();
-    let emit = move |event: Value| {
-        let mut out = std::io::stdout().lock();
-        let _ = if json {
-            writeln!(out, "{event}")
-        } else {
-            let f = |k: &str| {
-                event[k]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| event[k].to_string())
-            };
-            match event["event"].as_str() {
-                Some("message") => writeln!(
-                    out,
-                    "message     {} #{} from {}: {}",
-                    f("channel"),
-                    f("serial"),
-                    f("from"),
-                    event["data"]
-                ),
-                Some(kind @ ("subscribe" | "unsubscribe")) => {
-                    writeln!(out, "{kind:<11} {} {}", f("connection"), f("channel"))
-                }
-                Some(kind) => writeln!(out, "{kind:<11} {} {}", f("connection"), f("user")),
-                None => Ok(()),
-            }
-        };
-        let _ = out.flush();
-    };
+    let out = *printer;
+    let emit = move |event: Event| out.line(&event);
     if args.messages {
         let mut ws = stack.socket("wsctl-tail", None, None).await?;
         for channel in &args.channel {
@@ -103,9 +76,14 @@ pub async fn run(
                     && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
                     && v["type"] == "message"
                 {
-                    emit(
-                        json!({"event": "message", "channel": v["channel"], "serial": v["serial"], "from": v["from"], "data": v["data"], "ts": v["ts"]}),
-                    );
+                    let field = |k: &str| v[k].clone();
+                    emit(Event::Message {
+                        channel: field("channel"),
+                        serial: field("serial"),
+                        from: field("from"),
+                        data: field("data"),
+                        ts: field("ts"),
+                    });
                 }
             }
         });
@@ -129,18 +107,97 @@ pub async fn run(
         }
         let (conns, subs) = snapshot(&store, &channels).await?;
         for (id, user) in conns.iter().filter(|(id, _)| !old_conns.contains_key(*id)) {
-            emit(json!({"event": "connect", "connection": id, "user": user}));
+            emit(Event::Connect {
+                connection: id.clone(),
+                user: user.clone(),
+            });
         }
         for (id, user) in old_conns.iter().filter(|(id, _)| !conns.contains_key(*id)) {
-            emit(json!({"event": "disconnect", "connection": id, "user": user}));
+            emit(Event::Disconnect {
+                connection: id.clone(),
+                user: user.clone(),
+            });
         }
         for (channel, id) in subs.difference(&old_subs) {
-            emit(json!({"event": "subscribe", "connection": id, "channel": channel}));
+            emit(Event::Subscribe {
+                connection: id.clone(),
+                channel: channel.clone(),
+            });
         }
         for (channel, id) in old_subs.difference(&subs) {
-            emit(json!({"event": "unsubscribe", "connection": id, "channel": channel}));
+            emit(Event::Unsubscribe {
+                connection: id.clone(),
+                channel: channel.clone(),
+            });
         }
         (old_conns, old_subs) = (conns, subs);
+    }
+}
+
+/// One line of `wsctl tail`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event {
+    Connect {
+        connection: String,
+        user: String,
+    },
+    Disconnect {
+        connection: String,
+        user: String,
+    },
+    Subscribe {
+        connection: String,
+        channel: String,
+    },
+    Unsubscribe {
+        connection: String,
+        channel: String,
+    },
+    /// A message frame as the stage sent it to tail's own subscription.
+    Message {
+        channel: Value,
+        serial: Value,
+        from: Value,
+        data: Value,
+        ts: Value,
+    },
+}
+
+impl Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |v: &Value| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        };
+        match self {
+            Event::Message {
+                channel,
+                serial,
+                from,
+                data,
+                ..
+            } => write!(
+                f,
+                "message     {} #{} from {}: {data}",
+                text(channel),
+                text(serial),
+                text(from)
+            ),
+            Event::Subscribe {
+                connection,
+                channel,
+            } => write!(f, "subscribe   {connection} {channel}"),
+            Event::Unsubscribe {
+                connection,
+                channel,
+            } => write!(f, "unsubscribe {connection} {channel}"),
+            Event::Connect { connection, user } => write!(f, "connect     {connection} {user}"),
+            Event::Disconnect { connection, user } => {
+                write!(f, "disconnect  {connection} {user}")
+            }
+        }
     }
 }
 
@@ -198,5 +255,39 @@ async fn subscriptions(
         if start.is_none() {
             return Ok(pairs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let connect = Event::Connect {
+            connection: "abc=".into(),
+            user: "alice".into(),
+        };
+        assert_eq!(
+            crate::output::line_forms(&connect),
+            (
+                r#"{"connection":"abc=","event":"connect","user":"alice"}"#.into(),
+                "connect     abc= alice".into()
+            )
+        );
+        let message = Event::Message {
+            channel: json!("room-1"),
+            serial: json!(7),
+            from: json!("alice"),
+            data: json!({"text": "hi"}),
+            ts: json!(1_700_000_000_000u64),
+        };
+        assert_eq!(
+            crate::output::line_forms(&message),
+            (
+                r#"{"channel":"room-1","data":{"text":"hi"},"event":"message","from":"alice","serial":7,"ts":1700000000000}"#.into(),
+                r#"message     room-1 #7 from alice: {"text":"hi"}"#.into()
+            )
+        );
     }
 }

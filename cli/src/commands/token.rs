@@ -2,23 +2,18 @@
 //! and demos can connect without an identity provider.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
-use serde_json::json;
+use serde::Serialize;
 use wsctl_functions::auth::{Capabilities, Op, check_user};
 
 use crate::args::TokenArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
-use crate::output::Printer;
 use crate::stack::Stack;
 
-pub async fn run(
-    config: &Config,
-    aws: &AwsArgs,
-    args: &TokenArgs,
-    printer: &Printer,
-) -> Result<(), Error> {
+pub async fn run(config: &Config, aws: &AwsArgs, args: &TokenArgs) -> Result<Token, Error> {
     let cap = capabilities(&args.allow)?;
     check_user(&args.user).map_err(|why| Error::Usage {
         usage: format!("--user: {why}\nhint: pick another user id"),
@@ -35,12 +30,27 @@ pub async fn run(
         });
     }
     let (token, claims) = stack.mint(&args.user, cap, args.ttl).await?;
-    if printer.json() {
-        printer.result_json(&json!({"token": token, "user": args.user, "expires_at": claims.exp, "cap": claims.cap}));
-    } else {
-        printer.result(token);
+    Ok(Token {
+        token,
+        user: args.user.clone(),
+        expires_at: claims.exp,
+        cap: claims.cap,
+    })
+}
+
+/// `wsctl token`'s answer; its text is the token alone, for `$(wsctl token …)`.
+#[derive(Debug, Serialize)]
+pub struct Token {
+    token: String,
+    user: String,
+    expires_at: u64,
+    cap: Capabilities,
+}
+
+impl Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.token)
     }
-    Ok(())
 }
 
 /// `room-*:subscribe,publish` → `{"room-*": [subscribe, publish]}`; none → everything everywhere.
@@ -77,5 +87,22 @@ mod tests {
         assert!(capabilities(&[]).unwrap().allows("anything", Op::History));
         assert!(capabilities(&["room".into()]).is_err());
         assert!(capabilities(&["room:dance".into()]).is_err());
+    }
+
+    #[test]
+    fn both_forms_are_pinned() {
+        let token = Token {
+            token: "eyJ.x.y".into(),
+            user: "alice".into(),
+            expires_at: 1_700_000_000,
+            cap: capabilities(&["room-*:publish".into()]).unwrap(),
+        };
+        assert_eq!(
+            crate::output::forms(&token),
+            (
+                "{\n  \"cap\": {\n    \"room-*\": [\n      \"publish\"\n    ]\n  },\n  \"expires_at\": 1700000000,\n  \"token\": \"eyJ.x.y\",\n  \"user\": \"alice\"\n}".into(),
+                "eyJ.x.y".into()
+            )
+        );
     }
 }

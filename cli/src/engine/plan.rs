@@ -71,6 +71,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan in a command's JSON: the list of its changes.
+    pub fn serialize_changes<S: serde::Serializer>(
+        plan: &Plan,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&plan.changes, serializer)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }

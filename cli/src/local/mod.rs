@@ -26,6 +26,7 @@ pub mod runtime;
 mod session;
 mod state;
 mod throttle;
+pub mod up;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

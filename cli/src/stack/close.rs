@@ -8,11 +8,18 @@ use futures::stream::{self, StreamExt};
 use crate::error::Error;
 
 /// What closing a set of connections found.
-#[derive(Debug, Default)]
+/// `wsctl disconnect`'s answer, and part of `wsctl revoke`'s.
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Closed {
     pub closed: Vec<String>,
     /// Already gone (410): nothing to close.
     pub gone: Vec<String>,
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "closed {} connection(s)", self.closed.len())
+    }
 }
 
 /// Closes each of `ids`; a failure other than "gone" stops with its error.

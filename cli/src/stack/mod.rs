@@ -16,7 +16,7 @@ use wsctl_functions::partition::Partition;
 use wsctl_functions::store::{Store, Tables, TtlAttributes};
 use wsctl_functions::{Invoker, layout};
 
-pub use close::close_connections;
+pub use close::{Closed, close_connections};
 pub use publish::PublishFunction;
 pub use rows::{rows, scan, subscriber_ids};
 pub use socket::with_token;
@@ -51,13 +51,15 @@ pub struct Gateway {
 /// The stage as served through its custom domain, and what DNS must say for that.
 #[derive(Debug, Clone)]
 pub struct CustomDomain {
+    pub name: String,
     pub gateway: Gateway,
     pub dns: DnsTarget,
 }
 
 impl CustomDomain {
     /// One line for people: the record to create.
-    pub fn dns_line(&self, name: &str) -> String {
+    pub fn dns_line(&self) -> String {
+        let name = &self.name;
         match (&self.dns.target, &self.dns.hosted_zone_id) {
             (Some(target), Some(zone)) => {
                 format!("CNAME {name} -> {target} (or a Route 53 alias to it, hosted zone {zone})")
@@ -67,18 +69,23 @@ impl CustomDomain {
                 .into(),
         }
     }
+}
 
-    /// Its URLs and the DNS record it needs, as `deploy` and `status` print them.
-    pub fn lines(&self, name: &str) -> String {
-        format!(
+/// Its URLs and the DNS record it needs, as `deploy` and `status` print them.
+impl std::fmt::Display for CustomDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "  Custom domain:    {}\n  @connections URL: {} (through the domain)\n  DNS:              {}",
             self.gateway.websocket,
             self.gateway.connections_url(),
-            self.dns_line(name)
+            self.dns_line()
         )
     }
+}
 
-    pub fn json(&self) -> serde_json::Value {
+impl serde::Serialize for CustomDomain {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serde_json::json!({
             "url": self.gateway.websocket,
             "connections_url": self.gateway.connections_url(),
@@ -86,6 +93,7 @@ impl CustomDomain {
             "hosted_zone_id": self.dns.hosted_zone_id,
             "status": self.dns.status,
         })
+        .serialize(serializer)
     }
 }
 
@@ -232,6 +240,7 @@ impl<'c> Stack<'c> {
         };
         let base = format!("wss://{}", domain.name);
         Ok(Some(CustomDomain {
+            name: domain.name.clone(),
             gateway: Gateway::at(&base, domain.mapping_key(&self.config.stage)),
             dns,
         }))
