@@ -2,21 +2,18 @@
 //! `@connections`; a bad frame gets an `error` frame and the connection stays open.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use serde_json::Value;
 
 use crate::Services;
 use crate::auth::{Capabilities, Op, now};
 use crate::connections::Frame;
 use crate::limits::{self, Refusal};
 use crate::protocol::{
-    self, ClientFrame, ErrorCode, ErrorFrame, MAX_HISTORY_LIMIT, Member, PresenceEvent, ServerFrame,
+    self, ClientFrame, ErrorCode, ErrorFrame, Member, PresenceEvent, ServerFrame,
 };
 use crate::session::Session;
-use crate::store::{MAX_WAITING, SEQ_WINDOW, StoreError, Turn};
 
-const DEFAULT_HISTORY_LIMIT: u32 = 100;
-/// When a numbered publish refused for too many waiting predecessors may try again.
-const BUSY_RETRY_MS: u64 = 250;
+mod actions;
+use crate::store::StoreError;
 
 pub async fn handle(
     ctx: &Services,
@@ -374,247 +371,45 @@ async fn act(
     sender: &Sender,
     frame: &ClientFrame,
 ) -> Result<Vec<ServerFrame>, StoreError> {
-    let (connection, user, caps) = (
-        sender.connection.as_str(),
-        sender.user.as_str(),
-        &sender.session.caps,
-    );
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `Services::seq_patience` once and goes on.
-    if let Err(refused) = authorize(caps, frame) {
+    if let Err(refused) = authorize(&sender.session.caps, frame) {
         return Ok(vec![refused]);
     }
-    let store = &ctx.store;
-    Ok(match frame {
-        ClientFrame::Ping { id } => vec![ServerFrame::Pong { id: id.clone() }],
-        ClientFrame::Auth { token } => return renew(ctx, sender, token).await,
+    match frame {
+        ClientFrame::Ping { id } => Ok(vec![ServerFrame::Pong { id: id.clone() }]),
+        ClientFrame::Auth { token } => renew(ctx, sender, token).await,
         ClientFrame::Subscribe {
             channel,
             since,
             rewind,
-        } => {
-            if let Some(refused) = hold_channel(ctx, frame, connection, channel).await? {
-                return Ok(vec![refused]);
-            }
-            // Subscribe first, then replay: a message published meanwhile is in the replay or
-            // arrives live (clients drop serials they already have).
-            store.subscribe(channel, connection, user).await?;
-            let serial = store.latest_serial(channel).await?;
-            let mut out = Vec::new();
-            let mut more = false;
-            if since.is_some() || rewind.is_some() {
-                // One bounded read and one frame, whatever the gap: a client further behind
-                // is told to page the rest with `history`.
-                let page = store
-                    .history(
-                        channel,
-                        *since,
-                        *rewind,
-                        MAX_HISTORY_LIMIT,
-                        protocol::MAX_FRAME_BYTES,
-                    )
-                    .await?;
-                let messages: Vec<_> = page
-                    .messages
-                    .into_iter()
-                    .filter(|m| m.serial <= serial)
-                    .collect();
-                if let Some(since) = since {
-                    more = messages.last().map_or(*since, |m| m.serial) < serial && page.more;
-                }
-                out.push(ServerFrame::History {
-                    channel: channel.clone(),
-                    messages,
-                    more,
-                });
-            }
-            out.push(ServerFrame::Subscribed {
-                channel: channel.clone(),
-                serial,
-                more,
-            });
-            out
-        }
-        ClientFrame::Unsubscribe { channel } => {
-            if let Some(old) = store.unsubscribe(channel, connection).await?
-                && old.present
-            {
-                announce(
-                    ctx,
-                    channel,
-                    PresenceEvent::Leave,
-                    Member {
-                        user: user.into(),
-                        connection: connection.into(),
-                        data: old.member,
-                    },
-                )
-                .await;
-            }
-            vec![ServerFrame::Unsubscribed {
-                channel: channel.clone(),
-            }]
-        }
+        } => actions::subscribe(ctx, sender, frame, channel, *since, *rewind).await,
+        ClientFrame::Unsubscribe { channel } => actions::unsubscribe(ctx, sender, channel).await,
         ClientFrame::Publish {
             channel,
             data,
             id,
             seq,
-        } => {
-            if let Some(seq) = seq {
-                let deadline = tokio::time::Instant::now() + ctx.seq_patience;
-                let refusal = match store.wait_turn(connection, *seq, deadline).await? {
-                    Turn::Go => None,
-                    Turn::TooFar { last } => Some((
-                        ErrorCode::BadRequest,
-                        format!(
-                            "`seq` {seq} is more than {SEQ_WINDOW} ahead of this connection's last stored publish ({last}); number publishes 1, 2, 3, ... on each connection and keep fewer than {SEQ_WINDOW} unacknowledged"
-                        ),
-                        None,
-                    )),
-                    Turn::Busy => Some((
-                        ErrorCode::RateLimited,
-                        format!(
-                            "{MAX_WAITING} numbered publishes of this connection are already waiting for earlier ones; send this one again once they are acknowledged"
-                        ),
-                        Some(BUSY_RETRY_MS),
-                    )),
-                };
-                if let Some((code, message, retry_after_ms)) = refusal {
-                    return Ok(vec![ServerFrame::Error(ErrorFrame {
-                        code,
-                        message,
-                        action: Some("publish".into()),
-                        channel: Some(channel.clone()),
-                        id: id.clone(),
-                        retry_after_ms,
-                    })]);
-                }
-            }
-            // The user's publishes and bytes, over all of their connections: what one user may
-            // write to history and fan out, whatever their grant.
-            if sender.verified {
-                let limits = &ctx.limits;
-                let bytes = data.to_string().len() as u64;
-                let budget = [
-                    ("publishes", limits.publishes, 1),
-                    ("publish_bytes", limits.publish_bytes, bytes),
-                ];
-                if let Err(refusal) = store.take(&limits::user_key(user), &budget).await? {
-                    return Ok(vec![rate_limited(
-                        ctx,
-                        connection,
-                        refusal,
-                        Some("publish".into()),
-                        Some(channel.clone()),
-                        id.clone(),
-                    )]);
-                }
-            }
-            let appended = store.append(channel, id.as_deref(), user, data).await;
-            if let Some(seq) = seq {
-                advance(ctx, connection, *seq).await;
-            }
-            let (message, duplicate) = appended?;
-            let serial = message.serial;
-            let mut out = vec![ServerFrame::Ack {
-                id: message.id.clone(),
-                channel: channel.clone(),
-                serial,
-                duplicate,
-            }];
-            if !duplicate
-                && let Err(e) = super::publish::hand_off(
-                    ctx,
-                    channel,
-                    &ServerFrame::Message(message).to_json(),
-                    None,
-                )
-                .await
-            {
-                tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
-                out.push(ServerFrame::Error(ErrorFrame {
-                    code: ErrorCode::Internal,
-                    message: format!("stored as serial {serial}, but its delivery could not be started; subscribers get it with `history`"),
-                    action: Some("publish".into()),
-                    channel: Some(channel.clone()),
-                    id: id.clone(),
-                    retry_after_ms: None,
-                }));
-            }
-            out
-        }
+        } => actions::publish(ctx, sender, channel, data, id.as_deref(), *seq).await,
         ClientFrame::History {
             channel,
             since,
             limit,
-        } => {
-            let limit = limit
-                .unwrap_or(DEFAULT_HISTORY_LIMIT)
-                .min(MAX_HISTORY_LIMIT);
-            let page = store
-                .history(
-                    channel,
-                    *since,
-                    if since.is_none() { Some(limit) } else { None },
-                    limit,
-                    protocol::MAX_FRAME_BYTES,
-                )
-                .await?;
-            // Only a read forward from `since` can be continued; the last N are the newest
-            // that fit one frame.
-            vec![ServerFrame::History {
-                channel: channel.clone(),
-                messages: page.messages,
-                more: since.is_some() && page.more,
-            }]
-        }
+        } => actions::history(ctx, channel, *since, *limit).await,
         ClientFrame::Presence {
             channel,
-            enter,
-            leave,
-            after,
-        } => {
-            let member = |data| Member {
-                user: user.into(),
-                connection: connection.into(),
-                data,
-            };
-            if let Some(data) = enter {
-                let data = if data.is_boolean() {
-                    Value::Null
-                } else {
-                    data.clone()
-                };
-                if let Some(refused) = hold_channel(ctx, frame, connection, channel).await? {
-                    return Ok(vec![refused]);
-                }
-                // An enter that changes nothing is not announced again: presence is no way to
-                // push content to a channel's subscribers.
-                if store
-                    .enter_presence(channel, connection, user, &data)
-                    .await?
-                {
-                    announce(ctx, channel, PresenceEvent::Enter, member(data)).await;
-                }
-                vec![]
-            } else if leave == &Some(true) {
-                if store.leave_presence(channel, connection).await? {
-                    announce(ctx, channel, PresenceEvent::Leave, member(Value::Null)).await;
-                }
-                vec![]
-            } else {
-                let (members, next) = store
-                    .members(channel, after.as_deref(), protocol::MAX_MEMBERS_PER_FRAME)
-                    .await?;
-                vec![ServerFrame::Members {
-                    channel: channel.clone(),
-                    members,
-                    next,
-                }]
-            }
+            enter: Some(data),
+            ..
+        } => actions::enter(ctx, sender, frame, channel, data).await,
+        ClientFrame::Presence {
+            channel,
+            leave: Some(true),
+            ..
+        } => actions::leave(ctx, sender, channel).await,
+        ClientFrame::Presence { channel, after, .. } => {
+            actions::members(ctx, channel, after.as_deref()).await
         }
-    })
+    }
 }
 
 /// `Some(refusal)` when the connection already holds `subscriptions_per_connection` channels
