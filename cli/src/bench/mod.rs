@@ -7,21 +7,23 @@
 //! knows which.
 
 pub mod histogram;
+mod page;
+mod publisher;
 pub mod report;
+mod subscriber;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use histogram::Histogram;
+use publisher::{function_publisher, publisher};
 pub use report::Report;
+use subscriber::{Incoming, Seen, open, subscriber};
 
 use crate::stack::PublishFunction;
 
@@ -270,84 +272,6 @@ fn close_name(code: u16) -> &'static str {
     }
 }
 
-/// The fields of a server frame the bench reads.
-#[derive(Deserialize)]
-struct Incoming {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    channel: Option<String>,
-    serial: Option<u64>,
-    data: Option<Payload>,
-    code: Option<String>,
-    message: Option<String>,
-    /// Of an error frame: the action it refuses.
-    action: Option<String>,
-}
-
-/// The data of a bench message: the run, the publish's number and when it was sent.
-#[derive(Deserialize)]
-struct Payload {
-    run: Option<String>,
-    n: Option<u64>,
-    t: Option<u64>,
-}
-
-/// One subscriber's view of its channel, kept by its own task.
-struct Seen {
-    channel: usize,
-    /// The channel's serial when the subscription took effect: later serials are expected.
-    base: u64,
-    bits: Vec<u64>,
-    max: u64,
-    duplicates: u64,
-    out_of_order: u64,
-}
-
-impl Seen {
-    fn new(channel: usize, base: u64) -> Seen {
-        Seen {
-            channel,
-            base,
-            bits: Vec::new(),
-            max: 0,
-            duplicates: 0,
-            out_of_order: 0,
-        }
-    }
-
-    /// Records a serial; whether it is the first receipt.
-    fn record(&mut self, serial: u64) -> bool {
-        if serial <= self.base {
-            return false;
-        }
-        let i = (serial - self.base - 1) as usize;
-        if i / 64 >= self.bits.len() {
-            self.bits.resize(i / 64 + 1, 0);
-        }
-        let bit = 1u64 << (i % 64);
-        if self.bits[i / 64] & bit != 0 {
-            self.duplicates += 1;
-            return false;
-        }
-        self.bits[i / 64] |= bit;
-        if serial < self.max {
-            self.out_of_order += 1;
-        }
-        self.max = self.max.max(serial);
-        true
-    }
-
-    fn has(&self, serial: u64) -> bool {
-        if serial <= self.base {
-            return false;
-        }
-        let i = (serial - self.base - 1) as usize;
-        self.bits
-            .get(i / 64)
-            .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
-    }
-}
-
 /// Runs the plan; `live` is updated as it goes.
 pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
     let publishes = plan.load.publishes() as usize;
@@ -564,331 +488,6 @@ async fn sample(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Vec<rep
     }
 }
 
-/// A connection through the authorizer; failures are counted by kind.
-async fn open(shared: &Shared, url: &str) -> Option<Ws> {
-    let started = Instant::now();
-    let attempt = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true);
-    let failure = match tokio::time::timeout(ANSWER_TIMEOUT, attempt).await {
-        Ok(Ok((ws, _))) => {
-            shared.handshake.record(started.elapsed());
-            shared.live.open_now.fetch_add(1, Relaxed);
-            return Some(ws);
-        }
-        Ok(Err(tungstenite::Error::Http(resp))) => match resp.status().as_u16() {
-            429 => "429 too many requests (LimitExceeded)".to_string(),
-            401 => "401 unauthorized (no token reached the authorizer)".to_string(),
-            403 => "403 forbidden (the token was refused)".to_string(),
-            code => format!("{code} {}", resp.status().canonical_reason().unwrap_or("")),
-        },
-        Ok(Err(tungstenite::Error::Io(e))) => format!("network: {}", e.kind()),
-        Ok(Err(e)) => format!("handshake: {e}"),
-        Err(_) => format!("no answer in {} s", ANSWER_TIMEOUT.as_secs()),
-    };
-    shared.live.failed.fetch_add(1, Relaxed);
-    bump(&shared.handshake_failures, failure);
-    None
-}
-
-/// tungstenite allocates each connection's read buffer up front, 128 KB by default: 4 KB keeps
-/// 100,000 connections in one process to a few hundred MB.
-fn client_config() -> tungstenite::protocol::WebSocketConfig {
-    let mut c = tungstenite::protocol::WebSocketConfig::default();
-    c.read_buffer_size = 4096;
-    c.write_buffer_size = 0;
-    c
-}
-
-/// One connection: connects, subscribes to `channel` (none: stays a bare connection), then
-/// reads until told to stop.
-async fn subscriber(
-    shared: Arc<Shared>,
-    url: String,
-    channel: Option<usize>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    mut stop: watch::Receiver<bool>,
-    end: End,
-) -> Option<Seen> {
-    let mut ws = open(&shared, &url).await?;
-    let mut seen = match channel {
-        Some(channel) => match subscribe(&shared, &mut ws, channel).await {
-            Ok(base) => Some(Seen::new(channel, base)),
-            Err(why) => {
-                bump(&shared.handshake_failures, why);
-                shared.live.failed.fetch_add(1, Relaxed);
-                shared.live.open_now.fetch_sub(1, Relaxed);
-                return None;
-            }
-        },
-        None => None,
-    };
-    shared.live.opened.fetch_add(1, Relaxed);
-    drop(permit);
-
-    let mut ended_by_server = false;
-    loop {
-        tokio::select! {
-            frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => receive(&shared, seen.as_mut(), text.as_str()),
-                Some(Ok(Message::Close(close))) => {
-                    shared.closed(close.map(|c| u16::from(c.code)));
-                    ended_by_server = true;
-                    break;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    bump(&shared.closes, format!("lost: {e}"));
-                    ended_by_server = true;
-                    break;
-                }
-                None => {
-                    bump(&shared.closes, "lost: the connection ended without a close frame".into());
-                    ended_by_server = true;
-                    break;
-                }
-            },
-            _ = stop.changed() => break,
-        }
-    }
-    shared.live.open_now.fetch_sub(1, Relaxed);
-    if !ended_by_server {
-        finish(ws, end).await;
-    }
-    seen
-}
-
-/// Subscribes; the channel's serial when the subscription took effect.
-async fn subscribe(shared: &Shared, ws: &mut Ws, channel: usize) -> Result<u64, String> {
-    let name = &shared.channels[channel];
-    let subscribe = json!({"action": "subscribe", "channel": name}).to_string();
-    ws.send(Message::text(subscribe))
-        .await
-        .map_err(|e| format!("subscribe not sent: {e}"))?;
-    let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
-        while let Some(Ok(frame)) = ws.next().await {
-            let Message::Text(text) = frame else { continue };
-            let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
-                continue;
-            };
-            if frame.kind.as_deref() == Some("subscribed") && frame.channel.as_ref() == Some(name) {
-                return Some(frame.serial.unwrap_or(0));
-            }
-            shared.other_frame(&frame);
-        }
-        None
-    })
-    .await;
-    let base = answer
-        .ok()
-        .flatten()
-        .ok_or_else(|| "no answer to subscribe".to_string())?;
-    shared.subscribers[channel].fetch_add(1, Relaxed);
-    Ok(base)
-}
-
-fn receive(shared: &Shared, seen: Option<&mut Seen>, text: &str) {
-    let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
-        bump(&shared.errors, "not JSON".into());
-        return;
-    };
-    let mine = frame.kind.as_deref() == Some("message")
-        && frame.data.as_ref().and_then(|d| d.run.as_deref()) == Some(shared.run.as_str());
-    let Some(seen) = seen.filter(|_| mine) else {
-        shared.other_frame(&frame);
-        return;
-    };
-    let now = shared.now_us();
-    let (Some(serial), Some(data)) = (frame.serial, frame.data) else {
-        return;
-    };
-    if !seen.record(serial) {
-        return;
-    }
-    shared.live.delivered.fetch_add(1, Relaxed);
-    if let Some(t) = data.t {
-        shared.delivery.record_us(now.saturating_sub(t));
-    }
-    if let Some(arrivals) = data.n.and_then(|n| shared.arrivals.get(n as usize)) {
-        arrivals.count.fetch_add(1, Relaxed);
-        arrivals.last_us.fetch_max(now, Relaxed);
-    }
-}
-
-async fn finish(mut ws: Ws, end: End) {
-    match end {
-        // The TCP connection closes without a WebSocket close frame: the gateway sees the
-        // client vanish, as when a phone loses its network.
-        End::Drop => drop(ws),
-        End::Close => {
-            let _ = ws.close(None).await;
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
-        }
-    }
-}
-
-/// One publisher: sends what it is given, matches acks to sends per channel, in order.
-async fn publisher(
-    shared: Arc<Shared>,
-    ws: Ws,
-    mut jobs: mpsc::Receiver<(u64, usize)>,
-    size: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let (mut sink, mut stream) = ws.split();
-    let pending: Arc<Mutex<Vec<VecDeque<u64>>>> =
-        Arc::new(Mutex::new(vec![VecDeque::new(); shared.channels.len()]));
-    let reader = {
-        let shared = shared.clone();
-        let pending = pending.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = stream.next().await {
-                match frame {
-                    Message::Text(text) => {
-                        let Ok(frame) = serde_json::from_str::<Incoming>(text.as_str()) else {
-                            continue;
-                        };
-                        let c = frame
-                            .channel
-                            .as_deref()
-                            .and_then(|c| shared.channel_index(c));
-                        let refused = frame.kind.as_deref() == Some("error")
-                            && frame.action.as_deref() == Some("publish");
-                        if frame.kind.as_deref() != Some("ack") {
-                            shared.other_frame(&frame);
-                            if refused {
-                                shared.live.rejected.fetch_add(1, Relaxed);
-                                if let Some(c) = c {
-                                    pending.lock().unwrap_or_else(|e| e.into_inner())[c]
-                                        .pop_front();
-                                }
-                            }
-                            continue;
-                        }
-                        let Some(c) = c else { continue };
-                        let sent = pending.lock().unwrap_or_else(|e| e.into_inner())[c].pop_front();
-                        if let Some(sent) = sent {
-                            shared.ack.record_us(shared.now_us().saturating_sub(sent));
-                        }
-                        if let Some(serial) = frame.serial {
-                            shared.acked.lock().unwrap_or_else(|e| e.into_inner())[c].push(serial);
-                        }
-                        shared.live.acked.fetch_add(1, Relaxed);
-                    }
-                    // The answer to the bench's own close is not the server ending it.
-                    Message::Close(close) => {
-                        if !*stop.borrow() {
-                            shared.closed(close.map(|c| u16::from(c.code)));
-                        }
-                        return;
-                    }
-                    _ => {}
-                }
-            }
-        })
-    };
-    let pad = "x".repeat(size);
-    while let Some((n, channel)) = next_job(&mut jobs, &mut stop).await {
-        let (sent, data) = shared.stamp(n, &pad);
-        let frame = json!({"action": "publish", "channel": shared.channels[channel], "data": data});
-        pending.lock().unwrap_or_else(|e| e.into_inner())[channel].push_back(sent);
-        let mut sent_all = true;
-        for part in fragments(frame.to_string()) {
-            if sink.feed(part).await.is_err() {
-                sent_all = false;
-                break;
-            }
-        }
-        if !sent_all || sink.flush().await.is_err() {
-            bump(&shared.errors, "publisher connection lost".into());
-            break;
-        }
-        shared.live.published.fetch_add(1, Relaxed);
-    }
-    // No more jobs: the scheduler's next send fails at once instead of waiting on a publisher
-    // whose connection is gone. Acks may still be on their way: the connection stays until the
-    // bench ends.
-    drop(jobs);
-    let _ = stop.wait_for(|stopped| *stopped).await;
-    let _ = sink.close().await;
-    shared.live.open_now.fetch_sub(1, Relaxed);
-    let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
-}
-
-/// A publisher's next job, or `None` once the jobs end or the bench stops.
-async fn next_job(
-    jobs: &mut mpsc::Receiver<(u64, usize)>,
-    stop: &mut watch::Receiver<bool>,
-) -> Option<(u64, usize)> {
-    tokio::select! {
-        job = jobs.recv() => job,
-        _ = stop.changed() => None,
-    }
-}
-
-/// One publisher through the publish function: one invocation at a time, each answered with
-/// its serial (the ack) and its fan-out's counts.
-async fn function_publisher(
-    shared: Arc<Shared>,
-    function: PublishFunction,
-    mut jobs: mpsc::Receiver<(u64, usize)>,
-    size: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let pad = "x".repeat(size);
-    while let Some((n, channel)) = next_job(&mut jobs, &mut stop).await {
-        let (sent, data) = shared.stamp(n, &pad);
-        shared.live.published.fetch_add(1, Relaxed);
-        match function
-            .publish(&shared.channels[channel], &data, None)
-            .await
-        {
-            Ok(answer) => {
-                shared.ack.record_us(shared.now_us().saturating_sub(sent));
-                if let Some(serial) = answer.serial {
-                    shared.acked.lock().unwrap_or_else(|e| e.into_inner())[channel].push(serial);
-                }
-                shared.live.acked.fetch_add(1, Relaxed);
-                let posts = &shared.posts;
-                posts.delivered.fetch_add(answer.report.delivered, Relaxed);
-                posts.gone.fetch_add(answer.report.gone, Relaxed);
-                posts.failed.fetch_add(answer.report.failed, Relaxed);
-                posts
-                    .continued
-                    .fetch_add(u64::from(answer.continued), Relaxed);
-            }
-            Err(e) => {
-                shared.live.rejected.fetch_add(1, Relaxed);
-                let first = e.to_string().lines().next().unwrap_or_default().to_string();
-                bump(&shared.errors, format!("function: {first}"));
-            }
-        }
-    }
-}
-
-/// API Gateway closes a connection that sends a frame over 32 KB (1009), though a message may
-/// be 128 KB: a larger message goes out as a text frame and continuation frames.
-const MAX_FRAME: usize = 32 * 1024;
-
-fn fragments(text: String) -> Vec<Message> {
-    use tungstenite::protocol::frame::Frame;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-    if text.len() <= MAX_FRAME {
-        return vec![Message::text(text)];
-    }
-    let bytes = bytes::Bytes::from(text);
-    let count = bytes.len().div_ceil(MAX_FRAME);
-    (0..count)
-        .map(|i| {
-            let part = bytes.slice(i * MAX_FRAME..((i + 1) * MAX_FRAME).min(bytes.len()));
-            let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
-            Message::Frame(Frame::message(part, opcode, i + 1 == count))
-        })
-        .collect()
-}
-
 /// A read-only view of the shared counters, for the report.
 fn shared_view<'a>(shared: &'a Shared, via: &Via) -> report::Counts<'a> {
     report::Counts {
@@ -929,7 +528,9 @@ fn shared_view<'a>(shared: &'a Shared, via: &Via) -> report::Counts<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::publisher::{MAX_FRAME, fragments};
     use super::*;
+    use tokio_tungstenite::tungstenite::Message;
 
     #[test]
     fn a_subscriber_counts_each_serial_once_and_notices_disorder() {
