@@ -7,15 +7,21 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, LastUpdateStatus, Runtime, State};
 use serde::Serialize;
-use serde_json::Value;
-use wsctl_functions::partition::Partition;
 
 use super::{
     AwsError, CallContext, Clients, Pace, ROLE_PROPAGATION, TagChange, found, tag_map,
     while_refused, while_role_propagates,
 };
 use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec, Tags};
-use crate::names::{AUTHORIZER_SID, Names, PERMISSION_SID_PREFIX, ROUTE_SID_PREFIX, route_sid};
+use crate::names::Names;
+
+mod concurrency;
+mod permission;
+
+use concurrency::set_concurrency;
+pub use concurrency::{NoRoomToReserve, room_to_reserve};
+pub use permission::PermissionSpec;
+use permission::read_permissions;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -268,159 +274,6 @@ async fn update_configuration(clients: &Clients, spec: &FunctionSpec) -> Result<
     wait_ready(clients, &spec.name).await
 }
 
-/// One statement of a function's resource policy letting the stack's API invoke it, scoped
-/// to one source: a route of this stage, or the authorizer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PermissionSpec {
-    /// `<function> <route key>`, or `<function> (authorizer)`: unique in the stack (route keys
-    /// have no spaces or parentheses).
-    #[serde(skip)]
-    pub name: String,
-    pub function: String,
-    pub statement_id: String,
-    pub source_arn: String,
-}
-
-const AUTHORIZER_LABEL: &str = "(authorizer)";
-
-impl PermissionSpec {
-    /// The permission for `route` (`None`: for the authorizer).
-    pub fn new(
-        function: &str,
-        statement_id: &str,
-        source_arn: String,
-        route: Option<&str>,
-    ) -> Self {
-        PermissionSpec {
-            name: format!("{function} {}", route.unwrap_or(AUTHORIZER_LABEL)),
-            function: function.to_string(),
-            statement_id: statement_id.to_string(),
-            source_arn,
-        }
-    }
-}
-
-impl Resource for PermissionSpec {
-    const LABEL: &'static str = "permission";
-    const WAVE: u8 = 4;
-    const IMMUTABLE_FIELDS: &'static [&'static str] = &["source_arn", "statement_id"];
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn create(&self, cx: &Applying<'_>) -> Result<Option<String>, AwsError> {
-        let principal = Partition::of(&cx.clients.region).service_principal("apigateway");
-        while_refused("AddPermission", &self.name, BUSY, function_busy, || {
-            cx.clients
-                .lambda
-                .add_permission()
-                .function_name(&self.function)
-                .statement_id(&self.statement_id)
-                .action("lambda:InvokeFunction")
-                .principal(&principal)
-                .source_arn(&self.source_arn)
-                .send()
-        })
-        .await?;
-        Ok(Some(self.statement_id.clone()))
-    }
-
-    /// `physical_id` is the statement id, as read or created.
-    async fn delete(
-        name: &str,
-        physical_id: Option<&str>,
-        cx: &Applying<'_>,
-    ) -> Result<(), AwsError> {
-        let (function, source) = name.split_once(' ').unwrap_or((name, ""));
-        let statement_id = match physical_id {
-            Some(sid) => sid.to_string(),
-            None if source == AUTHORIZER_LABEL => AUTHORIZER_SID.to_string(),
-            None => route_sid(source),
-        };
-        while_refused("RemovePermission", name, BUSY, function_busy, || async {
-            found(
-                cx.clients
-                    .lambda
-                    .remove_permission()
-                    .function_name(function)
-                    .statement_id(&statement_id)
-                    .send()
-                    .await,
-            )
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// A function's policy goes with it.
-    fn goes_with(name: &str, other: &ResourceId) -> bool {
-        let function = name.split_once(' ').map_or(name, |(f, _)| f);
-        other.kind == Kind::Function && other.name == function
-    }
-}
-
-/// The statements wsctl added to `function`'s policy (their ids start with
-/// [`PERMISSION_SID_PREFIX`]), each as the permission it is; others are not the stack's.
-async fn read_permissions(
-    clients: &Clients,
-    function: &str,
-) -> Result<Vec<PermissionSpec>, AwsError> {
-    let Some(policy) = found(
-        clients
-            .lambda
-            .get_policy()
-            .function_name(function)
-            .send()
-            .await,
-    )
-    .ctx("GetPolicy", function)?
-    else {
-        return Ok(vec![]);
-    };
-    let doc: Value =
-        serde_json::from_str(policy.policy.as_deref().unwrap_or("{}")).unwrap_or(Value::Null);
-    let statements = match &doc["Statement"] {
-        Value::Array(list) => list.clone(),
-        single @ Value::Object(_) => vec![single.clone()],
-        _ => vec![],
-    };
-    Ok(statements
-        .iter()
-        .filter_map(|s| {
-            let sid = s["Sid"].as_str()?;
-            if !sid.starts_with(PERMISSION_SID_PREFIX) {
-                return None;
-            }
-            let source_arn = s["Condition"]["ArnLike"]["AWS:SourceArn"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            // A route's statement is named by the route key its source ends with; any other
-            // statement of wsctl's (e.g. an older one for the whole API) by its id, so the plan
-            // shows and removes it.
-            let source = if sid == AUTHORIZER_SID {
-                AUTHORIZER_LABEL.to_string()
-            } else if sid.starts_with(ROUTE_SID_PREFIX) {
-                source_arn
-                    .rsplit('/')
-                    .next()
-                    .filter(|key| route_sid(key) == sid)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("({sid})"))
-            } else {
-                format!("({sid})")
-            };
-            Some(PermissionSpec {
-                name: format!("{function} {source}"),
-                function: function.to_string(),
-                statement_id: sid.to_string(),
-                source_arn,
-            })
-        })
-        .collect())
-}
-
 /// Lambda runs arm64 "in most AWS Regions" (Lambda developer guide, "Selecting and
 /// configuring an instruction set architecture"), without a list but the pricing page; a
 /// region without it refuses CreateFunction with `Architecture "arm64" is not supported in
@@ -466,53 +319,6 @@ fn zip_bytes(spec: &FunctionSpec) -> Result<Vec<u8>, AwsError> {
         resource: spec.name.clone(),
         detail: format!("cannot read {}: {e}; run `wsctl build`", path.display()),
     })
-}
-
-/// Reserved concurrency caps how many copies run at once (a fan-out storm cannot take the
-/// account's whole pool) and guarantees them; removing it returns to the shared pool.
-async fn set_concurrency(
-    clients: &Clients,
-    spec: &FunctionSpec,
-    current: Option<i32>,
-) -> Result<(), AwsError> {
-    match (spec.reserved_concurrency, current) {
-        (want, have) if want == have => {}
-        (None, None) => {}
-        (Some(n), _) => {
-            while_refused(
-                "PutFunctionConcurrency",
-                &spec.name,
-                BUSY,
-                function_busy,
-                || {
-                    clients
-                        .lambda
-                        .put_function_concurrency()
-                        .function_name(&spec.name)
-                        .reserved_concurrent_executions(n)
-                        .send()
-                },
-            )
-            .await?;
-        }
-        (None, Some(_)) => {
-            while_refused(
-                "DeleteFunctionConcurrency",
-                &spec.name,
-                BUSY,
-                function_busy,
-                || {
-                    clients
-                        .lambda
-                        .delete_function_concurrency()
-                        .function_name(&spec.name)
-                        .send()
-                },
-            )
-            .await?;
-        }
-    }
-    Ok(())
 }
 
 /// A role created (or re-created) seconds ago may not be visible to Lambda yet: CreateFunction
@@ -777,89 +583,4 @@ mod tests {
         );
         assert_eq!(update_steps(&old, &old), vec![]);
     }
-}
-
-/// A reservation the account cannot hold: Lambda refuses a `PutFunctionConcurrency` that
-/// leaves fewer unreserved executions than its minimum ("as long as you leave at least 100
-/// simultaneous executions unreserved for functions that aren't configured with a
-/// per-function limit", API reference, PutFunctionConcurrency; accounts whose whole limit is
-/// below 100 keep all of it unreserved).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "reserved_concurrency: the stack's functions would reserve {more} more concurrent executions ({functions}), but the account in {region} has {unreserved} unreserved of its limit of {limit}, and Lambda keeps at least {minimum} unreserved; nothing was changed\nhint: lower or remove `reserved_concurrency` (at most {room} more fit), or ask AWS for a higher \"Concurrent executions\" quota for Lambda in the Service Quotas console"
-)]
-pub struct NoRoomToReserve {
-    pub region: String,
-    pub functions: String,
-    pub more: i64,
-    pub limit: i64,
-    pub unreserved: i64,
-    pub minimum: i64,
-    pub room: i64,
-}
-
-/// Checks, before any change, that the reservations `wanted` adds to those `live` has fit the
-/// account (GetAccountSettings). Nothing is read when no reservation grows.
-pub async fn room_to_reserve(
-    clients: &Clients,
-    wanted: &[Spec],
-    live: &LiveState,
-) -> Result<Result<(), NoRoomToReserve>, AwsError> {
-    let mut growing = Vec::new();
-    for spec in wanted {
-        let Spec::Function(f) = spec else { continue };
-        let Some(want) = f.reserved_concurrency else {
-            continue;
-        };
-        let id = ResourceId {
-            kind: Kind::Function,
-            name: f.name.clone(),
-        };
-        let have = match live.resources.get(&id).map(|l| &l.spec) {
-            Some(Spec::Function(l)) => l.reserved_concurrency.unwrap_or(0),
-            _ => 0,
-        };
-        if want > have {
-            growing.push((f.name.clone(), i64::from(want - have)));
-        }
-    }
-    if growing.is_empty() {
-        return Ok(Ok(()));
-    }
-    let settings = clients.lambda.get_account_settings().send().await;
-    let settings = match settings {
-        Ok(s) => s,
-        // An emulator without the call has no account to fill.
-        Err(e) if super::apigw::emulated(clients) && super::unimplemented(&e) => {
-            return Ok(Ok(()));
-        }
-        Err(e) => return Err(super::classify(e, "GetAccountSettings", "(the account)")),
-    };
-    let limits = settings
-        .account_limit
-        .unwrap_or_else(|| aws_sdk_lambda::types::AccountLimit::builder().build());
-    let limit = i64::from(limits.concurrent_executions);
-    let unreserved = i64::from(
-        limits
-            .unreserved_concurrent_executions
-            .unwrap_or(limits.concurrent_executions),
-    );
-    let minimum = limit.min(100);
-    let more: i64 = growing.iter().map(|(_, n)| n).sum();
-    if unreserved - more >= minimum {
-        return Ok(Ok(()));
-    }
-    Ok(Err(NoRoomToReserve {
-        region: clients.region.clone(),
-        functions: growing
-            .iter()
-            .map(|(name, n)| format!("{name} +{n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        more,
-        limit,
-        unreserved,
-        minimum,
-        room: (unreserved - minimum).max(0),
-    }))
 }
