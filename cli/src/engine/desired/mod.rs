@@ -5,17 +5,20 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
 use wsctl_functions::layout;
 
 use super::model::*;
 use crate::aws::apigw::AccessLog;
 use crate::build::Artifact;
-use crate::config::{
-    Access, AccountRole, Config, KeyAttr, LAMBDA_ENV_BYTES, LAMBDA_POLICY_BYTES, Problem,
-};
+use crate::config::{AccountRole, Config, KeyAttr};
 use crate::names::*;
-use wsctl_functions::partition::Partition;
+
+mod policies;
+mod sizes;
+
+use policies::role_policy;
+pub use policies::{assume_role_policy, boundary_arn, boundary_policy};
+pub use sizes::size_problems;
 
 /// Name of the one inline policy wsctl writes on each role.
 pub const POLICY_NAME: &str = "wsctl";
@@ -233,270 +236,6 @@ fn permissions<'a>(
     authorizer.chain(routes)
 }
 
-pub fn assume_role_policy(partition: Partition) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": partition.service_principal("lambda")},
-            "Action": "sts:AssumeRole"
-        }]
-    })
-}
-
-/// The permissions boundary every role of the stack carries: the one the config names, or the
-/// stack's own.
-pub fn boundary_arn(config: &Config, target: &Target) -> String {
-    let names = config.names();
-    config
-        .permissions_boundary
-        .clone()
-        .unwrap_or_else(|| target.policy_arn(&names.role_path(), &names.boundary()))
-}
-
-/// The most any role of the stack may do, whatever its own policy says: the data-plane calls
-/// the bundled functions make, on the stack's own resources, from the stack's own functions.
-///
-/// `lambda:SourceFunctionArn` is in the request context of every call made from a function's
-/// execution environment, and of the log writes Lambda makes for it ("Using source function
-/// ARN to control function access behavior", Lambda Developer Guide). Requiring it means the
-/// role's credentials are worth nothing outside the stack's functions: a trust policy that lets
-/// another account assume the role (IAM cannot condition `UpdateAssumeRolePolicy` on the
-/// boundary; Service Authorization Reference, IAM) gives that account nothing.
-///
-/// The API's id is not known when the boundary has to exist (before the first role), so
-/// `@connections` is bounded by the stage's name in the account and region; each role's own
-/// policy names the API.
-pub fn boundary_policy(names: &Names, target: &Target) -> Value {
-    let prefix = names.prefix();
-    let from_stack = json!({"ArnLike": {"lambda:SourceFunctionArn": target.function_arn(&format!("{prefix}*"))}});
-    let statement = |sid: &str, actions: Vec<&str>, resource: String| {
-        json!({
-            "Sid": sid,
-            "Effect": "Allow",
-            "Action": actions,
-            "Resource": [resource],
-            "Condition": from_stack,
-        })
-    };
-    json!({"Version": "2012-10-17", "Statement": [
-        statement(
-            "StackTables",
-            READ_ACTIONS.iter().chain(WRITE_ACTIONS).copied().collect(),
-            target.table_arn(&format!("{prefix}*")),
-        ),
-        statement(
-            "StackFunctionLogs",
-            vec!["logs:CreateLogStream", "logs:PutLogEvents"],
-            target.arn("logs", &format!("log-group:{}*", names.log_group(""))),
-        ),
-        statement(
-            "InvokeStackFunctions",
-            vec!["lambda:InvokeFunction"],
-            target.function_arn(&format!("{prefix}*")),
-        ),
-        statement(
-            "StageConnections",
-            vec!["execute-api:ManageConnections"],
-            target.arn("execute-api", &format!("*/{}/*/@connections/*", names.stage)),
-        ),
-        statement(
-            "ReadTokenSecret",
-            vec!["ssm:GetParameter"],
-            target.parameter_arn(&names.secret()),
-        ),
-        // The secret is a SecureString under the account's `aws/ssm` key: SSM decrypts it
-        // with the caller's permissions, which the boundary also caps. SSM makes that call,
-        // not the function, so it carries no source function ARN; it is bounded to SSM.
-        json!({
-            "Sid": "DecryptTokenSecretThroughSsm",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": [target.arn("kms", "key/*")],
-            "Condition": {"StringEquals": {"kms:ViaService": format!("ssm.{}.{}", target.region, target.partition().dns_suffix())}},
-        }),
-    ]})
-}
-
-const READ_ACTIONS: &[&str] = &[
-    "dynamodb:BatchGetItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:GetItem",
-    "dynamodb:Query",
-];
-const WRITE_ACTIONS: &[&str] = &[
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-];
-
-/// Least privilege: each statement names exact ARNs of this stack; the only wildcard is the
-/// log-stream part of the function's own log group and the connection id under its stage.
-fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -> Value {
-    let f = &config.functions[logical];
-    let mut statements = vec![json!({
-        "Sid": "OwnLogs",
-        "Effect": "Allow",
-        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": [target.log_group_arn(&names.log_group(logical))],
-    })];
-    for (table, access) in &f.tables {
-        let physical = names.table(table);
-        let mut resources = vec![target.table_arn(&physical)];
-        if *access != Access::Write {
-            for index in config.tables[table].indexes.keys() {
-                resources.push(format!("{}/index/{index}", target.table_arn(&physical)));
-            }
-        }
-        let actions: Vec<&str> = match access {
-            Access::Read => READ_ACTIONS.to_vec(),
-            Access::Write => WRITE_ACTIONS.to_vec(),
-            Access::ReadWrite => READ_ACTIONS.iter().chain(WRITE_ACTIONS).copied().collect(),
-        };
-        statements.push(json!({
-            "Sid": format!("Table{}", camel(table)),
-            "Effect": "Allow",
-            "Action": actions,
-            "Resource": resources,
-        }));
-    }
-    if f.manage_connections {
-        statements.push(json!({
-            "Sid": "ManageConnections",
-            "Effect": "Allow",
-            "Action": ["execute-api:ManageConnections"],
-            "Resource": [format!("{}/{}/*/@connections/*", target.api_arn(), config.stage)],
-        }));
-    }
-    if !f.invoke.is_empty() {
-        let mut targets: Vec<String> = f
-            .invoke
-            .iter()
-            .map(|t| target.function_arn(&names.function(t)))
-            .collect();
-        targets.sort();
-        targets.dedup();
-        statements.push(json!({
-            "Sid": "InvokeStackFunctions",
-            "Effect": "Allow",
-            "Action": ["lambda:InvokeFunction"],
-            "Resource": targets,
-        }));
-    }
-    if f.read_secret {
-        statements.push(json!({
-            "Sid": "ReadTokenSecret",
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter"],
-            "Resource": [target.parameter_arn(&names.secret())],
-        }));
-    }
-    json!({"Version": "2012-10-17", "Statement": statements})
-}
-
-/// The bytes each function's variables take (keys and values, as Lambda's 4 KB quota counts
-/// them), computed by the code that deploys them. Before the first deploy the API id is not
-/// known: one of the length API Gateway assigns (10 characters) stands in for it, and where the
-/// config names no region, the longest region name of the partition with the longest domain.
-pub fn environment_sizes(config: &Config) -> Vec<(String, usize)> {
-    let target = stand_in_target(config);
-    let names = config.names();
-    config
-        .functions
-        .keys()
-        .map(|logical| {
-            let env = environment(config, &names, &target, logical);
-            let bytes = env.iter().map(|(k, v)| k.len() + v.len()).sum();
-            (logical.clone(), bytes)
-        })
-        .collect()
-}
-
-/// Before the first deploy: ids of the length API Gateway assigns (10 characters for an API,
-/// 6 for an authorizer), and the longest region of the partition with the longest domain where
-/// the config names none.
-fn stand_in_target(config: &Config) -> Target {
-    Target {
-        account: "000000000000".into(),
-        region: config
-            .region
-            .clone()
-            .unwrap_or_else(|| "cn-northwest-1".into()),
-        api_id: Some("a".repeat(10)),
-        authorizer_id: Some("a".repeat(6)),
-        logging_role: None,
-    }
-}
-
-/// The limits only the built stack shows, checked at load with the config's own: each
-/// function's whole environment (the user's variables and wsctl's `WSCTL_*`) within Lambda's
-/// 4 KB, and its resource-based policy (a statement per route) within Lambda's 20 KB.
-pub fn size_problems(config: &Config) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let mut bad = |field: String, message: String| out.push(Problem { field, message });
-    for (name, size) in environment_sizes(config) {
-        if size > LAMBDA_ENV_BYTES {
-            bad(
-                format!("functions.{name}.environment"),
-                format!(
-                    "the function's variables (yours and the WSCTL_* ones wsctl sets) take {size} bytes; Lambda allows {LAMBDA_ENV_BYTES} in all: shorten or remove some"
-                ),
-            );
-        }
-    }
-    for (name, size) in policy_sizes(config) {
-        if size > LAMBDA_POLICY_BYTES {
-            let routes = config.routes.values().filter(|f| **f == name).count();
-            bad(
-                "routes".into(),
-                format!(
-                    "function `{name}` serves {routes} routes; their invoke permissions make a resource-based policy of {size} bytes, and Lambda allows {LAMBDA_POLICY_BYTES} per function (Lambda quotas, not adjustable): serve some of these routes with another function"
-                ),
-            );
-        }
-    }
-    out
-}
-
-/// The bytes of each function's resource-based policy as Lambda keeps it (GetPolicy's
-/// document: one statement per route the function serves, and the authorizer's), computed
-/// from the permissions a deploy adds. Lambda allows 20 KB ("Lambda quotas": function
-/// resource-based policy), which about 40 routes on one function reach.
-pub fn policy_sizes(config: &Config) -> Vec<(String, usize)> {
-    let target = stand_in_target(config);
-    let names = config.names();
-    let mut statements: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for p in permissions(config, &names, &target) {
-        statements
-            .entry(p.function.clone())
-            .or_default()
-            .push(json!({
-                "Sid": p.statement_id,
-                "Effect": "Allow",
-                "Principal": {"Service": target.partition().service_principal("apigateway")},
-                "Action": "lambda:InvokeFunction",
-                "Resource": target.function_arn(&p.function),
-                "Condition": {"ArnLike": {"AWS:SourceArn": p.source_arn}},
-            }));
-    }
-    config
-        .functions
-        .keys()
-        .map(|logical| {
-            let bytes = statements
-                .remove(&names.function(logical))
-                .map(|list| {
-                    json!({"Version": "2012-10-17", "Id": "default", "Statement": list})
-                        .to_string()
-                        .len()
-                })
-                .unwrap_or_default();
-            (logical.clone(), bytes)
-        })
-        .collect()
-}
-
 fn environment(
     config: &Config,
     names: &Names,
@@ -592,6 +331,8 @@ fn camel(name: &str) -> String {
 mod tests {
     use super::*;
 
+    use super::sizes::{environment_sizes, policy_sizes};
+    use crate::config::Problem;
     use crate::config::tests::GOOD;
 
     /// The config's problems with the built stack's: what loading it reports.
@@ -699,7 +440,7 @@ mod tests {
 
     #[test]
     fn the_authorizer_gets_its_token_settings_and_reserved_concurrency_reaches_the_spec() {
-        let text = include_str!("../../../templates/wsctl.yaml")
+        let text = include_str!("../../../../templates/wsctl.yaml")
             .replace("  # audience: chat", "  audience: chat")
             .replace(
                 "    # reserved_concurrency: 100",
@@ -778,7 +519,7 @@ mod tests {
 
     #[test]
     fn every_bundled_function_gets_what_its_role_needs_and_the_configured_ttl_attributes() {
-        let text = include_str!("../../../templates/wsctl.yaml").replace(
+        let text = include_str!("../../../../templates/wsctl.yaml").replace(
             "    partition_key: pk\n    ttl_attribute: ttl",
             "    partition_key: pk\n    ttl_attribute: expires_at",
         );
