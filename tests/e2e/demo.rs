@@ -143,15 +143,7 @@ async fn readme_run_command_and_demo_page_in_chromium() {
 /// whose fan-out has not arrived yet leaves it.
 async fn store_unsent(dev: &Dev, channel: &str, serial: u64, text: &str) {
     use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(dev.base())
-        .build();
-    let db = aws_sdk_dynamodb::Client::from_conf(conf);
+    let db = dev.dynamodb();
     let data = json!({"text": text}).to_string();
     db.put_item()
         .table_name("chat-dev-history")

@@ -1,7 +1,7 @@
 //! Deploy creates the stack as specified, a repeat changes nothing, an edit changes only itself.
 
 use aws_sdk_apigatewayv2::types::AuthorizationType;
-use serde_json::Value;
+use wsctl_tests::inventory::{policy_statements, source_arns};
 use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
@@ -172,35 +172,22 @@ async fn deploy_creates_the_whole_stack() {
             vec!["test/$default".to_string(), "test/subscribe".to_string()],
         ),
     ] {
-        let policy = lambda
-            .get_policy()
-            .function_name(format!("fixture-test-{f}"))
-            .send()
+        let statements = policy_statements(&lambda, &format!("fixture-test-{f}"))
             .await
-            .unwrap()
-            .policy
-            .unwrap();
-        let policy: Value = serde_json::from_str(&policy).unwrap();
-        let statements = policy["Statement"].as_array().unwrap();
-        assert_eq!(statements.len(), sources.len(), "{f}: {policy}");
-        for s in statements {
+            .expect("a resource policy");
+        assert_eq!(statements.len(), sources.len(), "{f}: {statements:?}");
+        for s in &statements {
             assert_eq!(s["Principal"]["Service"], "apigateway.amazonaws.com");
         }
-        let mut got: Vec<&str> = statements
-            .iter()
-            .map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap())
-            .collect();
+        let mut got = source_arns(&statements);
         got.sort();
         let want: Vec<String> = sources.iter().map(|s| format!("{api_arn}/{s}")).collect();
         assert_eq!(got, want, "{f}");
     }
     assert!(
-        lambda
-            .get_policy()
-            .function_name("fixture-test-publish")
-            .send()
+        policy_statements(&lambda, "fixture-test-publish")
             .await
-            .is_err(),
+            .is_none(),
         "publish is not invoked by the API"
     );
 
@@ -655,26 +642,15 @@ fn a_function_serving_three_routes_gets_every_permission_through_lambdas_409s() 
         "no call overlapped: the test proves nothing"
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let policy = rt.block_on(async {
+    let statements = rt.block_on(async {
         let lambda = aws_sdk_lambda::Client::new(&sdk(&moto.url()).await);
-        lambda
-            .get_policy()
-            .function_name("fixture-test-message")
-            .send()
-            .await
-            .unwrap()
-            .policy
-            .unwrap()
+        policy_statements(&lambda, "fixture-test-message").await
     });
-    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
-    let routes: Vec<&str> = policy["Statement"]
-        .as_array()
-        .unwrap()
+    let arns = source_arns(&statements.expect("a resource policy"));
+    let mut routes: Vec<&str> = arns
         .iter()
-        .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
         .map(|arn| arn.rsplit('/').next().unwrap())
         .collect();
-    let mut routes = routes;
     routes.sort();
     assert_eq!(routes, ["$default", "subscribe", "unsubscribe"]);
 

@@ -146,21 +146,6 @@ async fn chat_between_three_clients() {
     ana.expect("pong", |v| v["type"] == "pong", T).await;
 }
 
-fn management(dev: &Dev) -> mgmt::Client {
-    let conf = mgmt::Config::builder()
-        .behavior_version(mgmt::config::BehaviorVersion::latest())
-        .region(mgmt::config::Region::new("us-east-1"))
-        .credentials_provider(mgmt::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(
-            dev.field("connections_url")
-                .trim_end_matches("/@connections"),
-        )
-        .build();
-    mgmt::Client::from_conf(conf)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_api_through_the_aws_sdk() {
     let (_dir, dev) = dev();
@@ -168,7 +153,7 @@ async fn connections_api_through_the_aws_sdk() {
     let ids = dev.connection_ids().await;
     assert_eq!(ids.len(), 1, "{ids:?}");
     let id = ids[0].clone();
-    let api = management(&dev);
+    let api = dev.management();
 
     api.post_to_connection()
         .connection_id(&id)
@@ -687,15 +672,7 @@ async fn publish_and_token_from_the_command_line() {
     );
 
     // A secret too short to be an HS256 key is refused, with the way out; a rotation replaces it.
-    let conf = aws_sdk_ssm::Config::builder()
-        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
-        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(dev.base())
-        .build();
-    let ssm = aws_sdk_ssm::Client::from_conf(conf);
+    let ssm = aws_sdk_ssm::Client::new(&dev.sdk());
     ssm.put_parameter()
         .name("/wsctl/chat/dev/token-secret")
         .value("too-short")
@@ -1461,15 +1438,7 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         "a token's signature appears in the logs"
     );
     // Nor the secret the authorizer read from SSM.
-    let conf = aws_sdk_ssm::Config::builder()
-        .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
-        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(dev.base())
-        .build();
-    let got = aws_sdk_ssm::Client::from_conf(conf)
+    let got = aws_sdk_ssm::Client::new(&dev.sdk())
         .get_parameter()
         .name("/wsctl/chat/dev/token-secret")
         .with_decryption(true)
@@ -1696,16 +1665,7 @@ async fn items_live_in_dynamodb_local_and_expire_by_their_ttl() {
         rows.iter().any(|r| s(r, "user") == "ana"),
         "ana's row through the dev endpoint: {rows:?}"
     );
-    let moto = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "test",
-            ))
-            .endpoint_url(dev.field("moto"))
-            .build(),
-    );
+    let moto = aws_sdk_dynamodb::Client::new(&wsctl_tests::dev::sdk_at(&dev.field("moto")));
     let in_moto = moto
         .scan()
         .table_name("chat-dev-connections")

@@ -2,6 +2,7 @@
 //! URL the `amazonaws.com.cn` domain ("Endpoints and ARNs for Amazon Web Services in China").
 
 use serde_json::Value;
+use wsctl_tests::inventory::{policy_statements, source_arns};
 use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
@@ -102,19 +103,10 @@ async fn read_back(moto: &str) -> String {
     // Permissions: the API's execute-api ARN as the source.
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     for f in ["authorizer", "connect", "disconnect", "message"] {
-        let policy = lambda
-            .get_policy()
-            .function_name(format!("fixture-test-{f}"))
-            .send()
+        let statements = policy_statements(&lambda, &format!("fixture-test-{f}"))
             .await
-            .unwrap()
-            .policy
-            .unwrap();
-        let policy: Value = serde_json::from_str(&policy).unwrap();
-        let source = policy["Statement"][0]["Condition"]["ArnLike"]["AWS:SourceArn"]
-            .as_str()
-            .unwrap()
-            .to_string();
+            .expect("a resource policy");
+        let source = source_arns(&statements).remove(0);
         assert!(
             source.starts_with(&format!("arn:aws-cn:execute-api:{CN}:")),
             "{f}: {source}"

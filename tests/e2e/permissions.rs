@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use wsctl_tests::inventory::{policy_statements, source_arns};
 use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
@@ -22,29 +22,16 @@ async fn sources(endpoint: &str) -> BTreeMap<String, Vec<String>> {
     let lambda = aws_sdk_lambda::Client::new(&sdk(endpoint).await);
     let mut out = BTreeMap::new();
     for f in ["authorizer", "connect", "disconnect", "message", "publish"] {
-        let Ok(got) = lambda
-            .get_policy()
-            .function_name(format!("fixture-test-{f}"))
-            .send()
-            .await
+        let Some(statements) = policy_statements(&lambda, &format!("fixture-test-{f}")).await
         else {
             out.insert(f.to_string(), vec![]);
             continue;
         };
-        let policy: Value = serde_json::from_str(&got.policy.unwrap()).unwrap();
-        let mut arns: Vec<String> = policy["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                assert_eq!(s["Principal"]["Service"], "apigateway.amazonaws.com", "{f}");
-                assert_eq!(s["Action"], "lambda:InvokeFunction", "{f}");
-                s["Condition"]["ArnLike"]["AWS:SourceArn"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        for s in &statements {
+            assert_eq!(s["Principal"]["Service"], "apigateway.amazonaws.com", "{f}");
+            assert_eq!(s["Action"], "lambda:InvokeFunction", "{f}");
+        }
+        let mut arns = source_arns(&statements);
         arns.sort();
         out.insert(f.to_string(), arns);
     }

@@ -99,17 +99,23 @@ impl Dev {
         self.field("lambda_endpoint")
     }
 
+    /// The SDK's settings for the dev server's AWS endpoint, as its banner's `Try:` line uses
+    /// it: any SDK client built from them talks to the local stack.
+    pub fn sdk(&self) -> aws_config::SdkConfig {
+        sdk_at(&self.base())
+    }
+
     /// A DynamoDB client on the dev server's AWS endpoint (its items are DynamoDB Local's).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "test",
-            ))
-            .endpoint_url(self.base())
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(conf)
+        aws_sdk_dynamodb::Client::new(&self.sdk())
+    }
+
+    /// An `@connections` client on the dev server's stage, as an application's backend builds
+    /// one from the stage's `@connections` URL.
+    pub fn management(&self) -> aws_sdk_apigatewaymanagement::Client {
+        let url = self.field("connections_url");
+        let conf = sdk_at(url.trim_end_matches("/@connections"));
+        aws_sdk_apigatewaymanagement::Client::new(&conf)
     }
 
     /// A token for `user`, minted by the dev server with the stack's secret.
@@ -415,4 +421,20 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The SDK's settings for a local endpoint (`wsctl dev`'s, or the moto behind it): region
+/// us-east-1 and the `local` credentials `wsctl dev` accepts.
+pub fn sdk_at(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_sdk_dynamodb::config::{
+        BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+    };
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "local", "local", None, None, "test",
+        )))
+        .endpoint_url(endpoint)
+        .build()
 }

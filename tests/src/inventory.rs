@@ -74,20 +74,9 @@ pub async fn snapshot(endpoint: &str) -> Value {
             .await
             .unwrap();
         let c = got.configuration.unwrap();
-        // Statements in Sid order: a policy's statements form a set, and parallel
-        // AddPermission calls append them in whatever order they land.
-        let policy = match lambda.get_policy().function_name(&name).send().await {
-            Ok(p) => {
-                let mut statements = serde_json::from_str::<Value>(&p.policy.unwrap_or_default())
-                    .unwrap_or(Value::Null)["Statement"]
-                    .clone();
-                if let Some(list) = statements.as_array_mut() {
-                    list.sort_by_key(|s| s["Sid"].as_str().unwrap_or_default().to_string());
-                }
-                statements
-            }
-            Err(_) => Value::Null,
-        };
+        let policy = policy_statements(&lambda, &name)
+            .await
+            .map_or(Value::Null, Value::from);
         functions.insert(
             name,
             json!({
@@ -361,4 +350,32 @@ pub fn decode(text: &str) -> Value {
         i += 1;
     }
     serde_json::from_slice(&out).unwrap_or(Value::Null)
+}
+
+/// The statements of a function's resource-based policy, read back through Lambda's GetPolicy,
+/// in Sid order (a policy's statements form a set, and parallel AddPermission calls append them
+/// in whatever order they land); `None` when the function has no policy.
+pub async fn policy_statements(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> Option<Vec<Value>> {
+    let got = lambda
+        .get_policy()
+        .function_name(function)
+        .send()
+        .await
+        .ok()?;
+    let policy: Value = serde_json::from_str(&got.policy.unwrap_or_default()).ok()?;
+    let mut statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+    statements.sort_by_key(|s| s["Sid"].as_str().unwrap_or_default().to_string());
+    Some(statements)
+}
+
+/// Where each statement lets API Gateway invoke the function from: its `AWS:SourceArn`.
+pub fn source_arns(statements: &[Value]) -> Vec<String> {
+    statements
+        .iter()
+        .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
+        .map(str::to_string)
+        .collect()
 }
