@@ -72,6 +72,8 @@ pub enum Command {
     Tail(TailArgs),
     /// List live connections: id, user, connection time, channels.
     Connections(ConnectionsArgs),
+    /// Show a channel's stored messages: the newest, or those after a serial.
+    History(HistoryArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
     /// Refuse every token of a user issued before now, and close the user's open connections.
@@ -311,6 +313,19 @@ pub struct ConnectionsArgs {
     /// Only this user's connections.
     #[arg(long)]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    /// The channel.
+    #[arg(long)]
+    pub channel: String,
+    /// Only messages after this serial, oldest first; default: the newest.
+    #[arg(long)]
+    pub since: Option<u64>,
+    /// How many messages at most (1-1000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -13,6 +13,7 @@ mod local;
 mod names;
 mod output;
 mod stack;
+mod toolchain;
 
 use clap::Parser;
 

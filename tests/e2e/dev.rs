@@ -510,6 +510,53 @@ async fn publish_and_token_from_the_command_line() {
         .collect();
     assert_eq!(ticks, serials);
 
+    // `history` reads back what was stored: the newest, then forward from a serial, page by
+    // page, with nothing skipped or repeated.
+    let history = |args: &[&str]| {
+        let mut all = vec!["--output", "json", "history", "--channel", "news-1"];
+        all.extend_from_slice(args);
+        let (code, out, err) = wsctl(&dev, &config, &all);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).expect("JSON history")
+    };
+    let serials_of = |page: &Value| -> Vec<u64> {
+        page["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["serial"].as_u64().unwrap())
+            .collect()
+    };
+    let newest = history(&["--limit", "3"]);
+    assert_eq!(serials_of(&newest), serials[97..], "{newest}");
+    assert_eq!(newest["messages"][2]["data"], "tick");
+    assert_eq!(newest["more"], false, "the newest page has no continuation");
+    let (mut read, mut since): (Vec<u64>, u64) = (Vec::new(), serial);
+    loop {
+        let page = history(&["--since", &since.to_string(), "--limit", "40"]);
+        let got = serials_of(&page);
+        assert!(got.len() <= 40, "{page}");
+        read.extend(&got);
+        if page["more"] != true {
+            break;
+        }
+        since = *got.last().expect("a page with more is not empty");
+    }
+    assert_eq!(read, serials, "paging with --since reads every serial once");
+    let first = history(&["--since", &(serial - 1).to_string(), "--limit", "1"]);
+    assert_eq!(first["messages"][0]["data"]["text"], "from the CLI");
+    // A name no client may subscribe to (the presence and counter partitions use `#`) is
+    // refused before any read; so is a limit past the action's own.
+    for bad in [
+        &["history", "--channel", "news-1#presence"][..],
+        &["history", "--channel", "news-1", "--limit", "1001"],
+    ] {
+        let (code, _, err) = wsctl(&dev, &config, bad);
+        assert_eq!(code, 2, "{bad:?} is a usage error: {err}");
+    }
+    let (code, text, err) = wsctl(&dev, &config, &["history", "--channel", "empty"]);
+    assert_eq!((code, text.trim()), (0, "empty: no messages"), "{err}");
+
     // `connections --channel` lists exactly the channel's subscribers.
     let mut other = dev.connect("bystander").await;
     other

@@ -50,12 +50,63 @@ pub async fn snapshot(endpoint: &str) -> Value {
                 .policy_document;
             policies.insert(p, decode(&doc));
         }
+        // ListRoles leaves out a role's permissions boundary; GetRole has it.
+        let boundary = iam
+            .get_role()
+            .role_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .role
+            .and_then(|r| r.permissions_boundary)
+            .and_then(|b| b.permissions_boundary_arn);
         roles.insert(
             name,
-            json!({"path": role.path, "tags": tags, "policies": policies}),
+            json!({"path": role.path, "tags": tags, "policies": policies, "boundary": boundary}),
         );
     }
     out.insert("roles", json!(roles));
+
+    // Customer managed policies (a stack's permissions boundary): path, tags and the document
+    // of the default version.
+    let mut managed = BTreeMap::new();
+    let local = aws_sdk_iam::types::PolicyScopeType::Local;
+    for policy in iam
+        .list_policies()
+        .scope(local)
+        .send()
+        .await
+        .unwrap()
+        .policies
+        .unwrap_or_default()
+    {
+        let arn = policy.arn.unwrap_or_default();
+        let tags: BTreeMap<String, String> = iam
+            .list_policy_tags()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        let document = iam
+            .get_policy_version()
+            .policy_arn(&arn)
+            .version_id(policy.default_version_id.unwrap_or_default())
+            .send()
+            .await
+            .unwrap()
+            .policy_version
+            .and_then(|v| v.document)
+            .map(|d| decode(&d));
+        managed.insert(
+            arn,
+            json!({"path": policy.path, "tags": tags, "document": document}),
+        );
+    }
+    out.insert("managed_policies", json!(managed));
 
     let mut functions = BTreeMap::new();
     for f in lambda

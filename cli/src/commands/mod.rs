@@ -10,6 +10,7 @@ mod destroy;
 mod dev;
 mod disconnect;
 mod gc;
+mod history;
 mod init;
 mod plan;
 mod publish;
@@ -64,6 +65,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         Command::Connections(args) => {
             printer.show(&connections::run(&config()?, &cli.aws, args).await?)
         }
+        Command::History(args) => printer.show(&history::run(&config()?, &cli.aws, args).await?),
         Command::Secret(command) => {
             printer.show(&secret::run(&config()?, &cli.aws, command).await?)
         }

@@ -61,10 +61,7 @@ impl Capabilities {
 
     /// Every operation on every channel.
     pub fn everything() -> Capabilities {
-        Capabilities(BTreeMap::from([(
-            "*".to_string(),
-            vec![Op::Subscribe, Op::Publish, Op::Presence, Op::History],
-        )]))
+        Capabilities(BTreeMap::from([("*".to_string(), Op::ALL.to_vec())]))
     }
 
     /// `room-*:subscribe,publish` → one capability; for `wsctl token --allow`.

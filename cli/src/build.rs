@@ -24,9 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Arch, Config};
 
-mod toolchain;
-
-use toolchain::*;
+use crate::toolchain::*;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Artifact {
