@@ -13,7 +13,6 @@ mod local;
 mod names;
 mod output;
 mod stack;
-mod toolchain;
 
 use clap::Parser;
 

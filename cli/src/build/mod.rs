@@ -24,7 +24,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Arch, Config};
 
-use crate::toolchain::*;
+mod toolchain;
+
+use toolchain::*;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Artifact {

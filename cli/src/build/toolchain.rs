@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-use crate::build::{BuildError, LAMBDA_GLIBC, Profile};
+use super::{BuildError, LAMBDA_GLIBC, Profile};
 use crate::config::Arch;
 
-pub(crate) fn triple(arch: Arch) -> &'static str {
+pub(super) fn triple(arch: Arch) -> &'static str {
     match arch.resolve() {
         Arch::Arm64 => "aarch64-unknown-linux-gnu",
         _ => "x86_64-unknown-linux-gnu",
@@ -15,7 +15,7 @@ pub(crate) fn triple(arch: Arch) -> &'static str {
 
 /// Who links a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Linker {
+pub(super) enum Linker {
     /// zig through cargo-lambda, against [`LAMBDA_GLIBC`]: any build machine, any architecture.
     Zig,
     /// This machine's own toolchain and C library.
@@ -25,7 +25,7 @@ pub(crate) enum Linker {
 impl Linker {
     /// Native only where asked to build for this machine and it can: `wsctl dev`, or
     /// `--arch host` on a Linux glibc machine (a Mac cannot link a Linux binary natively).
-    pub(crate) fn for_build(requested: Arch, profile: Profile) -> Linker {
+    pub(super) fn for_build(requested: Arch, profile: Profile) -> Linker {
         match profile {
             Profile::Local => Linker::Native,
             Profile::Lambda
@@ -42,7 +42,7 @@ impl Linker {
 /// Finds zig where cargo-lambda's linker (cargo-zigbuild) looks for it: `CARGO_ZIGBUILD_ZIG_PATH`
 /// or `zig` on the PATH, else Python's `ziglang` package (`CARGO_ZIGBUILD_PYTHON_PATH`, default
 /// `python3`). Without it cargo-lambda would offer to install it interactively, or fail late.
-pub(crate) fn zig_available() -> Result<(), BuildError> {
+pub(super) fn zig_available() -> Result<(), BuildError> {
     let runs = |program: &str, args: &[&str]| {
         Command::new(program)
             .args(args)
@@ -60,7 +60,7 @@ pub(crate) fn zig_available() -> Result<(), BuildError> {
     )))
 }
 
-pub(crate) fn target_installed(triple: &str) -> bool {
+pub(super) fn target_installed(triple: &str) -> bool {
     match Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -75,7 +75,7 @@ pub(crate) fn target_installed(triple: &str) -> bool {
 
 /// Refuses a binary that needs a glibc symbol version Lambda's runtime lacks (what `--arch
 /// host` can link on a newer distribution; zig builds are checked too, as a backstop).
-pub(crate) fn check_glibc(program: &[u8], bin: &str, arch: Arch) -> Result<(), BuildError> {
+pub(super) fn check_glibc(program: &[u8], bin: &str, arch: Arch) -> Result<(), BuildError> {
     let needs = crate::glibc::needs(program)
         .map_err(|e| BuildError::Io(format!("reading the ELF symbol versions of {bin}: {e}")))?;
     let newer = crate::glibc::newer_than(&needs, LAMBDA_GLIBC);
@@ -96,7 +96,7 @@ pub(crate) fn check_glibc(program: &[u8], bin: &str, arch: Arch) -> Result<(), B
 }
 
 /// `a`, `b`: symbol names as a message shows them (at most a handful).
-pub(crate) fn quoted(symbols: &[String]) -> String {
+pub(super) fn quoted(symbols: &[String]) -> String {
     let mut shown: Vec<String> = symbols.iter().take(5).map(|s| format!("`{s}`")).collect();
     if symbols.len() > 5 {
         shown.push(format!("and {} more", symbols.len() - 5));
@@ -106,7 +106,7 @@ pub(crate) fn quoted(symbols: &[String]) -> String {
 
 /// Runs `cmd` with its stderr passed on line by line, and returns the symbols the linker
 /// reported undefined (lld: `undefined symbol: NAME`).
-pub(crate) fn run_showing_stderr(
+pub(super) fn run_showing_stderr(
     mut cmd: Command,
 ) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
     use std::io::BufRead;
@@ -126,6 +126,6 @@ pub(crate) fn run_showing_stderr(
     Ok((child.wait()?, undefined))
 }
 
-pub(crate) fn triple_of_host() -> &'static str {
+pub(super) fn triple_of_host() -> &'static str {
     triple(Arch::Host)
 }
