@@ -62,7 +62,14 @@ fn destroy_removes_the_stack_and_nothing_else() {
         let t = &v["tags"];
         t["wsctl:stack"] == "fixture" && t["wsctl:stage"] == "test"
     };
-    for kind in ["roles", "functions", "tables", "log_groups", "parameters"] {
+    for kind in [
+        "roles",
+        "managed_policies",
+        "functions",
+        "tables",
+        "log_groups",
+        "parameters",
+    ] {
         for (name, v) in after[kind].as_object().unwrap() {
             assert!(!tagged_ours(v), "{kind} {name} survived destroy");
             assert!(before[kind].get(name).is_some());
@@ -77,7 +84,14 @@ fn destroy_removes_the_stack_and_nothing_else() {
     );
     // Everything else is exactly as it was.
     let mut expected = before.clone();
-    for kind in ["roles", "functions", "tables", "log_groups", "parameters"] {
+    for kind in [
+        "roles",
+        "managed_policies",
+        "functions",
+        "tables",
+        "log_groups",
+        "parameters",
+    ] {
         expected[kind]
             .as_object_mut()
             .unwrap()
