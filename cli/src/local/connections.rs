@@ -75,6 +75,11 @@ impl Conn {
     pub fn close(&self) -> bool {
         self.phase.swap(CLOSING, Ordering::SeqCst) != CLOSING
     }
+
+    /// The user the authorizer let in (its `principalId`).
+    pub fn user(&self) -> Option<&str> {
+        self.authorizer.as_ref()?.get("principalId")?.as_str()
+    }
 }
 
 /// The connections the gateway knows, by id: open ones and those still in `$connect`.
@@ -101,13 +106,13 @@ impl Registry {
         conn.filter(|c| c.phase.load(Ordering::SeqCst) != CLOSING)
     }
 
-    /// Open connections only.
-    pub fn ids(&self) -> Vec<String> {
+    /// Open connections only; with `user`, only that user's.
+    pub fn ids(&self, user: Option<&str>) -> Vec<String> {
         self.0
             .lock()
             .unwrap()
             .values()
-            .filter(|c| c.is_open())
+            .filter(|c| c.is_open() && user.is_none_or(|u| c.user() == Some(u)))
             .map(|c| c.origin.connection_id.clone())
             .collect()
     }

@@ -40,6 +40,18 @@ pub fn page(html: &str) -> Response<Body> {
     r
 }
 
+/// The `@wsctl/client` package's built module (`clients/js`), which the demo page imports.
+const CLIENT_JS: &str = include_str!("../../../clients/js/dist/index.js");
+
+fn client_module() -> Response<Body> {
+    let mut r = respond(StatusCode::OK, CLIENT_JS.to_string());
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    r
+}
+
 /// `/_wsctl/{path...}`.
 pub fn dev(
     method: &Method,
@@ -50,8 +62,17 @@ pub fn dev(
 ) -> Response<Body> {
     match path {
         ["token"] => token(minter, query),
+        ["client.js"] => client_module(),
         ["connections"] if method == Method::GET => {
-            json_response(StatusCode::OK, &json!({ "connections": conns.ids() }))
+            // `?user=U` lists one user's connections: a test cuts one client's socket.
+            let user = query_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "user")
+                .map(|(_, v)| v);
+            json_response(
+                StatusCode::OK,
+                &json!({ "connections": conns.ids(user.as_deref()) }),
+            )
         }
         ["connections", id, "drop"] if method == Method::POST => {
             // The fault switch: the socket goes, `$disconnect` never runs (a zombie id).

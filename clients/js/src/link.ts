@@ -1,0 +1,18 @@
+/** What a channel needs from its client: the current connection, if any. */
+export interface Link {
+  /** Sends a frame on the open connection; false when there is none (it is sent again on the next). */
+  send(frame: Record<string, unknown>): boolean;
+  /** Marks a request sent now, so the client's watchdog notices an answer that never comes. */
+  sent(): number;
+}
+
+/** A delay the server asked for with `rate_limited`, or a short one for `internal`. */
+export function retryDelay(frame: { retry_after_ms?: unknown }): number {
+  const ms = Number(frame.retry_after_ms);
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, 60_000) : 1000;
+}
+
+/** Codes after which the same frame is worth sending again. */
+export function retryable(code: string): boolean {
+  return code === "rate_limited" || code === "internal";
+}
