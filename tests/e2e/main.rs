@@ -4,6 +4,7 @@ mod access_logs;
 mod bench;
 mod browser;
 mod build;
+mod clients;
 mod config_errors;
 mod demo;
 mod deploy;

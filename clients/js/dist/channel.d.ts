@@ -1,7 +1,7 @@
 import { Emitter } from "./emitter";
 import { Link } from "./link";
 import { Presence } from "./presence";
-import { Message, WsctlError } from "./types";
+import { Message, PublishResult, WsctlError } from "./types";
 export interface HistoryOptions {
     /** Messages after this serial, oldest first, every page of them (up to `limit`). */
     since?: number;
@@ -38,6 +38,10 @@ export declare class Channel extends Emitter<ChannelEvents> {
      * Resolves when the server confirmed the subscription.
      */
     subscribe(fn?: (m: Message) => void, options?: SubscribeOptions): Promise<void>;
+    /** Publishes on this channel: see `Client.publish`. */
+    publish(data: unknown, options?: {
+        id?: string;
+    }): Promise<PublishResult>;
     /** Stops delivery; a later `subscribe` starts from then, not from where this one stopped. */
     unsubscribe(): Promise<void>;
     /** The channel's past: `since` a serial (every page), or the last `limit` messages. */

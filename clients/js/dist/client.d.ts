@@ -5,6 +5,11 @@ interface ClientEvents extends Record<string, unknown> {
     state: StateChange;
     /** A refusal no request was waiting for, or a frame the client does not know. */
     error: WsctlError;
+    /** The server accepted a renewed token (an `auth` frame): `expires` is its `exp`. */
+    token: {
+        user: string;
+        expires: number;
+    };
 }
 /**
  * One WebSocket to a wsctl stage, kept open: reconnects with backoff, resumes every channel

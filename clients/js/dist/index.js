@@ -212,6 +212,10 @@ var Channel = class extends Emitter {
     }
     return done;
   }
+  /** Publishes on this channel: see `Client.publish`. */
+  publish(data, options = {}) {
+    return this.link.publish(this.name, data, options.id);
+  }
   /** Stops delivery; a later `subscribe` starts from then, not from where this one stopped. */
   unsubscribe() {
     this.wanted = false;
@@ -576,7 +580,8 @@ var Client = class extends Emitter {
     if (this.token) this.expires = jwtExpiry(this.token);
     this.link = {
       send: (frame) => this.send(frame),
-      sent: () => Date.now()
+      sent: () => Date.now(),
+      publish: (channel, data, id) => this.publish(channel, data, { id })
     };
     this.publishes = new Publishes(this.link, this.opts.publishWindow);
     this.later(0, () => this.connect());
@@ -746,6 +751,7 @@ var Client = class extends Emitter {
       case "authenticated":
         this.expires = typeof f.expires === "number" ? f.expires : this.expires;
         for (const name of f.dropped ?? []) this.channels.get(name)?.dropped();
+        this.emit("token", { user: String(f.user), expires: Number(f.expires) });
         return this.scheduleRenewal();
       case "pong":
         return;

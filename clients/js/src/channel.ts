@@ -1,7 +1,7 @@
 import { Emitter } from "./emitter";
 import { Link, retryDelay, retryable } from "./link";
 import { Presence } from "./presence";
-import { Message, WsctlError } from "./types";
+import { Message, PublishResult, WsctlError } from "./types";
 
 export interface HistoryOptions {
   /** Messages after this serial, oldest first, every page of them (up to `limit`). */
@@ -80,6 +80,11 @@ export class Channel extends Emitter<ChannelEvents> {
       this.enqueue({ kind: "subscribe" });
     }
     return done;
+  }
+
+  /** Publishes on this channel: see `Client.publish`. */
+  publish(data: unknown, options: { id?: string } = {}): Promise<PublishResult> {
+    return this.link.publish(this.name, data, options.id);
   }
 
   /** Stops delivery; a later `subscribe` starts from then, not from where this one stopped. */

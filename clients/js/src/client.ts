@@ -17,6 +17,8 @@ interface ClientEvents extends Record<string, unknown> {
   state: StateChange;
   /** A refusal no request was waiting for, or a frame the client does not know. */
   error: WsctlError;
+  /** The server accepted a renewed token (an `auth` frame): `expires` is its `exp`. */
+  token: { user: string; expires: number };
 }
 
 const OPEN = 1;
@@ -80,6 +82,7 @@ export class Client extends Emitter<ClientEvents> {
     this.link = {
       send: (frame) => this.send(frame),
       sent: () => Date.now(),
+      publish: (channel, data, id) => this.publish(channel, data, { id }),
     };
     this.publishes = new Publishes(this.link, this.opts.publishWindow);
     this.later(0, () => this.connect());
@@ -265,6 +268,7 @@ export class Client extends Emitter<ClientEvents> {
       case "authenticated":
         this.expires = typeof f.expires === "number" ? f.expires : this.expires;
         for (const name of f.dropped ?? []) this.channels.get(name)?.dropped();
+        this.emit("token", { user: String(f.user), expires: Number(f.expires) });
         return this.scheduleRenewal();
       case "pong":
         return;

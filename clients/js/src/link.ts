@@ -1,9 +1,13 @@
+import type { PublishResult } from "./types";
+
 /** What a channel needs from its client: the current connection, if any. */
 export interface Link {
   /** Sends a frame on the open connection; false when there is none (it is sent again on the next). */
   send(frame: Record<string, unknown>): boolean;
   /** Marks a request sent now, so the client's watchdog notices an answer that never comes. */
   sent(): number;
+  /** The client's publish, with its ordering and retries. */
+  publish(channel: string, data: unknown, id?: string): Promise<PublishResult>;
 }
 
 /** A delay the server asked for with `rate_limited`, or a short one for `internal`. */

@@ -1,0 +1,196 @@
+//! `@wsctl/client` (clients/js) against `wsctl dev` under faults, in Node and in Chromium: the
+//! dev server's fault switch cuts sockets while messages flow, and every subscriber must still
+//! see every message once, in order, and every publish resolve once (clients/js/test/cases.mjs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wsctl_tests::dev::{Dev, dev_config};
+use wsctl_tests::{die_with_parent, root};
+
+use crate::browser::chromium;
+
+const SCENARIOS: [&str; 3] = ["drops", "renewal", "presence"];
+
+fn package() -> PathBuf {
+    root().join("clients/js")
+}
+
+/// The package's dev dependencies (TypeScript, esbuild, ws), installed once from its lock file.
+fn node_modules() -> &'static Path {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = package();
+        if !dir.join("node_modules/ws").exists() {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .expect("npm is missing: install Debian's npm (apt-get install npm)");
+            assert!(
+                out.status.success(),
+                "npm ci in clients/js failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir.join("node_modules")
+    })
+}
+
+/// A stage whose limits let one user publish 100 a second (the defaults allow 20).
+fn busy_dev(dir: &Path) -> Dev {
+    let config = dev_config(dir);
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace(
+            "frames: { per_second: 10, burst: 20 }",
+            "frames: { per_second: 400, burst: 800 }",
+        )
+        .replace(
+            "publishes: { per_second: 20, burst: 40 }",
+            "publishes: { per_second: 400, burst: 800 }",
+        );
+    assert_eq!(
+        text.matches("per_second: 400, burst: 800").count(),
+        2,
+        "limits raised"
+    );
+    std::fs::write(&config, text).expect("write config");
+    Dev::start(&config, &[])
+}
+
+/// `node test/scenarios.mjs NAME` against `dev`; its figures.
+fn node_scenario(dev: &Dev, name: &str, client: Option<&Path>) -> Result<Value, String> {
+    node_modules();
+    let mut cmd = Command::new("node");
+    cmd.arg("test/scenarios.mjs")
+        .arg(name)
+        .current_dir(package())
+        .env("WSCTL_URL", dev.field("url"))
+        .env("WSCTL_BASE", dev.base());
+    if let Some(client) = client {
+        cmd.env("WSCTL_CLIENT", format!("file://{}", client.display()));
+    }
+    die_with_parent(&mut cmd);
+    let out = cmd
+        .output()
+        .expect("node is missing: install Debian's nodejs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let figures: Value = serde_json::from_str(stdout.trim()).expect("the scenario's JSON line");
+    eprintln!("{figures}");
+    Ok(figures)
+}
+
+#[test]
+fn the_committed_module_is_what_the_sources_build() {
+    let bin = node_modules().join(".bin");
+    let out = tempfile::tempdir().expect("temp dir");
+    let js = out.path().join("index.js");
+    let esbuild = Command::new(bin.join("esbuild"))
+        .args([
+            "src/index.ts",
+            "--bundle",
+            "--format=esm",
+            "--target=es2020",
+        ])
+        .arg(format!("--outfile={}", js.display()))
+        .current_dir(package())
+        .output()
+        .expect("esbuild");
+    assert!(esbuild.status.success(), "{esbuild:?}");
+    // tsc also type-checks the sources.
+    let tsc = Command::new(bin.join("tsc"))
+        .args(["-p", "tsconfig.json", "--outDir"])
+        .arg(out.path())
+        .current_dir(package())
+        .output()
+        .expect("tsc");
+    assert!(
+        tsc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tsc.stdout)
+    );
+    let dist = package().join("dist");
+    let mut built: Vec<_> = std::fs::read_dir(out.path())
+        .expect("built")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    built.sort();
+    for name in &built {
+        assert_eq!(
+            std::fs::read_to_string(dist.join(name)).unwrap_or_default(),
+            std::fs::read_to_string(out.path().join(name)).expect("built file"),
+            "clients/js/dist/{} is stale: run `npm run build` in clients/js",
+            name.to_string_lossy()
+        );
+    }
+    let committed = std::fs::read_dir(&dist).expect("dist").count();
+    assert_eq!(
+        committed,
+        built.len(),
+        "dist holds files the build no longer makes"
+    );
+}
+
+/// The scenarios in Node, then in a real browser (the page imports the module wsctl dev
+/// serves), one after the other: each keeps a stage busy at 100 publishes a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_client_keeps_its_promises_through_drops_in_node_and_chromium() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dev = busy_dev(dir.path());
+    for name in SCENARIOS {
+        let dev = &dev;
+        let run = tokio::task::block_in_place(|| node_scenario(dev, name, None));
+        if let Err(why) = run {
+            panic!("{name} in Node: {why}");
+        }
+    }
+    let browser = chromium(&dev.field("page"));
+    let mut page = browser.page().await;
+    page.wait_for(
+        "the page",
+        "document.readyState === 'complete'",
+        "document.title",
+    )
+    .await;
+    let cases = std::fs::read_to_string(package().join("test/cases.mjs")).expect("cases.mjs");
+    let url = dev.field("url");
+    let base = dev.base();
+    for name in SCENARIOS {
+        let start = format!(
+            "window.__done = null; (async () => {{ \
+               const {{ Client }} = await import('/_wsctl/client.js'); \
+               const cases = await import(URL.createObjectURL(new Blob([{src}], {{ type: 'text/javascript' }}))); \
+               return cases[{name}]({{ Client, url: {url}, base: {base}, options: {{ tag: 'chromium' }} }}); \
+             }})().then((r) => window.__done = {{ ok: r }}, (e) => window.__done = {{ err: String(e && e.message || e) }}); true",
+            src = json!(cases),
+            name = json!(name),
+            url = json!(url),
+            base = json!(base),
+        );
+        page.eval(&start).await;
+        let started = Instant::now();
+        let done = loop {
+            let v = page.eval("window.__done").await;
+            if !v.is_null() {
+                break v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "{name} in Chromium did not finish in 240 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert!(done["err"].is_null(), "{name} in Chromium: {}", done["err"]);
+        eprintln!(
+            "{}",
+            json!({"scenario": name, "runtime": "chromium", "figures": done["ok"]})
+        );
+    }
+}
