@@ -136,7 +136,12 @@ export async function drops({ Client, WebSocket, url, base, options = {} }) {
       ),
     );
   }
-  await Promise.all(publishes);
+  const settled = () => resolved.reduce((a, r) => a + r, 0) + failures.length;
+  await until(`every publish to resolve (${settled()} of ${n} did)`, () => settled() >= n, 120_000).catch((e) => {
+    cutting = false;
+    const never = resolved.findIndex((r, i) => i > 0 && r === 0);
+    throw new Error(`${e.message}; publish ${never} never resolved`);
+  });
   cutting = false;
   await cutter;
   await until(`every subscriber to get ${n} messages (they have ${subscribers.map((s) => s.got.length).join(", ")})`, () => subscribers.every((s) => s.got.length >= n), 60_000);
