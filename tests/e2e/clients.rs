@@ -13,7 +13,7 @@ use wsctl_tests::{die_with_parent, root};
 
 use crate::browser::chromium;
 
-const SCENARIOS: [&str; 3] = ["drops", "renewal", "presence"];
+const SCENARIOS: [&str; 4] = ["drops", "gaps", "renewal", "presence"];
 
 fn package() -> PathBuf {
     root().join("clients/js")

@@ -3,7 +3,7 @@
 //! answers 410 `GoneException`, as API Gateway does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -40,6 +40,8 @@ pub struct Conn {
     pub tx: mpsc::Sender<Out>,
     phase: AtomicU8,
     last_active: AtomicU64,
+    /// Posts still to be answered 200 and never delivered (the dev server's loss switch).
+    lose: AtomicU32,
 }
 
 impl Conn {
@@ -51,6 +53,7 @@ impl Conn {
             tx,
             phase: AtomicU8::new(CONNECTING),
             last_active: AtomicU64::new(now),
+            lose: AtomicU32::new(0),
         }
     }
 
@@ -74,6 +77,18 @@ impl Conn {
     /// True for the one call that closed it.
     pub fn close(&self) -> bool {
         self.phase.swap(CLOSING, Ordering::SeqCst) != CLOSING
+    }
+
+    /// The next `frames` posts are accepted and never delivered.
+    pub fn lose(&self, frames: u32) {
+        self.lose.store(frames, Ordering::SeqCst);
+    }
+
+    /// True when this post is one the loss switch swallows.
+    fn swallow(&self) -> bool {
+        self.lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// The user the authorizer let in (its `principalId`).
@@ -165,6 +180,10 @@ pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response
                     "PayloadTooLargeException",
                     &format!("{} bytes is over the 128 KB message limit", body.len()),
                 );
+            }
+            if conn.swallow() {
+                conn.touch();
+                return respond(StatusCode::OK, Bytes::new());
             }
             let frame = match Utf8Bytes::try_from(body.clone()) {
                 Ok(text) => Message::Text(text),

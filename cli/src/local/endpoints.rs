@@ -87,6 +87,24 @@ pub fn dev(
                 None => message(StatusCode::GONE, "no such connection"),
             }
         }
+        ["connections", id, "lose"] if method == Method::POST => {
+            // A delivery lost on the way: API Gateway took the post, the client never got it.
+            let frames = query_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "frames")
+                .map(|(_, v)| v.parse::<u32>());
+            match (frames, conns.get(&percent_decode(id))) {
+                (Some(Ok(n @ 1..=1000)), Some(conn)) => {
+                    conn.lose(n);
+                    json_response(StatusCode::OK, &json!({ "losing": n }))
+                }
+                (Some(Ok(1..=1000)), None) => message(StatusCode::GONE, "no such connection"),
+                _ => message(
+                    StatusCode::BAD_REQUEST,
+                    "frames: the number of posts to lose, from 1 to 1000",
+                ),
+            }
+        }
         _ => message(StatusCode::NOT_FOUND, "no such dev endpoint"),
     }
 }

@@ -235,3 +235,40 @@ export async function presence({ Client, WebSocket, url, base, options = {} }) {
   if (!listed.some((m) => m.user === member)) throw new Error(`members() does not list ${member}: ${JSON.stringify(listed)}`);
   return { reconnects: opens - 1, events: about, listed: listed.length };
 }
+
+/**
+ * Deliveries lost on the way (the dev server's loss switch swallows three posts to the
+ * subscriber): the next message shows the gap, and history refills it. Then messages published
+ * while the subscriber is away, with nothing after them: only the resume brings them.
+ */
+export async function gaps({ Client, WebSocket, url, base, options = {} }) {
+  const tag = `${options.tag ?? "g"}-${Math.random().toString(36).slice(2, 8)}`;
+  const channel = `gaps-${tag}`;
+  const user = `gap-${tag}`;
+  // A slow comeback, so the second step's messages are all published while it is away.
+  const sub = new Client({ url, WebSocket, getToken: token(base, user), minDelayMs: 4000, maxDelayMs: 4000 });
+  const got = [];
+  await sub.channel(channel).subscribe((m) => got.push({ serial: m.serial, i: m.data.i }));
+  const publisher = new Client({ url, WebSocket, getToken: token(base, `gap-pub-${tag}`) });
+  let i = 0;
+  const send = (k) => Promise.all(Array.from({ length: k }, () => publisher.publish(channel, { i: ++i })));
+  await send(5);
+  await until(`the first 5 messages (got ${got.length})`, () => got.length >= 5, 10_000);
+
+  const { connections } = await json(base, `/_wsctl/connections?user=${encodeURIComponent(user)}`);
+  await json(base, `/_wsctl/connections/${encodeURIComponent(connections[0])}/lose?frames=3`, "POST");
+  await send(5);
+  await until(`messages 6-10 after three deliveries were lost (got ${got.map((m) => m.i).join(",")})`, () => got.length >= 10, 10_000);
+
+  let opens = 0;
+  sub.on("state", (c) => c.state === "connected" && opens++);
+  await cut(base, user);
+  await send(5);
+  await until(`messages 11-15, published while the subscriber was away (got ${got.map((m) => m.i).join(",")})`, () => got.length >= 15, 15_000);
+  await sleep(300);
+  sub.close();
+  publisher.close();
+  checkDeliveries("the subscriber", got, 15);
+  if (opens !== 1) throw new Error(`the subscriber reconnected ${opens} times, not once`);
+  return { messages: 15, lost_deliveries: 3, reconnects: opens };
+}
