@@ -20,9 +20,9 @@ if (process.env.WSCTL_RATE) options.rate = Number(process.env.WSCTL_RATE);
 options.tag = "node";
 
 const limit = setTimeout(() => {
-  console.error(`${name}: still running after 240 s`);
+  console.error(`${name}: still running after 900 s`);
   process.exit(1);
-}, 240_000);
+}, 900_000);
 try {
   const result = await cases[name]({ Client, WebSocket, url, base, options });
   console.log(JSON.stringify({ scenario: name, runtime: `node ${process.version}`, ...result }));
