@@ -28,6 +28,7 @@ mod publishes;
 mod types;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -77,13 +78,14 @@ impl Client {
 
     /// Publishes `data` on `channel`; resolves once, with the serial, after the server stored
     /// it, however many reconnects that takes. `id` makes it idempotent (one is made up
-    /// otherwise).
-    pub async fn publish(
+    /// otherwise). The publish is queued when this is called, not when the future is first
+    /// polled, so publishes keep the order of the calls.
+    pub fn publish(
         &self,
         channel: &str,
         data: Value,
         id: Option<String>,
-    ) -> Result<PublishResult, Error> {
+    ) -> impl Future<Output = Result<PublishResult, Error>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Publish {
             channel: channel.to_string(),
@@ -91,7 +93,7 @@ impl Client {
             id,
             reply,
         });
-        answer.await.unwrap_or(Err(Error::Closed))
+        async move { answer.await.unwrap_or(Err(Error::Closed)) }
     }
 
     /// The current state and why.
@@ -196,17 +198,20 @@ impl Channel {
     }
 
     /// Publishes on this channel: see [`Client::publish`].
-    pub async fn publish(&self, data: Value) -> Result<PublishResult, Error> {
-        self.client.publish(&self.name, data, None).await
+    pub fn publish(
+        &self,
+        data: Value,
+    ) -> impl Future<Output = Result<PublishResult, Error>> + Send + 'static {
+        self.client.publish(&self.name, data, None)
     }
 
     /// Publishes with an idempotency key: a repeat of `id` answers the first serial.
-    pub async fn publish_with_id(
+    pub fn publish_with_id(
         &self,
         data: Value,
         id: impl Into<String>,
-    ) -> Result<PublishResult, Error> {
-        self.client.publish(&self.name, data, Some(id.into())).await
+    ) -> impl Future<Output = Result<PublishResult, Error>> + Send + 'static {
+        self.client.publish(&self.name, data, Some(id.into()))
     }
 
     /// The channel's past: `since` a serial (every page), or the last `limit` messages.
