@@ -1,6 +1,8 @@
-//! `@wsctl/client` (clients/js) against `wsctl dev` under faults, in Node and in Chromium: the
-//! dev server's fault switch cuts sockets while messages flow, and every subscriber must still
-//! see every message once, in order, and every publish resolve once (clients/js/test/cases.mjs).
+//! The client libraries against `wsctl dev` under faults: `@wsctl/client` (clients/js) in Node
+//! and in Chromium, `wsctl-client` (clients/rust) in this process. The dev server's fault switch
+//! cuts sockets while messages flow, and every subscriber must still see every message once, in
+//! order, and every publish resolve once (clients/js/test/cases.mjs, and the same scenarios in
+//! clients/rust/examples/faults/cases.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,9 @@ use wsctl_tests::dev::{Dev, dev_config};
 use wsctl_tests::{die_with_parent, root};
 
 use crate::browser::chromium;
+
+#[path = "../../clients/rust/examples/faults/cases.rs"]
+mod rust_cases;
 
 /// `drops` publishes this many in the suite, which shares two cores with every other test (by
 /// hand, `scenarios.mjs` publishes 2,000: BENCHMARKS.md).
@@ -197,5 +202,25 @@ async fn js_client_keeps_its_promises_through_drops_in_node_and_chromium() {
             "{}",
             json!({"scenario": name, "runtime": "chromium", "figures": done["ok"]})
         );
+    }
+}
+
+/// The same scenarios for the Rust crate, which `wsctl connect` and `tail --messages` run on.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_client_keeps_its_promises_through_drops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dev = busy_dev(dir.path());
+    let stage = rust_cases::Stage {
+        url: dev.field("url"),
+        base: dev.base(),
+    };
+    for name in rust_cases::SCENARIOS {
+        match rust_cases::run(name, &stage, Some(SUITE_MESSAGES)).await {
+            Ok(figures) => eprintln!(
+                "{}",
+                json!({"scenario": name, "runtime": "rust", "figures": figures})
+            ),
+            Err(why) => panic!("{name} in Rust: {why}"),
+        }
     }
 }
