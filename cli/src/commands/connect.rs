@@ -1,12 +1,16 @@
 //! `wsctl connect`: a WebSocket client for the stack. Each stdin line is sent as a frame; each
 //! frame that arrives is printed on its own line. Interactive on a terminal; with stdin from a
 //! pipe or file it sends every line, waits `--wait` for answers, then closes, so scripts can use it.
+//!
+//! It runs on `wsctl-client`: a dropped connection comes back (with a fresh minted token when
+//! needed), the channels subscribed with a `subscribe` line resume where they stopped, and the
+//! connection is kept alive past API Gateway's idle timeout.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::Value;
+use wsctl_client::{Client, Event, State};
 
 use crate::args::ConnectArgs;
 use crate::aws::AwsArgs;
@@ -22,8 +26,8 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<(), Error> {
     let stack = Stack::open(config, aws).await?;
-    let ws = stack
-        .socket(&args.user, args.token.as_deref(), args.url.as_deref())
+    let client = stack
+        .client(&args.user, args.token.as_deref(), args.url.as_deref())
         .await?;
     let url = args
         .url
@@ -35,21 +39,29 @@ pub async fn run(
         args.user,
         if interactive { ", Ctrl-D to close" } else { "" }
     ));
-    let (mut sink, mut stream) = ws.split();
     let out = *printer;
-    let reader = tokio::spawn(async move {
-        while let Some(frame) = stream.next().await {
-            match frame {
-                Ok(Message::Text(t)) => out.verbatim(t.as_str()),
-                Ok(Message::Binary(b)) => out.verbatim(&format!("(binary, {} bytes)", b.len())),
-                Ok(Message::Close(f)) => {
-                    return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+    let mut frames = client.frames();
+    tokio::spawn(async move {
+        while let Some(text) = frames.recv().await {
+            out.verbatim(&text);
+        }
+    });
+    let mut events = client.events();
+    let notes = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::State(s) if s.state == State::Disconnected => out.note(format!(
+                    "disconnected: {}; reconnecting in {} ms",
+                    s.reason.unwrap_or_default(),
+                    s.retry_in.unwrap_or_default().as_millis()
+                )),
+                Event::State(s) if s.state == State::Connected => out.note("reconnected"),
+                Event::State(s) if s.state == State::Closed => {
+                    out.note(format!("closed: {}", s.reason.unwrap_or_default()))
                 }
-                Ok(_) => {}
-                Err(_) => return None,
+                _ => {}
             }
         }
-        None
     });
     // Stdin on a plain thread: it blocks, and a terminal read cannot be cancelled anyway.
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
@@ -65,19 +77,61 @@ pub async fn run(
         if line.is_empty() {
             continue;
         }
-        if sink.send(Message::text(line.to_string())).await.is_err() {
+        let Ok(frame) = serde_json::from_str::<Value>(line) else {
+            printer.note(format!(
+                "not sent: {line:?} is not JSON; e.g. {{\"action\":\"subscribe\",\"channel\":\"room-1\"}}"
+            ));
+            continue;
+        };
+        if !send(&client, frame).await {
             break;
         }
     }
     if !interactive {
         tokio::time::sleep(args.wait).await;
     }
-    let _ = sink.send(Message::Close(None)).await;
-    if let Ok(Ok(Some((code, reason)))) = tokio::time::timeout(Duration::from_secs(2), reader).await
-        && code != 1000
-        && code != 1005
-    {
-        printer.note(format!("closed by the server: {code} {reason}"));
-    }
+    notes.abort();
+    client.close().await;
     Ok(())
+}
+
+/// Sends one typed frame; false once the client is closed. A `subscribe` or `unsubscribe` of a
+/// channel goes through the client, so a reconnect resumes it; anything else goes as typed,
+/// after waiting for a connection if there is none.
+async fn send(client: &Client, frame: Value) -> bool {
+    if let (Some(action), Some(channel)) = (frame["action"].as_str(), frame["channel"].as_str()) {
+        let channel = client.channel(channel);
+        match action {
+            "subscribe" => {
+                let since = frame["since"].as_u64();
+                // The client prints nothing itself: the frames tap shows what arrives.
+                tokio::spawn(async move {
+                    let subscribed = match since {
+                        Some(s) => channel.subscribe_since(s).await,
+                        None => channel.subscribe().await,
+                    };
+                    if let Ok(mut messages) = subscribed {
+                        while messages.recv().await.is_some() {}
+                    }
+                });
+                return true;
+            }
+            "unsubscribe" => {
+                channel.unsubscribe();
+                return true;
+            }
+            _ => {}
+        }
+    }
+    let mut states = client.states();
+    loop {
+        let state = states.borrow_and_update().state;
+        match state {
+            State::Closed => return false,
+            State::Connected if client.send_frame(frame.clone()).await => return true,
+            _ => {}
+        }
+        // A send refused while connected races a drop: look again at least once a minute.
+        let _ = tokio::time::timeout(Duration::from_secs(60), states.changed()).await;
+    }
 }

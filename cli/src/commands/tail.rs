@@ -7,10 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use futures::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 use wsctl_functions::layout::SUBSCRIPTIONS;
 
 use crate::args::TailArgs;
@@ -33,57 +31,47 @@ pub async fn run(
     let store = stack.store();
     let out = *printer;
     let emit = move |event: Event| out.line(&event);
-    if args.messages {
-        let mut ws = stack.socket("wsctl-tail", None, None).await?;
+    // Subscribed before the baseline is read: tail's own subscriptions are not events. Its
+    // client resumes each channel after a drop, so no message is missed or repeated; it lives
+    // as long as this function.
+    let client = match args.messages {
+        true => Some(stack.client("wsctl-tail", None, None).await?),
+        false => None,
+    };
+    if let Some(client) = &client {
         for channel in &args.channel {
-            let frame = json!({"action": "subscribe", "channel": channel});
-            ws.send(Message::text(frame.to_string()))
-                .await
-                .map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
-        }
-        // Subscribed before the baseline is read: tail's own subscriptions are not events.
-        let mut waiting: BTreeSet<&String> = args.channel.iter().collect();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !waiting.is_empty() {
-            let frame = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .map_err(|_| {
-                    Error::Io("the stage did not confirm tail's subscriptions within 30 s".into())
-                })?;
-            let Some(Ok(Message::Text(t))) = frame else {
-                return Err(Error::Io(
-                    "the stage closed tail's connection while it subscribed".into(),
-                ));
-            };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-            match v["type"].as_str() {
-                Some("subscribed") => {
-                    waiting.retain(|c| v["channel"] != c.as_str());
-                }
-                Some("error") => {
-                    return Err(Error::Io(format!(
-                        "subscribing to {}: {}",
-                        v["channel"].as_str().unwrap_or_default(),
-                        v["message"].as_str().unwrap_or_default()
-                    )));
-                }
-                _ => {}
-            }
-        }
-        tokio::spawn(async move {
-            while let Some(Ok(frame)) = ws.next().await {
-                if let Message::Text(t) = frame
-                    && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
-                    && v["type"] == "message"
-                {
-                    let field = |k: &str| v[k].clone();
+            let subscribed = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                client.channel(channel).subscribe(),
+            )
+            .await
+            .map_err(|_| {
+                Error::Io("the stage did not confirm tail's subscriptions within 30 s".into())
+            })?;
+            let mut messages =
+                subscribed.map_err(|e| Error::Io(format!("subscribing to {channel}: {e}")))?;
+            tokio::spawn(async move {
+                while let Some(m) = messages.recv().await {
                     emit(Event::Message {
-                        channel: field("channel"),
-                        serial: field("serial"),
-                        from: field("from"),
-                        data: field("data"),
-                        ts: field("ts"),
+                        channel: json!(m.channel),
+                        serial: json!(m.serial),
+                        from: json!(m.from),
+                        data: m.data,
+                        ts: json!(m.ts),
                     });
+                }
+            });
+        }
+        let mut events = client.events();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let wsctl_client::Event::State(s) = event
+                    && s.state == wsctl_client::State::Disconnected
+                {
+                    out.note(format!(
+                        "tail's connection dropped ({}): resuming",
+                        s.reason.unwrap_or_default()
+                    ));
                 }
             }
         });

@@ -19,7 +19,7 @@ use wsctl_functions::{Invoker, layout};
 pub use close::{Closed, close_connections};
 pub use publish::PublishFunction;
 pub use rows::{rows, scan, subscriber_ids};
-pub use socket::with_token;
+pub use wsctl_client::with_token;
 
 use crate::aws::domain::DnsTarget;
 use crate::aws::{AwsArgs, CallContext, Clients};

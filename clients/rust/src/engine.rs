@@ -128,6 +128,8 @@ struct Conn {
     timer_ids: u64,
     last_sent: Instant,
     listeners: Vec<mpsc::UnboundedSender<Event>>,
+    /// The status of the handshake just refused, told with the next state.
+    refusal: Option<u16>,
 }
 
 impl Link for Conn {
@@ -163,6 +165,7 @@ impl Conn {
             state,
             reason,
             retry_in,
+            status: self.refusal.take(),
         };
         self.state_tx.send_replace(change.clone());
         self.emit(Event::State(change));
@@ -204,6 +207,7 @@ pub(crate) fn spawn(
         state: State::Connecting,
         reason: None,
         retry_in: None,
+        status: None,
     });
     let token = opts.token.clone();
     let expires = token.as_deref().and_then(jwt_expiry);
@@ -219,6 +223,7 @@ pub(crate) fn spawn(
             timer_ids: 0,
             last_sent: Instant::now(),
             listeners: Vec::new(),
+            refusal: None,
         },
         channels: HashMap::new(),
         inputs: inputs_tx,
@@ -566,6 +571,9 @@ impl Engine {
         self.disconnected();
         if opened && self.opened_at.elapsed() >= STABLE {
             self.attempt = 0;
+        }
+        if let Failure::Status(status) = failure {
+            self.conn.refusal = Some(status);
         }
         match failure {
             Failure::Status(status @ (401 | 403)) => {

@@ -69,6 +69,8 @@ pub struct StateChange {
     pub reason: Option<String>,
     /// For `Disconnected`: how long until the next attempt.
     pub retry_in: Option<Duration>,
+    /// The HTTP status of a refused handshake: 401/403 (the token), 429 (too many connections).
+    pub status: Option<u16>,
 }
 
 /// What [`crate::Client::events`] yields.
