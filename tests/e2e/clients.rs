@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wsctl_tests::dev::{Dev, dev_config};
+use wsctl_tests::dev::{Dev, dev_config, http};
 use wsctl_tests::{die_with_parent, root};
 
 use crate::browser::chromium;
@@ -205,11 +205,13 @@ async fn js_client_keeps_its_promises_through_drops_in_node_and_chromium() {
     }
 }
 
-/// The same scenarios for the Rust crate, which `wsctl connect` and `tail --messages` run on.
+/// The same scenarios for the Rust crate, which `wsctl connect` and `tail --messages` run on;
+/// first, the fault switches they use refuse what they cannot do.
 #[tokio::test(flavor = "multi_thread")]
 async fn rust_client_keeps_its_promises_through_drops() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dev = busy_dev(dir.path());
+    switches_refuse_bad_input(&dev).await;
     let stage = rust_cases::Stage {
         url: dev.field("url"),
         base: dev.base(),
@@ -223,4 +225,61 @@ async fn rust_client_keeps_its_promises_through_drops() {
             Err(why) => panic!("{name} in Rust: {why}"),
         }
     }
+}
+
+/// `lose` takes 1 to 1000 frames of a connection that exists; `drop` a connection that exists;
+/// `?user=` of nobody lists nothing.
+async fn switches_refuse_bad_input(dev: &Dev) {
+    let base = dev.base();
+    let mut alice = dev.connect("alice").await;
+    alice.send(json!({"action": "ping", "id": "up"})).await;
+    alice
+        .expect("pong", |v| v["type"] == "pong", Duration::from_secs(20))
+        .await;
+    let (_, listed) = http(&format!("{base}/_wsctl/connections?user=alice"), "GET", b"").await;
+    let listed: Value = serde_json::from_str(&listed).expect("JSON");
+    let id = listed["connections"][0]
+        .as_str()
+        .expect("alice's id")
+        .to_string();
+    for frames in ["0", "1001", "-1", "abc", "", "1e3"] {
+        let (status, body) = http(
+            &format!("{base}/_wsctl/connections/{id}/lose?frames={frames}"),
+            "POST",
+            b"",
+        )
+        .await;
+        assert_eq!(status, 400, "frames={frames}: {body}");
+        assert!(body.contains("from 1 to 1000"), "{body}");
+    }
+    let (status, _) = http(&format!("{base}/_wsctl/connections/{id}/lose"), "POST", b"").await;
+    assert_eq!(status, 400, "no frames");
+    for path in ["nobody%3D/lose?frames=3", "nobody%3D/drop"] {
+        let (status, body) = http(&format!("{base}/_wsctl/connections/{path}"), "POST", b"").await;
+        assert_eq!(status, 410, "{path}: {body}");
+    }
+    let (_, none) = http(
+        &format!("{base}/_wsctl/connections?user=nobody"),
+        "GET",
+        b"",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&none).expect("JSON"),
+        json!({"connections": []})
+    );
+    // A loss on a connection that exists is answered and takes effect: alice misses one post.
+    let (status, _) = http(
+        &format!("{base}/_wsctl/connections/{id}/lose?frames=1"),
+        "POST",
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    alice.send(json!({"action": "ping", "id": "lost"})).await;
+    alice.send(json!({"action": "ping", "id": "kept"})).await;
+    let pong = alice
+        .expect("a pong", |v| v["type"] == "pong", Duration::from_secs(20))
+        .await;
+    assert_eq!(pong["id"], "kept", "the first post was swallowed");
 }

@@ -9,7 +9,7 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 use super::connections::{Out, Registry};
-use super::http::{Body, json_response, message, percent_decode, query_pairs, respond};
+use super::http::{Body, json_response, message, percent_decode, query_param, respond};
 
 /// Signs dev tokens with the stack's own secret, for the audience its authorizer requires.
 pub struct Minter {
@@ -65,10 +65,7 @@ pub fn dev(
         ["client.js"] => client_module(),
         ["connections"] if method == Method::GET => {
             // `?user=U` lists one user's connections: a test cuts one client's socket.
-            let user = query_pairs(query)
-                .into_iter()
-                .find(|(k, _)| k == "user")
-                .map(|(_, v)| v);
+            let user = query_param(query, "user");
             json_response(
                 StatusCode::OK,
                 &json!({ "connections": conns.ids(user.as_deref()) }),
@@ -89,10 +86,7 @@ pub fn dev(
         }
         ["connections", id, "lose"] if method == Method::POST => {
             // A delivery lost on the way: API Gateway took the post, the client never got it.
-            let frames = query_pairs(query)
-                .into_iter()
-                .find(|(k, _)| k == "frames")
-                .map(|(_, v)| v.parse::<u32>());
+            let frames = query_param(query, "frames").map(|v| v.parse::<u32>());
             match (frames, conns.get(&percent_decode(id))) {
                 (Some(Ok(n @ 1..=1000)), Some(conn)) => {
                     conn.lose(n);
@@ -116,14 +110,7 @@ fn token(minter: Option<&Minter>, query: Option<&str>) -> Response<Body> {
     let Some(minter) = minter else {
         return message(StatusCode::NOT_FOUND, "this stack has no token secret");
     };
-    let pairs = query_pairs(query);
-    let param = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
+    let param = |name: &str| query_param(query, name);
     let user = param("user").unwrap_or_else(|| "dev".into());
     if let Err(why) = wsctl_functions::auth::check_user(&user) {
         return message(StatusCode::BAD_REQUEST, &format!("user: {why}"));

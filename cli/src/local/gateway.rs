@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
-use super::http::{Body, collect, message, percent_decode, query_pairs};
+use super::http::{Body, collect, message, percent_decode, query_param};
 use super::{connections, endpoints, guard, iam, invoke, session};
 
 /// Serves until `stop` turns true.
@@ -121,10 +121,7 @@ fn iam_refusal(
         ),
         ["2015-03-31", "functions", name, "invocations"] => {
             let name = percent_decode(name);
-            let qualifier = query_pairs(parts.uri.query())
-                .into_iter()
-                .find(|(k, _)| k == "Qualifier")
-                .map(|(_, v)| v)
+            let qualifier = query_param(parts.uri.query(), "Qualifier")
                 .or_else(|| invoke::qualifier(&name).map(str::to_string));
             (
                 iam::Service::Lambda,

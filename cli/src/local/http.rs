@@ -76,6 +76,14 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first non-empty value of `name` in `query`, decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query_pairs(query)
+        .into_iter()
+        .find(|(k, v)| k == name && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,6 +295,14 @@ impl<'c> Stack<'c> {
         Ok(minted.remove(0))
     }
 
+    /// The audience the stack's authorizer requires of its tokens, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.config
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.audience.as_deref())
+    }
+
     /// A token for each of `users` with the same grant, the keys read once.
     pub async fn mint_many(
         &self,
@@ -303,11 +311,7 @@ impl<'c> Stack<'c> {
         ttl: Duration,
     ) -> Result<Vec<(String, Claims)>, Error> {
         let keys = self.keys().await?;
-        let audience = self
-            .config
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.audience.as_deref());
+        let audience = self.audience();
         Ok(users
             .iter()
             .map(|user| {

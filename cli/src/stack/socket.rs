@@ -33,11 +33,7 @@ impl Stack<'_> {
             None => {
                 // Read once: later tokens are minted here, with no AWS call.
                 let keys = self.keys().await?;
-                let audience = self
-                    .config
-                    .authorizer
-                    .as_ref()
-                    .and_then(|a| a.audience.clone());
+                let audience = self.audience().map(str::to_string);
                 let user = user.to_string();
                 Options::new(&url).get_token(move || {
                     let claims = Claims::issue(&user, Capabilities::everything(), MINTED_TTL)

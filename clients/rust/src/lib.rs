@@ -25,6 +25,8 @@ mod engine;
 mod link;
 mod presence;
 mod publishes;
+#[cfg(test)]
+mod tests;
 mod types;
 
 use std::collections::HashMap;
