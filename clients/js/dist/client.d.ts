@@ -48,6 +48,9 @@ export declare class Client extends Emitter<ClientEvents> {
     }): Promise<PublishResult>;
     /** Closes the connection for good; waiting publishes are rejected. */
     close(): void;
+    private shutdown;
+    /** The connection is gone: channels and publishes wait for the next one. */
+    private detach;
     /** Drops the connection and reconnects now, as after a network drop. */
     reconnect(reason?: string): void;
     private connect;

@@ -50,6 +50,8 @@ var Presence = class extends Emitter {
     /** What this client entered with, re-entered on every new connection. */
     this.mine = null;
     this.byConnection = /* @__PURE__ */ new Map();
+    /** Per user: how many of their connections are present, and the latest data seen. */
+    this.present = /* @__PURE__ */ new Map();
     this.listing = null;
     this.listed = false;
     /** Users whose last connection left, announced only if they do not come back meanwhile. */
@@ -82,9 +84,7 @@ var Presence = class extends Emitter {
   }
   /** The users present as last seen through events and listings, with their latest data. */
   users() {
-    const users = /* @__PURE__ */ new Map();
-    for (const m of this.byConnection.values()) users.set(m.user, m.data);
-    return users;
+    return new Map([...this.present].map(([user, p]) => [user, p.data]));
   }
   // ---- driven by the channel ----
   connected(subscribed) {
@@ -106,10 +106,22 @@ var Presence = class extends Emitter {
   frame(f) {
     if (f.type === "presence" && f.member) {
       const m = f.member;
-      const before = this.users();
-      if (f.event === "enter") this.byConnection.set(m.connection, m);
-      else if (f.event === "leave") this.byConnection.delete(m.connection);
-      this.announce(before);
+      const before = this.present.get(m.user);
+      const had = before !== void 0;
+      const was = before?.data;
+      if (f.event === "enter") {
+        const old = this.byConnection.get(m.connection);
+        if (old) this.forget(old);
+        this.byConnection.set(m.connection, m);
+        this.add(m);
+      } else if (f.event === "leave") {
+        const old = this.byConnection.get(m.connection);
+        if (old) {
+          this.byConnection.delete(m.connection);
+          this.forget(old);
+        }
+      } else return;
+      this.announce(m.user, had, was);
     } else if (f.type === "members" && this.listing) {
       const l = this.listing;
       l.got.push(...f.members ?? []);
@@ -121,8 +133,12 @@ var Presence = class extends Emitter {
       this.listing = null;
       const before = this.users();
       this.byConnection = new Map(l.got.map((m) => [m.connection, m]));
+      this.present.clear();
+      for (const m of this.byConnection.values()) this.add(m);
       this.listed = true;
-      this.announce(before);
+      for (const user of /* @__PURE__ */ new Set([...before.keys(), ...this.present.keys()])) {
+        this.announce(user, before.has(user), before.get(user));
+      }
       for (const w of l.waiters) w.resolve(l.got);
     }
   }
@@ -152,23 +168,31 @@ var Presence = class extends Emitter {
     if (l.after !== void 0) frame.after = l.after;
     if (this.link.send(frame)) l.at = this.link.sent();
   }
-  /** Per-user events for the difference between `before` and now. */
-  announce(before) {
-    const now = this.users();
-    for (const [user, data] of now) {
+  add(m) {
+    const p = this.present.get(m.user);
+    if (p) {
+      p.connections++;
+      p.data = m.data;
+    } else this.present.set(m.user, { connections: 1, data: m.data });
+  }
+  forget(m) {
+    const p = this.present.get(m.user);
+    if (p && --p.connections === 0) this.present.delete(m.user);
+  }
+  /** The per-user event for `user`, who was present (`had`, with `was`) or not. */
+  announce(user, had, was) {
+    const now = this.present.get(user);
+    if (now) {
       const back = this.leaving.get(user);
       if (back !== void 0) {
         clearTimeout(back);
         this.leaving.delete(user);
-      } else if (!before.has(user)) this.emit("enter", { event: "enter", user, data });
-      else if (JSON.stringify(before.get(user)) !== JSON.stringify(data))
-        this.emit("update", { event: "update", user, data });
-    }
-    for (const [user, data] of before) {
-      if (now.has(user) || this.leaving.has(user)) continue;
+      } else if (!had) this.emit("enter", { event: "enter", user, data: now.data });
+      else if (JSON.stringify(was) !== JSON.stringify(now.data)) this.emit("update", { event: "update", user, data: now.data });
+    } else if (had && !this.leaving.has(user)) {
       const t = setTimeout(() => {
         this.leaving.delete(user);
-        if (!this.users().has(user)) this.emit("leave", { event: "leave", user, data });
+        if (!this.present.has(user)) this.emit("leave", { event: "leave", user, data: was });
       }, this.leaveDelayMs);
       this.leaving.set(user, t);
     }
@@ -246,7 +270,9 @@ var Channel = class extends Emitter {
     this.presence.connected(this.wanted);
   }
   disconnected() {
+    const op = this.inFlight?.op;
     this.inFlight = null;
+    if (op?.kind === "history") this.ops.unshift(op);
     this.subscribed = false;
     this.presence.disconnected();
   }
@@ -610,6 +636,9 @@ var Client = class extends Emitter {
   }
   /** Closes the connection for good; waiting publishes are rejected. */
   close() {
+    this.shutdown("closed by the application");
+  }
+  shutdown(reason) {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
@@ -617,10 +646,14 @@ var Client = class extends Emitter {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1e3, "closed by the application");
+    this.detach();
+    this.publishes.fail(new WsctlError("closed", reason));
+    this.setState({ state: "closed", reason });
+  }
+  /** The connection is gone: channels and publishes wait for the next one. */
+  detach() {
     for (const ch of this.channels.values()) ch.disconnected();
     this.publishes.disconnected();
-    this.publishes.fail(new WsctlError("closed", "the client was closed"));
-    this.setState({ state: "closed", reason: "closed by the application" });
   }
   /** Drops the connection and reconnects now, as after a network drop. */
   reconnect(reason = "reconnect asked for") {
@@ -684,8 +717,7 @@ var Client = class extends Emitter {
   }
   /** The socket closed (or never opened): say why and come back. */
   lost(opened, code, reason, failure) {
-    for (const ch of this.channels.values()) ch.disconnected();
-    this.publishes.disconnected();
+    this.detach();
     if (this.closed) return;
     if (opened && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
     const status = opened ? null : handshakeStatus(failure);
@@ -693,7 +725,8 @@ var Client = class extends Emitter {
     let extra = 0;
     if (status === 401 || status === 403) {
       if (!this.opts.getToken) {
-        return this.setState({ state: "closed", reason: `the token was refused (${status}); give the client a getToken to renew it` });
+        this.shutdown(`the token was refused (${status}); give the client a getToken to renew it`);
+        return;
       }
       this.stale = true;
       why = `the token was refused (${status})`;
@@ -722,8 +755,7 @@ var Client = class extends Emitter {
       ws.close(4e3, "reconnecting");
     } catch {
     }
-    for (const ch of this.channels.values()) ch.disconnected();
-    this.publishes.disconnected();
+    this.detach();
     if (delay === null) return this.retry(reason);
     this.setState({ state: "disconnected", reason, retryInMs: delay });
     this.later(delay, () => this.connect());

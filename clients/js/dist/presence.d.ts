@@ -18,6 +18,8 @@ export declare class Presence extends Emitter<PresenceEvents> {
     /** What this client entered with, re-entered on every new connection. */
     private mine;
     private byConnection;
+    /** Per user: how many of their connections are present, and the latest data seen. */
+    private present;
     private listing;
     private listed;
     /** Users whose last connection left, announced only if they do not come back meanwhile. */
@@ -39,7 +41,9 @@ export declare class Presence extends Emitter<PresenceEvents> {
     error(f: any): void;
     private sendMine;
     private sendListing;
-    /** Per-user events for the difference between `before` and now. */
+    private add;
+    private forget;
+    /** The per-user event for `user`, who was present (`had`, with `was`) or not. */
     private announce;
 }
 export {};

@@ -122,7 +122,10 @@ export class Channel extends Emitter<ChannelEvents> {
   }
 
   disconnected(): void {
+    const op = this.inFlight?.op;
     this.inFlight = null;
+    // A history request in flight is asked again on the next connection; the rest is rebuilt there.
+    if (op?.kind === "history") this.ops.unshift(op);
     this.subscribed = false;
     this.presence.disconnected();
   }

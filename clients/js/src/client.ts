@@ -115,6 +115,10 @@ export class Client extends Emitter<ClientEvents> {
 
   /** Closes the connection for good; waiting publishes are rejected. */
   close(): void {
+    this.shutdown("closed by the application");
+  }
+
+  private shutdown(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
@@ -122,10 +126,15 @@ export class Client extends Emitter<ClientEvents> {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000, "closed by the application");
+    this.detach();
+    this.publishes.fail(new WsctlError("closed", reason));
+    this.setState({ state: "closed", reason });
+  }
+
+  /** The connection is gone: channels and publishes wait for the next one. */
+  private detach(): void {
     for (const ch of this.channels.values()) ch.disconnected();
     this.publishes.disconnected();
-    this.publishes.fail(new WsctlError("closed", "the client was closed"));
-    this.setState({ state: "closed", reason: "closed by the application" });
   }
 
   /** Drops the connection and reconnects now, as after a network drop. */
@@ -194,8 +203,7 @@ export class Client extends Emitter<ClientEvents> {
 
   /** The socket closed (or never opened): say why and come back. */
   private lost(opened: boolean, code: number, reason: string, failure: string): void {
-    for (const ch of this.channels.values()) ch.disconnected();
-    this.publishes.disconnected();
+    this.detach();
     if (this.closed) return;
     if (opened && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
     const status = opened ? null : handshakeStatus(failure);
@@ -203,7 +211,9 @@ export class Client extends Emitter<ClientEvents> {
     let extra = 0;
     if (status === 401 || status === 403) {
       if (!this.opts.getToken) {
-        return this.setState({ state: "closed", reason: `the token was refused (${status}); give the client a getToken to renew it` });
+        // The token cannot change: trying again would be refused again.
+        this.shutdown(`the token was refused (${status}); give the client a getToken to renew it`);
+        return;
       }
       this.stale = true;
       why = `the token was refused (${status})`;
@@ -237,8 +247,7 @@ export class Client extends Emitter<ClientEvents> {
     } catch {
       // already closing
     }
-    for (const ch of this.channels.values()) ch.disconnected();
-    this.publishes.disconnected();
+    this.detach();
     if (delay === null) return this.retry(reason);
     this.setState({ state: "disconnected", reason, retryInMs: delay });
     this.later(delay, () => this.connect());

@@ -27,6 +27,8 @@ export class Presence extends Emitter<PresenceEvents> {
   /** What this client entered with, re-entered on every new connection. */
   private mine: { data: unknown } | null = null;
   private byConnection = new Map<string, Member>();
+  /** Per user: how many of their connections are present, and the latest data seen. */
+  private present = new Map<string, { connections: number; data: unknown }>();
   private listing: Listing | null = null;
   private listed = false;
   /** Users whose last connection left, announced only if they do not come back meanwhile. */
@@ -67,9 +69,7 @@ export class Presence extends Emitter<PresenceEvents> {
 
   /** The users present as last seen through events and listings, with their latest data. */
   users(): Map<string, unknown> {
-    const users = new Map<string, unknown>();
-    for (const m of this.byConnection.values()) users.set(m.user, m.data);
-    return users;
+    return new Map([...this.present].map(([user, p]) => [user, p.data]));
   }
 
   // ---- driven by the channel ----
@@ -97,10 +97,22 @@ export class Presence extends Emitter<PresenceEvents> {
   frame(f: any): void {
     if (f.type === "presence" && f.member) {
       const m = f.member as Member;
-      const before = this.users();
-      if (f.event === "enter") this.byConnection.set(m.connection, m);
-      else if (f.event === "leave") this.byConnection.delete(m.connection);
-      this.announce(before);
+      const before = this.present.get(m.user);
+      const had = before !== undefined;
+      const was = before?.data;
+      if (f.event === "enter") {
+        const old = this.byConnection.get(m.connection);
+        if (old) this.forget(old);
+        this.byConnection.set(m.connection, m);
+        this.add(m);
+      } else if (f.event === "leave") {
+        const old = this.byConnection.get(m.connection);
+        if (old) {
+          this.byConnection.delete(m.connection);
+          this.forget(old);
+        }
+      } else return;
+      this.announce(m.user, had, was);
     } else if (f.type === "members" && this.listing) {
       const l = this.listing;
       l.got.push(...(f.members ?? []));
@@ -112,8 +124,12 @@ export class Presence extends Emitter<PresenceEvents> {
       this.listing = null;
       const before = this.users();
       this.byConnection = new Map(l.got.map((m) => [m.connection, m]));
+      this.present.clear();
+      for (const m of this.byConnection.values()) this.add(m);
       this.listed = true;
-      this.announce(before);
+      for (const user of new Set([...before.keys(), ...this.present.keys()])) {
+        this.announce(user, before.has(user), before.get(user));
+      }
       for (const w of l.waiters) w.resolve(l.got);
     }
   }
@@ -147,24 +163,34 @@ export class Presence extends Emitter<PresenceEvents> {
     if (this.link.send(frame)) l.at = this.link.sent();
   }
 
-  /** Per-user events for the difference between `before` and now. */
-  private announce(before: Map<string, unknown>): void {
-    const now = this.users();
-    for (const [user, data] of now) {
+  private add(m: Member): void {
+    const p = this.present.get(m.user);
+    if (p) {
+      p.connections++;
+      p.data = m.data;
+    } else this.present.set(m.user, { connections: 1, data: m.data });
+  }
+
+  private forget(m: Member): void {
+    const p = this.present.get(m.user);
+    if (p && --p.connections === 0) this.present.delete(m.user);
+  }
+
+  /** The per-user event for `user`, who was present (`had`, with `was`) or not. */
+  private announce(user: string, had: boolean, was: unknown): void {
+    const now = this.present.get(user);
+    if (now) {
       const back = this.leaving.get(user);
       if (back !== undefined) {
         // Left and came back within the delay (a reconnect): no event either way.
         clearTimeout(back);
         this.leaving.delete(user);
-      } else if (!before.has(user)) this.emit("enter", { event: "enter", user, data });
-      else if (JSON.stringify(before.get(user)) !== JSON.stringify(data))
-        this.emit("update", { event: "update", user, data });
-    }
-    for (const [user, data] of before) {
-      if (now.has(user) || this.leaving.has(user)) continue;
+      } else if (!had) this.emit("enter", { event: "enter", user, data: now.data });
+      else if (JSON.stringify(was) !== JSON.stringify(now.data)) this.emit("update", { event: "update", user, data: now.data });
+    } else if (had && !this.leaving.has(user)) {
       const t = setTimeout(() => {
         this.leaving.delete(user);
-        if (!this.users().has(user)) this.emit("leave", { event: "leave", user, data });
+        if (!this.present.has(user)) this.emit("leave", { event: "leave", user, data: was });
       }, this.leaveDelayMs);
       this.leaving.set(user, t);
     }
