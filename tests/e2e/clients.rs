@@ -148,6 +148,26 @@ fn the_committed_module_is_what_the_sources_build() {
     );
 }
 
+/// `test/hostile.mjs`: servers on loopback that refuse, throttle or never answer, and what the
+/// client costs them (the Rust crate's own tests do the same in `clients/rust/src/tests.rs`).
+#[test]
+fn js_client_is_gentle_with_a_stage_that_refuses_or_stays_silent() {
+    node_modules();
+    let mut cmd = Command::new("node");
+    cmd.arg("test/hostile.mjs").current_dir(package());
+    die_with_parent(&mut cmd);
+    let out = cmd
+        .output()
+        .expect("node is missing: install Debian's nodejs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("ok: ").count(), 4, "{text}");
+}
+
 /// The scenarios in Node, then in a real browser (the page imports the module wsctl dev
 /// serves), one after the other: each keeps a stage busy at 100 publishes a second.
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,108 @@
+// @wsctl/client against servers that misbehave on purpose, on loopback: what the client costs a
+// stage that refuses, throttles or stops answering (the same cases as clients/rust/src/tests.rs).
+//   node test/hostile.mjs
+// Prints one line per case; exits 1 naming the first that failed.
+import http from "node:http";
+import WebSocket, { WebSocketServer } from "ws";
+
+const module = process.env.WSCTL_CLIENT ?? new URL("../dist/index.js", import.meta.url).href;
+const { Client } = await import(module);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function check(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+/** A server answering every handshake with `status`; counts the attempts. */
+async function refusing(status) {
+  const server = http.createServer();
+  const seen = { attempts: 0 };
+  server.on("upgrade", (req, socket) => {
+    seen.attempts++;
+    socket.end(`HTTP/1.1 ${status} No\r\ncontent-length: 0\r\n\r\n`);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `ws://127.0.0.1:${server.address().port}/dev`, seen, stop: () => server.close() };
+}
+
+/** A server that accepts every connection, records its frames and never answers one. */
+async function silent() {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((r) => wss.on("listening", r));
+  const connections = [];
+  wss.on("connection", (ws) => {
+    const frames = [];
+    connections.push(frames);
+    ws.on("message", (data) => frames.push(JSON.parse(String(data))));
+  });
+  return { url: `ws://127.0.0.1:${wss.address().port}/dev`, connections, stop: () => wss.close() };
+}
+
+const cases = {
+  async "a refused static token closes after one attempt"() {
+    const s = await refusing(403);
+    const client = new Client({ url: s.url, token: "forged", WebSocket });
+    const states = [];
+    client.on("state", (c) => states.push(c));
+    await sleep(1000);
+    const last = states[states.length - 1];
+    check(last?.state === "closed" && /getToken/.test(last.reason), `last state ${JSON.stringify(last)}`);
+    const publish = client.channel("c").publish(1).then(() => "resolved", (e) => e.code);
+    const refused = await Promise.race([publish, sleep(2000).then(() => "still waiting after 2 s")]);
+    check(refused === "closed", `a publish after the refusal: ${refused}`);
+    await sleep(500);
+    s.stop();
+    check(s.seen.attempts === 1, `${s.seen.attempts} attempts with a token that cannot change`);
+  },
+
+  async "a throttled handshake backs off"() {
+    const s = await refusing(429);
+    let asked = 0;
+    const client = new Client({ url: s.url, WebSocket, getToken: () => (asked++, "t"), minDelayMs: 100, maxDelayMs: 800 });
+    await sleep(3000);
+    client.close();
+    s.stop();
+    // At least 200, 400, 400… ms apart (100 ms × 2^(attempt+2), half jittered, capped at 800).
+    check(s.seen.attempts >= 2 && s.seen.attempts <= 9, `${s.seen.attempts} handshakes in 3 s`);
+    check(asked === 1, `getToken called ${asked} times for a throttle, not a refused token`);
+  },
+
+  async "a refused token is asked for again"() {
+    const s = await refusing(401);
+    let asked = 0;
+    const client = new Client({ url: s.url, WebSocket, getToken: () => (asked++, "t"), minDelayMs: 50, maxDelayMs: 100 });
+    await sleep(1000);
+    client.close();
+    s.stop();
+    check(s.seen.attempts >= 3, `${s.seen.attempts} attempts`);
+    check(asked === s.seen.attempts, `${asked} tokens for ${s.seen.attempts} attempts`);
+  },
+
+  async "a flood of publishes is windowed and re-sent after silence"() {
+    const s = await silent();
+    const client = new Client({ url: s.url, token: "t", WebSocket, minDelayMs: 50, maxDelayMs: 100, connectTimeoutMs: 1500 });
+    const acks = Array.from({ length: 1000 }, (_, i) => client.publish("c", i, { id: `p${i}` }).catch((e) => e.code));
+    await sleep(4000);
+    client.close();
+    s.stop();
+    check(s.connections.length >= 2, `reconnected after silence: ${s.connections.length} connection(s)`);
+    const expected = JSON.stringify(Array.from({ length: 6 }, (_, i) => [`p${i}`, i + 1]));
+    s.connections.forEach((frames, n) => {
+      const got = JSON.stringify(frames.filter((f) => f.action === "publish").map((f) => [f.id, f.seq]));
+      check(got === expected, `connection ${n} got ${got}`);
+    });
+    const codes = new Set(await Promise.all(acks));
+    check(codes.size === 1 && codes.has("closed"), `the waiting publishes ended with ${[...codes]}`);
+  },
+};
+
+for (const [name, run] of Object.entries(cases)) {
+  try {
+    await run();
+    console.log(`ok: ${name}`);
+  } catch (e) {
+    console.error(`FAILED: ${name}: ${e.message}`);
+    process.exit(1);
+  }
+}
+process.exit(0);
