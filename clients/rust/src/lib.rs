@@ -52,8 +52,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts connecting on the current tokio runtime. Fails only on options that can never
-    /// work (a URL that is not `ws://` or `wss://`, no token and no `get_token`).
+    /// Starts connecting on the current tokio runtime (it panics outside one, as
+    /// `tokio::spawn` does). Fails only on options that can never work (a URL that is not
+    /// `ws://` or `wss://`, no token and no `get_token`).
     pub fn new(options: Options) -> Result<Client, Error> {
         if !(options.url.starts_with("ws://") || options.url.starts_with("wss://")) {
             return Err(Error::Options(format!(

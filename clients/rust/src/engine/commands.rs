@@ -1,0 +1,155 @@
+//! What the handles ask of the engine, and how it answers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::channel::Channel;
+use crate::link::Link;
+use crate::types::{Error, Event, Member, Message, PresenceEvent, PublishResult};
+
+use super::Engine;
+
+pub(crate) enum Command {
+    Subscribe {
+        channel: String,
+        since: Option<u64>,
+        listener: mpsc::UnboundedSender<Message>,
+        done: oneshot::Sender<Result<(), Error>>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        data: Value,
+        id: Option<String>,
+        reply: oneshot::Sender<Result<PublishResult, Error>>,
+    },
+    History {
+        channel: String,
+        since: Option<u64>,
+        limit: Option<u32>,
+        reply: oneshot::Sender<Result<Vec<Message>, Error>>,
+    },
+    LastSerial {
+        channel: String,
+        reply: oneshot::Sender<Option<u64>>,
+    },
+    Enter {
+        channel: String,
+        data: Value,
+    },
+    Leave {
+        channel: String,
+    },
+    Members {
+        channel: String,
+        reply: oneshot::Sender<Result<Vec<Member>, Error>>,
+    },
+    Users {
+        channel: String,
+        reply: oneshot::Sender<HashMap<String, Value>>,
+    },
+    PresenceEvents {
+        channel: String,
+        listener: mpsc::UnboundedSender<PresenceEvent>,
+    },
+    Events(mpsc::UnboundedSender<Event>),
+    Frames(mpsc::UnboundedSender<String>),
+    SendFrame {
+        frame: Value,
+        reply: oneshot::Sender<bool>,
+    },
+    Reconnect,
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl Engine {
+    pub(super) fn command(&mut self, command: Command) {
+        match command {
+            Command::Subscribe {
+                channel,
+                since,
+                listener,
+                done,
+            } => {
+                self.channel(&channel);
+                let ch = self.channels.get_mut(&channel).expect("made");
+                ch.subscribe(&mut self.conn, since, listener, done);
+            }
+            Command::Unsubscribe { channel } => {
+                self.channel(&channel);
+                let ch = self.channels.get_mut(&channel).expect("made");
+                ch.unsubscribe(&mut self.conn);
+            }
+            Command::Publish {
+                channel,
+                data,
+                id,
+                reply,
+            } => {
+                let id = id.unwrap_or_else(|| {
+                    self.ids += 1;
+                    format!("{}-{}", self.id_prefix, self.ids)
+                });
+                self.publishes.add(&mut self.conn, channel, data, id, reply);
+            }
+            Command::History {
+                channel,
+                since,
+                limit,
+                reply,
+            } => {
+                self.channel(&channel);
+                let ch = self.channels.get_mut(&channel).expect("made");
+                ch.history(&mut self.conn, since, limit, reply);
+            }
+            Command::LastSerial { channel, reply } => {
+                let _ = reply.send(self.channels.get(&channel).and_then(Channel::last_serial));
+            }
+            Command::Enter { channel, data } => {
+                self.channel(&channel);
+                let ch = self.channels.get_mut(&channel).expect("made");
+                ch.presence.enter(&mut self.conn, data);
+            }
+            Command::Leave { channel } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.presence.leave(&mut self.conn);
+                }
+            }
+            Command::Members { channel, reply } => {
+                self.channel(&channel);
+                let ch = self.channels.get_mut(&channel).expect("made");
+                ch.presence.members(&mut self.conn, reply);
+            }
+            Command::Users { channel, reply } => {
+                let users = self
+                    .channels
+                    .get(&channel)
+                    .map(|c| c.presence.users())
+                    .unwrap_or_default();
+                let _ = reply.send(users);
+            }
+            Command::PresenceEvents { channel, listener } => {
+                self.channel(&channel).presence.listen(listener);
+            }
+            Command::Events(listener) => self.conn.listeners.push(listener),
+            Command::Frames(tap) => self.taps.push(tap),
+            Command::SendFrame { frame, reply } => {
+                let _ = reply.send(self.conn.send(frame));
+            }
+            Command::Reconnect => {
+                self.drop_socket("reconnect asked for", Some(Duration::ZERO));
+            }
+            Command::Close { done } => {
+                self.close("closed by the application");
+                let _ = done.send(());
+            }
+        }
+    }
+}
