@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::link::{Link, Timer, retry_delay, retryable};
+use crate::link::{Link, Timer, ends_connection, retry_delay, retryable};
 use crate::presence::Presence;
 use crate::types::{Error, Event, Message};
 
@@ -17,6 +17,8 @@ pub(crate) const MAX_LIMIT: u32 = 1000;
 
 enum Op {
     Subscribe {
+        /// The `since` the frame asked with, if any.
+        since: Option<u64>,
         replay_last: Option<u64>,
         more: bool,
     },
@@ -114,6 +116,7 @@ impl Channel {
             self.enqueue(
                 link,
                 Op::Subscribe {
+                    since: None,
                     replay_last: None,
                     more: false,
                 },
@@ -165,14 +168,11 @@ impl Channel {
         self.subscribed = false;
         // The resume replays everything after `last`, held messages included.
         self.held.clear();
+        // A paged history goes on from the page it had reached, with what it already got.
         self.ops.retain(|op| matches!(op, Op::History { .. }));
-        for op in &mut self.ops {
-            if let Op::History { got, .. } = op {
-                got.clear();
-            }
-        }
         if self.wanted {
             self.ops.push_front(Op::Subscribe {
+                since: None,
                 replay_last: None,
                 more: false,
             });
@@ -241,6 +241,10 @@ impl Channel {
         if f["action"] != head.action() {
             return link.emit(Event::Error(Error::server(f)));
         }
+        if ends_connection(f) {
+            // Not acted on, and the connection is closing: asked again on the next one.
+            return;
+        }
         if retryable(f) {
             let number = self
                 .in_flight
@@ -259,7 +263,9 @@ impl Channel {
         let err = Error::server(f);
         match &mut self.in_flight.as_mut().expect("a head").op {
             Op::Subscribe { .. } => {
+                // Refused (a narrower grant, a full channel): every subscription of it ends.
                 self.wanted = false;
+                self.listeners.clear();
                 self.settle(Err(err.clone()));
             }
             Op::History { reply, .. } => {
@@ -379,15 +385,31 @@ impl Channel {
         }
     }
 
-    fn replay(&mut self, link: &mut dyn Link, messages: Vec<Message>) {
-        if let (Some(first), Some(last)) = (messages.first(), self.last)
-            && first.serial > last + 1
+    /// Messages a fetch (`since` the serial it asked from) answered with.
+    fn replay(&mut self, link: &mut dyn Link, since: Option<u64>, messages: Vec<Message>) {
+        if let (Some(since), Some(last), Some(first)) = (since, self.last, messages.first())
+            && since <= last
+            && first.serial > since + 1
         {
-            // The ones before were never stored, or expired.
-            self.last = Some(first.serial - 1);
+            // The fetch covered everything after `last`: what it skipped below its first
+            // message was never stored, or expired.
+            self.skip_below(first.serial);
         }
         for m in messages {
             self.take(link, m);
+        }
+    }
+
+    /// Every serial below `bound` that is not held is gone: deliver what is held up to it.
+    fn skip_below(&mut self, bound: u64) {
+        while let Some(last) = self.last
+            && last + 1 < bound
+        {
+            match self.held.keys().next() {
+                Some(&held) if held < bound => self.last = Some(last.max(held - 1)),
+                _ => self.last = Some(bound - 1),
+            }
+            self.drain();
         }
     }
 
@@ -398,15 +420,18 @@ impl Channel {
         };
         match &mut head.op {
             Op::Subscribe {
+                since,
                 replay_last,
                 more: m,
             } => {
                 *replay_last = last_in_frame;
                 *m = more;
-                self.replay(link, messages);
+                let since = *since;
+                self.replay(link, since, messages);
             }
-            Op::Gap { .. } => {
-                self.replay(link, messages);
+            Op::Gap { since, .. } => {
+                let since = Some(*since);
+                self.replay(link, since, messages);
                 let Some(Op::Gap { since, mark }) = self.in_flight.as_mut().map(|f| &mut f.op)
                 else {
                     return;
@@ -523,10 +548,11 @@ impl Channel {
         };
         let mut frame = json!({"action": f.op.action(), "channel": self.name});
         match &mut f.op {
-            Op::Subscribe { .. } => {
+            Op::Subscribe { since, .. } => {
                 if let Some(last) = last {
                     frame["since"] = json!(last);
                 }
+                *since = last;
             }
             Op::Gap { since, mark } => {
                 frame["since"] = json!(since);

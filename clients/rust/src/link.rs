@@ -33,6 +33,7 @@ pub(crate) enum Timer {
     ResendPublish {
         id: String,
         seq: u64,
+        connection: u64,
     },
     ResendHead {
         channel: String,
@@ -59,4 +60,13 @@ pub(crate) fn retry_delay(frame: &Value) -> Duration {
 /// Codes after which the same frame is worth sending again.
 pub(crate) fn retryable(frame: &Value) -> bool {
     matches!(frame["code"].as_str(), Some("rate_limited" | "internal"))
+}
+
+/// `token_expired` and `token_revoked`: the frame was not acted on and the server closes the
+/// connection; the request belongs on the next one, with a fresh token.
+pub(crate) fn ends_connection(frame: &Value) -> bool {
+    matches!(
+        frame["code"].as_str(),
+        Some("token_expired" | "token_revoked")
+    )
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::link::{Link, Timer, retry_delay, retryable};
+use crate::link::{Link, Timer, ends_connection, retry_delay, retryable};
 use crate::types::{Error, Event, Member, PresenceEvent};
 
 struct Listing {
@@ -163,10 +163,17 @@ impl Presence {
             }
             let l = self.listing.take().expect("a listing");
             let before = self.users();
+            // A page asked twice (a resend after a refusal) lists its members twice: one each.
             self.by_connection.clear();
+            let mut members = Vec::with_capacity(l.got.len());
+            for m in l.got {
+                if !self.by_connection.contains_key(&m.connection) {
+                    self.by_connection.insert(m.connection.clone(), m.clone());
+                    members.push(m);
+                }
+            }
             self.users.clear();
-            for m in &l.got {
-                self.by_connection.insert(m.connection.clone(), m.clone());
+            for m in &members {
                 let u = self.users.entry(m.user.clone()).or_insert(User {
                     connections: 0,
                     data: Value::Null,
@@ -184,12 +191,15 @@ impl Presence {
                 self.announce(link, &user, was);
             }
             for w in l.waiters {
-                let _ = w.send(Ok(l.got.clone()));
+                let _ = w.send(Ok(members.clone()));
             }
         }
     }
 
     pub fn error(&mut self, link: &mut dyn Link, f: &Value) {
+        if ends_connection(f) {
+            return; // entered and listed again on the next connection
+        }
         if retryable(f) {
             link.later(
                 retry_delay(f),

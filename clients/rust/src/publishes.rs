@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::link::{Link, Timer, retry_delay, retryable};
+use crate::link::{Link, Timer, ends_connection, retry_delay, retryable};
 use crate::types::{Error, PublishResult};
 
 struct Pending {
@@ -23,6 +23,8 @@ pub(crate) struct Publishes {
     queue: Vec<Pending>,
     seq: u64,
     open: bool,
+    /// Counts connections, so a resend timer set on one does nothing on the next.
+    connection: u64,
 }
 
 impl Publishes {
@@ -32,6 +34,7 @@ impl Publishes {
             queue: Vec::new(),
             seq: 0,
             open: false,
+            connection: 0,
         }
     }
 
@@ -43,6 +46,12 @@ impl Publishes {
         id: String,
         reply: oneshot::Sender<Result<PublishResult, Error>>,
     ) {
+        // Refused here, not by a server that would close the connection over it (a frame over
+        // API Gateway's limits) and see it again on every reconnect.
+        if let Err(e) = check(&data, &id) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let at = link.now();
         self.queue.push(Pending {
             channel,
@@ -58,6 +67,7 @@ impl Publishes {
     pub fn connected(&mut self, link: &mut dyn Link) {
         self.open = true;
         self.seq = 0;
+        self.connection += 1;
         for p in &mut self.queue {
             p.seq = None;
         }
@@ -98,12 +108,16 @@ impl Publishes {
         else {
             return; // e.g. `internal` after an ack: the message is stored
         };
+        if ends_connection(f) {
+            return; // sent again on the next connection
+        }
         if retryable(f) {
             // Same id and seq: the frame had no effect.
             let p = &self.queue[i];
             let timer = Timer::ResendPublish {
                 id: p.id.clone(),
                 seq: p.seq.unwrap_or_default(),
+                connection: self.connection,
             };
             link.later(retry_delay(f), timer);
             return;
@@ -115,8 +129,8 @@ impl Publishes {
 
     /// A `rate_limited` or `internal` publish, due again: sent if still unanswered on the same
     /// connection.
-    pub fn resend(&mut self, link: &mut dyn Link, id: &str, seq: u64) {
-        if !self.open {
+    pub fn resend(&mut self, link: &mut dyn Link, id: &str, seq: u64, connection: u64) {
+        if !self.open || connection != self.connection {
             return;
         }
         if let Some(p) = self
@@ -153,6 +167,28 @@ impl Publishes {
             in_flight += 1;
         }
     }
+}
+
+/// PROTOCOL.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters.
+pub(crate) const MAX_DATA: usize = 120 * 1024;
+pub(crate) const MAX_ID: usize = 128;
+
+fn check(data: &Value, id: &str) -> Result<(), Error> {
+    let size = data.to_string().len();
+    if size > MAX_DATA {
+        return Err(Error::Server {
+            code: "too_large".into(),
+            message: format!("data is {size} bytes; a message holds at most {MAX_DATA}"),
+        });
+    }
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_ID {
+        return Err(Error::Server {
+            code: "bad_request".into(),
+            message: format!("id: 1 to {MAX_ID} characters, not {chars}"),
+        });
+    }
+    Ok(())
 }
 
 fn send(link: &mut dyn Link, p: &mut Pending) {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -74,6 +74,188 @@ fn counting_tokens(url: &str, min: u64, max: u64) -> (Client, Arc<Mutex<u32>>) {
         })
         .delays(Duration::from_millis(min), Duration::from_millis(max));
     (Client::new(options).expect("client"), asked)
+}
+
+/// What a scripted server does with one frame: the frames it answers with, and whether it
+/// then closes the connection.
+type Script = Arc<dyn Fn(usize, &Value) -> (Vec<Value>, bool) + Send + Sync>;
+
+/// A server that answers each frame of connection `n` as `script` says.
+async fn scripted(script: Script) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/dev", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((socket, _)) = listener.accept().await {
+            let script = script.clone();
+            let conn = n;
+            n += 1;
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
+                    return;
+                };
+                while let Some(Ok(WsMessage::Text(t))) = ws.next().await {
+                    let frame: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                    let (answers, close) = script(conn, &frame);
+                    for a in answers {
+                        let _ = ws.send(WsMessage::text(a.to_string())).await;
+                    }
+                    if close {
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+fn message(serial: u64) -> Value {
+    json!({"type": "message", "channel": "c", "serial": serial, "id": format!("m{serial}"),
+           "from": "u", "data": serial, "ts": 1})
+}
+
+/// A resume whose replay is paged and has a hole that will never fill (serial 44 expired):
+/// everything held above the hole is delivered, in order, once the pages are read. The server
+/// stores 43 and 45 to 62 and answers 17 messages a page, as PROTOCOL.md's `history` does.
+#[tokio::test]
+async fn a_paged_replay_with_a_permanent_hole_delivers_what_it_holds() {
+    let page = |since: u64| {
+        let stored = [43].into_iter().chain(45..=62);
+        let after: Vec<u64> = stored.filter(|s| *s > since).collect();
+        let more = after.len() > 17;
+        let messages: Vec<Value> = after.into_iter().take(17).map(message).collect();
+        json!({"type": "history", "channel": "c", "messages": messages, "more": more})
+    };
+    let url = scripted(Arc::new(move |_, f| {
+        let since = f["since"].as_u64().unwrap_or_default();
+        match f["action"].as_str() {
+            Some("subscribe") => {
+                let subscribed = json!({"type": "subscribed", "channel": "c", "serial": 62,
+                                        "more": page(since)["more"]});
+                (vec![page(since), subscribed], false)
+            }
+            Some("history") => (vec![page(since)], false),
+            _ => (vec![], false),
+        }
+    }))
+    .await;
+    let client = Client::new(Options::new(&url).token("t")).expect("client");
+    let mut sub = client
+        .channel("c")
+        .subscribe_since(42)
+        .await
+        .expect("subscribed");
+    let mut got = Vec::new();
+    while got.len() < 19 {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stuck after {got:?}"))
+            .expect("a message");
+        got.push(m.serial);
+    }
+    let expected: Vec<u64> = [43].into_iter().chain(45..=62).collect();
+    assert_eq!(got, expected);
+    client.close().await;
+}
+
+/// A publish answered `token_expired` was not acted on, and the server closes the connection:
+/// it goes again on the next one and resolves there, once.
+#[tokio::test]
+async fn a_publish_refused_for_an_expired_token_is_sent_again_after_reconnecting() {
+    let url = scripted(Arc::new(|conn, f| {
+        if f["action"] != "publish" {
+            return (vec![], false);
+        }
+        if conn == 0 {
+            let refusal = json!({"type": "error", "code": "token_expired", "action": "publish",
+                                 "id": f["id"], "message": "the token expired"});
+            return (vec![refusal], true);
+        }
+        let ack = json!({"type": "ack", "id": f["id"], "channel": f["channel"], "serial": 7});
+        (vec![ack], false)
+    }))
+    .await;
+    let (client, asked) = counting_tokens(&url, 50, 100);
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.channel("c").publish(json!(1)),
+    )
+    .await
+    .expect("resolved");
+    assert_eq!(r.expect("published").serial, 7);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        2,
+        "a fresh token for the new connection"
+    );
+    client.close().await;
+}
+
+/// A ping with no pong means a socket that went half-open: the client starts over.
+#[tokio::test]
+async fn an_unanswered_ping_reconnects() {
+    let (url, frames) = silent().await;
+    let mut options = Options::new(&url)
+        .token("t")
+        .delays(Duration::from_millis(50), Duration::from_millis(100));
+    options.ping_after = Duration::from_millis(200);
+    options.request_timeout = Duration::from_millis(500);
+    let client = Client::new(options).expect("client");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    client.close().await;
+    let frames = frames.lock().unwrap().clone();
+    assert!(frames.len() >= 2, "{frames:?}");
+    assert!(
+        frames[0].iter().any(|f| f["action"] == "ping"),
+        "{frames:?}"
+    );
+}
+
+/// What the server would refuse by closing the connection never leaves the client.
+#[tokio::test]
+async fn a_publish_over_the_limits_fails_at_once() {
+    let (url, frames) = silent().await;
+    let client = Client::new(Options::new(&url).token("t")).expect("client");
+    let big = json!("x".repeat(121 * 1024));
+    let err = client.publish("c", big, None).await.expect_err("refused");
+    assert_eq!(err.code(), Some("too_large"), "{err}");
+    let err = client
+        .publish("c", json!(1), Some("i".repeat(129)))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Some("bad_request"), "{err}");
+    client.close().await;
+    let sent: usize = frames.lock().unwrap().iter().map(Vec::len).sum();
+    assert_eq!(sent, 0);
+}
+
+/// A `get_token` that panics is a failed attempt, retried with backoff, not a dead client.
+#[tokio::test]
+async fn a_panicking_get_token_is_a_failed_attempt() {
+    let (url, _) = refusing(401).await;
+    let calls = Arc::new(Mutex::new(0));
+    let count = calls.clone();
+    let options = Options::new(&url)
+        .get_token(move || {
+            *count.lock().unwrap() += 1;
+            async { panic!("the token service is down") as Result<String, String> }
+        })
+        .delays(Duration::from_millis(50), Duration::from_millis(100));
+    let client = Client::new(options).expect("client");
+    let mut events = client.events();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(*calls.lock().unwrap() >= 2, "tried again");
+    let mut reasons = Vec::new();
+    while let Ok(crate::Event::State(s)) = events.try_recv() {
+        reasons.extend(s.reason);
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("panicked")),
+        "{reasons:?}"
+    );
+    client.close().await;
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::link::{Link, Timer};
 use crate::types::{Error, State};
 
-use super::tokens::now_ms;
+use super::tokens::{fetch, now_ms};
 use super::{Engine, Failure, Input, Socket};
 
 /// A connection that lived this long was a success: the next reconnect starts from the
@@ -37,7 +37,7 @@ impl Engine {
         if let Some(source) = &self.opts.get_token
             && (self.stale || self.token.is_none() || soon)
         {
-            let fetch = (source.0)();
+            let fetch = fetch(source, self.opts.request_timeout);
             let inputs = self.inputs.clone();
             let round = self.connect_round;
             tokio::spawn(async move {
@@ -79,10 +79,21 @@ impl Engine {
         let generation = self.generation;
         let (mut sink, mut stream) = socket.split();
         let (out, mut queue) = mpsc::unbounded_channel::<WsMessage>();
+        let inputs = self.inputs.clone();
         tokio::spawn(async move {
             while let Some(message) = queue.recv().await {
                 let closing = matches!(message, WsMessage::Close(_));
-                if sink.send(message).await.is_err() || closing {
+                if let Err(e) = sink.send(message).await {
+                    // A socket that cannot be written to is gone, whatever the reader knows.
+                    let reason = format!("the connection failed while sending: {e}");
+                    let _ = inputs.send(Input::Closed {
+                        generation,
+                        code: 1006,
+                        reason,
+                    });
+                    return;
+                }
+                if closing {
                     break;
                 }
             }
@@ -119,6 +130,7 @@ impl Engine {
         self.conn.out = Some(out);
         self.opened_at = Instant::now();
         self.conn.last_sent = self.opened_at;
+        self.conn.ping_at = None;
         self.conn.set_state(State::Connected, None, None);
         self.publishes.connected(&mut self.conn);
         for ch in self.channels.values_mut() {
@@ -165,7 +177,8 @@ impl Engine {
         let min = self.opts.min_delay.as_secs_f64();
         let base = (min * 2f64.powi((self.attempt + extra).min(30) as i32))
             .min(self.opts.max_delay.as_secs_f64());
-        let delay = Duration::from_secs_f64(base * (0.5 + fastrand::f64() * 0.5));
+        let delay = Duration::try_from_secs_f64(base * (0.5 + fastrand::f64() * 0.5))
+            .unwrap_or(self.opts.max_delay);
         self.attempt += 1;
         self.conn
             .set_state(State::Disconnected, Some(reason), Some(delay));

@@ -71,6 +71,8 @@ struct Conn {
     listeners: Vec<mpsc::UnboundedSender<Event>>,
     /// The status of the handshake just refused, told with the next state.
     refusal: Option<u16>,
+    /// When the keep-alive ping that has no `pong` yet went out.
+    ping_at: Option<Instant>,
 }
 
 impl Link for Conn {
@@ -89,8 +91,11 @@ impl Link for Conn {
 
     fn later(&mut self, after: Duration, timer: Timer) {
         self.timer_ids += 1;
-        self.timers
-            .push(Reverse((Instant::now() + after, self.timer_ids)));
+        // A delay set to "never" (Duration::MAX) is a century, not an overflow.
+        let at = Instant::now()
+            .checked_add(after)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+        self.timers.push(Reverse((at, self.timer_ids)));
         self.due.insert(self.timer_ids, timer);
     }
 
@@ -165,6 +170,7 @@ pub(crate) fn spawn(
             last_sent: Instant::now(),
             listeners: Vec::new(),
             refusal: None,
+            ping_at: None,
         },
         channels: HashMap::new(),
         inputs: inputs_tx,
@@ -288,7 +294,11 @@ impl Engine {
             }
             Timer::Watch => self.watch(),
             Timer::Renew { round } if round == self.renew_round => self.renew(),
-            Timer::ResendPublish { id, seq } => self.publishes.resend(&mut self.conn, &id, seq),
+            Timer::ResendPublish {
+                id,
+                seq,
+                connection,
+            } => self.publishes.resend(&mut self.conn, &id, seq, connection),
             Timer::ResendHead { channel, op } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.resend_head(&mut self.conn, op);
@@ -334,7 +344,7 @@ impl Engine {
                 });
                 self.schedule_renewal();
             }
-            Some("pong") => {}
+            Some("pong") => self.conn.ping_at = None,
             Some(_) if f["channel"].is_string() => {
                 let name = f["channel"].as_str().unwrap_or_default();
                 if let Some(ch) = self.channels.get_mut(name) {
@@ -377,14 +387,18 @@ impl Engine {
         if self.conn.state != State::Connected {
             return;
         }
-        if self.conn.last_sent.elapsed() >= self.opts.ping_after {
-            self.conn.send(json!({"action": "ping"}));
+        if self.conn.last_sent.elapsed() >= self.opts.ping_after
+            && self.conn.send(json!({"action": "ping"}))
+        {
+            self.conn.ping_at.get_or_insert_with(Instant::now);
         }
+        // An unanswered ping too: a half-open socket delivers nothing and says nothing.
         let oldest = self
             .channels
             .values()
             .filter_map(Channel::waiting_since)
             .chain(self.publishes.waiting_since())
+            .chain(self.conn.ping_at)
             .min();
         // A frame lost on the way (API Gateway answered an integration failure, a dropped
         // invocation): start over on a new connection, which sends every open request again.

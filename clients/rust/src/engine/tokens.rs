@@ -1,11 +1,12 @@
 //! Tokens: fetched at connect, renewed at 80% of their life with an `auth` frame.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::link::{Link, Timer};
-use crate::types::{Error, Event, State, TokenGrant};
+use crate::types::{Error, Event, State, TokenGrant, TokenSource};
 
 use super::{Engine, Input};
 
@@ -22,7 +23,7 @@ impl Engine {
             return;
         };
         let left = expires.saturating_mul(1000).saturating_sub(now_ms());
-        let after = Duration::from_millis(left * 4 / 5).max(Duration::from_secs(1));
+        let after = Duration::from_millis(left / 5 * 4).max(Duration::from_secs(1));
         let round = self.renew_round;
         self.conn.later(after, Timer::Renew { round });
     }
@@ -40,7 +41,7 @@ impl Engine {
         if self.conn.state != State::Connected {
             return;
         }
-        let fetch = (source.0)();
+        let fetch = fetch(source, self.opts.request_timeout);
         let inputs = self.inputs.clone();
         let round = self.renew_round;
         tokio::spawn(async move {
@@ -56,6 +57,28 @@ impl Engine {
         }
         self.conn.emit(Event::Error(Error::server(f)));
         self.stale = true;
+    }
+}
+
+/// A call of `get_token` that always ends: an answer, or why there is none (it panicked, or
+/// took longer than `patience`), so the client goes on to its next attempt either way.
+pub(super) fn fetch(
+    source: &TokenSource,
+    patience: Duration,
+) -> impl Future<Output = Result<TokenGrant, String>> + Send + 'static {
+    let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (source.0)()));
+    async move {
+        let Ok(future) = call else {
+            return Err("get_token panicked".to_string());
+        };
+        match tokio::time::timeout(patience, tokio::spawn(future)).await {
+            Err(_) => Err(format!(
+                "get_token did not answer in {} s",
+                patience.as_secs()
+            )),
+            Ok(Err(_)) => Err("get_token panicked".to_string()),
+            Ok(Ok(grant)) => grant,
+        }
     }
 }
 
