@@ -165,7 +165,7 @@ fn js_client_is_gentle_with_a_stage_that_refuses_or_stays_silent() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.matches("ok: ").count(), 4, "{text}");
+    assert_eq!(text.matches("ok: ").count(), 9, "{text}");
 }
 
 /// The scenarios in Node, then in a real browser (the page imports the module wsctl dev

@@ -65,7 +65,10 @@ export declare class Channel extends Emitter<ChannelEvents> {
     private askForGap;
     /** After a fetch answered everything it could: what is still missing is gone (PROTOCOL.md). */
     private skipGone;
+    /** Messages a fetch (`since` the serial it asked from) answered with. */
     private replay;
+    /** Every serial below `bound` that is not held is gone: deliver what is held up to it. */
+    private skipBelow;
     private history_;
     private subscribed_;
     private head;

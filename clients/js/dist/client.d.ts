@@ -32,6 +32,8 @@ export declare class Client extends Emitter<ClientEvents> {
     private link;
     private timers;
     private lastSent;
+    /** When the keep-alive ping that has no `pong` yet went out. */
+    private pingAt;
     private openedAt;
     private ids;
     private readonly idPrefix;
@@ -64,6 +66,8 @@ export declare class Client extends Emitter<ClientEvents> {
     private frame;
     private error;
     private freshToken;
+    /** `getToken`, given up on after `connectTimeoutMs`, so a hung token service is a failed attempt. */
+    private askToken;
     private take;
     /** Renews at 80% of the token's remaining life, with an `auth` frame on the open connection. */
     private renewTimer;

@@ -33,6 +33,9 @@ function retryDelay(frame) {
 function retryable(code) {
   return code === "rate_limited" || code === "internal";
 }
+function endsConnection(code) {
+  return code === "token_expired" || code === "token_revoked";
+}
 
 // src/types.ts
 var WsctlError = class extends Error {
@@ -139,10 +142,12 @@ var Presence = class extends Emitter {
       for (const user of /* @__PURE__ */ new Set([...before.keys(), ...this.present.keys()])) {
         this.announce(user, before.has(user), before.get(user));
       }
-      for (const w of l.waiters) w.resolve(l.got);
+      const members = [...this.byConnection.values()];
+      for (const w of l.waiters) w.resolve(members);
     }
   }
   error(f) {
+    if (endsConnection(f.code)) return;
     if (retryable(f.code)) {
       setTimeout(() => {
         if (this.mine) this.sendMine();
@@ -265,7 +270,6 @@ var Channel = class extends Emitter {
     this.held.clear();
     this.ops = this.ops.filter((op) => op.kind === "history");
     if (this.wanted) this.ops.unshift({ kind: "subscribe" });
-    for (const op of this.ops) if (op.kind === "history") op.got = [];
     this.pump();
     this.presence.connected(this.wanted);
   }
@@ -308,6 +312,7 @@ var Channel = class extends Emitter {
     if (f.action === "presence") return this.presence.error(f);
     const head = this.head();
     if (!head || f.action !== opAction(head)) return void this.emit("error", new WsctlError(f.code, f.message));
+    if (endsConnection(f.code)) return;
     if (retryable(f.code)) {
       setTimeout(() => {
         if (this.inFlight?.op === head) this.sendHead();
@@ -384,22 +389,32 @@ var Channel = class extends Emitter {
       this.drain();
     }
   }
-  replay(messages) {
-    if (messages.length && this.last !== null && messages[0].serial > this.last + 1) {
-      this.last = messages[0].serial - 1;
+  /** Messages a fetch (`since` the serial it asked from) answered with. */
+  replay(since, messages) {
+    const last = this.last;
+    if (since !== void 0 && last !== null && since <= last && messages.length && messages[0].serial > since + 1) {
+      this.skipBelow(messages[0].serial);
     }
     for (const m of messages) this.take(m);
+  }
+  /** Every serial below `bound` that is not held is gone: deliver what is held up to it. */
+  skipBelow(bound) {
+    while (this.last !== null && this.last + 1 < bound) {
+      const held = this.held.size ? Math.min(...this.held.keys()) : Infinity;
+      this.last = held < bound ? Math.max(this.last, held - 1) : bound - 1;
+      this.drain();
+    }
   }
   history_(messages, more) {
     const head = this.head();
     if (!head) return;
     const lastInFrame = messages.length ? messages[messages.length - 1].serial : void 0;
     if (head.kind === "subscribe") {
-      this.replay(messages);
+      this.replay(head.since, messages);
       head.replayLast = lastInFrame;
       head.more = more;
     } else if (head.kind === "gap") {
-      this.replay(messages);
+      this.replay(head.since, messages);
       if (more && lastInFrame !== void 0) {
         head.since = lastInFrame;
         this.sendHead();
@@ -459,6 +474,7 @@ var Channel = class extends Emitter {
     const op = f.op;
     const frame = { action: opAction(op), channel: this.name };
     if (op.kind === "subscribe" && this.last !== null) frame.since = this.last;
+    if (op.kind === "subscribe") op.since = this.last ?? void 0;
     if (op.kind === "gap") {
       frame.since = op.since;
       op.mark = this.arrivals;
@@ -486,15 +502,27 @@ function opAction(op) {
 }
 
 // src/publishes.ts
+var MAX_DATA = 120 * 1024;
+var MAX_ID = 128;
 var Publishes = class {
   constructor(link, window) {
     this.queue = [];
     this.seq = 0;
     this.open = false;
+    /** Counts connections, so a resend timer set on one does nothing on the next. */
+    this.connection = 0;
     this.link = link;
     this.window = Math.max(1, Math.min(window, 8));
   }
   add(channel, data, id) {
+    const size = new TextEncoder().encode(JSON.stringify(data) ?? "").length;
+    if (size > MAX_DATA) {
+      return Promise.reject(new WsctlError("too_large", `data is ${size} bytes; a message holds at most ${MAX_DATA}`));
+    }
+    const chars = [...id].length;
+    if (chars === 0 || chars > MAX_ID) {
+      return Promise.reject(new WsctlError("bad_request", `id: 1 to ${MAX_ID} characters, not ${chars}`));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ channel, data, id, seq: null, at: 0, resolve, reject });
       this.pump();
@@ -503,6 +531,7 @@ var Publishes = class {
   connected() {
     this.open = true;
     this.seq = 0;
+    this.connection++;
     for (const p of this.queue) p.seq = null;
     this.pump();
   }
@@ -524,10 +553,12 @@ var Publishes = class {
   error(f) {
     const p = this.queue.find((p2) => p2.id === f.id && p2.seq !== null);
     if (!p) return;
+    if (endsConnection(f.code)) return;
     if (retryable(f.code)) {
       const seq = p.seq;
+      const connection = this.connection;
       setTimeout(() => {
-        if (this.open && p.seq === seq && this.queue.includes(p)) this.send(p);
+        if (this.open && connection === this.connection && p.seq === seq && this.queue.includes(p)) this.send(p);
       }, retryDelay(f));
       return;
     }
@@ -577,6 +608,8 @@ var Client = class extends Emitter {
     this.channels = /* @__PURE__ */ new Map();
     this.timers = /* @__PURE__ */ new Set();
     this.lastSent = 0;
+    /** When the keep-alive ping that has no `pong` yet went out. */
+    this.pingAt = null;
     this.openedAt = 0;
     this.ids = 0;
     this.idPrefix = randomId();
@@ -706,6 +739,7 @@ var Client = class extends Emitter {
   opened() {
     this.openedAt = Date.now();
     this.lastSent = this.openedAt;
+    this.pingAt = null;
     this.setState({ state: "connected" });
     this.publishes.connected();
     for (const ch of this.channels.values()) ch.connected();
@@ -786,6 +820,7 @@ var Client = class extends Emitter {
         this.emit("token", { user: String(f.user), expires: Number(f.expires) });
         return this.scheduleRenewal();
       case "pong":
+        this.pingAt = null;
         return;
       default:
         if (typeof f.channel === "string" && typeof f.type === "string") {
@@ -806,14 +841,23 @@ var Client = class extends Emitter {
   }
   // ---- tokens ----
   async freshToken() {
-    const getToken = this.opts.getToken;
     const soon = this.expires !== null && this.expires * 1e3 - Date.now() < 1e4;
-    if (getToken && (this.stale || !this.token || soon)) {
-      this.take(await getToken());
+    if (this.opts.getToken && (this.stale || !this.token || soon)) {
+      this.take(await this.askToken());
       this.stale = false;
     }
     if (!this.token) throw new Error("getToken returned no token");
     return this.token;
+  }
+  /** `getToken`, given up on after `connectTimeoutMs`, so a hung token service is a failed attempt. */
+  askToken() {
+    const ms = this.opts.connectTimeoutMs;
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`getToken did not answer in ${ms} ms`)), ms);
+    });
+    const asked = Promise.resolve().then(() => this.opts.getToken());
+    return Promise.race([asked, late]).finally(() => clearTimeout(timer));
   }
   take(grant) {
     const token = typeof grant === "string" ? grant : grant?.token;
@@ -830,7 +874,7 @@ var Client = class extends Emitter {
   async renew() {
     if (this.current !== "connected" || !this.opts.getToken) return;
     try {
-      this.take(await this.opts.getToken());
+      this.take(await this.askToken());
     } catch {
       this.renewTimer = this.later(5e3, () => void this.renew());
       return;
@@ -853,8 +897,9 @@ var Client = class extends Emitter {
       this.watch();
       if (this.current !== "connected") return;
       const now = Date.now();
-      if (now - this.lastSent >= this.opts.pingAfterMs) this.send({ action: "ping" });
-      let oldest = this.publishes.waitingSince();
+      if (now - this.lastSent >= this.opts.pingAfterMs && this.send({ action: "ping" })) this.pingAt ?? (this.pingAt = now);
+      let oldest = this.publishes.waitingSince() ?? this.pingAt;
+      if (this.pingAt !== null && oldest !== null && this.pingAt < oldest) oldest = this.pingAt;
       for (const ch of this.channels.values()) {
         const w = ch.waitingSince();
         if (w !== null && (oldest === null || w < oldest)) oldest = w;
@@ -863,6 +908,7 @@ var Client = class extends Emitter {
     });
   }
   later(ms, fn) {
+    ms = Math.min(ms, 2 ** 31 - 1);
     const t = setTimeout(() => {
       this.timers.delete(t);
       fn();

@@ -14,3 +14,5 @@ export declare function retryDelay(frame: {
 }): number;
 /** Codes after which the same frame is worth sending again. */
 export declare function retryable(code: string): boolean;
+/** `token_expired`, `token_revoked`: not acted on, and the server closes the connection; the request belongs on the next one. */
+export declare function endsConnection(code: string): boolean;

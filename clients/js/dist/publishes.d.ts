@@ -11,6 +11,8 @@ export declare class Publishes {
     private queue;
     private seq;
     private open;
+    /** Counts connections, so a resend timer set on one does nothing on the next. */
+    private connection;
     constructor(link: Link, window: number);
     add(channel: string, data: unknown, id: string): Promise<PublishResult>;
     connected(): void;

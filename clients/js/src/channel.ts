@@ -1,5 +1,5 @@
 import { Emitter } from "./emitter";
-import { Link, retryDelay, retryable } from "./link";
+import { Link, endsConnection, retryDelay, retryable } from "./link";
 import { Presence } from "./presence";
 import { Message, PublishResult, WsctlError } from "./types";
 
@@ -20,7 +20,7 @@ export interface SubscribeOptions {
  * so each `history`, `subscribed` or `unsubscribed` frame answers the one at the head.
  */
 type Op =
-  | { kind: "subscribe"; replayLast?: number; more?: boolean }
+  | { kind: "subscribe"; since?: number; replayLast?: number; more?: boolean }
   | { kind: "gap"; since: number; mark: number }
   | {
       kind: "history";
@@ -116,7 +116,7 @@ export class Channel extends Emitter<ChannelEvents> {
     this.held.clear();
     this.ops = this.ops.filter((op) => op.kind === "history");
     if (this.wanted) this.ops.unshift({ kind: "subscribe" });
-    for (const op of this.ops) if (op.kind === "history") op.got = [];
+    // A paged history goes on from the page it had reached, with what it already got.
     this.pump();
     this.presence.connected(this.wanted);
   }
@@ -164,6 +164,8 @@ export class Channel extends Emitter<ChannelEvents> {
     if (f.action === "presence") return this.presence.error(f);
     const head = this.head();
     if (!head || f.action !== opAction(head)) return void this.emit("error", new WsctlError(f.code, f.message));
+    // Not acted on, and the connection is closing: asked again on the next one.
+    if (endsConnection(f.code)) return;
     if (retryable(f.code)) {
       setTimeout(() => {
         if (this.inFlight?.op === head) this.sendHead();
@@ -248,11 +250,24 @@ export class Channel extends Emitter<ChannelEvents> {
     }
   }
 
-  private replay(messages: Message[]): void {
-    if (messages.length && this.last !== null && messages[0].serial > this.last + 1) {
-      this.last = messages[0].serial - 1; // the ones before were never stored, or expired
+  /** Messages a fetch (`since` the serial it asked from) answered with. */
+  private replay(since: number | undefined, messages: Message[]): void {
+    const last = this.last;
+    if (since !== undefined && last !== null && since <= last && messages.length && messages[0].serial > since + 1) {
+      // The fetch covered everything after `last`: what it skipped below its first message was
+      // never stored, or expired.
+      this.skipBelow(messages[0].serial);
     }
     for (const m of messages) this.take(m);
+  }
+
+  /** Every serial below `bound` that is not held is gone: deliver what is held up to it. */
+  private skipBelow(bound: number): void {
+    while (this.last !== null && this.last + 1 < bound) {
+      const held = this.held.size ? Math.min(...this.held.keys()) : Infinity;
+      this.last = held < bound ? Math.max(this.last, held - 1) : bound - 1;
+      this.drain();
+    }
   }
 
   private history_(messages: Message[], more: boolean): void {
@@ -260,11 +275,11 @@ export class Channel extends Emitter<ChannelEvents> {
     if (!head) return;
     const lastInFrame = messages.length ? messages[messages.length - 1].serial : undefined;
     if (head.kind === "subscribe") {
-      this.replay(messages);
+      this.replay(head.since, messages);
       head.replayLast = lastInFrame;
       head.more = more;
     } else if (head.kind === "gap") {
-      this.replay(messages);
+      this.replay(head.since, messages);
       if (more && lastInFrame !== undefined) {
         head.since = lastInFrame;
         this.sendHead();
@@ -334,6 +349,7 @@ export class Channel extends Emitter<ChannelEvents> {
     const op = f.op;
     const frame: Record<string, unknown> = { action: opAction(op), channel: this.name };
     if (op.kind === "subscribe" && this.last !== null) frame.since = this.last;
+    if (op.kind === "subscribe") op.since = this.last ?? undefined;
     if (op.kind === "gap") {
       frame.since = op.since;
       op.mark = this.arrivals;

@@ -51,6 +51,8 @@ export class Client extends Emitter<ClientEvents> {
   private link: Link;
   private timers = new Set<ReturnType<typeof setTimeout>>();
   private lastSent = 0;
+  /** When the keep-alive ping that has no `pong` yet went out. */
+  private pingAt: number | null = null;
   private openedAt = 0;
   private ids = 0;
   private readonly idPrefix = randomId();
@@ -191,6 +193,7 @@ export class Client extends Emitter<ClientEvents> {
   private opened(): void {
     this.openedAt = Date.now();
     this.lastSent = this.openedAt;
+    this.pingAt = null;
     this.setState({ state: "connected" });
     this.publishes.connected();
     for (const ch of this.channels.values()) ch.connected();
@@ -280,6 +283,7 @@ export class Client extends Emitter<ClientEvents> {
         this.emit("token", { user: String(f.user), expires: Number(f.expires) });
         return this.scheduleRenewal();
       case "pong":
+        this.pingAt = null;
         return;
       default:
         if (typeof f.channel === "string" && typeof f.type === "string") {
@@ -306,14 +310,24 @@ export class Client extends Emitter<ClientEvents> {
   // ---- tokens ----
 
   private async freshToken(): Promise<string> {
-    const getToken = this.opts.getToken;
     const soon = this.expires !== null && this.expires * 1000 - Date.now() < 10_000;
-    if (getToken && (this.stale || !this.token || soon)) {
-      this.take(await getToken());
+    if (this.opts.getToken && (this.stale || !this.token || soon)) {
+      this.take(await this.askToken());
       this.stale = false;
     }
     if (!this.token) throw new Error("getToken returned no token");
     return this.token;
+  }
+
+  /** `getToken`, given up on after `connectTimeoutMs`, so a hung token service is a failed attempt. */
+  private askToken(): Promise<TokenGrant> {
+    const ms = this.opts.connectTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`getToken did not answer in ${ms} ms`)), ms);
+    });
+    const asked = Promise.resolve().then(() => this.opts.getToken!());
+    return Promise.race([asked, late]).finally(() => clearTimeout(timer));
   }
 
   private take(grant: TokenGrant): void {
@@ -335,7 +349,7 @@ export class Client extends Emitter<ClientEvents> {
   private async renew(): Promise<void> {
     if (this.current !== "connected" || !this.opts.getToken) return;
     try {
-      this.take(await this.opts.getToken());
+      this.take(await this.askToken());
     } catch {
       this.renewTimer = this.later(5000, () => void this.renew());
       return;
@@ -361,8 +375,10 @@ export class Client extends Emitter<ClientEvents> {
       this.watch();
       if (this.current !== "connected") return;
       const now = Date.now();
-      if (now - this.lastSent >= this.opts.pingAfterMs) this.send({ action: "ping" });
-      let oldest = this.publishes.waitingSince();
+      if (now - this.lastSent >= this.opts.pingAfterMs && this.send({ action: "ping" })) this.pingAt ??= now;
+      // An unanswered ping too: a half-open socket delivers nothing and says nothing.
+      let oldest = this.publishes.waitingSince() ?? this.pingAt;
+      if (this.pingAt !== null && oldest !== null && this.pingAt < oldest) oldest = this.pingAt;
       for (const ch of this.channels.values()) {
         const w = ch.waitingSince();
         if (w !== null && (oldest === null || w < oldest)) oldest = w;
@@ -374,6 +390,8 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private later(ms: number, fn: () => void): ReturnType<typeof setTimeout> {
+    // setTimeout fires at once for delays over 2^31 - 1 ms (e.g. Infinity to mean "never").
+    ms = Math.min(ms, 2 ** 31 - 1);
     const t = setTimeout(() => {
       this.timers.delete(t);
       fn();

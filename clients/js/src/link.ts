@@ -20,3 +20,8 @@ export function retryDelay(frame: { retry_after_ms?: unknown }): number {
 export function retryable(code: string): boolean {
   return code === "rate_limited" || code === "internal";
 }
+
+/** `token_expired`, `token_revoked`: not acted on, and the server closes the connection; the request belongs on the next one. */
+export function endsConnection(code: string): boolean {
+  return code === "token_expired" || code === "token_revoked";
+}

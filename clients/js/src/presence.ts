@@ -1,5 +1,5 @@
 import { Emitter } from "./emitter";
-import { Link, retryDelay, retryable } from "./link";
+import { Link, endsConnection, retryDelay, retryable } from "./link";
 import { Member, PresenceEvent, WsctlError } from "./types";
 
 interface PresenceEvents extends Record<string, unknown> {
@@ -130,11 +130,14 @@ export class Presence extends Emitter<PresenceEvents> {
       for (const user of new Set([...before.keys(), ...this.present.keys()])) {
         this.announce(user, before.has(user), before.get(user));
       }
-      for (const w of l.waiters) w.resolve(l.got);
+      // A page asked twice (a resend after a refusal) lists its members twice: one each.
+      const members = [...this.byConnection.values()];
+      for (const w of l.waiters) w.resolve(members);
     }
   }
 
   error(f: any): void {
+    if (endsConnection(f.code)) return; // entered and listed again on the next connection
     if (retryable(f.code)) {
       setTimeout(() => {
         if (this.mine) this.sendMine();

@@ -1,5 +1,9 @@
-import { Link, retryDelay, retryable } from "./link";
+import { Link, endsConnection, retryDelay, retryable } from "./link";
 import { PublishResult, WsctlError } from "./types";
+
+/** PROTOCOL.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters. */
+const MAX_DATA = 120 * 1024;
+const MAX_ID = 128;
 
 interface Pending {
   channel: string;
@@ -23,6 +27,8 @@ export class Publishes {
   private queue: Pending[] = [];
   private seq = 0;
   private open = false;
+  /** Counts connections, so a resend timer set on one does nothing on the next. */
+  private connection = 0;
 
   constructor(link: Link, window: number) {
     this.link = link;
@@ -30,6 +36,16 @@ export class Publishes {
   }
 
   add(channel: string, data: unknown, id: string): Promise<PublishResult> {
+    // Refused here, not by a server that would close the connection over it (a frame over API
+    // Gateway's limits) and see it again on every reconnect.
+    const size = new TextEncoder().encode(JSON.stringify(data) ?? "").length;
+    if (size > MAX_DATA) {
+      return Promise.reject(new WsctlError("too_large", `data is ${size} bytes; a message holds at most ${MAX_DATA}`));
+    }
+    const chars = [...id].length;
+    if (chars === 0 || chars > MAX_ID) {
+      return Promise.reject(new WsctlError("bad_request", `id: 1 to ${MAX_ID} characters, not ${chars}`));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ channel, data, id, seq: null, at: 0, resolve, reject });
       this.pump();
@@ -39,6 +55,7 @@ export class Publishes {
   connected(): void {
     this.open = true;
     this.seq = 0;
+    this.connection++;
     for (const p of this.queue) p.seq = null;
     this.pump();
   }
@@ -64,11 +81,13 @@ export class Publishes {
   error(f: any): void {
     const p = this.queue.find((p) => p.id === f.id && p.seq !== null);
     if (!p) return; // e.g. `internal` after an ack: the message is stored
+    if (endsConnection(f.code)) return; // sent again on the next connection
     if (retryable(f.code)) {
       // Same id and seq: the frame had no effect.
       const seq = p.seq;
+      const connection = this.connection;
       setTimeout(() => {
-        if (this.open && p.seq === seq && this.queue.includes(p)) this.send(p);
+        if (this.open && connection === this.connection && p.seq === seq && this.queue.includes(p)) this.send(p);
       }, retryDelay(f));
       return;
     }

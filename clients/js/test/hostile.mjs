@@ -38,6 +38,24 @@ async function silent() {
   return { url: `ws://127.0.0.1:${wss.address().port}/dev`, connections, stop: () => wss.close() };
 }
 
+/** A server answering each frame of connection `n` with `script(n, frame)` → { answers, close }. */
+async function scripted(script) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((r) => wss.on("listening", r));
+  let n = 0;
+  wss.on("connection", (ws) => {
+    const conn = n++;
+    ws.on("message", (data) => {
+      const { answers = [], close = false } = script(conn, JSON.parse(String(data)));
+      for (const a of answers) ws.send(JSON.stringify(a));
+      if (close) ws.close();
+    });
+  });
+  return { url: `ws://127.0.0.1:${wss.address().port}/dev`, stop: () => wss.close() };
+}
+
+const message = (serial) => ({ type: "message", channel: "c", serial, id: `m${serial}`, from: "u", data: serial, ts: 1 });
+
 const cases = {
   async "a refused static token closes after one attempt"() {
     const s = await refusing(403);
@@ -95,6 +113,79 @@ const cases = {
     check(codes.size === 1 && codes.has("closed"), `the waiting publishes ended with ${[...codes]}`);
   },
 };
+
+Object.assign(cases, {
+  // The server stores 43 and 45 to 62 (44 expired) and answers 17 messages a page.
+  async "a paged replay with a permanent hole delivers what it holds"() {
+    const stored = [43, ...Array.from({ length: 18 }, (_, i) => 45 + i)];
+    const page = (since) => {
+      const after = stored.filter((s) => s > since);
+      return { type: "history", channel: "c", messages: after.slice(0, 17).map(message), more: after.length > 17 };
+    };
+    const s = await scripted((_, f) => {
+      if (f.action === "subscribe") return { answers: [page(f.since), { type: "subscribed", channel: "c", serial: 62, more: page(f.since).more }] };
+      if (f.action === "history") return { answers: [page(f.since)] };
+      return {};
+    });
+    const client = new Client({ url: s.url, token: "t", WebSocket });
+    const got = [];
+    await client.channel("c").subscribe((m) => got.push(m.serial), { since: 42 });
+    await sleep(1000);
+    client.close();
+    s.stop();
+    check(JSON.stringify(got) === JSON.stringify(stored), `delivered ${got}`);
+  },
+
+  async "a publish refused for an expired token is sent again after reconnecting"() {
+    const s = await scripted((conn, f) => {
+      if (f.action !== "publish") return {};
+      if (conn === 0) return { answers: [{ type: "error", code: "token_expired", action: "publish", id: f.id, message: "the token expired" }], close: true };
+      return { answers: [{ type: "ack", id: f.id, channel: f.channel, serial: 7 }] };
+    });
+    let asked = 0;
+    const client = new Client({ url: s.url, WebSocket, getToken: () => (asked++, "t"), minDelayMs: 50, maxDelayMs: 100 });
+    const r = await Promise.race([client.channel("c").publish(1), sleep(5000).then(() => null)]);
+    client.close();
+    s.stop();
+    check(r?.serial === 7, `the publish ended with ${JSON.stringify(r)}`);
+    check(asked === 2, `${asked} tokens: a fresh one for the new connection`);
+  },
+
+  async "an unanswered ping reconnects"() {
+    const s = await silent();
+    const client = new Client({ url: s.url, token: "t", WebSocket, minDelayMs: 50, maxDelayMs: 100, pingAfterMs: 200, connectTimeoutMs: 500 });
+    await sleep(3500);
+    client.close();
+    s.stop();
+    check(s.connections.length >= 2, `${s.connections.length} connection(s)`);
+    check(s.connections[0].some((f) => f.action === "ping"), "no ping on the first connection");
+  },
+
+  async "a publish over the limits fails at once"() {
+    const s = await silent();
+    const client = new Client({ url: s.url, token: "t", WebSocket });
+    const big = await client.publish("c", "x".repeat(121 * 1024)).then(() => "sent", (e) => e.code);
+    const longId = await client.publish("c", 1, { id: "i".repeat(129) }).then(() => "sent", (e) => e.code);
+    await sleep(300);
+    client.close();
+    s.stop();
+    check(big === "too_large" && longId === "bad_request", `${big}, ${longId}`);
+    check(s.connections.every((c) => c.length === 0), "a refused publish reached the server");
+  },
+
+  async "a getToken that never answers is a failed attempt"() {
+    const s = await refusing(401);
+    let asked = 0;
+    const client = new Client({ url: s.url, WebSocket, getToken: () => (asked++, new Promise(() => {})), minDelayMs: 50, maxDelayMs: 100, connectTimeoutMs: 300 });
+    const reasons = [];
+    client.on("state", (c) => c.reason && reasons.push(c.reason));
+    await sleep(1500);
+    client.close();
+    s.stop();
+    check(asked >= 2, `getToken asked ${asked} times`);
+    check(reasons.some((r) => /did not answer/.test(r)), `reasons: ${reasons}`);
+  },
+});
 
 for (const [name, run] of Object.entries(cases)) {
   try {
