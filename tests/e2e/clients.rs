@@ -183,10 +183,12 @@ async fn js_client_keeps_its_promises_through_drops_in_node_and_chromium() {
     }
     let browser = chromium(&dev.field("page"));
     let mut page = browser.page().await;
+    // The demo page itself, not the blank page Chromium starts on (complete too, and with no
+    // base URL to resolve `/_wsctl/client.js` against).
     page.wait_for(
-        "the page",
-        "document.readyState === 'complete'",
-        "document.title",
+        "the demo page",
+        "document.readyState === 'complete' && location.protocol === 'http:'",
+        "location.href",
     )
     .await;
     let cases = std::fs::read_to_string(package().join("test/cases.mjs")).expect("cases.mjs");
