@@ -260,7 +260,10 @@ impl Engine {
                 reason,
             } if generation == self.generation && self.conn.out.is_some() => {
                 self.conn.out = None;
-                self.reader = None;
+                // A failed write ends a socket the reader may still be waiting on.
+                if let Some(reader) = self.reader.take() {
+                    reader.abort();
+                }
                 let why = if reason.is_empty() {
                     format!("closed ({code})")
                 } else {
