@@ -32,25 +32,19 @@ impl Minter {
 }
 
 pub fn page(html: &str) -> Response<Body> {
-    let mut r = respond(StatusCode::OK, html.to_string());
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    typed(html, "text/html; charset=utf-8")
+}
+
+/// A 200 with `body` of `content_type`.
+fn typed(body: &str, content_type: &'static str) -> Response<Body> {
+    let mut r = respond(StatusCode::OK, body.to_string());
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     r
 }
 
 /// The `@wsctl/client` package's built module (`clients/js`), which the demo page imports.
 const CLIENT_JS: &str = include_str!("../../../clients/js/dist/index.js");
-
-fn client_module() -> Response<Body> {
-    let mut r = respond(StatusCode::OK, CLIENT_JS.to_string());
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    r
-}
 
 /// `/_wsctl/{path...}`.
 pub fn dev(
@@ -62,7 +56,7 @@ pub fn dev(
 ) -> Response<Body> {
     match path {
         ["token"] => token(minter, query),
-        ["client.js"] => client_module(),
+        ["client.js"] => typed(CLIENT_JS, "text/javascript; charset=utf-8"),
         ["connections"] if method == Method::GET => {
             // `?user=U` lists one user's connections: a test cuts one client's socket.
             let user = query_param(query, "user");

@@ -136,12 +136,7 @@ impl Presence {
                     if let Some(old) = self.by_connection.insert(m.connection.clone(), m.clone()) {
                         self.forget(&old);
                     }
-                    let u = self.users.entry(user.clone()).or_insert(User {
-                        connections: 0,
-                        data: Value::Null,
-                    });
-                    u.connections += 1;
-                    u.data = m.data;
+                    self.add(&m);
                 }
                 Some("leave") => {
                     if let Some(old) = self.by_connection.remove(&m.connection) {
@@ -174,12 +169,7 @@ impl Presence {
             }
             self.users.clear();
             for m in &members {
-                let u = self.users.entry(m.user.clone()).or_insert(User {
-                    connections: 0,
-                    data: Value::Null,
-                });
-                u.connections += 1;
-                u.data = m.data.clone();
+                self.add(m);
             }
             self.listed = true;
             let mut names: Vec<&String> = before.keys().chain(self.users.keys()).collect();
@@ -247,6 +237,16 @@ impl Presence {
             }
         }
         self.listeners.clear();
+    }
+
+    /// One more connection of `m.user`, whose data is now `m.data`.
+    fn add(&mut self, m: &Member) {
+        let u = self.users.entry(m.user.clone()).or_insert(User {
+            connections: 0,
+            data: Value::Null,
+        });
+        u.connections += 1;
+        u.data = m.data.clone();
     }
 
     fn forget(&mut self, m: &Member) {

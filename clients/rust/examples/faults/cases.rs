@@ -187,7 +187,15 @@ type Settled = (u32, Result<u64, String>);
 type Got = Arc<Mutex<Vec<(u64, u64)>>>;
 
 /// Subscribes `client` to `channel`, recording each delivery's serial and `data.i`.
-async fn record(client: &Client, channel: &str) -> Result<Got, String> {
+/// The time from each cut of a subscriber's socket to its next delivery: how long a reconnect
+/// takes to resume. Nothing is timed until `cut_at` is set.
+#[derive(Clone, Default)]
+struct Resumes {
+    cut_at: Arc<Mutex<Option<Instant>>>,
+    took_ms: Arc<Mutex<Vec<u64>>>,
+}
+
+async fn record(client: &Client, channel: &str, resumes: Resumes) -> Result<Got, String> {
     let mut sub = client
         .channel(channel)
         .subscribe()
@@ -197,6 +205,10 @@ async fn record(client: &Client, channel: &str) -> Result<Got, String> {
     let into = got.clone();
     tokio::spawn(async move {
         while let Some(m) = sub.recv().await {
+            if let Some(at) = resumes.cut_at.lock().unwrap().take() {
+                let took = at.elapsed().as_millis() as u64;
+                resumes.took_ms.lock().unwrap().push(took);
+            }
             into.lock()
                 .unwrap()
                 .push((m.serial, m.data["i"].as_u64().unwrap_or_default()));
@@ -266,40 +278,20 @@ pub async fn drops(stage: &Stage, n: u32, rate: u32) -> Result<Value, String> {
         client: Client,
         got: Got,
         opens: Arc<Mutex<u32>>,
-        cut_at: Arc<Mutex<Option<Instant>>>,
-        resumes: Arc<Mutex<Vec<u64>>>,
+        resumes: Resumes,
     }
     let mut subs = Vec::new();
     for k in 0..3 {
         let user = format!("sub{k}-{tag}");
         let client = make(&user)?;
         let opens = count_opens(&client);
-        let cut_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-        let resumes: Arc<Mutex<Vec<u64>>> = Arc::default();
-        // The time from a cut to the next delivery: how long a reconnect takes to resume.
-        let mut sub = client
-            .channel(&channel)
-            .subscribe()
-            .await
-            .map_err(|e| format!("subscribe: {e}"))?;
-        let got: Got = Arc::default();
-        let (into, cut, res) = (got.clone(), cut_at.clone(), resumes.clone());
-        tokio::spawn(async move {
-            while let Some(m) = sub.recv().await {
-                if let Some(at) = cut.lock().unwrap().take() {
-                    res.lock().unwrap().push(at.elapsed().as_millis() as u64);
-                }
-                into.lock()
-                    .unwrap()
-                    .push((m.serial, m.data["i"].as_u64().unwrap_or_default()));
-            }
-        });
+        let resumes = Resumes::default();
+        let got = record(&client, &channel, resumes.clone()).await?;
         subs.push(Sub {
             user,
             client,
             got,
             opens,
-            cut_at,
             resumes,
         });
     }
@@ -314,7 +306,7 @@ pub async fn drops(stage: &Stage, n: u32, rate: u32) -> Result<Value, String> {
             .map(|s| s.user.clone())
             .chain([publisher_name.clone()])
             .collect();
-        let cut_ats: Vec<_> = subs.iter().map(|s| s.cut_at.clone()).collect();
+        let cut_ats: Vec<_> = subs.iter().map(|s| s.resumes.cut_at.clone()).collect();
         let (stage, cutting) = (stage.clone(), cutting.clone());
         tokio::spawn(async move {
             let mut cuts = 0;
@@ -414,7 +406,7 @@ pub async fn drops(stage: &Stage, n: u32, rate: u32) -> Result<Value, String> {
     }
     let mut resumes: Vec<u64> = subs
         .iter()
-        .flat_map(|s| s.resumes.lock().unwrap().clone())
+        .flat_map(|s| s.resumes.took_ms.lock().unwrap().clone())
         .collect();
     resumes.sort_unstable();
     let reconnects: u32 = subs.iter().map(|s| *s.opens.lock().unwrap() - 1).sum();
@@ -450,7 +442,7 @@ pub async fn renewal(stage: &Stage, n: u32, rate: u32) -> Result<Value, String> 
     }))
     .map_err(|e| e.to_string())?;
     let opens = count_opens(&sub);
-    let got = record(&sub, &channel).await?;
+    let got = record(&sub, &channel, Resumes::default()).await?;
     let publisher = Client::new(options(stage, &format!("renew-pub-{tag}"), Some(5)))
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -593,7 +585,7 @@ pub async fn gaps(stage: &Stage) -> Result<Value, String> {
         options(stage, &user, None).delays(Duration::from_secs(4), Duration::from_secs(4)),
     )
     .map_err(|e| e.to_string())?;
-    let got = record(&sub, &channel).await?;
+    let got = record(&sub, &channel, Resumes::default()).await?;
     let publisher =
         Client::new(options(stage, &format!("gap-pub-{tag}"), None)).map_err(|e| e.to_string())?;
     let mut i = 0;

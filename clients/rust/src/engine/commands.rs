@@ -78,14 +78,12 @@ impl Engine {
                 listener,
                 done,
             } => {
-                self.channel(&channel);
-                let ch = self.channels.get_mut(&channel).expect("made");
-                ch.subscribe(&mut self.conn, since, listener, done);
+                let (ch, conn) = self.channel(&channel);
+                ch.subscribe(conn, since, listener, done);
             }
             Command::Unsubscribe { channel } => {
-                self.channel(&channel);
-                let ch = self.channels.get_mut(&channel).expect("made");
-                ch.unsubscribe(&mut self.conn);
+                let (ch, conn) = self.channel(&channel);
+                ch.unsubscribe(conn);
             }
             Command::Publish {
                 channel,
@@ -105,17 +103,15 @@ impl Engine {
                 limit,
                 reply,
             } => {
-                self.channel(&channel);
-                let ch = self.channels.get_mut(&channel).expect("made");
-                ch.history(&mut self.conn, since, limit, reply);
+                let (ch, conn) = self.channel(&channel);
+                ch.history(conn, since, limit, reply);
             }
             Command::LastSerial { channel, reply } => {
                 let _ = reply.send(self.channels.get(&channel).and_then(Channel::last_serial));
             }
             Command::Enter { channel, data } => {
-                self.channel(&channel);
-                let ch = self.channels.get_mut(&channel).expect("made");
-                ch.presence.enter(&mut self.conn, data);
+                let (ch, conn) = self.channel(&channel);
+                ch.presence.enter(conn, data);
             }
             Command::Leave { channel } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
@@ -123,9 +119,8 @@ impl Engine {
                 }
             }
             Command::Members { channel, reply } => {
-                self.channel(&channel);
-                let ch = self.channels.get_mut(&channel).expect("made");
-                ch.presence.members(&mut self.conn, reply);
+                let (ch, conn) = self.channel(&channel);
+                ch.presence.members(conn, reply);
             }
             Command::Users { channel, reply } => {
                 let users = self
@@ -136,7 +131,7 @@ impl Engine {
                 let _ = reply.send(users);
             }
             Command::PresenceEvents { channel, listener } => {
-                self.channel(&channel).presence.listen(listener);
+                self.channel(&channel).0.presence.listen(listener);
             }
             Command::Events(listener) => self.conn.listeners.push(listener),
             Command::Frames(tap) => self.taps.push(tap),

@@ -229,11 +229,13 @@ impl Engine {
         }
     }
 
-    fn channel(&mut self, name: &str) -> &mut Channel {
+    /// The channel `name` (made on first use), with the connection it sends on.
+    fn channel(&mut self, name: &str) -> (&mut Channel, &mut Conn) {
         let delay = self.opts.presence_leave_delay;
-        self.channels.entry(name.to_string()).or_insert_with(|| {
+        let channel = self.channels.entry(name.to_string()).or_insert_with(|| {
             Channel::new(name.to_string(), Presence::new(name.to_string(), delay))
-        })
+        });
+        (channel, &mut self.conn)
     }
 
     fn input(&mut self, input: Input) {
