@@ -169,6 +169,24 @@ pub struct DevArgs {
     /// call the function's role does not allow is refused with AWS's AccessDeniedException.
     #[arg(long)]
     pub no_iam: bool,
+    /// Make calls take as long as AWS's and apply the account's API Gateway throttle to
+    /// `@connections` calls (429 LimitExceededException above it), to see how a fan-out
+    /// behaves on AWS. Latencies are assumed figures (DynamoDB's is AWS's "single-digit
+    /// millisecond"); set them with --aws-latency.
+    #[arg(long)]
+    pub like_aws: bool,
+    /// With --like-aws: the account's API Gateway requests a second over `@connections`
+    /// (AWS's default quota: 10,000; 2,500 in some Regions).
+    #[arg(long, default_value_t = 10_000, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
+    pub account_rate: u32,
+    /// With --like-aws: the account throttle's burst (AWS's default: 5,000).
+    #[arg(long, default_value_t = 5_000, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
+    pub account_burst: u32,
+    /// With --like-aws: one call's latency as CALL=MEDIAN[:P99] (repeatable), CALL one of
+    /// connections (6ms:30ms), invoke (15ms:60ms), queue (an Event invocation's wait before it
+    /// runs, 30ms:150ms), dynamodb (4ms:15ms).
+    #[arg(long = "aws-latency", value_name = "CALL=MEDIAN[:P99]", requires = "like_aws", value_parser = crate::local::likeaws::parse_latency)]
+    pub aws_latency: Vec<(crate::local::likeaws::Call, crate::local::likeaws::Latency)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -433,6 +451,11 @@ pub struct BenchArgs {
     /// over time) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// With `wsctl dev` (--endpoint-url): add this many virtual subscribers to each channel,
+    /// beside the real connections. They have no socket: the dev server records when each
+    /// message reached each of them, so a fan-out to 100,000 fits on one machine.
+    #[arg(long = "virtual", value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=200_000))]
+    pub virtual_subscribers: u32,
 }
 
 fn parse_connect_rate(s: &str) -> Result<f64, String> {

@@ -379,7 +379,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 }
 
 /// `wsctl ARGS` against the running dev stack, as a user would type it.
-fn wsctl(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn wsctl(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
     cmd.arg("--config")
         .arg(config)

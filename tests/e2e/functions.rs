@@ -171,6 +171,9 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         publish: invoker,
         fanout_per_invocation: per_invocation,
         fanout_concurrency: 32,
+        fanout_rate: 10_000.0,
+        fanout_burst: 5_000.0,
+        fanout_invocation_rate: 2_500.0,
         // A loaded test machine can take longer than a publish on AWS between two numbered
         // publishes; the order, not the give-up time, is what these tests check.
         seq_patience: Duration::from_secs(30),

@@ -19,6 +19,7 @@ mod partition;
 mod permissions;
 mod policy;
 mod quotas;
+mod scale;
 mod security;
 mod stage;
 mod tables;

@@ -6,13 +6,14 @@
 //! included). The same code runs against API Gateway and against `wsctl dev`; nothing here
 //! knows which.
 
+mod crowd;
 pub mod histogram;
 mod page;
 mod publisher;
 pub mod report;
 mod subscriber;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub struct BenchPlan {
     pub drain: Duration,
     pub end: End,
     pub via: Via,
+    /// `wsctl dev`'s address and the virtual subscribers to add to each channel there.
+    pub virtual_subscribers: Option<(String, usize)>,
 }
 
 /// How publishes reach the stage.
@@ -193,6 +196,8 @@ struct Shared {
     closes: Mutex<BTreeMap<String, u64>>,
     /// What the publish function's answers counted (with [`Via::Function`]).
     posts: Posts,
+    /// Each acknowledged publish's send time (µs since the start) by channel and serial.
+    sent_at: Mutex<HashMap<(usize, u64), u64>>,
 }
 
 /// The publish function's own counts of its `@connections` posts, summed over its answers.
@@ -216,6 +221,17 @@ fn bump(map: &Mutex<BTreeMap<String, u64>>, key: String) {
 impl Shared {
     fn now_us(&self) -> u64 {
         self.live.started.elapsed().as_micros() as u64
+    }
+
+    /// Publish `serial` of channel `c`, sent at `sent_us`, was acknowledged.
+    fn acknowledged(&self, c: usize, serial: u64, sent_us: Option<u64>) {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner())[c].push(serial);
+        if let Some(sent) = sent_us {
+            self.sent_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((c, serial), sent);
+        }
     }
 
     /// Publish `n`'s data, stamped with its send time, which is also kept as its start.
@@ -292,7 +308,12 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         errors: Mutex::default(),
         closes: Mutex::default(),
         posts: Posts::default(),
+        sent_at: Mutex::default(),
     });
+    let crowd = plan
+        .virtual_subscribers
+        .as_ref()
+        .map(|(base, n)| crowd::Crowd::new(base, *n));
     let url_of =
         |i: usize| crate::stack::with_token(&plan.url, &plan.tokens[i % plan.tokens.len()]);
     let (stop_tx, stop) = watch::channel(false);
@@ -325,6 +346,17 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
     // The ramp ends when the last handshake and subscribe have answered.
     let _ = permits.acquire_many(plan.in_flight.max(1) as u32).await;
     let ramp_seconds = ramp_started.elapsed().as_secs_f64();
+    let crowd_started = Instant::now();
+    let mut crowd_error = None;
+    if let Some(crowd) = &crowd {
+        for channel in &shared.channels {
+            if let Err(e) = crowd.add(channel).await {
+                crowd_error = Some(e);
+                break;
+            }
+        }
+    }
+    let crowd_seconds = crowd_started.elapsed().as_secs_f64();
 
     let mut publishers = Vec::new();
     let mut senders = Vec::new();
@@ -361,7 +393,8 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         match plan.load {
             Load::Rounds(n) => {
                 for round in 0..n {
-                    rounds.push(fan_out(&shared, &senders, round, plan.drain).await);
+                    let crowd = crowd.as_ref().filter(|_| crowd_error.is_none());
+                    rounds.push(fan_out(&shared, &senders, round, plan.drain, crowd).await);
                     handed += 1;
                     tokio::time::sleep(ROUND_GAP).await;
                 }
@@ -394,6 +427,50 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let virtual_delivery = match &crowd {
+        Some(crowd) => {
+            let serials: Vec<(String, Vec<u64>)> = shared
+                .channels
+                .iter()
+                .cloned()
+                .zip(
+                    shared
+                        .acked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .cloned(),
+                )
+                .collect();
+            let arrivals = match crowd_error {
+                None => crowd.settle(&serials, plan.drain).await,
+                Some(_) => Vec::new(),
+            };
+            for channel in &shared.channels {
+                crowd.remove(channel).await;
+            }
+            let started_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or_default()
+                .saturating_sub(shared.now_us());
+            let sent_at = shared.sent_at.lock().unwrap_or_else(|e| e.into_inner());
+            let mut tally = crowd::tally(
+                crowd.per_channel,
+                crowd_seconds,
+                &arrivals,
+                &serials,
+                |channel, serial| {
+                    let c = shared.channel_index(channel)?;
+                    Some(started_us + sent_at.get(&(c, serial))?)
+                },
+            );
+            tally.error = crowd_error;
+            Some(tally)
+        }
+        None => None,
+    };
+
     live.set(Phase::End);
     let _ = stop_tx.send(true);
     let mut seen = Vec::new();
@@ -412,6 +489,7 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         seen,
         rounds,
         timeline,
+        virtual_delivery,
         report::Times {
             ramp_seconds,
             publish_seconds,
@@ -443,10 +521,12 @@ async fn fan_out(
     senders: &[mpsc::Sender<(u64, usize)>],
     round: u64,
     timeout: Duration,
+    crowd: Option<&crowd::Crowd>,
 ) -> report::Round {
     let channel = round as usize % shared.channels.len();
     let subscribers = shared.subscribers[channel].load(Relaxed);
     let arrivals = &shared.arrivals[round as usize];
+    let acked_before = shared.acked.lock().unwrap_or_else(|e| e.into_inner())[channel].len();
     let _ = senders[round as usize % senders.len()]
         .send((round, channel))
         .await;
@@ -455,6 +535,28 @@ async fn fan_out(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let delivered = arrivals.count.load(Relaxed);
+    // The virtual subscribers are waited for too, so one round's fan-out does not overlap
+    // the next; their times are reported per publish.
+    if let Some(crowd) = crowd {
+        while started.elapsed() < timeout {
+            let serial = shared.acked.lock().unwrap_or_else(|e| e.into_inner())[channel]
+                .get(acked_before)
+                .copied();
+            let all = match serial {
+                Some(serial) => crowd
+                    .arrivals(&shared.channels[channel])
+                    .await
+                    .ok()
+                    .and_then(|got| got.get(&serial).map(|l| l.received))
+                    .is_some_and(|n| n >= crowd.per_channel as u64),
+                None => false,
+            };
+            if all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let sent = arrivals.sent_us.load(Relaxed);
     report::Round {
         channel: shared.channels[channel].clone(),

@@ -57,7 +57,7 @@ pub(super) async fn publisher(
                             shared.ack.record_us(shared.now_us().saturating_sub(sent));
                         }
                         if let Some(serial) = frame.serial {
-                            shared.acked.lock().unwrap_or_else(|e| e.into_inner())[c].push(serial);
+                            shared.acknowledged(c, serial, sent);
                         }
                         shared.live.acked.fetch_add(1, Relaxed);
                     }
@@ -132,7 +132,7 @@ pub(super) async fn function_publisher(
             Ok(answer) => {
                 shared.ack.record_us(shared.now_us().saturating_sub(sent));
                 if let Some(serial) = answer.serial {
-                    shared.acked.lock().unwrap_or_else(|e| e.into_inner())[channel].push(serial);
+                    shared.acknowledged(channel, serial, Some(sent));
                 }
                 shared.live.acked.fetch_add(1, Relaxed);
                 let posts = &shared.posts;

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
+use super::crowd::VirtualDelivery;
 use super::histogram::{Bucket, Histogram, Percentiles};
 use super::{BenchPlan, Counters, End, Load, Seen};
 
@@ -23,6 +24,9 @@ pub struct Report {
     pub posts: Option<Posts>,
     /// Fan-out rounds (with `--rounds`): publish → the last subscriber has it.
     pub rounds: Vec<Round>,
+    /// What `wsctl dev`'s virtual subscribers got (with `--virtual`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_subscribers: Option<VirtualDelivery>,
     pub channels: Vec<ChannelCounts>,
     /// Error frames by kind: the functions' `error` codes and API Gateway's own messages.
     pub errors: BTreeMap<String, u64>,
@@ -172,6 +176,7 @@ pub(super) fn build(
     seen: Vec<Seen>,
     rounds: Vec<Round>,
     timeline: Vec<Sample>,
+    virtual_subscribers: Option<VirtualDelivery>,
     times: Times,
 ) -> Report {
     let mut channels: Vec<ChannelCounts> = counts
@@ -237,7 +242,10 @@ pub(super) fn build(
         && delivery.out_of_order == 0
         && counts.errors.is_empty()
         && counts.closes.is_empty()
-        && counts.posts.as_ref().is_none_or(|p| p.failed == 0);
+        && counts.posts.as_ref().is_none_or(|p| p.failed == 0)
+        && virtual_subscribers
+            .as_ref()
+            .is_none_or(|v| v.error.is_none() && v.lost == 0 && v.duplicated == 0);
     let (rounds_n, publish_rate, duration) = match plan.load {
         Load::Rounds(n) => (Some(n), None, None),
         Load::Rate {
@@ -280,6 +288,7 @@ pub(super) fn build(
         delivery,
         posts: counts.posts.clone(),
         rounds,
+        virtual_subscribers,
         channels,
         errors: counts.errors.clone(),
         closes: counts.closes.clone(),
@@ -288,6 +297,32 @@ pub(super) fn build(
         seconds: times.total_seconds,
         clean,
     }
+}
+
+/// The virtual subscribers' deliveries, and the slowest publish's spread over them.
+fn virtual_line(v: &VirtualDelivery) -> String {
+    if let Some(e) = &v.error {
+        return format!("virtual       not added: {e}");
+    }
+    let ms = |x: Option<f64>| x.map_or("-".to_string(), |m| format!("{m:.0} ms"));
+    let slowest = v.publishes.iter().max_by(|a, b| {
+        a.last_ms
+            .unwrap_or(f64::MAX)
+            .total_cmp(&b.last_ms.unwrap_or(f64::MAX))
+    });
+    let spread = slowest.map_or(String::new(), |p| {
+        format!(
+            "; slowest publish → first {}, median {}, p99 {}, last {}",
+            ms(p.first_ms),
+            ms(p.p50_ms),
+            ms(p.p99_ms),
+            ms(p.last_ms)
+        )
+    });
+    format!(
+        "virtual       {} a channel (added in {:.1} s): {} of {} delivered, {} lost, {} duplicated{spread}",
+        v.per_channel, v.setup_seconds, v.delivered, v.expected, v.lost, v.duplicated
+    )
 }
 
 fn per_second(n: u64, seconds: f64) -> f64 {
@@ -409,6 +444,9 @@ impl Report {
                     ),
                 }
             );
+        }
+        if let Some(v) = &self.virtual_subscribers {
+            let _ = writeln!(out, "{}", virtual_line(v));
         }
         let _ = writeln!(out, "error frames  {}", kinds(&self.errors));
         let _ = writeln!(out, "closed early  {}", kinds(&self.closes));

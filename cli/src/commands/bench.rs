@@ -78,6 +78,15 @@ pub async fn run(
     if target.remote {
         within_quota(args, load, connections)?;
     }
+    let virtual_subscribers = match args.virtual_subscribers {
+        0 => None,
+        _ if target.remote => {
+            return Err(usage(
+                "--virtual adds subscribers inside `wsctl dev`; a deployed stage has no such thing\nhint: run the bench against `wsctl dev` (--endpoint-url its address), or leave out --virtual".into(),
+            ));
+        }
+        n => Some((dev_base(&target.url), n as usize)),
+    };
     let plan = BenchPlan {
         url: target.url,
         tokens: target.tokens,
@@ -96,6 +105,7 @@ pub async fn run(
             Some(function) => Via::Function(function),
             None => Via::Socket,
         },
+        virtual_subscribers,
     };
     printer.note(describe(&plan, target.remote));
     let live = Counters::new();
@@ -156,6 +166,16 @@ fn local_ports() -> Option<u64> {
     let mut bounds = range.split_whitespace().map(|p| p.parse::<u64>().ok());
     let (low, high) = (bounds.next()??, bounds.next()??);
     Some(high.saturating_sub(low) + 1)
+}
+
+/// `http://host:port` of the `wsctl dev` that serves the WebSocket `url`.
+fn dev_base(url: &str) -> String {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("http://{host}")
 }
 
 fn usage(text: String) -> Error {

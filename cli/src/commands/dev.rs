@@ -13,6 +13,7 @@ use crate::engine;
 use crate::engine::model::LiveState;
 use crate::error::Error;
 use crate::local::gateway::Limits;
+use crate::local::likeaws::LikeAws;
 use crate::local::up::{Deployed, Options, Started};
 use crate::names::Target;
 use crate::output::Printer;
@@ -63,6 +64,9 @@ pub async fn run(
         },
         ttl_sweep: args.ttl_sweep,
         iam: !args.no_iam,
+        like_aws: args
+            .like_aws
+            .then(|| LikeAws::new(args.account_rate, args.account_burst, &args.aws_latency)),
         verbosity: printer.verbosity,
     };
     let stack = Deployed {

@@ -208,6 +208,7 @@ mod tests {
                     failed: 0,
                 },
                 continued: false,
+                ..Default::default()
             },
         };
         let one = Published {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::crowd::Arrivals;
 use super::events::{self, Origin};
 use super::http::{Body, json_response, respond};
 
@@ -42,6 +43,8 @@ pub struct Conn {
     last_active: AtomicU64,
     /// Posts still to be answered 200 and never delivered (the dev server's loss switch).
     lose: AtomicU32,
+    /// A virtual subscriber's record of what reached it; `None` for a real connection.
+    arrivals: Option<Arrivals>,
 }
 
 impl Conn {
@@ -54,7 +57,20 @@ impl Conn {
             phase: AtomicU8::new(CONNECTING),
             last_active: AtomicU64::new(now),
             lose: AtomicU32::new(0),
+            arrivals: None,
         }
+    }
+
+    /// A virtual subscriber: posts to it are recorded in `arrivals`, not sent.
+    pub fn with_arrivals(self, arrivals: Arrivals) -> Conn {
+        Conn {
+            arrivals: Some(arrivals),
+            ..self
+        }
+    }
+
+    pub fn arrivals(&self) -> Option<&Arrivals> {
+        self.arrivals.as_ref()
     }
 
     pub fn touch(&self) {
@@ -163,6 +179,15 @@ fn error(status: StatusCode, kind: &'static str, text: &str) -> Response<Body> {
     r
 }
 
+/// The account's throttle refused the call, as API Gateway answers it.
+pub fn throttled() -> Response<Body> {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "LimitExceededException",
+        "Rate exceeded: the account's API Gateway throttle is spent",
+    )
+}
+
 pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response<Body> {
     let conn = conns.get(id).filter(|c| c.is_open());
     let Some(conn) = conn else {
@@ -182,6 +207,11 @@ pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response
                 );
             }
             if conn.swallow() {
+                conn.touch();
+                return respond(StatusCode::OK, Bytes::new());
+            }
+            if let Some(arrivals) = &conn.arrivals {
+                arrivals.record(&body);
                 conn.touch();
                 return respond(StatusCode::OK, Bytes::new());
             }

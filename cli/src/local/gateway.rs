@@ -22,7 +22,8 @@ pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
 use super::http::{Body, collect, message, percent_decode, query_param};
-use super::{connections, endpoints, guard, iam, invoke, session};
+use super::likeaws::Call;
+use super::{connections, crowd, dispatch, endpoints, events, guard, iam, invoke, session};
 
 /// Serves until `stop` turns true.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
@@ -78,12 +79,54 @@ async fn route(
             "this is a WebSocket endpoint: connect with a WebSocket client",
         ),
         [s, "@connections", id] if *s == stage => {
-            connections::api(&gw.conns, &parts.method, &percent_decode(id), body)
+            if let Some(like) = &gw.like_aws {
+                if !like.throttle.take() {
+                    return Ok(connections::throttled());
+                }
+                like.delay(Call::Connections).await;
+            }
+            let id = percent_decode(id);
+            let conn = gw.conns.get(&id);
+            let response = connections::api(&gw.conns, &parts.method, &id, body);
+            // A virtual subscriber has no socket task to run its `$disconnect`.
+            if let Some(conn) = conn.filter(|c| c.arrivals().is_some())
+                && parts.method == Method::DELETE
+                && response.status() == StatusCode::NO_CONTENT
+            {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    let reason = "Connection closed through the @connections API";
+                    dispatch::disconnect(&gw, &conn, 1000, reason).await;
+                });
+            }
+            response
         }
         ["2015-03-31", "functions", name, "invocations"] => {
+            if let Some(like) = &gw.like_aws {
+                like.delay(Call::Invoke).await;
+            }
             invoke::handle(&gw, &parts, body, &percent_decode(name)).await
         }
         [""] | ["index.html"] if parts.method == Method::GET => endpoints::page(&gw.page),
+        ["_wsctl", "virtual"] => {
+            let origin = events::Origin {
+                api_id: gw.api.api_id.clone(),
+                stage: gw.api.stage.clone(),
+                domain: gw.domain.clone(),
+                connection_id: String::new(),
+                connected_at: 0,
+                source_ip: "127.0.0.1".into(),
+                user_agent: None,
+            };
+            crowd::serve(
+                &gw.crowd,
+                &gw.conns,
+                &origin,
+                &parts.method,
+                parts.uri.query(),
+            )
+            .await
+        }
         ["_wsctl", rest @ ..] => endpoints::dev(
             &parts.method,
             rest,
@@ -91,7 +134,17 @@ async fn route(
             gw.minter.as_ref(),
             &gw.conns,
         ),
-        _ => gw.upstream.forward(parts, body).await,
+        _ => {
+            let dynamodb = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("DynamoDB_"));
+            if let Some(like) = gw.like_aws.as_ref().filter(|_| dynamodb) {
+                like.delay(Call::Dynamodb).await;
+            }
+            gw.upstream.forward(parts, body).await
+        }
     })
 }
 

@@ -11,6 +11,7 @@ use wsctl_functions::partition::Partition;
 
 use super::events;
 use super::http::{Body, json_response, respond};
+use super::likeaws::Call;
 use super::state::Gateway;
 
 /// Lambda's limits on a request's payload.
@@ -79,7 +80,11 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                 );
             }
             let log = gw.log.clone();
+            let queued = gw.like_aws.as_ref().map(|l| l.latency(Call::Queue));
             tokio::spawn(async move {
+                if let Some(queued) = queued {
+                    tokio::time::sleep(queued.sample()).await;
+                }
                 let id = events::request_id();
                 if let Err(f) = pool.invoke(id.clone(), payload).await {
                     log(

@@ -9,6 +9,7 @@
 mod api;
 mod authorizer;
 pub mod connections;
+mod crowd;
 mod dispatch;
 pub mod dynamodb;
 mod endpoints;
@@ -19,6 +20,7 @@ mod http;
 pub mod iam;
 mod integration;
 pub mod invoke;
+pub mod likeaws;
 pub mod moto;
 mod os;
 pub mod proxy;

@@ -6,8 +6,10 @@ use tokio::sync::watch;
 
 use super::api::Api;
 use super::connections::Registry;
+use super::crowd::Crowd;
 use super::endpoints::Minter;
 use super::iam::Principals;
+use super::likeaws::LikeAws;
 use super::proxy::Upstream;
 use super::runtime::LogSink;
 
@@ -25,6 +27,10 @@ pub struct Gateway {
     pub upstream: Upstream,
     /// The functions' credentials, when their calls are checked against their roles.
     pub iam: Option<Principals>,
+    /// AWS's latencies and the account's throttle (`--like-aws`).
+    pub like_aws: Option<LikeAws>,
+    /// Virtual subscribers.
+    pub crowd: Crowd,
 }
 
 /// How long connections may live.

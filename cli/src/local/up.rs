@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::dynamodb::DynamoDbLocal;
 use super::gateway::{self, Gateway, Limits, Minter};
 use super::moto::Moto;
-use super::runtime::LogSink;
+use super::runtime::{LogSink, Pool};
 use super::{DevStack, LocalError, RuntimeSettings};
 use crate::aws::Clients;
 use crate::aws::dynamodb::TableSpec;
@@ -25,6 +25,7 @@ use crate::build::Artifact;
 use crate::engine::model::{LiveState, Spec};
 use crate::error::Error;
 use crate::names::Names;
+use wsctl_functions::store::{Store, Tables};
 
 const PAGE: &str = include_str!("../../../templates/demo.html");
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub ttl_sweep: Duration,
     /// Each function's AWS calls checked against its role.
     pub iam: bool,
+    /// AWS's latencies and the account throttle (`--like-aws`).
+    pub like_aws: Option<super::likeaws::LikeAws>,
     /// Function logs and the sweeper's notes on stderr; none with `-q`.
     pub verbosity: i8,
 }
@@ -129,6 +132,7 @@ impl Started {
             })
             .collect();
         let data = Clients::local(&items, region).dynamodb;
+        let virtual_items = data.clone();
         if ddb.is_some() {
             super::dynamodb::mirror(&data, &tables).await?;
         }
@@ -142,8 +146,9 @@ impl Started {
             })
             .unwrap_or_else(|| stage.to_string());
         let connections_url = format!("{base}/{stage}");
-        // Checked calls go through the gateway, which knows whose credentials signed them.
-        let (aws_url, items_url) = match options.iam {
+        // Checked or delayed calls go through the gateway, which knows whose credentials
+        // signed them and which service they are for.
+        let (aws_url, items_url) = match options.iam || options.like_aws.is_some() {
             false => (endpoint.clone(), items.clone()),
             true => (base.clone(), base.clone()),
         };
@@ -194,6 +199,8 @@ impl Started {
         let routes = stack.api.routes.len();
         let functions = stack.pools.len();
         let domain = base.trim_start_matches("http://").to_string();
+        let like_aws_line = options.like_aws.as_ref().map(|l| l.describe());
+        let crowd = super::crowd::Crowd::new(functions_store(&stack.pools, virtual_items));
         let gw = Arc::new(Gateway {
             api: stack.api,
             limits: options.limits,
@@ -210,6 +217,8 @@ impl Started {
             log: logs,
             stop: stop.clone(),
             iam: options.iam.then_some(stack.principals),
+            like_aws: options.like_aws,
+            crowd,
         });
         let server = tokio::spawn(gateway::serve(gw, listener));
         super::release_free_memory();
@@ -234,6 +243,7 @@ impl Started {
             functions,
             routes,
             iam: options.iam,
+            like_aws: like_aws_line,
             seconds: started.elapsed().as_secs_f64(),
             region: region.to_string(),
             dynamodb_local: ddb.is_some(),
@@ -301,6 +311,32 @@ impl Running {
     }
 }
 
+/// The tables as a function that uses the subscriptions table sees them (its variables name
+/// them), with `db` as the client: the virtual subscribers' items are written as it writes them.
+fn functions_store(pools: &[Pool], db: aws_sdk_dynamodb::Client) -> Option<Store> {
+    use wsctl_functions::layout::{self, DEFAULT_TTL_ATTRIBUTE, table_env, ttl_env};
+    let env = &pools
+        .iter()
+        .find(|p| {
+            p.def()
+                .env
+                .contains_key(&table_env(layout::SUBSCRIPTIONS.name))
+        })?
+        .def()
+        .env;
+    let name = |t: &layout::Table| env.get(&table_env(t.name)).cloned().unwrap_or_default();
+    let ttl = |t: &layout::Table| {
+        env.get(&ttl_env(t.name))
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_TTL_ATTRIBUTE.into())
+    };
+    Some(Store {
+        db,
+        tables: Tables::named(name, ttl),
+        history_ttl: Duration::from_secs(24 * 3600),
+    })
+}
+
 /// `wsctl dev` is up: where everything answers. As JSON, one line a script reads before the
 /// logs start.
 #[derive(Debug, Serialize)]
@@ -320,6 +356,9 @@ pub struct Up {
     functions: usize,
     routes: usize,
     iam: bool,
+    /// What `--like-aws` models, when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    like_aws: Option<String>,
     seconds: f64,
     #[serde(skip)]
     region: String,
@@ -356,6 +395,7 @@ impl Display for Up {
              Demo page:        {page}\n  \
              AWS endpoint:     {aws_endpoint}  (Lambda here, DynamoDB's items to {}, every other call to {moto}{})\n  \
              IAM:              {}\n  \
+             Like AWS:         {}\n  \
              Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {aws_endpoint} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
              Ctrl-C stops everything.",
             match self.dynamodb_local {
@@ -373,6 +413,9 @@ impl Display for Up {
                 false =>
                     "not checked (--no-iam): a call a role does not allow works here and fails on AWS",
             },
+            self.like_aws
+                .as_deref()
+                .unwrap_or("off: calls take this machine's time, nothing is throttled but the stage (--like-aws)"),
         )
     }
 }
@@ -459,6 +502,7 @@ mod tests {
             functions: 4,
             routes: 6,
             iam: true,
+            like_aws: None,
             seconds: 2.5,
             region: "us-east-1".into(),
             dynamodb_local: false,

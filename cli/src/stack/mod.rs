@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_sdk_apigatewaymanagement as mgmt;
 use wsctl_functions::auth::{Capabilities, Claims, SecretKeys, mint};
 use wsctl_functions::partition::Partition;
-use wsctl_functions::store::{Store, Tables, TtlAttributes};
+use wsctl_functions::store::{Store, Tables};
 use wsctl_functions::{Invoker, layout};
 
 pub use close::{Closed, close_connections};
@@ -168,18 +168,7 @@ impl<'c> Stack<'c> {
         };
         Store {
             db: self.clients.dynamodb.clone(),
-            tables: Tables {
-                connections: name(&layout::CONNECTIONS),
-                subscriptions: name(&layout::SUBSCRIPTIONS),
-                history: name(&layout::HISTORY),
-                counters: name(&layout::COUNTERS),
-                ttl: TtlAttributes {
-                    connections: ttl(&layout::CONNECTIONS),
-                    subscriptions: ttl(&layout::SUBSCRIPTIONS),
-                    history: ttl(&layout::HISTORY),
-                    counters: ttl(&layout::COUNTERS),
-                },
-            },
+            tables: Tables::named(name, ttl),
             history_ttl: Duration::from_secs(24 * 3600),
         }
     }

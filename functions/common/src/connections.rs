@@ -49,7 +49,7 @@ impl Frame {
 }
 
 /// Attempts per post, as the SDK's standard retry mode makes.
-const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = 3;
 /// One attempt's limit: API Gateway answers a post in milliseconds, and a fan-out must not
 /// wait out the function's timeout on one stuck connection.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,8 +74,13 @@ struct Inner {
     clock: fn() -> SystemTime,
 }
 
-enum Failure {
-    /// Worth another attempt: throttled, a 5xx, no answer.
+/// Why one attempt failed.
+#[derive(Debug, PartialEq)]
+pub enum Failure {
+    /// 429 `LimitExceededException`: the account's API Gateway throttle (or the client's
+    /// buffer) refused it; the same post goes through once the caller slows down.
+    Throttled(String),
+    /// Worth another attempt: a 5xx, no answer.
     Transient(String),
     Final(PostError),
 }
@@ -118,6 +123,28 @@ impl Connections {
         self.call("POST", connection, frame).await
     }
 
+    /// One attempt at posting `frame` to `connection`, for a caller that paces and retries
+    /// itself (the fan-out).
+    pub async fn post_once(&self, connection: &str, frame: &Frame) -> Result<(), Failure> {
+        self.attempt_in_time("POST", connection, frame).await
+    }
+
+    async fn attempt_in_time(
+        &self,
+        method: &'static str,
+        connection: &str,
+        frame: &Frame,
+    ) -> Result<(), Failure> {
+        tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(method, connection, frame))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Transient(format!(
+                    "no answer within {} s",
+                    ATTEMPT_TIMEOUT.as_secs()
+                )))
+            })
+    }
+
     /// Closes `connection` as API Gateway's `DeleteConnection` does (its `$disconnect` runs),
     /// retried like a post; a connection already gone is [`PostError::Gone`].
     pub async fn delete(&self, connection: &str) -> Result<(), PostError> {
@@ -133,22 +160,13 @@ impl Connections {
     ) -> Result<(), PostError> {
         let mut attempt = 1;
         loop {
-            let outcome =
-                tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt(method, connection, frame))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failure::Transient(format!(
-                            "no answer within {} s",
-                            ATTEMPT_TIMEOUT.as_secs()
-                        )))
-                    });
-            match outcome {
+            match self.attempt_in_time(method, connection, frame).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Transient(e)) if attempt >= ATTEMPTS => {
+                Err(Failure::Transient(e) | Failure::Throttled(e)) if attempt >= ATTEMPTS => {
                     return Err(PostError::Other(format!("{e} (after {attempt} attempts)")));
                 }
-                Err(Failure::Transient(_)) => {
+                Err(Failure::Transient(_) | Failure::Throttled(_)) => {
                     let ceiling = Duration::from_secs(1) * 2u32.pow(attempt - 1);
                     tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
                     attempt += 1;
@@ -208,7 +226,8 @@ impl Connections {
         let text = format!("{} HTTP {status} {kind}: {message}", operation(method));
         Err(match status {
             410 => Failure::Final(PostError::Gone),
-            429 | 500 | 502 | 503 | 504 => Failure::Transient(text),
+            429 => Failure::Throttled(text),
+            500 | 502 | 503 | 504 => Failure::Transient(text),
             _ => Failure::Final(PostError::Other(text)),
         })
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use connections::Connections;
-use store::{Store, Tables, TtlAttributes};
+use store::{Store, Tables};
 
 /// Hands a payload to an asynchronous invocation of a function (the publish function).
 #[derive(Clone)]
@@ -71,8 +71,15 @@ pub struct Services {
     pub publish: Invoker,
     /// Subscribers one publish invocation delivers to before handing the rest on.
     pub fanout_per_invocation: usize,
-    /// `@connections` posts in flight at once.
+    /// `@connections` posts in flight at once, per invocation.
     pub fanout_concurrency: usize,
+    /// Posts a second one fan-out may make, and at once: its share of the account's API
+    /// Gateway throttle.
+    pub fanout_rate: f64,
+    pub fanout_burst: f64,
+    /// Posts a second one invocation makes, at most: a fan-out wider than that is spread over
+    /// several invocations.
+    pub fanout_invocation_rate: f64,
     /// How long a numbered publish waits, without progress, for its predecessor to be stored
     /// before going ahead (a predecessor that never arrives must not block the connection).
     pub seq_patience: Duration,
@@ -113,6 +120,9 @@ pub struct Settings {
     pub history_ttl: Duration,
     pub fanout_per_invocation: usize,
     pub fanout_concurrency: usize,
+    pub fanout_rate: f64,
+    pub fanout_burst: f64,
+    pub fanout_invocation_rate: f64,
     pub seq_patience: Duration,
     pub limits: limits::Limits,
 }
@@ -121,7 +131,8 @@ impl Settings {
     /// From the environment wsctl deploys: `WSCTL_TABLE_*` and `WSCTL_TTL_ATTRIBUTE_*` for each
     /// table, `WSCTL_CONNECTIONS_URL`, `WSCTL_FUNCTION_PUBLISH` (see [`layout::needed_env`]:
     /// the first one `role` needs and lacks is the error); tunables `HISTORY_TTL_SECONDS`,
-    /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `SEQ_PATIENCE_MS`; the limits in
+    /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `FANOUT_RATE`, `FANOUT_BURST`,
+    /// `FANOUT_INVOCATION_RATE`, `SEQ_PATIENCE_MS`; the limits in
     /// `WSCTL_LIMITS`.
     pub fn from_env(role: &layout::Role) -> Result<Settings, MissingVariable> {
         Settings::from_vars(role, env)
@@ -150,23 +161,16 @@ impl Settings {
         let num =
             |name: &str, default: u64| var(name).and_then(|v| v.parse().ok()).unwrap_or(default);
         Ok(Settings {
-            tables: Tables {
-                connections: name(&layout::CONNECTIONS),
-                subscriptions: name(&layout::SUBSCRIPTIONS),
-                history: name(&layout::HISTORY),
-                counters: name(&layout::COUNTERS),
-                ttl: TtlAttributes {
-                    connections: ttl(&layout::CONNECTIONS),
-                    subscriptions: ttl(&layout::SUBSCRIPTIONS),
-                    history: ttl(&layout::HISTORY),
-                    counters: ttl(&layout::COUNTERS),
-                },
-            },
+            tables: Tables::named(name, ttl),
             connections_url: var(layout::CONNECTIONS_URL_ENV),
             publish: var(&layout::function_env(layout::PUBLISH_FUNCTION)),
             history_ttl: Duration::from_secs(num("HISTORY_TTL_SECONDS", 24 * 3600)),
             fanout_per_invocation: num("FANOUT_PER_INVOCATION", 5000) as usize,
             fanout_concurrency: num("FANOUT_CONCURRENCY", 64) as usize,
+            // The account's default API Gateway throttle ("Amazon API Gateway quotas").
+            fanout_rate: num("FANOUT_RATE", 10_000).max(1) as f64,
+            fanout_burst: num("FANOUT_BURST", 5_000).max(1) as f64,
+            fanout_invocation_rate: num("FANOUT_INVOCATION_RATE", 2_500).max(1) as f64,
             seq_patience: Duration::from_millis(num("SEQ_PATIENCE_MS", 2000)),
             limits: limits::Limits::from_var(var(limits::LIMITS_ENV).as_deref()),
         })
@@ -194,6 +198,9 @@ impl Services {
             publish,
             fanout_per_invocation: settings.fanout_per_invocation,
             fanout_concurrency: settings.fanout_concurrency,
+            fanout_rate: settings.fanout_rate,
+            fanout_burst: settings.fanout_burst,
+            fanout_invocation_rate: settings.fanout_invocation_rate,
             seq_patience: settings.seq_patience,
             limits: settings.limits,
             tokens: tokens(&sdk),

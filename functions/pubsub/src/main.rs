@@ -83,7 +83,7 @@ async fn handle(role: Role, ctx: &Services, event: LambdaEvent<Value>) -> Result
     let request = event.context.request_id;
     if let Role::Publish = role {
         let span = tracing::info_span!("event", request = %request);
-        let result = publish::handle(ctx, event.payload, &request)
+        let result = publish::handle_by(ctx, event.payload, &request, deadline)
             .instrument(span)
             .await?;
         return Ok(serde_json::to_value(result)?);

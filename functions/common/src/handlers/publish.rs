@@ -1,19 +1,35 @@
 //! Server-side fan-out. Invoked by the message function (a frame to deliver) and by
-//! `wsctl publish` (data to store under the next serial, then deliver). A channel larger than
-//! one invocation's budget is split: the rest is handed to an asynchronous invocation of this
-//! function before this one starts posting.
+//! `wsctl publish` (data to store under the next serial, then deliver).
+//!
+//! A channel is delivered by a two-level tree. The invocation that got the publish (the root)
+//! reads the channel's subscriptions page by page: the first chunk it posts itself, so a small
+//! channel costs one invocation and no hand-off; each further chunk of up to
+//! `fanout_per_invocation` connection ids goes, as a list, to an asynchronous invocation of
+//! this function (a leaf) that only posts. Leaves start as soon as their chunk is read, not one
+//! after another as a chain of invocations would, and the root hands a chunk over only when the
+//! fan-out's budget (`FANOUT_RATE` posts a second, `FANOUT_BURST` at once: the account's API
+//! Gateway throttle, 10,000 and 5,000 by default) allows its posts, so all leaves together stay
+//! within the throttle. A 429 that still comes (other APIs and fan-outs share the account) is
+//! waited out and retried, never lost; what an invocation cannot post before its deadline is
+//! handed to a new leaf. A root that runs short of time hands the rest of the channel to the
+//! next root (`hop` + 1) with the key it stopped at.
 //!
 //! Lambda retries a failed asynchronous invocation (twice, by default), and a retry would hand
-//! the rest on again: over k hops that is up to 3^k invocations. So every hop is a job with
-//! an id, claimed by the first invocation that runs it; a second invocation of the same job
-//! (a duplicate hand-off) does nothing, while Lambda's own retry of it (same request id) runs.
+//! its chunks on again. So every invocation is a part of a job with an id, claimed by the first
+//! invocation that runs it; a second invocation of the same part (a duplicate hand-off) does
+//! nothing, while Lambda's own retry of it (same request id) runs. Part names are derived from
+//! the position in the channel, so a retried root names its chunks as the first try did.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use futures::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::fanout::{self, Report};
+use crate::fanout::{self, Budget, Pace, Posted, Report};
 use crate::protocol::{self, ServerFrame};
 use crate::store::Key;
 use crate::{Invoker, Services};
@@ -23,13 +39,21 @@ pub struct FanoutJob {
     pub channel: String,
     /// The frame, already serialized, exactly as every subscriber receives it.
     pub frame: String,
+    /// A root: where in the channel's subscriptions to read on from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<HashMap<String, String>>,
-    /// The fan-out this hop belongs to, and the hop's number within it.
+    /// A leaf: the connections to post to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    /// The fan-out this invocation belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// A root's number within the fan-out.
     #[serde(default)]
     pub hop: u32,
+    /// A leaf's name within the fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,37 +83,76 @@ pub struct PublishResult {
     /// True when part of the channel was handed to another invocation.
     #[serde(default)]
     pub continued: bool,
+    /// Invocations this one handed chunks to.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub leaves: u64,
+    /// Posts the account's throttle refused and that were sent again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttled: u64,
 }
 
-/// `request` is the invocation's request id, which Lambda keeps across its retries.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How long before its deadline an invocation stops posting and hands what is left on: one
+/// post's whole timeout and the removal of the gone, with room to spare.
+const MARGIN: Duration = Duration::from_secs(7);
+
+/// When an invocation that must be done by `deadline` stops sending.
+fn cutoff(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    deadline - MARGIN.min(left / 2)
+}
+
+/// `request` is the invocation's request id, which Lambda keeps across its retries. Without a
+/// deadline (a test, a local call), an invocation has Lambda's longest, 15 minutes.
 pub async fn handle(ctx: &Services, event: Value, request: &str) -> Result<PublishResult, String> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    handle_by(ctx, event, request, deadline).await
+}
+
+/// As [`handle`], for an invocation that must be done by `deadline`.
+pub async fn handle_by(
+    ctx: &Services,
+    event: Value,
+    request: &str,
+    deadline: Instant,
+) -> Result<PublishResult, String> {
     let event: PublishEvent =
         serde_json::from_value(event).map_err(|e| format!("bad publish event: {e}"))?;
     match event {
         PublishEvent::Fanout { fanout } => {
-            if let Some(job) = &fanout.job
+            let job = fanout.job.clone().unwrap_or_else(new_job_id);
+            let part = fanout
+                .part
+                .clone()
+                .unwrap_or_else(|| fanout.hop.to_string());
+            if fanout.job.is_some()
                 && !ctx
                     .store
-                    .claim_job(&format!("{job}/{}", fanout.hop), request)
+                    .claim_job(&format!("{job}/{part}"), request)
                     .await
                     .map_err(|e| e.to_string())?
             {
-                tracing::info!(job, hop = fanout.hop, "duplicate hand-off ignored");
+                tracing::info!(job, part, "duplicate hand-off ignored");
                 return Ok(PublishResult::default());
             }
-            let start = fanout.start.as_ref().map(fanout::key_from_json);
             let hop = Hop {
-                job: fanout.job.clone().unwrap_or_else(new_job_id),
+                job,
                 number: fanout.hop,
+                part,
             };
-            let (report, continued) =
-                deliver(ctx, &fanout.channel, &fanout.frame, start, hop).await?;
-            Ok(PublishResult {
-                serial: None,
-                duplicate: false,
-                report,
-                continued,
-            })
+            match fanout.targets {
+                Some(targets) => {
+                    leaf(ctx, &fanout.channel, &fanout.frame, targets, hop, deadline).await
+                }
+                None => {
+                    let start = fanout.start.as_ref().map(fanout::key_from_json);
+                    deliver(ctx, &fanout.channel, &fanout.frame, start, hop, deadline).await
+                }
+            }
         }
         PublishEvent::Publish {
             channel,
@@ -118,21 +181,11 @@ pub async fn handle(ctx: &Services, event: Value, request: &str) -> Result<Publi
             let hop = Hop {
                 job: new_job_id(),
                 number: 0,
+                part: "0".into(),
             };
-            let (report, continued) = deliver(
-                ctx,
-                &channel,
-                &ServerFrame::Message(message).to_json(),
-                None,
-                hop,
-            )
-            .await?;
-            Ok(PublishResult {
-                serial,
-                duplicate,
-                report,
-                continued,
-            })
+            let frame = ServerFrame::Message(message).to_json();
+            let result = deliver(ctx, &channel, &frame, None, hop, deadline).await?;
+            Ok(PublishResult { serial, ..result })
         }
     }
 }
@@ -140,74 +193,289 @@ pub async fn handle(ctx: &Services, event: Value, request: &str) -> Result<Publi
 struct Hop {
     job: String,
     number: u32,
+    part: String,
 }
 
+impl Hop {
+    /// A leaf of this invocation: its chunk `k`, or (`k` = 0) what this one could not post.
+    fn leaf(&self, channel: &str, frame: &str, targets: Vec<String>, k: usize) -> FanoutJob {
+        FanoutJob {
+            channel: channel.into(),
+            frame: frame.into(),
+            start: None,
+            targets: Some(targets),
+            job: Some(self.job.clone()),
+            hop: self.number,
+            part: Some(match k {
+                0 => format!("{}+", self.part),
+                k => format!("{}.{k}", self.part),
+            }),
+        }
+    }
+}
+
+/// How a fan-out is cut up.
+struct Plan {
+    /// Posts a second each invocation makes: the budget, or a share of it when one invocation
+    /// cannot post that fast.
+    rate: f64,
+    /// Connections per invocation: a quarter second's worth at `rate`, so the fan-out ends
+    /// at most about that long after the budget let its last chunk go; at least 100, so a
+    /// low budget does not mean an invocation for every few posts.
+    chunk: usize,
+}
+
+impl Plan {
+    fn of(ctx: &Services) -> Plan {
+        let rate = ctx.fanout_invocation_rate.min(ctx.fanout_rate).max(1.0);
+        let chunk = ((rate / 4.0) as usize)
+            .max(100)
+            .min(ctx.fanout_per_invocation.max(1));
+        Plan { rate, chunk }
+    }
+}
+
+/// Hand-offs in flight at once: Invoke takes tens of milliseconds, and at a raised throttle a
+/// root hands a chunk on every few milliseconds.
+const HANDOFFS_IN_FLIGHT: usize = 16;
+
+/// A root: reads `channel` from `start`, posts the first chunk and hands the others to leaves.
 async fn deliver(
     ctx: &Services,
     channel: &str,
     frame: &str,
     start: Option<Key>,
     hop: Hop,
-) -> Result<(Report, bool), String> {
+    deadline: Instant,
+) -> Result<PublishResult, String> {
     // Timed, so the log says where a slow fan-out spent its time: reading and posting
     // overlap, and both are measured from the start.
-    let started = std::time::Instant::now();
-    let (targets, found) = futures::channel::mpsc::unbounded();
+    let started = Instant::now();
+    let cutoff = cutoff(deadline);
+    let plan = Plan::of(ctx);
+    let chunk = plan.chunk;
+    let (own, found) = futures::channel::mpsc::unbounded();
     let reading = async {
-        let next = fanout::read(
-            &ctx.store,
-            channel,
-            start,
-            ctx.fanout_per_invocation,
-            targets,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let collect_ms = started.elapsed().as_millis() as u64;
-        let continued = next.is_some();
-        if let Some(next) = next {
-            let job = FanoutJob {
-                channel: channel.into(),
-                frame: frame.into(),
-                start: Some(fanout::key_to_json(&next)),
-                job: Some(hop.job.clone()),
-                hop: hop.number + 1,
-            };
-            // Failing here fails the invocation, so Lambda retries it: the subscribers of this
-            // page may get the frame twice (clients drop serials they have), none lose it.
-            invoke_with_retry(&ctx.publish, &job).await?;
+        let mut budget = Budget::new(ctx.fanout_rate, ctx.fanout_burst);
+        let mut handoffs = JoinSet::new();
+        let mut leaves = 0u64;
+        let mut mine = 0;
+        let mut held: Vec<String> = Vec::new();
+        let mut start = start;
+        let mut page = fanout::FIRST_PAGE;
+        let mut rest = None;
+        let hand = async |ids: Vec<String>,
+                          k: usize,
+                          budget: &mut Budget,
+                          handoffs: &mut JoinSet<Result<(), String>>|
+               -> Result<(), String> {
+            budget.take(ids.len()).await;
+            while handoffs.len() >= HANDOFFS_IN_FLIGHT {
+                if let Some(done) = handoffs.join_next().await {
+                    done.map_err(|e| e.to_string())??;
+                }
+            }
+            let job = hop.leaf(channel, frame, ids, k);
+            let publish = ctx.publish.clone();
+            handoffs.spawn(async move { invoke_with_retry(&publish, &job).await });
+            Ok(())
+        };
+        let outcome: Result<(), String> = async {
+            loop {
+                let (subscribers, next) = ctx
+                    .store
+                    .subscribers(channel, start.take(), page as i32)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // A member that is present without being subscribed gets none of the
+                // channel's traffic.
+                for s in subscribers.into_iter().filter(|s| s.listening) {
+                    if mine < chunk {
+                        mine += 1;
+                        budget.spend(1);
+                        // The posting side only stops early at its cutoff, and then takes
+                        // what is left from here as leftovers.
+                        let _ = own.unbounded_send(s.connection);
+                    } else {
+                        held.push(s.connection);
+                        if held.len() == chunk {
+                            leaves += 1;
+                            hand(
+                                std::mem::take(&mut held),
+                                leaves as usize,
+                                &mut budget,
+                                &mut handoffs,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                match next {
+                    Some(key) if Instant::now() < cutoff => {
+                        start = Some(key);
+                        page = fanout::PAGE;
+                    }
+                    Some(key) => {
+                        rest = Some(key);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            own.close_channel();
+            if !held.is_empty() {
+                leaves += 1;
+                hand(
+                    std::mem::take(&mut held),
+                    leaves as usize,
+                    &mut budget,
+                    &mut handoffs,
+                )
+                .await?;
+            }
+            if let Some(rest) = &rest {
+                // Out of time with the channel unread: the next root reads on from here.
+                let job = FanoutJob {
+                    channel: channel.into(),
+                    frame: frame.into(),
+                    start: Some(fanout::key_to_json(rest)),
+                    targets: None,
+                    job: Some(hop.job.clone()),
+                    hop: hop.number + 1,
+                    part: None,
+                };
+                invoke_with_retry(&ctx.publish, &job).await?;
+            }
+            Ok(())
         }
-        Ok::<_, String>((continued, collect_ms))
+        .await;
+        own.close_channel();
+        // Hand-offs already made are awaited even when reading failed: their chunks are
+        // claimed by name, so a retry of this invocation does not send them twice.
+        while let Some(done) = handoffs.join_next().await {
+            let done = done.map_err(|e| e.to_string()).and_then(|r| r);
+            if outcome.is_ok() {
+                done?;
+            }
+        }
+        outcome?;
+        Ok::<_, String>((leaves, rest.is_some(), started.elapsed().as_millis() as u64))
     };
-    let posting = fanout::post_all(
+    // The first chunk may go at once, as far as the budget's burst allows.
+    let pace = Pace {
+        rate: plan.rate,
+        burst: (chunk as f64).min(ctx.fanout_burst),
+    };
+    let posting = fanout::post_until(
         &ctx.store,
         &ctx.connections,
         found,
         frame,
         ctx.fanout_concurrency,
+        pace,
+        cutoff,
     );
-    let (read, (report, removed)) = tokio::join!(reading, posting);
-    let done_ms = started.elapsed().as_millis() as u64;
+    let (read, posted) = tokio::join!(reading, posting);
+    let (leaves, rest, collect_ms) = read?;
+    finish(
+        ctx, channel, frame, &hop, posted, leaves, rest, started, collect_ms,
+    )
+    .await
+}
+
+/// A leaf: posts to `targets`, and hands on what it cannot post before its deadline.
+async fn leaf(
+    ctx: &Services,
+    channel: &str,
+    frame: &str,
+    targets: Vec<String>,
+    hop: Hop,
+    deadline: Instant,
+) -> Result<PublishResult, String> {
+    let started = Instant::now();
+    let plan = Plan::of(ctx);
+    // A leaf's chunk was paid for in the budget as it was handed over: it goes at the
+    // invocation's pace, so leaves handed over together do not post in one burst.
+    let pace = Pace {
+        rate: plan.rate,
+        burst: (plan.rate / 20.0).max(1.0),
+    };
+    let posted = fanout::post_until(
+        &ctx.store,
+        &ctx.connections,
+        stream::iter(targets),
+        frame,
+        ctx.fanout_concurrency,
+        pace,
+        cutoff(deadline),
+    )
+    .await;
+    finish(ctx, channel, frame, &hop, posted, 0, false, started, 0).await
+}
+
+/// What every invocation does after posting: hands its leftovers on, announces the leave of
+/// the connections found gone, logs the fan-out line and says what it did.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ctx: &Services,
+    channel: &str,
+    frame: &str,
+    hop: &Hop,
+    posted: Posted,
+    leaves: u64,
+    rest: bool,
+    started: Instant,
+    collect_ms: u64,
+) -> Result<PublishResult, String> {
+    let Posted {
+        report,
+        removed,
+        left,
+        throttled,
+        slowest,
+    } = posted;
+    let handed_on = left.len();
+    // Failing here fails the invocation, so Lambda retries it: the subscribers it reached
+    // may get the frame twice (clients drop serials they have), none lose it.
+    if !left.is_empty() {
+        tracing::warn!(
+            channel,
+            left = handed_on,
+            "out of time before every post was made; handing the rest on"
+        );
+        invoke_with_retry(&ctx.publish, &hop.leaf(channel, frame, left, 0)).await?;
+    }
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
-        for (channel, leave) in crate::fanout::leave_frames(&connection, present) {
+        for (channel, leave) in fanout::leave_frames(&connection, present) {
             if let Err(e) = hand_off(ctx, &channel, &leave, None).await {
                 tracing::error!(channel, error = %e, "presence leave hand-off failed");
             }
         }
     }
-    let (continued, collect_ms) = read?;
+    let continued = leaves > 0 || rest || handed_on > 0;
     tracing::info!(
         channel,
+        part = hop.part,
         delivered = report.delivered,
         gone = report.gone,
         failed = report.failed,
-        continued,
+        throttled,
+        leaves,
+        handed_on,
+        slowest = slowest.round() as u64,
         collect_ms,
-        done_ms,
+        done_ms = started.elapsed().as_millis() as u64,
         "fan-out"
     );
-    Ok((report, continued))
+    Ok(PublishResult {
+        serial: None,
+        duplicate: false,
+        report,
+        continued,
+        leaves,
+        throttled,
+    })
 }
 
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`,
@@ -233,8 +501,10 @@ pub async fn fan_out_later(
         channel: channel.into(),
         frame: frame.into(),
         start: start.map(fanout::key_to_json),
+        targets: None,
         job: Some(new_job_id()),
         hop: 0,
+        part: None,
     };
     invoke_with_retry(publish, &job).await
 }
@@ -251,7 +521,7 @@ async fn invoke_with_retry(publish: &Invoker, job: &FanoutJob) -> Result<(), Str
             Err(e) => tracing::warn!(error = %e, attempt, "fan-out hand-off failed; retrying"),
         }
         attempt += 1;
-        tokio::time::sleep(std::time::Duration::from_millis(50 << (2 * attempt))).await;
+        tokio::time::sleep(Duration::from_millis(50 << (2 * attempt))).await;
     }
 }
 

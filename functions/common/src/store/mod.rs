@@ -114,6 +114,28 @@ pub struct Tables {
     pub ttl: TtlAttributes,
 }
 
+impl Tables {
+    /// Each table of the layout named by `name`, its TTL attribute by `ttl`.
+    pub fn named(
+        name: impl Fn(&crate::layout::Table) -> String,
+        ttl: impl Fn(&crate::layout::Table) -> String,
+    ) -> Tables {
+        use crate::layout::{CONNECTIONS, COUNTERS, HISTORY, SUBSCRIPTIONS};
+        Tables {
+            connections: name(&CONNECTIONS),
+            subscriptions: name(&SUBSCRIPTIONS),
+            history: name(&HISTORY),
+            counters: name(&COUNTERS),
+            ttl: TtlAttributes {
+                connections: ttl(&CONNECTIONS),
+                subscriptions: ttl(&SUBSCRIPTIONS),
+                history: ttl(&HISTORY),
+                counters: ttl(&COUNTERS),
+            },
+        }
+    }
+}
+
 /// The attribute each table's TTL reads (`ttl_attribute` in wsctl.yaml): an item's expiry
 /// goes there, or DynamoDB never deletes it ("Time to Live", DynamoDB Developer Guide: TTL
 /// deletes an item whose TTL attribute holds an epoch-seconds Number in the past, and ignores

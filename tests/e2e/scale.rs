@@ -1,0 +1,237 @@
+//! Fan-out against AWS's quotas, on `wsctl dev --like-aws`: the account's API Gateway throttle
+//! set low, calls taking AWS-like time, thousands of virtual subscribers beside a real client.
+//! Whatever the throttle refuses is retried, never lost; every subscriber gets a publish once;
+//! subscribers found gone are removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wsctl_tests::dev::{Dev, dev_config, http};
+
+use crate::dev::wsctl;
+
+const T: Duration = Duration::from_secs(10);
+/// The account throttle `wsctl dev` plays, and the fan-out budget the functions are given
+/// (below it, as a stage sharing its account should be set).
+const ACCOUNT_RATE: u64 = 500;
+const ACCOUNT_BURST: u64 = 250;
+const BUDGET: u64 = 400;
+const SUBSCRIBERS: u64 = 3000;
+const GONE: u64 = 300;
+
+fn paced_dev(dir: &Path) -> (Dev, PathBuf) {
+    let config = dev_config(dir);
+    let text = std::fs::read_to_string(&config).expect("config");
+    let paced = text.replace(
+        "    # environment: { FANOUT_CONCURRENCY: \"64\" }",
+        &format!(
+            "    environment: {{ FANOUT_RATE: \"{BUDGET}\", FANOUT_BURST: \"{}\", FANOUT_PER_INVOCATION: \"500\" }}",
+            BUDGET / 2
+        ),
+    );
+    assert_ne!(paced, text, "the publish function's environment is set");
+    std::fs::write(&config, paced).expect("write config");
+    let dev = Dev::start(
+        &config,
+        &[
+            "--like-aws",
+            "--account-rate",
+            &ACCOUNT_RATE.to_string(),
+            "--account-burst",
+            &ACCOUNT_BURST.to_string(),
+        ],
+    );
+    (dev, config)
+}
+
+async fn crowd(dev: &Dev, method: &str, query: &str) -> (u16, Value) {
+    let (status, body) = http(
+        &format!("{}/_wsctl/virtual?{query}", dev.base()),
+        method,
+        b"",
+    )
+    .await;
+    (status, serde_json::from_str(&body).unwrap_or(json!(body)))
+}
+
+/// The virtual subscribers' report once `serial` reached `expected` of them (or `within` ran
+/// out), and that serial's line.
+async fn arrived(dev: &Dev, serial: u64, expected: u64, within: Duration) -> (Value, Value) {
+    let until = Instant::now() + within;
+    loop {
+        let (status, report) = crowd(dev, "GET", "channel=wide").await;
+        assert_eq!(status, 200, "{report}");
+        let line = report["messages"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["serial"] == serial).cloned())
+            .unwrap_or(json!({"received": 0}));
+        if line["received"] == expected || Instant::now() > until {
+            return (report, line);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Posts the publish function's invocations say the throttle refused, so far.
+fn throttled(dev: &Dev) -> u64 {
+    dev.logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("\"fan-out\""))
+        .filter_map(|l| {
+            let rest = &l[l.find("\"throttled\":")? + "\"throttled\":".len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+fn publish(dev: &Dev, config: &Path, data: &str) -> Value {
+    let (code, out, err) = wsctl(
+        dev,
+        config,
+        &[
+            "--output",
+            "json",
+            "publish",
+            "--channel",
+            "wide",
+            "--data",
+            data,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("publish result")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (dev, config) = paced_dev(dir.path());
+
+    // The switch refuses what it cannot do, naming the fix.
+    for (query, why) in [
+        ("count=10", "channel"),
+        ("channel=wide&count=0", "count"),
+        ("channel=wide&count=200001", "count"),
+        ("channel=wide&count=10&gone=11", "gone"),
+        ("channel=a%23b&count=1", "channel"),
+    ] {
+        let (status, body) = crowd(&dev, "POST", query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").starts_with(why),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = crowd(&dev, "GET", "channel=nobody").await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, added) = crowd(
+        &dev,
+        "POST",
+        &format!("channel=wide&count={SUBSCRIBERS}&gone={GONE}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["members"], SUBSCRIBERS - GONE);
+    let live = SUBSCRIBERS - GONE;
+    let mut reader = dev.connect("reader").await;
+    reader
+        .send(json!({"action": "subscribe", "channel": "wide"}))
+        .await;
+    reader
+        .expect("subscribed", |f| f["type"] == "subscribed", T)
+        .await;
+
+    // One publish, paced by the budget below the throttle.
+    let first = publish(&dev, &config, r#"{"n":1}"#);
+    let serial = first["serial"].as_u64().expect("serial");
+    let m = reader
+        .expect("the message", |f| f["type"] == "message", T * 3)
+        .await;
+    assert_eq!(m["serial"], serial);
+    let (report, line) = arrived(&dev, serial, live, Duration::from_secs(90)).await;
+    assert_eq!(line["received"], live, "every live subscriber: {line}");
+    assert_eq!(line["duplicates"], 0, "none twice: {line}");
+    let spread =
+        (line["last_us"].as_u64().unwrap() - line["first_us"].as_u64().unwrap()) as f64 / 1e6;
+    let rate = (live - BUDGET / 2) as f64 / spread;
+    let paced_throttles = throttled(&dev);
+    eprintln!(
+        "{live} virtual subscribers in {spread:.2} s ({rate:.0}/s against a budget of {BUDGET}/s \
+         and a throttle of {ACCOUNT_RATE}/s); {paced_throttles} posts throttled; {report}"
+    );
+    assert!(
+        rate <= BUDGET as f64 * 1.15,
+        "the fan-out keeps to its budget: {rate:.0}/s"
+    );
+    assert!(
+        paced_throttles <= live / 20,
+        "paced below the throttle, few posts meet it: {paced_throttles}"
+    );
+    // The gone were found gone and removed, items and all.
+    let until = Instant::now() + T * 3;
+    let mut left = report["gone_with_items"].as_u64().unwrap_or(u64::MAX);
+    while left > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        left = crowd(&dev, "GET", "channel=wide").await.1["gone_with_items"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+    }
+    assert_eq!(left, 0, "every gone subscriber removed");
+
+    // Another API of the account takes 300 requests a second meanwhile: the fan-out meets the
+    // throttle, waits and goes again, and still delivers everything once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let spent = Arc::new(AtomicU64::new(0));
+    let neighbour = {
+        let (stop, spent) = (stop.clone(), spent.clone());
+        let url = format!("{}/someone", dev.field("connections_url"));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / 300));
+            while !stop.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let url = url.clone();
+                let spent = spent.clone();
+                tokio::spawn(async move {
+                    http(&url, "GET", b"").await;
+                    spent.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = publish(&dev, &config, r#"{"n":2}"#);
+    let serial = second["serial"].as_u64().expect("serial");
+    let m = reader
+        .expect("the second message", |f| f["type"] == "message", T * 6)
+        .await;
+    assert_eq!(m["serial"], serial);
+    let (_, line) = arrived(&dev, serial, live, Duration::from_secs(120)).await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = neighbour.await;
+    let contended = throttled(&dev) - paced_throttles;
+    eprintln!(
+        "beside {} requests of another API: {line}; {contended} posts throttled and sent again",
+        spent.load(Ordering::SeqCst)
+    );
+    assert_eq!(line["received"], live, "every live subscriber: {line}");
+    assert_eq!(line["duplicates"], 0, "none twice: {line}");
+    assert!(
+        contended > 0,
+        "the neighbour's load made the throttle refuse posts"
+    );
+    let (status, gone) = crowd(&dev, "DELETE", "channel=wide").await;
+    assert_eq!(
+        (status, gone["removed"].as_u64()),
+        (200, Some(SUBSCRIBERS)),
+        "{gone}"
+    );
+}
