@@ -182,6 +182,11 @@ pub struct DevArgs {
     /// With --like-aws: the account throttle's burst (AWS's default: 5,000).
     #[arg(long, default_value_t = 5_000, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
     pub account_burst: u32,
+    /// With --like-aws: the account's Lambda concurrency, over every function (AWS's default:
+    /// 1,000). Above it a synchronous Invoke is refused with 429 TooManyRequestsException and an
+    /// asynchronous one waits in the queue, as Lambda does.
+    #[arg(long, default_value_t = 1_000, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
+    pub lambda_concurrency: u32,
     /// With --like-aws: one call's latency as CALL=MEDIAN[:P99] (repeatable), CALL one of
     /// connections (6ms:30ms), invoke (15ms:60ms), queue (an Event invocation's wait before it
     /// runs, 30ms:150ms), dynamodb (4ms:15ms).
@@ -456,6 +461,11 @@ pub struct BenchArgs {
     /// message reached each of them, so a fan-out to 100,000 fits on one machine.
     #[arg(long = "virtual", value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=200_000))]
     pub virtual_subscribers: u32,
+    /// A price for the bill of a run against `wsctl dev`, as NAME=USD (repeatable): message
+    /// and connection-minute (API Gateway, per million), lambda-request (per million),
+    /// gb-second. Defaults: us-east-1 list prices, Lambda on arm64.
+    #[arg(long = "price", value_name = "NAME=USD", value_parser = crate::bench::parse_price)]
+    pub prices: Vec<(String, f64)>,
 }
 
 fn parse_connect_rate(s: &str) -> Result<f64, String> {

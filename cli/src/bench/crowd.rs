@@ -1,7 +1,9 @@
-//! `--virtual N`: subscribers without sockets, added to each channel through `wsctl dev`'s
-//! `/_wsctl/virtual` (they exist only there), so a fan-out to 100,000 subscribers can be
-//! measured on one machine. The dev server records when each message reached each of them; the
-//! bench matches those arrivals to its publishes by channel and serial.
+//! What only `wsctl dev` can tell a bench. `--virtual N`: subscribers without sockets, added to
+//! each channel through its `/_wsctl/virtual`, so a fan-out to 100,000 subscribers can be
+//! measured on one machine; the dev server records when each message reached each of them, and
+//! the bench matches those arrivals to its publishes by channel and serial. And what the run
+//! used of what AWS bills (`/_wsctl/stats`): Lambda requests, GB-seconds and concurrency, API
+//! Gateway messages and connection-minutes.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -77,7 +79,19 @@ impl Crowd {
     }
 
     async fn call(&self, method: &str, query: &str) -> Result<Bytes, String> {
-        let uri = format!("{}/_wsctl/virtual?{query}", self.base);
+        self.request(method, &format!("virtual?{query}")).await
+    }
+
+    /// What the dev server metered since the last reset (`/_wsctl/stats`), resetting it when
+    /// `reset`.
+    pub async fn stats(&self, reset: bool) -> Result<serde_json::Value, String> {
+        let path = if reset { "stats?reset=1" } else { "stats" };
+        let body = self.request("GET", path).await?;
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
+    async fn request(&self, method: &str, path: &str) -> Result<Bytes, String> {
+        let uri = format!("{}/_wsctl/{path}", self.base);
         let request = hyper::Request::builder()
             .method(method)
             .uri(&uri)
@@ -97,7 +111,7 @@ impl Crowd {
             .map_err(|e| format!("{method} {uri}: {e}"))?;
         if !status.is_success() {
             return Err(format!(
-                "{method} {uri}: {status} {}\nhint: --virtual works against `wsctl dev` only (--endpoint-url its address)",
+                "{method} {uri}: {status} {}\nhint: this needs `wsctl dev` (--endpoint-url its address)",
                 String::from_utf8_lossy(&body)
             ));
         }

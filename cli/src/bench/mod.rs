@@ -6,6 +6,7 @@
 //! included). The same code runs against API Gateway and against `wsctl dev`; nothing here
 //! knows which.
 
+mod bill;
 mod crowd;
 pub mod histogram;
 mod page;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+pub use bill::parse_price;
 use histogram::Histogram;
 use publisher::{function_publisher, publisher};
 pub use report::Report;
@@ -62,8 +64,12 @@ pub struct BenchPlan {
     pub drain: Duration,
     pub end: End,
     pub via: Via,
-    /// `wsctl dev`'s address and the virtual subscribers to add to each channel there.
-    pub virtual_subscribers: Option<(String, usize)>,
+    /// `wsctl dev`'s address (`http://host:port`), when the stage is its.
+    pub dev: Option<String>,
+    /// Virtual subscribers to add to each channel there.
+    pub virtual_per_channel: usize,
+    /// Prices that replace the bill's defaults.
+    pub prices: Vec<(String, f64)>,
 }
 
 /// How publishes reach the stage.
@@ -310,10 +316,15 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         posts: Posts::default(),
         sent_at: Mutex::default(),
     });
-    let crowd = plan
-        .virtual_subscribers
+    let dev = plan
+        .dev
         .as_ref()
-        .map(|(base, n)| crowd::Crowd::new(base, *n));
+        .map(|base| crowd::Crowd::new(base, plan.virtual_per_channel));
+    let crowd = dev.as_ref().filter(|d| d.per_channel > 0);
+    // The bill counts this run only.
+    if let Some(dev) = &dev {
+        let _ = dev.stats(true).await;
+    }
     let url_of =
         |i: usize| crate::stack::with_token(&plan.url, &plan.tokens[i % plan.tokens.len()]);
     let (stop_tx, stop) = watch::channel(false);
@@ -348,7 +359,7 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
     let ramp_seconds = ramp_started.elapsed().as_secs_f64();
     let crowd_started = Instant::now();
     let mut crowd_error = None;
-    if let Some(crowd) = &crowd {
+    if let Some(crowd) = crowd {
         for channel in &shared.channels {
             if let Err(e) = crowd.add(channel).await {
                 crowd_error = Some(e);
@@ -393,7 +404,7 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         match plan.load {
             Load::Rounds(n) => {
                 for round in 0..n {
-                    let crowd = crowd.as_ref().filter(|_| crowd_error.is_none());
+                    let crowd = crowd.filter(|_| crowd_error.is_none());
                     rounds.push(fan_out(&shared, &senders, round, plan.drain, crowd).await);
                     handed += 1;
                     tokio::time::sleep(ROUND_GAP).await;
@@ -427,7 +438,7 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let virtual_delivery = match &crowd {
+    let virtual_delivery = match crowd {
         Some(crowd) => {
             let serials: Vec<(String, Vec<u64>)> = shared
                 .channels
@@ -470,6 +481,10 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         }
         None => None,
     };
+    let usage = match &dev {
+        Some(dev) => dev.stats(false).await.ok(),
+        None => None,
+    };
 
     live.set(Phase::End);
     let _ = stop_tx.send(true);
@@ -490,6 +505,7 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         rounds,
         timeline,
         virtual_delivery,
+        usage.map(|stats| (stats, plan.prices.clone())),
         report::Times {
             ramp_seconds,
             publish_seconds,

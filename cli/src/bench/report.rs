@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
+use super::bill::{self, Bill};
 use super::crowd::VirtualDelivery;
 use super::histogram::{Bucket, Histogram, Percentiles};
 use super::{BenchPlan, Counters, End, Load, Seen};
@@ -27,6 +28,9 @@ pub struct Report {
     /// What `wsctl dev`'s virtual subscribers got (with `--virtual`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtual_subscribers: Option<VirtualDelivery>,
+    /// What the run would cost on AWS, from what `wsctl dev` metered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bill: Option<Bill>,
     pub channels: Vec<ChannelCounts>,
     /// Error frames by kind: the functions' `error` codes and API Gateway's own messages.
     pub errors: BTreeMap<String, u64>,
@@ -177,6 +181,7 @@ pub(super) fn build(
     rounds: Vec<Round>,
     timeline: Vec<Sample>,
     virtual_subscribers: Option<VirtualDelivery>,
+    usage: Option<(serde_json::Value, Vec<(String, f64)>)>,
     times: Times,
 ) -> Report {
     let mut channels: Vec<ChannelCounts> = counts
@@ -246,6 +251,8 @@ pub(super) fn build(
         && virtual_subscribers
             .as_ref()
             .is_none_or(|v| v.error.is_none() && v.lost == 0 && v.duplicated == 0);
+    let deliveries = delivery.delivered + virtual_subscribers.as_ref().map_or(0, |v| v.delivered);
+    let bill = usage.map(|(stats, prices)| bill::bill(&stats, &prices, deliveries));
     let (rounds_n, publish_rate, duration) = match plan.load {
         Load::Rounds(n) => (Some(n), None, None),
         Load::Rate {
@@ -289,6 +296,7 @@ pub(super) fn build(
         posts: counts.posts.clone(),
         rounds,
         virtual_subscribers,
+        bill,
         channels,
         errors: counts.errors.clone(),
         closes: counts.closes.clone(),
@@ -323,6 +331,31 @@ fn virtual_line(v: &VirtualDelivery) -> String {
         "virtual       {} a channel (added in {:.1} s): {} of {} delivered, {} lost, {} duplicated{spread}",
         v.per_channel, v.setup_seconds, v.delivered, v.expected, v.lost, v.duplicated
     )
+}
+
+/// The bill, one item a line.
+fn bill_lines(b: &Bill) -> String {
+    let mut out = format!(
+        "on AWS       ${:.6} for this run{} (Lambda concurrency at peak {}{}; {} not counted)",
+        b.total_usd,
+        b.per_million_deliveries_usd
+            .map(|usd| format!(", ${usd:.2} per million deliveries"))
+            .unwrap_or_default(),
+        b.peak_lambda_concurrency,
+        match b.lambda_throttled {
+            0 => String::new(),
+            n => format!(", {n} invocations throttled"),
+        },
+        b.not_counted
+    );
+    for l in &b.lines {
+        let _ = write!(
+            out,
+            "\n              {:<36} {:>14.1} × ${:.10} = ${:.6}",
+            l.item, l.quantity, l.unit_usd, l.usd
+        );
+    }
+    out
 }
 
 fn per_second(n: u64, seconds: f64) -> f64 {
@@ -447,6 +480,9 @@ impl Report {
         }
         if let Some(v) = &self.virtual_subscribers {
             let _ = writeln!(out, "{}", virtual_line(v));
+        }
+        if let Some(b) = &self.bill {
+            let _ = writeln!(out, "{}", bill_lines(b));
         }
         let _ = writeln!(out, "error frames  {}", kinds(&self.errors));
         let _ = writeln!(out, "closed early  {}", kinds(&self.closes));

@@ -78,15 +78,12 @@ pub async fn run(
     if target.remote {
         within_quota(args, load, connections)?;
     }
-    let virtual_subscribers = match args.virtual_subscribers {
-        0 => None,
-        _ if target.remote => {
-            return Err(usage(
-                "--virtual adds subscribers inside `wsctl dev`; a deployed stage has no such thing\nhint: run the bench against `wsctl dev` (--endpoint-url its address), or leave out --virtual".into(),
-            ));
-        }
-        n => Some((dev_base(&target.url), n as usize)),
-    };
+    if target.remote && args.virtual_subscribers > 0 {
+        return Err(usage(
+            "--virtual adds subscribers inside `wsctl dev`; a deployed stage has no such thing\nhint: run the bench against `wsctl dev` (--endpoint-url its address), or leave out --virtual".into(),
+        ));
+    }
+    let dev = (!target.remote).then(|| dev_base(&target.url));
     let plan = BenchPlan {
         url: target.url,
         tokens: target.tokens,
@@ -105,7 +102,9 @@ pub async fn run(
             Some(function) => Via::Function(function),
             None => Via::Socket,
         },
-        virtual_subscribers,
+        dev,
+        virtual_per_channel: args.virtual_subscribers as usize,
+        prices: args.prices.clone(),
     };
     printer.note(describe(&plan, target.remote));
     let live = Counters::new();

@@ -64,9 +64,14 @@ pub async fn run(
         },
         ttl_sweep: args.ttl_sweep,
         iam: !args.no_iam,
-        like_aws: args
-            .like_aws
-            .then(|| LikeAws::new(args.account_rate, args.account_burst, &args.aws_latency)),
+        like_aws: args.like_aws.then(|| {
+            LikeAws::new(
+                args.account_rate,
+                args.account_burst,
+                args.lambda_concurrency,
+                &args.aws_latency,
+            )
+        }),
         verbosity: printer.verbosity,
     };
     let stack = Deployed {

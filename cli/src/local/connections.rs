@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::crowd::Arrivals;
 use super::events::{self, Origin};
 use super::http::{Body, json_response, respond};
+use super::meter::Meter;
 
 /// API Gateway's quota for one message, either way.
 pub const MAX_MESSAGE: usize = 128 * 1024;
@@ -113,9 +114,16 @@ impl Conn {
     }
 }
 
-/// The connections the gateway knows, by id: open ones and those still in `$connect`.
-#[derive(Default, Clone)]
-pub struct Registry(Arc<Mutex<HashMap<String, Arc<Conn>>>>);
+/// The connections the gateway knows, by id: open ones and those still in `$connect`; and
+/// the meter their time and messages count on.
+#[derive(Clone)]
+pub struct Registry(Arc<Mutex<HashMap<String, Arc<Conn>>>>, pub Arc<Meter>);
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry(Default::default(), Arc::new(Meter::new(events::epoch_ms())))
+    }
+}
 
 impl Registry {
     /// Lists `conn` for as long as the returned entry lives: dropping the entry is the one way
@@ -135,6 +143,17 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Arc<Conn>> {
         let conn = self.0.lock().unwrap().get(id).cloned();
         conn.filter(|c| c.phase.load(Ordering::SeqCst) != CLOSING)
+    }
+
+    /// When each open connection opened (epoch ms).
+    pub fn open_since(&self) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| c.is_open())
+            .map(|c| c.origin.connected_at)
+            .collect()
     }
 
     /// Open connections only; with `user`, only that user's.
@@ -168,6 +187,9 @@ impl Drop for Entry {
             .lock()
             .unwrap()
             .remove(&self.conn.origin.connection_id);
+        self.registry
+            .1
+            .closed(self.conn.origin.connected_at, events::epoch_ms());
     }
 }
 
@@ -210,6 +232,7 @@ pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response
                 conn.touch();
                 return respond(StatusCode::OK, Bytes::new());
             }
+            conns.1.message(body.len());
             if let Some(arrivals) = &conn.arrivals {
                 arrivals.record(&body);
                 conn.touch();

@@ -90,6 +90,12 @@ pub fn message(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) 
         ));
         return;
     }
+    // Base64 carries a binary frame: four characters for three bytes.
+    gw.conns.1.message(if base64 {
+        body.len() / 4 * 3
+    } else {
+        body.len()
+    });
     // Queued here, in the order the frames arrived; only the wait for the answer is spawned.
     let mut call = route.call(|stamp| {
         events::message(

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
-use super::http::{Body, collect, message, percent_decode, query_param};
+use super::http::{Body, collect, json_response, message, percent_decode, query_param};
 use super::likeaws::Call;
 use super::{connections, crowd, dispatch, endpoints, events, guard, iam, invoke, session};
 
@@ -108,6 +108,16 @@ async fn route(
             invoke::handle(&gw, &parts, body, &percent_decode(name)).await
         }
         [""] | ["index.html"] if parts.method == Method::GET => endpoints::page(&gw.page),
+        ["_wsctl", "stats"] if parts.method == Method::GET => {
+            let meter = &gw.conns.1;
+            let now = events::epoch_ms();
+            let limit = gw.like_aws.as_ref().map(|l| l.concurrency);
+            let stats = meter.stats(limit, &gw.conns.open_since(), now);
+            if query_param(parts.uri.query(), "reset").is_some() {
+                meter.reset(now);
+            }
+            json_response(StatusCode::OK, &stats)
+        }
         ["_wsctl", "virtual"] => {
             let origin = events::Origin {
                 api_id: gw.api.api_id.clone(),

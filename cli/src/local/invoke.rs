@@ -81,9 +81,17 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
             }
             let log = gw.log.clone();
             let queued = gw.like_aws.as_ref().map(|l| l.latency(Call::Queue));
+            let limit = gw.like_aws.as_ref().map(|l| l.concurrency);
+            let meter = gw.conns.1.clone();
             tokio::spawn(async move {
                 if let Some(queued) = queued {
                     tokio::time::sleep(queued.sample()).await;
+                }
+                // Lambda keeps an asynchronous event queued while the account has no
+                // concurrency left ("Asynchronous invocation": throttled events are retried
+                // for up to 6 hours).
+                if let Some(limit) = limit {
+                    meter.wait_for_room(limit).await;
                 }
                 let id = events::request_id();
                 if let Err(f) = pool.invoke(id.clone(), payload).await {
@@ -97,6 +105,24 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
         }
         "DryRun" => respond(StatusCode::NO_CONTENT, Bytes::new()),
         "RequestResponse" => {
+            if let Some(like) = &gw.like_aws
+                && gw.conns.1.in_flight() >= like.concurrency
+            {
+                gw.conns.1.refused();
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &json!({
+                        "Type": "User",
+                        "Reason": "ConcurrentInvocationLimitExceeded",
+                        "message": "Rate Exceeded.",
+                    }),
+                );
+                r.headers_mut().insert(
+                    "x-amzn-errortype",
+                    HeaderValue::from_static("TooManyRequestsException"),
+                );
+                return r;
+            }
             if payload.len() > MAX_SYNC {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -134,12 +134,15 @@ pub struct LikeAws {
     pub throttle: Throttle,
     /// Its rate and burst, as set.
     pub quota: (u32, u32),
+    /// The account's Lambda concurrency: invocations in flight at once, over every function.
+    pub concurrency: u64,
     latencies: Vec<(Call, Latency)>,
 }
 
 impl LikeAws {
-    /// The account throttle at `rate`/`burst`, and the default latencies with `overrides`.
-    pub fn new(rate: u32, burst: u32, overrides: &[(Call, Latency)]) -> LikeAws {
+    /// The account throttle at `rate`/`burst`, Lambda's account concurrency, and the default
+    /// latencies with `overrides`.
+    pub fn new(rate: u32, burst: u32, concurrency: u32, overrides: &[(Call, Latency)]) -> LikeAws {
         let latencies = Call::ALL
             .iter()
             .map(|(_, call)| {
@@ -159,6 +162,7 @@ impl LikeAws {
             )
             .expect("a positive rate and burst"),
             quota: (rate, burst),
+            concurrency: u64::from(concurrency.max(1)),
             latencies,
         }
     }
@@ -194,9 +198,10 @@ impl LikeAws {
             })
             .collect();
         format!(
-            "account throttle {}/s burst {}; latency median/p99: {}",
+            "account throttle {}/s burst {}; Lambda concurrency {}; latency median/p99: {}",
             self.quota.0,
             self.quota.1,
+            self.concurrency,
             latencies.join(", ")
         )
     }
@@ -234,7 +239,7 @@ mod tests {
 
     #[test]
     fn overrides_replace_the_defaults_one_call_at_a_time() {
-        let like = LikeAws::new(10_000, 5_000, &[(Call::Invoke, Latency::ms(1, 2))]);
+        let like = LikeAws::new(10_000, 5_000, 1_000, &[(Call::Invoke, Latency::ms(1, 2))]);
         assert_eq!(like.latency(Call::Invoke), Latency::ms(1, 2));
         assert_eq!(
             like.latency(Call::Dynamodb),

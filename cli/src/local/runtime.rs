@@ -45,6 +45,11 @@ impl Pool {
         &self.0.def
     }
 
+    /// Bills each invocation on `meter`, with a `REPORT` line in the log when `report`.
+    pub fn meter_with(&self, meter: Arc<crate::local::meter::Meter>, report: bool) {
+        let _ = self.0.meter.set((meter, report));
+    }
+
     /// Starts a process ahead of the first event, so that event does not wait for an init.
     pub fn warm(&self) {
         let first = self.0.schedule().warm(Instant::now());
@@ -56,6 +61,8 @@ impl Pool {
     /// order, as API Gateway starts a connection's frames in the order they arrive.
     pub fn submit(&self, request_id: String, payload: Bytes) -> Answer {
         let (reply, answer) = oneshot::channel();
+        // In flight from now until answered: on Lambda it would hold an execution environment.
+        let running = self.0.meter.get().and_then(|(m, _)| m.enter(u64::MAX));
         let job = Job {
             request_id,
             payload,
@@ -69,7 +76,10 @@ impl Pool {
             }
             Err(job) => job.fail(Failure::Stopped),
         }
-        Answer(answer)
+        Answer {
+            outcome: answer,
+            _running: running,
+        }
     }
 
     /// Runs one event and waits for its outcome (a `RequestResponse` invocation).
@@ -84,15 +94,19 @@ impl Pool {
     }
 }
 
-/// The outcome of a submitted event.
-pub struct Answer(oneshot::Receiver<Outcome>);
+/// The outcome of a submitted event, and its place among the invocations in flight, which
+/// it holds until dropped.
+pub struct Answer {
+    outcome: oneshot::Receiver<Outcome>,
+    _running: Option<crate::local::meter::Running>,
+}
 
 impl Future for Answer {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         // A job dropped unanswered was dropped by a pool that is going away.
-        Pin::new(&mut self.0)
+        Pin::new(&mut self.outcome)
             .poll(cx)
             .map(|r| r.unwrap_or(Err(Failure::Stopped)))
     }

@@ -201,10 +201,14 @@ impl Started {
         let domain = base.trim_start_matches("http://").to_string();
         let like_aws_line = options.like_aws.as_ref().map(|l| l.describe());
         let crowd = super::crowd::Crowd::new(functions_store(&stack.pools, virtual_items));
+        let conns = super::connections::Registry::default();
+        for pool in stack.api.functions.values() {
+            pool.meter_with(conns.1.clone(), options.like_aws.is_some());
+        }
         let gw = Arc::new(Gateway {
             api: stack.api,
             limits: options.limits,
-            conns: Default::default(),
+            conns,
             minter,
             page: PAGE.replace("{{STAGE}}", &stage),
             upstream: super::proxy::Upstream::new(

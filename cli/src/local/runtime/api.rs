@@ -98,7 +98,10 @@ async fn next(f: &Function, p: Proc) -> Response<Body> {
             Next::Event {
                 request_id,
                 payload,
-            } => break (request_id, payload),
+            } => {
+                f.began(&request_id);
+                break (request_id, payload);
+            }
             Next::Wait => arrived.await,
             Next::Stale => {
                 // A wake-up this replaced process cannot use goes on to one that can.
@@ -138,6 +141,7 @@ fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome) -> Response<Body> {
             json!({"errorType": "InvalidRequestID", "errorMessage": format!("request {id} is not in flight on this process")}),
         );
     };
+    f.ended(id);
     let _ = job.reply.send(outcome);
     // Its supervisor must stop timing the event.
     f.rearm(p.slot).notify_one();

@@ -1,14 +1,15 @@
 //! One deployed function as its callers and its processes share it: the definition, the
 //! schedule, and the signals that wake whoever waits on the schedule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
 use super::schedule::Schedule;
+use crate::local::meter::Meter;
 
 /// Where a function's log lines go: `(function, line)`.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -34,6 +35,11 @@ pub struct Function {
     rearm: Box<[Notify]>,
     logs: LogSink,
     pub stop: watch::Receiver<bool>,
+    /// Where each invocation's billed duration goes, and whether a `REPORT` line is logged
+    /// for it, as Lambda logs one.
+    pub meter: OnceLock<(Arc<Meter>, bool)>,
+    /// When each event in flight was handed to its process.
+    pub started: Mutex<HashMap<String, Instant>>,
 }
 
 impl Function {
@@ -51,6 +57,54 @@ impl Function {
             rearm: (0..cap).map(|_| Notify::new()).collect(),
             logs,
             stop,
+            meter: OnceLock::new(),
+            started: Mutex::default(),
+        }
+    }
+
+    /// Event `id` was handed to its process.
+    pub fn began(&self, id: &str) {
+        if self.meter.get().is_some() {
+            self.started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string(), Instant::now());
+        }
+    }
+
+    /// Event `id` was answered: billed as Lambda bills it.
+    pub fn ended(&self, id: &str) {
+        let Some((meter, report)) = self.meter.get() else {
+            return;
+        };
+        let Some(at) = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        else {
+            return;
+        };
+        let ran = at.elapsed();
+        let memory: u64 = self
+            .def
+            .env
+            .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(128);
+        let name = self
+            .def
+            .env
+            .get("AWS_LAMBDA_FUNCTION_NAME")
+            .cloned()
+            .unwrap_or_else(|| self.def.key.clone());
+        meter.bill(&name, memory, ran);
+        if *report {
+            self.log(&format!(
+                "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory} MB",
+                ran.as_secs_f64() * 1000.0,
+                (ran.as_micros() as u64).div_ceil(1000).max(1)
+            ));
         }
     }
 
