@@ -498,14 +498,15 @@ pub async fn run(plan: BenchPlan, live: Arc<Counters>) -> Report {
         let _ = task.await;
     }
     let timeline = timeline.await.unwrap_or_default();
+    let mut counts = shared_view(&shared, &plan.via);
+    counts.virtual_delivery = virtual_delivery;
+    counts.usage = usage.map(|stats| (stats, plan.prices.clone()));
     report::build(
         &plan,
-        &shared_view(&shared, &plan.via),
+        &counts,
         seen,
         rounds,
         timeline,
-        virtual_delivery,
-        usage.map(|stats| (stats, plan.prices.clone())),
         report::Times {
             ramp_seconds,
             publish_seconds,
@@ -641,6 +642,8 @@ fn shared_view<'a>(shared: &'a Shared, via: &Via) -> report::Counts<'a> {
             failed: shared.posts.failed.load(Relaxed),
             continued: shared.posts.continued.load(Relaxed),
         }),
+        virtual_delivery: None,
+        usage: None,
     }
 }
 

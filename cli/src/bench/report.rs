@@ -172,6 +172,10 @@ pub(super) struct Counts<'a> {
     pub errors: BTreeMap<String, u64>,
     pub closes: BTreeMap<String, u64>,
     pub posts: Option<Posts>,
+    /// What `wsctl dev`'s virtual subscribers got.
+    pub virtual_delivery: Option<VirtualDelivery>,
+    /// What `wsctl dev` metered, and the prices to bill it at.
+    pub usage: Option<(serde_json::Value, Vec<(String, f64)>)>,
 }
 
 pub(super) fn build(
@@ -180,10 +184,9 @@ pub(super) fn build(
     seen: Vec<Seen>,
     rounds: Vec<Round>,
     timeline: Vec<Sample>,
-    virtual_subscribers: Option<VirtualDelivery>,
-    usage: Option<(serde_json::Value, Vec<(String, f64)>)>,
     times: Times,
 ) -> Report {
+    let virtual_subscribers = counts.virtual_delivery.clone();
     let mut channels: Vec<ChannelCounts> = counts
         .channels
         .iter()
@@ -252,7 +255,10 @@ pub(super) fn build(
             .as_ref()
             .is_none_or(|v| v.error.is_none() && v.lost == 0 && v.duplicated == 0);
     let deliveries = delivery.delivered + virtual_subscribers.as_ref().map_or(0, |v| v.delivered);
-    let bill = usage.map(|(stats, prices)| bill::bill(&stats, &prices, deliveries));
+    let bill = counts
+        .usage
+        .as_ref()
+        .map(|(stats, prices)| bill::bill(stats, prices, deliveries));
     let (rounds_n, publish_rate, duration) = match plan.load {
         Load::Rounds(n) => (Some(n), None, None),
         Load::Rate {
