@@ -21,6 +21,9 @@ const ACCOUNT_BURST: u64 = 250;
 const BUDGET: u64 = 400;
 const SUBSCRIBERS: u64 = 3000;
 const GONE: u64 = 300;
+/// Lambda's account concurrency `wsctl dev` plays: the publish that reads the channel and one
+/// invocation that posts a chunk.
+const CONCURRENCY: u64 = 2;
 
 fn paced_dev(dir: &Path) -> (Dev, PathBuf) {
     let config = dev_config(dir);
@@ -42,6 +45,8 @@ fn paced_dev(dir: &Path) -> (Dev, PathBuf) {
             &ACCOUNT_RATE.to_string(),
             "--account-burst",
             &ACCOUNT_BURST.to_string(),
+            "--lambda-concurrency",
+            &CONCURRENCY.to_string(),
         ],
     );
     (dev, config)
@@ -151,6 +156,7 @@ async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
         .await;
 
     // One publish, paced by the budget below the throttle.
+    stats(&dev, true).await;
     let first = publish(&dev, &config, r#"{"n":1}"#);
     let serial = first["serial"].as_u64().expect("serial");
     let m = reader
@@ -186,6 +192,22 @@ async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
             .unwrap_or(u64::MAX);
     }
     assert_eq!(left, 0, "every gone subscriber removed");
+    // Its invocations kept within Lambda's concurrency, the rest waiting in the queue.
+    let used = stats(&dev, false).await;
+    eprintln!("metered: {used}");
+    let lambda = &used["lambda"];
+    assert_eq!(lambda["peak_concurrency"], CONCURRENCY, "{lambda}");
+    let publish_requests = lambda["functions"]["chat-dev-publish"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        publish_requests >= SUBSCRIBERS / 100,
+        "the channel went out in chunks of 100 (a quarter second at the budget): {lambda}"
+    );
+    assert!(
+        used["api_gateway"]["messages"].as_u64().unwrap_or(0) >= live,
+        "each post is a message: {used}"
+    );
 
     // Another API of the account takes 300 requests a second meanwhile: the fan-out meets the
     // throttle, waits and goes again, and still delivers everything once.
@@ -230,8 +252,61 @@ async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
     );
     let (status, gone) = crowd(&dev, "DELETE", "channel=wide").await;
     assert_eq!(
-        (status, gone["removed"].as_u64()),
+        (status, gone["removing"].as_u64()),
         (200, Some(SUBSCRIBERS)),
         "{gone}"
     );
+
+    // The bench adds its own virtual subscribers, reports what they got and prices the run.
+    let (code, out, err) = wsctl(
+        &dev,
+        &config,
+        &[
+            "--output",
+            "json",
+            "bench",
+            "-n",
+            "2",
+            "--rounds",
+            "2",
+            "--virtual",
+            "300",
+            "--via",
+            "function",
+            "--price",
+            "message=2",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("bench JSON");
+    let v = &report["virtual_subscribers"];
+    assert_eq!(
+        (v["expected"].as_u64(), v["delivered"].as_u64()),
+        (Some(600), Some(600)),
+        "{v}"
+    );
+    assert_eq!(v["duplicated"], 0, "{v}");
+    let bill = &report["bill"];
+    let messages = &bill["lines"][0];
+    assert!(
+        messages["quantity"].as_f64().unwrap_or(0.0) >= 604.0,
+        "{bill}"
+    );
+    assert_eq!(
+        messages["unit_usd"], 2e-6,
+        "the price given replaces the list price: {bill}"
+    );
+    assert!(bill["total_usd"].as_f64().unwrap_or(0.0) > 0.0, "{bill}");
+    assert!(
+        bill["peak_lambda_concurrency"].as_u64().unwrap_or(0) >= 1,
+        "{bill}"
+    );
+}
+
+/// `/_wsctl/stats`, reset after reading when `reset`.
+async fn stats(dev: &Dev, reset: bool) -> Value {
+    let query = if reset { "?reset=1" } else { "" };
+    let (status, body) = http(&format!("{}/_wsctl/stats{query}", dev.base()), "GET", b"").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats JSON")
 }

@@ -69,7 +69,8 @@ pub struct Services {
     pub connections: Connections,
     /// The publish function, for fan-out.
     pub publish: Invoker,
-    /// Subscribers one publish invocation delivers to before handing the rest on.
+    /// The most subscribers one invocation posts to (a chunk is usually smaller: a quarter
+    /// second of the invocation's pace).
     pub fanout_per_invocation: usize,
     /// `@connections` posts in flight at once, per invocation.
     pub fanout_concurrency: usize,
