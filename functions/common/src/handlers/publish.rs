@@ -235,6 +235,67 @@ impl Plan {
     }
 }
 
+/// The chunks a root hands to leaves: each paid for in the fan-out's budget before it goes,
+/// a few invocations in flight at once.
+struct Chunks<'a> {
+    ctx: &'a Services,
+    hop: &'a Hop,
+    channel: &'a str,
+    frame: &'a str,
+    size: usize,
+    budget: Budget,
+    handoffs: JoinSet<Result<(), String>>,
+    /// The chunk being filled.
+    held: Vec<String>,
+    /// Chunks handed on so far.
+    leaves: u64,
+}
+
+impl Chunks<'_> {
+    /// Adds `connection` to the chunk being filled, handing it on once full.
+    async fn hold(&mut self, connection: String) -> Result<(), String> {
+        self.held.push(connection);
+        if self.held.len() >= self.size {
+            self.hand().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the chunk being filled (if any) to a new invocation, once the budget allows.
+    async fn hand(&mut self) -> Result<(), String> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let ids = std::mem::take(&mut self.held);
+        self.budget.take(ids.len()).await;
+        while self.handoffs.len() >= HANDOFFS_IN_FLIGHT {
+            if let Some(done) = self.handoffs.join_next().await {
+                done.map_err(|e| e.to_string())??;
+            }
+        }
+        self.leaves += 1;
+        let job = self
+            .hop
+            .leaf(self.channel, self.frame, ids, self.leaves as usize);
+        let publish = self.ctx.publish.clone();
+        self.handoffs
+            .spawn(async move { invoke_with_retry(&publish, &job).await });
+        Ok(())
+    }
+
+    /// Waits for the hand-offs in flight, even when reading failed (`outcome`): their chunks
+    /// are claimed by name, so a retry of this invocation does not send them twice.
+    async fn handed(mut self, outcome: Result<(), String>) -> Result<(), String> {
+        while let Some(done) = self.handoffs.join_next().await {
+            let done = done.map_err(|e| e.to_string()).and_then(|r| r);
+            if outcome.is_ok() {
+                done?;
+            }
+        }
+        outcome
+    }
+}
+
 /// Hand-offs in flight at once: Invoke takes tens of milliseconds, and at a raised throttle a
 /// root hands a chunk on every few milliseconds.
 const HANDOFFS_IN_FLIGHT: usize = 16;
@@ -256,30 +317,21 @@ async fn deliver(
     let chunk = plan.chunk;
     let (own, found) = futures::channel::mpsc::unbounded();
     let reading = async {
-        let mut budget = Budget::new(ctx.fanout_rate, ctx.fanout_burst);
-        let mut handoffs = JoinSet::new();
-        let mut leaves = 0u64;
+        let mut chunks = Chunks {
+            ctx,
+            hop: &hop,
+            channel,
+            frame,
+            size: chunk,
+            budget: Budget::new(ctx.fanout_rate, ctx.fanout_burst),
+            handoffs: JoinSet::new(),
+            held: Vec::new(),
+            leaves: 0,
+        };
         let mut mine = 0;
-        let mut held: Vec<String> = Vec::new();
         let mut start = start;
         let mut page = fanout::FIRST_PAGE;
         let mut rest = None;
-        let hand = async |ids: Vec<String>,
-                          k: usize,
-                          budget: &mut Budget,
-                          handoffs: &mut JoinSet<Result<(), String>>|
-               -> Result<(), String> {
-            budget.take(ids.len()).await;
-            while handoffs.len() >= HANDOFFS_IN_FLIGHT {
-                if let Some(done) = handoffs.join_next().await {
-                    done.map_err(|e| e.to_string())??;
-                }
-            }
-            let job = hop.leaf(channel, frame, ids, k);
-            let publish = ctx.publish.clone();
-            handoffs.spawn(async move { invoke_with_retry(&publish, &job).await });
-            Ok(())
-        };
         let outcome: Result<(), String> = async {
             loop {
                 let (subscribers, next) = ctx
@@ -292,22 +344,12 @@ async fn deliver(
                 for s in subscribers.into_iter().filter(|s| s.listening) {
                     if mine < chunk {
                         mine += 1;
-                        budget.spend(1);
+                        chunks.budget.spend(1);
                         // The posting side only stops early at its cutoff, and then takes
                         // what is left from here as leftovers.
                         let _ = own.unbounded_send(s.connection);
                     } else {
-                        held.push(s.connection);
-                        if held.len() == chunk {
-                            leaves += 1;
-                            hand(
-                                std::mem::take(&mut held),
-                                leaves as usize,
-                                &mut budget,
-                                &mut handoffs,
-                            )
-                            .await?;
-                        }
+                        chunks.hold(s.connection).await?;
                     }
                 }
                 match next {
@@ -323,16 +365,7 @@ async fn deliver(
                 }
             }
             own.close_channel();
-            if !held.is_empty() {
-                leaves += 1;
-                hand(
-                    std::mem::take(&mut held),
-                    leaves as usize,
-                    &mut budget,
-                    &mut handoffs,
-                )
-                .await?;
-            }
+            chunks.hand().await?;
             if let Some(rest) = &rest {
                 // Out of time with the channel unread: the next root reads on from here.
                 let job = FanoutJob {
@@ -350,15 +383,8 @@ async fn deliver(
         }
         .await;
         own.close_channel();
-        // Hand-offs already made are awaited even when reading failed: their chunks are
-        // claimed by name, so a retry of this invocation does not send them twice.
-        while let Some(done) = handoffs.join_next().await {
-            let done = done.map_err(|e| e.to_string()).and_then(|r| r);
-            if outcome.is_ok() {
-                done?;
-            }
-        }
-        outcome?;
+        let leaves = chunks.leaves;
+        chunks.handed(outcome).await?;
         Ok::<_, String>((leaves, rest.is_some(), started.elapsed().as_millis() as u64))
     };
     // The first chunk may go at once, as far as the budget's burst allows.
