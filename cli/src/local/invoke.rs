@@ -90,11 +90,16 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                 // Lambda keeps an asynchronous event queued while the account has no
                 // concurrency left ("Asynchronous invocation": throttled events are retried
                 // for up to 6 hours).
-                if let Some(limit) = limit {
-                    meter.wait_for_room(limit).await;
-                }
+                let running = match limit {
+                    Some(limit) => Some(meter.enter_when_free(limit).await),
+                    None => None,
+                };
                 let id = events::request_id();
-                if let Err(f) = pool.invoke(id.clone(), payload).await {
+                let outcome = match running {
+                    Some(r) => pool.submit_holding(id.clone(), payload, Some(r)).await,
+                    None => pool.invoke(id.clone(), payload).await,
+                };
+                if let Err(f) = outcome {
                     log(
                         &pool.def().key,
                         &format!("asynchronous invocation {id} failed: {f}"),
@@ -105,24 +110,17 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
         }
         "DryRun" => respond(StatusCode::NO_CONTENT, Bytes::new()),
         "RequestResponse" => {
-            if let Some(like) = &gw.like_aws
-                && gw.conns.1.in_flight() >= like.concurrency
-            {
-                gw.conns.1.refused();
-                let mut r = json_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &json!({
-                        "Type": "User",
-                        "Reason": "ConcurrentInvocationLimitExceeded",
-                        "message": "Rate Exceeded.",
-                    }),
-                );
-                r.headers_mut().insert(
-                    "x-amzn-errortype",
-                    HeaderValue::from_static("TooManyRequestsException"),
-                );
-                return r;
-            }
+            // Taken before it is queued, so no two callers take the last place at once.
+            let running = match &gw.like_aws {
+                Some(like) => match gw.conns.1.enter(like.concurrency) {
+                    Some(r) => Some(r),
+                    None => {
+                        gw.conns.1.refused();
+                        return too_many_requests();
+                    }
+                },
+                None => None,
+            };
             if payload.len() > MAX_SYNC {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -130,7 +128,11 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                     "a synchronous invocation's payload is limited to 6 MB",
                 );
             }
-            let (body, failed) = match pool.invoke(events::request_id(), payload).await {
+            let answer = match running {
+                Some(r) => pool.submit_holding(events::request_id(), payload, Some(r)),
+                None => pool.submit(events::request_id(), payload),
+            };
+            let (body, failed) = match answer.await {
                 Ok(body) => (body, false),
                 Err(f) => (Bytes::from(f.payload().to_string()), true),
             };
@@ -155,6 +157,24 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
             &format!("X-Amz-Invocation-Type {other:?}: use RequestResponse, Event or DryRun"),
         ),
     }
+}
+
+/// Lambda's answer to an invocation over the account's concurrency ("Invoke", errors:
+/// `TooManyRequestsException`, HTTP 429, with the reason).
+fn too_many_requests() -> Response<Body> {
+    let mut r = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({
+            "Type": "User",
+            "Reason": "ConcurrentInvocationLimitExceeded",
+            "message": "Rate Exceeded.",
+        }),
+    );
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static("TooManyRequestsException"),
+    );
+    r
 }
 
 #[cfg(test)]

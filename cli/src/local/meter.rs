@@ -68,21 +68,19 @@ impl Meter {
         Some(Running(self.clone()))
     }
 
-    /// Waits until fewer than `limit` invocations are in flight: an asynchronous invocation
-    /// stays in Lambda's queue while the account has no concurrency left. Counted as throttled
-    /// when it had to wait.
-    pub async fn wait_for_room(&self, limit: u64) {
-        if self.in_flight() < limit {
-            return;
+    /// As [`Meter::enter`], waiting for room: an asynchronous invocation stays in Lambda's
+    /// queue while the account has no concurrency left. Counted as throttled when it waited.
+    pub async fn enter_when_free(self: &Arc<Self>, limit: u64) -> Running {
+        if let Some(r) = self.enter(limit) {
+            return r;
         }
         self.throttled.fetch_add(1, Ordering::SeqCst);
-        while self.in_flight() >= limit {
+        loop {
             tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Some(r) = self.enter(limit) {
+                return r;
+            }
         }
-    }
-
-    pub fn in_flight(&self) -> u64 {
-        self.running.load(Ordering::SeqCst)
     }
 
     pub fn refused(&self) {

@@ -26,6 +26,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 
+use crate::local::meter::Running;
 use function::Function;
 pub use function::{FunctionDef, LogSink};
 pub use schedule::{Failure, Outcome};
@@ -60,9 +61,20 @@ impl Pool {
     /// returns its outcome to wait for: events submitted one after another start in that
     /// order, as API Gateway starts a connection's frames in the order they arrive.
     pub fn submit(&self, request_id: String, payload: Bytes) -> Answer {
-        let (reply, answer) = oneshot::channel();
         // In flight from now until answered: on Lambda it would hold an execution environment.
         let running = self.0.meter.get().and_then(|(m, _)| m.enter(u64::MAX));
+        self.submit_holding(request_id, payload, running)
+    }
+
+    /// As [`Pool::submit`], for an event that already holds its place among the invocations
+    /// in flight (taken against the account's concurrency).
+    pub fn submit_holding(
+        &self,
+        request_id: String,
+        payload: Bytes,
+        running: Option<Running>,
+    ) -> Answer {
+        let (reply, answer) = oneshot::channel();
         let job = Job {
             request_id,
             payload,
@@ -98,7 +110,7 @@ impl Pool {
 /// it holds until dropped.
 pub struct Answer {
     outcome: oneshot::Receiver<Outcome>,
-    _running: Option<crate::local::meter::Running>,
+    _running: Option<Running>,
 }
 
 impl Future for Answer {
