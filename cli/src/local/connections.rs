@@ -117,11 +117,17 @@ impl Conn {
 /// The connections the gateway knows, by id: open ones and those still in `$connect`; and
 /// the meter their time and messages count on.
 #[derive(Clone)]
-pub struct Registry(Arc<Mutex<HashMap<String, Arc<Conn>>>>, pub Arc<Meter>);
+pub struct Registry {
+    conns: Arc<Mutex<HashMap<String, Arc<Conn>>>>,
+    pub meter: Arc<Meter>,
+}
 
 impl Default for Registry {
     fn default() -> Registry {
-        Registry(Default::default(), Arc::new(Meter::new(events::epoch_ms())))
+        Registry {
+            conns: Default::default(),
+            meter: Arc::new(Meter::new(events::epoch_ms())),
+        }
     }
 }
 
@@ -129,7 +135,7 @@ impl Registry {
     /// Lists `conn` for as long as the returned entry lives: dropping the entry is the one way
     /// a connection leaves the registry.
     pub fn enter(&self, conn: Arc<Conn>) -> Entry {
-        self.0
+        self.conns
             .lock()
             .unwrap()
             .insert(conn.origin.connection_id.clone(), conn.clone());
@@ -141,13 +147,13 @@ impl Registry {
 
     /// A connection not yet closing.
     pub fn get(&self, id: &str) -> Option<Arc<Conn>> {
-        let conn = self.0.lock().unwrap().get(id).cloned();
+        let conn = self.conns.lock().unwrap().get(id).cloned();
         conn.filter(|c| c.phase.load(Ordering::SeqCst) != CLOSING)
     }
 
     /// When each open connection opened (epoch ms).
     pub fn open_since(&self) -> Vec<u64> {
-        self.0
+        self.conns
             .lock()
             .unwrap()
             .values()
@@ -158,7 +164,7 @@ impl Registry {
 
     /// Open connections only; with `user`, only that user's.
     pub fn ids(&self, user: Option<&str>) -> Vec<String> {
-        self.0
+        self.conns
             .lock()
             .unwrap()
             .values()
@@ -183,12 +189,12 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         self.registry
-            .0
+            .conns
             .lock()
             .unwrap()
             .remove(&self.conn.origin.connection_id);
         self.registry
-            .1
+            .meter
             .closed(self.conn.origin.connected_at, events::epoch_ms());
     }
 }
@@ -232,7 +238,7 @@ pub fn api(conns: &Registry, method: &Method, id: &str, body: Bytes) -> Response
                 conn.touch();
                 return respond(StatusCode::OK, Bytes::new());
             }
-            conns.1.message(body.len());
+            conns.meter.message(body.len());
             if let Some(arrivals) = &conn.arrivals {
                 arrivals.record(&body);
                 conn.touch();

@@ -91,7 +91,7 @@ pub fn message(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) 
         return;
     }
     // Base64 carries a binary frame: four characters for three bytes.
-    gw.conns.1.message(if base64 {
+    gw.conns.meter.message(if base64 {
         body.len() / 4 * 3
     } else {
         body.len()

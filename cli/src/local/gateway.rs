@@ -109,7 +109,7 @@ async fn route(
         }
         [""] | ["index.html"] if parts.method == Method::GET => endpoints::page(&gw.page),
         ["_wsctl", "stats"] if parts.method == Method::GET => {
-            let meter = &gw.conns.1;
+            let meter = &gw.conns.meter;
             let now = events::epoch_ms();
             let limit = gw.like_aws.as_ref().map(|l| l.concurrency);
             let stats = meter.stats(limit, &gw.conns.open_since(), now);

@@ -82,7 +82,7 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
             let log = gw.log.clone();
             let queued = gw.like_aws.as_ref().map(|l| l.latency(Call::Queue));
             let limit = gw.like_aws.as_ref().map(|l| l.concurrency);
-            let meter = gw.conns.1.clone();
+            let meter = gw.conns.meter.clone();
             tokio::spawn(async move {
                 if let Some(queued) = queued {
                     tokio::time::sleep(queued.sample()).await;
@@ -95,11 +95,7 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                     None => None,
                 };
                 let id = events::request_id();
-                let outcome = match running {
-                    Some(r) => pool.submit_holding(id.clone(), payload, Some(r)).await,
-                    None => pool.invoke(id.clone(), payload).await,
-                };
-                if let Err(f) = outcome {
+                if let Err(f) = pool.submit_holding(id.clone(), payload, running).await {
                     log(
                         &pool.def().key,
                         &format!("asynchronous invocation {id} failed: {f}"),
@@ -112,10 +108,10 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
         "RequestResponse" => {
             // Taken before it is queued, so no two callers take the last place at once.
             let running = match &gw.like_aws {
-                Some(like) => match gw.conns.1.enter(like.concurrency) {
+                Some(like) => match gw.conns.meter.enter(like.concurrency) {
                     Some(r) => Some(r),
                     None => {
-                        gw.conns.1.refused();
+                        gw.conns.meter.refused();
                         return too_many_requests();
                     }
                 },
@@ -128,10 +124,7 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                     "a synchronous invocation's payload is limited to 6 MB",
                 );
             }
-            let answer = match running {
-                Some(r) => pool.submit_holding(events::request_id(), payload, Some(r)),
-                None => pool.submit(events::request_id(), payload),
-            };
+            let answer = pool.submit_holding(events::request_id(), payload, running);
             let (body, failed) = match answer.await {
                 Ok(body) => (body, false),
                 Err(f) => (Bytes::from(f.payload().to_string()), true),

@@ -48,7 +48,7 @@ impl Pool {
 
     /// Bills each invocation on `meter`, with a `REPORT` line in the log when `report`.
     pub fn meter_with(&self, meter: Arc<crate::local::meter::Meter>, report: bool) {
-        let _ = self.0.meter.set((meter, report));
+        self.0.metered(meter, report);
     }
 
     /// Starts a process ahead of the first event, so that event does not wait for an init.
@@ -61,19 +61,20 @@ impl Pool {
     /// returns its outcome to wait for: events submitted one after another start in that
     /// order, as API Gateway starts a connection's frames in the order they arrive.
     pub fn submit(&self, request_id: String, payload: Bytes) -> Answer {
-        // In flight from now until answered: on Lambda it would hold an execution environment.
-        let running = self.0.meter.get().and_then(|(m, _)| m.enter(u64::MAX));
-        self.submit_holding(request_id, payload, running)
+        self.submit_holding(request_id, payload, None)
     }
 
-    /// As [`Pool::submit`], for an event that already holds its place among the invocations
-    /// in flight (taken against the account's concurrency).
+    /// As [`Pool::submit`], for an event that may already hold its place among the
+    /// invocations in flight (taken against the account's concurrency); one without takes it
+    /// here. In flight from now until answered: on Lambda it would hold an execution
+    /// environment.
     pub fn submit_holding(
         &self,
         request_id: String,
         payload: Bytes,
         running: Option<Running>,
     ) -> Answer {
+        let running = running.or_else(|| self.0.meter.get().and_then(|m| m.meter.enter(u64::MAX)));
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request_id,
@@ -92,11 +93,6 @@ impl Pool {
             outcome: answer,
             _running: running,
         }
-    }
-
-    /// Runs one event and waits for its outcome (a `RequestResponse` invocation).
-    pub async fn invoke(&self, request_id: String, payload: Bytes) -> Outcome {
-        self.submit(request_id, payload).await
     }
 
     fn start(&self, slots: impl IntoIterator<Item = Proc>) {

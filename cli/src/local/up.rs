@@ -203,7 +203,7 @@ impl Started {
         let crowd = super::crowd::Crowd::new(functions_store(&stack.pools, virtual_items));
         let conns = super::connections::Registry::default();
         for pool in stack.api.functions.values() {
-            pool.meter_with(conns.1.clone(), options.like_aws.is_some());
+            pool.meter_with(conns.meter.clone(), options.like_aws.is_some());
         }
         let gw = Arc::new(Gateway {
             api: stack.api,

@@ -167,8 +167,7 @@ impl Connections {
                     return Err(PostError::Other(format!("{e} (after {attempt} attempts)")));
                 }
                 Err(Failure::Transient(_) | Failure::Throttled(_)) => {
-                    let ceiling = Duration::from_secs(1) * 2u32.pow(attempt - 1);
-                    tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+                    tokio::time::sleep(retry_delay(attempt - 1)).await;
                     attempt += 1;
                 }
             }
@@ -313,6 +312,14 @@ impl Connections {
         *self.inner.cached.write().unwrap() = Some(c.clone());
         Ok(c)
     }
+}
+
+/// The wait before another attempt after `failed` attempts: the SDK's standard backoff, full
+/// jitter under 1 s doubling.
+pub fn retry_delay(failed: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << failed.min(10))
+        .mul_f64(fastrand::f64())
 }
 
 /// The API operation a method is, for messages.

@@ -11,7 +11,7 @@ use futures::stream::{self, FuturesUnordered, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::connections::{ATTEMPTS, Connections, Failure, Frame, PostError};
+use crate::connections::{ATTEMPTS, Connections, Failure, Frame, PostError, retry_delay};
 use crate::protocol::{Member, PresenceEvent, ServerFrame};
 use crate::store::{Key, Store, StoreError, Subscriber};
 
@@ -217,9 +217,7 @@ pub async fn post_until(
                         waiting.push(Reverse((now + wait, p)));
                     }
                     Err(Failure::Transient(e)) if p.failures + 1 < ATTEMPTS => {
-                        let wait = Duration::from_secs(1)
-                            .saturating_mul(1 << p.failures)
-                            .mul_f64(fastrand::f64());
+                        let wait = retry_delay(p.failures);
                         tracing::debug!(connection = p.connection, error = %e, "post failed; retrying");
                         let p = Pending { failures: p.failures + 1, ..p };
                         waiting.push(Reverse((Instant::now() + wait, p)));

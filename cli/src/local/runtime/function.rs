@@ -11,6 +11,15 @@ use tokio::sync::{Notify, watch};
 use super::schedule::Schedule;
 use crate::local::meter::Meter;
 
+/// A function's billing: where it goes, under which name and memory, and whether a `REPORT`
+/// line is logged for each invocation, as Lambda logs one.
+pub struct Metering {
+    pub meter: Arc<Meter>,
+    report: bool,
+    name: String,
+    memory_mb: u64,
+}
+
 /// Where a function's log lines go: `(function, line)`.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -35,9 +44,8 @@ pub struct Function {
     rearm: Box<[Notify]>,
     logs: LogSink,
     pub stop: watch::Receiver<bool>,
-    /// Where each invocation's billed duration goes, and whether a `REPORT` line is logged
-    /// for it, as Lambda logs one.
-    pub meter: OnceLock<(Arc<Meter>, bool)>,
+    /// Where each invocation's billed duration goes.
+    pub meter: OnceLock<Metering>,
     /// When each event in flight was handed to its process.
     pub started: Mutex<HashMap<String, Instant>>,
 }
@@ -62,6 +70,23 @@ impl Function {
         }
     }
 
+    /// Bills each invocation on `meter`, with a `REPORT` line in the log when `report`.
+    pub fn metered(&self, meter: Arc<Meter>, report: bool) {
+        let env = &self.def.env;
+        let _ = self.meter.set(Metering {
+            meter,
+            report,
+            name: env
+                .get("AWS_LAMBDA_FUNCTION_NAME")
+                .cloned()
+                .unwrap_or_else(|| self.def.key.clone()),
+            memory_mb: env
+                .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(128),
+        });
+    }
+
     /// Event `id` was handed to its process.
     pub fn began(&self, id: &str) {
         if self.meter.get().is_some() {
@@ -74,7 +99,7 @@ impl Function {
 
     /// Event `id` was answered: billed as Lambda bills it.
     pub fn ended(&self, id: &str) {
-        let Some((meter, report)) = self.meter.get() else {
+        let Some(m) = self.meter.get() else {
             return;
         };
         let Some(at) = self
@@ -86,24 +111,13 @@ impl Function {
             return;
         };
         let ran = at.elapsed();
-        let memory: u64 = self
-            .def
-            .env
-            .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(128);
-        let name = self
-            .def
-            .env
-            .get("AWS_LAMBDA_FUNCTION_NAME")
-            .cloned()
-            .unwrap_or_else(|| self.def.key.clone());
-        meter.bill(&name, memory, ran);
-        if *report {
+        m.meter.bill(&m.name, m.memory_mb, ran);
+        if m.report {
             self.log(&format!(
-                "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {memory} MB",
+                "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
                 ran.as_secs_f64() * 1000.0,
-                (ran.as_micros() as u64).div_ceil(1000).max(1)
+                (ran.as_micros() as u64).div_ceil(1000).max(1),
+                m.memory_mb
             ));
         }
     }

@@ -95,7 +95,7 @@ impl Rig {
         let id = events::request_id();
         let outcome = tokio::time::timeout(
             Duration::from_secs(30),
-            self.pool.invoke(id.clone(), Bytes::from(event.to_string())),
+            self.pool.submit(id.clone(), Bytes::from(event.to_string())),
         )
         .await
         .expect("an outcome within 30 s");
