@@ -187,6 +187,14 @@ pub struct DevArgs {
     /// asynchronous one waits in the queue, as Lambda does.
     #[arg(long, default_value_t = 1_000, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
     pub lambda_concurrency: u32,
+    /// With --like-aws: read units a second one partition key of a table or index serves
+    /// (DynamoDB's per-partition limit: 3,000); above it a call is refused with 400
+    /// ThrottlingException, as DynamoDB refuses a hot key.
+    #[arg(long, default_value_t = crate::local::partitions::PARTITION_READS, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
+    pub partition_reads: u32,
+    /// With --like-aws: write units a second per partition key (DynamoDB's limit: 1,000).
+    #[arg(long, default_value_t = crate::local::partitions::PARTITION_WRITES, requires = "like_aws", value_parser = clap::value_parser!(u32).range(1..))]
+    pub partition_writes: u32,
     /// With --like-aws: one call's latency as CALL=MEDIAN[:P99] (repeatable), CALL one of
     /// connections (6ms:30ms), invoke (15ms:60ms), queue (an Event invocation's wait before it
     /// runs, 30ms:150ms), dynamodb (4ms:15ms).

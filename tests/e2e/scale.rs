@@ -208,6 +208,13 @@ async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
         used["api_gateway"]["messages"].as_u64().unwrap_or(0) >= live,
         "each post is a message: {used}"
     );
+    // Reading the channel's subscriptions costs read units, the publish writes some.
+    let dynamodb = &used["dynamodb"];
+    assert!(
+        dynamodb["read_units"].as_f64().unwrap_or(0.0) >= 10.0
+            && dynamodb["write_units"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{used}"
+    );
 
     // Another API of the account takes 300 requests a second meanwhile: the fan-out meets the
     // throttle, waits and goes again, and still delivers everything once.
@@ -301,6 +308,75 @@ async fn a_fan_out_stays_within_the_account_throttle_and_loses_nothing_to_it() {
         bill["peak_lambda_concurrency"].as_u64().unwrap_or(0) >= 1,
         "{bill}"
     );
+}
+
+/// DynamoDB's per-partition throughput as `--like-aws` plays it: calls to one partition key
+/// over its write units a second are refused with the error and reason DynamoDB gives a hot
+/// key, another key is served meanwhile, the hot key is served again once its second is paid
+/// back, and the units are metered for the bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_partition_key_is_throttled_as_dynamodb_throttles_it() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+
+    const WRITES: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path());
+    let dev = Dev::start(
+        &config,
+        &["--like-aws", "--partition-writes", &WRITES.to_string()],
+    );
+    // Without the SDK's retries, to see each answer.
+    let conf = aws_sdk_dynamodb::config::Builder::from(&dev.sdk())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let db = aws_sdk_dynamodb::Client::from_conf(conf);
+    let put = |channel: &str, n: usize| {
+        db.put_item()
+            .table_name("chat-dev-subscriptions")
+            .item("channel", S(channel.into()))
+            .item("connection", S(format!("c{n}")))
+            .send()
+    };
+    stats(&dev, true).await;
+    let burst = futures::future::join_all((0..WRITES * 3).map(|n| put("hot", n))).await;
+    let served = burst.iter().filter(|r| r.is_ok()).count();
+    let refused: Vec<_> = burst.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        (WRITES..WRITES * 2).contains(&served),
+        "a second's write units, and what refilled meanwhile: {served} of {}",
+        WRITES * 3
+    );
+    let e = refused.first().expect("some were refused");
+    let raw = e
+        .raw_response()
+        .and_then(|r| r.body().bytes())
+        .map(|b| String::from_utf8_lossy(b).to_string())
+        .unwrap_or_default();
+    let service = e.as_service_error().expect("refused by the service");
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    assert_eq!(service.code(), Some("ThrottlingException"), "{raw}");
+    assert!(service.message().unwrap_or("").contains("hot key"), "{raw}");
+    assert!(
+        raw.contains("TableWriteKeyRangeThroughputExceeded"),
+        "{raw}"
+    );
+    put("cold", 0)
+        .await
+        .expect("another key has its own partition");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    put("hot", 0).await.expect("served again once paid back");
+    let used = stats(&dev, false).await;
+    let d = &used["dynamodb"];
+    assert_eq!(
+        d["throttled"].as_u64(),
+        Some(refused.len() as u64),
+        "{used}"
+    );
+    // Each put writes the table and its by-connection index: two units billed, one charged to
+    // the key's partition.
+    let units = d["write_units"].as_f64().unwrap_or(0.0);
+    assert!(units >= (served + 2) as f64 * 1.5, "{used}");
 }
 
 /// `/_wsctl/stats`, reset after reading when `reset`.

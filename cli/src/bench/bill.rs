@@ -4,15 +4,17 @@
 //!   million connection-minutes ("Amazon API Gateway pricing", WebSocket APIs, first billion);
 //! - Lambda: $0.20 per million requests and $0.0000133334 per GB-second on arm64, the
 //!   functions' default architecture ($0.0000166667 on x86_64) ("AWS Lambda pricing", first
-//!   tier).
-//!
-//! DynamoDB's request units are not metered yet, so the total leaves them out, and says so.
+//!   tier);
+//! - DynamoDB on-demand: $0.125 per million read request units and $0.625 per million write
+//!   request units ("Amazon DynamoDB pricing for on-demand capacity", Standard table class,
+//!   since the November 2024 reduction), as `wsctl dev --like-aws` counts them; without it the
+//!   total leaves them out, and says so.
 
 use serde::Serialize;
 use serde_json::Value;
 
 /// A price: its name for `--price`, what it is for, and the default in US dollars.
-const PRICES: [(&str, &str, f64); 4] = [
+const PRICES: [(&str, &str, f64); 6] = [
     ("message", "API Gateway messages, per million", 1.00),
     (
         "connection-minute",
@@ -21,6 +23,16 @@ const PRICES: [(&str, &str, f64); 4] = [
     ),
     ("lambda-request", "Lambda requests, per million", 0.20),
     ("gb-second", "Lambda GB-seconds (arm64)", 0.000_013_333_4),
+    (
+        "read-unit",
+        "DynamoDB read request units, per million",
+        0.125,
+    ),
+    (
+        "write-unit",
+        "DynamoDB write request units, per million",
+        0.625,
+    ),
 ];
 
 /// `--price NAME=USD`.
@@ -65,7 +77,10 @@ pub struct Bill {
     pub peak_lambda_concurrency: u64,
     /// Invocations refused or kept waiting for Lambda concurrency.
     pub lambda_throttled: u64,
-    pub not_counted: &'static str,
+    /// DynamoDB calls refused for a partition's throughput (under `--like-aws`).
+    pub dynamodb_throttled: u64,
+    /// What the total leaves out, if anything.
+    pub not_counted: Option<&'static str>,
 }
 
 /// The bill for `stats`, at the default prices with `overrides`.
@@ -92,7 +107,7 @@ pub fn bill(stats: &Value, overrides: &[(String, f64)], deliveries: u64) -> Bill
         unit_usd,
         usd: quantity * unit_usd,
     };
-    let lines = vec![
+    let mut lines = vec![
         line(
             "API Gateway messages (32 KB steps)",
             num(&stats["api_gateway"]["messages"]),
@@ -106,6 +121,19 @@ pub fn bill(stats: &Value, overrides: &[(String, f64)], deliveries: u64) -> Bill
         line("Lambda requests", requests, price("lambda-request") / 1e6),
         line("Lambda GB-seconds", gb_seconds, price("gb-second")),
     ];
+    let dynamodb = &stats["dynamodb"];
+    if dynamodb.is_object() {
+        lines.push(line(
+            "DynamoDB read request units",
+            num(&dynamodb["read_units"]),
+            price("read-unit") / 1e6,
+        ));
+        lines.push(line(
+            "DynamoDB write request units",
+            num(&dynamodb["write_units"]),
+            price("write-unit") / 1e6,
+        ));
+    }
     let total_usd = lines.iter().map(|l| l.usd).sum();
     Bill {
         lines,
@@ -113,7 +141,9 @@ pub fn bill(stats: &Value, overrides: &[(String, f64)], deliveries: u64) -> Bill
         per_million_deliveries_usd: (deliveries > 0).then(|| total_usd / deliveries as f64 * 1e6),
         peak_lambda_concurrency: stats["lambda"]["peak_concurrency"].as_u64().unwrap_or(0),
         lambda_throttled: stats["lambda"]["throttled"].as_u64().unwrap_or(0),
-        not_counted: "DynamoDB request units",
+        dynamodb_throttled: dynamodb["throttled"].as_u64().unwrap_or(0),
+        not_counted: (!dynamodb.is_object())
+            .then_some("DynamoDB request units (counted by wsctl dev --like-aws)"),
     }
 }
 
@@ -145,6 +175,16 @@ mod tests {
         let x86 = bill(&stats, &[("gb-second".into(), 0.000_016_666_7)], 0);
         assert!((x86.lines[3].usd - 0.025).abs() < 1e-6);
         assert_eq!(x86.per_million_deliveries_usd, None);
+        assert!(x86.not_counted.is_some());
+
+        let mut metered = stats.clone();
+        metered["dynamodb"] =
+            json!({"read_units": 2_000_000.0, "write_units": 1_000_000.0, "throttled": 3});
+        let b = bill(&metered, &[], 0);
+        assert_eq!(b.lines.len(), 6);
+        assert!((b.lines[4].usd - 0.25).abs() < 1e-9 && (b.lines[5].usd - 0.625).abs() < 1e-9);
+        assert!((b.total_usd - 5.295).abs() < 1e-3, "{}", b.total_usd);
+        assert_eq!((b.dynamodb_throttled, b.not_counted), (3, None));
         assert!(parse_price("gb-second=0.0000166667").is_ok());
         for bad in ["gb-second", "dynamo=1", "message=-1", "message=free"] {
             assert!(parse_price(bad).is_err(), "{bad}");

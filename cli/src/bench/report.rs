@@ -342,7 +342,7 @@ fn virtual_line(v: &VirtualDelivery) -> String {
 /// The bill, one item a line.
 fn bill_lines(b: &Bill) -> String {
     let mut out = format!(
-        "on AWS       ${:.6} for this run{} (Lambda concurrency at peak {}{}; {} not counted)",
+        "on AWS       ${:.6} for this run{} (Lambda concurrency at peak {}{}{}{})",
         b.total_usd,
         b.per_million_deliveries_usd
             .map(|usd| format!(", ${usd:.2} per million deliveries"))
@@ -352,7 +352,13 @@ fn bill_lines(b: &Bill) -> String {
             0 => String::new(),
             n => format!(", {n} invocations throttled"),
         },
+        match b.dynamodb_throttled {
+            0 => String::new(),
+            n => format!(", {n} DynamoDB calls throttled"),
+        },
         b.not_counted
+            .map(|what| format!("; {what} not counted"))
+            .unwrap_or_default(),
     );
     for l in &b.lines {
         let _ = write!(

@@ -66,9 +66,9 @@ pub async fn run(
         iam: !args.no_iam,
         like_aws: args.like_aws.then(|| {
             LikeAws::new(
-                args.account_rate,
-                args.account_burst,
+                (args.account_rate, args.account_burst),
                 args.lambda_concurrency,
+                (args.partition_reads, args.partition_writes),
                 &args.aws_latency,
             )
         }),

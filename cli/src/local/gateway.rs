@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
@@ -22,8 +23,12 @@ pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
 use super::http::{Body, collect, json_response, message, percent_decode, query_param};
-use super::likeaws::Call;
-use super::{connections, crowd, dispatch, endpoints, events, guard, iam, invoke, session};
+use bytes::Bytes;
+
+use super::likeaws::{Call, LikeAws};
+use super::{
+    connections, crowd, dispatch, endpoints, events, guard, iam, invoke, partitions, session,
+};
 
 /// Serves until `stop` turns true.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener) {
@@ -149,13 +154,78 @@ async fn route(
                 .headers
                 .get("x-amz-target")
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.starts_with("DynamoDB_"));
-            if let Some(like) = gw.like_aws.as_ref().filter(|_| dynamodb) {
-                like.delay(Call::Dynamodb).await;
+                .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+                .map(str::to_string);
+            match (&gw.like_aws, dynamodb) {
+                (Some(like), Some(op)) => {
+                    like.delay(Call::Dynamodb).await;
+                    like_dynamodb(&gw, like, &op, parts, body).await
+                }
+                _ => gw.upstream.forward(parts, body).await,
             }
-            gw.upstream.forward(parts, body).await
         }
     })
+}
+
+/// A DynamoDB call under `--like-aws`: refused while a partition it touches is over its
+/// throughput, else sent with its units counted (`partitions.rs`).
+async fn like_dynamodb(
+    gw: &Gateway,
+    like: &LikeAws,
+    op: &str,
+    parts: Parts,
+    body: Bytes,
+) -> Response<Body> {
+    let Some(call) = like.partitions.call(op, &body) else {
+        return gw.upstream.forward(parts, body).await;
+    };
+    let meter = &gw.conns.meter;
+    if let Err(hot) = like.partitions.admit(&call) {
+        meter.dynamodb_throttled();
+        let api = &gw.api;
+        let arn = match &hot.index {
+            Some(i) => format!(
+                "arn:aws:dynamodb:{}:{}:table/{}/index/{i}",
+                api.region, api.account, hot.table
+            ),
+            None => format!(
+                "arn:aws:dynamodb:{}:{}:table/{}",
+                api.region, api.account, hot.table
+            ),
+        };
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({
+                "__type": format!("com.amazonaws.dynamodb.v20120810#{}", partitions::THROTTLED),
+                "message": partitions::THROTTLED_MESSAGE,
+                "ThrottlingReasons": [{"reason": hot.reason(call.kind), "resource": arn}],
+            }),
+        );
+    }
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    let response = gw.upstream.forward(parts, call.body.clone()).await;
+    let (mut head, answer) = response.into_parts();
+    let answer = answer
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let (units, rewritten) = like.partitions.settle(&call, head.status.as_u16(), &answer);
+    meter.dynamodb(call.kind == partitions::Kind::Write, units);
+    let answer = match rewritten {
+        Some(body) => {
+            // The engine's checksum is of the body before the units were taken out.
+            head.headers.remove("x-amz-crc32");
+            // A large answer came in chunks; it goes out whole.
+            head.headers.remove(hyper::header::TRANSFER_ENCODING);
+            head.headers
+                .insert(hyper::header::CONTENT_LENGTH, body.len().into());
+            body
+        }
+        None => answer,
+    };
+    Response::from_parts(head, Body::new(answer))
 }
 
 /// A function's call its role does not allow, answered as the service would; `None` to serve

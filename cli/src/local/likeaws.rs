@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use super::partitions::Partitions;
 use super::throttle::Throttle;
 
 /// A call the emulator delays.
@@ -136,13 +137,21 @@ pub struct LikeAws {
     pub quota: (u32, u32),
     /// The account's Lambda concurrency: invocations in flight at once, over every function.
     pub concurrency: u64,
+    /// DynamoDB's request units and per-partition throughput.
+    pub partitions: Partitions,
     latencies: Vec<(Call, Latency)>,
 }
 
 impl LikeAws {
-    /// The account throttle at `rate`/`burst`, Lambda's account concurrency, and the default
-    /// latencies with `overrides`.
-    pub fn new(rate: u32, burst: u32, concurrency: u32, overrides: &[(Call, Latency)]) -> LikeAws {
+    /// The account throttle at `quota` (rate, burst), Lambda's account concurrency, DynamoDB's
+    /// per-partition read and write units a second, and the default latencies with `overrides`.
+    pub fn new(
+        quota: (u32, u32),
+        concurrency: u32,
+        partition: (u32, u32),
+        overrides: &[(Call, Latency)],
+    ) -> LikeAws {
+        let (rate, burst) = quota;
         let latencies = Call::ALL
             .iter()
             .map(|(_, call)| {
@@ -163,6 +172,7 @@ impl LikeAws {
             .expect("a positive rate and burst"),
             quota: (rate, burst),
             concurrency: u64::from(concurrency.max(1)),
+            partitions: Partitions::new(partition.0, partition.1),
             latencies,
         }
     }
@@ -197,8 +207,9 @@ impl LikeAws {
                 )
             })
             .collect();
+        let (reads, writes) = self.partitions.rates();
         format!(
-            "account throttle {}/s burst {}; Lambda concurrency {}; latency median/p99: {}",
+            "account throttle {}/s burst {}; Lambda concurrency {}; DynamoDB {reads} read / {writes} write units a second per partition key; latency median/p99: {}",
             self.quota.0,
             self.quota.1,
             self.concurrency,
@@ -239,7 +250,12 @@ mod tests {
 
     #[test]
     fn overrides_replace_the_defaults_one_call_at_a_time() {
-        let like = LikeAws::new(10_000, 5_000, 1_000, &[(Call::Invoke, Latency::ms(1, 2))]);
+        let like = LikeAws::new(
+            (10_000, 5_000),
+            1_000,
+            (3_000, 1_000),
+            &[(Call::Invoke, Latency::ms(1, 2))],
+        );
         assert_eq!(like.latency(Call::Invoke), Latency::ms(1, 2));
         assert_eq!(
             like.latency(Call::Dynamodb),

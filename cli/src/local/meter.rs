@@ -7,9 +7,11 @@
 //!   which `--like-aws` bounds by `--lambda-concurrency`.
 //! - API Gateway: WebSocket messages, each frame a client sends and each `@connections` post
 //!   counted in 32 KB steps as API Gateway meters them, and connection-minutes.
+//! - DynamoDB, under `--like-aws` (`partitions.rs`): read and write request units, and calls
+//!   refused for a partition's throughput.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,11 @@ pub struct Meter {
     closed_ms: AtomicU64,
     /// Epoch ms of the last reset: connection time before it is not counted.
     since_ms: AtomicU64,
+    /// DynamoDB's request units are counted (only the calls `--like-aws` sees are).
+    dynamodb_metered: AtomicBool,
+    /// Read and write request units.
+    dynamodb_units: Mutex<(f64, f64)>,
+    dynamodb_throttled: AtomicU64,
 }
 
 /// One invocation in flight, until dropped.
@@ -96,6 +103,25 @@ impl Meter {
         f.memory_mb = memory_mb;
     }
 
+    /// DynamoDB's request units will be counted.
+    pub fn meter_dynamodb(&self) {
+        self.dynamodb_metered.store(true, Ordering::SeqCst);
+    }
+
+    /// A DynamoDB call consumed `units` request units, read or write.
+    pub fn dynamodb(&self, write: bool, units: f64) {
+        let mut u = self.dynamodb_units.lock().unwrap();
+        match write {
+            false => u.0 += units,
+            true => u.1 += units,
+        }
+    }
+
+    /// A DynamoDB call was refused for a partition's throughput.
+    pub fn dynamodb_throttled(&self) {
+        self.dynamodb_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A WebSocket message of `bytes` either way.
     pub fn message(&self, bytes: usize) {
         self.messages.fetch_add(
@@ -137,6 +163,14 @@ impl Meter {
                 )
             })
             .collect();
+        let (read_units, write_units) = *self.dynamodb_units.lock().unwrap();
+        let dynamodb = self.dynamodb_metered.load(Ordering::SeqCst).then(|| {
+            json!({
+                "read_units": read_units,
+                "write_units": write_units,
+                "throttled": self.dynamodb_throttled.load(Ordering::Relaxed),
+            })
+        });
         json!({
             "seconds": now_ms.saturating_sub(since) as f64 / 1000.0,
             "lambda": {
@@ -150,6 +184,7 @@ impl Meter {
                 "messages": self.messages.load(Ordering::Relaxed),
                 "connection_minutes": connection_ms as f64 / 60_000.0,
             },
+            "dynamodb": dynamodb,
         })
     }
 
@@ -161,6 +196,8 @@ impl Meter {
         self.functions.lock().unwrap().clear();
         self.messages.store(0, Ordering::Relaxed);
         self.closed_ms.store(0, Ordering::Relaxed);
+        *self.dynamodb_units.lock().unwrap() = (0.0, 0.0);
+        self.dynamodb_throttled.store(0, Ordering::Relaxed);
         self.since_ms.store(now_ms, Ordering::SeqCst);
     }
 }
@@ -199,6 +236,17 @@ mod tests {
         assert_eq!(s["lambda"]["in_flight"], 1);
         assert_eq!(s["api_gateway"]["messages"], 1 + 1 + 2);
         assert_eq!(s["api_gateway"]["connection_minutes"], 2.5);
+        assert!(s["dynamodb"].is_null(), "not metered unless asked");
+        m.meter_dynamodb();
+        m.dynamodb(false, 0.5);
+        m.dynamodb(true, 2.0);
+        m.dynamodb_throttled();
+        let d = &m.stats(None, &[], 120_000)["dynamodb"];
+        assert_eq!(
+            (d["read_units"].clone(), d["write_units"].clone()),
+            (json!(0.5), json!(2.0))
+        );
+        assert_eq!(d["throttled"], 1);
         m.reset(120_000);
         let s = m.stats(None, &[60_000], 180_000);
         assert_eq!(s["api_gateway"]["connection_minutes"], 1.0);

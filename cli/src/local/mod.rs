@@ -24,6 +24,7 @@ pub mod likeaws;
 mod meter;
 pub mod moto;
 mod os;
+pub mod partitions;
 pub mod proxy;
 pub mod runtime;
 mod session;

@@ -2,7 +2,7 @@
 //! take seconds, and run while the functions build and the stack deploys), then, from what the
 //! deploy left in the control plane, the function pools, the gateway and the TTL sweeper.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::dynamodb::DynamoDbLocal;
 use super::gateway::{self, Gateway, Limits, Minter};
 use super::moto::Moto;
+use super::partitions::TableKeys;
 use super::runtime::{LogSink, Pool};
 use super::{DevStack, LocalError, RuntimeSettings};
 use crate::aws::Clients;
@@ -200,8 +201,15 @@ impl Started {
         let functions = stack.pools.len();
         let domain = base.trim_start_matches("http://").to_string();
         let like_aws_line = options.like_aws.as_ref().map(|l| l.describe());
-        let crowd = super::crowd::Crowd::new(functions_store(&stack.pools, virtual_items));
+        let store = functions_store(&stack.pools, virtual_items);
         let conns = super::connections::Registry::default();
+        if let Some(like) = &options.like_aws {
+            conns.meter.meter_dynamodb();
+            if let Some(store) = &store {
+                like.partitions.know(table_keys(&store.tables));
+            }
+        }
+        let crowd = super::crowd::Crowd::new(store);
         for pool in stack.api.functions.values() {
             pool.meter_with(conns.meter.clone(), options.like_aws.is_some());
         }
@@ -339,6 +347,29 @@ fn functions_store(pools: &[Pool], db: aws_sdk_dynamodb::Client) -> Option<Store
         tables: Tables::named(name, ttl),
         history_ttl: Duration::from_secs(24 * 3600),
     })
+}
+
+/// Each table's partition key and its indexes', by the table's name in this stack.
+fn table_keys(tables: &Tables) -> HashMap<String, TableKeys> {
+    use wsctl_functions::layout::{CONNECTIONS, COUNTERS, HISTORY, SUBSCRIPTIONS};
+    [
+        (&tables.connections, CONNECTIONS),
+        (&tables.subscriptions, SUBSCRIPTIONS),
+        (&tables.history, HISTORY),
+        (&tables.counters, COUNTERS),
+    ]
+    .into_iter()
+    .map(|(name, t)| {
+        let indexes = t.indexes.iter();
+        let keys = TableKeys {
+            partition_key: t.partition_key.name.to_string(),
+            indexes: indexes
+                .map(|i| (i.name.to_string(), i.partition_key.name.to_string()))
+                .collect(),
+        };
+        (name.clone(), keys)
+    })
+    .collect()
 }
 
 /// `wsctl dev` is up: where everything answers. As JSON, one line a script reads before the
