@@ -29,7 +29,7 @@ fn paced_dev(dir: &Path) -> (Dev, PathBuf) {
     let config = dev_config(dir);
     let text = std::fs::read_to_string(&config).expect("config");
     let paced = text.replace(
-        "    # environment: { FANOUT_RATE: \"10000\", FANOUT_BURST: \"5000\" }",
+        "    # environment: { FANOUT_RATE: \"9000\", FANOUT_BURST: \"4000\" }",
         &format!(
             "    environment: {{ FANOUT_RATE: \"{BUDGET}\", FANOUT_BURST: \"{}\", FANOUT_PER_INVOCATION: \"500\" }}",
             BUDGET / 2

@@ -168,9 +168,11 @@ impl Settings {
             history_ttl: Duration::from_secs(num("HISTORY_TTL_SECONDS", 24 * 3600)),
             fanout_per_invocation: num("FANOUT_PER_INVOCATION", 5000) as usize,
             fanout_concurrency: num("FANOUT_CONCURRENCY", 64) as usize,
-            // The account's default API Gateway throttle ("Amazon API Gateway quotas").
-            fanout_rate: num("FANOUT_RATE", 10_000).max(1) as f64,
-            fanout_burst: num("FANOUT_BURST", 5_000).max(1) as f64,
+            // 90 % of the account's default API Gateway throttle, 10,000 a second with a burst
+            // of 5,000 ("Amazon API Gateway quotas"): the rest stays for what must not wait
+            // behind a large fan-out (acknowledgements, small channels' posts, other APIs).
+            fanout_rate: num("FANOUT_RATE", 9_000).max(1) as f64,
+            fanout_burst: num("FANOUT_BURST", 4_000).max(1) as f64,
             fanout_invocation_rate: num("FANOUT_INVOCATION_RATE", 2_500).max(1) as f64,
             seq_patience: Duration::from_millis(num("SEQ_PATIENCE_MS", 2000)),
             limits: limits::Limits::from_var(var(limits::LIMITS_ENV).as_deref()),

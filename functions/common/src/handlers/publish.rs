@@ -7,9 +7,9 @@
 //! `fanout_per_invocation` connection ids goes, as a list, to an asynchronous invocation of
 //! this function (a leaf) that only posts. Leaves start as soon as their chunk is read, not one
 //! after another as a chain of invocations would, and the root hands a chunk over only when the
-//! fan-out's budget (`FANOUT_RATE` posts a second, `FANOUT_BURST` at once: the account's API
-//! Gateway throttle, 10,000 and 5,000 by default) allows its posts, so all leaves together stay
-//! within the throttle. A 429 that still comes (other APIs and fan-outs share the account) is
+//! fan-out's budget (`FANOUT_RATE` posts a second, `FANOUT_BURST` at once: 9,000 and 4,000 by
+//! default, 90 % of the account's API Gateway throttle, leaving room for acknowledgements and
+//! small channels) allows its posts, so all leaves together stay within the throttle. A 429 that still comes (other APIs and fan-outs share the account) is
 //! waited out and retried, never lost; what an invocation cannot post before its deadline is
 //! handed to a new leaf. A root that runs short of time hands the rest of the channel to the
 //! next root (`hop` + 1) with the key it stopped at.
