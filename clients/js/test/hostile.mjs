@@ -99,7 +99,8 @@ const cases = {
     client.close();
     s.stop();
     check(s.seen.attempts >= 3, `${s.seen.attempts} attempts`);
-    check(asked === s.seen.attempts, `${asked} tokens for ${s.seen.attempts} attempts`);
+    // The last token asked for may not have reached the server before the close.
+    check(asked === s.seen.attempts || asked === s.seen.attempts + 1, `${asked} tokens for ${s.seen.attempts} attempts`);
   },
 
   async "a flood of publishes is windowed and re-sent after silence"() {

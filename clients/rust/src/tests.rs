@@ -316,7 +316,11 @@ async fn a_refused_token_is_asked_for_again() {
     client.close().await;
     let (n, asked) = (*attempts.lock().unwrap(), *asked.lock().unwrap());
     assert!(n >= 3, "{n}");
-    assert_eq!(asked, n, "one fresh token per attempt");
+    // The last token asked for may not have reached the server before the close.
+    assert!(
+        asked == n || asked == n + 1,
+        "one fresh token per attempt: {asked} for {n}"
+    );
 }
 
 /// 1,000 publishes made at once never reach the server at once: six are in flight, the rest
