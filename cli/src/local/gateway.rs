@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 pub use super::endpoints::Minter;
 pub use super::state::{Gateway, Limits};
 
-use super::http::{Body, collect, json_response, message, percent_decode, query_param};
 use bytes::Bytes;
 
+use super::http::{Body, collect, json_response, message, percent_decode, query_param};
 use super::likeaws::{Call, LikeAws};
 use super::{
     connections, crowd, dispatch, endpoints, events, guard, iam, invoke, partitions, session,
@@ -173,7 +173,7 @@ async fn like_dynamodb(
     gw: &Gateway,
     like: &LikeAws,
     op: &str,
-    parts: Parts,
+    mut parts: Parts,
     body: Bytes,
 ) -> Response<Body> {
     let Some(call) = like.partitions.call(op, &body) else {
@@ -182,27 +182,8 @@ async fn like_dynamodb(
     let meter = &gw.conns.meter;
     if let Err(hot) = like.partitions.admit(&call) {
         meter.dynamodb_throttled();
-        let api = &gw.api;
-        let arn = match &hot.index {
-            Some(i) => format!(
-                "arn:aws:dynamodb:{}:{}:table/{}/index/{i}",
-                api.region, api.account, hot.table
-            ),
-            None => format!(
-                "arn:aws:dynamodb:{}:{}:table/{}",
-                api.region, api.account, hot.table
-            ),
-        };
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({
-                "__type": format!("com.amazonaws.dynamodb.v20120810#{}", partitions::THROTTLED),
-                "message": partitions::THROTTLED_MESSAGE,
-                "ThrottlingReasons": [{"reason": hot.reason(call.kind), "resource": arn}],
-            }),
-        );
+        return partitions::throttled(hot, call.kind, &gw.api.region, &gw.api.account);
     }
-    let mut parts = parts;
     parts.headers.remove(hyper::header::CONTENT_LENGTH);
     let response = gw.upstream.forward(parts, call.body.clone()).await;
     let (mut head, answer) = response.into_parts();

@@ -21,17 +21,24 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use hyper::{Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::http::{Body, json_response};
 
 /// DynamoDB's per-partition limits, in units a second.
 pub const PARTITION_READS: u32 = 3_000;
 pub const PARTITION_WRITES: u32 = 1_000;
 
+/// Buckets kept before the full ones (as good as new) are dropped: one per key ever called
+/// would grow with every connection id.
+const BUCKETS_KEPT: usize = 4096;
+
 /// What an on-demand table answers a call to a key over its partition's throughput (HTTP 400;
 /// the SDKs retry it as a throttle), with the reason DynamoDB gives, `TableReadKeyRangeThroughputExceeded`
 /// and the like ("ThrottlingReason", DynamoDB API reference).
-pub const THROTTLED: &str = "ThrottlingException";
-pub const THROTTLED_MESSAGE: &str = "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your table or index so please try again shortly. If exceptions persist, check if you have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html";
+const THROTTLED: &str = "ThrottlingException";
+const THROTTLED_MESSAGE: &str = "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your table or index so please try again shortly. If exceptions persist, check if you have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -175,12 +182,24 @@ impl Partitions {
         })
     }
 
+    /// The buckets, without the full ones once there are many.
+    fn buckets(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<Partition, Bucket>> {
+        let mut buckets = self.buckets.lock().unwrap();
+        if buckets.len() > BUCKETS_KEPT {
+            buckets.retain(|_, b| {
+                let b = self.refilled(Some(*b), now);
+                b.read < self.reads || b.write < self.writes
+            });
+        }
+        buckets
+    }
+
     /// `Ok` when every partition `call` touches has throughput left, which it then holds
     /// (the least a call costs, until [`Partitions::settle`] knows the rest, so calls arriving
     /// together cannot all pass on one unit); else the first that has none.
     pub fn admit<'c>(&self, call: &'c Call) -> Result<(), &'c Partition> {
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap();
+        let mut buckets = self.buckets(now);
         for p in &call.partitions {
             let b = self.refilled(buckets.get(p).copied(), now);
             buckets.insert(p.clone(), b);
@@ -217,7 +236,7 @@ impl Partitions {
         if !call.partitions.is_empty() {
             let share = own / call.partitions.len() as f64;
             let now = Instant::now();
-            let mut buckets = self.buckets.lock().unwrap();
+            let mut buckets = self.buckets(now);
             for p in &call.partitions {
                 let mut b = self.refilled(buckets.get(p).copied(), now);
                 // What admit held is given back when the call cost less (or failed).
@@ -343,6 +362,26 @@ impl Partitions {
     }
 }
 
+/// DynamoDB's answer to a `kind` call to `hot`, a partition over its throughput, in `region`
+/// and `account`.
+pub fn throttled(hot: &Partition, kind: Kind, region: &str, account: &str) -> Response<Body> {
+    let resource = match &hot.index {
+        Some(i) => format!("{}/index/{i}", hot.table),
+        None => hot.table.clone(),
+    };
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "__type": format!("com.amazonaws.dynamodb.v20120810#{THROTTLED}"),
+            "message": THROTTLED_MESSAGE,
+            "ThrottlingReasons": [{
+                "reason": hot.reason(kind),
+                "resource": format!("arn:aws:dynamodb:{region}:{account}:table/{resource}"),
+            }],
+        }),
+    )
+}
+
 fn table_of(call: &Map<String, Value>) -> Option<&str> {
     call.get("TableName").and_then(Value::as_str)
 }
@@ -402,8 +441,6 @@ fn query_value<'a>(r: &'a Map<String, Value>, pk: &str) -> Option<&'a Value> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn partitions() -> Partitions {
@@ -490,6 +527,11 @@ mod tests {
             p.admit(&put("cold")).is_ok(),
             "another key has its own partition"
         );
+        // Many keys, each called once: only those not yet refilled are kept.
+        for n in 0..BUCKETS_KEPT + 10 {
+            let _ = p.admit(&put(&format!("k{n}")));
+        }
+        assert!(p.buckets.lock().unwrap().len() <= BUCKETS_KEPT + 1);
         // A write its condition refused still costs a unit.
         let refused =
             json!({"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"});

@@ -9,10 +9,11 @@
 //! after another as a chain of invocations would, and the root hands a chunk over only when the
 //! fan-out's budget (`FANOUT_RATE` posts a second, `FANOUT_BURST` at once: 9,000 and 4,000 by
 //! default, 90 % of the account's API Gateway throttle, leaving room for acknowledgements and
-//! small channels) allows its posts, so all leaves together stay within the throttle. A 429 that still comes (other APIs and fan-outs share the account) is
-//! waited out and retried, never lost; what an invocation cannot post before its deadline is
-//! handed to a new leaf. A root that runs short of time hands the rest of the channel to the
-//! next root (`hop` + 1) with the key it stopped at.
+//! small channels) allows its posts, so all leaves together stay within the throttle. A 429
+//! that still comes (other APIs and fan-outs share the account) is waited out and retried,
+//! never lost; what an invocation cannot post before its deadline is handed to a new leaf. A
+//! root that runs short of time hands the rest of the channel to the next root (`hop` + 1) with
+//! the key it stopped at.
 //!
 //! Lambda retries a failed asynchronous invocation (twice, by default), and a retry would hand
 //! its chunks on again. So every invocation is a part of a job with an id, claimed by the first
