@@ -503,6 +503,97 @@ async fn a_repeated_client_id_gives_one_serial_and_one_delivery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_channel_is_delivered_by_the_message_function_after_the_ack() {
+    let rig = rig(5000).await;
+    // The publish function cannot be invoked: a channel of one page does not need it.
+    rig.failing.store(true, Ordering::SeqCst);
+    let ids = rig.subscribers("small", "s", 5).await;
+    for id in &ids[..4] {
+        rig.server.connect(id);
+    }
+    rig.server.connect("sender");
+    let publish = |channel: &str, id: &str| {
+        let body = json!({"action": "publish", "channel": channel, "data": id, "id": id});
+        event(
+            "$default",
+            "MESSAGE",
+            "sender",
+            Some(&body.to_string()),
+            ALL,
+        )
+    };
+    handlers::message::handle(&rig.ctx, &publish("small", "m1")).await;
+    // Everything was posted by the time the invocation ended: nothing was handed on.
+    assert_eq!(
+        frames(&rig.server, "sender"),
+        vec![json!({"type": "ack", "id": "m1", "channel": "small", "serial": 1})]
+    );
+    for id in &ids[..4] {
+        let got = frames(&rig.server, id);
+        assert_eq!(got.len(), 1, "{id}: {got:?}");
+        assert_eq!(
+            (&got[0]["serial"], &got[0]["data"]),
+            (&json!(1), &json!("m1"))
+        );
+    }
+    // The fifth never answered: removed with its subscription, as the publish function would.
+    assert!(
+        rig.ctx
+            .store
+            .get_connection(&ids[4])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (left, _) = rig.ctx.store.subscribers("small", None, 10).await.unwrap();
+    assert_eq!(left.len(), 4);
+
+    // A channel past one page: the page goes from here, the rest is handed on; when that
+    // cannot be, the publisher hears it after its ack.
+    let big = rig.subscribers("big", "b", publish::HERE + 50).await;
+    for id in &big {
+        rig.server.connect(id);
+    }
+    handlers::message::handle(&rig.ctx, &publish("big", "m2")).await;
+    let answers = frames(&rig.server, "sender");
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(
+        answers[1],
+        json!({"type": "ack", "id": "m2", "channel": "big", "serial": 1})
+    );
+    assert_eq!(
+        (
+            &answers[2]["code"],
+            &answers[2]["id"],
+            &answers[2]["channel"]
+        ),
+        (&json!("internal"), &json!("m2"), &json!("big")),
+        "{answers:?}"
+    );
+    let reached = |serial: u64| {
+        big.iter()
+            .filter(|id| {
+                frames(&rig.server, id)
+                    .iter()
+                    .any(|f| f["serial"] == json!(serial))
+            })
+            .count()
+    };
+    assert_eq!(reached(1), publish::HERE, "the first page only");
+
+    // With the publish function back, every subscriber of the large channel has the next one,
+    // once.
+    rig.failing.store(false, Ordering::SeqCst);
+    handlers::message::handle(&rig.ctx, &publish("big", "m3")).await;
+    rig.settle().await;
+    for id in &big {
+        let got = frames(&rig.server, id);
+        let second = got.iter().filter(|f| f["serial"] == json!(2)).count();
+        assert_eq!(second, 1, "{id}: {got:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
     let rig = rig(5000).await;
     rig.server.connect("phone");

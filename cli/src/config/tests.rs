@@ -326,6 +326,13 @@ fn tables_the_bundled_functions_cannot_use_are_refused_naming_the_field() {
             "history: read-write, counters: read }\n    manage",
             "functions.message.tables.counters",
         ),
+        // A wsctl.yaml written before the message function posted small channels itself: it
+        // removes the subscribers it finds gone.
+        (
+            "tables: { connections: read-write, subscriptions: read-write, history: read-write, counters: read-write }\n    manage_connections: true      # may post",
+            "tables: { connections: read, subscriptions: read-write, history: read-write, counters: read-write }\n    manage_connections: true      # may post",
+            "functions.message.tables.connections",
+        ),
         ("    handler: publish\n", "", "functions.publish.handler"),
         (
             "    tables: { connections: read-write, subscriptions: read-write, counters: read-write }\n    invoke: [publish]",

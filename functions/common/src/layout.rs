@@ -162,7 +162,9 @@ pub const ROLES: [Role; 4] = [
     Role {
         handler: "message",
         tables: &[
-            (&CONNECTIONS, Use::Read),
+            // Reads who a connection is; a subscriber it finds gone while posting a small
+            // channel's message is removed, as the publish function removes one.
+            (&CONNECTIONS, Use::ReadWrite),
             (&SUBSCRIPTIONS, Use::ReadWrite),
             (&HISTORY, Use::ReadWrite),
             (&COUNTERS, Use::ReadWrite),

@@ -99,7 +99,7 @@ async fn handle(role: Role, ctx: &Services, event: LambdaEvent<Value>) -> Result
         Ok::<_, Error>(match role {
             Role::Connect => connect::handle(ctx, &event).await?,
             Role::Disconnect => disconnect::handle(ctx, &event, Some(deadline)).await?,
-            _ => message::handle(ctx, &event).await,
+            _ => message::handle_by(ctx, &event, Some(deadline)).await,
         })
     }
     .instrument(span)

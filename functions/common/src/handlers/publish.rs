@@ -1,9 +1,11 @@
-//! Server-side fan-out. Invoked by the message function (a frame to deliver) and by
-//! `wsctl publish` (data to store under the next serial, then deliver).
+//! Server-side fan-out. Invoked by the message function (the rest of a channel larger than
+//! what it posts itself) and by `wsctl publish` (data to store under the next serial, then
+//! deliver).
 //!
-//! A channel is delivered by a two-level tree. The invocation that got the publish (the root)
-//! reads the channel's subscriptions page by page: the first chunk it posts itself, so a small
-//! channel costs one invocation and no hand-off; each further chunk of up to
+//! The function that stores a message posts to the channel's first page of subscribers itself,
+//! after the publisher's ack ([`deliver_here`]): a small channel costs no hand-off. A larger
+//! channel is delivered by a two-level tree. A root reads the channel's subscriptions page by
+//! page: the first chunk it posts itself; each further chunk of up to
 //! `fanout_per_invocation` connection ids goes, as a list, to an asynchronous invocation of
 //! this function (a leaf) that only posts. Leaves start as soon as their chunk is read, not one
 //! after another as a chain of invocations would, and the root hands a chunk over only when the
@@ -503,6 +505,81 @@ async fn finish(
         leaves,
         throttled,
     })
+}
+
+/// Subscribers the function that stored a message posts to itself: the first page of the
+/// channel, what a root posts before it hands anything on.
+pub const HERE: usize = fanout::FIRST_PAGE;
+
+/// How long the storing function may spend posting before it hands what is left to a leaf: a
+/// page takes a few round trips, so this is only reached when posts are being throttled.
+const HERE_FOR: Duration = Duration::from_secs(2);
+
+/// Delivers a message from the function that stored it, after its ack went out: the first
+/// [`HERE`] subscribers are posted to here, so a small channel costs no hand-off (an
+/// asynchronous Invoke, its queue's wait of tens of milliseconds, another Lambda request, and
+/// no order between a publisher's consecutive messages); the rest of a larger channel is
+/// handed meanwhile to the publish function, as a root reading on from where this page ended.
+/// The error says why the rest could not be handed on.
+pub async fn deliver_here(
+    ctx: &Services,
+    channel: &str,
+    frame: &str,
+    deadline: Option<Instant>,
+) -> Result<PublishResult, String> {
+    let started = Instant::now();
+    let (subscribers, next) = ctx
+        .store
+        .subscribers(channel, None, HERE as i32)
+        .await
+        .map_err(|e| e.to_string())?;
+    let targets: Vec<String> = subscribers
+        .into_iter()
+        .filter(|s| s.listening)
+        .map(|s| s.connection)
+        .collect();
+    let collect_ms = started.elapsed().as_millis() as u64;
+    let rest = async {
+        match &next {
+            Some(key) => hand_off(ctx, channel, frame, Some(key)).await,
+            None => Ok(()),
+        }
+    };
+    let mut until = Instant::now() + HERE_FOR;
+    if let Some(deadline) = deadline {
+        until = until.min(cutoff(deadline));
+    }
+    let posting = fanout::post_until(
+        &ctx.store,
+        &ctx.connections,
+        stream::iter(targets),
+        frame,
+        ctx.fanout_concurrency,
+        Pace {
+            rate: Plan::of(ctx).rate,
+            burst: HERE as f64,
+        },
+        until,
+    );
+    let (handed, posted) = tokio::join!(rest, posting);
+    let hop = Hop {
+        job: new_job_id(),
+        number: 0,
+        part: "here".into(),
+    };
+    let done = finish(
+        ctx,
+        channel,
+        frame,
+        &hop,
+        posted,
+        0,
+        next.is_some(),
+        started,
+        collect_ms,
+    )
+    .await;
+    handed.and(done)
 }
 
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Sender, advance, announce, hold_channel, rate_limited};
+use super::{Sender, Stored, advance, announce, hold_channel, rate_limited};
 use crate::Services;
 use crate::limits;
 use crate::protocol::{
@@ -97,6 +97,7 @@ pub(super) async fn publish(
     data: &Value,
     id: Option<&str>,
     seq: Option<u64>,
+    stored: &mut Option<Stored>,
 ) -> Answer {
     let (store, connection, user) = (&ctx.store, sender.connection.as_str(), &sender.user);
     let refused = |code, message, retry_after_ms| {
@@ -159,29 +160,23 @@ pub(super) async fn publish(
     }
     let (message, duplicate) = appended?;
     let serial = message.serial;
-    let mut out = vec![ServerFrame::Ack {
+    let ack = ServerFrame::Ack {
         id: message.id.clone(),
         channel: channel.into(),
         serial,
         duplicate,
-    }];
-    if !duplicate
-        && let Err(e) = crate::handlers::publish::hand_off(
-            ctx,
-            channel,
-            &ServerFrame::Message(message).to_json(),
-            None,
-        )
-        .await
-    {
-        tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
-        out.extend(refused(
-            ErrorCode::Internal,
-            format!("stored as serial {serial}, but its delivery could not be started; subscribers get it with `history`"),
-            None,
-        ));
+    };
+    // Delivered once the ack is on its way, so the publisher's answer never waits for the
+    // fan-out to start.
+    if !duplicate {
+        *stored = Some(Stored {
+            channel: channel.into(),
+            serial,
+            id: id.map(str::to_string),
+            frame: ServerFrame::Message(message).to_json(),
+        });
     }
-    Ok(out)
+    Ok(vec![ack])
 }
 
 /// `history`: forward from `since`, or the newest `limit` that fit one frame.

@@ -1,7 +1,10 @@
 //! Every client action (`$default` and custom routes). Replies go back to the sender through
-//! `@connections`; a bad frame gets an `error` frame and the connection stays open.
+//! `@connections`; a bad frame gets an `error` frame and the connection stays open. A published
+//! message is delivered after its ack is posted (the publisher's answer never waits for the
+//! fan-out): to a small channel from here, to a larger one through the publish function too.
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use tokio::time::Instant;
 
 use crate::Services;
 use crate::auth::{Capabilities, Op, now};
@@ -19,8 +22,18 @@ pub async fn handle(
     ctx: &Services,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    handle_by(ctx, event, None).await
+}
+
+/// As [`handle`], for an invocation that must be done by `deadline`.
+pub async fn handle_by(
+    ctx: &Services,
+    event: &ApiGatewayWebsocketProxyRequest,
+    deadline: Option<Instant>,
+) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
+    let mut stored = None;
     let frames = match protocol::parse(body) {
         // A malformed frame costs an invocation like any other: it counts against the
         // connection's frames.
@@ -37,7 +50,7 @@ pub async fn handle(
             Err(e) => vec![internal(None, &e)],
         },
         Ok(frame) => match identity(ctx, event, &connection).await {
-            Ok(sender) => answer(ctx, sender, &frame)
+            Ok(sender) => answer(ctx, sender, &frame, &mut stored)
                 .await
                 .unwrap_or_else(|e| vec![internal(Some(&frame), &e)]),
             Err(e) => {
@@ -61,6 +74,9 @@ pub async fn handle(
             tracing::warn!(error = ?e, "reply to sender failed");
         }
     }
+    if let Some(stored) = stored {
+        deliver(ctx, &connection, stored, deadline).await;
+    }
     if ends {
         // After the reply, so the client reads why ("DeleteConnection", API Gateway's
         // `@connections` API: the connection closes and `$disconnect` runs).
@@ -70,6 +86,46 @@ pub async fn handle(
         }
     }
     super::ok()
+}
+
+/// A message a `publish` frame stored, delivered once the sender has its ack.
+struct Stored {
+    channel: String,
+    serial: u64,
+    /// The publisher's own id, for an error frame about this message.
+    id: Option<String>,
+    frame: String,
+}
+
+/// The message goes out from here, after the ack: a small channel's subscribers are posted to
+/// by this invocation, a larger channel is handed to the publish function as well.
+async fn deliver(ctx: &Services, connection: &str, stored: Stored, deadline: Option<Instant>) {
+    let Stored {
+        channel,
+        serial,
+        id,
+        frame,
+    } = stored;
+    if let Err(e) = crate::handlers::publish::deliver_here(ctx, &channel, &frame, deadline).await {
+        tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
+        let refused = ServerFrame::Error(ErrorFrame {
+            code: ErrorCode::Internal,
+            message: format!(
+                "stored as serial {serial}, but its delivery could not be started; subscribers get it with `history`"
+            ),
+            action: Some("publish".into()),
+            channel: Some(channel),
+            id,
+            retry_after_ms: None,
+        });
+        if let Err(e) = ctx
+            .connections
+            .post(connection, &Frame::new(refused.to_json()))
+            .await
+        {
+            tracing::warn!(error = ?e, "reply to sender failed");
+        }
+    }
 }
 
 /// Who sent a frame.
@@ -117,6 +173,7 @@ async fn answer(
     ctx: &Services,
     mut sender: Sender,
     frame: &ClientFrame,
+    stored: &mut Option<Stored>,
 ) -> Result<Vec<ServerFrame>, StoreError> {
     let (admitted, item) =
         admit(ctx, &sender.connection, Some((frame, &sender.session.caps))).await?;
@@ -158,7 +215,7 @@ async fn answer(
             );
         }
     }
-    act(ctx, &sender, frame).await
+    act(ctx, &sender, frame, stored).await
 }
 
 /// An `auth` frame: the fresh token replaces the connection's, for the same user. Channels
@@ -370,6 +427,7 @@ async fn act(
     ctx: &Services,
     sender: &Sender,
     frame: &ClientFrame,
+    stored: &mut Option<Stored>,
 ) -> Result<Vec<ServerFrame>, StoreError> {
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `Services::seq_patience` once and goes on.
@@ -390,7 +448,7 @@ async fn act(
             data,
             id,
             seq,
-        } => actions::publish(ctx, sender, channel, data, id.as_deref(), *seq).await,
+        } => actions::publish(ctx, sender, channel, data, id.as_deref(), *seq, stored).await,
         ClientFrame::History {
             channel,
             since,
