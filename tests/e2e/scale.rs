@@ -379,6 +379,76 @@ async fn a_hot_partition_key_is_throttled_as_dynamodb_throttles_it() {
     assert!(units >= (served + 2) as f64 * 1.5, "{used}");
 }
 
+/// Past what DynamoDB serves one key, after the functions' own retries, a frame is refused as
+/// a rate limit the client can wait out (`rate_limited` with `retry_after_ms`), never as a
+/// server failure, and every publish acknowledged is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_hotter_than_its_partition_refuses_frames_with_a_time_to_retry() {
+    const PUBLISHES: usize = 15;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dev_config(dir.path());
+    // Two write units a second per key: a burst of publishes on one connection and one
+    // channel is far past what its keys serve.
+    let dev = Dev::start(&config, &["--like-aws", "--partition-writes", "2"]);
+    let mut reader = dev.connect("reader").await;
+    reader
+        .send(json!({"action": "subscribe", "channel": "busy"}))
+        .await;
+    reader
+        .expect(
+            "subscribed",
+            |f| f["type"] == "subscribed",
+            Duration::from_secs(30),
+        )
+        .await;
+    let mut writer = dev.connect("writer").await;
+    for i in 0..PUBLISHES {
+        writer
+            .send(json!({"action": "publish", "channel": "busy", "data": i, "id": format!("p{i}")}))
+            .await;
+    }
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    while acked.len() + refused.len() < PUBLISHES {
+        let f = writer
+            .expect(
+                "an ack or an error",
+                |f| f["type"] == "ack" || f["type"] == "error",
+                Duration::from_secs(90),
+            )
+            .await;
+        if f["type"] == "ack" {
+            acked.push(f["serial"].as_u64().expect("a serial"));
+        } else {
+            refused.push(f);
+        }
+    }
+    assert!(!refused.is_empty(), "some were past the keys' throughput");
+    for e in &refused {
+        assert_eq!(e["code"], "rate_limited", "{e}");
+        assert!(e["retry_after_ms"].as_u64() >= Some(1000), "{e}");
+        assert!(
+            e["message"].as_str().unwrap_or("").contains("hot key"),
+            "{e}"
+        );
+    }
+    assert!(!acked.is_empty(), "the keys served some");
+    let mut missing: std::collections::HashSet<u64> = acked.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() && Instant::now() < deadline {
+        match reader.recv(Duration::from_secs(1)).await {
+            Some(f) if f["type"] == "message" => {
+                let serial = f["serial"].as_u64().unwrap_or_default();
+                assert!(missing.remove(&serial), "one delivery of each: {f}");
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never delivered: {missing:?}"
+    );
+}
+
 /// `/_wsctl/stats`, reset after reading when `reset`.
 async fn stats(dev: &Dev, reset: bool) -> Value {
     let query = if reset { "?reset=1" } else { "" };

@@ -347,8 +347,10 @@ fn unpack(
     }
     std::fs::create_dir_all(target.parent().expect("has a parent"))
         .map_err(|e| fail(e.to_string()))?;
-    // Written aside and renamed, so a process still running the old binary is not disturbed.
-    let tmp = target.with_extension("new");
+    // Written aside and renamed, so a process still running the old binary is not disturbed;
+    // aside under this process's own name, as another `wsctl dev` of the same project may be
+    // unpacking the same new binary at the same moment.
+    let tmp = target.with_extension(format!("new.{}", std::process::id()));
     std::fs::write(&tmp, &program).map_err(|e| fail(e.to_string()))?;
     #[cfg(unix)]
     {

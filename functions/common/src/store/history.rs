@@ -126,14 +126,7 @@ impl Store {
                         .any(|c| c == "ThrottlingError" || c == "ProvisionedThroughputExceeded")
                         || e.as_service_error()
                             .and_then(|s| s.code())
-                            .is_some_and(|c| {
-                                matches!(
-                                    c,
-                                    "ThrottlingException"
-                                        | "ProvisionedThroughputExceededException"
-                                        | "RequestLimitExceeded"
-                                )
-                            });
+                            .is_some_and(super::is_throttling);
                     !reasons.iter().any(|c| c == "ConditionalCheckFailed")
                         && (throttled
                             || reasons.iter().any(|c| c == "TransactionConflict")
@@ -164,7 +157,14 @@ impl Store {
                     .unwrap_or(serial);
                 Ok((self.message(channel, first).await?.unwrap_or(message), true))
             }
-            Err(e) => Err(err("TransactWriteItems", &self.tables.history)(e)),
+            Err(e) => {
+                let throttled = cancellation_codes(&e)
+                    .iter()
+                    .any(|c| c == "ThrottlingError" || c == "ProvisionedThroughputExceeded");
+                let mut error = err("TransactWriteItems", &self.tables.history)(e);
+                error.throttled |= throttled;
+                Err(error)
+            }
         }
     }
 

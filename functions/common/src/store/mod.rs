@@ -60,6 +60,20 @@ pub struct StoreError {
     pub op: &'static str,
     pub table: String,
     pub message: String,
+    /// DynamoDB refused for throughput, after the SDK's own retries: a key (a channel's
+    /// counter or history, above all) is hotter than its partition serves, 1,000 write and
+    /// 3,000 read units a second ("Partitions and data distribution", DynamoDB Developer
+    /// Guide), so a retry some time later can succeed.
+    pub throttled: bool,
+}
+
+/// The error codes DynamoDB answers a call over its throughput with ("Error handling with
+/// DynamoDB", DynamoDB Developer Guide).
+pub(crate) fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException" | "ProvisionedThroughputExceededException" | "RequestLimitExceeded"
+    )
 }
 
 pub(crate) fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
@@ -72,6 +86,10 @@ pub(crate) fn err<'a, E: ProvideErrorMetadata + std::fmt::Debug>(
     move |e| StoreError {
         op,
         table: table.to_string(),
+        throttled: e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .is_some_and(is_throttling),
         message: match e.as_service_error() {
             Some(s) => format!(
                 "{}: {}",

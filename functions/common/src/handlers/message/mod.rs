@@ -363,15 +363,34 @@ fn rate_limited(
     })
 }
 
+/// When a frame DynamoDB throttled may be sent again: a partition's throughput is measured
+/// by the second.
+const THROTTLED_RETRY_MS: u64 = 1000;
+
 fn internal(frame: Option<&ClientFrame>, e: &StoreError) -> ServerFrame {
-    tracing::error!(error = %e, action = frame.map(ClientFrame::action), "store failed");
+    let action = frame.map(ClientFrame::action);
+    let (code, message, retry_after_ms) = if e.throttled {
+        tracing::warn!(error = %e, action, "store throttled");
+        (
+            ErrorCode::RateLimited,
+            "the stage's tables are busier here than they serve (DynamoDB throttled a hot key: one partition takes about 1,000 small writes a second, and a busy channel's publishes share its keys), so this frame was not carried out; send it again after `retry_after_ms`, or spread the load over more channels".into(),
+            Some(THROTTLED_RETRY_MS),
+        )
+    } else {
+        tracing::error!(error = %e, action, "store failed");
+        (
+            ErrorCode::Internal,
+            "the server could not complete this action; retry".into(),
+            None,
+        )
+    };
     ServerFrame::Error(ErrorFrame {
-        code: ErrorCode::Internal,
-        message: "the server could not complete this action; retry".into(),
-        action: frame.map(|f| f.action().into()),
+        code,
+        message,
+        action: action.map(str::to_string),
         channel: frame.and_then(|f| f.channel().map(str::to_string)),
         id: frame.and_then(client_id),
-        retry_after_ms: None,
+        retry_after_ms,
     })
 }
 
