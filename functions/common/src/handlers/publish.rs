@@ -528,11 +528,19 @@ pub async fn deliver_here(
     deadline: Option<Instant>,
 ) -> Result<PublishResult, String> {
     let started = Instant::now();
-    let (subscribers, next) = ctx
+    // One more than the page: DynamoDB gives a `LastEvaluatedKey` whenever a read fills its
+    // `Limit`, so a channel of exactly one page would otherwise cost a hand-off that finds
+    // nothing.
+    let (mut subscribers, mut next) = ctx
         .store
-        .subscribers(channel, None, HERE as i32)
+        .subscribers(channel, None, HERE as i32 + 1)
         .await
         .map_err(|e| e.to_string())?;
+    if subscribers.len() > HERE {
+        subscribers.truncate(HERE);
+        let last = &subscribers[HERE - 1].connection;
+        next = Some(ctx.store.after(channel, last));
+    }
     let targets: Vec<String> = subscribers
         .into_iter()
         .filter(|s| s.listening)

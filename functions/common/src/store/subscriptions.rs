@@ -91,6 +91,15 @@ impl Store {
         Ok((subs, page.last_evaluated_key.filter(|k| !k.is_empty())))
     }
 
+    /// Where a read of `channel` that stopped after `connection` goes on from: the key
+    /// DynamoDB would have given as `LastEvaluatedKey` there.
+    pub fn after(&self, channel: &str, connection: &str) -> Key {
+        Key::from([
+            (SUB_CHANNEL.to_string(), s(channel)),
+            (SUB_CONNECTION.to_string(), s(connection)),
+        ])
+    }
+
     /// A connection's items of the subscriptions table, by partition (a channel, or a
     /// channel's presence partition), through the [`BY_CONNECTION`] index.
     pub(super) async fn items_of(
