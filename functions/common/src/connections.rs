@@ -50,6 +50,11 @@ impl Frame {
 
 /// Attempts per post, as the SDK's standard retry mode makes.
 pub const ATTEMPTS: u32 = 3;
+/// How long a reply (or a close) refused by the account's throttle is tried again, as it goes
+/// through once the account's traffic eases (a large fan-out elsewhere holds the throttle's
+/// bucket near empty, and a reply given up on is an ack its client never gets): well inside a
+/// function's default timeout of 10 s, which it shares with the rest of its work.
+pub const THROTTLED_PATIENCE: Duration = Duration::from_secs(6);
 /// One attempt's limit: API Gateway answers a post in milliseconds, and a fan-out must not
 /// wait out the function's timeout on one stuck connection.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,8 +122,9 @@ impl Connections {
         }
     }
 
-    /// Posts `frame` to `connection`; throttling, 5xx answers and lost requests are retried
-    /// with the SDK's standard backoff (full jitter, 1 s doubling), a 410 is [`PostError::Gone`].
+    /// Posts `frame` to `connection`; 5xx answers and lost requests are retried with the SDK's
+    /// standard backoff (full jitter, 1 s doubling), [`ATTEMPTS`] attempts in all, a 429 the
+    /// same way for up to [`THROTTLED_PATIENCE`]; a 410 is [`PostError::Gone`].
     pub async fn post(&self, connection: &str, frame: &Frame) -> Result<(), PostError> {
         self.call("POST", connection, frame).await
     }
@@ -158,19 +164,32 @@ impl Connections {
         connection: &str,
         frame: &Frame,
     ) -> Result<(), PostError> {
+        let started = tokio::time::Instant::now();
         let mut attempt = 1;
         loop {
-            match self.attempt_in_time(method, connection, frame).await {
+            let wait = match self.attempt_in_time(method, connection, frame).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Transient(e) | Failure::Throttled(e)) if attempt >= ATTEMPTS => {
+                Err(Failure::Transient(e)) if attempt >= ATTEMPTS => {
                     return Err(PostError::Other(format!("{e} (after {attempt} attempts)")));
                 }
-                Err(Failure::Transient(_) | Failure::Throttled(_)) => {
-                    tokio::time::sleep(retry_delay(attempt - 1)).await;
-                    attempt += 1;
+                Err(Failure::Transient(_)) => retry_delay(attempt - 1),
+                // The first backoff step each time, not a doubling one: the throttle refills
+                // every second, and the patience is short.
+                Err(Failure::Throttled(e)) => {
+                    match THROTTLED_PATIENCE.checked_sub(started.elapsed()) {
+                        Some(left) if !left.is_zero() => retry_delay(0).min(left),
+                        _ => {
+                            return Err(PostError::Other(format!(
+                                "{e} (after {attempt} attempts in {:.1} s)",
+                                started.elapsed().as_secs_f64()
+                            )));
+                        }
+                    }
                 }
-            }
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
 
@@ -573,6 +592,35 @@ mod tests {
             e.contains("HTTP 504") && e.contains("after 3 attempts"),
             "{e}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_reply_is_tried_again_until_the_throttle_eases_or_patience_runs_out() {
+        let frame = Frame::new("ack");
+        // Four 429s in a row (a fan-out elsewhere holding the account's bucket empty): more
+        // than a 5xx is allowed, and the reply still goes.
+        let throttled = (
+            429,
+            "LimitExceededException",
+            r#"{"message":"Rate exceeded"}"#,
+        );
+        let mut answers = vec![throttled; 4];
+        answers.push((200, "", ""));
+        let script = Script::answering(&answers);
+        let started = tokio::time::Instant::now();
+        assert_eq!(client(&script).post("a", &frame).await, Ok(()));
+        assert_eq!(script.calls(), 5);
+        assert!(started.elapsed() < THROTTLED_PATIENCE);
+
+        // A throttle that never eases is given up within the patience, saying so.
+        let script = Script::answering(&[throttled; 1000]);
+        let started = tokio::time::Instant::now();
+        let Err(PostError::Other(e)) = client(&script).post("a", &frame).await else {
+            panic!("a throttle that never eases is an error");
+        };
+        assert!(started.elapsed() <= THROTTLED_PATIENCE, "{e}");
+        assert!(script.calls() > ATTEMPTS as usize, "{e}");
+        assert!(e.contains("HTTP 429 LimitExceededException"), "{e}");
     }
 
     #[tokio::test]
