@@ -74,6 +74,12 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// Show a channel's stored messages: the newest, or those after a serial.
     History(HistoryArgs),
+    /// Print the functions' logs (and the stage's access log) in time order; trace one
+    /// connection or request across every function.
+    Logs(LogsArgs),
+    /// Print the functions' metrics (handshakes, frames, refusals, deliveries, throttled posts,
+    /// fan-out duration) over a range, summed by period.
+    Metrics(MetricsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),
     /// Refuse every token of a user issued before now, and close the user's open connections.
@@ -357,6 +363,44 @@ pub struct HistoryArgs {
     /// How many messages at most (1-1000).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// Only these functions (their keys in wsctl.yaml); default: every function.
+    #[arg(value_name = "FUNCTION")]
+    pub functions: Vec<String>,
+    /// The stage's access log too (API Gateway's line for each connect, frame and disconnect);
+    /// alone, without FUNCTION, beside every function.
+    #[arg(long)]
+    pub access: bool,
+    /// How far back to start, e.g. 30s, 10m, 2h.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// Keep printing lines as they arrive, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// A CloudWatch Logs filter pattern: terms (`ERROR -timeout`, `?a ?b`, `"a phrase"`) or a
+    /// JSON pattern (`{ $.level = "WARN" }`).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Only the lines of this Lambda request id.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// Only the lines about this connection id: its handshake, its frames, the fan-outs of its
+    /// messages, its disconnect.
+    #[arg(long, value_name = "ID")]
+    pub connection: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// How far back to start, e.g. 10m, 1h, 24h.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub since: std::time::Duration,
+    /// The length of one period, e.g. 1m, 5m, 1h.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub period: std::time::Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

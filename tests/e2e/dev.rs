@@ -380,17 +380,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 /// `wsctl ARGS` against the running dev stack, as a user would type it.
 pub(crate) fn wsctl(dev: &Dev, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config")
-        .arg(config)
-        .args(["--endpoint-url", &dev.base()])
-        .args(args);
-    wsctl_tests::isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "us-east-1")
-        .stdin(std::process::Stdio::null());
-    let out = cmd.output().expect("run wsctl");
+    let out = dev.command(config, args).output().expect("run wsctl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1142,28 +1132,24 @@ async fn tail_shows_connects_subscribes_messages_and_disconnects() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dev_config(dir.path());
     let dev = Dev::start(&config, &[]);
-    let mut cmd = std::process::Command::new(wsctl_tests::wsctl_bin());
-    cmd.arg("--config").arg(&config).args([
-        "--endpoint-url",
-        &dev.base(),
-        "--output",
-        "json",
-        "tail",
-        "--channel",
-        "t-1",
-        "--messages",
-        "--interval",
-        "200ms",
-    ]);
-    wsctl_tests::isolate(&mut cmd);
-    cmd.env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_REGION", "us-east-1");
-    cmd.stdin(std::process::Stdio::null())
+    let mut tail = dev
+        .command(
+            &config,
+            &[
+                "--output",
+                "json",
+                "tail",
+                "--channel",
+                "t-1",
+                "--messages",
+                "--interval",
+                "200ms",
+            ],
+        )
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    wsctl_tests::die_with_parent(&mut cmd);
-    let mut tail = cmd.spawn().expect("wsctl tail");
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wsctl tail");
     let events = std::sync::Arc::new(std::sync::Mutex::new(
         Vec::<(std::time::Instant, Value)>::new(),
     ));

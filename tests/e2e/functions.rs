@@ -1264,7 +1264,7 @@ async fn a_disconnect_holding_the_most_channels_finishes_or_leaves_the_rest_to_g
     // What `wsctl gc` does for a stale id.
     let present = store.remove_connection("late").await.unwrap();
     for (channel, frame) in wsctl_functions::fanout::leave_frames("late", present) {
-        publish::hand_off(&rig.ctx, &channel, &frame, None)
+        publish::hand_off(&rig.ctx, &channel, &frame, None, None)
             .await
             .unwrap();
     }

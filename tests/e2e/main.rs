@@ -15,6 +15,7 @@ mod function_states;
 mod functions;
 mod interrupt;
 mod limits;
+mod logs;
 mod partition;
 mod permissions;
 mod policy;

@@ -99,6 +99,23 @@ impl Dev {
         self.field("lambda_endpoint")
     }
 
+    /// `wsctl --config CONFIG --endpoint-url BASE ARGS…` with dummy keys, as a user points any
+    /// command at the local stack; stdin empty, output captured unless the caller says.
+    pub fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(wsctl_bin());
+        cmd.arg("--config")
+            .arg(config)
+            .args(["--endpoint-url", &self.base()])
+            .args(args);
+        isolate(&mut cmd);
+        cmd.env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_REGION", "us-east-1")
+            .stdin(Stdio::null());
+        die_with_parent(&mut cmd);
+        cmd
+    }
+
     /// The SDK's settings for the dev server's AWS endpoint, as its banner's `Try:` line uses
     /// it: any SDK client built from them talks to the local stack.
     pub fn sdk(&self) -> aws_config::SdkConfig {

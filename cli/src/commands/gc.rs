@@ -327,7 +327,7 @@ async fn announce(
     present: Vec<(String, Subscriber)>,
 ) {
     for (channel, frame) in leave_frames(id, present) {
-        if let Err(e) = fan_out_later(publish, &channel, &frame, None).await {
+        if let Err(e) = fan_out_later(publish, &channel, &frame, None, Some(id)).await {
             say(format!("announcing {id} left {channel}: {e}"));
             tally.errors.fetch_add(1, Ordering::Relaxed);
         }

@@ -12,6 +12,8 @@ mod disconnect;
 mod gc;
 mod history;
 mod init;
+mod logs;
+mod metrics;
 mod plan;
 mod publish;
 mod revoke;
@@ -66,6 +68,8 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             printer.show(&connections::run(&config()?, &cli.aws, args).await?)
         }
         Command::History(args) => printer.show(&history::run(&config()?, &cli.aws, args).await?),
+        Command::Logs(args) => logs::run(&config()?, &cli.aws, args, &printer).await?,
+        Command::Metrics(args) => printer.show(&metrics::run(&config()?, &cli.aws, args).await?),
         Command::Secret(command) => {
             printer.show(&secret::run(&config()?, &cli.aws, command).await?)
         }

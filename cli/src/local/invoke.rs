@@ -99,6 +99,7 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                     log(
                         &pool.def().key,
                         &format!("asynchronous invocation {id} failed: {f}"),
+                        crate::local::runtime::Echo::Terminal,
                     );
                 }
             });

@@ -21,6 +21,7 @@ pub mod iam;
 mod integration;
 pub mod invoke;
 pub mod likeaws;
+mod logs;
 mod meter;
 pub mod moto;
 mod os;

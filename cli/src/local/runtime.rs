@@ -28,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::local::meter::Running;
 use function::Function;
-pub use function::{FunctionDef, LogSink};
+pub use function::{Echo, FunctionDef, LogSink};
 pub use schedule::{Failure, Outcome};
 use schedule::{Job, Proc};
 

@@ -42,6 +42,6 @@ pub struct Limits {
 
 impl Gateway {
     pub fn note(&self, line: &str) {
-        (self.log)("gateway", line);
+        (self.log)("gateway", line, super::runtime::Echo::Terminal);
     }
 }

@@ -18,7 +18,7 @@ use super::dynamodb::DynamoDbLocal;
 use super::gateway::{self, Gateway, Limits, Minter};
 use super::moto::Moto;
 use super::partitions::TableKeys;
-use super::runtime::{LogSink, Pool};
+use super::runtime::{Echo, LogSink, Pool};
 use super::{DevStack, LocalError, RuntimeSettings};
 use crate::aws::Clients;
 use crate::aws::dynamodb::TableSpec;
@@ -180,7 +180,8 @@ impl Started {
             dir,
         };
         let (stop_tx, stop) = watch::channel(false);
-        let logs = log_sink(options.verbosity);
+        let cloudwatch = super::logs::Shipper::start(Clients::local(&endpoint, region).logs);
+        let logs = log_sink(options.verbosity, cloudwatch.clone());
         let stack = DevStack::from_live(
             live,
             names,
@@ -190,6 +191,10 @@ impl Started {
             stop.clone(),
         )?;
         for pool in &stack.pools {
+            let def = pool.def();
+            if let Some(name) = def.env.get("AWS_LAMBDA_FUNCTION_NAME") {
+                cloudwatch.register(&def.key, &format!("/aws/lambda/{name}"));
+            }
             pool.warm();
         }
 
@@ -482,11 +487,13 @@ async fn sweep(
     }
 }
 
-/// Function logs on stderr, each line prefixed with the function's key.
-fn log_sink(verbosity: i8) -> LogSink {
+/// Function logs in the emulator's CloudWatch Logs, and on stderr each line prefixed with the
+/// function's key.
+fn log_sink(verbosity: i8, cloudwatch: Arc<super::logs::Shipper>) -> LogSink {
     let quiet = verbosity < 0;
-    Arc::new(move |who: &str, line: &str| {
-        if !quiet {
+    Arc::new(move |who: &str, line: &str, echo: Echo| {
+        cloudwatch.ship(who, line);
+        if !quiet && echo == Echo::Terminal {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{who:>12} | {line}");
         }

@@ -4,6 +4,7 @@
 //! stack starts here, so none of them builds an endpoint or a client of its own.
 
 mod close;
+pub mod logs;
 mod publish;
 mod rows;
 mod socket;

@@ -37,6 +37,8 @@ async fn main() -> Result<(), Error> {
         tracing::warn!(error = %e, "the identity provider's keys could not be fetched yet");
     }
     let authorizer = &authorizer;
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or("authorizer".into());
+    let function = function.as_str();
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             // The connection id arrives among the context's other fields (`catch-all-fields`).
@@ -50,8 +52,8 @@ async fn main() -> Result<(), Error> {
                 .to_string();
             let span =
                 tracing::info_span!("event", connection, request = %event.context.request_id);
-            authorizer::handle(authorizer, &event.payload)
-                .instrument(span)
+            let handled = authorizer::handle(authorizer, &event.payload).instrument(span);
+            wsctl_functions::metrics::measured(function, handled)
                 .await
                 .map_err(Error::from)
         },

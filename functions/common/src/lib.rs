@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod http;
 pub mod layout;
 pub mod limits;
+pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod session;

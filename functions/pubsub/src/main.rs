@@ -14,7 +14,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::Instrument;
 use wsctl_functions::handlers::{connect, disconnect, message, publish};
-use wsctl_functions::{Services, Settings, layout};
+use wsctl_functions::{Services, Settings, layout, metrics};
 
 #[derive(Clone, Copy)]
 enum Role {
@@ -62,7 +62,10 @@ async fn main() -> ExitCode {
     wsctl_functions::init_logging();
     let ctx = Services::new(settings).await;
     let ctx = &ctx;
-    match lambda_runtime::run(service_fn(move |event| handle(role, ctx, event))).await {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or(handler.clone());
+    let function = function.as_str();
+    let handled = move |event| metrics::measured(function, handle(role, ctx, event));
+    match lambda_runtime::run(service_fn(handled)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsctl-pubsub ({handler}): {e}");
@@ -82,7 +85,11 @@ async fn handle(role: Role, ctx: &Services, event: LambdaEvent<Value>) -> Result
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(left);
     let request = event.context.request_id;
     if let Role::Publish = role {
-        let span = tracing::info_span!("event", request = %request);
+        let span = tracing::info_span!(
+            "event",
+            connection = tracing::field::Empty,
+            request = %request
+        );
         let result = publish::handle_by(ctx, event.payload, &request, deadline)
             .instrument(span)
             .await?;

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, watch};
 use super::schedule::Schedule;
 use crate::local::meter::Meter;
 
-/// A function's billing: where it goes, under which name and memory, and whether a `REPORT`
-/// line is logged for each invocation, as Lambda logs one.
+/// A function's billing: where it goes, under which name and memory, and whether each
+/// invocation's `REPORT` line is shown on the terminal too.
 pub struct Metering {
     pub meter: Arc<Meter>,
     report: bool,
@@ -20,8 +20,17 @@ pub struct Metering {
     memory_mb: u64,
 }
 
-/// Where a function's log lines go: `(function, line)`.
-pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+/// Where a function's log lines go: `(function, line, echo)`.
+pub type LogSink = Arc<dyn Fn(&str, &str, Echo) + Send + Sync>;
+
+/// Whether a line is shown on `wsctl dev`'s terminal as well as kept in the function's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Terminal,
+    /// The lines Lambda's platform writes around each invocation (`START`, `END`): in the
+    /// log, as on AWS, but they would drown the function's own lines on the terminal.
+    LogOnly,
+}
 
 /// A deployed function, as read back from the control plane.
 #[derive(Debug, Clone)]
@@ -70,7 +79,8 @@ impl Function {
         }
     }
 
-    /// Bills each invocation on `meter`, with a `REPORT` line in the log when `report`.
+    /// Bills each invocation on `meter`; its `REPORT` line is shown on the terminal when
+    /// `report`.
     pub fn metered(&self, meter: Arc<Meter>, report: bool) {
         let env = &self.def.env;
         let _ = self.meter.set(Metering {
@@ -89,6 +99,10 @@ impl Function {
 
     /// Event `id` was handed to its process.
     pub fn began(&self, id: &str) {
+        self.platform(
+            &format!("START RequestId: {id} Version: $LATEST"),
+            Echo::LogOnly,
+        );
         if self.meter.get().is_some() {
             self.started
                 .lock()
@@ -112,14 +126,19 @@ impl Function {
         };
         let ran = at.elapsed();
         m.meter.bill(&m.name, m.memory_mb, ran);
-        if m.report {
-            self.log(&format!(
+        self.platform(&format!("END RequestId: {id}"), Echo::LogOnly);
+        self.platform(
+            &format!(
                 "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
                 ran.as_secs_f64() * 1000.0,
                 (ran.as_micros() as u64).div_ceil(1000).max(1),
                 m.memory_mb
-            ));
-        }
+            ),
+            match m.report {
+                true => Echo::Terminal,
+                false => Echo::LogOnly,
+            },
+        );
     }
 
     /// Held for one call at a time: nothing awaits while holding it.
@@ -132,6 +151,21 @@ impl Function {
     }
 
     pub fn log(&self, line: &str) {
-        (self.logs)(&self.def.key, line);
+        (self.logs)(&self.def.key, line, Echo::Terminal);
+    }
+
+    /// A line the function's process wrote: its metrics (embedded metric format, one JSON
+    /// document an invocation) go to the log only, as they would crowd the terminal.
+    pub fn output(&self, line: &str) {
+        let metrics = line.contains("\"_aws\":{") && line.contains("\"CloudWatchMetrics\"");
+        let echo = match metrics {
+            true => Echo::LogOnly,
+            false => Echo::Terminal,
+        };
+        (self.logs)(&self.def.key, line, echo);
+    }
+
+    fn platform(&self, line: &str, echo: Echo) {
+        (self.logs)(&self.def.key, line, echo);
     }
 }

@@ -145,7 +145,7 @@ fn pipe_logs(f: &Arc<Function>, child: &mut Child) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(r).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                f.log(&line);
+                f.output(&line);
             }
         });
     }

@@ -80,7 +80,11 @@ pub fn rig(mode: &str, timeout: Duration, max: usize) -> Rig {
     let pool = Pool::new(
         def,
         max,
-        Arc::new(move |_: &str, line: &str| sink.lock().unwrap().push(line.to_string())),
+        Arc::new(move |_: &str, line: &str, echo| {
+            if echo == super::Echo::Terminal {
+                sink.lock().unwrap().push(line.to_string())
+            }
+        }),
         stopped,
     );
     Rig {

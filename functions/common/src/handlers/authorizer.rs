@@ -375,11 +375,14 @@ pub async fn handle(
         .filter(|t| !t.is_empty())
     else {
         tracing::info!("no token: 401");
+        crate::metrics::add_by("HandshakesRefused", "Reason", "no_token", 1.0);
         return Err("Unauthorized".into());
     };
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
     match authorizer.verify_current(token).await {
         Ok(identity) => {
+            tracing::info!(user = %identity.user, expires = identity.expires, "token accepted");
+            crate::metrics::add("HandshakesAccepted", 1.0);
             response.principal_id = Some(identity.user.clone());
             response.policy_document = policy(IamPolicyEffect::Allow, &arn);
             let mut context = json!({
@@ -395,10 +398,12 @@ pub async fn handle(
         }
         Err(e @ TokenError::Unavailable(_)) => {
             tracing::warn!(reason = %e, "token not checked: 500");
+            crate::metrics::add_by("HandshakesRefused", "Reason", "unavailable", 1.0);
             return Err(e.to_string());
         }
         Err(e) => {
             tracing::info!(reason = %e, "token refused: 403");
+            crate::metrics::add_by("HandshakesRefused", "Reason", "invalid", 1.0);
             response.principal_id = Some("anonymous".into());
             response.policy_document = policy(IamPolicyEffect::Deny, &arn);
             // A map, even empty: API Gateway fails a `null` context with 500, not the 403.

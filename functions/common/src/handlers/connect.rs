@@ -20,6 +20,7 @@ pub async fn handle(
         let max = ctx.limits.connections_per_user;
         if !ctx.store.open_connection(user, &id, max).await? {
             tracing::info!(user = %user, max, "refused: connections_per_user");
+            crate::metrics::add_by("ConnectsRefused", "Reason", "connections_per_user", 1.0);
             return Ok(too_many(max));
         }
     }
@@ -44,6 +45,7 @@ pub async fn handle(
         return Err(e);
     }
     tracing::info!(user = %connection.user, "connected");
+    crate::metrics::add("Connects", 1.0);
     Ok(super::ok())
 }
 

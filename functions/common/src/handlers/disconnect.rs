@@ -38,10 +38,11 @@ pub async fn handle(
         let go = deadline.is_none_or(|d| Instant::now() + MARGIN < d);
         std::future::ready(go)
     };
+    let origin = connection.as_str();
     let announced: HashSet<String> = stream::iter(leave_frames(&connection, present))
         .take_while(in_time)
         .map(|(channel, frame)| async move {
-            match super::publish::hand_off(ctx, &channel, &frame, None).await {
+            match super::publish::hand_off(ctx, &channel, &frame, None, Some(origin)).await {
                 Ok(()) => Some(channel),
                 Err(e) => {
                     tracing::error!(channel, error = %e, "presence leave hand-off failed");
@@ -72,5 +73,6 @@ pub async fn handle(
         ctx.store.close_connection(&user, &connection).await?;
     }
     tracing::info!("disconnected");
+    crate::metrics::add("Disconnects", 1.0);
     Ok(super::ok())
 }

@@ -57,6 +57,11 @@ pub struct FanoutJob {
     /// A leaf's name within the fan-out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<String>,
+    /// The connection whose frame began the fan-out (its publisher, or the connection whose
+    /// `leave` it announces): every invocation of the fan-out logs it as its `connection`, so
+    /// one connection's logs show where its messages went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,12 +145,17 @@ pub async fn handle_by(
                     .map_err(|e| e.to_string())?
             {
                 tracing::info!(job, part, "duplicate hand-off ignored");
+                crate::metrics::add("DuplicateHandOffs", 1.0);
                 return Ok(PublishResult::default());
+            }
+            if let Some(origin) = &fanout.origin {
+                tracing::Span::current().record("connection", origin.as_str());
             }
             let hop = Hop {
                 job,
                 number: fanout.hop,
                 part,
+                origin: fanout.origin.clone(),
             };
             match fanout.targets {
                 Some(targets) => {
@@ -185,6 +195,7 @@ pub async fn handle_by(
                 job: new_job_id(),
                 number: 0,
                 part: "0".into(),
+                origin: None,
             };
             let frame = ServerFrame::Message(message).to_json();
             let result = deliver(ctx, &channel, &frame, None, hop, deadline).await?;
@@ -197,6 +208,7 @@ struct Hop {
     job: String,
     number: u32,
     part: String,
+    origin: Option<String>,
 }
 
 impl Hop {
@@ -213,6 +225,7 @@ impl Hop {
                 0 => format!("{}+", self.part),
                 k => format!("{}.{k}", self.part),
             }),
+            origin: self.origin.clone(),
         }
     }
 }
@@ -379,6 +392,7 @@ async fn deliver(
                     job: Some(hop.job.clone()),
                     hop: hop.number + 1,
                     part: None,
+                    origin: hop.origin.clone(),
                 };
                 invoke_with_retry(&ctx.publish, &job).await?;
             }
@@ -477,7 +491,7 @@ async fn finish(
     // A subscriber found gone never ran `$disconnect`: announce its leave as that would have.
     for (connection, present) in removed {
         for (channel, leave) in fanout::leave_frames(&connection, present) {
-            if let Err(e) = hand_off(ctx, &channel, &leave, None).await {
+            if let Err(e) = hand_off(ctx, &channel, &leave, None, Some(&connection)).await {
                 tracing::error!(channel, error = %e, "presence leave hand-off failed");
             }
         }
@@ -497,6 +511,12 @@ async fn finish(
         done_ms = started.elapsed().as_millis() as u64,
         "fan-out"
     );
+    crate::metrics::add("Delivered", report.delivered as f64);
+    crate::metrics::add("Gone", report.gone as f64);
+    crate::metrics::add("FailedPosts", report.failed as f64);
+    crate::metrics::add("ThrottledPosts", throttled as f64);
+    crate::metrics::add("HandOffs", (leaves + u64::from(handed_on > 0)) as f64);
+    crate::metrics::time("FanoutDuration", started.elapsed().as_secs_f64() * 1000.0);
     Ok(PublishResult {
         serial: None,
         duplicate: false,
@@ -520,11 +540,12 @@ const HERE_FOR: Duration = Duration::from_secs(2);
 /// asynchronous Invoke, its queue's wait of tens of milliseconds, another Lambda request, and
 /// no order between a publisher's consecutive messages); the rest of a larger channel is
 /// handed meanwhile to the publish function, as a root reading on from where this page ended.
-/// The error says why the rest could not be handed on.
+/// The error says why the rest could not be handed on. `origin` is the publisher's connection.
 pub async fn deliver_here(
     ctx: &Services,
     channel: &str,
     frame: &str,
+    origin: Option<&str>,
     deadline: Option<Instant>,
 ) -> Result<PublishResult, String> {
     let started = Instant::now();
@@ -549,7 +570,7 @@ pub async fn deliver_here(
     let collect_ms = started.elapsed().as_millis() as u64;
     let rest = async {
         match &next {
-            Some(key) => hand_off(ctx, channel, frame, Some(key)).await,
+            Some(key) => hand_off(ctx, channel, frame, Some(key), origin).await,
             None => Ok(()),
         }
     };
@@ -574,6 +595,7 @@ pub async fn deliver_here(
         job: new_job_id(),
         number: 0,
         part: "here".into(),
+        origin: origin.map(str::to_string),
     };
     let done = finish(
         ctx,
@@ -591,14 +613,16 @@ pub async fn deliver_here(
 }
 
 /// Asks the publish function to deliver `frame` to `channel`'s subscribers from `start`,
-/// retrying a failed invocation request; the error says why it could not.
+/// retrying a failed invocation request; the error says why it could not. `origin` is the
+/// connection the frame is about (see [`FanoutJob::origin`]).
 pub async fn hand_off(
     ctx: &Services,
     channel: &str,
     frame: &str,
     start: Option<&Key>,
+    origin: Option<&str>,
 ) -> Result<(), String> {
-    fan_out_later(&ctx.publish, channel, frame, start).await
+    fan_out_later(&ctx.publish, channel, frame, start, origin).await
 }
 
 /// One asynchronous invocation of the publish function that delivers `frame` to `channel`'s
@@ -608,6 +632,7 @@ pub async fn fan_out_later(
     channel: &str,
     frame: &str,
     start: Option<&Key>,
+    origin: Option<&str>,
 ) -> Result<(), String> {
     let job = FanoutJob {
         channel: channel.into(),
@@ -617,6 +642,7 @@ pub async fn fan_out_later(
         job: Some(new_job_id()),
         hop: 0,
         part: None,
+        origin: origin.map(str::to_string),
     };
     invoke_with_retry(publish, &job).await
 }

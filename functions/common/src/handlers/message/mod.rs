@@ -34,7 +34,15 @@ pub async fn handle_by(
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
     let mut stored = None;
-    let frames = match protocol::parse(body) {
+    let parsed = protocol::parse(body);
+    let (action, channel) = match &parsed {
+        Ok(f) => (
+            Some(f.action().to_string()),
+            f.channel().map(str::to_string),
+        ),
+        Err(e) => (e.action.clone(), e.channel.clone()),
+    };
+    let frames = match parsed {
         // A malformed frame costs an invocation like any other: it counts against the
         // connection's frames.
         Err(e) => match admit(ctx, &connection, None).await {
@@ -62,6 +70,28 @@ pub async fn handle_by(
             }
         },
     };
+    // One line per frame, so one connection's session reads from its logs alone.
+    let refused = frames.iter().find_map(|f| match f {
+        ServerFrame::Error(e) => serde_json::to_value(e.code)
+            .ok()
+            .and_then(|c| c.as_str().map(str::to_string)),
+        _ => None,
+    });
+    let action = action.as_deref().unwrap_or("unknown");
+    tracing::info!(
+        action,
+        channel = channel.as_deref(),
+        serial = stored.as_ref().map(|s: &Stored| s.serial),
+        refused = refused.as_deref(),
+        "frame"
+    );
+    crate::metrics::add_by("Frames", "Action", action, 1.0);
+    if let Some(code) = &refused {
+        crate::metrics::add_by("Refusals", "Code", code, 1.0);
+    }
+    if stored.is_some() {
+        crate::metrics::add("Publishes", 1.0);
+    }
     let ends = frames.iter().any(|f| {
         matches!(f, ServerFrame::Error(e) if matches!(e.code, ErrorCode::TokenExpired | ErrorCode::TokenRevoked | ErrorCode::Flooding))
     });
@@ -106,7 +136,10 @@ async fn deliver(ctx: &Services, connection: &str, stored: Stored, deadline: Opt
         id,
         frame,
     } = stored;
-    if let Err(e) = crate::handlers::publish::deliver_here(ctx, &channel, &frame, deadline).await {
+    if let Err(e) =
+        crate::handlers::publish::deliver_here(ctx, &channel, &frame, Some(connection), deadline)
+            .await
+    {
         tracing::error!(channel, serial, error = %e, "fan-out hand-off failed");
         let refused = ServerFrame::Error(ErrorFrame {
             code: ErrorCode::Internal,
@@ -521,12 +554,15 @@ async fn advance(ctx: &Services, connection: &str, seq: u64) {
 }
 
 async fn announce(ctx: &Services, channel: &str, event: PresenceEvent, member: Member) {
+    let origin = member.connection.clone();
     let frame = ServerFrame::Presence {
         channel: channel.into(),
         event,
         member,
     };
-    if let Err(e) = super::publish::hand_off(ctx, channel, &frame.to_json(), None).await {
+    if let Err(e) =
+        super::publish::hand_off(ctx, channel, &frame.to_json(), None, Some(&origin)).await
+    {
         tracing::error!(channel, error = %e, "presence hand-off failed");
     }
 }
