@@ -70,7 +70,10 @@ pub async fn run(
             break;
         };
         let (label, event) = next.pop();
-        seen.add(&label, &event);
+        // Only what the first poll will read again is remembered: the range itself streams.
+        if args.follow && event.timestamp.unwrap_or(0) >= now - LATE.as_millis() as i64 {
+            seen.add(&label, &event);
+        }
         if query.keeps(text(&event)) {
             printer.line(&LogLine::from(&label, &event));
         }
@@ -79,12 +82,16 @@ pub async fn run(
         return Ok(());
     }
     eprintln!("following {} log group(s); Ctrl-C stops", groups.len());
+    // Every event up to here has been read once.
+    let mut read_to = now;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let from = seen.newest.max(start) - LATE.as_millis() as i64;
+        let polled_at = now_ms();
+        let from = (read_to - LATE.as_millis() as i64).max(start);
+        let mut failed = false;
         let mut fresh: Vec<(String, FilteredLogEvent)> = Vec::new();
         for (group, label) in &groups {
             let mut cursor = Cursor::new(group, label);
@@ -92,7 +99,7 @@ pub async fn run(
             let read = async {
                 loop {
                     cursor
-                        .fill(logs, query.server.as_deref(), from.max(start), None)
+                        .fill(logs, query.server.as_deref(), from, None)
                         .await?;
                     if cursor.buffer.is_empty() {
                         return Ok::<_, Error>(());
@@ -107,6 +114,7 @@ pub async fn run(
             };
             if let Err(e) = read.await {
                 eprintln!("reading {group} failed, trying again: {e}");
+                failed = true;
             }
         }
         fresh.sort_by_key(|(_, e)| (e.timestamp.unwrap_or(0), e.ingestion_time.unwrap_or(0)));
@@ -116,7 +124,11 @@ pub async fn run(
                 printer.line(&LogLine::from(&label, &event));
             }
         }
-        seen.forget_before(seen.newest - 2 * LATE.as_millis() as i64);
+        // A group that could not be read is read again from the same point.
+        if !failed {
+            read_to = polled_at;
+        }
+        seen.forget_before(read_to - 2 * LATE.as_millis() as i64);
     }
 }
 
@@ -257,7 +269,6 @@ impl Terms {
 #[derive(Default)]
 struct Seen {
     ids: HashMap<(String, String), i64>,
-    newest: i64,
 }
 
 impl Seen {
@@ -266,9 +277,8 @@ impl Seen {
     }
 
     fn add(&mut self, label: &str, e: &FilteredLogEvent) {
-        let at = e.timestamp.unwrap_or(0);
-        self.newest = self.newest.max(at);
-        self.ids.insert(Self::key(label, e), at);
+        self.ids
+            .insert(Self::key(label, e), e.timestamp.unwrap_or(0));
     }
 
     fn has(&self, label: &str, e: &FilteredLogEvent) -> bool {
@@ -327,12 +337,38 @@ impl Display for LogLine {
     }
 }
 
-/// A function's JSON line as `LEVEL message key=value … [connection=… request=…]`; any other
-/// line as it is.
+/// A function's JSON line as `LEVEL message key=value … [connection=… request=…]`, its
+/// metrics document as `METRIC name=value … dimension=value`; any other line as it is.
 fn readable(message: &str) -> String {
     let Ok(Value::Object(line)) = serde_json::from_str::<Value>(message) else {
         return message.to_string();
     };
+    if let Some(directives) = line
+        .get("_aws")
+        .and_then(|a| a.get("CloudWatchMetrics"))
+        .and_then(Value::as_array)
+    {
+        let mut names = Vec::new();
+        let mut dimensions = Vec::new();
+        for d in directives {
+            for m in d["Metrics"].as_array().into_iter().flatten() {
+                names.extend(m["Name"].as_str());
+            }
+            for n in d["Dimensions"][0].as_array().into_iter().flatten() {
+                dimensions.extend(n.as_str().filter(|n| *n != "Function"));
+            }
+        }
+        let mut out = "METRIC".to_string();
+        for n in names.iter().chain(&dimensions) {
+            if let Some(v) = line.get(*n) {
+                out.push_str(&format!(
+                    " {n}={}",
+                    v.as_str().map_or(v.to_string(), str::to_string)
+                ));
+            }
+        }
+        return out;
+    }
     let (Some(level), Some(Value::Object(fields))) = (line.get("level"), line.get("fields")) else {
         return message.to_string();
     };
@@ -424,5 +460,7 @@ mod tests {
             "START RequestId: r-1 Version: $LATEST"
         );
         assert_eq!(readable(r#"{"requestId":"x"}"#), r#"{"requestId":"x"}"#);
+        let emf = r#"{"Action":"publish","Frames":1.0,"Function":"chat-dev-message","_aws":{"CloudWatchMetrics":[{"Dimensions":[["Function","Action"]],"Metrics":[{"Name":"Frames","Unit":"Count"}],"Namespace":"wsctl"}],"Timestamp":1}}"#;
+        assert_eq!(readable(emf), "METRIC Frames=1.0 Action=publish");
     }
 }

@@ -30,8 +30,9 @@ impl Unit {
     }
 }
 
-/// A metric's second dimension: `(name, value)`.
-type Dimension = Option<(&'static str, String)>;
+/// A metric's second dimension: `(name, value)`. Values are the functions' own constants, never
+/// a client's string: each value is a custom metric.
+type Dimension = Option<(&'static str, &'static str)>;
 
 #[derive(Default)]
 struct Counts {
@@ -68,8 +69,8 @@ pub fn add(name: &'static str, value: f64) {
 }
 
 /// As [`add`], under one more dimension.
-pub fn add_by(name: &'static str, dimension: &'static str, of: &str, value: f64) {
-    put(Some((dimension, of.to_string())), name, Unit::Count, value);
+pub fn add_by(name: &'static str, dimension: &'static str, of: &'static str, value: f64) {
+    put(Some((dimension, of)), name, Unit::Count, value);
 }
 
 /// A duration, kept as the largest of the invocation's.

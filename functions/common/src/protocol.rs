@@ -246,6 +246,32 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// The code as it is sent (`rate_limited`), for logs and metric dimensions.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownAction => "unknown_action",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenRevoked => "token_revoked",
+            ErrorCode::Flooding => "flooding",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// The action a frame names, if it is one of [`ClientFrame::ACTIONS`]; a client's own string
+/// never becomes a metric dimension, as each value would be a custom metric billed monthly.
+pub fn known_action(action: &str) -> Option<&'static str> {
+    ClientFrame::ACTIONS.iter().find(|a| **a == action).copied()
+}
+
 impl ServerFrame {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerFrame {
         ServerFrame::Error(ErrorFrame {
@@ -509,6 +535,28 @@ pub fn parse(body: &str) -> Result<ClientFrame, ErrorFrame> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_error_code_is_named_as_it_is_sent() {
+        use super::ErrorCode::*;
+        for code in [
+            BadJson,
+            UnknownAction,
+            BadRequest,
+            TooLarge,
+            Forbidden,
+            RateLimited,
+            LimitExceeded,
+            Unauthorized,
+            TokenExpired,
+            TokenRevoked,
+            Flooding,
+            Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.name());
+        }
+        assert_eq!(super::known_action("publish"), Some("publish"));
+        assert_eq!(super::known_action("publish "), None);
+    }
     use super::*;
     use serde_json::json;
 

@@ -12,15 +12,20 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::function::Function;
+use super::function::{Echo, Function};
 use super::schedule::{Failure, Next, Outcome, Proc};
 use crate::local::events;
 use crate::local::http::{Body, collect, respond};
 
+/// Where an answered event's `END` and `REPORT` lines go: to the reader of the process's
+/// output, which logs them after what the process wrote before answering.
+pub type Ends = mpsc::UnboundedSender<Vec<(String, Echo)>>;
+
 /// Serves process `p` until this task is aborted, which ends its connections with it.
-pub async fn serve(listener: TcpListener, f: Arc<Function>, p: Proc) {
+pub async fn serve(listener: TcpListener, f: Arc<Function>, p: Proc, ends: Ends) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -29,8 +34,10 @@ pub async fn serve(listener: TcpListener, f: Arc<Function>, p: Proc) {
         // Without it, keep-alive requests stall ~40 ms on delayed ACKs.
         let _ = stream.set_nodelay(true);
         let f = f.clone();
+        let ends = ends.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, f.clone(), p));
+            let service =
+                hyper::service::service_fn(move |req| handle(req, f.clone(), p, ends.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -54,6 +61,7 @@ async fn handle(
     req: Request<Incoming>,
     f: Arc<Function>,
     p: Proc,
+    ends: Ends,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
@@ -65,14 +73,14 @@ async fn handle(
     let text = |doc: &Value, k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
     Ok(match (method, parts.as_slice()) {
         (Method::GET, ["invocation", "next"]) => next(&f, p).await,
-        (Method::POST, ["invocation", id, "response"]) => answer(&f, p, id, Ok(body)),
+        (Method::POST, ["invocation", id, "response"]) => answer(&f, p, id, Ok(body), &ends),
         (Method::POST, ["invocation", id, "error"]) => {
             let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
             let failure = Failure::Handled {
                 error_type: text(&doc, "errorType").unwrap_or_default(),
                 message: text(&doc, "errorMessage").unwrap_or_default(),
             };
-            answer(&f, p, id, Err(failure))
+            answer(&f, p, id, Err(failure), &ends)
         }
         (Method::POST, ["init", "error"]) => {
             let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -133,7 +141,7 @@ async fn next(f: &Function, p: Proc) -> Response<Body> {
 }
 
 /// `/response` or `/error` for event `id`.
-fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome) -> Response<Body> {
+fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome, ends: &Ends) -> Response<Body> {
     let job = f.schedule().answer(p, id);
     let Some(job) = job else {
         return reply(
@@ -141,7 +149,11 @@ fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome) -> Response<Body> {
             json!({"errorType": "InvalidRequestID", "errorMessage": format!("request {id} is not in flight on this process")}),
         );
     };
-    f.ended(id);
+    if let Err(unread) = ends.send(f.ended(id)) {
+        for (line, echo) in unread.0 {
+            f.platform(&line, echo);
+        }
+    }
     let _ = job.reply.send(outcome);
     // Its supervisor must stop timing the event.
     f.rearm(p.slot).notify_one();

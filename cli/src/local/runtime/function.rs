@@ -111,10 +111,11 @@ impl Function {
         }
     }
 
-    /// Event `id` was answered: billed as Lambda bills it.
-    pub fn ended(&self, id: &str) {
+    /// Event `id` was answered: billed as Lambda bills it. Returns Lambda's `END` and `REPORT`
+    /// lines, for the log after what the process wrote while it ran.
+    pub fn ended(&self, id: &str) -> Vec<(String, Echo)> {
         let Some(m) = self.meter.get() else {
-            return;
+            return Vec::new();
         };
         let Some(at) = self
             .started
@@ -122,23 +123,25 @@ impl Function {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id)
         else {
-            return;
+            return Vec::new();
         };
         let ran = at.elapsed();
         m.meter.bill(&m.name, m.memory_mb, ran);
-        self.platform(&format!("END RequestId: {id}"), Echo::LogOnly);
-        self.platform(
-            &format!(
-                "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
-                ran.as_secs_f64() * 1000.0,
-                (ran.as_micros() as u64).div_ceil(1000).max(1),
-                m.memory_mb
+        vec![
+            (format!("END RequestId: {id}"), Echo::LogOnly),
+            (
+                format!(
+                    "REPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB",
+                    ran.as_secs_f64() * 1000.0,
+                    (ran.as_micros() as u64).div_ceil(1000).max(1),
+                    m.memory_mb
+                ),
+                match m.report {
+                    true => Echo::Terminal,
+                    false => Echo::LogOnly,
+                },
             ),
-            match m.report {
-                true => Echo::Terminal,
-                false => Echo::LogOnly,
-            },
-        );
+        ]
     }
 
     /// Held for one call at a time: nothing awaits while holding it.
@@ -165,7 +168,7 @@ impl Function {
         (self.logs)(&self.def.key, line, echo);
     }
 
-    fn platform(&self, line: &str, echo: Echo) {
+    pub fn platform(&self, line: &str, echo: Echo) {
         (self.logs)(&self.def.key, line, echo);
     }
 }

@@ -5,14 +5,16 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::api;
-use super::function::{Function, FunctionDef};
+use super::function::{Echo, Function, FunctionDef};
 use super::schedule::{End, Exit, Failure, Proc};
 use crate::local::os::own_child;
 
@@ -85,7 +87,8 @@ async fn life(f: &Arc<Function>, p: Proc, stop: &mut watch::Receiver<bool>) -> O
         .expect("bound listener has an address");
     // Aborted when this returns, so a dead process's `/next` cannot take an event.
     let mut runtime_api = JoinSet::new();
-    runtime_api.spawn(api::serve(listener, f.clone(), p));
+    let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
+    runtime_api.spawn(api::serve(listener, f.clone(), p, ends));
     let mut child = match spawn(&f.def, &addr.to_string()) {
         Ok(c) => c,
         Err(e) => {
@@ -93,7 +96,7 @@ async fn life(f: &Arc<Function>, p: Proc, stop: &mut watch::Receiver<bool>) -> O
             return Some(End::Unstarted(format!("cannot start the bootstrap: {e}")));
         }
     };
-    pipe_logs(f, &mut child);
+    pipe_logs(f, &mut child, ended);
     loop {
         let deadline = f.schedule().deadline(p);
         tokio::select! {
@@ -140,19 +143,51 @@ fn spawn(def: &FunctionDef, runtime_api: &str) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-fn pipe_logs(f: &Arc<Function>, child: &mut Child) {
-    fn forward<R: tokio::io::AsyncRead + Unpin + Send + 'static>(f: Arc<Function>, r: R) {
+/// The process's output into the function's log, each answered event's `END` and `REPORT`
+/// after the lines the process wrote before answering: they are in the pipe by then, so they
+/// are read first, as Lambda's log has them.
+fn pipe_logs(
+    f: &Arc<Function>,
+    child: &mut Child,
+    mut ended: UnboundedReceiver<Vec<(String, Echo)>>,
+) {
+    if let Some(out) = child.stdout.take() {
+        let f = f.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(r).lines();
+            let mut lines = BufReader::new(out).lines();
+            loop {
+                tokio::select! {
+                    biased;
+                    line = lines.next_line() => match line {
+                        Ok(Some(line)) => f.output(&line),
+                        _ => break,
+                    },
+                    Some(end) = ended.recv() => {
+                        // `next_line` is cancel-safe: a line cut short is kept for the next call.
+                        while let Some(Ok(Some(line))) = lines.next_line().now_or_never() {
+                            f.output(&line);
+                        }
+                        for (line, echo) in end {
+                            f.platform(&line, echo);
+                        }
+                    }
+                }
+            }
+            ended.close();
+            while let Ok(end) = ended.try_recv() {
+                for (line, echo) in end {
+                    f.platform(&line, echo);
+                }
+            }
+        });
+    }
+    if let Some(err) = child.stderr.take() {
+        let f = f.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 f.output(&line);
             }
         });
-    }
-    if let Some(out) = child.stdout.take() {
-        forward(f.clone(), out);
-    }
-    if let Some(err) = child.stderr.take() {
-        forward(f.clone(), err);
     }
 }

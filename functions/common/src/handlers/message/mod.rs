@@ -72,21 +72,19 @@ pub async fn handle_by(
     };
     // One line per frame, so one connection's session reads from its logs alone.
     let refused = frames.iter().find_map(|f| match f {
-        ServerFrame::Error(e) => serde_json::to_value(e.code)
-            .ok()
-            .and_then(|c| c.as_str().map(str::to_string)),
+        ServerFrame::Error(e) => Some(e.code.name()),
         _ => None,
     });
-    let action = action.as_deref().unwrap_or("unknown");
     tracing::info!(
-        action,
+        action = action.as_deref().unwrap_or("none"),
         channel = channel.as_deref(),
         serial = stored.as_ref().map(|s: &Stored| s.serial),
-        refused = refused.as_deref(),
+        refused,
         "frame"
     );
-    crate::metrics::add_by("Frames", "Action", action, 1.0);
-    if let Some(code) = &refused {
+    let known = action.as_deref().and_then(protocol::known_action);
+    crate::metrics::add_by("Frames", "Action", known.unwrap_or("unknown"), 1.0);
+    if let Some(code) = refused {
         crate::metrics::add_by("Refusals", "Code", code, 1.0);
     }
     if stored.is_some() {
