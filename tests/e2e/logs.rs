@@ -103,6 +103,8 @@ async fn logs_follow_one_connection_through_every_function_in_order() {
         .await;
     lena.expect("ack", is("ack"), T).await;
     omar.expect("the message", is("message"), T).await;
+    // Her own copy too, so the fan-out is done before she leaves.
+    lena.expect("her own copy", is("message"), T).await;
     drop(lena);
     omar.expect(
         "lena leaves",
