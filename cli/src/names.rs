@@ -157,6 +157,21 @@ impl Names {
     pub fn access_log_group(&self) -> String {
         format!("/aws/apigateway/{}/access", self.api())
     }
+    /// The alarm of `alarms.KEY` (`function_errors` → `STACK-STAGE-function-errors`).
+    pub fn alarm(&self, key: &str) -> String {
+        format!("{}{}", self.prefix(), key.replace('_', "-"))
+    }
+    /// The topic the stack creates for `alarms.emails`.
+    pub fn alarm_topic(&self) -> String {
+        format!("{}alarms", self.prefix())
+    }
+    pub fn dashboard(&self) -> String {
+        self.api()
+    }
+    /// What the dashboard's first widget says, by which the stack knows its own dashboard.
+    pub fn dashboard_mark(&self) -> String {
+        format!("wsctl stack `{}` stage `{}`", self.stack, self.stage)
+    }
     pub fn secret(&self) -> String {
         format!("/wsctl/{}/{}/token-secret", self.stack, self.stage)
     }

@@ -12,18 +12,20 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
     let moto = Moto::start();
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
-    // A function serving three routes (its permissions meet Lambda's 409s) and a table with
-    // deletion protection.
+    // A function serving three routes (its permissions meet Lambda's 409s), a table with
+    // deletion protection, and alarms telling a topic the stack makes.
     let history = "  history: { partition_key: channel, sort_key: \"serial:N\"";
     project.write_config(
-        &project
+        &(project
             .read_config()
             .replacen(
                 "  subscribe: message\n",
                 "  subscribe: message\n  unsubscribe: message\n",
                 1,
             )
-            .replacen(history, &format!("{history}, deletion_protection: true"), 1),
+            .replacen(history, &format!("{history}, deletion_protection: true"), 1)
+            // One alarm of each kind of metric math is enough: every alarm is one call.
+            + "alarms: { emails: [oncall@example.com], function_throttles: null, integration_errors: null, table_throttles: null, failed_posts: null, refused_handshakes: null, fanout_ms: null }\n"),
     );
     assert!(project.read_config().contains("deletion_protection: true"));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -16,6 +16,7 @@ mod functions;
 mod interrupt;
 mod limits;
 mod logs;
+mod monitoring;
 mod partition;
 mod permissions;
 mod policy;

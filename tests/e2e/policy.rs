@@ -20,6 +20,7 @@ const RESOURCE_LESS: &[&str] = &[
     "iam:ListRoles",
     "lambda:GetAccountSettings",
     "lambda:ListFunctions",
+    "sns:ListTopics",
 ];
 
 /// The IAM action a recorded call is authorized as, and the ARN it is authorized on; `None`
@@ -122,6 +123,48 @@ fn authorization(
                 .unwrap_or_else(|| panic!("SSM {op} names no parameter: {}", r.json()));
             (format!("ssm:{op}"), arn("ssm", &format!("parameter{name}")))
         }
+        // Alarms are authorized on `alarm:NAME` (DescribeAlarms, listing, on `alarm:*`),
+        // dashboards on `dashboard/NAME` with no region (CloudWatch's Service Authorization
+        // Reference entry). The body is CBOR, read here as JSON.
+        "monitoring" => {
+            let body = r.json();
+            let first = |key: &str| {
+                body[key]
+                    .as_str()
+                    .or_else(|| body[key][0].as_str())
+                    .map(str::to_string)
+            };
+            let resource = if op == "DescribeAlarms" {
+                arn("cloudwatch", "alarm:*")
+            } else if let Some(name) = first("DashboardName").or_else(|| first("DashboardNames")) {
+                format!("arn:aws:cloudwatch::{ACCOUNT}:dashboard/{name}")
+            } else if let Some(name) = first("AlarmName").or_else(|| first("AlarmNames")) {
+                arn("cloudwatch", &format!("alarm:{name}"))
+            } else if let Some(resource) = first("ResourceARN") {
+                resource
+            } else {
+                panic!("CloudWatch {op} names no alarm or dashboard: {body}")
+            };
+            (format!("cloudwatch:{op}"), resource)
+        }
+        // Topic actions are authorized on the topic; Unsubscribe on the subscription's topic.
+        "sns" => {
+            let resource = if op == "ListTopics" {
+                "*".to_string()
+            } else if let Some(name) = r.form("Name") {
+                arn("sns", &name)
+            } else if let Some(topic) = r.form("TopicArn").or_else(|| r.form("ResourceArn")) {
+                topic
+            } else if let Some(subscription) = r.form("SubscriptionArn") {
+                subscription
+                    .rsplit_once(':')
+                    .map(|(topic, _)| topic.to_string())
+                    .unwrap_or(subscription)
+            } else {
+                panic!("SNS {op} names no topic: {:?}", r.body)
+            };
+            (format!("sns:{op}"), resource)
+        }
         other => panic!("no IAM mapping for service {other} ({op}): add it"),
     };
     Some((action, resource))
@@ -210,7 +253,9 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         } else {
             assert!(
                 resource.starts_with("arn:aws:") && resource.contains(":us-east-1:")
-                    || resource.starts_with(&format!("arn:aws:iam::{ACCOUNT}:")),
+                    || resource.starts_with(&format!("arn:aws:iam::{ACCOUNT}:"))
+                    // A dashboard's ARN names no region.
+                    || resource.starts_with(&format!("arn:aws:cloudwatch::{ACCOUNT}:dashboard/")),
                 "{resource}"
             );
         }
@@ -249,9 +294,19 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         let out = project.wsctl(&proxy.url(), args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
+    // With alarms telling a topic the stack makes: its subscriptions and a threshold change.
+    project.write_config(&format!(
+        "{}alarms: {{ emails: [a@example.com], failed_posts: 5 }}\n",
+        project.read_config()
+    ));
     run(&["deploy", "--no-build"]);
     let edited = project
         .read_config()
+        .replacen(
+            "alarms: { emails: [a@example.com], failed_posts: 5 }",
+            "alarms: { emails: [b@example.com], failed_posts: 7 }",
+            1,
+        )
         .replacen("memory: 256", "memory: 512", 1)
         .replacen(
             "timeout: 30\n",
@@ -335,6 +390,8 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
             "iam",
             "lambda",
             "logs",
+            "monitoring",
+            "sns",
             "ssm",
             "sts"
         ],

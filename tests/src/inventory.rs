@@ -269,6 +269,34 @@ pub async fn snapshot(endpoint: &str) -> Value {
     }
     out.insert("parameters", json!(params));
 
+    out.insert("alarms", alarms(&sdk).await);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+    let mut dashboards = BTreeMap::new();
+    for d in cloudwatch
+        .list_dashboards()
+        .send()
+        .await
+        .unwrap()
+        .dashboard_entries
+        .unwrap_or_default()
+    {
+        let name = d.dashboard_name.unwrap_or_default();
+        let body = cloudwatch
+            .get_dashboard()
+            .dashboard_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .dashboard_body
+            .unwrap_or_default();
+        dashboards.insert(
+            name,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)),
+        );
+    }
+    out.insert("dashboards", json!(dashboards));
+    out.insert("topics", topics(&sdk).await);
+
     let mut apis = Vec::new();
     let mut ids = Vec::new();
     for api in apigw
@@ -429,4 +457,104 @@ pub fn source_arns(statements: &[Value]) -> Vec<String> {
         .filter_map(|s| s["Condition"]["ArnLike"]["AWS:SourceArn"].as_str())
         .map(str::to_string)
         .collect()
+}
+
+/// Every metric alarm: its settings, metrics and tags.
+pub async fn alarms(sdk: &aws_config::SdkConfig) -> Value {
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(sdk);
+    let mut out = BTreeMap::new();
+    for a in cloudwatch
+        .describe_alarms()
+        .send()
+        .await
+        .unwrap()
+        .metric_alarms
+        .unwrap_or_default()
+    {
+        let tags: BTreeMap<String, String> = cloudwatch
+            .list_tags_for_resource()
+            .resource_arn(a.alarm_arn().unwrap_or_default())
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| Some((t.key?, t.value?)))
+            .collect();
+        let metrics: Vec<Value> = a
+            .metrics()
+            .iter()
+            .map(|q| {
+                let stat = q.metric_stat();
+                let metric = stat.and_then(|s| s.metric());
+                json!({
+                    "id": q.id(),
+                    "expression": q.expression(),
+                    "return_data": q.return_data(),
+                    "stat": stat.and_then(|s| s.stat()),
+                    "period": stat.and_then(|s| s.period()),
+                    "namespace": metric.and_then(|m| m.namespace()),
+                    "metric": metric.and_then(|m| m.metric_name()),
+                    "dimensions": metric.map(|m| m.dimensions().iter().map(|d| format!("{}={}", d.name().unwrap_or_default(), d.value().unwrap_or_default())).collect::<Vec<_>>()),
+                })
+            })
+            .collect();
+        out.insert(
+            a.alarm_name().unwrap_or_default().to_string(),
+            json!({
+                "description": a.alarm_description(),
+                "threshold": a.threshold(),
+                "comparison": a.comparison_operator().map(|c| c.as_str().to_string()),
+                "periods": a.evaluation_periods(),
+                "missing": a.treat_missing_data(),
+                "actions": a.alarm_actions(),
+                "ok_actions": a.ok_actions(),
+                "metrics": metrics,
+                "tags": tags,
+            }),
+        );
+    }
+    json!(out)
+}
+
+/// Every SNS topic: its tags and email subscriptions.
+pub async fn topics(sdk: &aws_config::SdkConfig) -> Value {
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let mut out = BTreeMap::new();
+    for t in sns
+        .list_topics()
+        .send()
+        .await
+        .unwrap()
+        .topics
+        .unwrap_or_default()
+    {
+        let arn = t.topic_arn.unwrap_or_default();
+        let tags: BTreeMap<String, String> = sns
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        let mut emails: Vec<String> = sns
+            .list_subscriptions_by_topic()
+            .topic_arn(&arn)
+            .send()
+            .await
+            .unwrap()
+            .subscriptions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| Some(format!("{}:{}", s.protocol?, s.endpoint?)))
+            .collect();
+        emails.sort();
+        out.insert(arn, json!({"tags": tags, "subscriptions": emails}));
+    }
+    json!(out)
 }

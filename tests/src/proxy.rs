@@ -36,9 +36,9 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// The JSON body, or `Null`.
+    /// The JSON body (or a CBOR one, as JSON), or `Null`.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
+        body_value(&self.body)
     }
 
     /// A form field of a Query-protocol body (IAM, STS).
@@ -65,7 +65,7 @@ pub struct Exchange {
 impl Exchange {
     /// The JSON body (DynamoDB, Lambda, API Gateway), or `Null`.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
+        body_value(&self.body)
     }
 
     /// A form field of a Query-protocol body (IAM, STS).
@@ -78,6 +78,14 @@ impl Exchange {
                 (k == key).then(|| percent_decode(v))
             })
     }
+}
+
+/// A JSON body, or a CBOR one (Smithy RPC v2, CloudWatch's protocol) read as JSON; else `Null`.
+fn body_value(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .ok()
+        .or_else(|| ciborium::from_reader(body).ok())
+        .unwrap_or_default()
 }
 
 pub fn percent_decode(s: &str) -> String {
@@ -125,6 +133,24 @@ impl Reply {
                 serde_json::json!({"__type": kind, "message": message, "Message": message})
                     .to_string(),
             ),
+        }
+    }
+
+    /// A Smithy RPC v2 CBOR error (CloudWatch): the type in `__type`, the body CBOR.
+    pub fn cbor_error(status: u16, kind: &str, message: &str, extra: serde_json::Value) -> Reply {
+        let mut body = serde_json::json!({"__type": kind, "message": message});
+        if let (Some(b), serde_json::Value::Object(more)) = (body.as_object_mut(), extra) {
+            b.extend(more);
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&body, &mut bytes).expect("CBOR of a JSON value");
+        Reply {
+            status,
+            headers: vec![
+                ("smithy-protocol".into(), "rpc-v2-cbor".into()),
+                ("content-type".into(), "application/cbor".into()),
+            ],
+            body: Bytes::from(bytes),
         }
     }
 
@@ -425,8 +451,21 @@ fn respond(reply: Reply) -> Response<Full<Bytes>> {
 }
 
 const MUTATING_PREFIXES: &[&str] = &[
-    "Create", "Put", "Delete", "Update", "Attach", "Detach", "Tag", "Untag", "Add", "Remove",
-    "Set", "Batch", "Transact",
+    "Create",
+    "Put",
+    "Delete",
+    "Update",
+    "Attach",
+    "Detach",
+    "Tag",
+    "Untag",
+    "Add",
+    "Remove",
+    "Set",
+    "Batch",
+    "Transact",
+    "Subscribe",
+    "Unsubscribe",
 ];
 
 fn classify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
@@ -446,7 +485,11 @@ fn classify(parts: &hyper::http::request::Parts, body: &[u8]) -> Call {
         .unwrap_or("?")
         .to_string();
     let target = header("x-amz-target");
+    // Smithy RPC v2 (CloudWatch): `POST /service/SERVICE/operation/OPERATION`.
+    let rpc = parts.uri.path().split_once("/operation/").map(|(_, op)| op);
     let operation = if let Some((_, op)) = target.split_once('.') {
+        op.to_string()
+    } else if let Some(op) = rpc {
         op.to_string()
     } else if let Some(action) = std::str::from_utf8(body)
         .ok()

@@ -4,12 +4,14 @@
 
 pub mod account;
 pub mod apigw;
+pub mod cloudwatch;
 pub mod domain;
 pub mod dynamodb;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
 pub mod policy;
+pub mod sns;
 pub mod ssm;
 
 mod error;
@@ -58,6 +60,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sns: aws_sdk_sns::Client,
     pub sts: aws_sdk_sts::Client,
     /// The shared config, for clients built on demand (the stage's `@connections`).
     pub sdk: SdkConfig,
@@ -127,6 +131,8 @@ impl Clients {
                     .retry_classifier(QuotaIsNotThrottle)
                     .build(),
             ),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             sdk: sdk.clone(),
         }

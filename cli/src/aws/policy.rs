@@ -66,6 +66,15 @@ pub enum Scope {
     AllLogGroups,
     /// The stack's token-secret parameter.
     Secret,
+    /// The stack's alarms, `STACK-STAGE-*`.
+    Alarms,
+    /// Every alarm of the account and region: DescribeAlarms is authorized on `alarm:*`
+    /// when it lists by prefix.
+    AllAlarms,
+    /// The stage's dashboard (dashboard ARNs name no region).
+    Dashboard,
+    /// The topic the stack creates for its alarms.
+    AlarmTopic,
     /// No resource type: the action is authorized on `*` only.
     Any,
 }
@@ -257,6 +266,51 @@ pub const GRANTS: &[Grant] = &[
         scope: Scope::Secret,
         condition: None,
     },
+    // Every deploy reads the alarms, their topic and the dashboard, so one the config no
+    // longer asks for is found and deleted.
+    Grant {
+        sid: "StackAlarms",
+        actions: &[
+            "cloudwatch:DeleteAlarms",
+            "cloudwatch:ListTagsForResource",
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:TagResource",
+            "cloudwatch:UntagResource",
+        ],
+        scope: Scope::Alarms,
+        condition: None,
+    },
+    Grant {
+        sid: "FindAlarms",
+        actions: &["cloudwatch:DescribeAlarms"],
+        scope: Scope::AllAlarms,
+        condition: None,
+    },
+    Grant {
+        sid: "StackDashboard",
+        actions: &[
+            "cloudwatch:DeleteDashboards",
+            "cloudwatch:GetDashboard",
+            "cloudwatch:PutDashboard",
+        ],
+        scope: Scope::Dashboard,
+        condition: None,
+    },
+    Grant {
+        sid: "AlarmTopic",
+        actions: &[
+            "sns:CreateTopic",
+            "sns:DeleteTopic",
+            "sns:ListSubscriptionsByTopic",
+            "sns:ListTagsForResource",
+            "sns:Subscribe",
+            "sns:TagResource",
+            "sns:Unsubscribe",
+            "sns:UntagResource",
+        ],
+        scope: Scope::AlarmTopic,
+        condition: None,
+    },
     Grant {
         sid: "FindStackResources",
         actions: &[
@@ -264,6 +318,7 @@ pub const GRANTS: &[Grant] = &[
             "iam:ListPolicies",
             "iam:ListRoles",
             "lambda:ListFunctions",
+            "sns:ListTopics",
         ],
         scope: Scope::Any,
         condition: None,
@@ -311,6 +366,15 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
         }
         Scope::AllLogGroups => vec![target.arn("logs", "log-group:*")],
         Scope::Secret => vec![target.parameter_arn(&names.secret())],
+        Scope::Alarms => vec![target.arn("cloudwatch", &format!("alarm:{prefix}*"))],
+        Scope::AllAlarms => vec![target.arn("cloudwatch", "alarm:*")],
+        Scope::Dashboard => vec![target.partition().arn(
+            "cloudwatch",
+            "",
+            &target.account,
+            &format!("dashboard/{}", names.dashboard()),
+        )],
+        Scope::AlarmTopic => vec![target.arn("sns", &names.alarm_topic())],
         Scope::Any => vec!["*".into()],
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
 use serde::Serialize;
@@ -21,6 +21,7 @@ use crate::args::LogsArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
+use crate::local::events::epoch_ms;
 use crate::output::Printer;
 use crate::stack::Stack;
 use crate::stack::logs::{Cursor, text};
@@ -47,35 +48,39 @@ pub async fn run(
             Source::Access => (stack.names.access_log_group(), "access".to_string()),
         })
         .collect();
-    let now = now_ms();
+    let now = epoch_ms() as i64;
     let start = now - args.since.as_millis() as i64;
     let logs = &stack.clients.logs;
+    let pattern = query.server.as_deref();
 
     // The range up to now, merged across groups as each is read page by page.
     let mut cursors: Vec<Cursor> = groups
         .iter()
-        .map(|(group, label)| Cursor::new(group, label))
+        .map(|(group, label)| Cursor::new(group, label, pattern, start, Some(now)))
         .collect();
     let mut seen = Seen::default();
     loop {
-        for c in cursors.iter_mut() {
-            c.fill(logs, query.server.as_deref(), start, Some(now))
-                .await?;
+        let mut first: Option<((i64, i64), usize)> = None;
+        for (i, c) in cursors.iter_mut().enumerate() {
+            if let Some(key) = c.peek(logs).await?
+                && first.is_none_or(|(k, _)| key < k)
+            {
+                first = Some((key, i));
+            }
         }
-        let Some(next) = cursors
-            .iter_mut()
-            .filter(|c| !c.buffer.is_empty())
-            .min_by_key(|c| c.head_key())
-        else {
+        let Some((_, i)) = first else {
             break;
         };
-        let (label, event) = next.pop();
+        let cursor = &mut cursors[i];
+        let Some(event) = cursor.next(logs).await? else {
+            break;
+        };
         // Only what the first poll will read again is remembered: the range itself streams.
         if args.follow && event.timestamp.unwrap_or(0) >= now - LATE.as_millis() as i64 {
-            seen.add(&label, &event);
+            seen.add(&cursor.label, &event);
         }
         if query.keeps(text(&event)) {
-            printer.line(&LogLine::from(&label, &event));
+            printer.line(&LogLine::from(&cursor.label, &event));
         }
     }
     if !args.follow {
@@ -89,28 +94,20 @@ pub async fn run(
             _ = tokio::time::sleep(POLL) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let polled_at = now_ms();
+        let polled_at = epoch_ms() as i64;
         let from = (read_to - LATE.as_millis() as i64).max(start);
         let mut failed = false;
         let mut fresh: Vec<(String, FilteredLogEvent)> = Vec::new();
         for (group, label) in &groups {
-            let mut cursor = Cursor::new(group, label);
+            let mut cursor = Cursor::new(group, label, pattern, from, None);
             // A failed poll is said and tried again at the next: following survives a throttle.
             let read = async {
-                loop {
-                    cursor
-                        .fill(logs, query.server.as_deref(), from, None)
-                        .await?;
-                    if cursor.buffer.is_empty() {
-                        return Ok::<_, Error>(());
-                    }
-                    while !cursor.buffer.is_empty() {
-                        let (label, event) = cursor.pop();
-                        if !seen.has(&label, &event) {
-                            fresh.push((label, event));
-                        }
+                while let Some(event) = cursor.next(logs).await? {
+                    if !seen.has(label, &event) {
+                        fresh.push((label.clone(), event));
                     }
                 }
+                Ok::<_, Error>(())
             };
             if let Err(e) = read.await {
                 eprintln!("reading {group} failed, trying again: {e}");
@@ -288,13 +285,6 @@ impl Seen {
     fn forget_before(&mut self, at: i64) {
         self.ids.retain(|_, t| *t >= at);
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// One printed line.

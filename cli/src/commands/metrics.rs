@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,6 +14,7 @@ use crate::args::MetricsArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
+use crate::local::events::epoch_ms;
 use crate::stack::Stack;
 use crate::stack::logs::{Cursor, text};
 
@@ -23,27 +23,16 @@ const PATTERN: &str = "\"CloudWatchMetrics\"";
 
 pub async fn run(config: &Config, aws: &AwsArgs, args: &MetricsArgs) -> Result<Metrics, Error> {
     let stack = Stack::open(config, aws).await?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = epoch_ms() as i64;
     let period = args.period.as_millis().max(1) as i64;
     // Periods start on multiples of the period, as CloudWatch's do.
     let start = (now - args.since.as_millis() as i64) / period * period;
     let mut sums = Sums::default();
     for key in config.functions.keys() {
-        let mut cursor = Cursor::new(&stack.names.log_group(key), key);
-        loop {
-            cursor
-                .fill(&stack.clients.logs, Some(PATTERN), start, Some(now))
-                .await?;
-            if cursor.buffer.is_empty() {
-                break;
-            }
-            while !cursor.buffer.is_empty() {
-                let (_, event) = cursor.pop();
-                sums.add_document(key, text(&event), start, period);
-            }
+        let group = stack.names.log_group(key);
+        let mut cursor = Cursor::new(&group, key, Some(PATTERN), start, Some(now));
+        while let Some(event) = cursor.next(&stack.clients.logs).await? {
+            sums.add_document(key, text(&event), start, period);
         }
     }
     Ok(sums.into_metrics(start, period, now))

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use wsctl_functions::layout;
 
 mod access_logs;
+mod alarms;
 mod bundled;
 mod check;
 mod domain;
@@ -19,6 +20,7 @@ mod tables;
 pub(crate) mod tests;
 
 pub use access_logs::{AccessLogsConfig, AccountRole};
+pub use alarms::AlarmsConfig;
 pub use domain::DomainConfig;
 pub use tables::{KeyAttr, TableConfig};
 
@@ -167,6 +169,14 @@ pub struct Config {
     /// The stage's access log: one line per connect, message and disconnect.
     #[serde(default)]
     pub access_logs: Option<AccessLogsConfig>,
+    /// A CloudWatch dashboard of the stage (`STACK-STAGE`): API Gateway's, Lambda's,
+    /// DynamoDB's and the functions' own metrics. Free for an account's first three
+    /// dashboards, then $3 a month each.
+    #[serde(default = "default_dashboard")]
+    pub dashboard: bool,
+    /// CloudWatch alarms on the stage's health (each key left out keeps its default).
+    #[serde(default)]
+    pub alarms: Option<AlarmsConfig>,
     /// What one connection or one user may use, enforced by the bundled functions (each key
     /// left out keeps its default).
     #[serde(default)]
@@ -296,6 +306,9 @@ fn default_stage() -> String {
 fn default_arch() -> Arch {
     Arch::Arm64
 }
+fn default_dashboard() -> bool {
+    true
+}
 fn default_route_selection() -> String {
     DEFAULT_ROUTE_SELECTION.into()
 }
@@ -418,6 +431,9 @@ impl Config {
         }
         if let Some(logs) = &self.access_logs {
             out.extend(logs.problems());
+        }
+        if let Some(alarms) = &self.alarms {
+            out.extend(alarms.problems(self.region.as_deref()));
         }
         if let Some(arn) = &self.permissions_boundary
             && !is_policy_arn(arn)

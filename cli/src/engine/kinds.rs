@@ -229,9 +229,10 @@ macro_rules! kinds {
 // authorizer's id; routes need the integrations and the authorizer, and come after the
 // permissions so that no route is live before API Gateway may invoke its function; a custom
 // domain's API mapping needs the stage; a stage that writes access logs needs the account's
-// logging role.
+// logging role; alarms name the API's id and the topic, the dashboard the alarms.
 kinds! {
     Secret => ssm::SecretSpec,
+    Topic => sns::TopicSpec,
     Table => dynamodb::TableSpec,
     LogGroup => logs::LogGroupSpec,
     Api => apigw::ApiSpec,
@@ -246,6 +247,8 @@ kinds! {
     Stage => apigw::StageSpec,
     Domain => domain::DomainSpec,
     ApiMapping => domain::ApiMappingSpec,
+    Alarm => cloudwatch::AlarmSpec,
+    Dashboard => cloudwatch::DashboardSpec,
 }
 
 #[cfg(test)]

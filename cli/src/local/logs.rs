@@ -8,16 +8,18 @@
 //! deleted, so a long session under load does not grow the emulator's memory without end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-/// Lines waiting to be sent; beyond this they are dropped (and counted), never waited for: a
+use crate::local::events::epoch_ms;
+
+/// Lines waiting to be sent; beyond this they are dropped (and said once), never waited for: a
 /// function's output is read on, whatever the emulator's pace.
 const QUEUE: usize = 100_000;
 /// How long lines gather before a batch goes out.
@@ -30,8 +32,8 @@ const EVENT_OVERHEAD: usize = 26;
 /// Lambda cuts a line at 256 KB; so do we.
 const MAX_LINE: usize = 256 * 1024;
 /// Lines a stream takes before the next one starts, and how many streams a group keeps.
-pub const ROTATE: u64 = 50_000;
-pub const KEEP: usize = 4;
+const ROTATE: u64 = 50_000;
+const KEEP: usize = 4;
 
 struct Line {
     group: Arc<str>,
@@ -43,7 +45,6 @@ pub struct Shipper {
     queue: mpsc::Sender<Line>,
     /// Function key → its log group; lines of other keys (the gateway's own) stay on the terminal.
     groups: Mutex<HashMap<String, Arc<str>>>,
-    dropped: AtomicU64,
     said_dropped: AtomicBool,
 }
 
@@ -55,7 +56,6 @@ impl Shipper {
         Arc::new(Shipper {
             queue,
             groups: Mutex::default(),
-            dropped: AtomicU64::new(0),
             said_dropped: AtomicBool::new(false),
         })
     }
@@ -83,26 +83,16 @@ impl Shipper {
         }
         let line = Line {
             group,
-            at: now_ms(),
+            at: epoch_ms() as i64,
             text: cut(text, MAX_LINE).to_string(),
         };
-        if self.queue.try_send(line).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            if !self.said_dropped.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "{:>12} | the emulator's CloudWatch Logs cannot keep up: lines are dropped from the logs (not from this terminal)",
-                    "logs"
-                );
-            }
+        if self.queue.try_send(line).is_err() && !self.said_dropped.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "{:>12} | the emulator's CloudWatch Logs cannot keep up: lines are dropped from the logs (not from this terminal)",
+                "logs"
+            );
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
@@ -119,7 +109,7 @@ fn cut(s: &str, max: usize) -> &str {
 
 /// One log group's stream as Lambda names them: `2026/12/07/[$LATEST]` and 32 hex digits.
 fn stream_name() -> String {
-    let ms = now_ms().max(0) as u64;
+    let ms = epoch_ms();
     let date = &crate::local::events::iso8601(ms)[..10];
     let id: u128 = rand::rng().random();
     format!("{}/[$LATEST]{id:032x}", date.replace('-', "/"))

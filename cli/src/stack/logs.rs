@@ -3,47 +3,55 @@
 
 use std::collections::VecDeque;
 
+use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
 
 use crate::aws::CallContext;
 use crate::error::Error;
 
-/// One log group read forward page by page.
+/// One log group's events from `start` (to `end`, if any) matching a pattern, read forward.
 pub struct Cursor {
     pub group: String,
     pub label: String,
-    pub buffer: VecDeque<FilteredLogEvent>,
+    pattern: Option<String>,
+    start: i64,
+    end: Option<i64>,
+    buffer: VecDeque<FilteredLogEvent>,
     token: Option<String>,
     done: bool,
 }
 
 impl Cursor {
-    pub fn new(group: &str, label: &str) -> Cursor {
+    pub fn new(
+        group: &str,
+        label: &str,
+        pattern: Option<&str>,
+        start: i64,
+        end: Option<i64>,
+    ) -> Cursor {
         Cursor {
             group: group.to_string(),
             label: label.to_string(),
+            pattern: pattern.map(str::to_string),
+            start,
+            end,
             buffer: VecDeque::new(),
             token: None,
             done: false,
         }
     }
 
-    /// Reads pages from `start` (to `end`, if any) until one has events or there are no more.
-    pub async fn fill(
-        &mut self,
-        logs: &aws_sdk_cloudwatchlogs::Client,
-        pattern: Option<&str>,
-        start: i64,
-        end: Option<i64>,
-    ) -> Result<(), Error> {
+    /// The next event's (timestamp, ingestion time), reading a page if none is buffered;
+    /// `None` once the range is read.
+    pub async fn peek(&mut self, logs: &Client) -> Result<Option<(i64, i64)>, Error> {
         // FilterLogEvents may answer an empty page with a token: more may follow.
         while self.buffer.is_empty() && !self.done {
             let page = logs
                 .filter_log_events()
                 .log_group_name(&self.group)
-                .start_time(start)
-                .set_end_time(end)
-                .set_filter_pattern(pattern.map(str::to_string))
+                .start_time(self.start)
+                .set_end_time(self.end)
+                .set_filter_pattern(self.pattern.clone())
                 .set_next_token(self.token.take())
                 .send()
                 .await
@@ -52,17 +60,16 @@ impl Cursor {
             self.token = page.next_token;
             self.done = self.token.is_none();
         }
-        Ok(())
+        Ok(self
+            .buffer
+            .front()
+            .map(|e| (e.timestamp.unwrap_or(0), e.ingestion_time.unwrap_or(0))))
     }
 
-    pub fn head_key(&self) -> (i64, i64) {
-        let e = &self.buffer[0];
-        (e.timestamp.unwrap_or(0), e.ingestion_time.unwrap_or(0))
-    }
-
-    pub fn pop(&mut self) -> (String, FilteredLogEvent) {
-        let e = self.buffer.pop_front().expect("a buffered event");
-        (self.label.clone(), e)
+    /// The next event, reading a page if none is buffered; `None` once the range is read.
+    pub async fn next(&mut self, logs: &Client) -> Result<Option<FilteredLogEvent>, Error> {
+        self.peek(logs).await?;
+        Ok(self.buffer.pop_front())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod apigw;
+pub mod cloudwatch;
 mod domain;
 pub mod dynamodb;
 pub mod iam;
@@ -50,6 +51,7 @@ pub fn playing(
         Box::new(apigw::Stages::default()),
         Box::new(apigw::AuthorizerReferences::default()),
         Box::new(domain::DomainTargets),
+        Box::new(cloudwatch::Checks),
         Box::new(partition::ChinaEndpoints),
         // Last: it pages what the others have laid over moto's lists.
         Box::new(pages::OneItemPages),

@@ -13,6 +13,7 @@ use crate::build::Artifact;
 use crate::config::{AccountRole, Config, KeyAttr};
 use crate::names::*;
 
+mod monitoring;
 mod policies;
 mod sizes;
 
@@ -207,6 +208,7 @@ pub fn desired(
             &config.stage,
         )));
     }
+    out.extend(monitoring::monitoring(config, target));
     out
 }
 

@@ -69,6 +69,15 @@ pub fn size_problems(config: &Config) -> Vec<Problem> {
             );
         }
     }
+    for (key, metrics) in super::monitoring::oversized_alarms(config, &stand_in_target(config)) {
+        bad(
+            format!("alarms.{key}"),
+            format!(
+                "the alarm would read {metrics} metrics (one per function or table it covers) and CloudWatch takes {} in one alarm: set `alarms.{key}: null` and watch these on the dashboard, or split the functions into two stacks",
+                super::monitoring::MAX_ALARM_METRICS
+            ),
+        );
+    }
     out
 }
 

@@ -151,7 +151,7 @@ fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome, ends: &Ends) -> Res
     };
     if let Err(unread) = ends.send(f.ended(id)) {
         for (line, echo) in unread.0 {
-            f.platform(&line, echo);
+            f.log_as(&line, echo);
         }
     }
     let _ = job.reply.send(outcome);

@@ -99,7 +99,7 @@ impl Function {
 
     /// Event `id` was handed to its process.
     pub fn began(&self, id: &str) {
-        self.platform(
+        self.log_as(
             &format!("START RequestId: {id} Version: $LATEST"),
             Echo::LogOnly,
         );
@@ -154,7 +154,7 @@ impl Function {
     }
 
     pub fn log(&self, line: &str) {
-        (self.logs)(&self.def.key, line, Echo::Terminal);
+        self.log_as(line, Echo::Terminal);
     }
 
     /// A line the function's process wrote: its metrics (embedded metric format, one JSON
@@ -165,10 +165,10 @@ impl Function {
             true => Echo::LogOnly,
             false => Echo::Terminal,
         };
-        (self.logs)(&self.def.key, line, echo);
+        self.log_as(line, echo);
     }
 
-    pub fn platform(&self, line: &str, echo: Echo) {
+    pub fn log_as(&self, line: &str, echo: Echo) {
         (self.logs)(&self.def.key, line, echo);
     }
 }

@@ -168,7 +168,7 @@ fn pipe_logs(
                             f.output(&line);
                         }
                         for (line, echo) in end {
-                            f.platform(&line, echo);
+                            f.log_as(&line, echo);
                         }
                     }
                 }
@@ -176,7 +176,7 @@ fn pipe_logs(
             ended.close();
             while let Ok(end) = ended.try_recv() {
                 for (line, echo) in end {
-                    f.platform(&line, echo);
+                    f.log_as(&line, echo);
                 }
             }
         });
