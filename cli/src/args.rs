@@ -78,7 +78,8 @@ pub enum Command {
     /// connection or request across every function.
     Logs(LogsArgs),
     /// Print the functions' metrics (handshakes, frames, refusals, deliveries, throttled posts,
-    /// fan-out duration) over a range, summed by period.
+    /// fan-out duration) and API Gateway's, Lambda's and DynamoDB's for the stack, over a range,
+    /// summed by period.
     Metrics(MetricsArgs),
     /// Delete connection ids whose `$disconnect` never ran (for cron).
     Gc(GcArgs),

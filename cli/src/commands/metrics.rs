@@ -3,15 +3,24 @@
 //! fan-out duration) over `--since`, in `--period` steps. They are read from the embedded
 //! metric format documents the functions write into their logs (`wsctl_functions::metrics`),
 //! summed exactly as CloudWatch sums them, so the same call serves AWS and `wsctl dev`.
+//!
+//! Beside them, the services' own metrics for the stack, read with `GetMetricData`: API
+//! Gateway's for the stage (`ConnectCount`, `MessageCount`, `IntegrationError`,
+//! `ExecutionError`, `ClientError`), Lambda's for each function (`Invocations`, `Errors`,
+//! `Throttles`, the longest `Duration`, the peak `ConcurrentExecutions`) and DynamoDB's throttles
+//! for each table. `wsctl dev` writes the same metrics of its gateway and runtime into the
+//! emulator's CloudWatch, so this too is one code path.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
+use aws_sdk_cloudwatch::types::{Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
+use aws_smithy_types::DateTime;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::args::MetricsArgs;
-use crate::aws::AwsArgs;
+use crate::aws::{AwsArgs, CallContext};
 use crate::config::Config;
 use crate::error::Error;
 use crate::local::events::epoch_ms;
@@ -35,7 +44,176 @@ pub async fn run(config: &Config, aws: &AwsArgs, args: &MetricsArgs) -> Result<M
             sums.add_document(key, text(&event), start, period);
         }
     }
+    let api = crate::aws::apigw::find_api(&stack.clients, &stack.names).await?;
+    let queries = service_metrics(config, api.as_deref());
+    read_service_metrics(&stack, &queries, &mut sums, start, period, now).await?;
     Ok(sums.into_metrics(start, period, now))
+}
+
+/// One of a service's own metrics for the stack.
+pub struct ServiceMetric {
+    /// `api`, or the function's or table's key in wsctl.yaml.
+    pub source: String,
+    pub namespace: &'static str,
+    pub name: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    /// `Sum`, or `Maximum` for what is read as its peak.
+    pub stat: &'static str,
+    pub unit: &'static str,
+}
+
+/// The services' own metrics of the stack: the stage's (once its API exists), each
+/// function's and each table's.
+pub fn service_metrics(config: &Config, api: Option<&str>) -> Vec<ServiceMetric> {
+    let names = config.names();
+    let mut out = Vec::new();
+    if let Some(api) = api {
+        for name in [
+            "ConnectCount",
+            "MessageCount",
+            "IntegrationError",
+            "ExecutionError",
+            "ClientError",
+        ] {
+            out.push(ServiceMetric {
+                source: "api".into(),
+                namespace: "AWS/ApiGateway",
+                name,
+                dimensions: vec![("ApiId", api.to_string()), ("Stage", config.stage.clone())],
+                stat: "Sum",
+                unit: "Count",
+            });
+        }
+    }
+    for key in config.functions.keys() {
+        for (name, stat, unit) in [
+            ("Invocations", "Sum", "Count"),
+            ("Errors", "Sum", "Count"),
+            ("Throttles", "Sum", "Count"),
+            ("Duration", "Maximum", "Milliseconds"),
+            ("ConcurrentExecutions", "Maximum", "Count"),
+        ] {
+            out.push(ServiceMetric {
+                source: key.clone(),
+                namespace: "AWS/Lambda",
+                name,
+                dimensions: vec![("FunctionName", names.function(key))],
+                stat,
+                unit,
+            });
+        }
+    }
+    for key in config.tables.keys() {
+        for name in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            out.push(ServiceMetric {
+                source: key.clone(),
+                namespace: "AWS/DynamoDB",
+                name,
+                dimensions: vec![("TableName", names.table(key))],
+                stat: "Sum",
+                unit: "Count",
+            });
+        }
+    }
+    out
+}
+
+/// GetMetricData takes 500 queries a call ("GetMetricData", CloudWatch API Reference).
+const QUERIES_PER_CALL: usize = 500;
+
+async fn read_service_metrics(
+    stack: &Stack<'_>,
+    metrics: &[ServiceMetric],
+    sums: &mut Sums,
+    start: i64,
+    period: i64,
+    now: i64,
+) -> Result<(), Error> {
+    // A standard-resolution metric's period is a multiple of 60 seconds.
+    let seconds = ((period / 1000).max(60) + 59) / 60 * 60;
+    for chunk in metrics.chunks(QUERIES_PER_CALL) {
+        let queries: Vec<MetricDataQuery> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let dimensions = m
+                    .dimensions
+                    .iter()
+                    .map(|(k, v)| Dimension::builder().name(*k).value(v).build())
+                    .collect();
+                MetricDataQuery::builder()
+                    .id(format!("q{i}"))
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                CwMetric::builder()
+                                    .namespace(m.namespace)
+                                    .metric_name(m.name)
+                                    .set_dimensions(Some(dimensions))
+                                    .build(),
+                            )
+                            .period(seconds as i32)
+                            .stat(m.stat)
+                            .build(),
+                    )
+                    .build()
+            })
+            .collect();
+        let mut token = None;
+        loop {
+            let page = stack
+                .clients
+                .cloudwatch
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(DateTime::from_millis(start))
+                .end_time(DateTime::from_millis(now))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .ctx(
+                    "GetMetricData",
+                    format!("{} metrics of the stack", chunk.len()),
+                )?;
+            for result in page.metric_data_results.unwrap_or_default() {
+                let Some(i) = result
+                    .id
+                    .as_deref()
+                    .and_then(|id| id.strip_prefix('q'))
+                    .and_then(|i| i.parse::<usize>().ok())
+                else {
+                    continue;
+                };
+                let Some(m) = chunk.get(i) else { continue };
+                let times = result.timestamps.unwrap_or_default();
+                let values = result.values.unwrap_or_default();
+                for (at, value) in times.iter().zip(values) {
+                    let at = at.to_millis().unwrap_or(start);
+                    sums.add_point(
+                        Key {
+                            name: format!("{}:{}", short(m.namespace), m.name),
+                            function: m.source.clone(),
+                            dimensions: BTreeMap::new(),
+                        },
+                        m.unit,
+                        m.stat == "Maximum",
+                        (at - start).max(0) / period,
+                        value,
+                    );
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `AWS/Lambda` → `Lambda`.
+fn short(namespace: &str) -> &str {
+    namespace.strip_prefix("AWS/").unwrap_or(namespace)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,6 +230,8 @@ struct Sums {
 
 struct Series {
     unit: String,
+    /// Read as its peak: no total over the range means anything.
+    peak: bool,
     /// Period index → (sum, largest, samples).
     points: BTreeMap<i64, (f64, f64, u64)>,
 }
@@ -96,8 +276,10 @@ impl Sums {
                     function: function.to_string(),
                     dimensions: dimensions.clone(),
                 };
+                let unit = metric["Unit"].as_str().unwrap_or("None");
                 let series = self.series.entry(key).or_insert_with(|| Series {
-                    unit: metric["Unit"].as_str().unwrap_or("None").to_string(),
+                    unit: unit.to_string(),
+                    peak: unit == "Milliseconds",
                     points: BTreeMap::new(),
                 });
                 let point = series.points.entry(index).or_insert((0.0, f64::MIN, 0));
@@ -110,12 +292,25 @@ impl Sums {
         }
     }
 
+    /// Adds one data point a service's metric had in period `index`.
+    fn add_point(&mut self, key: Key, unit: &str, peak: bool, index: i64, value: f64) {
+        let series = self.series.entry(key).or_insert_with(|| Series {
+            unit: unit.to_string(),
+            peak,
+            points: BTreeMap::new(),
+        });
+        let point = series.points.entry(index).or_insert((0.0, f64::MIN, 0));
+        point.0 += value;
+        point.1 = point.1.max(value);
+        point.2 += 1;
+    }
+
     fn into_metrics(self, start: i64, period: i64, end: i64) -> Metrics {
         let metrics = self
             .series
             .into_iter()
             .map(|(key, series)| {
-                let durations = series.unit == "Milliseconds";
+                let durations = series.peak;
                 let points: Vec<Point> = series
                     .points
                     .iter()
@@ -228,6 +423,38 @@ impl Display for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_services_metrics_name_the_stage_each_function_and_each_table() {
+        let config = Config::parse(
+            std::path::Path::new("wsctl.yaml"),
+            include_str!("../../../templates/wsctl.yaml"),
+        )
+        .unwrap();
+        let none = service_metrics(&config, None);
+        assert!(none.iter().all(|m| m.namespace != "AWS/ApiGateway"));
+        let all = service_metrics(&config, Some("a1b2c3d4e5"));
+        assert_eq!(
+            all.len(),
+            5 + 5 * config.functions.len() + 2 * config.tables.len()
+        );
+        let connects = &all[0];
+        assert_eq!(
+            (connects.name, connects.dimensions.clone()),
+            (
+                "ConnectCount",
+                vec![
+                    ("ApiId", "a1b2c3d4e5".to_string()),
+                    ("Stage", config.stage.clone())
+                ]
+            )
+        );
+        assert!(
+            all.iter()
+                .filter(|m| m.namespace == "AWS/Lambda")
+                .all(|m| m.dimensions[0].1.starts_with(&config.names().prefix()))
+        );
+    }
 
     #[test]
     fn documents_sum_by_metric_function_dimension_and_period() {

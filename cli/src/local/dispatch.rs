@@ -23,6 +23,7 @@ pub async fn connect(
     let Some(route) = gw.api.routes.get("$connect") else {
         return Ok(None);
     };
+    gw.conns.meter.connect();
     let mut call = route.call(|stamp| events::connect(origin, hs, authorizer, stamp));
     match call.answer().await {
         Ok(doc) => {

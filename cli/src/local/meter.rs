@@ -44,6 +44,28 @@ pub struct Meter {
     /// Read and write request units.
     dynamodb_units: Mutex<(f64, f64)>,
     dynamodb_throttled: AtomicU64,
+    /// What the emulator's CloudWatch has not been told yet (`cloudwatch.rs`); a reset of the
+    /// stats leaves it.
+    unreported: Mutex<Report>,
+}
+
+/// Counts since the last report to the emulator's CloudWatch.
+#[derive(Default, Debug, PartialEq)]
+pub struct Report {
+    /// Connects sent to the `$connect` integration (API Gateway's `ConnectCount`).
+    pub connects: u64,
+    /// Messages either way (API Gateway's `MessageCount`).
+    pub messages: u64,
+    /// By function name.
+    pub functions: BTreeMap<String, Invocations>,
+}
+
+#[derive(Default, Debug, PartialEq)]
+pub struct Invocations {
+    pub count: u64,
+    /// Invocations that answered with an error.
+    pub errors: u64,
+    pub longest_ms: f64,
 }
 
 /// One invocation in flight, until dropped.
@@ -101,6 +123,30 @@ impl Meter {
         f.requests += 1;
         f.billed_ms += billed_ms(ran);
         f.memory_mb = memory_mb;
+        let mut report = self.unreported.lock().unwrap();
+        let i = report.functions.entry(function.to_string()).or_default();
+        i.count += 1;
+        i.longest_ms = i.longest_ms.max(ran.as_secs_f64() * 1000.0);
+    }
+
+    /// One request of `function` answered with an error.
+    pub fn failed(&self, function: &str) {
+        let mut report = self.unreported.lock().unwrap();
+        report
+            .functions
+            .entry(function.to_string())
+            .or_default()
+            .errors += 1;
+    }
+
+    /// A connect went to the `$connect` integration.
+    pub fn connect(&self) {
+        self.unreported.lock().unwrap().connects += 1;
+    }
+
+    /// What happened since the last call.
+    pub fn take_report(&self) -> Report {
+        std::mem::take(&mut *self.unreported.lock().unwrap())
     }
 
     /// DynamoDB's request units will be counted.
@@ -128,6 +174,7 @@ impl Meter {
             bytes.div_ceil(MESSAGE_STEP).max(1) as u64,
             Ordering::Relaxed,
         );
+        self.unreported.lock().unwrap().messages += 1;
     }
 
     /// A connection that was open from `from_ms` to `to_ms` closed.

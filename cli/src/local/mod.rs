@@ -8,6 +8,7 @@
 
 mod api;
 mod authorizer;
+mod cloudwatch;
 pub mod connections;
 mod crowd;
 mod dispatch;

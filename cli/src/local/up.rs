@@ -218,6 +218,13 @@ impl Started {
         for pool in stack.api.functions.values() {
             pool.meter_with(conns.meter.clone(), options.like_aws.is_some());
         }
+        super::cloudwatch::start(
+            Clients::local(&endpoint, region).cloudwatch,
+            conns.meter.clone(),
+            stack.api.api_id.clone(),
+            stack.api.stage.clone(),
+            stop.clone(),
+        );
         let gw = Arc::new(Gateway {
             api: stack.api,
             limits: options.limits,

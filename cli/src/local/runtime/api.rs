@@ -149,6 +149,9 @@ fn answer(f: &Function, p: Proc, id: &str, outcome: Outcome, ends: &Ends) -> Res
             json!({"errorType": "InvalidRequestID", "errorMessage": format!("request {id} is not in flight on this process")}),
         );
     };
+    if outcome.is_err() {
+        f.failed();
+    }
     if let Err(unread) = ends.send(f.ended(id)) {
         for (line, echo) in unread.0 {
             f.log_as(&line, echo);

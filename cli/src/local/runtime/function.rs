@@ -144,6 +144,13 @@ impl Function {
         ]
     }
 
+    /// Event `id` was answered with an error: counted as Lambda's `Errors`.
+    pub fn failed(&self) {
+        if let Some(m) = self.meter.get() {
+            m.meter.failed(&m.name);
+        }
+    }
+
     /// Held for one call at a time: nothing awaits while holding it.
     pub fn schedule(&self) -> MutexGuard<'_, Schedule> {
         self.schedule.lock().unwrap_or_else(|e| e.into_inner())
