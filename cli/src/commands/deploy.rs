@@ -76,6 +76,12 @@ pub async fn run(
             None
         }
     };
+    let dashboard = (config.dashboard && !stack.emulated()).then(|| {
+        crate::aws::cloudwatch::dashboard::console_url(
+            &stack.target.region,
+            &stack.names.dashboard(),
+        )
+    });
     Ok(Deployed {
         stack: config.stack.clone(),
         stage: config.stage.clone(),
@@ -84,6 +90,7 @@ pub async fn run(
         connections_url: connections,
         seconds,
         domain,
+        dashboard,
     })
 }
 
@@ -98,6 +105,9 @@ pub struct Deployed {
     connections_url: String,
     seconds: f64,
     domain: Option<CustomDomain>,
+    /// The stage's dashboard in the AWS console, when the config has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dashboard: Option<String>,
 }
 
 impl Display for Deployed {
@@ -112,6 +122,9 @@ impl Display for Deployed {
             "Deployed {}/{}: {what} in {:.1} s.\n  WebSocket URL:    {}\n  @connections URL: {}",
             self.stack, self.stage, self.seconds, self.url, self.connections_url
         )?;
+        if let Some(dashboard) = &self.dashboard {
+            write!(f, "\n  Dashboard:        {dashboard}")?;
+        }
         if let Some(domain) = &self.domain {
             write!(f, "\n{domain}")?;
         }
@@ -146,6 +159,7 @@ mod tests {
                 .into(),
             seconds: 12.25,
             domain: None,
+            dashboard: None,
         };
         let (json, text) = crate::output::forms(&deployed);
         assert_eq!(

@@ -205,6 +205,11 @@ impl<'c> Stack<'c> {
             .map(|endpoint| Gateway::at(&endpoint, &self.config.stage)))
     }
 
+    /// Whether the AWS APIs are an emulator's (`--endpoint-url`): the console has nothing of it.
+    pub fn emulated(&self) -> bool {
+        self.endpoint_url.is_some()
+    }
+
     /// The local gateway serving the stack, when it is `wsctl dev`'s: a plain `ws://` server on
     /// this machine behind an emulator's AWS endpoint, which API Gateway never is. Such a stack
     /// runs `wsctl dev`'s own build (this machine's architecture, the local profile).

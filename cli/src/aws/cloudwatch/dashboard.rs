@@ -9,6 +9,17 @@ use crate::aws::{AwsError, CallContext, Clients, found};
 use crate::engine::model::{Applying, Kind, Live, LiveState, Resource, ResourceId, Spec};
 use crate::names::Names;
 
+/// Where the dashboard opens in the AWS console of `region`'s partition.
+pub fn console_url(region: &str, name: &str) -> String {
+    use wsctl_functions::partition::Partition;
+    let host = match Partition::of(region) {
+        Partition::Aws => "console.aws.amazon.com",
+        Partition::AwsCn => "console.amazonaws.cn",
+        Partition::AwsUsGov => "console.amazonaws-us-gov.com",
+    };
+    format!("https://{host}/cloudwatch/home?region={region}#dashboards/dashboard/{name}")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DashboardSpec {
     pub name: String,
@@ -110,5 +121,22 @@ impl Resource for DashboardSpec {
         )
         .ctx("DeleteDashboards", name)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_link_is_the_partitions() {
+        assert_eq!(
+            console_url("eu-west-1", "chat-dev"),
+            "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards/dashboard/chat-dev"
+        );
+        assert!(console_url("cn-north-1", "x").starts_with("https://console.amazonaws.cn/"));
+        assert!(
+            console_url("us-gov-west-1", "x").starts_with("https://console.amazonaws-us-gov.com/")
+        );
     }
 }
