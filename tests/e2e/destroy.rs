@@ -101,6 +101,17 @@ fn destroy_removes_the_stack_and_nothing_else() {
         .as_array_mut()
         .unwrap()
         .retain(|a| !tagged_ours(a));
+    // A dashboard cannot be tagged: the stack's is the one that carries its mark.
+    let marked_ours = |v: &serde_json::Value| {
+        v["widgets"][0]["properties"]["markdown"]
+            .as_str()
+            .is_some_and(|m| m.contains("wsctl stack `fixture` stage `test`"))
+    };
+    assert!(before["dashboards"]["fixture-test"].is_object());
+    expected["dashboards"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|_, v| !marked_ours(v));
     let normalise = |mut v: serde_json::Value| {
         // API placeholders are numbered by position, which the deletion shifts.
         let s = v.to_string();
@@ -117,6 +128,8 @@ fn destroy_removes_the_stack_and_nothing_else() {
             .is_some()
     );
     assert!(after["roles"].get("fixture-prod-message").is_some());
+    assert!(after["dashboards"].get("fixture-prod").is_some());
+    assert!(after["dashboards"].get("fixture-test").is_none());
     assert_eq!(
         after["apis"].as_array().unwrap().len(),
         2,

@@ -414,3 +414,88 @@ async fn metrics_count_exactly_what_a_known_load_did() {
         "a channel of three never reaches the publish function: {metrics:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_log_has_each_connect_message_and_disconnect_of_a_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dev_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\naccess_logs: {{ account_role: create }}\n"),
+    )
+    .unwrap();
+    let dev = Dev::start(&config, &[]);
+
+    // A forged handshake: refused by the authorizer, logged with its status.
+    let refused =
+        wsctl_tests::dev::Client::connect(&format!("{}?token=forged", dev.field("url"))).await;
+    assert!(refused.is_err(), "a forged token is refused");
+
+    let before = dev.connection_ids().await;
+    let mut ada = dev.connect("ada").await;
+    let id = dev
+        .connection_ids()
+        .await
+        .into_iter()
+        .find(|i| !before.contains(i))
+        .expect("ada's connection id");
+    ada.send(json!({"action": "subscribe", "channel": "a-1"}))
+        .await;
+    ada.expect("subscribed", is("subscribed"), T).await;
+    drop(ada);
+
+    let started = Instant::now();
+    let lines = loop {
+        let got = logs(
+            &dev,
+            &config,
+            &["--access", "--connection", &id, "--since", "5m"],
+        );
+        let access: Vec<Value> = got
+            .iter()
+            .filter(|l| l["source"] == "access")
+            .filter_map(|l| serde_json::from_str(l["message"].as_str()?).ok())
+            .collect();
+        if access.iter().any(|l| l["eventType"] == "DISCONNECT") {
+            break access;
+        }
+        assert!(started.elapsed() < 2 * T, "not all there yet: {got:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let events: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["eventType"].as_str().unwrap(),
+                l["routeKey"].as_str().unwrap(),
+                l["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("CONNECT", "$connect", "200"),
+            ("MESSAGE", "$default", "200"),
+            ("DISCONNECT", "$disconnect", "200"),
+        ],
+        "{lines:#?}"
+    );
+    for l in &lines {
+        assert_eq!(l["connectionId"], id.as_str());
+        assert_eq!(l["sourceIp"], "127.0.0.1");
+        assert_ne!(l["requestId"], "-");
+        assert_eq!(l["error"], "-", "{l}");
+    }
+
+    // The refused handshake is in the log too, under its own connection id.
+    let all = logs(&dev, &config, &["--access", "--since", "5m"]);
+    assert!(
+        all.iter().any(|l| {
+            let m = l["message"].as_str().unwrap_or_default();
+            l["source"] == "access" && m.contains("\"CONNECT\"") && m.contains("\"status\":\"403\"")
+        }),
+        "{all:#?}"
+    );
+}

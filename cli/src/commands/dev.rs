@@ -29,10 +29,10 @@ pub async fn run(
         no_build: args.no_build,
     };
     let mut config = super::load(config_path, &build)?;
-    // The local gateway keeps no access log, and the emulator's account has no logging role to
-    // ask for: the stage would be refused for a log nobody writes.
-    if config.access_logs.take().is_some() {
-        printer.note("access_logs: not used by wsctl dev (its gateway writes no access log)");
+    // The emulator's account has no logging role of its own, whatever a real account has: the
+    // deploy makes one there, so the stage keeps its access log, which the gateway writes.
+    if let Some(logs) = config.access_logs.as_mut() {
+        logs.account_role = Some("create".into());
     }
     crate::local::raise_fd_limit();
     let started = Started::start(

@@ -23,6 +23,8 @@ pub struct Api {
     pub functions: HashMap<String, Pool>,
     /// The stage's throttle, over every frame of every client.
     pub throttle: Option<super::throttle::Throttle>,
+    /// The stage's access log, when it has one.
+    pub access_log: Option<super::access::AccessLog>,
 }
 
 impl Api {

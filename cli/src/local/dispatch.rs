@@ -3,11 +3,13 @@
 //! that fails gets API Gateway's error frame back, under the request id its event carried.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::access::Request;
 use super::connections::{Conn, Out};
 use super::events::{self, Handshake, Origin};
 use super::integration::Failed;
@@ -24,8 +26,9 @@ pub async fn connect(
         return Ok(None);
     };
     gw.conns.meter.connect();
+    let started = Instant::now();
     let mut call = route.call(|stamp| events::connect(origin, hs, authorizer, stamp));
-    match call.answer().await {
+    let decided = match call.answer().await {
         Ok(doc) => {
             let protocol = doc
                 .pointer("/headers/Sec-WebSocket-Protocol")
@@ -48,7 +51,21 @@ pub async fn connect(
             Err(StatusCode::INTERNAL_SERVER_ERROR)
         }
         Err(Failed::TimedOut) => Err(StatusCode::GATEWAY_TIMEOUT),
-    }
+    };
+    let status = decided.as_ref().map_or_else(|s| s.as_u16(), |_| 200);
+    gw.access(&Request {
+        request_id: &call.request_id,
+        connection_id: &origin.connection_id,
+        event_type: "CONNECT",
+        route_key: "$connect",
+        status,
+        request_time_ms: origin.connected_at,
+        source_ip: &origin.source_ip,
+        integration_latency_ms: Some(started.elapsed().as_millis() as u64),
+        error: decided.is_err().then_some("Connection refused by $connect"),
+        ..Default::default()
+    });
+    decided
 }
 
 /// `$disconnect`, with the close code and reason API Gateway reports.
@@ -56,15 +73,28 @@ pub async fn disconnect(gw: &Gateway, conn: &Conn, code: u16, reason: &str) {
     let Some(route) = gw.api.routes.get("$disconnect") else {
         return;
     };
+    let (started, at) = (Instant::now(), events::epoch_ms());
     let mut call = route.call(|stamp| {
         events::disconnect(&conn.origin, code, reason, conn.authorizer.as_ref(), stamp)
     });
-    if let Err(failed) = call.answer().await {
+    let answered = call.answer().await;
+    if let Err(failed) = &answered {
         gw.note(&format!(
             "$disconnect failed for {} (request {}): {failed}",
             conn.origin.connection_id, call.request_id
         ));
     }
+    gw.access(&Request {
+        request_id: &call.request_id,
+        connection_id: &conn.origin.connection_id,
+        event_type: "DISCONNECT",
+        route_key: "$disconnect",
+        status: if answered.is_ok() { 200 } else { 500 },
+        request_time_ms: at,
+        source_ip: &conn.origin.source_ip,
+        integration_latency_ms: Some(started.elapsed().as_millis() as u64),
+        ..Default::default()
+    });
 }
 
 /// Hands a frame to its route's function. Frames of one connection run concurrently, as on
@@ -74,21 +104,31 @@ pub fn message(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) 
         .api
         .route_for((!base64).then_some(body.as_str()))
         .to_string();
-    let Some(route) = gw.api.routes.get(&route_key) else {
+    let at = events::epoch_ms();
+    let refused = |status: u16, text: &str| {
         // No function runs, yet the client gets a request id as from any other request.
-        let _ = conn.tx.try_send(error_frame(
-            "Forbidden",
-            &conn.origin.connection_id,
-            &events::request_id(),
-        ));
+        let request_id = events::request_id();
+        let _ = conn
+            .tx
+            .try_send(error_frame(text, &conn.origin.connection_id, &request_id));
+        gw.access(&Request {
+            request_id: &request_id,
+            connection_id: &conn.origin.connection_id,
+            event_type: "MESSAGE",
+            route_key: &route_key,
+            status,
+            request_time_ms: at,
+            source_ip: &conn.origin.source_ip,
+            error: Some(text),
+            ..Default::default()
+        });
+    };
+    let Some(route) = gw.api.routes.get(&route_key) else {
+        refused(403, "Forbidden");
         return;
     };
     if gw.api.throttle.as_ref().is_some_and(|t| !t.take()) {
-        let _ = conn.tx.try_send(error_frame(
-            "Too Many Requests",
-            &conn.origin.connection_id,
-            &events::request_id(),
-        ));
+        refused(429, "Too Many Requests");
         return;
     }
     // Base64 carries a binary frame: four characters for three bytes.
@@ -109,20 +149,35 @@ pub fn message(gw: &Arc<Gateway>, conn: &Arc<Conn>, body: String, base64: bool) 
         )
     });
     let (gw, conn) = (gw.clone(), conn.clone());
+    let started = Instant::now();
     tokio::spawn(async move {
-        let text = match call.answer().await {
-            Ok(_) => return,
+        let failed = match call.answer().await {
+            Ok(_) => None,
             Err(Failed::Function(f)) => {
                 gw.note(&format!(
                     "{route_key} failed for {} (request {}): {f}",
                     conn.origin.connection_id, call.request_id
                 ));
-                "Internal server error"
+                Some((500, "Internal server error"))
             }
-            Err(Failed::TimedOut) => "Endpoint request timed out",
+            Err(Failed::TimedOut) => Some((504, "Endpoint request timed out")),
         };
-        let frame = error_frame(text, &conn.origin.connection_id, &call.request_id);
-        let _ = conn.tx.send(frame).await;
+        gw.access(&Request {
+            request_id: &call.request_id,
+            connection_id: &conn.origin.connection_id,
+            event_type: "MESSAGE",
+            route_key: &route_key,
+            status: failed.map_or(200, |(status, _)| status),
+            request_time_ms: at,
+            source_ip: &conn.origin.source_ip,
+            integration_latency_ms: Some(started.elapsed().as_millis() as u64),
+            error: failed.map(|(_, text)| text),
+            ..Default::default()
+        });
+        if let Some((_, text)) = failed {
+            let frame = error_frame(text, &conn.origin.connection_id, &call.request_id);
+            let _ = conn.tx.send(frame).await;
+        }
     });
 }
 

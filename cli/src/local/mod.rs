@@ -6,6 +6,7 @@
 //! emulated control plane (routes, integrations, authorizer, each function's environment and
 //! code hash), so `wsctl dev` runs what `wsctl deploy` made, the way AWS would run it.
 
+mod access;
 mod api;
 mod authorizer;
 mod cloudwatch;
@@ -127,6 +128,7 @@ impl DevStack {
         let mut selection = None;
         let mut stage = None;
         let mut throttle = None;
+        let mut access_log = None;
         let mut functions = HashMap::new();
         let mut by_key = HashMap::new();
         let mut integration_timeout = HashMap::new();
@@ -164,6 +166,10 @@ impl DevStack {
                 Spec::Stage(s) => {
                     stage = Some(s.name.clone());
                     throttle = throttle::Throttle::new(s.throttling_rate, s.throttling_burst);
+                    access_log = s
+                        .access_log
+                        .as_ref()
+                        .and_then(|a| access::AccessLog::new(&a.destination_arn, &a.format));
                 }
                 Spec::Integration(i) => {
                     integration_timeout.insert(
@@ -229,6 +235,7 @@ impl DevStack {
             authorizer: None,
             functions,
             throttle,
+            access_log,
         };
         for route in routes {
             let Some(function) = &route.function else {

@@ -100,7 +100,21 @@ pub async fn handshake(
                 .await
             {
                 Ok(ctx) => Some(ctx),
-                Err(refused) => return refused,
+                Err(refused) => {
+                    let status = refused.status();
+                    gw.access(&super::access::Request {
+                        request_id: &super::events::request_id(),
+                        connection_id: &origin.connection_id,
+                        event_type: "CONNECT",
+                        route_key: "$connect",
+                        status: status.as_u16(),
+                        request_time_ms: origin.connected_at,
+                        source_ip: &origin.source_ip,
+                        authorizer_error: Some(status.canonical_reason().unwrap_or("Unauthorized")),
+                        ..Default::default()
+                    });
+                    return refused;
+                }
             }
         }
         None => None,

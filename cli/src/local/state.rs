@@ -13,6 +13,9 @@ use super::likeaws::LikeAws;
 use super::proxy::Upstream;
 use super::runtime::LogSink;
 
+/// The log key of the stage's access log.
+pub const ACCESS: &str = "access";
+
 pub struct Gateway {
     pub api: Api,
     pub limits: Limits,
@@ -43,5 +46,12 @@ pub struct Limits {
 impl Gateway {
     pub fn note(&self, line: &str) {
         (self.log)("gateway", line, super::runtime::Echo::Terminal);
+    }
+
+    /// A line of the stage's access log, when it has one (never on the terminal).
+    pub fn access(&self, request: &super::access::Request) {
+        if let Some(log) = &self.api.access_log {
+            (self.log)(ACCESS, &log.line(request), super::runtime::Echo::LogOnly);
+        }
     }
 }

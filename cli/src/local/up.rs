@@ -190,6 +190,9 @@ impl Started {
             logs.clone(),
             stop.clone(),
         )?;
+        if let Some(access) = &stack.api.access_log {
+            cloudwatch.register(super::state::ACCESS, &access.group);
+        }
         for pool in &stack.pools {
             let def = pool.def();
             if let Some(name) = def.env.get("AWS_LAMBDA_FUNCTION_NAME") {
