@@ -271,28 +271,20 @@ impl Sums {
                     Some(v) => v.as_f64().into_iter().collect(),
                     None => continue,
                 };
-                let key = Key {
-                    name: name.to_string(),
-                    function: function.to_string(),
-                    dimensions: dimensions.clone(),
-                };
                 let unit = metric["Unit"].as_str().unwrap_or("None");
-                let series = self.series.entry(key).or_insert_with(|| Series {
-                    unit: unit.to_string(),
-                    peak: unit == "Milliseconds",
-                    points: BTreeMap::new(),
-                });
-                let point = series.points.entry(index).or_insert((0.0, f64::MIN, 0));
                 for v in values {
-                    point.0 += v;
-                    point.1 = point.1.max(v);
-                    point.2 += 1;
+                    let key = Key {
+                        name: name.to_string(),
+                        function: function.to_string(),
+                        dimensions: dimensions.clone(),
+                    };
+                    self.add_point(key, unit, unit == "Milliseconds", index, v);
                 }
             }
         }
     }
 
-    /// Adds one data point a service's metric had in period `index`.
+    /// Adds one value a metric had in period `index`; a series read as its `peak` has no total.
     fn add_point(&mut self, key: Key, unit: &str, peak: bool, index: i64, value: f64) {
         let series = self.series.entry(key).or_insert_with(|| Series {
             unit: unit.to_string(),

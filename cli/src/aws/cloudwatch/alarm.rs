@@ -127,12 +127,7 @@ impl AlarmSpec {
     async fn put(&self, clients: &Clients, tags: bool) -> Result<(), AwsError> {
         // PutMetricAlarm ignores `Tags` on an alarm that exists ("PutMetricAlarm", CloudWatch
         // API Reference): an update changes them with TagResource and UntagResource.
-        let tags = tags.then(|| {
-            self.tags
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect()
-        });
+        let tags = tags.then(|| cloudwatch_tags(&self.tags));
         clients
             .cloudwatch
             .put_metric_alarm()
@@ -274,11 +269,7 @@ impl Resource for AlarmSpec {
                             .cloudwatch
                             .tag_resource()
                             .resource_arn(&arn)
-                            .set_tags(Some(
-                                tags.iter()
-                                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                                    .collect(),
-                            ))
+                            .set_tags(Some(cloudwatch_tags(tags)))
                             .send()
                             .await
                             .ctx("TagResource", &self.name)?;
@@ -306,4 +297,10 @@ impl Resource for AlarmSpec {
         .ctx("DeleteAlarms", name)?;
         Ok(())
     }
+}
+
+fn cloudwatch_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }

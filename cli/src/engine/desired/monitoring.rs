@@ -55,19 +55,27 @@ pub fn monitoring(config: &Config, target: &Target) -> Vec<Spec> {
     out
 }
 
+/// The stack's functions' names, and those of the functions that post to connections (which
+/// write the delivery and fan-out metrics).
+fn function_names(config: &Config) -> (Vec<String>, Vec<String>) {
+    let names = config.names();
+    let all = config.functions.keys().map(|k| names.function(k)).collect();
+    let posting = config
+        .functions
+        .iter()
+        .filter(|(_, f)| f.manage_connections)
+        .map(|(k, _)| names.function(k))
+        .collect();
+    (all, posting)
+}
+
 /// What each alarm reads, and how: (key, description, stat, combine, metrics).
 fn alarm_metrics(
     config: &Config,
     target: &Target,
 ) -> Vec<(&'static str, &'static str, &'static str, Vec<AlarmMetric>)> {
     let names = config.names();
-    let functions: Vec<String> = config.functions.keys().map(|k| names.function(k)).collect();
-    let posting: Vec<String> = config
-        .functions
-        .iter()
-        .filter(|(_, f)| f.manage_connections)
-        .map(|(k, _)| names.function(k))
-        .collect();
+    let (functions, posting) = function_names(config);
     let metric = |namespace: &str, name: &str, dimensions: &[(&str, &str)]| AlarmMetric {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -219,13 +227,7 @@ fn dashboard(config: &Config, target: &Target, alarm_arns: &[String]) -> Value {
     let region = target.region.as_str();
     let api = target.api();
     let stage = config.stage.as_str();
-    let functions: Vec<String> = config.functions.keys().map(|k| names.function(k)).collect();
-    let posting: Vec<String> = config
-        .functions
-        .iter()
-        .filter(|(_, f)| f.manage_connections)
-        .map(|(k, _)| names.function(k))
-        .collect();
+    let (functions, posting) = function_names(config);
     let tables: Vec<String> = config.tables.keys().map(|t| names.table(t)).collect();
     let apigw = |metric: &str| json!(["AWS/ApiGateway", metric, "ApiId", api, "Stage", stage]);
     let per = |namespace: &str, metric: &str, dimension: &str, of: &[String]| -> Vec<Value> {
