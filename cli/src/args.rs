@@ -262,7 +262,7 @@ pub struct PublishArgs {
     /// The channel: the message is stored under its next serial and sent to every subscriber.
     #[arg(
         long,
-        required_unless_present = "connection",
+        required_unless_present_any = ["connection", "print_policy"],
         conflicts_with = "connection"
     )]
     pub channel: Option<String>,
@@ -284,6 +284,10 @@ pub struct PublishArgs {
     /// At most this many publishes per second, 0.01-10000 (default: one after another, as fast as they complete).
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
+    /// Print the IAM policy a backend needs to publish through the stack's publish endpoint
+    /// (`publish_endpoint: true`) and exit; the only AWS calls read the account id (STS).
+    #[arg(long, conflicts_with_all = ["channel", "connection", "data", "file", "id"])]
+    pub print_policy: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -81,6 +81,10 @@ fn authorization(
                 ("DELETE", ["functions", f, "concurrency"]) => {
                     ("DeleteFunctionConcurrency", function(f))
                 }
+                ("GET", ["functions", f, "url"]) => ("GetFunctionUrlConfig", function(f)),
+                ("POST", ["functions", f, "url"]) => ("CreateFunctionUrlConfig", function(f)),
+                ("PUT", ["functions", f, "url"]) => ("UpdateFunctionUrlConfig", function(f)),
+                ("DELETE", ["functions", f, "url"]) => ("DeleteFunctionUrlConfig", function(f)),
                 ("GET", ["tags", ..]) => ("ListTags", parts[2..].join("/")),
                 ("POST", ["tags", ..]) => ("TagResource", parts[2..].join("/")),
                 ("DELETE", ["tags", ..]) => ("UntagResource", parts[2..].join("/")),

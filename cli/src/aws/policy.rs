@@ -27,6 +27,7 @@
 //! `sts:GetCallerIdentity` is absent on purpose: it needs no permission (STS API reference).
 
 use serde_json::{Value, json};
+use wsctl_functions::layout;
 
 use super::{AwsArgs, AwsError, Clients, account};
 use crate::config::{AccessLogsConfig, AccountRole, Config};
@@ -171,11 +172,14 @@ pub const GRANTS: &[Grant] = &[
         actions: &[
             "lambda:AddPermission",
             "lambda:CreateFunction",
+            "lambda:CreateFunctionUrlConfig",
             "lambda:DeleteFunction",
             "lambda:DeleteFunctionConcurrency",
+            "lambda:DeleteFunctionUrlConfig",
             "lambda:GetFunction",
             "lambda:GetFunctionConcurrency",
             "lambda:GetFunctionConfiguration",
+            "lambda:GetFunctionUrlConfig",
             "lambda:GetPolicy",
             "lambda:ListTags",
             "lambda:PutFunctionConcurrency",
@@ -184,6 +188,7 @@ pub const GRANTS: &[Grant] = &[
             "lambda:UntagResource",
             "lambda:UpdateFunctionCode",
             "lambda:UpdateFunctionConfiguration",
+            "lambda:UpdateFunctionUrlConfig",
         ],
         scope: Scope::Functions,
         condition: None,
@@ -501,18 +506,49 @@ fn access_log_statements(logs: &AccessLogsConfig, names: &Names, target: &Target
     out
 }
 
-/// Which policy `wsctl deploy` prints.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Printed {
-    /// `--print-policy`: the deploying identity's.
-    Deployer,
-    /// `--print-boundary`: the stack's roles' permissions boundary.
-    Boundary,
+/// What a backend needs to publish through the stack's publish endpoint. Lambda authorizes a
+/// request to an `AWS_IAM` function URL as `lambda:InvokeFunctionUrl` and, for URLs created
+/// since October 2025, `lambda:InvokeFunction` too ("Control access to Lambda function URLs",
+/// Lambda Developer Guide). The second is limited to requests through the URL
+/// (`lambda:InvokedViaFunctionUrl`): a plain Invoke of the publish function also takes
+/// fan-out jobs, which post any frame to any connection.
+pub fn publisher_policy(config: &Config, target: &Target) -> Value {
+    let function = target.function_arn(&config.names().function(layout::PUBLISH_FUNCTION));
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublishEndpoint",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunctionUrl",
+                "Resource": function,
+                "Condition": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+            },
+            {
+                "Sid": "PublishEndpointOnly",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": function,
+                "Condition": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+            },
+        ],
+    })
 }
 
-/// `wsctl deploy --print-policy` / `--print-boundary`: the account comes from STS and the
-/// API's id from API Gateway (the only calls made); without credentials both are `*`, and a
-/// note says so.
+/// Which policy `wsctl deploy` or `wsctl publish` prints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Printed {
+    /// `deploy --print-policy`: the deploying identity's.
+    Deployer,
+    /// `deploy --print-boundary`: the stack's roles' permissions boundary.
+    Boundary,
+    /// `publish --print-policy`: a backend's, for the publish endpoint.
+    Publisher,
+}
+
+/// `wsctl deploy --print-policy` / `--print-boundary`, `wsctl publish --print-policy`: the
+/// account comes from STS and the API's id from API Gateway (the only calls made); without
+/// credentials both are `*`, and a note says so.
 pub async fn print(
     config: &Config,
     aws: &AwsArgs,
@@ -558,6 +594,14 @@ pub async fn print(
     let policy = match which {
         Printed::Deployer => deployer_policy(config, &target),
         Printed::Boundary => crate::engine::desired::boundary_policy(&config.names(), &target),
+        Printed::Publisher => {
+            if !config.publish_endpoint {
+                printer.note(
+                    "the config has no `publish_endpoint: true`: this policy takes effect once it is set and deployed",
+                );
+            }
+            publisher_policy(config, &target)
+        }
     };
     Ok(Document(policy))
 }
@@ -938,5 +982,31 @@ mod tests {
             statement(&policy, "ApiGatewayAccountSettings").unwrap()["Resource"],
             json!(["arn:aws:apigateway:eu-west-1::/account"])
         );
+    }
+
+    /// The backend's policy, evaluated as IAM does: a request through the URL is allowed, a
+    /// plain Invoke of the publish function (which takes fan-out jobs) is not, and no other
+    /// function of the stack is reachable.
+    #[test]
+    fn a_backend_may_publish_through_the_url_and_nothing_else() {
+        use crate::local::iam::{Ask, Principal};
+        let policy = publisher_policy(&template(), &target("eu-west-1"));
+        let backend = Principal::new("arn:aws:iam::123456789012:user/backend", &[policy], None);
+        let publish = "arn:aws:lambda:eu-west-1:123456789012:function:chat-dev-publish";
+        let through_url = [
+            Ask::new("lambda:InvokeFunctionUrl", publish)
+                .with("lambda:FunctionUrlAuthType", "AWS_IAM"),
+            Ask::new("lambda:InvokeFunction", publish).with("lambda:InvokedViaFunctionUrl", "true"),
+        ];
+        assert_eq!(backend.check(&through_url), Ok(()));
+        let direct = Ask::new("lambda:InvokeFunction", publish);
+        assert!(backend.check(&[direct]).is_err());
+        let public_url = Ask::new("lambda:InvokeFunctionUrl", publish)
+            .with("lambda:FunctionUrlAuthType", "NONE");
+        assert!(backend.check(&[public_url]).is_err());
+        let message = "arn:aws:lambda:eu-west-1:123456789012:function:chat-dev-message";
+        let other = Ask::new("lambda:InvokeFunctionUrl", message)
+            .with("lambda:FunctionUrlAuthType", "AWS_IAM");
+        assert!(backend.check(&[other]).is_err());
     }
 }

@@ -76,6 +76,16 @@ pub async fn run(
             None
         }
     };
+    let publish_endpoint = match config.publish_endpoint {
+        true => match stack.publish_endpoint().await {
+            Ok(url) => url,
+            Err(e) => {
+                printer.note(format!("the publish endpoint's URL could not be read: {e}"));
+                None
+            }
+        },
+        false => None,
+    };
     let dashboard = (config.dashboard && !stack.emulated()).then(|| {
         crate::aws::cloudwatch::dashboard::console_url(
             &stack.target.region,
@@ -91,6 +101,7 @@ pub async fn run(
         seconds,
         domain,
         dashboard,
+        publish_endpoint,
     })
 }
 
@@ -108,6 +119,9 @@ pub struct Deployed {
     /// The stage's dashboard in the AWS console, when the config has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     dashboard: Option<String>,
+    /// The URL backends publish through (`publish_endpoint: true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_endpoint: Option<String>,
 }
 
 impl Display for Deployed {
@@ -122,6 +136,9 @@ impl Display for Deployed {
             "Deployed {}/{}: {what} in {:.1} s.\n  WebSocket URL:    {}\n  @connections URL: {}",
             self.stack, self.stage, self.seconds, self.url, self.connections_url
         )?;
+        if let Some(endpoint) = &self.publish_endpoint {
+            write!(f, "\n  Publish endpoint: {endpoint}")?;
+        }
         if let Some(dashboard) = &self.dashboard {
             write!(f, "\n  Dashboard:        {dashboard}")?;
         }
@@ -160,6 +177,7 @@ mod tests {
             seconds: 12.25,
             domain: None,
             dashboard: None,
+            publish_endpoint: None,
         };
         let (json, text) = crate::output::forms(&deployed);
         assert_eq!(

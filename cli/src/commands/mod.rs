@@ -61,6 +61,10 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
             .show(&deploy::run(&load(&cli.config, &args.build)?, &cli.aws, args, &printer).await?),
         Command::Status => printer.show(&status::run(&config()?, &cli.aws, &printer).await?),
         Command::Token(args) => printer.show(&token::run(&config()?, &cli.aws, args).await?),
+        Command::Publish(args) if args.print_policy => {
+            let config = config()?;
+            printer.show(&policy::print(&config, &cli.aws, Printed::Publisher, &printer).await?)
+        }
         Command::Publish(args) => printer.show(&publish::run(&config()?, &cli.aws, args).await?),
         Command::Tail(args) => tail::run(&config()?, &cli.aws, args, &printer).await?,
         Command::Connect(args) => connect::run(&config()?, &cli.aws, args, &printer).await?,

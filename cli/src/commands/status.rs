@@ -56,6 +56,11 @@ pub async fn run(
         .await?
         .map(|g| (g.websocket.clone(), g.connections_url()));
     let domain = stack.custom_domain().await?;
+    let publish_endpoint = live
+        .resources
+        .iter()
+        .find(|(id, _)| id.kind == Kind::FunctionUrl)
+        .and_then(|(_, l)| l.physical_id.clone());
     Ok(Status {
         stack: config.stack.clone(),
         stage: config.stage.clone(),
@@ -64,6 +69,7 @@ pub async fn run(
         deployed: !live.resources.is_empty(),
         url: urls.as_ref().map(|u| u.0.clone()),
         connections_url: urls.map(|u| u.1),
+        publish_endpoint,
         resources: live
             .resources
             .iter()
@@ -90,6 +96,9 @@ pub struct Status {
     deployed: bool,
     url: Option<String>,
     connections_url: Option<String>,
+    /// The publish endpoint's URL (`publish_endpoint: true`), when it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_endpoint: Option<String>,
     resources: Vec<Resource>,
     /// Resources with the stack's names but not its tags, left alone.
     foreign: Vec<ResourceId>,
@@ -140,6 +149,9 @@ impl Display for Status {
                 "\n  WebSocket URL:    {url}\n  @connections URL: {connections}"
             )?;
         }
+        if let Some(endpoint) = &self.publish_endpoint {
+            write!(f, "\n  Publish endpoint: {endpoint}")?;
+        }
         if let Some(domain) = &self.domain {
             write!(f, "\n{domain}")?;
         }
@@ -177,6 +189,7 @@ mod tests {
             connections_url: Some(
                 "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections".into(),
             ),
+            publish_endpoint: None,
             resources: vec![Resource {
                 kind: Kind::Api,
                 name: "chat-dev".into(),

@@ -379,6 +379,19 @@ impl Config {
                 ),
             );
         }
+        let publish = layout::PUBLISH_FUNCTION;
+        let serves_url = self
+            .functions
+            .get(publish)
+            .is_some_and(|f| f.handler.as_deref() == Some(publish));
+        if self.publish_endpoint && !serves_url {
+            bad(
+                "publish_endpoint".into(),
+                format!(
+                    "the endpoint is a URL of the `{publish}` function, which this stack does not have as the bundled one; add `{publish}` to `functions:` with `crate: functions/pubsub` and `handler: {publish}`, or remove `publish_endpoint`"
+                ),
+            );
+        }
         if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
             bad(
                 "log_retention_days".into(),

@@ -174,6 +174,12 @@ pub struct Config {
     /// dashboards, then $3 a month each.
     #[serde(default = "default_dashboard")]
     pub dashboard: bool,
+    /// A URL on the `publish` function that backends publish through with one SigV4-signed
+    /// `POST {"channel", "data", "id"?}` (a Lambda function URL with `AuthType` `AWS_IAM`).
+    /// `wsctl deploy` and `wsctl status` print it; `wsctl publish --print-policy` prints the IAM
+    /// policy a backend needs. No charge per request beyond the function's own.
+    #[serde(default)]
+    pub publish_endpoint: bool,
     /// CloudWatch alarms on the stage's health (each key left out keeps its default).
     #[serde(default)]
     pub alarms: Option<AlarmsConfig>,

@@ -117,6 +117,7 @@ fn the_template_with_every_commented_option_is_valid() {
                 "#   audience",
                 "#   capabilities_claim",
                 "#   default_capabilities",
+                "# publish_endpoint",
             ];
             if optional.iter().any(|o| t.starts_with(o)) {
                 l.replacen("# ", "", 1)
@@ -134,6 +135,15 @@ fn the_template_with_every_commented_option_is_valid() {
         (Some("chat"), "chat-app")
     );
     assert_eq!(c.functions["publish"].reserved_concurrency, Some(100));
+    assert!(c.publish_endpoint);
+}
+
+#[test]
+fn the_publish_endpoint_needs_the_bundled_publish_function() {
+    let found = problems(&format!("{GOOD}publish_endpoint: true\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "publish_endpoint");
+    assert!(found[0].message.contains("handler: publish"), "{found:?}");
 }
 
 #[test]

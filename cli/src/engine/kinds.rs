@@ -224,7 +224,8 @@ macro_rules! kinds {
 }
 
 // Creation order: a kind comes after every kind it needs, and its wave is not lower. Roles need
-// the API's id (their policy names its stage) and their boundary; functions need roles; everything API Gateway
+// the API's id (their policy names its stage) and their boundary; functions need roles, and a
+// function's URL its function; everything API Gateway
 // holds needs the functions; the permission of the authorizer's function names the
 // authorizer's id; routes need the integrations and the authorizer, and come after the
 // permissions so that no route is live before API Gateway may invoke its function; a custom
@@ -240,6 +241,7 @@ kinds! {
     Role => iam::RoleSpec,
     Account => account::AccountSpec,
     Function => lambda::FunctionSpec,
+    FunctionUrl => lambda::FunctionUrlSpec,
     Integration => apigw::IntegrationSpec,
     Authorizer => apigw::AuthorizerSpec,
     Permission => lambda::PermissionSpec,

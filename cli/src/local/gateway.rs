@@ -4,6 +4,7 @@
 //! - `GET /{stage}` with `Upgrade: websocket`: a connection (see `session`);
 //! - `/{stage}/@connections/{id}`: the management API (see `connections`);
 //! - `/2015-03-31/functions/{name}/invocations`: Lambda's Invoke (see `invoke`);
+//! - `/_lambda-url/{name}/`: a function's URL (see `url`);
 //! - `/` the demo page and `/_wsctl/*` the dev-only helpers (see `endpoints`);
 //! - anything else is forwarded to the emulator (see `proxy`).
 
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use super::http::{Body, collect, json_response, message, percent_decode, query_param};
 use super::likeaws::{Call, LikeAws};
 use super::{
-    connections, crowd, dispatch, endpoints, events, guard, iam, invoke, partitions, session,
+    connections, crowd, dispatch, endpoints, events, guard, iam, invoke, partitions, session, url,
 };
 
 /// Serves until `stop` turns true.
@@ -111,6 +112,9 @@ async fn route(
                 like.delay(Call::Invoke).await;
             }
             invoke::handle(&gw, &parts, body, &percent_decode(name)).await
+        }
+        ["_lambda-url", function, rest @ ..] => {
+            url::serve(&gw, &parts, body, &percent_decode(function), rest).await
         }
         [""] | ["index.html"] if parts.method == Method::GET => endpoints::page(&gw.page),
         ["_wsctl", "stats"] if parts.method == Method::GET => {

@@ -12,10 +12,11 @@ use wsctl_functions::partition::Partition;
 use super::events;
 use super::http::{Body, json_response, respond};
 use super::likeaws::Call;
+use super::runtime::{Failure, Pool};
 use super::state::Gateway;
 
 /// Lambda's limits on a request's payload.
-const MAX_SYNC: usize = 6 * 1024 * 1024;
+pub const MAX_SYNC: usize = 6 * 1024 * 1024;
 const MAX_ASYNC: usize = 1024 * 1024;
 
 /// `name`, `name:qualifier`, `123456789012:function:name` or a full ARN → `name:qualifier`.
@@ -107,17 +108,6 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
         }
         "DryRun" => respond(StatusCode::NO_CONTENT, Bytes::new()),
         "RequestResponse" => {
-            // Taken before it is queued, so no two callers take the last place at once.
-            let running = match &gw.like_aws {
-                Some(like) => match gw.conns.meter.enter(like.concurrency) {
-                    Some(r) => Some(r),
-                    None => {
-                        gw.conns.meter.refused();
-                        return too_many_requests();
-                    }
-                },
-                None => None,
-            };
             if payload.len() > MAX_SYNC {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,10 +115,10 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
                     "a synchronous invocation's payload is limited to 6 MB",
                 );
             }
-            let answer = pool.submit_holding(events::request_id(), payload, running);
-            let (body, failed) = match answer.await {
-                Ok(body) => (body, false),
-                Err(f) => (Bytes::from(f.payload().to_string()), true),
+            let (body, failed) = match synchronous(gw, &pool, events::request_id(), payload).await {
+                Err(refused) => return refused,
+                Ok(Ok(body)) => (body, false),
+                Ok(Err(f)) => (Bytes::from(f.payload().to_string()), true),
             };
             let mut r = respond(StatusCode::OK, body);
             let h = r.headers_mut();
@@ -151,6 +141,28 @@ pub async fn handle(gw: &Gateway, req: &Parts, payload: Bytes, id: &str) -> Resp
             &format!("X-Amz-Invocation-Type {other:?}: use RequestResponse, Event or DryRun"),
         ),
     }
+}
+
+/// Runs `payload` on `pool` and waits for its answer or its failure; `Err` is Lambda's 429
+/// when the account's concurrency is all taken (`--like-aws`).
+pub async fn synchronous(
+    gw: &Gateway,
+    pool: &Pool,
+    request_id: String,
+    payload: Bytes,
+) -> Result<Result<Bytes, Failure>, Response<Body>> {
+    // Taken before it is queued, so no two callers take the last place at once.
+    let running = match &gw.like_aws {
+        Some(like) => match gw.conns.meter.enter(like.concurrency) {
+            Some(r) => Some(r),
+            None => {
+                gw.conns.meter.refused();
+                return Err(too_many_requests());
+            }
+        },
+        None => None,
+    };
+    Ok(pool.submit_holding(request_id, payload, running).await)
 }
 
 /// Lambda's answer to an invocation over the account's concurrency ("Invoke", errors:

@@ -31,9 +31,11 @@ pub mod partitions;
 pub mod proxy;
 pub mod runtime;
 mod session;
+mod sigv4;
 mod state;
 mod throttle;
 pub mod up;
+mod url;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

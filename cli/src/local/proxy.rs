@@ -3,7 +3,8 @@
 //! invokes functions here, reads and writes items in DynamoDB Local, and the rest (tables,
 //! SSM) in moto, like any SDK client would.
 //! The API's `apiEndpoint` is answered with the gateway's own address, as API Gateway answers
-//! with the stage's host, so a client finds the stage the same way on AWS and here.
+//! with the stage's host, so a client finds the stage the same way on AWS and here; so is a
+//! function URL's `FunctionUrl`, where the gateway serves it (see `url`).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,6 +24,8 @@ pub struct Upstream {
     /// endpoint: the gateway, `ws://host:port`. Other APIs of the emulator keep theirs.
     api_id: String,
     api_endpoint: String,
+    /// `http://host:port`: where function URLs are served.
+    http_base: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -33,8 +36,18 @@ impl Upstream {
             data_plane: data_plane.trim_end_matches('/').to_string(),
             api_id: api_id.to_string(),
             api_endpoint: api_endpoint.to_string(),
+            http_base: api_endpoint.replacen("ws://", "http://", 1),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Whether `function` has a URL in the emulator (`GetFunctionUrlConfig`).
+    pub async fn has_function_url(&self, function: &str) -> bool {
+        let uri = format!("{}/2021-10-31/functions/{function}/url", self.base);
+        let Ok(request) = Request::get(uri).body(Full::new(Bytes::new())) else {
+            return false;
+        };
+        matches!(self.client.request(request).await, Ok(r) if r.status().is_success())
     }
 
     pub async fn forward(&self, parts: Parts, body: Bytes) -> Response<Body> {
@@ -70,6 +83,11 @@ impl Upstream {
             .is_some_and(|rest| {
                 rest.is_empty() || (rest.starts_with('/') && !rest[1..].contains('/'))
             });
+        // Lambda's function URL configurations: /2021-10-31/functions/{name}/url(s).
+        let url_read = {
+            let p = parts.uri.path().trim_end_matches('/');
+            p.contains("/functions/") && (p.ends_with("/url") || p.ends_with("/urls"))
+        };
         let Ok(out) = out.body(Full::new(body)) else {
             return json_response(
                 StatusCode::BAD_REQUEST,
@@ -80,10 +98,13 @@ impl Upstream {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 let mut body = collect(body).await;
-                if api_read
-                    && parts.status.is_success()
-                    && let Some(rewritten) = with_endpoint(&body, &self.api_id, &self.api_endpoint)
-                {
+                let rewritten = match (api_read, url_read) {
+                    _ if !parts.status.is_success() => None,
+                    (true, _) => with_endpoint(&body, &self.api_id, &self.api_endpoint),
+                    (_, true) => with_function_url(&body, &self.http_base),
+                    _ => None,
+                };
+                if let Some(rewritten) = rewritten {
                     body = rewritten;
                     parts
                         .headers
@@ -119,9 +140,47 @@ fn with_endpoint(body: &[u8], id: &str, endpoint: &str) -> Option<Bytes> {
     changed.then(|| Bytes::from(doc.to_string()))
 }
 
+/// A function URL configuration (or a page of them) with each `FunctionUrl` where the gateway
+/// at `base` serves it; `None` if there is none.
+fn with_function_url(body: &[u8], base: &str) -> Option<Bytes> {
+    let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut changed = false;
+    let mut set = |config: &mut serde_json::Value| {
+        let Some(arn) = config.get("FunctionArn").and_then(|v| v.as_str()) else {
+            return;
+        };
+        let function = super::invoke::function_name(arn).to_string();
+        if let Some(url) = config.get_mut("FunctionUrl") {
+            *url = super::url::address(base, &function).into();
+            changed = true;
+        }
+    };
+    set(&mut doc);
+    if let Some(items) = doc
+        .get_mut("FunctionUrlConfigs")
+        .and_then(|i| i.as_array_mut())
+    {
+        items.iter_mut().for_each(&mut set);
+    }
+    changed.then(|| Bytes::from(doc.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_function_url_is_the_gateways() {
+        let one = br#"{"FunctionUrl":"https://abc.lambda-url.us-east-1.on.aws","FunctionArn":"arn:aws:lambda:us-east-1:123456789012:function:chat-dev-publish","AuthType":"AWS_IAM"}"#;
+        let got: serde_json::Value =
+            serde_json::from_slice(&with_function_url(one, "http://127.0.0.1:9").unwrap()).unwrap();
+        assert_eq!(
+            got["FunctionUrl"],
+            "http://127.0.0.1:9/_lambda-url/chat-dev-publish/"
+        );
+        assert_eq!(got["AuthType"], "AWS_IAM");
+        assert!(with_function_url(br#"{"Message":"x"}"#, "http://x").is_none());
+    }
 
     #[test]
     fn the_api_endpoint_is_the_gateway() {

@@ -28,6 +28,23 @@ impl Stack<'_> {
     }
 }
 
+impl Stack<'_> {
+    /// The publish endpoint's URL, when the publish function has one.
+    pub async fn publish_endpoint(&self) -> Result<Option<String>, Error> {
+        let function = self.names.function(layout::PUBLISH_FUNCTION);
+        let got = crate::aws::found(
+            self.clients
+                .lambda
+                .get_function_url_config()
+                .function_name(&function)
+                .send()
+                .await,
+        )
+        .ctx("GetFunctionUrlConfig", &function)?;
+        Ok(got.map(|g| g.function_url))
+    }
+}
+
 impl PublishFunction {
     /// Publishes `data` to `channel` as the server (`from: "server"`); `id` makes a retry
     /// idempotent. A function error is an error here, with the function's own message.

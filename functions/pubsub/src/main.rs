@@ -13,7 +13,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tracing::Instrument;
-use wsctl_functions::handlers::{connect, disconnect, message, publish};
+use wsctl_functions::handlers::{connect, disconnect, endpoint, message, publish};
 use wsctl_functions::{Services, Settings, layout, metrics};
 
 #[derive(Clone, Copy)]
@@ -90,6 +90,12 @@ async fn handle(role: Role, ctx: &Services, event: LambdaEvent<Value>) -> Result
             connection = tracing::field::Empty,
             request = %request
         );
+        if endpoint::is_url_request(&event.payload) {
+            let response = endpoint::handle(ctx, event.payload, deadline)
+                .instrument(span)
+                .await;
+            return Ok(serde_json::to_value(response)?);
+        }
         let result = publish::handle_by(ctx, event.payload, &request, deadline)
             .instrument(span)
             .await?;

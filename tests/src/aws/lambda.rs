@@ -208,11 +208,11 @@ impl Behaviour for BusyFunctions {
     fn answer(&self, call: &Call, _req: &Exchange) -> Option<Reply> {
         let mutating = matches!(
             route(call)?,
-            ("POST" | "DELETE", Some(_), Some("policy"))
+            ("POST" | "DELETE", Some(_), Some("policy" | "url"))
                 | (
                     "PUT",
                     Some(_),
-                    Some("code" | "configuration" | "concurrency")
+                    Some("code" | "configuration" | "concurrency" | "url")
                 )
                 | ("DELETE", Some(_), Some("concurrency"))
         );

@@ -17,11 +17,14 @@ use crate::names::Names;
 
 mod concurrency;
 mod permission;
+mod url;
 
 use concurrency::set_concurrency;
 pub use concurrency::{NoRoomToReserve, room_to_reserve};
 pub use permission::PermissionSpec;
 use permission::read_permissions;
+pub use url::FunctionUrlSpec;
+use url::read_url;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -53,7 +56,7 @@ impl Resource for FunctionSpec {
         &self.name
     }
 
-    /// Reads each function's permissions too: they are found through the function.
+    /// Reads each function's URL and permissions too: they are found through the function.
     async fn read(
         clients: &Clients,
         names: &Names,
@@ -137,6 +140,18 @@ impl Resource for FunctionSpec {
                     physical_id: config.function_arn,
                 },
             );
+            if let Some((url, address)) = read_url(clients, &name).await? {
+                live.resources.insert(
+                    ResourceId {
+                        kind: Kind::FunctionUrl,
+                        name: name.clone(),
+                    },
+                    Live {
+                        spec: Spec::FunctionUrl(url),
+                        physical_id: Some(address),
+                    },
+                );
+            }
             for permission in read_permissions(clients, &name).await? {
                 live.resources.insert(
                     ResourceId {

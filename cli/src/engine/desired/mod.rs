@@ -131,6 +131,9 @@ pub fn desired(
             tags: tags.clone(),
             zip: artifact.map(|a| a.zip.clone()),
         }));
+        if config.publish_endpoint && logical == layout::PUBLISH_FUNCTION {
+            out.push(Spec::FunctionUrl(FunctionUrlSpec::new(function.clone())));
+        }
     }
 
     let mut integrated: Vec<&String> = config.routes.values().collect();

@@ -3,6 +3,7 @@
 pub mod authorizer;
 pub mod connect;
 pub mod disconnect;
+pub mod endpoint;
 pub mod message;
 pub mod publish;
 

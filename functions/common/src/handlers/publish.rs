@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::fanout::{self, Budget, Pace, Posted, Report};
-use crate::protocol::{self, ServerFrame};
+use crate::protocol::{self, ErrorCode, ServerFrame};
 use crate::store::Key;
 use crate::{Invoker, Services};
 
@@ -172,36 +172,77 @@ pub async fn handle_by(
             data,
             id,
             from,
-        } => {
-            protocol::check_channel(&channel)
-                .and_then(|()| protocol::check_data(&data))
-                .and_then(|()| id.as_deref().map_or(Ok(()), protocol::check_id))
-                .map_err(|(_, message)| message)?;
-            let from = from.unwrap_or_else(|| protocol::SERVER_USER.into());
-            let (message, duplicate) = ctx
-                .store
-                .append(&channel, id.as_deref(), &from, &data)
-                .await
-                .map_err(|e| e.to_string())?;
-            let serial = Some(message.serial);
-            if duplicate {
-                return Ok(PublishResult {
-                    serial,
-                    duplicate,
-                    ..Default::default()
-                });
-            }
-            let hop = Hop {
-                job: new_job_id(),
-                number: 0,
-                part: "0".into(),
-                origin: None,
-            };
-            let frame = ServerFrame::Message(message).to_json();
-            let result = deliver(ctx, &channel, &frame, None, hop, deadline).await?;
-            Ok(PublishResult { serial, ..result })
+        } => publish(
+            ctx,
+            &channel,
+            &data,
+            id.as_deref(),
+            from.as_deref(),
+            deadline,
+        )
+        .await
+        .map_err(|f| f.to_string()),
+    }
+}
+
+/// Why a publish did not happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The request is wrong (a bad channel name, data over the size limit): sending it again
+    /// does not help.
+    Refused(ErrorCode, String),
+    /// The store failed; the same request (with its `id`) may be sent again.
+    Failed(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(_, message) | Failure::Failed(message) => f.write_str(message),
         }
     }
+}
+
+/// Stores `data` under the channel's next serial and delivers it; `from` is the user it is
+/// sent as (the server's when none). With `id`, a second publish of the same id is stored once
+/// and answered as a duplicate.
+pub async fn publish(
+    ctx: &Services,
+    channel: &str,
+    data: &Value,
+    id: Option<&str>,
+    from: Option<&str>,
+    deadline: Instant,
+) -> Result<PublishResult, Failure> {
+    protocol::check_channel(channel)
+        .and_then(|()| protocol::check_data(data))
+        .and_then(|()| id.map_or(Ok(()), protocol::check_id))
+        .map_err(|(code, message)| Failure::Refused(code, message))?;
+    let from = from.unwrap_or(protocol::SERVER_USER);
+    let (message, duplicate) = ctx
+        .store
+        .append(channel, id, from, data)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let serial = Some(message.serial);
+    if duplicate {
+        return Ok(PublishResult {
+            serial,
+            duplicate,
+            ..Default::default()
+        });
+    }
+    let hop = Hop {
+        job: new_job_id(),
+        number: 0,
+        part: "0".into(),
+        origin: None,
+    };
+    let frame = ServerFrame::Message(message).to_json();
+    let result = deliver(ctx, channel, &frame, None, hop, deadline)
+        .await
+        .map_err(Failure::Failed)?;
+    Ok(PublishResult { serial, ..result })
 }
 
 struct Hop {
