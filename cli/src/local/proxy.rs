@@ -41,10 +41,15 @@ impl Upstream {
         }
     }
 
-    /// Whether `function` has a URL in the emulator (`GetFunctionUrlConfig`).
-    pub async fn has_function_url(&self, function: &str) -> bool {
+    /// Whether `function` has a URL in the emulator (`GetFunctionUrlConfig` in `region`).
+    pub async fn has_function_url(&self, function: &str, region: &str) -> bool {
         let uri = format!("{}/2021-10-31/functions/{function}/url", self.base);
-        let Ok(request) = Request::get(uri).body(Full::new(Bytes::new())) else {
+        // The emulator tells services apart by the credential scope, and checks no signature.
+        let scope = format!(
+            "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/lambda/aws4_request, SignedHeaders=host, Signature=0"
+        );
+        let request = Request::get(uri).header("authorization", scope);
+        let Ok(request) = request.body(Full::new(Bytes::new())) else {
             return false;
         };
         matches!(self.client.request(request).await, Ok(r) if r.status().is_success())

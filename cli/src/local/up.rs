@@ -255,6 +255,12 @@ impl Started {
             .as_ref()
             .map(|t| format!("{url}?token={t}"))
             .unwrap_or_else(|| url.clone());
+        // What the control plane says: a URL exists for the function it names.
+        let publish_endpoint = live
+            .resources
+            .keys()
+            .find(|id| id.kind == crate::engine::model::Kind::FunctionUrl)
+            .map(|id| super::url::address(&base, &id.name));
         let up = Up {
             stack: stack_name.to_string(),
             stage,
@@ -264,6 +270,7 @@ impl Started {
             connections_url: format!("{connections_url}/@connections"),
             page: format!("{base}/"),
             lambda_endpoint: base.clone(),
+            publish_endpoint,
             aws_endpoint: base,
             moto: endpoint,
             dynamodb: items,
@@ -400,6 +407,9 @@ pub struct Up {
     connections_url: String,
     page: String,
     lambda_endpoint: String,
+    /// The publish function's URL (`publish_endpoint: true`), served here with SigV4 checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_endpoint: Option<String>,
     aws_endpoint: String,
     moto: String,
     dynamodb: String,
@@ -446,7 +456,7 @@ impl Display for Up {
              AWS endpoint:     {aws_endpoint}  (Lambda here, DynamoDB's items to {}, every other call to {moto}{})\n  \
              IAM:              {}\n  \
              Like AWS:         {}\n  \
-             Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {aws_endpoint} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n\
+             Try:              AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local wsctl --endpoint-url {aws_endpoint} --region {region} publish --channel room-1 --data '{{\"text\":\"hi\"}}'\n{}\
              Ctrl-C stops everything.",
             match self.dynamodb_local {
                 true => format!("DynamoDB Local at {dynamodb}"),
@@ -466,6 +476,12 @@ impl Display for Up {
             self.like_aws
                 .as_deref()
                 .unwrap_or("off: calls take this machine's time, nothing is throttled but the stage (--like-aws)"),
+            match &self.publish_endpoint {
+                Some(endpoint) => format!(
+                    "  Publish endpoint: {endpoint}\n    curl --aws-sigv4 aws:amz:{region}:lambda --user local:local -H 'content-type: application/json' -d '{{\"channel\":\"room-1\",\"data\":{{\"text\":\"hi\"}}}}' {endpoint}\n"
+                ),
+                None => String::new(),
+            },
         )
     }
 }

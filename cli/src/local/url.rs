@@ -53,7 +53,7 @@ pub async fn serve(
     let Some(pool) = api.functions.get(function).cloned() else {
         return not_found();
     };
-    if !gw.upstream.has_function_url(function).await {
+    if !gw.upstream.has_function_url(function, &api.region).await {
         return not_found();
     }
     let secret = |key: &str| (key == LOCAL_KEY.0).then(|| LOCAL_KEY.1.to_string());
