@@ -11,6 +11,7 @@ mod deploy;
 mod destroy;
 mod dev;
 mod domain;
+mod endpoint;
 mod function_states;
 mod functions;
 mod interrupt;
