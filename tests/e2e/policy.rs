@@ -298,10 +298,13 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         let out = project.wsctl(&proxy.url(), args);
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
-    // With alarms telling a topic the stack makes: its subscriptions and a threshold change.
+    // With alarms telling a topic the stack makes (its subscriptions and a threshold change),
+    // and the publish endpoint, then without it.
     project.write_config(&format!(
-        "{}alarms: {{ emails: [a@example.com], failed_posts: 5 }}\n",
-        project.read_config()
+        "{}alarms: {{ emails: [a@example.com], failed_posts: 5 }}\npublish_endpoint: true\n",
+        project
+            .read_config()
+            .replacen("  publish:\n", "  publish:\n    handler: publish\n", 1)
     ));
     run(&["deploy", "--no-build"]);
     let edited = project
@@ -322,9 +325,10 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
             "  subscribe: message\n  unsubscribe: message\n",
             1,
         )
-        .replacen("tags: { team: realtime }", "tags: { owner: ops }", 1);
+        .replacen("tags: { team: realtime }", "tags: { owner: ops }", 1)
+        .replacen("publish_endpoint: true\n", "", 1);
     project.write_config(&edited);
-    run(&["deploy", "--no-build"]);
+    run(&["deploy", "--no-build", "--yes"]);
     run(&["status"]);
     run(&["destroy", "--yes"]);
 
