@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn the_up_line_is_pinned() {
         let base = "http://127.0.0.1:8080".to_string();
-        let up = Up {
+        let mut up = Up {
             stack: "chat".into(),
             stage: "dev".into(),
             url: "ws://127.0.0.1:8080/dev".into(),
@@ -564,6 +564,7 @@ mod tests {
             connections_url: "http://127.0.0.1:8080/dev/@connections".into(),
             page: format!("{base}/"),
             lambda_endpoint: base.clone(),
+            publish_endpoint: None,
             aws_endpoint: base,
             moto: "http://127.0.0.1:5000".into(),
             dynamodb: "http://127.0.0.1:5000".into(),
@@ -583,6 +584,17 @@ mod tests {
         );
         assert!(text.starts_with("wsctl dev: chat/dev is up (4 functions, 6 routes) in 2.5 s\n"));
         assert!(text.contains("DynamoDB's items to http://127.0.0.1:5000, every other call to http://127.0.0.1:5000, the moto wsctl dev started)"));
+        assert!(text.ends_with("\nCtrl-C stops everything."));
+
+        // With the publish endpoint: its URL, and a curl line signed with the banner's key.
+        let endpoint = "http://127.0.0.1:8080/_lambda-url/chat-dev-publish/";
+        up.publish_endpoint = Some(endpoint.into());
+        let (json, text) = crate::output::line_forms(&up);
+        assert!(
+            json.contains(&format!(r#""publish_endpoint":"{endpoint}""#)),
+            "{json}"
+        );
+        assert!(text.contains(&format!("  Publish endpoint: {endpoint}\n    curl --aws-sigv4 aws:amz:us-east-1:lambda --user local:local ")), "{text}");
         assert!(text.ends_with("\nCtrl-C stops everything."));
     }
 }
