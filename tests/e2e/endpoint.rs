@@ -96,6 +96,35 @@ async fn the_endpoint_is_created_read_back_left_alone_and_removed() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(proxy.mutations(), vec![], "the second deploy mutated");
 
+    // Opened to the public by hand (AuthType NONE): drift, which the next deploy closes in place.
+    lambda
+        .update_function_url_config()
+        .function_name("fixture-test-publish")
+        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+        .send()
+        .await
+        .unwrap();
+    let out = project.wsctl(&proxy.url(), &["status", "--output", "json"]);
+    let status = stdout_json(&out);
+    assert_eq!(status["in_sync"], false, "{status:#}");
+    assert_eq!(status["drift"][0]["kind"], "function_url", "{status:#}");
+    assert_eq!(status["drift"][0]["action"], "update", "{status:#}");
+    proxy.clear();
+    let out = project.wsctl(&proxy.url(), &["deploy", "--no-build", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mutations: Vec<String> = proxy.mutations().into_iter().map(|c| c.operation).collect();
+    assert_eq!(
+        mutations,
+        ["PUT /2021-10-31/functions/fixture-test-publish/url"]
+    );
+    let url = lambda
+        .get_function_url_config()
+        .function_name("fixture-test-publish")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(url.auth_type.as_str(), "AWS_IAM");
+
     // Turned off: the plan marks what backends lose, deploy asks, and only the URL goes.
     project.write_config(&off);
     let out = project.wsctl(&proxy.url(), &["plan", "--no-build", "--output", "json"]);
