@@ -168,6 +168,14 @@ impl Names {
     pub fn dashboard(&self) -> String {
         self.api()
     }
+    /// The event bus the stack creates for `events:` when it names none.
+    pub fn event_bus(&self) -> String {
+        self.api()
+    }
+    /// The `source` of the stage's events on the bus.
+    pub fn event_source(&self) -> String {
+        format!("wsctl.{}.{}", self.stack, self.stage)
+    }
     /// What the dashboard's first widget says, by which the stack knows its own dashboard.
     pub fn dashboard_mark(&self) -> String {
         format!("wsctl stack `{}` stage `{}`", self.stack, self.stage)

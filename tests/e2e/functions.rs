@@ -182,6 +182,7 @@ pub(crate) async fn rig_with(per_invocation: usize, ttl_attribute: &str) -> Rig 
         tokens: None,
         revocations: Default::default(),
         floods: Default::default(),
+        events: None,
     };
     let _ = slot.set(ctx.clone());
     Rig {

@@ -12,6 +12,7 @@ mod destroy;
 mod dev;
 mod domain;
 mod endpoint;
+mod events;
 mod function_states;
 mod functions;
 mod interrupt;

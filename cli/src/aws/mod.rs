@@ -7,6 +7,7 @@ pub mod apigw;
 pub mod cloudwatch;
 pub mod domain;
 pub mod dynamodb;
+pub mod events;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
@@ -62,6 +63,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sns: aws_sdk_sns::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub sts: aws_sdk_sts::Client,
     /// The shared config, for clients built on demand (the stage's `@connections`).
     pub sdk: SdkConfig,
@@ -133,6 +135,7 @@ impl Clients {
             ),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             sdk: sdk.clone(),
         }

@@ -76,6 +76,10 @@ pub enum Scope {
     Dashboard,
     /// The topic the stack creates for its alarms.
     AlarmTopic,
+    /// The event bus the stack creates for `events:`.
+    EventBus,
+    /// The rules on that bus (`rule/BUS/NAME`), which go with it.
+    EventBusRules,
     /// No resource type: the action is authorized on `*` only.
     Any,
 }
@@ -317,9 +321,34 @@ pub const GRANTS: &[Grant] = &[
         condition: None,
     },
     Grant {
+        sid: "StackEventBus",
+        actions: &[
+            "events:CreateEventBus",
+            "events:DeleteEventBus",
+            "events:DescribeEventBus",
+            "events:ListTagsForResource",
+            "events:TagResource",
+            "events:UntagResource",
+        ],
+        scope: Scope::EventBus,
+        condition: None,
+    },
+    // A bus is deleted once its rules and their targets are (DeleteEventBus).
+    Grant {
+        sid: "StackEventBusRules",
+        actions: &[
+            "events:DeleteRule",
+            "events:ListTargetsByRule",
+            "events:RemoveTargets",
+        ],
+        scope: Scope::EventBusRules,
+        condition: None,
+    },
+    Grant {
         sid: "FindStackResources",
         actions: &[
             "dynamodb:ListTables",
+            "events:ListRules",
             "iam:ListPolicies",
             "iam:ListRoles",
             "lambda:ListFunctions",
@@ -380,6 +409,10 @@ pub fn resources(scope: Scope, names: &Names, target: &Target) -> Vec<String> {
             &format!("dashboard/{}", names.dashboard()),
         )],
         Scope::AlarmTopic => vec![target.arn("sns", &names.alarm_topic())],
+        Scope::EventBus => vec![target.arn("events", &format!("event-bus/{}", names.event_bus()))],
+        Scope::EventBusRules => {
+            vec![target.arn("events", &format!("rule/{}/*", names.event_bus()))]
+        }
         Scope::Any => vec!["*".into()],
     }
 }

@@ -15,6 +15,7 @@ mod alarms;
 mod bundled;
 mod check;
 mod domain;
+mod events;
 mod tables;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -22,6 +23,7 @@ pub(crate) mod tests;
 pub use access_logs::{AccessLogsConfig, AccountRole};
 pub use alarms::AlarmsConfig;
 pub use domain::DomainConfig;
+pub use events::EventsConfig;
 pub use tables::{KeyAttr, TableConfig};
 
 /// Route selection over JSON bodies, as the bundled functions expect.
@@ -180,6 +182,10 @@ pub struct Config {
     /// policy a backend needs. No charge per request beyond the function's own.
     #[serde(default)]
     pub publish_endpoint: bool,
+    /// Events to an EventBridge bus (connects, disconnects, presence, the messages of chosen
+    /// channels), for rules to send on to Lambda, SQS or a webhook (API destinations).
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
     /// CloudWatch alarms on the stage's health (each key left out keeps its default).
     #[serde(default)]
     pub alarms: Option<AlarmsConfig>,
@@ -440,6 +446,9 @@ impl Config {
         }
         if let Some(alarms) = &self.alarms {
             out.extend(alarms.problems(self.region.as_deref()));
+        }
+        if let Some(events) = &self.events {
+            out.extend(events.problems(self.region.as_deref()));
         }
         if let Some(arn) = &self.permissions_boundary
             && !is_policy_arn(arn)

@@ -547,3 +547,40 @@ fn a_custom_domain_is_checked_against_dns_acm_and_api_mapping_rules() {
     .unwrap();
     assert_eq!(root.domain.unwrap().mapping_key("dev"), "");
 }
+
+#[test]
+fn events_name_their_bus_and_send_something() {
+    let ok = Config::parse(
+        Path::new("wsctl.yaml"),
+        &format!("{GOOD}events: {{ connections: true, messages: [\"orders-*\"] }}\n"),
+    )
+    .unwrap();
+    let events = ok.events.clone().unwrap();
+    assert!(events.owns_bus());
+    assert_eq!(events.bus(&ok.names()), "chat-dev");
+    let fields = |text: &str| -> Vec<String> {
+        problems(&format!("{GOOD}region: eu-west-1\n{text}"))
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect()
+    };
+    let nothing = fields("events: {}\n");
+    assert!(
+        nothing[0].starts_with("events: sends nothing"),
+        "{nothing:?}"
+    );
+    let elsewhere = fields(
+        "events: { connections: true, bus: \"arn:aws:events:us-east-1:123456789012:event-bus/app\" }\n",
+    );
+    assert!(
+        elsewhere[0].contains("the bus is in us-east-1, the stack in eu-west-1"),
+        "{elsewhere:?}"
+    );
+    let bad = fields("events: { bus: \"my bus\", messages: [\"a#b\", \"\"] }\n");
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(
+        bad[0].starts_with("events.bus: \"my bus\" is not a bus name"),
+        "{bad:?}"
+    );
+    assert!(bad[1].starts_with("events.messages[0]"), "{bad:?}");
+}

@@ -234,6 +234,7 @@ macro_rules! kinds {
 kinds! {
     Secret => ssm::SecretSpec,
     Topic => sns::TopicSpec,
+    EventBus => events::EventBusSpec,
     Table => dynamodb::TableSpec,
     LogGroup => logs::LogGroupSpec,
     Api => apigw::ApiSpec,

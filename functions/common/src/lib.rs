@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod events;
 pub mod fanout;
 #[cfg(test)]
 mod fuzz;
@@ -94,6 +95,8 @@ pub struct Services {
     pub revocations: Arc<session::RevocationCache>,
     /// Refused frames per connection, to close the ones that keep sending.
     pub floods: Arc<limits::FloodWatch>,
+    /// The bus `events:` sends to, when it is set.
+    pub events: Option<events::Events>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -127,6 +130,7 @@ pub struct Settings {
     pub fanout_invocation_rate: f64,
     pub seq_patience: Duration,
     pub limits: limits::Limits,
+    pub events: Option<events::EventsSettings>,
 }
 
 impl Settings {
@@ -135,7 +139,7 @@ impl Settings {
     /// the first one `role` needs and lacks is the error); tunables `HISTORY_TTL_SECONDS`,
     /// `FANOUT_PER_INVOCATION`, `FANOUT_CONCURRENCY`, `FANOUT_RATE`, `FANOUT_BURST`,
     /// `FANOUT_INVOCATION_RATE`, `SEQ_PATIENCE_MS`; the limits in
-    /// `WSCTL_LIMITS`.
+    /// `WSCTL_LIMITS`; what to send to EventBridge in `WSCTL_EVENTS`.
     pub fn from_env(role: &layout::Role) -> Result<Settings, MissingVariable> {
         Settings::from_vars(role, env)
     }
@@ -177,6 +181,8 @@ impl Settings {
             fanout_invocation_rate: num("FANOUT_INVOCATION_RATE", 2_500).max(1) as f64,
             seq_patience: Duration::from_millis(num("SEQ_PATIENCE_MS", 2000)),
             limits: limits::Limits::from_var(var(limits::LIMITS_ENV).as_deref()),
+            // wsctl writes it; one that does not parse sends nothing rather than failing.
+            events: var(events::EVENTS_ENV).and_then(|v| serde_json::from_str(&v).ok()),
         })
     }
 }
@@ -210,6 +216,21 @@ impl Services {
             tokens: tokens(&sdk),
             revocations: Default::default(),
             floods: Default::default(),
+            events: settings.events.map(|e| events::Events::new(e, &sdk)),
+        }
+    }
+
+    /// Keeps `event` to send at the end of the invocation, when `events:` asks for it.
+    pub fn event(&self, event: events::Event) {
+        if let Some(events) = &self.events {
+            events.queue(event);
+        }
+    }
+
+    /// Sends the invocation's events (best-effort: see [`events`]).
+    pub async fn send_events(&self) {
+        if let Some(events) = &self.events {
+            events.flush().await;
         }
     }
 }

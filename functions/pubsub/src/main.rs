@@ -64,7 +64,17 @@ async fn main() -> ExitCode {
     let ctx = &ctx;
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or(handler.clone());
     let function = function.as_str();
-    let handled = move |event| metrics::measured(function, handle(role, ctx, event));
+    // Events go out once the invocation's work is done, before its answer: Lambda may freeze
+    // the process as soon as it has answered.
+    let handled = move |event| {
+        // Boxed: the handlers' futures are deep, and this one holds them all.
+        let invocation = Box::pin(async move {
+            let answer = handle(role, ctx, event).await;
+            ctx.send_events().await;
+            answer
+        });
+        metrics::measured(function, invocation)
+    };
     match lambda_runtime::run(service_fn(handled)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -49,6 +49,12 @@ pub fn desired(
     let tags = names.tags(&config.tags);
     let mut out = Vec::new();
 
+    if let Some(events) = config.events.as_ref().filter(|e| e.owns_bus()) {
+        out.push(Spec::EventBus(EventBusSpec {
+            name: events.bus(&names),
+            tags: tags.clone(),
+        }));
+    }
     if config.functions.values().any(|f| f.read_secret) {
         out.push(Spec::Secret(SecretSpec {
             name: names.secret(),
@@ -282,6 +288,21 @@ fn environment(
             serde_json::to_string(&config.limits).expect("limits are JSON"),
         );
     }
+    if let Some(events) = &config.events
+        && sends_events(f)
+    {
+        let settings = wsctl_functions::events::EventsSettings {
+            bus: events.bus(names),
+            source: names.event_source(),
+            connections: events.connections,
+            presence: events.presence,
+            messages: events.messages.clone(),
+        };
+        env.insert(
+            wsctl_functions::events::EVENTS_ENV.into(),
+            serde_json::to_string(&settings).expect("settings are JSON"),
+        );
+    }
     // The authorizer, and a function that verifies renewed tokens (`read_secret`), accept
     // the same tokens.
     if let Some(auth) = config
@@ -319,6 +340,21 @@ fn environment(
         }
     }
     env
+}
+
+/// The bundled pub/sub functions send `events:`; the authorizer and other functions do not.
+fn sends_events(f: &crate::config::FunctionConfig) -> bool {
+    f.handler.as_deref().and_then(layout::role).is_some()
+}
+
+/// The ARN of the bus `events:` sends to.
+fn event_bus_arn(events: &crate::config::EventsConfig, names: &Names, target: &Target) -> String {
+    let bus = events.bus(names);
+    if bus.starts_with("arn:") {
+        bus
+    } else {
+        target.arn("events", &format!("event-bus/{bus}"))
+    }
 }
 
 fn camel(name: &str) -> String {

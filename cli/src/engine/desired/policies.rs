@@ -79,6 +79,13 @@ pub fn boundary_policy(names: &Names, target: &Target) -> Value {
             vec!["ssm:GetParameter"],
             target.parameter_arn(&names.secret()),
         ),
+        // `events:` may name any bus of the account and region, so the boundary allows them
+        // all; each role's own policy names the one bus.
+        statement(
+            "SendEvents",
+            vec!["events:PutEvents"],
+            target.arn("events", "event-bus/*"),
+        ),
         // The secret is a SecureString under the account's `aws/ssm` key: SSM decrypts it
         // with the caller's permissions, which the boundary also caps. SSM makes that call,
         // not the function, so it carries no source function ARN; it is bounded to SSM.
@@ -156,6 +163,16 @@ pub(super) fn role_policy(config: &Config, names: &Names, target: &Target, logic
             "Effect": "Allow",
             "Action": ["lambda:InvokeFunction"],
             "Resource": targets,
+        }));
+    }
+    if let Some(events) = &config.events
+        && sends_events(f)
+    {
+        statements.push(json!({
+            "Sid": "SendEvents",
+            "Effect": "Allow",
+            "Action": ["events:PutEvents"],
+            "Resource": [event_bus_arn(events, names, target)],
         }));
     }
     if f.read_secret {

@@ -6,7 +6,8 @@
 //! - DynamoDB item and table calls (each table of a batch or a transaction, and the index a
 //!   query names), as the DynamoDB Developer Guide's "DynamoDB API permissions reference" lists
 //!   them: a transaction needs the action of each of its parts (`dynamodb:PutItem`, …);
-//! - SSM's parameter reads; Lambda's Invoke; `@connections` (`execute-api:ManageConnections` on
+//! - SSM's parameter reads; EventBridge's `PutEvents` (on each entry's bus); Lambda's Invoke;
+//!   `@connections` (`execute-api:ManageConnections` on
 //!   `…:api/stage/METHOD/@connections/id`, API Gateway's "Use IAM authorization" for WebSocket
 //!   APIs).
 //!
@@ -84,6 +85,7 @@ impl Ask {
 pub enum Service {
     DynamoDb,
     Ssm,
+    Events,
     Lambda,
     ExecuteApi,
 }
@@ -256,6 +258,7 @@ impl Scope<'_> {
         match prefix {
             "DynamoDB_20120810" => Some((Service::DynamoDb, self.dynamodb(op, &body))),
             "AmazonSSM" => Some((Service::Ssm, self.ssm(op, &body))),
+            "AWSEvents" if op == "PutEvents" => Some((Service::Events, self.put_events(&body))),
             _ => None,
         }
     }
@@ -317,6 +320,28 @@ impl Scope<'_> {
         }
     }
 
+    /// `events:PutEvents` on each entry's bus ("Using identity-based policies for Amazon
+    /// EventBridge": the resource is the bus; an entry without one goes to `default`).
+    fn put_events(&self, body: &Value) -> Vec<Ask> {
+        let mut buses: Vec<String> = body
+            .get("Entries")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|e| match e.get("EventBusName").and_then(Value::as_str) {
+                Some(arn) if arn.starts_with("arn:") => arn.to_string(),
+                Some(name) => self.arn("events", &format!("event-bus/{name}")),
+                None => self.arn("events", "event-bus/default"),
+            })
+            .collect();
+        buses.sort();
+        buses.dedup();
+        buses
+            .into_iter()
+            .map(|bus| Ask::new("events:PutEvents", bus))
+            .collect()
+    }
+
     fn ssm(&self, op: &str, body: &Value) -> Vec<Ask> {
         let parameter = |name: &str| {
             self.arn(
@@ -351,6 +376,11 @@ pub fn refusal(service: Service, denied: &Denied) -> Response<Body> {
             ("content-type", "application/x-amz-json-1.0"),
         ),
         Service::Ssm => (
+            StatusCode::BAD_REQUEST,
+            json!({"__type": "AccessDeniedException", "message": text}),
+            ("content-type", "application/x-amz-json-1.1"),
+        ),
+        Service::Events => (
             StatusCode::BAD_REQUEST,
             json!({"__type": "AccessDeniedException", "message": text}),
             ("content-type", "application/x-amz-json-1.1"),

@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 
 use crate::Services;
 use crate::auth::now;
+use crate::events::Event;
 use crate::store::{Connection, StoreError};
 
 pub async fn handle(
@@ -46,6 +47,7 @@ pub async fn handle(
     }
     tracing::info!(user = %connection.user, "connected");
     crate::metrics::add("Connects", 1.0);
+    ctx.event(Event::connected(&connection.id, &connection.user));
     Ok(super::ok())
 }
 

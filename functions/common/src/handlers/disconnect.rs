@@ -17,7 +17,9 @@ use futures::stream::{self, StreamExt};
 use tokio::time::{Duration, Instant};
 
 use crate::Services;
+use crate::events::Event;
 use crate::fanout::leave_frames;
+use crate::protocol::{Member, PresenceEvent};
 use crate::store::StoreError;
 
 /// Leave hand-offs in flight at once.
@@ -34,6 +36,18 @@ pub async fn handle(
     let connection = super::connection_id(&event.request_context);
     let present = ctx.store.drop_subscriptions(&connection).await?;
     let due = present.len();
+    let leaves: Vec<(String, Event)> = present
+        .iter()
+        .map(|(channel, sub)| {
+            let member = Member {
+                user: sub.user.clone(),
+                connection: connection.clone(),
+                data: sub.member.clone(),
+            };
+            let event = Event::presence(channel, PresenceEvent::Leave, &member);
+            (channel.clone(), event)
+        })
+        .collect();
     let in_time = |_: &(String, String)| {
         let go = deadline.is_none_or(|d| Instant::now() + MARGIN < d);
         std::future::ready(go)
@@ -69,10 +83,20 @@ pub async fn handle(
         .await?;
     // The authorizer's context reaches `$disconnect` too. A place not freed (this event is
     // best-effort) lapses at API Gateway's 2-hour connection limit.
-    if let Some((user, _)) = super::identity(&event.request_context) {
-        ctx.store.close_connection(&user, &connection).await?;
-    }
+    let user = match super::identity(&event.request_context) {
+        Some((user, _)) => {
+            ctx.store.close_connection(&user, &connection).await?;
+            user
+        }
+        None => "anonymous".into(),
+    };
     tracing::info!("disconnected");
     crate::metrics::add("Disconnects", 1.0);
+    for (channel, leave) in leaves {
+        if announced.contains(&channel) {
+            ctx.event(leave);
+        }
+    }
+    ctx.event(Event::disconnected(&connection, &user));
     Ok(super::ok())
 }
