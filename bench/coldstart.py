@@ -7,7 +7,7 @@ connect, disconnect, message and publish are one binary (wsctl-pubsub.zip), star
 role's `_HANDLER` as Lambda starts it; the authorizer is authorizer.zip. A directory that holds
 one zip per function (an older build) is measured the same way.
 
-Usage: bench/coldstart.py ZIP_DIR [runs]
+Usage: bench/coldstart.py ZIP_DIR [runs] [events]
 """
 import http.server, io, os, socket, statistics, subprocess, sys, tempfile, threading, time, zipfile, json, urllib.request
 
@@ -50,7 +50,12 @@ env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=runtime_api, AWS_REGION="us-east-1
            AWS_SECRET_ACCESS_KEY="bench", AWS_ENDPOINT_URL=endpoint, AWS_LAMBDA_FUNCTION_NAME="bench",
            AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128", AWS_LAMBDA_FUNCTION_VERSION="$LATEST", WSCTL_SECRET_PARAMETER="/bench/secret",
            WSCTL_TABLE_CONNECTIONS="c", WSCTL_TABLE_SUBSCRIPTIONS="s", WSCTL_TABLE_HISTORY="h", WSCTL_TABLE_COUNTERS="n",
+           WSCTL_TTL_ATTRIBUTE_CONNECTIONS="ttl", WSCTL_TTL_ATTRIBUTE_SUBSCRIPTIONS="ttl", WSCTL_TTL_ATTRIBUTE_HISTORY="ttl",
+           WSCTL_TTL_ATTRIBUTE_COUNTERS="ttl",
            WSCTL_CONNECTIONS_URL="http://127.0.0.1:9/dev", WSCTL_FUNCTION_PUBLISH="bench-publish", RUST_LOG="warn")
+# With `events`, the pub/sub functions also build their EventBridge client, as with `events:` set.
+if "events" in sys.argv[3:]:
+    env["WSCTL_EVENTS"] = json.dumps({"bus": "bench", "source": "wsctl.bench.dev", "connections": True, "messages": ["*"]})
 print(f"{'function':<12} {'zip bytes':>10} {'binary bytes':>13} {'median ms':>10} {'p90 ms':>8}  ({runs} runs)")
 try:
     for name in ["authorizer", "connect", "disconnect", "message", "publish"]:

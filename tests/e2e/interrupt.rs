@@ -13,7 +13,8 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
     let proxy = Proxy::start(&moto.url());
     let project = Project::new();
     // A function serving three routes (its permissions meet Lambda's 409s), a table with
-    // deletion protection, alarms telling a topic the stack makes, and the publish endpoint.
+    // deletion protection, alarms telling a topic the stack makes, the publish endpoint and the
+    // stack's event bus.
     let history = "  history: { partition_key: channel, sort_key: \"serial:N\"";
     project.write_config(
         &(project
@@ -26,6 +27,7 @@ fn a_deploy_killed_at_any_mutation_converges_on_rerun() {
             .replacen(history, &format!("{history}, deletion_protection: true"), 1)
             .replacen("  publish:\n", "  publish:\n    handler: publish\n", 1)
             + "publish_endpoint: true\n"
+            + "events: { connections: true }\n"
             // One alarm of each kind of metric math is enough: every alarm is one call.
             + "alarms: { emails: [oncall@example.com], function_throttles: null, integration_errors: null, table_throttles: null, failed_posts: null, refused_handshakes: null, fanout_ms: null }\n"),
     );

@@ -16,6 +16,7 @@ const ACCOUNT: &str = "123456789012";
 /// only grant them on `*`: the list calls wsctl finds the stack's resources with.
 const RESOURCE_LESS: &[&str] = &[
     "dynamodb:ListTables",
+    "events:ListRules",
     "iam:ListPolicies",
     "iam:ListRoles",
     "lambda:GetAccountSettings",
@@ -169,6 +170,21 @@ fn authorization(
             };
             (format!("sns:{op}"), resource)
         }
+        // Buses are authorized on `event-bus/NAME`, rules on `rule/BUS/NAME` (EventBridge's
+        // Service Authorization Reference entry); ListRules is granted on `*`.
+        "events" => {
+            let bus = field("EventBusName").unwrap_or_else(|| "default".into());
+            let resource = match (op, field("ResourceARN"), field("Rule").or(field("Name"))) {
+                ("ListRules", _, _) => "*".to_string(),
+                (_, Some(resource), _) => resource,
+                ("CreateEventBus" | "DescribeEventBus" | "DeleteEventBus", _, Some(name)) => {
+                    arn("events", &format!("event-bus/{name}"))
+                }
+                (_, _, Some(rule)) => arn("events", &format!("rule/{bus}/{rule}")),
+                _ => panic!("EventBridge {op} names no bus or rule: {}", r.json()),
+            };
+            (format!("events:{op}"), resource)
+        }
         other => panic!("no IAM mapping for service {other} ({op}): add it"),
     };
     Some((action, resource))
@@ -299,9 +315,10 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
     // With alarms telling a topic the stack makes (its subscriptions and a threshold change),
-    // and the publish endpoint, then without it.
+    // the publish endpoint and the stack's event bus, then without the last two (the bus with
+    // a rule an application put on it).
     project.write_config(&format!(
-        "{}alarms: {{ emails: [a@example.com], failed_posts: 5 }}\npublish_endpoint: true\n",
+        "{}alarms: {{ emails: [a@example.com], failed_posts: 5 }}\npublish_endpoint: true\nevents: {{ connections: true }}\n",
         project
             .read_config()
             .replacen("  publish:\n", "  publish:\n    handler: publish\n", 1)
@@ -326,8 +343,33 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
             1,
         )
         .replacen("tags: { team: realtime }", "tags: { owner: ops }", 1)
-        .replacen("publish_endpoint: true\n", "", 1);
+        .replacen("publish_endpoint: true\n", "", 1)
+        .replacen("events: { connections: true }\n", "", 1);
     project.write_config(&edited);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let events = aws_sdk_eventbridge::Client::new(&sdk(&moto.url()).await);
+        events
+            .put_rule()
+            .name("app")
+            .event_bus_name("fixture-test")
+            .event_pattern(r#"{"source":["wsctl.fixture.test"]}"#)
+            .send()
+            .await
+            .unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("t")
+            .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:q"))
+            .build()
+            .unwrap();
+        events
+            .put_targets()
+            .rule("app")
+            .event_bus_name("fixture-test")
+            .targets(target)
+            .send()
+            .await
+            .unwrap();
+    });
     run(&["deploy", "--no-build", "--yes"]);
     run(&["status"]);
     run(&["destroy", "--yes"]);
@@ -395,6 +437,7 @@ fn the_printed_policy_allows_every_call_of_a_stacks_life_and_no_more() {
         [
             "apigateway",
             "dynamodb",
+            "events",
             "iam",
             "lambda",
             "logs",

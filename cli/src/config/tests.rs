@@ -118,6 +118,10 @@ fn the_template_with_every_commented_option_is_valid() {
                 "#   capabilities_claim",
                 "#   default_capabilities",
                 "# publish_endpoint",
+                "# events",
+                "#   connections",
+                "#   presence",
+                "#   messages",
             ];
             if optional.iter().any(|o| t.starts_with(o)) {
                 l.replacen("# ", "", 1)
@@ -136,6 +140,9 @@ fn the_template_with_every_commented_option_is_valid() {
     );
     assert_eq!(c.functions["publish"].reserved_concurrency, Some(100));
     assert!(c.publish_endpoint);
+    let events = c.events.expect("events");
+    assert_eq!(events.messages, ["orders-*"]);
+    assert!(events.owns_bus());
 }
 
 #[test]
