@@ -3,6 +3,7 @@
 //! not the stack's, and deleted with it. The proxy plays CloudWatch's checks of dashboards and
 //! alarms, which moto lacks.
 
+use serde_json::Value;
 use wsctl_tests::proxy::Proxy;
 use wsctl_tests::*;
 
@@ -121,6 +122,39 @@ async fn dashboard_and_alarms_are_deployed_read_back_changed_in_place_and_destro
             .unwrap()
             .len(),
         7
+    );
+
+    // An alarm going off shows in `wsctl status`, with CloudWatch's reason; the rest are
+    // counted by state.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name("fixture-test-function-errors")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [3.0] was greater than or equal to the threshold (1.0).")
+        .send()
+        .await
+        .unwrap();
+    let out = project.wsctl(&proxy.url(), &["status", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = stdout_json(&out);
+    let states = status["alarms"].as_array().expect("alarm states");
+    assert_eq!(states.len(), 7, "{status:#}");
+    let firing: Vec<&Value> = states.iter().filter(|a| a["state"] == "ALARM").collect();
+    assert_eq!(firing.len(), 1, "{status:#}");
+    assert_eq!(firing[0]["name"], "fixture-test-function-errors");
+    assert!(
+        firing[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Threshold Crossed")
+    );
+    let out = project.wsctl(&proxy.url(), &["status"]);
+    let said = text(&out);
+    assert!(said.contains("Alarms:           1 in alarm, "), "{said}");
+    assert!(
+        said.contains("! fixture-test-function-errors since "),
+        "{said}"
     );
 
     // Deployed again unchanged: not one mutating call.

@@ -2,6 +2,7 @@ use std::fmt::Display;
 
 use serde::Serialize;
 
+use crate::aws::cloudwatch::alarm::AlarmState;
 use crate::config::Config;
 use crate::engine;
 use crate::engine::model::{Kind, ResourceId, Spec};
@@ -56,6 +57,18 @@ pub async fn run(
         .await?
         .map(|g| (g.websocket.clone(), g.connections_url()));
     let domain = stack.custom_domain().await?;
+    // Alarms are read only when the config has them: a stage without any makes no call.
+    let mut alarms = match config.alarms {
+        Some(_) => crate::aws::cloudwatch::alarm::states(clients, &config.names()).await?,
+        None => Vec::new(),
+    };
+    // Only the stack's own: a namesake without its tags is listed under `foreign`.
+    alarms.retain(|a| {
+        live.resources.contains_key(&ResourceId {
+            kind: Kind::Alarm,
+            name: a.name.clone(),
+        })
+    });
     let publish_endpoint = live
         .resources
         .iter()
@@ -70,6 +83,7 @@ pub async fn run(
         url: urls.as_ref().map(|u| u.0.clone()),
         connections_url: urls.map(|u| u.1),
         publish_endpoint,
+        alarms,
         resources: live
             .resources
             .iter()
@@ -99,6 +113,9 @@ pub struct Status {
     /// The publish endpoint's URL (`publish_endpoint: true`), when it exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     publish_endpoint: Option<String>,
+    /// The stack's alarms and their states, when the config has `alarms:`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    alarms: Vec<AlarmState>,
     resources: Vec<Resource>,
     /// Resources with the stack's names but not its tags, left alone.
     foreign: Vec<ResourceId>,
@@ -152,6 +169,21 @@ impl Display for Status {
         if let Some(endpoint) = &self.publish_endpoint {
             write!(f, "\n  Publish endpoint: {endpoint}")?;
         }
+        if !self.alarms.is_empty() {
+            let firing: Vec<&AlarmState> =
+                self.alarms.iter().filter(|a| a.state == "ALARM").collect();
+            let ok = self.alarms.iter().filter(|a| a.state == "OK").count();
+            write!(
+                f,
+                "\n  Alarms:           {} in alarm, {ok} OK, {} without enough data",
+                firing.len(),
+                self.alarms.len() - firing.len() - ok
+            )?;
+            for a in firing {
+                let since = a.since.as_deref().unwrap_or("?");
+                write!(f, "\n    ! {} since {since}: {}", a.name, a.reason)?;
+            }
+        }
         if let Some(domain) = &self.domain {
             write!(f, "\n{domain}")?;
         }
@@ -190,6 +222,7 @@ mod tests {
                 "https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections".into(),
             ),
             publish_endpoint: None,
+            alarms: vec![],
             resources: vec![Resource {
                 kind: Kind::Api,
                 name: "chat-dev".into(),
@@ -227,6 +260,26 @@ mod tests {
         assert_eq!(
             text,
             "chat/dev in account 123456789012 (eu-west-1): 1 resource(s)\n  api          chat-dev  (abc)\n  WebSocket URL:    wss://abc.execute-api.eu-west-1.amazonaws.com/dev\n  @connections URL: https://abc.execute-api.eu-west-1.amazonaws.com/dev/@connections\nIn sync with the config."
+        );
+
+        // With the publish endpoint and alarms, one of them going off.
+        let mut status = status;
+        status.publish_endpoint = Some("https://u1.lambda-url.eu-west-1.on.aws/".into());
+        let state = |name: &str, state: &str| AlarmState {
+            name: name.into(),
+            state: state.into(),
+            reason: format!("{state} reason"),
+            since: Some("2026-12-07T18:00:00Z".into()),
+        };
+        status.alarms = vec![
+            state("chat-dev-failed-posts", "OK"),
+            state("chat-dev-function-errors", "ALARM"),
+            state("chat-dev-fanout-ms", "INSUFFICIENT_DATA"),
+        ];
+        let (_, text) = crate::output::forms(&status);
+        assert!(
+            text.contains("\n  Publish endpoint: https://u1.lambda-url.eu-west-1.on.aws/\n  Alarms:           1 in alarm, 1 OK, 1 without enough data\n    ! chat-dev-function-errors since 2026-12-07T18:00:00Z: ALARM reason\n"),
+            "{text}"
         );
     }
 }

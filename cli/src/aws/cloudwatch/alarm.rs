@@ -164,20 +164,7 @@ impl Resource for AlarmSpec {
         expected: &[String],
         live: &mut LiveState,
     ) -> Result<(), AwsError> {
-        let prefix = names.alarm("");
-        let alarms = all_pages(async |token| {
-            let page = clients
-                .cloudwatch
-                .describe_alarms()
-                .alarm_name_prefix(&prefix)
-                .set_next_token(token)
-                .send()
-                .await
-                .ctx("DescribeAlarms", format!("{prefix}*"))?;
-            Ok((page.metric_alarms.unwrap_or_default(), page.next_token))
-        })
-        .await?;
-        for alarm in alarms {
+        for alarm in stack_alarms(clients, names).await? {
             let (Some(name), Some(arn)) = (alarm.alarm_name(), alarm.alarm_arn()) else {
                 continue;
             };
@@ -303,4 +290,53 @@ fn cloudwatch_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+/// Every alarm named with the stack's prefix, the stack's or not.
+async fn stack_alarms(clients: &Clients, names: &Names) -> Result<Vec<MetricAlarm>, AwsError> {
+    let prefix = names.alarm("");
+    all_pages(async |token| {
+        let page = clients
+            .cloudwatch
+            .describe_alarms()
+            .alarm_name_prefix(&prefix)
+            .set_next_token(token)
+            .send()
+            .await
+            .ctx("DescribeAlarms", format!("{prefix}*"))?;
+        Ok((page.metric_alarms.unwrap_or_default(), page.next_token))
+    })
+    .await
+}
+
+/// An alarm's state as CloudWatch last set it, for `wsctl status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmState {
+    pub name: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    /// CloudWatch's sentence on why it is in that state.
+    pub reason: String,
+    /// Since when, as CloudWatch gives it (ISO 8601).
+    pub since: Option<String>,
+}
+
+/// The states of the alarms named with the stack's prefix (`DescribeAlarms`), by name.
+pub async fn states(clients: &Clients, names: &Names) -> Result<Vec<AlarmState>, AwsError> {
+    let mut out: Vec<AlarmState> = stack_alarms(clients, names)
+        .await?
+        .into_iter()
+        .filter_map(|a| {
+            Some(AlarmState {
+                name: a.alarm_name?,
+                state: a.state_value.map(|s| s.as_str().to_string())?,
+                reason: a.state_reason.unwrap_or_default(),
+                since: a
+                    .state_updated_timestamp
+                    .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
