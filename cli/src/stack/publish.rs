@@ -32,16 +32,8 @@ impl Stack<'_> {
     /// The publish endpoint's URL, when the publish function has one.
     pub async fn publish_endpoint(&self) -> Result<Option<String>, Error> {
         let function = self.names.function(layout::PUBLISH_FUNCTION);
-        let got = crate::aws::found(
-            self.clients
-                .lambda
-                .get_function_url_config()
-                .function_name(&function)
-                .send()
-                .await,
-        )
-        .ctx("GetFunctionUrlConfig", &function)?;
-        Ok(got.map(|g| g.function_url))
+        let url = crate::aws::lambda::read_url(&self.clients, &function).await?;
+        Ok(url.map(|(_, address)| address))
     }
 }
 

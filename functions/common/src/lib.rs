@@ -220,11 +220,18 @@ impl Services {
         }
     }
 
-    /// Keeps `event` to send at the end of the invocation, when `events:` asks for it.
-    pub fn event(&self, event: events::Event) {
+    /// Keeps the event `make` builds to send at the end of the invocation, when `events:` asks
+    /// for it. Built only when the stage sends events: a message's event copies its data, which
+    /// a publish must not pay for otherwise.
+    pub fn event(&self, make: impl FnOnce() -> events::Event) {
         if let Some(events) = &self.events {
-            events.queue(event);
+            events.queue(make());
         }
+    }
+
+    /// Whether the stage sends events at all (`events:`).
+    pub fn sends_events(&self) -> bool {
+        self.events.is_some()
     }
 
     /// Sends the invocation's events (best-effort: see [`events`]).

@@ -23,8 +23,7 @@ use concurrency::set_concurrency;
 pub use concurrency::{NoRoomToReserve, room_to_reserve};
 pub use permission::PermissionSpec;
 use permission::read_permissions;
-pub use url::FunctionUrlSpec;
-use url::read_url;
+pub use url::{FunctionUrlSpec, read_url};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -132,7 +132,7 @@ impl Resource for FunctionUrlSpec {
 }
 
 /// `function`'s URL and its address, if it has one.
-pub(super) async fn read_url(
+pub async fn read_url(
     clients: &Clients,
     function: &str,
 ) -> Result<Option<(FunctionUrlSpec, String)>, AwsError> {

@@ -47,7 +47,7 @@ pub async fn handle(
     }
     tracing::info!(user = %connection.user, "connected");
     crate::metrics::add("Connects", 1.0);
-    ctx.event(Event::connected(&connection.id, &connection.user));
+    ctx.event(|| Event::connected(&connection.id, &connection.user));
     Ok(super::ok())
 }
 

@@ -36,8 +36,10 @@ pub async fn handle(
     let connection = super::connection_id(&event.request_context);
     let present = ctx.store.drop_subscriptions(&connection).await?;
     let due = present.len();
+    // The leaves' events, kept for after the announcements; made only when events are sent.
     let leaves: Vec<(String, Event)> = present
         .iter()
+        .filter(|_| ctx.sends_events())
         .map(|(channel, sub)| {
             let member = Member {
                 user: sub.user.clone(),
@@ -94,9 +96,9 @@ pub async fn handle(
     crate::metrics::add("Disconnects", 1.0);
     for (channel, leave) in leaves {
         if announced.contains(&channel) {
-            ctx.event(leave);
+            ctx.event(|| leave);
         }
     }
-    ctx.event(Event::disconnected(&connection, &user));
+    ctx.event(|| Event::disconnected(&connection, &user));
     Ok(super::ok())
 }

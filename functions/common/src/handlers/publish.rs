@@ -238,7 +238,7 @@ pub async fn publish(
         part: "0".into(),
         origin: None,
     };
-    ctx.event(crate::events::Event::message(&message));
+    ctx.event(|| crate::events::Event::message(&message));
     let frame = ServerFrame::Message(message).to_json();
     let result = deliver(ctx, channel, &frame, None, hop, deadline)
         .await

@@ -169,7 +169,7 @@ pub(super) async fn publish(
     // Delivered once the ack is on its way, so the publisher's answer never waits for the
     // fan-out to start.
     if !duplicate {
-        ctx.event(crate::events::Event::message(&message));
+        ctx.event(|| crate::events::Event::message(&message));
         *stored = Some(Stored {
             channel: channel.into(),
             serial,

@@ -552,7 +552,7 @@ async fn advance(ctx: &Services, connection: &str, seq: u64) {
 }
 
 async fn announce(ctx: &Services, channel: &str, event: PresenceEvent, member: Member) {
-    ctx.event(crate::events::Event::presence(channel, event, &member));
+    ctx.event(|| crate::events::Event::presence(channel, event, &member));
     let origin = member.connection.clone();
     let frame = ServerFrame::Presence {
         channel: channel.into(),
