@@ -252,6 +252,14 @@ async fn a_signed_post_reaches_a_subscriber_and_nothing_else_gets_through() {
         (400, Some("bad_json")),
         "{answer}"
     );
+    // Data just over what a frame can carry (120 KiB as JSON) is a 413, as over a socket.
+    let over = json!({"channel": "orders", "data": "x".repeat(120 * 1024)}).to_string();
+    let (status, answer) = curl(&url, local, &["-d", &over]);
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (413, Some("too_large")),
+        "{answer}"
+    );
     let (status, _) = curl(&url.replace("publish", "message"), local, &["-d", body]);
     assert_eq!(status, 404, "only the publish function has a URL");
     assert_eq!(
