@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::aws::AwsArgs;
 use crate::config::Arch;
@@ -42,6 +42,32 @@ pub struct Cli {
     /// Only results and errors.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// The command line as typed, with each command's long help ending with its page in the book.
+pub fn parse() -> Cli {
+    let matches = with_book_links(Cli::command(), &[]).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn with_book_links(command: clap::Command, path: &[&str]) -> clap::Command {
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut command = if command.has_subcommands() && !path.is_empty() {
+        command
+    } else {
+        command.after_long_help(crate::book::help_link(path))
+    };
+    for name in subcommands {
+        command = command.mut_subcommand(&name, |sub| {
+            let mut inner = path.to_vec();
+            inner.push(&name);
+            with_book_links(sub, &inner)
+        });
+    }
+    command
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +132,20 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the path of the user's guide (the built book), or of one command's page in it;
+    /// --open opens it in the browser.
+    Docs(DocsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DocsArgs {
+    /// A command whose reference page to show instead of the book's first page, e.g. `deploy`
+    /// or `secret rotate`.
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Open the page in the browser (`$BROWSER`, else the desktop's opener).
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]

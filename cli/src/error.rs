@@ -72,6 +72,9 @@ pub enum Error {
     Local(#[from] crate::local::LocalError),
     #[error("{0}")]
     Io(String),
+    /// The user's guide cannot be built, found or opened.
+    #[error("{0}")]
+    Docs(String),
     /// `bench` finished, and what it measured is not all clean.
     #[error("{0}")]
     Degraded(String),
@@ -103,7 +106,7 @@ impl Error {
             Error::Aws(_) => exit::AWS,
             Error::Partial(f) if f.iter().all(|(_, e)| e.is_setup()) => exit::CREDENTIALS,
             Error::Partial(_) => exit::AWS,
-            Error::Build(_) => exit::BUILD,
+            Error::Build(_) | Error::Docs(_) => exit::BUILD,
             Error::Conflict(_) => exit::CONFLICT,
             Error::Declined | Error::Unconfirmed(_) => exit::DECLINED,
             Error::Local(_) => exit::LOCAL,

@@ -3,6 +3,7 @@
 mod args;
 mod aws;
 mod bench;
+mod book;
 mod build;
 mod commands;
 mod config;
@@ -12,12 +13,12 @@ mod glibc;
 mod local;
 mod names;
 mod output;
+#[cfg(test)]
+mod reference;
 mod stack;
 
-use clap::Parser;
-
 fn main() {
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     let printer = output::Printer::new(cli.output, cli.verbose, cli.quiet, cli.no_progress);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

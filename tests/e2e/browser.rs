@@ -162,7 +162,9 @@ impl Page {
         }
     }
 
-    /// A screenshot in the target directory, for people reading the test output.
+    /// A screenshot in the target directory, for people reading the test output; with
+    /// `WSCTL_UPDATE_DOCS` set, also the book's picture of the same name
+    /// (`docs/src/images/NAME`), so the book shows the page as it is.
     pub async fn screenshot(&mut self, name: &str) {
         let shot = self
             .call(
@@ -170,12 +172,15 @@ impl Page {
                 json!({"format": "png", "captureBeyondViewport": true}),
             )
             .await;
-        if let Some(data) = shot["result"]["data"].as_str() {
-            use base64::Engine;
-            let png = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .expect("PNG");
-            let _ = std::fs::write(target_dir().join(name), png);
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["result"]["data"].as_str().expect("a screenshot"))
+            .expect("PNG");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        std::fs::write(target_dir().join(name), &png).expect("write the screenshot");
+        if std::env::var_os("WSCTL_UPDATE_DOCS").is_some() {
+            let book = wsctl_tests::root().join("docs/src/images").join(name);
+            std::fs::write(&book, &png).expect("write the book's picture");
         }
     }
 }

@@ -58,6 +58,8 @@ async fn readme_run_command_and_demo_page_in_chromium() {
         shown.as_str().unwrap().contains("chromium"),
         "shown as sent by its user: {shown}"
     );
+    // The book's picture of the page: joined, a message shown with its serial, who is here.
+    page.screenshot("demo.png").await;
 
     // Out of order: fan-outs run in parallel, so serial N+2 can arrive before N+1. Here N+1
     // is stored but its delivery has not happened, and N+2 (twice) reaches the page first: it
@@ -135,8 +137,6 @@ async fn readme_run_command_and_demo_page_in_chromium() {
         "the connection outlived its first token: {log}"
     );
     assert!(log.matches("token renewed").count() >= 2, "{log}");
-
-    page.screenshot("demo-page.png").await;
 }
 
 /// Stores `text` as `channel`'s message `serial` (history item and counter), as a publish

@@ -1332,7 +1332,7 @@ async fn a_hostile_client_and_a_hostile_web_page_get_nothing() {
         .collect();
     assert!(leaked.is_empty(), "{leaked:?}");
 
-    // 100 numbered publishes, at most eight unacknowledged as PROTOCOL.md asks: stored in the
+    // 100 numbered publishes, at most eight unacknowledged as protocol.md asks: stored in the
     // order sent, although the gateway runs them concurrently. A publish refused because too
     // many wait is sent again, as a client does.
     let publish = |seq: u64| json!({"action": "publish", "channel": "burst", "data": seq, "seq": seq, "id": format!("b{seq}")});

@@ -10,6 +10,7 @@ mod demo;
 mod deploy;
 mod destroy;
 mod dev;
+mod docs;
 mod domain;
 mod endpoint;
 mod events;

@@ -29,7 +29,7 @@ pub enum AwsError {
         message: String,
     },
     #[error(
-        "{op} {resource}: access denied ({message})\nhint: the identity in use lacks this permission; deploy with a role that allows it (see README, \"Permissions wsctl needs\")"
+        "{op} {resource}: access denied ({message})\nhint: the identity in use lacks this permission; deploy with a role that allows it (`wsctl deploy --print-policy` prints its policy; the book's \"Permissions\" page explains it)"
     )]
     AccessDenied {
         op: &'static str,

@@ -9,6 +9,7 @@ mod deploy;
 mod destroy;
 mod dev;
 mod disconnect;
+mod docs;
 mod gc;
 mod history;
 mod init;
@@ -84,6 +85,7 @@ pub async fn run(cli: Cli, printer: Printer) -> Result<(), Error> {
         }
         Command::Bench(args) => bench::run(&cli.config, &cli.aws, args, &printer).await?,
         Command::Dev(args) => dev::run(&cli.config, &cli.aws, args, &printer).await?,
+        Command::Docs(args) => printer.show(&docs::run(args, &printer)?),
         Command::Destroy { yes } => {
             printer.show(&destroy::run(&config()?, &cli.aws, *yes, &printer).await?)
         }

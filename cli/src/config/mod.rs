@@ -140,6 +140,8 @@ pub struct Config {
     /// Lower-case name shared by every resource of the stack.
     #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z][a-z0-9-]*$"))]
     pub stack: String,
+    /// The stage: lower-case letters, digits and `-`; its resources are named `STACK-STAGE-…`,
+    /// so several stages of one stack live side by side in an account.
     #[serde(default = "default_stage")]
     #[schemars(length(min = 1, max = 16), regex(pattern = r"^[a-z][a-z0-9-]*$"))]
     pub stage: String,
@@ -149,20 +151,31 @@ pub struct Config {
     /// Default architecture of every function.
     #[serde(default = "default_arch")]
     pub architecture: Arch,
+    /// The stack's Lambda functions, by name: the bundled ones and any of your own.
     pub functions: BTreeMap<String, FunctionConfig>,
+    /// Route key → function: `$connect`, `$disconnect`, `$default`, or a custom key matched
+    /// against the frame's `action`. Each route adds a statement to its function's
+    /// resource-based policy, which Lambda caps at 20 KB (about 40 routes on one function).
     pub routes: BTreeMap<String, String>,
+    /// How API Gateway picks a frame's route.
     #[serde(default = "default_route_selection")]
     pub route_selection_expression: String,
+    /// A Lambda REQUEST authorizer on `$connect`, which every handshake passes through.
     #[serde(default)]
     pub authorizer: Option<AuthorizerConfig>,
+    /// The stack's DynamoDB tables, by name: on-demand, with TTL on.
     #[serde(default)]
     pub tables: BTreeMap<String, TableConfig>,
+    /// The stage's default throttling, one token bucket over every frame of every client.
     #[serde(default)]
     pub throttling: Throttling,
     /// Days the functions' logs are kept: one of the periods CloudWatch Logs accepts.
     #[serde(default = "default_retention")]
     #[schemars(extend("enum" = LOG_RETENTION_DAYS))]
     pub log_retention_days: u32,
+    /// Tags added to every resource (`wsctl:` and `aws:` prefixes are reserved): letters,
+    /// digits, spaces and `_ . : / = + -`, keys ≤ 128 and values ≤ 256 characters, at most 50
+    /// with wsctl's own.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     /// A custom domain for the stage: `wss://NAME/PATH`.
@@ -222,8 +235,10 @@ pub struct FunctionConfig {
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1, max = 900))]
     pub timeout: u32,
+    /// This function's architecture, instead of the stack's.
     #[serde(default)]
     pub architecture: Option<Arch>,
+    /// Environment variables, beside the `WSCTL_*` ones wsctl sets.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     /// Tables this function may use, and how: the role grants exactly that.
@@ -246,7 +261,10 @@ pub struct FunctionConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizerConfig {
+    /// The function (a key of `functions`) that authorizes handshakes.
     pub function: String,
+    /// Where the token is in the handshake; a handshake without it is refused with 401
+    /// before the authorizer runs.
     #[serde(default = "default_identity_source")]
     pub identity_source: Vec<String>,
     /// When set, tokens signed with the stack's secret must carry this `aud`.
@@ -284,8 +302,10 @@ pub struct OidcConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Throttling {
+    /// Frames at once (API Gateway's bucket size, ≤ 5,000).
     #[serde(default = "default_burst")]
     pub burst: i32,
+    /// Frames a second, sustained (≤ 10,000).
     #[serde(default = "default_rate")]
     pub rate: f64,
 }

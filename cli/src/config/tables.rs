@@ -7,10 +7,14 @@ use super::*;
 pub struct TableConfig {
     /// `name` (string) or `name:N` / `name:B`.
     pub partition_key: String,
+    /// `name` (string) or `name:N` / `name:B`; none for a table of single items.
     #[serde(default)]
     pub sort_key: Option<String>,
+    /// The number attribute (epoch seconds) DynamoDB expires items by; the functions get it
+    /// as `WSCTL_TTL_ATTRIBUTE_<TABLE>`.
     #[serde(default = "default_ttl_attribute")]
     pub ttl_attribute: String,
+    /// Global secondary indexes, by name; a change of keys rebuilds the index.
     #[serde(default)]
     pub indexes: BTreeMap<String, IndexConfig>,
     /// Point-in-time recovery: DynamoDB keeps continuous backups from which the table can be
@@ -44,7 +48,9 @@ impl TableConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexConfig {
+    /// `name` (string) or `name:N` / `name:B`.
     pub partition_key: String,
+    /// `name` (string) or `name:N` / `name:B`.
     #[serde(default)]
     pub sort_key: Option<String>,
 }

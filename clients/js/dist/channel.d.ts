@@ -63,7 +63,7 @@ export declare class Channel extends Emitter<ChannelEvents> {
     private drain;
     /** Held messages still wait for a missing serial: fetch it, unless a fetch is coming. */
     private askForGap;
-    /** After a fetch answered everything it could: what is still missing is gone (PROTOCOL.md). */
+    /** After a fetch answered everything it could: what is still missing is gone (protocol.md). */
     private skipGone;
     /** Messages a fetch (`since` the serial it asked from) answered with. */
     private replay;

@@ -381,7 +381,7 @@ var Channel = class extends Emitter {
     if (this.ops.some(fetching) || this.inFlight && fetching(this.inFlight.op)) return;
     this.enqueue({ kind: "gap", since: this.last, mark: 0 });
   }
-  /** After a fetch answered everything it could: what is still missing is gone (PROTOCOL.md). */
+  /** After a fetch answered everything it could: what is still missing is gone (protocol.md). */
   skipGone() {
     while (this.held.size > 0 && this.last !== null) {
       const first = Math.min(...this.held.keys());

@@ -40,7 +40,7 @@ export interface PresenceEvent {
     user: string;
     data: unknown;
 }
-/** A refusal from the server: `code` is PROTOCOL.md's error code. */
+/** A refusal from the server: `code` is protocol.md's error code. */
 export declare class WsctlError extends Error {
     readonly code: string;
     constructor(code: string, message: string);

@@ -241,7 +241,7 @@ export class Channel extends Emitter<ChannelEvents> {
     this.enqueue({ kind: "gap", since: this.last, mark: 0 });
   }
 
-  /** After a fetch answered everything it could: what is still missing is gone (PROTOCOL.md). */
+  /** After a fetch answered everything it could: what is still missing is gone (protocol.md). */
   private skipGone(): void {
     while (this.held.size > 0 && this.last !== null) {
       const first = Math.min(...this.held.keys());

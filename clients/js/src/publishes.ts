@@ -1,7 +1,7 @@
 import { Link, endsConnection, retryDelay, retryable } from "./link";
 import { PublishResult, WsctlError } from "./types";
 
-/** PROTOCOL.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters. */
+/** protocol.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters. */
 const MAX_DATA = 120 * 1024;
 const MAX_ID = 128;
 

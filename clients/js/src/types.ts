@@ -46,7 +46,7 @@ export interface PresenceEvent {
   data: unknown;
 }
 
-/** A refusal from the server: `code` is PROTOCOL.md's error code. */
+/** A refusal from the server: `code` is protocol.md's error code. */
 export class WsctlError extends Error {
   readonly code: string;
   constructor(code: string, message: string) {

@@ -1,4 +1,4 @@
-//! One channel's subscription: PROTOCOL.md's order and gap rule, resume with `since`, and the
+//! One channel's subscription: protocol.md's order and gap rule, resume with `since`, and the
 //! requests whose answers carry no id (one in flight at a time, so each `history`, `subscribed`
 //! or `unsubscribed` frame answers the one at the head).
 
@@ -12,7 +12,7 @@ use crate::link::{Link, Timer, ends_connection, retry_delay, retryable};
 use crate::presence::Presence;
 use crate::types::{Error, Event, Message};
 
-/// `history`'s page size, PROTOCOL.md's maximum.
+/// `history`'s page size, protocol.md's maximum.
 pub(crate) const MAX_LIMIT: u32 = 1000;
 
 enum Op {
@@ -375,7 +375,7 @@ impl Channel {
         }
     }
 
-    /// After a fetch answered everything it could: what is still missing is gone (PROTOCOL.md).
+    /// After a fetch answered everything it could: what is still missing is gone (protocol.md).
     fn skip_gone(&mut self) {
         while let (Some(last), Some(&first)) = (self.last, self.held.keys().next()) {
             if first > last + 1 {

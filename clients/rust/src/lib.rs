@@ -1,4 +1,4 @@
-//! A client for wsctl stages that keeps PROTOCOL.md's promises through every drop: it
+//! A client for wsctl stages that keeps protocol.md's promises through every drop: it
 //! reconnects with jittered backoff, resumes each channel after the last serial it delivered,
 //! refills gaps from history, drops duplicates, numbers publishes so they keep their order and
 //! sends unacknowledged ones again with the same id, pings before API Gateway's idle timeout,

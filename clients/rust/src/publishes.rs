@@ -169,7 +169,7 @@ impl Publishes {
     }
 }
 
-/// PROTOCOL.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters.
+/// protocol.md's limits of a publish: `data` ≤ 120 KB, `id` 1–128 characters.
 pub(crate) const MAX_DATA: usize = 120 * 1024;
 pub(crate) const MAX_ID: usize = 128;
 

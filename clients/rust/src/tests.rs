@@ -118,7 +118,7 @@ fn message(serial: u64) -> Value {
 
 /// A resume whose replay is paged and has a hole that will never fill (serial 44 expired):
 /// everything held above the hole is delivered, in order, once the pages are read. The server
-/// stores 43 and 45 to 62 and answers 17 messages a page, as PROTOCOL.md's `history` does.
+/// stores 43 and 45 to 62 and answers 17 messages a page, as protocol.md's `history` does.
 #[tokio::test]
 async fn a_paged_replay_with_a_permanent_hole_delivers_what_it_holds() {
     let page = |since: u64| {

@@ -86,7 +86,7 @@ pub enum Event {
     Error(Error),
 }
 
-/// Why a request failed. `Server` carries PROTOCOL.md's error code.
+/// Why a request failed. `Server` carries protocol.md's error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{code}: {message}")]
@@ -113,7 +113,7 @@ impl Error {
         }
     }
 
-    /// PROTOCOL.md's code, for errors from the server.
+    /// protocol.md's code, for errors from the server.
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Server { code, .. } => Some(code),

@@ -84,10 +84,10 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The limits PROTOCOL.md states, checked apart from the parser's own code.
+/// The limits protocol.md states, checked apart from the parser's own code.
 fn within_documented_bounds(frame: &protocol::ClientFrame) -> bool {
     use protocol::ClientFrame::*;
-    // Controls, and the invisible characters PROTOCOL.md names: zero-width spaces and
+    // Controls, and the invisible characters protocol.md names: zero-width spaces and
     // joiners, bidi marks and overrides, the byte-order mark.
     let visible = |s: &str| {
         !s.chars().any(|c| {

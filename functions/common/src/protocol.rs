@@ -1,5 +1,5 @@
 //! The client protocol: JSON frames routed by `action` (client → server) and tagged by `type`
-//! (server → client). Documented with an example session in `functions/PROTOCOL.md`.
+//! (server → client). Documented with an example session in `docs/src/reference/protocol.md`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

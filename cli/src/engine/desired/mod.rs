@@ -17,7 +17,7 @@ mod monitoring;
 mod policies;
 mod sizes;
 
-use policies::role_policy;
+pub use policies::role_policy;
 pub use policies::{assume_role_policy, boundary_arn, boundary_policy};
 pub use sizes::size_problems;
 

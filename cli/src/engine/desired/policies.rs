@@ -114,7 +114,7 @@ const WRITE_ACTIONS: &[&str] = &[
 
 /// Least privilege: each statement names exact ARNs of this stack; the only wildcard is the
 /// log-stream part of the function's own log group and the connection id under its stage.
-pub(super) fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -> Value {
+pub fn role_policy(config: &Config, names: &Names, target: &Target, logical: &str) -> Value {
     let f = &config.functions[logical];
     let mut statements = vec![json!({
         "Sid": "OwnLogs",

@@ -1,4 +1,4 @@
-//! The DynamoDB data model (documented in `functions/DATA-MODEL.md`). Hot paths are single-item
+//! The DynamoDB data model (documented in `docs/src/reference/data-model.md`). Hot paths are single-item
 //! writes and Queries; only `wsctl gc`'s removal of many stale connections at once Scans.
 
 use std::collections::HashMap;
