@@ -46,7 +46,16 @@ pub struct Cli {
 
 /// The command line as typed, with each command's long help ending with its page in the book.
 pub fn parse() -> Cli {
-    let matches = with_book_links(Cli::command(), &[]).get_matches();
+    // Finding the pages costs a look at the disk per command: only when help may be shown.
+    let help = std::env::args()
+        .skip(1)
+        .any(|a| a == "--help" || a == "help");
+    let command = if help {
+        with_book_links(Cli::command(), &[])
+    } else {
+        Cli::command()
+    };
+    let matches = command.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 

@@ -33,14 +33,13 @@ pub fn help_link(command: &[&str]) -> String {
     let docs = docs_dir();
     let page = page(command);
     let html = built_dir(&docs).join(format!("{page}.html"));
-    let source = docs.join("src").join(format!(
-        "{}.md",
-        if command.is_empty() {
-            "introduction"
-        } else {
-            &page
-        }
-    ));
+    // mdBook makes the first chapter the book's index page.
+    let source_page = if command.is_empty() {
+        "introduction"
+    } else {
+        &page
+    };
+    let source = docs.join("src").join(format!("{source_page}.md"));
     let shown = |p: &Path| {
         p.canonicalize()
             .unwrap_or_else(|_| p.to_path_buf())
@@ -62,22 +61,75 @@ pub fn help_link(command: &[&str]) -> String {
             shown(&source)
         )
     } else {
-        format!("Book page: docs/src/{page}.md in wsctl's repository")
+        format!("Book page: docs/src/{source_page}.md in wsctl's repository")
     }
 }
 
-fn url(path: &Path) -> String {
-    format!(
-        "file://{}",
-        path.canonicalize()
-            .unwrap_or_else(|_| path.to_path_buf())
-            .display()
-    )
+/// A `file://` URL, its path percent-encoded where a URL needs it (RFC 8089, RFC 3986).
+pub fn url(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::from("file://");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Whether the built book is older than one of its sources (a checkout moved on since it was
+/// built): its first page's time against every file under `src/` and `book.toml`.
+pub fn stale(docs: &Path) -> bool {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut found = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).ok()
+            };
+            found = found.max(time);
+        }
+        found
+    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(&built_dir(docs).join("index.html")) else {
+        return true;
+    };
+    let sources = newest(&docs.join("src")).max(modified(&docs.join("book.toml")));
+    sources.is_some_and(|s| s > built)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_url_encodes_what_a_url_cannot_hold() {
+        assert_eq!(
+            url(Path::new("/no such/dir/a#b.html")),
+            "file:///no%20such/dir/a%23b.html"
+        );
+    }
+
+    #[test]
+    fn a_book_older_than_its_sources_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/guides")).unwrap();
+        std::fs::create_dir_all(dir.path().join("book")).unwrap();
+        std::fs::write(dir.path().join("src/guides/a.md"), "a").unwrap();
+        assert!(stale(dir.path()), "not built");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("book/index.html"), "").unwrap();
+        assert!(!stale(dir.path()));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("src/guides/a.md"), "b").unwrap();
+        assert!(stale(dir.path()), "a chapter changed since");
+    }
 
     #[test]
     fn a_command_names_its_reference_page() {

@@ -255,14 +255,22 @@ struct Block {
     line: usize,
 }
 
-/// Every ```sh block with the `<!-- check: … -->` line before it; a block without one fails
-/// the test, so no command of the chapter goes unrun without a stated reason.
+/// Every shell block (```sh, ```bash, ```shell, ```console) with the `<!-- check: … -->` line
+/// before it; a block without one fails the test, so no command of the chapter goes unrun
+/// without a stated reason.
 fn blocks(chapter: &str) -> Vec<Block> {
     let lines: Vec<&str> = chapter.lines().collect();
+    let shell = |l: &str| {
+        let info = l.trim_start().trim_start_matches("```");
+        l.trim_start().starts_with("```")
+            && ["sh", "bash", "shell", "console"]
+                .iter()
+                .any(|s| info.split([',', ' ']).next() == Some(s))
+    };
     let mut out = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if lines[i].trim_start().starts_with("```sh") {
+        if shell(lines[i]) {
             let marker = lines[..i]
                 .iter()
                 .rev()
@@ -278,10 +286,9 @@ fn blocks(chapter: &str) -> Vec<Block> {
                 .trim()
                 .to_string();
             let start = i + 1;
-            let mut end = start;
-            while !lines[end].trim_start().starts_with("```") {
-                end += 1;
-            }
+            let end = (start..lines.len())
+                .find(|&e| lines[e].trim_start().starts_with("```"))
+                .unwrap_or_else(|| panic!("getting-started.md line {}: an unclosed block", i + 1));
             out.push(Block {
                 check: marker,
                 script: lines[start..end].join("\n"),

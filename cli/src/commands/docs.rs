@@ -35,6 +35,15 @@ pub fn run(args: &DocsArgs, printer: &Printer) -> Result<Page, Error> {
     let built = book::built_dir(&docs);
     if !built.join("index.html").is_file() {
         build(&docs, printer)?;
+    } else if book::stale(&docs) {
+        // A checkout that moved on since the book was built: rebuild when mdBook is here,
+        // else show the older pages and say so.
+        if let Err(e) = build(&docs, printer) {
+            printer.note(format!(
+                "the book in {} is older than its sources, and rebuilding it failed: {e}",
+                built.display()
+            ));
+        }
     }
     let path = built.join(format!("{}.html", book::page(&words)));
     if !path.is_file() {
@@ -96,7 +105,7 @@ fn known_command(words: &[&str]) -> Result<(), Error> {
 fn build(docs: &Path, printer: &Printer) -> Result<(), Error> {
     if !docs.join("book.toml").is_file() {
         return Err(Error::Docs(format!(
-            "the book's sources are not at {}: this wsctl was built elsewhere\nhint: set WSCTL_DOCS to the `docs` folder of a wsctl checkout",
+            "the book's sources are not at {}: this wsctl was not installed from a checkout it can find (one from crates.io, or a moved clone)\nhint: set WSCTL_DOCS to the `docs` folder of a wsctl checkout, or read docs/src in wsctl's repository",
             docs.display()
         )));
     }
@@ -114,36 +123,45 @@ fn build(docs: &Path, printer: &Printer) -> Result<(), Error> {
             String::from_utf8_lossy(&out.stderr).trim_end()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Docs(format!(
-            "the book is not built, and mdBook, which builds it, is not installed\nhint: `cargo install mdbook --version {MDBOOK} --locked`, then run this again; or read the Markdown under {}",
+            "mdBook, which builds the book, is not installed\nhint: `cargo install mdbook --version {MDBOOK} --locked`, then run this again; or read the Markdown under {}",
             docs.join("src").display()
         ))),
         Err(e) => Err(Error::Docs(format!("cannot run mdbook: {e}"))),
     }
 }
 
-/// `$BROWSER` first (what terminals and SSH sessions set), then the desktop's opener.
+/// `$BROWSER` first (what terminals and SSH sessions set; a browser it names keeps running, so
+/// it is not waited for), then the desktop's opener, which returns once it has handed over.
 fn open(path: &Path) -> Result<(), Error> {
-    let url = format!("file://{}", path.display());
+    let url = book::url(path);
     let mut tried = Vec::new();
-    let browser = std::env::var("BROWSER").ok().filter(|b| !b.is_empty());
+    if let Some(browser) = std::env::var("BROWSER").ok().filter(|b| !b.is_empty()) {
+        match Command::new(&browser)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => tried.push(format!("{browser} ({e})")),
+        }
+    }
     let desktop = if cfg!(target_os = "macos") {
         "open"
     } else {
         "xdg-open"
     };
-    let openers = browser.as_deref().into_iter().chain([desktop]);
-    for opener in openers {
-        match Command::new(opener)
-            .arg(&url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(status) if status.success() => return Ok(()),
-            Ok(status) => tried.push(format!("{opener} ({status})")),
-            Err(e) => tried.push(format!("{opener} ({e})")),
-        }
+    match Command::new(desktop)
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => tried.push(format!("{desktop} ({status})")),
+        Err(e) => tried.push(format!("{desktop} ({e})")),
     }
     Err(Error::Docs(format!(
         "cannot open {url}: tried {}\nhint: open it in your browser, or set BROWSER to the browser's command",

@@ -13,7 +13,9 @@ pub struct AccessLogsConfig {
     /// Days the access log keeps its lines; default: `log_retention_days`.
     #[serde(default)]
     pub retention_days: Option<u32>,
-    /// The line API Gateway writes, with `$context` variables; default: [`ACCESS_LOG_FORMAT`].
+    /// The line API Gateway writes, with `$context` variables; default: one JSON
+    /// object per line with the request and connection ids, event, route, status, source IP,
+    /// integration and authorizer latency and errors.
     #[serde(default)]
     pub format: Option<String>,
     /// The account's API Gateway CloudWatch role: absent, the one the account has (an error

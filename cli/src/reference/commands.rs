@@ -63,7 +63,8 @@ fn index(root: &Command, leaves: &[(Vec<String>, Command)]) -> String {
     for arg in root.get_arguments().filter(|a| shown(a)) {
         s.push_str(&option(arg));
     }
-    s.push_str("\n## Output, progress and configuration\n\n{{#include ../notes/index.md}}\n");
+    s.push_str("\n## Output, progress and configuration\n\n");
+    s.push_str(&super::notes("reference/notes/index.md"));
     s
 }
 
@@ -96,12 +97,13 @@ fn page(words: &[String], command: &Command) -> String {
         }
     }
     s.push_str(
-        "\nAnd the [global options](index.md#global-options): `--config`, `--profile`, `--region`, `--endpoint-url`, `--output`, … \n",
+        "\nAnd the [global options](index.md#global-options): `--config`, `--profile`, `--region`, `--endpoint-url`, `--output`, …\n",
     );
-    s.push_str(&format!(
-        "\n## What it does\n\n{{{{#include ../notes/{}.md}}}}\n",
+    s.push_str("\n## What it does\n\n");
+    s.push_str(&super::notes(&format!(
+        "reference/notes/{}.md",
         words.join("-")
-    ));
+    )));
     s
 }
 
@@ -193,10 +195,12 @@ fn option(arg: &Arg) -> String {
     if let Some(env) = arg.get_env() {
         facts.push(format!("or the variable `{}`", env.to_string_lossy()));
     }
-    if matches!(
-        arg.get_action(),
-        clap::ArgAction::Append | clap::ArgAction::Count
-    ) {
+    if !arg.is_positional()
+        && matches!(
+            arg.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        )
+    {
         facts.push("repeatable".into());
     }
     let mut item = format!("- **`{spelled}`**");
@@ -206,7 +210,7 @@ fn option(arg: &Arg) -> String {
         item.push_str(&text);
     }
     if !facts.is_empty() {
-        item.push_str(&format!(" ({})", facts.join("; ")));
+        item.push_str(&format!(" *{}*", facts.join("; ")));
     }
     item.push('\n');
     item
@@ -249,8 +253,9 @@ mod tests {
         assert!(deploy.contains("**`--print-policy`**"), "{deploy}");
         assert!(deploy.contains("**`--arch <ARCH>`**"), "{deploy}");
         assert!(deploy.contains("`arm64`"), "{deploy}");
+        let notes = super::super::notes("reference/notes/deploy.md");
         assert!(
-            deploy.contains("{{#include ../notes/deploy.md}}"),
+            deploy.ends_with(&format!("## What it does\n\n{notes}")),
             "{deploy}"
         );
         // Global options are on the index only.

@@ -11,7 +11,9 @@ pub fn page() -> String {
     let schema: Value = serde_json::from_str(&config::json_schema()).expect("the schema is JSON");
     let defs = schema["$defs"].as_object().cloned().unwrap_or_default();
     let mut s = generated_note("the JSON Schema of wsctl.yaml (the types in cli/src/config/)");
-    s.push_str("\n# wsctl.yaml\n\n{{#include notes/config.md}}\n\n## Every key\n");
+    s.push_str("\n# wsctl.yaml\n\n");
+    s.push_str(&super::notes("reference/notes/config.md"));
+    s.push_str("\n## Every key\n");
     let required = required(&schema);
     for (key, prop) in schema["properties"].as_object().into_iter().flatten() {
         s.push_str(&format!("\n### `{key}`\n\n"));
@@ -85,23 +87,21 @@ fn describe(schema: &Value, defs: &Map<String, Value>, required: bool) -> String
     if let Some(d) = schema.get("default").filter(|d| !d.is_null()) {
         facts.push(format!("default `{}`", compact(d)));
     }
-    for (key, word) in [
-        ("minLength", "at least {} characters"),
-        ("maxLength", "at most {} characters"),
-        ("minimum", "at least {}"),
-        ("maximum", "at most {}"),
-        ("maxItems", "at most {} items"),
-        ("pattern", "matching `{}`"),
-    ] {
-        let value = &target[key];
-        if value.is_null() || (key == "minimum" && value == 0) {
-            continue;
-        }
-        let shown = value
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
-        facts.push(word.replace("{}", &shown));
+    match (&target["minLength"], &target["maxLength"]) {
+        (Value::Null, Value::Null) => {}
+        (min, Value::Null) => facts.push(format!("at least {min} characters")),
+        (Value::Null, max) => facts.push(format!("at most {max} characters")),
+        (min, max) => facts.push(format!("{min}–{max} characters")),
+    }
+    let minimum = target["minimum"].as_f64().filter(|m| *m != 0.0);
+    match (minimum, target["maximum"].as_f64()) {
+        (None, None) => {}
+        (Some(min), None) => facts.push(format!("at least {}", number(min))),
+        (None, Some(max)) => facts.push(format!("at most {}", number(max))),
+        (Some(min), Some(max)) => facts.push(format!("{}–{}", number(min), number(max))),
+    }
+    if let Some(pattern) = target["pattern"].as_str() {
+        facts.push(format!("matching `{pattern}`"));
     }
     let facts = format!("*{}*", facts.join("; "));
     if description.is_empty() {
@@ -127,10 +127,13 @@ fn kind(schema: &Value, defs: &Map<String, Value>) -> String {
         },
         Value::String(t) if t == "array" => format!("list of {}", kind(&target["items"], defs)),
         Value::String(t) => t.clone(),
+        // `null` is named when it means something: a key whose default is a value, which
+        // `null` turns off.
         Value::Array(types) => types
             .iter()
-            .filter(|t| *t != "null")
+            .filter(|t| *t != "null" || schema.get("default").is_some_and(|d| !d.is_null()))
             .filter_map(Value::as_str)
+            .map(|t| if t == "null" { "`null` (off)" } else { t })
             .collect::<Vec<_>>()
             .join(" or "),
         _ => "any".into(),
@@ -158,7 +161,24 @@ fn allowed(schema: &Value) -> Option<String> {
 fn compact(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Number(n) => n.as_f64().map(number).unwrap_or_else(|| n.to_string()),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{k}: {}", compact(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
+    }
+}
+
+/// A number as a person writes it: `10`, not `10.0`.
+fn number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
     }
 }
 
@@ -182,7 +202,18 @@ mod tests {
     fn every_key_is_on_the_page_with_its_type_and_default() {
         let page = page();
         assert!(page.contains("### `stack`"), "{page}");
-        assert!(page.contains("*string; required; at least 1 characters; at most 20 characters; matching `^[a-z][a-z0-9-]*$`*"), "{page}");
+        assert!(
+            page.contains("*string; required; 1–20 characters; matching `^[a-z][a-z0-9-]*$`*"),
+            "{page}"
+        );
+        assert!(
+            page.contains("before the alarm goes off. *integer; optional; default `1`*"),
+            "{page}"
+        );
+        assert!(
+            page.contains("number or `null` (off); optional; default `10`"),
+            "{page}"
+        );
         assert!(page.contains("**`functions.<name>.memory`**"), "{page}");
         assert!(page.contains("**`limits.frames.per_second`**"), "{page}");
         assert!(page.contains("one of `arm64`, `x86_64`, `host`"), "{page}");

@@ -22,6 +22,18 @@ fn pages() -> Vec<(String, String)> {
     out
 }
 
+/// A hand-written part of a generated page, copied in (rather than an mdBook include) so the
+/// page reads whole where Markdown is shown as it is, as on a code host.
+fn notes(path: &str) -> String {
+    let file = book_src().join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; write what the page should say there",
+            file.display()
+        )
+    })
+}
+
 /// The line a generated Markdown page starts with.
 fn generated_note(source: &str) -> String {
     format!(

@@ -47,7 +47,7 @@ pub fn pages() -> Vec<(String, String)> {
     api_target.api_id = Some("a1b2c3d4e5".into());
     for logical in config.functions.keys() {
         roles.push_str(&format!(
-            "\n#### `{logical}`\n\n```json\n{}```\n",
+            "\n### `{logical}`\n\n```json\n{}```\n",
             json(&role_policy(&config, &names, &api_target, logical))
         ));
     }
