@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 /// The folder holding `book.toml`, `src/` and, once built, `book/`: `WSCTL_DOCS`, else the
 /// `docs/` of the checkout this binary was built from (`cargo install --path cli` keeps it).
 pub fn docs_dir() -> PathBuf {
-    std::env::var_os("WSCTL_DOCS")
+    let dir = std::env::var_os("WSCTL_DOCS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs"));
+    dir.canonicalize().unwrap_or(dir)
 }
 
 /// The built book's folder, `mdbook build`'s output.
