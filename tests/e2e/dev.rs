@@ -6,6 +6,7 @@ use std::time::Duration;
 use aws_sdk_apigatewaymanagement as mgmt;
 use serde_json::{Value, json};
 use wsctl_tests::dev::{Client, Dev, Refused, dev_config, http};
+use wsctl_tests::no_deadline;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -1991,7 +1992,7 @@ async fn history_and_fan_out_reads_pay_for_what_they_send() {
     let big = json!("x".repeat(wsctl_functions::protocol::MAX_DATA_BYTES - 16));
     for _ in 0..10 {
         store
-            .append("big", None, "ana", &big)
+            .append("big", None, "ana", &big, no_deadline())
             .await
             .expect("append");
     }

@@ -213,6 +213,17 @@ impl Rig {
         self._moto.url()
     }
 
+    /// The rig's store, its DynamoDB calls going through a proxy that plays `behaviour`.
+    pub(crate) async fn store_behind(
+        &self,
+        behaviour: impl wsctl_tests::proxy::Behaviour + 'static,
+    ) -> (wsctl_tests::proxy::Proxy, Store) {
+        let proxy = wsctl_tests::proxy::Proxy::with(&self.moto_url(), vec![Box::new(behaviour)]);
+        let mut store = self.ctx.store.clone();
+        store.db = aws_sdk_dynamodb::Client::new(&wsctl_tests::sdk(&proxy.url()).await);
+        (proxy, store)
+    }
+
     /// Waits until no handed-off invocation is running.
     pub(crate) async fn settle(&self) {
         let mut quiet = 0;
@@ -615,7 +626,7 @@ async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
     for i in 0..5 {
         rig.ctx
             .store
-            .append("feed", None, "ana", &json!(i))
+            .append("feed", None, "ana", &json!(i), no_deadline())
             .await
             .unwrap();
     }
@@ -643,7 +654,13 @@ async fn resubscribing_since_a_serial_replays_exactly_the_missed_messages() {
     for i in 0..1000 {
         published.push(
             store
-                .append("feed", Some(&format!("m{i}")), "ana", &json!({"i": i}))
+                .append(
+                    "feed",
+                    Some(&format!("m{i}")),
+                    "ana",
+                    &json!({"i": i}),
+                    no_deadline(),
+                )
                 .await
                 .unwrap()
                 .0
@@ -1072,6 +1089,12 @@ async fn the_authorizer_allows_valid_tokens_only() {
     );
 }
 
+/// Takes one from a count of times left, if any is.
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 /// Answers the next `left` `TransactWriteItems` as DynamoDB does when a transaction's item is
 /// over its partition's or table's throughput: `TransactionCanceledException` with the
 /// cancellation reason `ThrottlingError` ("TransactWriteItems", DynamoDB API Reference).
@@ -1085,12 +1108,7 @@ impl wsctl_tests::proxy::Behaviour for ThrottleTransactions {
         call: &wsctl_tests::proxy::Call,
         _req: &wsctl_tests::proxy::Exchange,
     ) -> Option<wsctl_tests::proxy::Reply> {
-        if call.operation != "TransactWriteItems"
-            || self
-                .left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_err()
-        {
+        if call.operation != "TransactWriteItems" || !take_one(&self.left) {
             return None;
         }
         let kind = "com.amazonaws.dynamodb.v20120810#TransactionCanceledException";
@@ -1118,16 +1136,14 @@ async fn a_throttled_history_write_loses_no_serial() {
     let throttle = Arc::new(ThrottleTransactions {
         left: AtomicUsize::new(4),
     });
-    let proxy = wsctl_tests::proxy::Proxy::with(&rig.moto_url(), vec![Box::new(throttle.clone())]);
-    let mut store = rig.ctx.store.clone();
-    store.db = aws_sdk_dynamodb::Client::new(&wsctl_tests::sdk(&proxy.url()).await);
+    let (_proxy, store) = rig.store_behind(throttle.clone()).await;
     let (first, _) = store
-        .append("throttled", Some("a"), "ana", &json!(1))
+        .append("throttled", Some("a"), "ana", &json!(1), no_deadline())
         .await
         .expect("a throttled write is written once the throttle passes");
     assert_eq!(throttle.left.load(Ordering::SeqCst), 0, "it was throttled");
     let (second, _) = store
-        .append("throttled", None, "ana", &json!(2))
+        .append("throttled", None, "ana", &json!(2), no_deadline())
         .await
         .expect("append");
     assert_eq!((first.serial, second.serial), (1, 2));
@@ -1143,6 +1159,116 @@ async fn a_throttled_history_write_loses_no_serial() {
         .expect("history");
     let serials: Vec<u64> = page.messages.iter().map(|m| m.serial).collect();
     assert_eq!(serials, [1, 2], "no gap");
+}
+
+/// A publish against a key DynamoDB keeps throttling gives up by its deadline: every attempt
+/// is one request the store schedules (the SDK's own retries would back off unseen), and none
+/// starts after the deadline, so the message function answers in time rather than being cut
+/// off by its timeout with the frame unanswered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_keys_write_is_given_up_at_its_deadline_not_after() {
+    let rig = rig(5000).await;
+    let throttle = Arc::new(ThrottleTransactions {
+        left: AtomicUsize::new(usize::MAX),
+    });
+    let (proxy, store) = rig.store_behind(throttle.clone()).await;
+    let transactions = || {
+        proxy
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "TransactWriteItems")
+            .count()
+    };
+    // Out of time already: one attempt, no retry.
+    let e = store
+        .append(
+            "hot",
+            Some("a"),
+            "ana",
+            &json!(1),
+            tokio::time::Instant::now(),
+        )
+        .await
+        .expect_err("throttled");
+    assert!(e.throttled, "{e}");
+    assert_eq!(transactions(), 1, "no retry starts after the deadline");
+    // With time to spare, the store's own attempts and no more.
+    proxy.clear();
+    let e = store
+        .append("hot", Some("b"), "ana", &json!(2), no_deadline())
+        .await
+        .expect_err("throttled");
+    assert!(e.throttled, "{e}");
+    assert_eq!(
+        transactions(),
+        11,
+        "the first attempt and ten retries, each one request"
+    );
+    // The serials the refused publishes took are gaps; the next message takes the next one.
+    let throttled = throttle.left.swap(0, Ordering::SeqCst);
+    assert!(throttled > 0);
+    let (next, duplicate) = store
+        .append("hot", Some("a"), "ana", &json!(1), no_deadline())
+        .await
+        .expect("the key cooled down");
+    assert_eq!(
+        (next.serial, duplicate),
+        (3, false),
+        "refused ids are not taken"
+    );
+}
+
+/// Answers a committed TransactWriteItems with a 500, as a connection lost after the commit
+/// looks to the caller.
+struct LoseCommittedAnswers {
+    left: AtomicUsize,
+}
+
+impl wsctl_tests::proxy::Behaviour for LoseCommittedAnswers {
+    fn rewrite(
+        &self,
+        call: &wsctl_tests::proxy::Call,
+        _req: &wsctl_tests::proxy::Exchange,
+        reply: &mut wsctl_tests::proxy::Reply,
+    ) {
+        if call.operation == "TransactWriteItems" && reply.status == 200 && take_one(&self.left) {
+            *reply = wsctl_tests::proxy::Reply::error(
+                500,
+                "InternalServerError",
+                "Internal server error",
+            );
+        }
+    }
+}
+
+/// A message whose write committed but whose answer was lost is retried, found to be its own
+/// (its id holds this publish's serial) and stored once: new, so it is delivered, not taken
+/// for a duplicate of itself and dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_whose_answer_was_lost_is_stored_once_and_counts_as_new() {
+    let rig = rig(5000).await;
+    let lose = Arc::new(LoseCommittedAnswers {
+        left: AtomicUsize::new(1),
+    });
+    let (_proxy, store) = rig.store_behind(lose.clone()).await;
+    let data = json!({"text": "hi"});
+    let publish = || store.append("lost", Some("m1"), "ana", &data, no_deadline());
+    let (message, duplicate) = publish().await.expect("stored");
+    assert_eq!(lose.left.load(Ordering::SeqCst), 0, "an answer was lost");
+    assert_eq!((message.serial, duplicate), (1, false));
+    let (again, duplicate) = publish().await.expect("the same id again");
+    assert_eq!((again.serial, duplicate), (1, true), "a real repeat is one");
+    let page = store
+        .history(
+            "lost",
+            Some(0),
+            None,
+            100,
+            wsctl_functions::protocol::MAX_FRAME_BYTES,
+        )
+        .await
+        .expect("history");
+    assert_eq!(page.messages.len(), 1, "stored once");
 }
 
 /// Stores `holder` subscribed and present in `channels`, with `watcher` subscribed to each.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wsctl_functions::handlers::{self, publish};
 
 use crate::functions::{ALL, Rig, event, frames, rig};
+use wsctl_tests::no_deadline;
 
 async fn send(rig: &Rig, conn: &str, body: &Value, cap: &str) {
     handlers::message::handle(
@@ -157,7 +158,7 @@ async fn replay_needs_the_history_grant_and_is_bounded() {
     for i in 0..1500 {
         rig.ctx
             .store
-            .append("feed", None, "ana", &json!({"i": i}))
+            .append("feed", None, "ana", &json!({"i": i}), no_deadline())
             .await
             .unwrap();
     }
@@ -241,6 +242,7 @@ async fn replay_needs_the_history_grant_and_is_bounded() {
                 None,
                 "ana",
                 &json!({"i": i, "pad": "x".repeat(100 * 1024)}),
+                no_deadline(),
             )
             .await
             .unwrap();

@@ -221,7 +221,7 @@ pub async fn publish(
     let from = from.unwrap_or(protocol::SERVER_USER);
     let (message, duplicate) = ctx
         .store
-        .append(channel, id, from, data)
+        .append(channel, id, from, data, cutoff(deadline))
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let serial = Some(message.serial);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use serde_json::Value;
 
@@ -11,6 +11,14 @@ use crate::auth::now;
 use crate::protocol::Message;
 
 use super::*;
+
+/// Retries of one message's write at most, however much time is left.
+const MAX_RETRIES: u32 = 10;
+
+/// A `ClientRequestToken` (1 to 36 characters) for one message's transaction.
+fn request_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
 
 impl Store {
     /// The latest serial of a channel (0 before its first message).
@@ -31,13 +39,14 @@ impl Store {
     /// Stores a message under the next serial of its channel. With a client id, a repeat by
     /// the same publisher returns the first serial and `true` (already published) instead of
     /// storing again. Ids are the publisher's own: another user's publish with the same id is
-    /// a different message.
+    /// a different message. No retry of the write starts after `by`.
     pub async fn append(
         &self,
         channel: &str,
         id: Option<&str>,
         from: &str,
         data: &Value,
+        by: tokio::time::Instant,
     ) -> Result<(Message, bool), StoreError> {
         let t = &self.tables.counters;
         // Length-prefixed, so no user and id pair can spell another pair's key.
@@ -107,15 +116,28 @@ impl Store {
         // Transactions on one channel conflict under concurrent publishes, DynamoDB throttles
         // a partition or table over its throughput (a `ThrottlingError` cancellation reason,
         // or a throttling error of the call: "TransactWriteItems", DynamoDB API Reference) and
-        // may answer 5xx. All are safe to retry, the condition keeps a retry from duplicating,
-        // and the serial this publish took is only kept if its message is written: so it is
-        // retried, with jittered backoff up to about five seconds in all, rather than lost.
+        // may answer 5xx or lose the connection. All are safe to retry: the serial this
+        // publish took is only kept if its message is written, and one `ClientRequestToken`
+        // for every attempt makes a repeat of a transaction that did commit succeed again
+        // rather than fail ("Providing a ClientRequestToken makes the call to
+        // TransactWriteItems idempotent", ibid.). The SDK's own retries are off for this call
+        // (each `send` would otherwise back off for up to three seconds of its own, unseen by
+        // the deadline), so every attempt is scheduled here, and none starts after `by`: a
+        // hot key is answered in time to tell the publisher when to try again, where waiting
+        // on would outlast the function and leave the frame with no answer at all.
+        let token = request_token();
         let mut attempt = 0u32;
         let written = loop {
             let result = self
                 .db
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(&token)
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default()
+                        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await;
             let transient = match &result {
@@ -127,24 +149,37 @@ impl Store {
                         || e.as_service_error()
                             .and_then(|s| s.code())
                             .is_some_and(super::is_throttling);
+                    let lost = matches!(
+                        e,
+                        SdkError::DispatchFailure(_)
+                            | SdkError::TimeoutError(_)
+                            | SdkError::ResponseError(_)
+                    );
                     !reasons.iter().any(|c| c == "ConditionalCheckFailed")
                         && (throttled
+                            || lost
                             || reasons.iter().any(|c| c == "TransactionConflict")
                             || e.raw_response()
                                 .is_some_and(|r| r.status().is_server_error()))
                 }
                 Ok(_) => false,
             };
-            if !transient || attempt >= 10 {
+            if !transient || attempt >= MAX_RETRIES {
                 break result;
             }
             attempt += 1;
             let ceiling = Duration::from_millis((10u64 << attempt).min(1000));
-            tokio::time::sleep(ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+            let wait = ceiling.mul_f64(0.5 + fastrand::f64() / 2.0);
+            if tokio::time::Instant::now() + wait >= by {
+                break result;
+            }
+            tokio::time::sleep(wait).await;
         };
         match written {
             Ok(_) => Ok((message, false)),
-            // A concurrent publish of the same id won the race: its serial is the one.
+            // A concurrent publish of the same id won the race: its serial is the one. Unless
+            // the serial is this publish's own: an attempt whose answer was lost did commit
+            // (where the store ignores the request token), and the message is new.
             Err(e)
                 if dedupe_key.is_some()
                     && cancellation_codes(&e)
@@ -155,6 +190,9 @@ impl Store {
                     .first_serial(dedupe_key.as_deref().unwrap_or_default())
                     .await?
                     .unwrap_or(serial);
+                if first == serial {
+                    return Ok((message, false));
+                }
                 Ok((self.message(channel, first).await?.unwrap_or(message), true))
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Sender, Stored, advance, announce, hold_channel, rate_limited};
+use super::{Sender, Stored, Work, advance, announce, hold_channel, rate_limited};
 use crate::Services;
 use crate::limits;
 use crate::protocol::{
@@ -97,7 +97,7 @@ pub(super) async fn publish(
     data: &Value,
     id: Option<&str>,
     seq: Option<u64>,
-    stored: &mut Option<Stored>,
+    work: &mut Work,
 ) -> Answer {
     let (store, connection, user) = (&ctx.store, sender.connection.as_str(), &sender.user);
     let refused = |code, message, retry_after_ms| {
@@ -154,7 +154,7 @@ pub(super) async fn publish(
             )]);
         }
     }
-    let appended = store.append(channel, id, user, data).await;
+    let appended = store.append(channel, id, user, data, work.by).await;
     if let Some(seq) = seq {
         advance(ctx, connection, seq).await;
     }
@@ -170,7 +170,7 @@ pub(super) async fn publish(
     // fan-out to start.
     if !duplicate {
         ctx.event(|| crate::events::Event::message(&message));
-        *stored = Some(Stored {
+        work.stored = Some(Stored {
             channel: channel.into(),
             serial,
             id: id.map(str::to_string),

@@ -33,7 +33,10 @@ pub async fn handle_by(
 ) -> ApiGatewayProxyResponse {
     let connection = super::connection_id(&event.request_context);
     let body = event.body.as_deref().unwrap_or_default();
-    let mut stored = None;
+    let mut work = Work {
+        by: settle_by(deadline),
+        stored: None,
+    };
     let parsed = protocol::parse(body);
     let (action, channel) = match &parsed {
         Ok(f) => (
@@ -58,7 +61,7 @@ pub async fn handle_by(
             Err(e) => vec![internal(None, &e)],
         },
         Ok(frame) => match identity(ctx, event, &connection).await {
-            Ok(sender) => answer(ctx, sender, &frame, &mut stored)
+            Ok(sender) => answer(ctx, sender, &frame, &mut work)
                 .await
                 .unwrap_or_else(|e| vec![internal(Some(&frame), &e)]),
             Err(e) => {
@@ -78,7 +81,7 @@ pub async fn handle_by(
     tracing::info!(
         action = action.as_deref().unwrap_or("none"),
         channel = channel.as_deref(),
-        serial = stored.as_ref().map(|s: &Stored| s.serial),
+        serial = work.stored.as_ref().map(|s: &Stored| s.serial),
         refused,
         "frame"
     );
@@ -87,7 +90,7 @@ pub async fn handle_by(
     if let Some(code) = refused {
         crate::metrics::add_by("Refusals", "Code", code, 1.0);
     }
-    if stored.is_some() {
+    if work.stored.is_some() {
         crate::metrics::add("Publishes", 1.0);
     }
     let ends = frames.iter().any(|f| {
@@ -102,7 +105,7 @@ pub async fn handle_by(
             tracing::warn!(error = ?e, "reply to sender failed");
         }
     }
-    if let Some(stored) = stored {
+    if let Some(stored) = work.stored {
         deliver(ctx, &connection, stored, deadline).await;
     }
     if ends {
@@ -114,6 +117,27 @@ pub async fn handle_by(
         }
     }
     super::ok()
+}
+
+/// What a frame's own work may take of the invocation: the rest is for its answer and, for a
+/// message, its delivery (the first posts, a hand-off of what is left).
+const ANSWER_ROOM: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// When no retry of the frame's writes may start any more: [`ANSWER_ROOM`] (or, in a short
+/// invocation, half of what is left) before `deadline`. Without a deadline (a test, a local
+/// call), the retries' own count bounds them.
+fn settle_by(deadline: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    match deadline {
+        Some(d) => d - ANSWER_ROOM.min(d.saturating_duration_since(now) / 2),
+        None => now + std::time::Duration::from_secs(900),
+    }
+}
+
+/// One frame's work: when its writes must settle, and the message it stored, if any.
+struct Work {
+    by: Instant,
+    stored: Option<Stored>,
 }
 
 /// A message a `publish` frame stored, delivered once the sender has its ack.
@@ -204,7 +228,7 @@ async fn answer(
     ctx: &Services,
     mut sender: Sender,
     frame: &ClientFrame,
-    stored: &mut Option<Stored>,
+    work: &mut Work,
 ) -> Result<Vec<ServerFrame>, StoreError> {
     let (admitted, item) =
         admit(ctx, &sender.connection, Some((frame, &sender.session.caps))).await?;
@@ -246,7 +270,7 @@ async fn answer(
             );
         }
     }
-    act(ctx, &sender, frame, stored).await
+    act(ctx, &sender, frame, work).await
 }
 
 /// An `auth` frame: the fresh token replaces the connection's, for the same user. Channels
@@ -477,7 +501,7 @@ async fn act(
     ctx: &Services,
     sender: &Sender,
     frame: &ClientFrame,
-    stored: &mut Option<Stored>,
+    work: &mut Work,
 ) -> Result<Vec<ServerFrame>, StoreError> {
     // A refused frame touches nothing, not even the publish order: a numbered publish after
     // it waits out `Services::seq_patience` once and goes on.
@@ -498,7 +522,7 @@ async fn act(
             data,
             id,
             seq,
-        } => actions::publish(ctx, sender, channel, data, id.as_deref(), *seq, stored).await,
+        } => actions::publish(ctx, sender, channel, data, id.as_deref(), *seq, work).await,
         ClientFrame::History {
             channel,
             since,
