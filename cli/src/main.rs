@@ -10,6 +10,7 @@ mod config;
 mod engine;
 mod error;
 mod glibc;
+mod interrupt;
 mod local;
 mod names;
 mod output;

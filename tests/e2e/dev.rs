@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_apigatewaymanagement as mgmt;
 use serde_json::{Value, json};
 use wsctl_tests::dev::{Client, Dev, Refused, dev_config, http};
-use wsctl_tests::no_deadline;
+use wsctl_tests::{ctrl_c, no_deadline};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -1248,13 +1248,7 @@ async fn tail_shows_connects_subscribes_messages_and_disconnects() {
         dropped,
     );
 
-    unsafe {
-        libc::kill(tail.id() as i32, libc::SIGINT);
-    }
-    assert!(
-        tail.wait().expect("tail exits").success(),
-        "Ctrl-C ends tail cleanly"
-    );
+    assert!(ctrl_c(&mut tail, T).success(), "Ctrl-C ends tail cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use serde_json::{Value, json};
+use wsctl_tests::ctrl_c;
 use wsctl_tests::dev::{Dev, dev_config};
 
 use crate::dev::wsctl;
@@ -263,11 +264,8 @@ async fn logs_follow_one_connection_through_every_function_in_order() {
         count,
         "polls repeat nothing"
     );
-    unsafe {
-        libc::kill(follower.id() as i32, libc::SIGINT);
-    }
     assert!(
-        follower.wait().expect("exits").success(),
+        ctrl_c(&mut follower, Duration::from_secs(10)).success(),
         "Ctrl-C ends it cleanly"
     );
 }

@@ -20,6 +20,26 @@ use std::time::{Duration, Instant};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 
+/// Sends `child` a Ctrl-C (SIGINT) and returns how it exited; a child still running `within`
+/// later is killed and fails the test, rather than hanging the suite.
+pub fn ctrl_c(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {within:?} after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A store write's deadline far enough away that only its attempts' count bounds its retries.
 pub fn no_deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(60)

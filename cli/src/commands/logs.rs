@@ -21,6 +21,7 @@ use crate::args::LogsArgs;
 use crate::aws::AwsArgs;
 use crate::config::Config;
 use crate::error::Error;
+use crate::interrupt::CtrlC;
 use crate::local::events::epoch_ms;
 use crate::output::Printer;
 use crate::stack::Stack;
@@ -87,12 +88,13 @@ pub async fn run(
         return Ok(());
     }
     eprintln!("following {} log group(s); Ctrl-C stops", groups.len());
+    let mut stop = CtrlC::listen();
     // Every event up to here has been read once.
     let mut read_to = now;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = stop.pressed() => return Ok(()),
         }
         let polled_at = epoch_ms() as i64;
         let from = (read_to - LATE.as_millis() as i64).max(start);

@@ -15,6 +15,7 @@ use crate::args::TailArgs;
 use crate::aws::{AwsArgs, CallContext};
 use crate::config::Config;
 use crate::error::Error;
+use crate::interrupt::CtrlC;
 use crate::output::Printer;
 use crate::stack::{Stack, scan, subscriber_ids};
 
@@ -76,6 +77,7 @@ pub async fn run(
             }
         });
     }
+    let mut stop = CtrlC::listen();
     let channels: BTreeSet<String> = args.channel.iter().cloned().collect();
     // The first read is the baseline: only changes after it are printed, so the note that
     // says tail is running comes after it.
@@ -91,9 +93,12 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = stop.pressed() => return Ok(()),
         }
-        let (conns, subs) = snapshot(&store, &channels).await?;
+        let (conns, subs) = tokio::select! {
+            read = snapshot(&store, &channels) => read?,
+            _ = stop.pressed() => return Ok(()),
+        };
         for (id, user) in conns.iter().filter(|(id, _)| !old_conns.contains_key(*id)) {
             emit(Event::Connect {
                 connection: id.clone(),
