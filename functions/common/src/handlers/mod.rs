@@ -12,6 +12,16 @@ use serde_json::Value;
 
 use crate::auth::Capabilities;
 
+/// `room` before `deadline`, or half of what is left when that is less: when an invocation
+/// that must be done by `deadline` starts nothing new, keeping time to finish what it began.
+pub(crate) fn short_of(
+    deadline: tokio::time::Instant,
+    room: std::time::Duration,
+) -> tokio::time::Instant {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    deadline - room.min(left / 2)
+}
+
 pub fn ok() -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
     r.status_code = 200;

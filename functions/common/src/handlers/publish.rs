@@ -109,9 +109,7 @@ const MARGIN: Duration = Duration::from_secs(7);
 
 /// When an invocation that must be done by `deadline` stops sending.
 fn cutoff(deadline: Instant) -> Instant {
-    let now = Instant::now();
-    let left = deadline.saturating_duration_since(now);
-    deadline - MARGIN.min(left / 2)
+    super::short_of(deadline, MARGIN)
 }
 
 /// `request` is the invocation's request id, which Lambda keeps across its retries. Without a

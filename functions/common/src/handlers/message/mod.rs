@@ -127,10 +127,9 @@ const ANSWER_ROOM: std::time::Duration = std::time::Duration::from_secs(2);
 /// invocation, half of what is left) before `deadline`. Without a deadline (a test, a local
 /// call), the retries' own count bounds them.
 fn settle_by(deadline: Option<Instant>) -> Instant {
-    let now = Instant::now();
     match deadline {
-        Some(d) => d - ANSWER_ROOM.min(d.saturating_duration_since(now) / 2),
-        None => now + std::time::Duration::from_secs(900),
+        Some(d) => super::short_of(d, ANSWER_ROOM),
+        None => Instant::now() + std::time::Duration::from_secs(900),
     }
 }
 
